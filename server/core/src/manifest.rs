@@ -1,0 +1,410 @@
+//! `lane.toml`, the per-repository service manifest, and `lane-workspace.toml`, the list of
+//! services that make up a baseline. Parsing is pure: callers read the file and pass its text and
+//! path, and every error carries file, line and column.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::duration::parse_duration;
+use crate::id::ServiceId;
+
+/// The manifest's file name at a service repository's root.
+pub const MANIFEST_FILE: &str = "lane.toml";
+/// The baseline workspace file.
+pub const WORKSPACE_FILE: &str = "lane-workspace.toml";
+/// The placeholder replaced by the allocated port in run commands and health URLs.
+pub const PORT_PLACEHOLDER: &str = "{port}";
+
+/// A manifest error with its position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ManifestError {
+    pub path: PathBuf,
+    /// 1-based line and column, when the error has a position.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+/// Translates a byte span of `source` into a 1-based line and column (columns count characters).
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = &source[..source.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+fn error_at(path: &Path, source: &str, span: Option<Range<usize>>, message: String) -> ManifestError {
+    let (line, column) = span.map_or((1, 1), |s| line_col(source, s.start));
+    ManifestError {
+        path: path.to_owned(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// How the supervisor knows an instance is ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheck {
+    /// `GET http://127.0.0.1:{port}<path>` answers 2xx.
+    Http { path: String },
+    /// A TCP connection to the port succeeds.
+    Tcp,
+    /// A shell command exits 0 (`{port}` is replaced).
+    Command { command: String },
+}
+
+/// The wire protocol the service speaks; the router serves both, this only changes the hints
+/// the tools print (curl or grpcurl).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Http,
+    Grpc,
+}
+
+/// A validated `lane.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub service: ServiceId,
+    pub protocol: Protocol,
+    /// Shell command that builds the service, run in the repository root.
+    pub build: Option<String>,
+    pub build_timeout: Duration,
+    /// Shell command that runs the service; `{port}` is replaced (also exported as `PORT`).
+    pub run: String,
+    pub env: BTreeMap<String, String>,
+    pub health: HealthCheck,
+    pub health_timeout: Duration,
+    pub backend: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    app: Spanned<String>,
+    proc: Spanned<String>,
+    #[serde(default)]
+    protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    build: Option<RawBuild>,
+    run: RawRun,
+    #[serde(default)]
+    health: Option<RawHealth>,
+    #[serde(default)]
+    backend: Option<RawBackend>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    command: String,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    command: Spanned<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    #[serde(default)]
+    http: Option<Spanned<String>>,
+    #[serde(default)]
+    tcp: Option<bool>,
+    #[serde(default)]
+    command: Option<String>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    kind: Spanned<String>,
+}
+
+const BACKENDS: &[&str] = &["local", "consul", "kubernetes"];
+
+fn duration_field(
+    path: &Path,
+    source: &str,
+    field: &Option<Spanned<String>>,
+    default: Duration,
+    name: &str,
+) -> Result<Duration, ManifestError> {
+    match field {
+        None => Ok(default),
+        Some(v) => parse_duration(v.get_ref())
+            .map_err(|e| error_at(path, source, Some(v.span()), format!("{name}: {e}"))),
+    }
+}
+
+impl Manifest {
+    /// Parses and validates a manifest. `path` is only used in error messages.
+    pub fn parse(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
+        let raw: RawManifest = toml::from_str(source).map_err(|e| {
+            error_at(path, source, e.span(), e.message().trim_end().to_owned())
+        })?;
+        let app = &raw.app;
+        let service = ServiceId::new(app.get_ref(), "x")
+            .map_err(|e| error_at(path, source, Some(app.span()), format!("app: {e}")))
+            .and_then(|_| {
+                ServiceId::new(app.get_ref(), raw.proc.get_ref()).map_err(|e| {
+                    error_at(path, source, Some(raw.proc.span()), format!("proc: {e}"))
+                })
+            })?;
+        let protocol = match raw.protocol.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
+            None | Some(("http", _)) => Protocol::Http,
+            Some(("grpc", _)) => Protocol::Grpc,
+            Some((other, span)) => {
+                return Err(error_at(
+                    path,
+                    source,
+                    Some(span),
+                    format!("protocol: `{other}` is not one of `http`, `grpc`"),
+                ));
+            }
+        };
+        let run = raw.run.command.get_ref().trim().to_owned();
+        if run.is_empty() {
+            return Err(error_at(
+                path,
+                source,
+                Some(raw.run.command.span()),
+                "run.command is empty; give the shell command that starts the service".into(),
+            ));
+        }
+        let health_raw = raw.health.unwrap_or(RawHealth {
+            http: None,
+            tcp: None,
+            command: None,
+            timeout: None,
+        });
+        let chosen = [
+            health_raw.http.is_some(),
+            health_raw.tcp == Some(true),
+            health_raw.command.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if chosen > 1 {
+            return Err(error_at(
+                path,
+                source,
+                health_raw.http.as_ref().map(|h| h.span()),
+                "health: set only one of `http`, `tcp` and `command`".into(),
+            ));
+        }
+        let health = if let Some(http) = &health_raw.http {
+            if !http.get_ref().starts_with('/') {
+                return Err(error_at(
+                    path,
+                    source,
+                    Some(http.span()),
+                    format!("health.http: `{}` must be a path starting with `/`", http.get_ref()),
+                ));
+            }
+            HealthCheck::Http {
+                path: http.get_ref().clone(),
+            }
+        } else if let Some(command) = health_raw.command {
+            HealthCheck::Command { command }
+        } else {
+            HealthCheck::Tcp
+        };
+        let health_timeout = duration_field(
+            path,
+            source,
+            &health_raw.timeout,
+            Duration::from_secs(30),
+            "health.timeout",
+        )?;
+        let (build, build_timeout) = match raw.build {
+            None => (None, Duration::from_secs(600)),
+            Some(b) => (
+                Some(b.command),
+                duration_field(path, source, &b.timeout, Duration::from_secs(600), "build.timeout")?,
+            ),
+        };
+        let backend = match raw.backend {
+            None => "local".to_owned(),
+            Some(b) if BACKENDS.contains(&b.kind.get_ref().as_str()) => b.kind.into_inner(),
+            Some(b) => {
+                return Err(error_at(
+                    path,
+                    source,
+                    Some(b.kind.span()),
+                    format!(
+                        "backend.kind: `{}` is not one of {}",
+                        b.kind.get_ref(),
+                        BACKENDS.join(", ")
+                    ),
+                ));
+            }
+        };
+        Ok(Manifest {
+            service,
+            protocol,
+            build,
+            build_timeout,
+            run,
+            env: raw.run.env,
+            health,
+            health_timeout,
+            backend,
+        })
+    }
+
+    /// The run command with the port filled in.
+    pub fn run_command(&self, port: u16) -> String {
+        self.run.replace(PORT_PLACEHOLDER, &port.to_string())
+    }
+}
+
+/// `lane-workspace.toml`: the services whose baseline versions `lane baseline up` runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    /// Service directories, relative to the workspace file's directory.
+    pub services: Vec<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspace {
+    service: Vec<RawWorkspaceService>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspaceService {
+    path: String,
+}
+
+impl Workspace {
+    pub fn parse(path: &Path, source: &str) -> Result<Workspace, ManifestError> {
+        let raw: RawWorkspace = toml::from_str(source).map_err(|e| {
+            error_at(path, source, e.span(), e.message().trim_end().to_owned())
+        })?;
+        Ok(Workspace {
+            services: raw.service.into_iter().map(|s| PathBuf::from(s.path)).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(Path::new("svc/lane.toml"), src)
+    }
+
+    #[test]
+    fn full_manifest() {
+        let m = parse(
+            r#"
+app = "shop"
+proc = "cart"
+protocol = "grpc"
+
+[build]
+command = "cargo build"
+timeout = "5m"
+
+[run]
+command = "./cart --port {port}"
+env = { RUST_LOG = "info" }
+
+[health]
+http = "/healthz"
+timeout = "10s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.service.as_str(), "shop.cart");
+        assert_eq!(m.protocol, Protocol::Grpc);
+        assert_eq!(m.build.as_deref(), Some("cargo build"));
+        assert_eq!(m.build_timeout, Duration::from_secs(300));
+        assert_eq!(m.run_command(8080), "./cart --port 8080");
+        assert_eq!(m.env["RUST_LOG"], "info");
+        assert_eq!(m.health, HealthCheck::Http { path: "/healthz".into() });
+        assert_eq!(m.health_timeout, Duration::from_secs(10));
+        assert_eq!(m.backend, "local");
+    }
+
+    #[test]
+    fn minimal_manifest_defaults_to_tcp_health() {
+        let m = parse("app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x {port}\"\n").unwrap();
+        assert_eq!(m.health, HealthCheck::Tcp);
+        assert_eq!(m.build, None);
+    }
+
+    #[test]
+    fn errors_have_positions() {
+        let cases: &[(&str, &str)] = &[
+            ("app = \"a\"\nproc = \"b\"\n[run\n", "svc/lane.toml:3:5: "),
+            ("app = \"a\"\nproc = \"B\"\n[run]\ncommand = \"x\"\n", "svc/lane.toml:2:8: proc: proc name `B`"),
+            ("app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\ncolour = 1\n", "svc/lane.toml:5:1: unknown field `colour`"),
+            ("app = \"a\"\nproc = \"b\"\n", "svc/lane.toml:1:1: missing field `run`"),
+            ("app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"  \"\n", "svc/lane.toml:4:11: run.command is empty"),
+            ("app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[health]\ntimeout = \"soon\"\n", "svc/lane.toml:6:11: health.timeout: `soon` is not a duration"),
+            ("app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[health]\nhttp = \"healthz\"\n", "svc/lane.toml:6:8: health.http"),
+            ("app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[backend]\nkind = \"nomad\"\n", "svc/lane.toml:6:8: backend.kind: `nomad`"),
+            ("app = 1\n", "svc/lane.toml:1:7: invalid type"),
+        ];
+        for (src, want) in cases {
+            let err = parse(src).unwrap_err().to_string();
+            assert!(err.starts_with(want), "want {want:?}\n got {err:?}");
+        }
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé\nx", 0), (1, 1));
+        assert_eq!(line_col("ab\ncé\nx", 3), (2, 1));
+        assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
+        assert_eq!(line_col("ab", 99), (1, 3));
+    }
+
+    #[test]
+    fn workspace_file() {
+        let w = Workspace::parse(
+            Path::new("lane-workspace.toml"),
+            "[[service]]\npath = \"a\"\n[[service]]\npath = \"b\"\n",
+        )
+        .unwrap();
+        assert_eq!(w.services, [PathBuf::from("a"), PathBuf::from("b")]);
+        let err = Workspace::parse(Path::new("w.toml"), "[[service]]\nname = \"a\"\n").unwrap_err();
+        assert_eq!((err.line, err.column), (2, 1));
+    }
+}
