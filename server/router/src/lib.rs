@@ -1,1 +1,453 @@
-pub fn placeholder() {}
+//! `lane-router`: the lane-aware reverse proxy (HTTP/1.1 and h2c on one listener) and the `lane proxy`
+//! forward proxy that stamps the lane header on a developer's own requests.
+//!
+//! A request for `<proc>.<app>.localhost[:port]` is for service `<app>.<proc>`. Its lane value comes
+//! from the lane header (`x-lane` by default) or the `lane` entry of `baggage`
+//! ([`lane_core::header::lane_value`]); [`lane_core::RoutingTable::route`] picks the lane and its
+//! targets, and the router balances round-robin across them. Every proxied response gets
+//! `x-lane-served-by: <app>.<proc>@<lane>` prepended to whatever the upstream already said, so a
+//! multi-hop response lists the outermost hop first.
+//!
+//! **Architecture invariant:** the router makes no routing decision of its own; the table's
+//! [`route`](lane_core::RoutingTable::route) does. Each request takes one `Arc` snapshot of the table,
+//! so a [`TableHandle::update`] affects the next request and never an in-flight one.
+
+mod forward;
+mod host;
+pub mod proxy;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use http::header::{self, Entry, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use lane_core::{Decision, LaneRef, LaneValue, ServiceId};
+
+use crate::forward::{
+    Clients, RouterBody, error_chain, header_text, strip_hop_by_hop, text_response,
+};
+use crate::host::HostKind;
+
+pub use crate::host::SERVICE_DOMAIN;
+
+/// The routing table the router serves from: instances are socket addresses.
+pub type Table = lane_core::RoutingTable<SocketAddr>;
+
+/// The header the router adds to every proxied response.
+pub const SERVED_BY_HEADER: HeaderName = HeaderName::from_static("x-lane-served-by");
+/// The header the router adds when the request's lane value was invalid (and it went to baseline).
+pub const INVALID_HEADER: HeaderName = HeaderName::from_static("x-lane-invalid");
+/// The default lane header.
+pub const DEFAULT_LANE_HEADER: HeaderName = HeaderName::from_static("x-lane");
+const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+
+/// Router settings.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// The header that carries the lane id (`x-lane` by default). `baggage: lane=<id>` is read too.
+    pub lane_header: HeaderName,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            lane_header: DEFAULT_LANE_HEADER,
+        }
+    }
+}
+
+/// Shared, swappable routing table. Cheap to clone. Updating never fails in-flight requests: each
+/// request holds the snapshot it started with.
+#[derive(Clone)]
+pub struct TableHandle {
+    current: Arc<RwLock<Arc<Table>>>,
+}
+
+impl TableHandle {
+    pub fn new(table: Table) -> Self {
+        TableHandle {
+            current: Arc::new(RwLock::new(Arc::new(table))),
+        }
+    }
+
+    /// Replaces the table; the next request routes with it.
+    pub fn update(&self, table: Table) {
+        let table = Arc::new(table);
+        let old = {
+            let mut slot = self.current.write().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *slot, table)
+        };
+        drop(old); // outside the lock: the last reference may free a large table
+    }
+
+    /// The table now in force.
+    pub fn current(&self) -> Arc<Table> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Default for TableHandle {
+    fn default() -> Self {
+        TableHandle::new(Table::default())
+    }
+}
+
+/// Requests routed so far to one service in one lane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficCount {
+    pub service: ServiceId,
+    /// The lane that served (after fallback), not the lane the request asked for.
+    pub lane: LaneRef,
+    pub requests: u64,
+}
+
+/// The lane router. Cheap to clone; clones share counters and the table.
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RouterConfig,
+    table: TableHandle,
+    clients: Clients,
+    next: AtomicUsize,
+    stats: Stats,
+}
+
+impl Router {
+    pub fn new(config: RouterConfig, table: TableHandle) -> Router {
+        Router {
+            inner: Arc::new(Inner {
+                config,
+                table,
+                clients: Clients::new(hyper_util::client::legacy::connect::dns::GaiResolver::new()),
+                next: AtomicUsize::new(0),
+                stats: Stats::new(),
+            }),
+        }
+    }
+
+    /// The table handle this router reads.
+    pub fn table(&self) -> &TableHandle {
+        &self.inner.table
+    }
+
+    /// Serves until `shutdown` resolves; HTTP/1.1 and h2c (prior knowledge) on the same listener.
+    /// After `shutdown`, stops accepting and waits (at most 10 s) for in-flight requests.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let inner = self.inner;
+        let service = hyper::service::service_fn(move |req| {
+            let inner = inner.clone();
+            async move { Ok::<_, Infallible>(inner.handle(req).await) }
+        });
+        forward::accept_loop(listener, service, shutdown).await
+    }
+
+    /// Requests counted so far per (service, lane that served), sorted.
+    pub fn traffic(&self) -> Vec<TrafficCount> {
+        self.inner.stats.traffic()
+    }
+
+    /// The Prometheus text the router serves at `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.inner.metrics()
+    }
+}
+
+impl Inner {
+    async fn handle(&self, req: Request<Incoming>) -> Response<RouterBody> {
+        let host = req.uri().authority().map(Authority::as_str).or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
+        let service = match host::classify(host) {
+            HostKind::Service(service) => service,
+            HostKind::Admin => return self.admin(&req),
+            HostKind::BadServiceHost(why) => {
+                let body = format!(
+                    "lane router: {why}\nservices this router knows: {}\n",
+                    self.known_services()
+                );
+                return self.counted(text(StatusCode::NOT_FOUND, body));
+            }
+        };
+
+        let headers = req.headers();
+        let value = lane_core::header::lane_value(
+            headers
+                .get_all(&self.config.lane_header)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            headers.get_all(BAGGAGE).iter().map(HeaderValue::as_bytes),
+        );
+        let invalid = match &value {
+            LaneValue::Invalid(why) => Some(header_text(why)),
+            _ => None,
+        };
+
+        let table = self.table.current();
+        let (lane, target) = match table.route(&service, &value) {
+            Decision::Serve { lane, targets } => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % targets.len();
+                (lane, targets[i])
+            }
+            Decision::UnknownService => {
+                drop(table);
+                let host = host.unwrap_or_default();
+                let body = format!(
+                    "lane router: no service `{service}` is registered (host `{host}`)\nservices this router knows: {}\n",
+                    self.known_services()
+                );
+                return self.counted(with_invalid(text(StatusCode::NOT_FOUND, body), invalid));
+            }
+            Decision::NoHealthyInstance => {
+                drop(table);
+                let wanted = match &value {
+                    LaneValue::Lane(lane) => {
+                        format!("in lane `{lane}`, the lanes it is stacked on, or baseline")
+                    }
+                    _ => "in baseline".to_owned(),
+                };
+                let body =
+                    format!("lane router: service `{service}` has no healthy instance {wanted}\n");
+                return self.counted(with_invalid(
+                    text(StatusCode::SERVICE_UNAVAILABLE, body),
+                    invalid,
+                ));
+            }
+        };
+        drop(table);
+
+        let served_by = self.stats.record(service, lane);
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = upstream_uri(target, path);
+        if parts.version != Version::HTTP_2 {
+            parts.version = Version::HTTP_11;
+        }
+        let client = self.clients.for_version(parts.version);
+        let upstream = Request::from_parts(parts, body);
+
+        let resp = match client.request(upstream).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let body = format!(
+                    "lane router: could not reach {} at {target}: {}\n",
+                    served_by.to_str().unwrap_or(""),
+                    error_chain(&e)
+                );
+                let mut resp = text(StatusCode::BAD_GATEWAY, body);
+                resp.headers_mut().insert(SERVED_BY_HEADER, served_by);
+                return self.counted(with_invalid(resp, invalid));
+            }
+        };
+        let mut resp = resp.map(RouterBody::Upstream);
+        let headers = resp.headers_mut();
+        strip_hop_by_hop(headers);
+        match headers.entry(SERVED_BY_HEADER) {
+            Entry::Vacant(slot) => {
+                slot.insert(served_by);
+            }
+            Entry::Occupied(mut slot) => {
+                let mut joined = served_by.as_bytes().to_vec();
+                for hop in slot.iter() {
+                    joined.extend_from_slice(b", ");
+                    joined.extend_from_slice(hop.as_bytes());
+                }
+                if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+                    slot.insert(joined);
+                }
+            }
+        }
+        self.counted(with_invalid(resp, invalid))
+    }
+
+    fn counted(&self, resp: Response<RouterBody>) -> Response<RouterBody> {
+        self.stats.status(resp.status());
+        resp
+    }
+
+    fn known_services(&self) -> String {
+        let table = self.table.current();
+        let mut names: Vec<&str> = table.services().map(ServiceId::as_str).collect();
+        if names.is_empty() {
+            return "(none)".to_owned();
+        }
+        names.sort_unstable();
+        names.join(", ")
+    }
+
+    fn admin(&self, req: &Request<Incoming>) -> Response<RouterBody> {
+        let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        match req.uri().path() {
+            "/healthz" if get => text(StatusCode::OK, "ok\n"),
+            "/metrics" if get => {
+                let mut resp = text(StatusCode::OK, self.metrics());
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp
+            }
+            path => text(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "lane router: nothing at `{path}` here. Services are served under \
+                     `<proc>.<app>.{SERVICE_DOMAIN}` hosts; this host serves GET /healthz and \
+                     GET /metrics.\nservices this router knows: {}\n",
+                    self.known_services()
+                ),
+            ),
+        }
+    }
+
+    fn metrics(&self) -> String {
+        let mut out = String::with_capacity(1024);
+        out.push_str("# HELP lane_router_up Whether the lane router is serving.\n");
+        out.push_str("# TYPE lane_router_up gauge\nlane_router_up 1\n");
+        out.push_str(
+            "# HELP lane_router_table_generation Generation of the routing table in force.\n",
+        );
+        out.push_str("# TYPE lane_router_table_generation gauge\n");
+        let _ = writeln!(
+            out,
+            "lane_router_table_generation {}",
+            self.table.current().generation()
+        );
+        out.push_str(
+            "# HELP lane_router_requests_total Requests routed, by service and the lane that served.\n",
+        );
+        out.push_str("# TYPE lane_router_requests_total counter\n");
+        for t in self.stats.traffic() {
+            let _ = writeln!(
+                out,
+                "lane_router_requests_total{{service=\"{}\",lane=\"{}\"}} {}",
+                t.service, t.lane, t.requests
+            );
+        }
+        out.push_str(
+            "# HELP lane_router_responses_total Responses to service requests, by status code.\n",
+        );
+        out.push_str("# TYPE lane_router_responses_total counter\n");
+        for (code, n) in self.stats.statuses.iter().enumerate() {
+            let n = n.load(Ordering::Relaxed);
+            if n > 0 {
+                let _ = writeln!(out, "lane_router_responses_total{{code=\"{code}\"}} {n}");
+            }
+        }
+        out
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<RouterBody> {
+    text_response(status, body)
+}
+
+fn with_invalid(
+    mut resp: Response<RouterBody>,
+    invalid: Option<HeaderValue>,
+) -> Response<RouterBody> {
+    if let Some(why) = invalid {
+        resp.headers_mut().insert(INVALID_HEADER, why);
+    }
+    resp
+}
+
+fn upstream_uri(target: SocketAddr, path: PathAndQuery) -> Uri {
+    let mut buf = String::with_capacity(24);
+    let _ = write!(buf, "{target}");
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Authority::from_maybe_shared(Bytes::from(buf)).ok();
+    parts.path_and_query = Some(path);
+    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("http://0.0.0.0/"))
+}
+
+/// Counters: requests per (service, lane served), with the cached served-by value, and responses by
+/// status code.
+struct Stats {
+    lanes: Mutex<HashMap<ServiceId, Vec<LaneStat>>>,
+    statuses: Box<[AtomicU64]>,
+}
+
+struct LaneStat {
+    lane: LaneRef,
+    requests: u64,
+    served_by: HeaderValue,
+}
+
+impl Stats {
+    fn new() -> Self {
+        Stats {
+            lanes: Mutex::new(HashMap::new()),
+            statuses: (0..600).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Counts one request and returns its `x-lane-served-by` value.
+    fn record(&self, service: ServiceId, lane: LaneRef) -> HeaderValue {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let stats = match lanes.get_mut(&service) {
+            Some(stats) => stats,
+            None => lanes.entry(service.clone()).or_default(),
+        };
+        if let Some(stat) = stats.iter_mut().find(|s| s.lane == lane) {
+            stat.requests += 1;
+            return stat.served_by.clone();
+        }
+        let served_by = HeaderValue::from_maybe_shared(Bytes::from(lane_core::naming::served_by(
+            &service, &lane,
+        )))
+        .unwrap_or_else(|_| HeaderValue::from_static("?"));
+        stats.push(LaneStat {
+            lane,
+            requests: 1,
+            served_by: served_by.clone(),
+        });
+        served_by
+    }
+
+    fn status(&self, status: StatusCode) {
+        if let Some(n) = self.statuses.get(usize::from(status.as_u16())) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn traffic(&self) -> Vec<TrafficCount> {
+        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<TrafficCount> = lanes
+            .iter()
+            .flat_map(|(service, stats)| {
+                stats.iter().map(|s| TrafficCount {
+                    service: service.clone(),
+                    lane: s.lane.clone(),
+                    requests: s.requests,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.service, &a.lane).cmp(&(&b.service, &b.lane)));
+        out
+    }
+}

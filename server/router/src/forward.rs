@@ -1,0 +1,282 @@
+//! What the router and the lane proxy share: the response body type, the upstream clients and the
+//! header surgery a proxy must do (hop-by-hop headers).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// The body of every response the router sends: streamed from upstream, or a small one it made.
+pub(crate) enum RouterBody {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+impl RouterBody {
+    pub(crate) fn text(text: impl Into<Bytes>) -> Self {
+        RouterBody::Full(Some(text.into()))
+    }
+}
+
+impl Body for RouterBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RouterBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            RouterBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RouterBody::Upstream(body) => body.is_end_stream(),
+            RouterBody::Full(data) => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RouterBody::Upstream(body) => body.size_hint(),
+            RouterBody::Full(Some(data)) => SizeHint::with_exact(data.len() as u64),
+            RouterBody::Full(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+pub(crate) type Upstream<R> = Client<HttpConnector<R>, Incoming>;
+
+/// The two pooled upstream clients: HTTP/1.1 keep-alive and HTTP/2 prior knowledge (h2c).
+#[derive(Clone)]
+pub(crate) struct Clients<R = GaiResolver> {
+    pub(crate) h1: Upstream<R>,
+    pub(crate) h2: Upstream<R>,
+}
+
+impl<R> Clients<R>
+where
+    R: tower_service::Service<Name> + Clone + Send + Sync + 'static,
+    R::Response: Iterator<Item = std::net::SocketAddr>,
+    R::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    R::Future: Send,
+{
+    pub(crate) fn new(resolver: R) -> Self {
+        let mut connector = HttpConnector::new_with_resolver(resolver);
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let h1 = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .http1_max_buf_size(256 * 1024)
+            .build(connector.clone());
+        let h2 = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .http2_only(true)
+            .http2_adaptive_window(true)
+            .build(connector);
+        Clients { h1, h2 }
+    }
+
+    pub(crate) fn for_version(&self, version: http::Version) -> &Upstream<R> {
+        if version == http::Version::HTTP_2 {
+            &self.h2
+        } else {
+            &self.h1
+        }
+    }
+}
+
+/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1).
+static HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, and the headers the `Connection` header names. `te: trailers` is kept
+/// (gRPC needs it end to end); any other `te` is dropped.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.is_empty() {
+        return;
+    }
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            if name != header::TE {
+                headers.remove(name);
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(te) = headers.get(header::TE)
+        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
+    {
+        headers.remove(header::TE);
+    }
+}
+
+/// A plain-text response made by the router itself.
+pub(crate) fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<RouterBody> {
+    let mut resp = Response::new(RouterBody::text(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// `err` and its sources, joined with `: `.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A header value made from free text: non-printable and non-ASCII characters become `?`.
+pub(crate) fn header_text(text: &str) -> HeaderValue {
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c == '\t' || (' '..='~').contains(&c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("?"))
+}
+
+/// Runs an accept loop with `serve_conn` for each connection until `shutdown` resolves, then waits
+/// (bounded) for open connections to finish their in-flight requests.
+pub(crate) async fn accept_loop<S>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    S: hyper::service::Service<
+            http::Request<Incoming>,
+            Response = Response<RouterBody>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    use hyper_util::rt::TokioIo;
+    use hyper_util::server::conn::auto;
+    use hyper_util::server::graceful::GracefulShutdown;
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .writev(true)
+        .max_buf_size(256 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024)
+        .adaptive_window(true);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // EMFILE, ECONNABORTED…: the listener is fine; back off a little.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service.clone())
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => {
+            tracing::warn!("connections still open 10 s after shutdown; leaving them");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::TE, "trailers".parse().unwrap());
+        h.insert("x-lane", "a".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["te", "x-lane"]);
+        h.insert(header::TE, "gzip".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(!h.contains_key(header::TE));
+    }
+
+    #[test]
+    fn header_text_is_always_valid() {
+        assert_eq!(header_text("a `b` é\n"), "a `b` ??");
+    }
+}
