@@ -71,7 +71,11 @@ mod tests {
             (" 5s ", 5_000),
         ];
         for (input, ms) in cases {
-            assert_eq!(parse_duration(input), Ok(Duration::from_millis(ms)), "{input}");
+            assert_eq!(
+                parse_duration(input),
+                Ok(Duration::from_millis(ms)),
+                "{input}"
+            );
         }
     }
 
@@ -84,7 +88,12 @@ mod tests {
 
     #[test]
     fn formats() {
-        let cases = [(5, "5s"), (65, "1m 5s"), (3_700, "1h 1m"), (90_000, "1d 1h")];
+        let cases = [
+            (5, "5s"),
+            (65, "1m 5s"),
+            (3_700, "1h 1m"),
+            (90_000, "1d 1h"),
+        ];
         for (secs, want) in cases {
             assert_eq!(format_duration(Duration::from_secs(secs)), want);
         }

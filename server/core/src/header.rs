@@ -218,7 +218,9 @@ mod tests {
     #[test]
     fn oversized_and_binary_values_are_invalid() {
         let long = "a".repeat(41);
-        assert!(matches!(header(&[&long]), LaneValue::Invalid(why) if why.contains("41 characters")));
+        assert!(
+            matches!(header(&[&long]), LaneValue::Invalid(why) if why.contains("41 characters"))
+        );
         let huge = "a".repeat(MAX_HEADER_VALUE_LEN + 1);
         assert!(matches!(header(&[&huge]), LaneValue::Invalid(why) if why.contains("bytes")));
         assert!(matches!(
@@ -232,7 +234,10 @@ mod tests {
         let cases: &[(&[&str], LaneValue)] = &[
             (&["lane=feature-x"], lane("feature-x")),
             (&["userId=alice,lane=feature-x"], lane("feature-x")),
-            (&["userId=alice , lane = feature-x ;ttl=3, x=y"], lane("feature-x")),
+            (
+                &["userId=alice , lane = feature-x ;ttl=3, x=y"],
+                lane("feature-x"),
+            ),
             (&["lane=feature-x;prop1;prop2=v"], lane("feature-x")),
             (&["a=b", "lane=dev"], lane("dev")),
             (&["Lane=dev"], LaneValue::Absent),

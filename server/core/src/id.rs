@@ -288,6 +288,9 @@ mod tests {
         let ok: LaneId = serde_json::from_str("\"dev-1\"").unwrap();
         assert_eq!(ok.as_str(), "dev-1");
         assert!(serde_json::from_str::<LaneId>("\"Dev\"").is_err());
-        assert_eq!(serde_json::to_string(&LaneRef::Baseline).unwrap(), "\"baseline\"");
+        assert_eq!(
+            serde_json::to_string(&LaneRef::Baseline).unwrap(),
+            "\"baseline\""
+        );
     }
 }

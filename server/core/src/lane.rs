@@ -99,7 +99,9 @@ pub enum LaneRuleError {
     UnknownParent { parent: LaneId },
     #[error("lane `{lane}` cannot be its own ancestor (parent chain: {chain})")]
     Cycle { lane: LaneId, chain: String },
-    #[error("lane `{lane}` would be nested {depth} lanes deep; at most {MAX_CHAIN_DEPTH} are allowed")]
+    #[error(
+        "lane `{lane}` would be nested {depth} lanes deep; at most {MAX_CHAIN_DEPTH} are allowed"
+    )]
     TooDeep { lane: LaneId, depth: usize },
 }
 

@@ -53,7 +53,12 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-fn error_at(path: &Path, source: &str, span: Option<Range<usize>>, message: String) -> ManifestError {
+fn error_at(
+    path: &Path,
+    source: &str,
+    span: Option<Range<usize>>,
+    message: String,
+) -> ManifestError {
     let (line, column) = span.map_or((1, 1), |s| line_col(source, s.start));
     ManifestError {
         path: path.to_owned(),
@@ -171,9 +176,8 @@ fn duration_field(
 impl Manifest {
     /// Parses and validates a manifest. `path` is only used in error messages.
     pub fn parse(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
-        let raw: RawManifest = toml::from_str(source).map_err(|e| {
-            error_at(path, source, e.span(), e.message().trim_end().to_owned())
-        })?;
+        let raw: RawManifest = toml::from_str(source)
+            .map_err(|e| error_at(path, source, e.span(), e.message().trim_end().to_owned()))?;
         let app = &raw.app;
         let service = ServiceId::new(app.get_ref(), "x")
             .map_err(|e| error_at(path, source, Some(app.span()), format!("app: {e}")))
@@ -182,7 +186,11 @@ impl Manifest {
                     error_at(path, source, Some(raw.proc.span()), format!("proc: {e}"))
                 })
             })?;
-        let protocol = match raw.protocol.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
+        let protocol = match raw
+            .protocol
+            .as_ref()
+            .map(|p| (p.get_ref().as_str(), p.span()))
+        {
             None | Some(("http", _)) => Protocol::Http,
             Some(("grpc", _)) => Protocol::Grpc,
             Some((other, span)) => {
@@ -231,7 +239,10 @@ impl Manifest {
                     path,
                     source,
                     Some(http.span()),
-                    format!("health.http: `{}` must be a path starting with `/`", http.get_ref()),
+                    format!(
+                        "health.http: `{}` must be a path starting with `/`",
+                        http.get_ref()
+                    ),
                 ));
             }
             HealthCheck::Http {
@@ -253,7 +264,13 @@ impl Manifest {
             None => (None, Duration::from_secs(600)),
             Some(b) => (
                 Some(b.command),
-                duration_field(path, source, &b.timeout, Duration::from_secs(600), "build.timeout")?,
+                duration_field(
+                    path,
+                    source,
+                    &b.timeout,
+                    Duration::from_secs(600),
+                    "build.timeout",
+                )?,
             ),
         };
         let backend = match raw.backend {
@@ -312,11 +329,14 @@ struct RawWorkspaceService {
 
 impl Workspace {
     pub fn parse(path: &Path, source: &str) -> Result<Workspace, ManifestError> {
-        let raw: RawWorkspace = toml::from_str(source).map_err(|e| {
-            error_at(path, source, e.span(), e.message().trim_end().to_owned())
-        })?;
+        let raw: RawWorkspace = toml::from_str(source)
+            .map_err(|e| error_at(path, source, e.span(), e.message().trim_end().to_owned()))?;
         Ok(Workspace {
-            services: raw.service.into_iter().map(|s| PathBuf::from(s.path)).collect(),
+            services: raw
+                .service
+                .into_iter()
+                .map(|s| PathBuf::from(s.path))
+                .collect(),
         })
     }
 }
@@ -357,7 +377,12 @@ timeout = "10s"
         assert_eq!(m.build_timeout, Duration::from_secs(300));
         assert_eq!(m.run_command(8080), "./cart --port 8080");
         assert_eq!(m.env["RUST_LOG"], "info");
-        assert_eq!(m.health, HealthCheck::Http { path: "/healthz".into() });
+        assert_eq!(
+            m.health,
+            HealthCheck::Http {
+                path: "/healthz".into()
+            }
+        );
         assert_eq!(m.health_timeout, Duration::from_secs(10));
         assert_eq!(m.backend, "local");
     }
@@ -373,13 +398,34 @@ timeout = "10s"
     fn errors_have_positions() {
         let cases: &[(&str, &str)] = &[
             ("app = \"a\"\nproc = \"b\"\n[run\n", "svc/lane.toml:3:5: "),
-            ("app = \"a\"\nproc = \"B\"\n[run]\ncommand = \"x\"\n", "svc/lane.toml:2:8: proc: proc name `B`"),
-            ("app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\ncolour = 1\n", "svc/lane.toml:5:1: unknown field `colour`"),
-            ("app = \"a\"\nproc = \"b\"\n", "svc/lane.toml:1:1: missing field `run`"),
-            ("app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"  \"\n", "svc/lane.toml:4:11: run.command is empty"),
-            ("app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[health]\ntimeout = \"soon\"\n", "svc/lane.toml:6:11: health.timeout: `soon` is not a duration"),
-            ("app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[health]\nhttp = \"healthz\"\n", "svc/lane.toml:6:8: health.http"),
-            ("app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[backend]\nkind = \"nomad\"\n", "svc/lane.toml:6:8: backend.kind: `nomad`"),
+            (
+                "app = \"a\"\nproc = \"B\"\n[run]\ncommand = \"x\"\n",
+                "svc/lane.toml:2:8: proc: proc name `B`",
+            ),
+            (
+                "app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\ncolour = 1\n",
+                "svc/lane.toml:5:1: unknown field `colour`",
+            ),
+            (
+                "app = \"a\"\nproc = \"b\"\n",
+                "svc/lane.toml:1:1: missing field `run`",
+            ),
+            (
+                "app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"  \"\n",
+                "svc/lane.toml:4:11: run.command is empty",
+            ),
+            (
+                "app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[health]\ntimeout = \"soon\"\n",
+                "svc/lane.toml:6:11: health.timeout: `soon` is not a duration",
+            ),
+            (
+                "app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[health]\nhttp = \"healthz\"\n",
+                "svc/lane.toml:6:8: health.http",
+            ),
+            (
+                "app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[backend]\nkind = \"nomad\"\n",
+                "svc/lane.toml:6:8: backend.kind: `nomad`",
+            ),
             ("app = 1\n", "svc/lane.toml:1:7: invalid type"),
         ];
         for (src, want) in cases {

@@ -55,6 +55,9 @@ mod tests {
         assert_eq!(istio_subset(&l), "lane-feature-x");
         assert_eq!(mysql_schema("orders", &l), "orders__lane_feature_x");
         assert_eq!(kafka_topic("events", &l), "events.lane-feature-x");
-        assert_eq!(served_by(&s, &crate::id::LaneRef::Lane(l)), "shop.cart@feature-x");
+        assert_eq!(
+            served_by(&s, &crate::id::LaneRef::Lane(l)),
+            "shop.cart@feature-x"
+        );
     }
 }

@@ -207,7 +207,10 @@ mod tests {
         ];
         for (service, value, want_lane, want_targets) in cases {
             let (got_lane, got) = served(t.route(service, value));
-            assert_eq!((got_lane.as_str(), got.as_slice()), (*want_lane, *want_targets));
+            assert_eq!(
+                (got_lane.as_str(), got.as_slice()),
+                (*want_lane, *want_targets)
+            );
         }
     }
 
