@@ -177,6 +177,9 @@ impl Inner {
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
         });
+        let headers = req.headers();
+        let grpc = is_grpc(headers);
+        let text = |status, body| error_response(grpc, status, body);
         let service = match host::classify(host) {
             HostKind::Service(service) => service,
             HostKind::Admin => return self.admin(&req),
@@ -189,7 +192,6 @@ impl Inner {
             }
         };
 
-        let headers = req.headers();
         let value = lane_core::header::lane_value(
             headers
                 .get_all(&self.config.lane_header)
@@ -258,7 +260,7 @@ impl Inner {
                     served_by.to_str().unwrap_or(""),
                     error_chain(&e)
                 );
-                let mut resp = text(StatusCode::BAD_GATEWAY, body);
+                let mut resp = error_response(grpc, StatusCode::BAD_GATEWAY, body);
                 resp.headers_mut().insert(SERVED_BY_HEADER, served_by);
                 return self.counted(with_invalid(resp, invalid));
             }
@@ -363,6 +365,45 @@ impl Inner {
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<RouterBody> {
     text_response(status, body)
+}
+
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A response the router makes itself. For a gRPC request it is a gRPC "trailers-only" error (HTTP
+/// 200, `grpc-status`, `grpc-message`) so that gRPC clients show the message; otherwise plain text.
+fn error_response(grpc: bool, status: StatusCode, body: String) -> Response<RouterBody> {
+    if !grpc {
+        return text_response(status, body);
+    }
+    // gRPC's HTTP-to-status mapping: 404 → UNIMPLEMENTED, 502/503 → UNAVAILABLE.
+    let code: &'static str = match status {
+        StatusCode::NOT_FOUND => "12",
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE => "14",
+        _ => "2",
+    };
+    let mut message = String::with_capacity(body.len());
+    for b in body.trim_end().bytes() {
+        if (b' '..=b'~').contains(&b) && b != b'%' {
+            message.push(char::from(b));
+        } else {
+            let _ = write!(message, "%{b:02X}");
+        }
+    }
+    let mut resp = Response::new(RouterBody::Full(None));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from_static(code));
+    if let Ok(message) = HeaderValue::from_str(&message) {
+        h.insert("grpc-message", message);
+    }
+    resp
 }
 
 fn with_invalid(

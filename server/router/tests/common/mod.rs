@@ -21,6 +21,12 @@ use tokio::sync::oneshot;
 /// Stops a server when dropped.
 pub struct Stop(Option<oneshot::Sender<()>>);
 
+impl Stop {
+    pub fn new(tx: oneshot::Sender<()>) -> Self {
+        Stop(Some(tx))
+    }
+}
+
 impl Drop for Stop {
     fn drop(&mut self) {
         if let Some(tx) = self.0.take() {
