@@ -1,0 +1,85 @@
+//! Backend errors. Every variant carries a message that names the cause and, where there is one,
+//! what to do about it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::ErrorCode;
+
+/// An error from any backend, with a code the CLI maps to an exit status and the IDE daemon to a
+/// JSON-RPC error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct BackendError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// What the user can do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+impl BackendError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        BackendError {
+            code,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidInput, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
+    }
+    pub fn cancelled() -> Self {
+        Self::new(ErrorCode::Cancelled, "cancelled; nothing was left behind")
+    }
+
+    /// The process exit code for this error (documented in the README).
+    pub fn exit_code(&self) -> i32 {
+        match self.code {
+            ErrorCode::InvalidInput => 2,
+            ErrorCode::NotFound => 3,
+            ErrorCode::Conflict => 4,
+            ErrorCode::NotOwner => 5,
+            ErrorCode::BuildFailed | ErrorCode::StartFailed | ErrorCode::Unhealthy => 6,
+            ErrorCode::Unavailable => 7,
+            ErrorCode::Cancelled => 130,
+            ErrorCode::Internal => 1,
+        }
+    }
+}
+
+impl From<lane_core::lane::LaneRuleError> for BackendError {
+    fn from(e: lane_core::lane::LaneRuleError) -> Self {
+        let code = match e {
+            lane_core::lane::LaneRuleError::NotOwner { .. } => ErrorCode::NotOwner,
+            lane_core::lane::LaneRuleError::UnknownParent { .. } => ErrorCode::NotFound,
+            _ => ErrorCode::InvalidInput,
+        };
+        BackendError::new(code, e.to_string())
+    }
+}
+
+impl From<lane_core::IdError> for BackendError {
+    fn from(e: lane_core::IdError) -> Self {
+        BackendError::invalid(e.to_string())
+    }
+}

@@ -1,0 +1,1005 @@
+//! The local agent: one long-lived process per state dir that owns the lanes, supervises the
+//! versions and runs the router. The CLI and the IDE daemon talk to it over `agent.sock`.
+//!
+//! **Architecture invariant:** the agent is the only writer of `state.json` while it runs, and it
+//! writes under the state lock, atomically. Any operation that fails, is cancelled (its client
+//! disconnects) or is interrupted by the agent's death is rolled back — immediately, or at the
+//! next agent start.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lane_core::lane::{DEFAULT_TTL, check_owner, check_parent};
+use lane_core::{Endpoint, Lane, LaneId, LaneRef, PersonalVersion, RoutingTable, ServiceId};
+use lane_router::{Router, RouterConfig, TableHandle};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::{Mutex, mpsc, watch};
+
+use super::store::{InstanceRecord, RunSpec, State, StateDir, io_err};
+use super::supervisor::{Phase, PhaseEvent, ProcessGroup, Supervisor, reclaim_stale};
+use crate::api::{
+    AssignRequest, CreateLane, DeleteLane, DeployRequest, ErrorCode, ExtendLane, GcReport,
+    InstanceState, InstanceView, LaneView, Progress, Stage, Status, Traffic,
+};
+use crate::error::{BackendError, Result};
+
+/// Agent settings, from the environment (`lane agent` documents them).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub router_addr: SocketAddr,
+    pub lane_header: String,
+    pub port_range: (u16, u16),
+}
+
+impl AgentConfig {
+    /// `LANE_ROUTER_ADDR` (default `127.0.0.1:4080`; port 0 picks a free one), `LANE_HEADER`
+    /// (default `x-lane`), `LANE_PORT_RANGE` (default `41000-41999`).
+    pub fn from_env() -> Result<Self> {
+        let router_addr = match std::env::var("LANE_ROUTER_ADDR") {
+            Ok(v) if !v.is_empty() => v.parse().map_err(|_| {
+                BackendError::invalid(format!(
+                    "LANE_ROUTER_ADDR `{v}` is not an address like 127.0.0.1:4080"
+                ))
+            })?,
+            _ => SocketAddr::from(([127, 0, 0, 1], 4080)),
+        };
+        let lane_header = std::env::var("LANE_HEADER")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "x-lane".into())
+            .to_ascii_lowercase();
+        let port_range = match std::env::var("LANE_PORT_RANGE") {
+            Ok(v) if !v.is_empty() => parse_range(&v).ok_or_else(|| {
+                BackendError::invalid(format!(
+                    "LANE_PORT_RANGE `{v}` is not a range like 41000-41999"
+                ))
+            })?,
+            _ => (41000, 41999),
+        };
+        Ok(AgentConfig {
+            router_addr,
+            lane_header,
+            port_range,
+        })
+    }
+}
+
+fn parse_range(v: &str) -> Option<(u16, u16)> {
+    let (a, b) = v.split_once('-')?;
+    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a > 0 && a <= b).then_some((a, b))
+}
+
+/// What `agent.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub pid: u32,
+    pub router: String,
+    pub lane_header: String,
+    pub started: u64,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Traffic samples for the per-minute figures.
+#[derive(Default)]
+struct TrafficHistory {
+    samples: VecDeque<(std::time::Instant, Vec<lane_router::TrafficCount>)>,
+}
+
+pub(crate) struct Agent {
+    dir: StateDir,
+    config: AgentConfig,
+    router_addr: SocketAddr,
+    state: Mutex<State>,
+    sup: Supervisor,
+    router: Router,
+    table: TableHandle,
+    changes_tx: watch::Sender<u64>,
+    shutdown_tx: watch::Sender<bool>,
+    traffic: std::sync::Mutex<TrafficHistory>,
+}
+
+/// Runs the agent until it is told to stop. Returns when everything it ran has stopped.
+pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
+    dir.create()?;
+    let lock = File::create(dir.agent_lock()).map_err(|e| io_err("open", &dir.agent_lock(), e))?;
+    if lock.try_lock().is_err() {
+        tracing::info!("an agent already runs for {}", dir.root.display());
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(config.router_addr)
+        .await
+        .map_err(|e| {
+            BackendError::unavailable(format!(
+                "the router cannot listen on {}: {e}",
+                config.router_addr
+            ))
+            .with_help(
+                "another program uses that port; set LANE_ROUTER_ADDR to a free address \
+                 (port 0 picks one) and run the command again",
+            )
+        })?;
+    let router_addr = listener
+        .local_addr()
+        .map_err(|e| BackendError::internal(e.to_string()))?;
+    let _ = std::fs::remove_file(dir.socket());
+    let control = UnixListener::bind(dir.socket()).map_err(|e| io_err("listen on", &dir.socket(), e))?;
+
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let mut sup = Supervisor::new(dir.logs(), events_tx);
+    sup.set_extra_env(vec![("LANE_ROUTER_ADDR".into(), router_addr.to_string())]);
+    let table = TableHandle::new(RoutingTable::default());
+    let header = http::HeaderName::from_bytes(config.lane_header.as_bytes())
+        .map_err(|_| BackendError::invalid(format!("LANE_HEADER `{}` is not a header name", config.lane_header)))?;
+    let router = Router::new(
+        RouterConfig {
+            lane_header: header,
+            ..RouterConfig::default()
+        },
+        table.clone(),
+    );
+    let state = {
+        let _l = dir.lock()?;
+        dir.load()?
+    };
+    let (changes_tx, _) = watch::channel(state.generation);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let agent = Arc::new(Agent {
+        dir: dir.clone(),
+        config,
+        router_addr,
+        state: Mutex::new(state),
+        sup,
+        router: router.clone(),
+        table,
+        changes_tx,
+        shutdown_tx,
+        traffic: Default::default(),
+    });
+    agent.recover().await?;
+
+    let info = AgentInfo {
+        pid: std::process::id(),
+        router: router_addr.to_string(),
+        lane_header: agent.config.lane_header.clone(),
+        started: now_secs(),
+    };
+    let info_json = serde_json::to_vec_pretty(&info).map_err(|e| BackendError::internal(e.to_string()))?;
+    std::fs::write(dir.agent_info(), info_json).map_err(|e| io_err("write", &dir.agent_info(), e))?;
+    tracing::info!(router = %router_addr, "agent started for {}", dir.root.display());
+
+    let router_task = tokio::spawn(router.serve(listener, wait_true(shutdown_rx.clone())));
+    tokio::spawn(agent.clone().phase_loop(events_rx));
+    tokio::spawn(agent.clone().housekeeping_loop(shutdown_rx.clone()));
+    let server = tokio::spawn(super::control::serve(agent.clone(), control, shutdown_rx.clone()));
+
+    let stop = shutdown_rx.clone();
+    tokio::select! {
+        _ = wait_true(stop.clone()) => {}
+        _ = signal(tokio::signal::unix::SignalKind::terminate()) => {}
+        _ = signal(tokio::signal::unix::SignalKind::interrupt()) => {}
+    }
+    let _ = agent.shutdown_tx.send(true);
+    tracing::info!("agent stopping");
+    agent.sup.stop_all().await;
+    {
+        let mut st = agent.state.lock().await;
+        for rec in st.instances.values_mut() {
+            rec.state = InstanceState::Stopped;
+            rec.pid = None;
+        }
+        let _l = dir.lock()?;
+        dir.save(&st)?;
+    }
+    let _ = router_task.await;
+    let _ = server.await;
+    let _ = std::fs::remove_file(dir.socket());
+    let _ = std::fs::remove_file(dir.agent_info());
+    drop(lock);
+    Ok(())
+}
+
+async fn signal(kind: tokio::signal::unix::SignalKind) {
+    match tokio::signal::unix::signal(kind) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+pub(crate) async fn wait_true(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+impl Agent {
+    /// Persists `state`, rebuilds the routing table and wakes watchers. Call with the lock held.
+    fn commit(&self, state: &mut State) -> Result<()> {
+        state.generation += 1;
+        {
+            let _l = self.dir.lock()?;
+            self.dir.save(state)?;
+        }
+        self.table.update(routing_table(state));
+        let _ = self.changes_tx.send(state.generation);
+        Ok(())
+    }
+
+    /// At start: roll back deploys an earlier agent did not finish; restart everything else.
+    async fn recover(&self) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let pending: Vec<String> = st
+            .instances
+            .values()
+            .filter(|r| r.pending.is_some())
+            .map(|r| r.id.clone())
+            .collect();
+        for rec in st.instances.values() {
+            if let Some(pid) = rec.pid {
+                reclaim_stale(pid, &rec.id);
+            }
+        }
+        for id in pending {
+            tracing::warn!(instance = %id, "rolling back a deploy that did not finish");
+            st.instances.remove(&id);
+            let _ = std::fs::remove_file(self.sup.log_path(&id));
+        }
+        let half_made: Vec<LaneId> = st.created_by_deploy.keys().cloned().collect();
+        for lane in half_made {
+            st.created_by_deploy.remove(&lane);
+            let empty = !st.instances.values().any(|r| r.lane.lane() == Some(&lane));
+            if empty {
+                tracing::warn!(%lane, "removing a lane whose first deploy did not finish");
+                st.lanes.remove(&lane);
+            }
+        }
+        for rec in st.instances.values_mut() {
+            rec.state = InstanceState::Starting;
+            rec.pid = None;
+            self.sup.start(rec);
+        }
+        self.commit(&mut st)
+    }
+
+    async fn phase_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<PhaseEvent>) {
+        while let Some(ev) = rx.recv().await {
+            let mut st = self.state.lock().await;
+            let Some(rec) = st.instances.get_mut(&ev.id) else {
+                continue;
+            };
+            let (state, pid) = match &ev.phase {
+                Phase::Starting { pid } => (InstanceState::Starting, Some(*pid)),
+                Phase::Healthy { pid } => (InstanceState::Healthy, Some(*pid)),
+                Phase::Unhealthy { pid } => (InstanceState::Unhealthy, Some(*pid)),
+                Phase::Crashed { status } => {
+                    tracing::warn!(instance = %ev.id, %status, "instance exited; restarting");
+                    (InstanceState::Crashed, None)
+                }
+                Phase::Failed { .. } | Phase::Stopped => (InstanceState::Stopped, None),
+            };
+            if rec.state == state && rec.pid == pid && rec.restarts == ev.restarts {
+                continue;
+            }
+            rec.state = state;
+            rec.pid = pid;
+            rec.restarts = ev.restarts;
+            if let Err(e) = self.commit(&mut st) {
+                tracing::error!("cannot save state: {e}");
+            }
+        }
+    }
+
+    async fn housekeeping_loop(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = wait_true(shutdown.clone()) => return,
+            }
+            if let Err(e) = self.reclaim_expired().await {
+                tracing::error!("cannot reclaim expired lanes: {e}");
+            }
+            self.sample_traffic();
+        }
+    }
+
+    fn sample_traffic(&self) {
+        let now = std::time::Instant::now();
+        let mut hist = self
+            .traffic
+            .lock()
+            .expect("traffic lock is never poisoned: no code panics while holding it");
+        if hist
+            .samples
+            .back()
+            .is_some_and(|(t, _)| now.duration_since(*t) < Duration::from_secs(5))
+        {
+            return;
+        }
+        hist.samples.push_back((now, self.router.traffic()));
+        while hist
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(65))
+        {
+            hist.samples.pop_front();
+        }
+    }
+
+    fn traffic_view(&self) -> Vec<Traffic> {
+        let current = self.router.traffic();
+        let hist = self
+            .traffic
+            .lock()
+            .expect("traffic lock is never poisoned: no code panics while holding it");
+        let oldest = hist.samples.front().map(|(_, s)| s.as_slice()).unwrap_or(&[]);
+        current
+            .into_iter()
+            .map(|c| {
+                let before = oldest
+                    .iter()
+                    .find(|o| o.service == c.service && o.lane == c.lane)
+                    .map_or(0, |o| o.requests);
+                Traffic {
+                    per_minute: c.requests.saturating_sub(before),
+                    service: c.service,
+                    lane: c.lane,
+                    requests: c.requests,
+                }
+            })
+            .collect()
+    }
+
+    async fn reclaim_expired(&self) -> Result<GcReport> {
+        let now = now_secs();
+        let expired: Vec<LaneId> = {
+            let st = self.state.lock().await;
+            st.lanes
+                .values()
+                .filter(|l| l.is_expired(now) && !st.created_by_deploy.contains_key(&l.id))
+                .map(|l| l.id.clone())
+                .collect()
+        };
+        let mut report = GcReport {
+            lanes_removed: vec![],
+            instances_removed: vec![],
+        };
+        for lane in expired {
+            tracing::info!(%lane, "lane expired; reclaiming it");
+            let removed = self.remove_lane(&lane).await?;
+            report.instances_removed.extend(removed);
+            report.lanes_removed.push(lane);
+        }
+        Ok(report)
+    }
+
+    /// Removes a lane with its instances and logs; its children move to its parent.
+    async fn remove_lane(&self, id: &LaneId) -> Result<Vec<String>> {
+        let ids: Vec<String> = {
+            let st = self.state.lock().await;
+            st.instances
+                .values()
+                .filter(|r| r.lane.lane() == Some(id))
+                .map(|r| r.id.clone())
+                .collect()
+        };
+        // Routes first: take the lane's instances out of the table before stopping them.
+        {
+            let mut st = self.state.lock().await;
+            let Some(lane) = st.lanes.remove(id) else {
+                return Ok(vec![]);
+            };
+            for child in st.children(id) {
+                if let Some(c) = st.lanes.get_mut(&child) {
+                    c.parent = lane.parent.clone();
+                }
+            }
+            if st.active_lane.as_ref() == Some(id) {
+                st.active_lane = None;
+            }
+            for i in &ids {
+                st.instances.remove(i);
+            }
+            st.created_by_deploy.remove(id);
+            self.commit(&mut st)?;
+        }
+        for i in &ids {
+            self.sup.stop(i).await;
+            let _ = std::fs::remove_file(self.sup.log_path(i));
+        }
+        Ok(ids)
+    }
+
+    pub(crate) async fn status(&self) -> Status {
+        let st = self.state.lock().await;
+        let now = now_secs();
+        let view = |r: &InstanceRecord| InstanceView {
+            id: r.id.clone(),
+            service: r.service.clone(),
+            lane: r.lane.clone(),
+            addr: format!("127.0.0.1:{}", r.port),
+            state: r.state,
+            pid: r.pid,
+            restarts: r.restarts,
+            version: r.version.clone(),
+            log: Some(self.sup.log_path(&r.id)),
+        };
+        let table = routing_table(&st);
+        let lanes = st
+            .lanes
+            .values()
+            .map(|l| LaneView {
+                lane: l.clone(),
+                chain: table.chain(&l.id).into_iter().cloned().collect(),
+                instances: st
+                    .instances
+                    .values()
+                    .filter(|r| r.lane.lane() == Some(&l.id) && r.pending.is_none())
+                    .map(view)
+                    .collect(),
+            })
+            .collect();
+        let baseline = st
+            .instances
+            .values()
+            .filter(|r| r.lane == LaneRef::Baseline && r.pending.is_none())
+            .map(view)
+            .collect();
+        Status {
+            backend: "local".into(),
+            router: Some(self.router_addr.to_string()),
+            lane_header: self.config.lane_header.clone(),
+            active_lane: st.active_lane.clone().into(),
+            now,
+            lanes,
+            baseline,
+            traffic: self.traffic_view(),
+            generation: st.generation,
+        }
+    }
+
+    pub(crate) async fn create_lane(&self, req: CreateLane) -> Result<Lane> {
+        let mut st = self.state.lock().await;
+        let lane = new_lane(&st, &req.id, req.parent.as_ref(), &req.owner, req.ttl_secs)?;
+        st.lanes.insert(lane.id.clone(), lane.clone());
+        self.commit(&mut st)?;
+        Ok(lane)
+    }
+
+    pub(crate) async fn delete_lane(&self, req: DeleteLane) -> Result<()> {
+        {
+            let st = self.state.lock().await;
+            let lane = st.lanes.get(&req.id).ok_or_else(|| no_lane(&st, &req.id))?;
+            check_owner(lane, &req.actor, req.force)?;
+            let children = st.children(&req.id);
+            if !children.is_empty() && !req.force {
+                let names: Vec<&str> = children.iter().map(LaneId::as_str).collect();
+                return Err(BackendError::conflict(format!(
+                    "lane `{}` has lanes stacked on it: {}",
+                    req.id,
+                    names.join(", ")
+                ))
+                .with_help("delete those first, or pass --force to move them onto this lane's parent"));
+            }
+        }
+        self.remove_lane(&req.id).await.map(|_| ())
+    }
+
+    pub(crate) async fn extend_lane(&self, req: ExtendLane) -> Result<Lane> {
+        let mut st = self.state.lock().await;
+        let now = now_secs();
+        let lane = match st.lanes.get_mut(&req.id) {
+            Some(l) => l,
+            None => return Err(no_lane(&st, &req.id)),
+        };
+        check_owner(lane, &req.actor, req.force)?;
+        lane.expires = lane.expires.max(now).saturating_add(req.by_secs);
+        let lane = lane.clone();
+        self.commit(&mut st)?;
+        Ok(lane)
+    }
+
+    pub(crate) async fn switch(&self, lane: LaneRef) -> Result<()> {
+        let mut st = self.state.lock().await;
+        if let LaneRef::Lane(id) = &lane
+            && !st.lanes.contains_key(id)
+        {
+            return Err(no_lane(&st, id));
+        }
+        st.active_lane = lane.lane().cloned();
+        self.commit(&mut st)
+    }
+
+    pub(crate) async fn assign(&self, req: AssignRequest) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let from = st.lanes.get(&req.from).ok_or_else(|| no_lane(&st, &req.from))?;
+        check_owner(from, &req.actor, req.force)?;
+        let to = st.lanes.get(&req.to).ok_or_else(|| no_lane(&st, &req.to))?;
+        check_owner(to, &req.actor, req.force)?;
+        if req.from == req.to {
+            return Err(BackendError::invalid("source and target lane are the same"));
+        }
+        let Some(version) = from.services.get(&req.service).cloned() else {
+            return Err(BackendError::not_found(format!(
+                "lane `{}` has no version of {}",
+                req.from, req.service
+            )));
+        };
+        if to.services.contains_key(&req.service) && !req.force {
+            return Err(BackendError::conflict(format!(
+                "lane `{}` already has a version of {}",
+                req.to, req.service
+            ))
+            .with_help("remove it first, or pass --force to replace it"));
+        }
+        let from_ref = LaneRef::Lane(req.from.clone());
+        let to_ref = LaneRef::Lane(req.to.clone());
+        let replaced: Vec<String> = st.instances_of(&req.service, &to_ref).map(|r| r.id.clone()).collect();
+        for id in &replaced {
+            st.instances.remove(id);
+        }
+        for rec in st.instances.values_mut() {
+            if rec.service == req.service && rec.lane == from_ref {
+                rec.lane = to_ref.clone();
+            }
+        }
+        if let Some(l) = st.lanes.get_mut(&req.from) {
+            l.services.remove(&req.service);
+        }
+        if let Some(l) = st.lanes.get_mut(&req.to) {
+            l.services.insert(req.service.clone(), version);
+        }
+        self.commit(&mut st)?;
+        drop(st);
+        for id in replaced {
+            self.sup.stop(&id).await;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn gc(&self) -> Result<GcReport> {
+        let mut report = self.reclaim_expired().await?;
+        // Orphans: instances of lanes that no longer exist, and logs of nothing.
+        let orphans: Vec<String> = {
+            let st = self.state.lock().await;
+            st.instances
+                .values()
+                .filter(|r| r.pending.is_none())
+                .filter(|r| r.lane.lane().is_some_and(|l| !st.lanes.contains_key(l)))
+                .map(|r| r.id.clone())
+                .collect()
+        };
+        if !orphans.is_empty() {
+            let mut st = self.state.lock().await;
+            for id in &orphans {
+                st.instances.remove(id);
+            }
+            self.commit(&mut st)?;
+        }
+        for id in orphans {
+            self.sup.stop(&id).await;
+            report.instances_removed.push(id);
+        }
+        let live: Vec<PathBuf> = {
+            let st = self.state.lock().await;
+            st.instances.keys().map(|id| self.sup.log_path(id)).collect()
+        };
+        if let Ok(entries) = std::fs::read_dir(self.dir.logs()) {
+            for e in entries.flatten() {
+                if !live.contains(&e.path()) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    pub(crate) async fn wait_for_change(&self, generation: u64, timeout: Duration) -> u64 {
+        let mut rx = self.changes_tx.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|g| *g > generation)).await;
+        *rx.borrow()
+    }
+
+    pub(crate) fn request_shutdown(&self) {
+        let _ = self.shutdown_tx.send(true);
+    }
+
+    /// Deploys one version. `progress` closing (the client went away) cancels it.
+    pub(crate) async fn deploy(
+        self: &Arc<Self>,
+        req: DeployRequest,
+        progress: mpsc::Sender<Progress>,
+    ) -> Result<InstanceView> {
+        let deploy_id = {
+            let mut st = self.state.lock().await;
+            st.next_seq += 1;
+            format!("d{}-{}", st.next_seq, std::process::id())
+        };
+        let cancelled = progress.clone();
+        let outcome = tokio::select! {
+            r = self.deploy_inner(&req, &deploy_id, &progress) => r,
+            _ = cancelled.closed() => Err(BackendError::cancelled()),
+        };
+        match outcome {
+            Ok(view) => Ok(view),
+            Err(e) => {
+                self.rollback(&deploy_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn rollback(&self, deploy_id: &str) {
+        let (ids, lanes): (Vec<String>, Vec<LaneId>) = {
+            let st = self.state.lock().await;
+            (
+                st.instances
+                    .values()
+                    .filter(|r| r.pending.as_deref() == Some(deploy_id))
+                    .map(|r| r.id.clone())
+                    .collect(),
+                st.created_by_deploy
+                    .iter()
+                    .filter(|(_, d)| d.as_str() == deploy_id)
+                    .map(|(l, _)| l.clone())
+                    .collect(),
+            )
+        };
+        for id in &ids {
+            self.sup.stop(id).await;
+            let _ = std::fs::remove_file(self.sup.log_path(id));
+        }
+        let mut st = self.state.lock().await;
+        for id in &ids {
+            st.instances.remove(id);
+        }
+        for lane in &lanes {
+            st.created_by_deploy.remove(lane);
+            let empty = !st.instances.values().any(|r| r.lane.lane() == Some(lane));
+            if empty {
+                st.lanes.remove(lane);
+            }
+        }
+        if let Err(e) = self.commit(&mut st) {
+            tracing::error!("cannot save state after rollback: {e}");
+        }
+    }
+
+    async fn deploy_inner(
+        self: &Arc<Self>,
+        req: &DeployRequest,
+        deploy_id: &str,
+        progress: &mpsc::Sender<Progress>,
+    ) -> Result<InstanceView> {
+        let service = req.manifest.service.clone();
+        let stage = |stage: Stage, message: String| Progress::Stage {
+            service: service.clone(),
+            stage,
+            percent: stage.percent(),
+            message,
+        };
+        // Claim the lane (creating it if missing) before doing any work.
+        {
+            let mut st = self.state.lock().await;
+            if let LaneRef::Lane(id) = &req.lane {
+                match st.lanes.get(id) {
+                    Some(lane) => check_owner(lane, &req.owner, req.force)?,
+                    None => {
+                        let lane = new_lane(&st, id, req.parent.as_ref(), &req.owner, req.ttl_secs)?;
+                        st.lanes.insert(id.clone(), lane);
+                        st.created_by_deploy.insert(id.clone(), deploy_id.to_owned());
+                        self.commit(&mut st)?;
+                    }
+                }
+            }
+        }
+        let _ = progress
+            .send(stage(
+                Stage::Build,
+                req.manifest
+                    .build
+                    .as_deref()
+                    .map_or("no build command".into(), |b| format!("running `{b}`")),
+            ))
+            .await;
+        if let Some(build) = &req.manifest.build {
+            run_build(build, &req.repo, &service, req.manifest.build_timeout, progress).await?;
+        }
+
+        let _ = progress.send(stage(Stage::Start, "allocating a port".into())).await;
+        let (record, mut phases) = {
+            let mut st = self.state.lock().await;
+            let port = allocate_port(&st, self.config.port_range)?;
+            st.next_seq += 1;
+            let id = format!("{}/{}#{}", req.lane, service, st.next_seq);
+            let mut env = req.manifest.env.clone();
+            env.insert("LANE_HEADER".into(), self.config.lane_header.clone());
+            let record = InstanceRecord {
+                id: id.clone(),
+                service: service.clone(),
+                lane: req.lane.clone(),
+                port,
+                spec: RunSpec {
+                    command: req.manifest.run_command(port),
+                    cwd: req.repo.clone(),
+                    env,
+                    health: req.manifest.health.clone(),
+                    health_timeout_ms: req.manifest.health_timeout.as_millis() as u64,
+                },
+                state: InstanceState::Starting,
+                pid: None,
+                restarts: 0,
+                version: Some(PersonalVersion::new(&req.branch, &req.commit, &req.owner, now_secs())),
+                pending: Some(deploy_id.to_owned()),
+            };
+            st.instances.insert(id, record.clone());
+            self.commit(&mut st)?;
+            let phases = self.sup.start(&record);
+            (record, phases)
+        };
+        let _ = progress
+            .send(stage(Stage::Start, format!("`{}` on port {}", record.spec.command, record.port)))
+            .await;
+        let _ = progress
+            .send(stage(
+                Stage::Health,
+                format!("waiting up to {}s for health", req.manifest.health_timeout.as_secs()),
+            ))
+            .await;
+        loop {
+            let phase = phases.borrow_and_update().clone();
+            match phase {
+                Phase::Healthy { .. } => break,
+                Phase::Failed { reason } => {
+                    return Err(BackendError::new(
+                        if reason.contains("health check") {
+                            ErrorCode::Unhealthy
+                        } else {
+                            ErrorCode::StartFailed
+                        },
+                        format!("{service} did not start: {reason}"),
+                    )
+                    .with_help(format!(
+                        "check the run command and [health] in {}/lane.toml; nothing was left running",
+                        req.repo.display()
+                    )));
+                }
+                _ => {}
+            }
+            if phases.changed().await.is_err() {
+                return Err(BackendError::internal("the supervisor stopped unexpectedly"));
+            }
+        }
+
+        let _ = progress.send(stage(Stage::Register, "registering the version".into())).await;
+        let replaced = {
+            let mut st = self.state.lock().await;
+            let replaced: Vec<String> = st
+                .instances_of(&service, &req.lane)
+                .filter(|r| r.id != record.id)
+                .map(|r| r.id.clone())
+                .collect();
+            for id in &replaced {
+                st.instances.remove(id);
+            }
+            if let Some(rec) = st.instances.get_mut(&record.id) {
+                rec.pending = None;
+                rec.state = InstanceState::Healthy;
+            }
+            if let LaneRef::Lane(id) = &req.lane {
+                st.created_by_deploy.remove(id);
+                if let (Some(lane), Some(version)) = (st.lanes.get_mut(id), record.version.clone()) {
+                    lane.services.insert(service.clone(), version);
+                }
+            }
+            let _ = progress.send(stage(Stage::Route, "routing the lane to it".into())).await;
+            self.commit(&mut st)?;
+            replaced
+        };
+        for id in replaced {
+            self.sup.stop(&id).await;
+            let _ = std::fs::remove_file(self.sup.log_path(&id));
+        }
+        let status = self.status().await;
+        status
+            .lanes
+            .iter()
+            .flat_map(|l| l.instances.iter())
+            .chain(status.baseline.iter())
+            .find(|i| i.id == record.id)
+            .cloned()
+            .ok_or_else(|| BackendError::internal("the deployed instance vanished"))
+    }
+}
+
+fn no_lane(st: &State, id: &LaneId) -> BackendError {
+    let known: Vec<&str> = st.lanes.keys().map(LaneId::as_str).collect();
+    let help = if known.is_empty() {
+        "there are no lanes yet; `lane create <id>` makes one".to_owned()
+    } else {
+        format!("existing lanes: {}", known.join(", "))
+    };
+    BackendError::not_found(format!("lane `{id}` does not exist")).with_help(help)
+}
+
+fn new_lane(
+    st: &State,
+    id: &LaneId,
+    parent: Option<&LaneId>,
+    owner: &str,
+    ttl_secs: Option<u64>,
+) -> Result<Lane> {
+    if let Some(existing) = st.lanes.get(id) {
+        return Err(BackendError::conflict(format!(
+            "lane `{id}` already exists (owner {})",
+            existing.owner
+        ))
+        .with_help("pick another id, or deploy into it with --lane"));
+    }
+    if let Some(parent) = parent {
+        check_parent(id, parent, |l| st.lanes.get(l).map(|lane| lane.parent.as_ref()))?;
+    }
+    let ttl = ttl_secs.map_or(DEFAULT_TTL, Duration::from_secs);
+    if ttl.is_zero() {
+        return Err(BackendError::invalid("a lane's TTL must be longer than zero"));
+    }
+    Ok(Lane::new(id.clone(), parent.cloned(), owner, now_secs(), ttl))
+}
+
+/// Builds the router's table from the state: healthy, completed instances only.
+pub fn routing_table(st: &State) -> RoutingTable<SocketAddr> {
+    let endpoints = st.instances.values().map(|r| Endpoint {
+        service: r.service.clone(),
+        lane: r.lane.clone(),
+        healthy: r.state == InstanceState::Healthy && r.pending.is_none(),
+        target: SocketAddr::from(([127, 0, 0, 1], r.port)),
+    });
+    let parents = st
+        .lanes
+        .values()
+        .filter_map(|l| l.parent.clone().map(|p| (l.id.clone(), p)));
+    RoutingTable::new(endpoints, parents, st.generation)
+}
+
+fn allocate_port(st: &State, (lo, hi): (u16, u16)) -> Result<u16> {
+    let used: std::collections::HashSet<u16> = st.instances.values().map(|r| r.port).collect();
+    let span = u32::from(hi - lo) + 1;
+    let start = (st.next_seq as u32) % span;
+    for i in 0..span {
+        let port = lo + ((start + i) % span) as u16;
+        if used.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(BackendError::unavailable(format!(
+        "no free port in {lo}-{hi}: every port is taken"
+    ))
+    .with_help("set LANE_PORT_RANGE to a range with free ports"))
+}
+
+async fn run_build(
+    command: &str,
+    repo: &Path,
+    service: &ServiceId,
+    timeout: Duration,
+    progress: &mpsc::Sender<Progress>,
+) -> Result<()> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(repo)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            BackendError::new(
+                ErrorCode::BuildFailed,
+                format!("cannot run the build command `{command}` in {}: {e}", repo.display()),
+            )
+        })?;
+    let _group = ProcessGroup(child.id().unwrap_or(0));
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    for reader in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(reader).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let wait = async {
+        let mut closed = false;
+        loop {
+            tokio::select! {
+                line = rx.recv(), if !closed => match line {
+                    Some(line) => {
+                        if tail.len() == 12 { tail.pop_front(); }
+                        tail.push_back(line.clone());
+                        let _ = progress.send(Progress::Log { service: service.clone(), line }).await;
+                    }
+                    None => closed = true,
+                },
+                status = child.wait() => return status,
+            }
+        }
+    };
+    let status = match tokio::time::timeout(timeout, wait).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => return Err(BackendError::new(ErrorCode::BuildFailed, format!("build failed: {e}"))),
+        Err(_) => {
+            return Err(BackendError::new(
+                ErrorCode::BuildFailed,
+                format!("the build `{command}` did not finish within {}s", timeout.as_secs()),
+            )
+            .with_help("raise [build] timeout in lane.toml"));
+        }
+    };
+    if !status.success() {
+        let tail: Vec<String> = tail.into_iter().collect();
+        return Err(BackendError::new(
+            ErrorCode::BuildFailed,
+            format!(
+                "the build `{command}` failed ({status}){}",
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(":\n    {}", tail.join("\n    "))
+                }
+            ),
+        )
+        .with_help("fix the build, or run it by hand in the repository to see everything"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("10-20"), Some((10, 20)));
+        assert_eq!(parse_range("20-10"), None);
+        assert_eq!(parse_range("0-10"), None);
+        assert_eq!(parse_range("x"), None);
+    }
+
+    #[test]
+    fn ports_skip_taken_ones() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let st = State::default();
+        let got = allocate_port(&st, (port, port.saturating_add(5)));
+        assert!(matches!(got, Ok(p) if p != port), "{got:?}");
+        let err = allocate_port(&st, (port, port)).unwrap_err();
+        assert!(err.message.contains("no free port"), "{err}");
+    }
+}

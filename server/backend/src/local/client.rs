@@ -1,0 +1,287 @@
+//! The local backend as the CLI and the IDE daemon see it: a client of the agent that starts the
+//! agent on demand.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use lane_core::{Lane, LaneRef};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+
+use super::agent::AgentInfo;
+use super::control::{Line, WaitRequest};
+use super::store::StateDir;
+use crate::api::{
+    AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport, InstanceView,
+    Status,
+};
+use crate::backend::{Backend, ProgressTx};
+use crate::error::{BackendError, Result};
+
+/// How long to wait for a freshly started agent.
+const AGENT_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The local backend.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    dir: StateDir,
+    exe: PathBuf,
+    autostart: bool,
+    agent_env: Vec<(String, String)>,
+}
+
+impl LocalBackend {
+    /// `exe` is the `lane` binary that runs `lane agent` when no agent is running yet.
+    pub fn new(dir: StateDir, exe: PathBuf) -> Self {
+        LocalBackend {
+            dir,
+            exe,
+            autostart: true,
+            agent_env: Vec::new(),
+        }
+    }
+
+    /// Environment for an agent this client starts (e.g. `LANE_ROUTER_ADDR`).
+    pub fn with_agent_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.agent_env = env;
+        self
+    }
+
+    /// A client that never starts an agent (for `lane down`, `lane status --no-start`).
+    pub fn without_autostart(mut self) -> Self {
+        self.autostart = false;
+        self
+    }
+
+    pub fn state_dir(&self) -> &StateDir {
+        &self.dir
+    }
+
+    /// The running agent's `agent.json`, if an agent runs.
+    pub fn agent_info(&self) -> Option<AgentInfo> {
+        let bytes = std::fs::read(self.dir.agent_info()).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub async fn is_running(&self) -> bool {
+        UnixStream::connect(self.dir.socket()).await.is_ok()
+    }
+
+    /// Stops the agent and everything it runs. Returns false if none was running.
+    pub async fn down(&self) -> Result<bool> {
+        if !self.is_running().await {
+            return Ok(false);
+        }
+        let _: () = self.call("shutdown", &()).await?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.dir.socket().exists() || self.is_running().await {
+            if Instant::now() > deadline {
+                return Err(BackendError::unavailable(
+                    "the agent did not stop within 20s",
+                )
+                .with_help(format!("see {}", self.dir.agent_log().display())));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(true)
+    }
+
+    async fn connect(&self) -> Result<UnixStream> {
+        match UnixStream::connect(self.dir.socket()).await {
+            Ok(s) => return Ok(s),
+            Err(e) if !self.autostart => {
+                return Err(BackendError::unavailable(format!(
+                    "no lane agent runs for {} ({e})",
+                    self.dir.root.display()
+                ))
+                .with_help("any lane command that needs it starts it"));
+            }
+            Err(_) => {}
+        }
+        self.start_agent().await?;
+        let deadline = Instant::now() + AGENT_START_TIMEOUT;
+        loop {
+            if let Ok(s) = UnixStream::connect(self.dir.socket()).await {
+                return Ok(s);
+            }
+            if let Ok(err) = std::fs::read_to_string(self.dir.root.join("agent.error")) {
+                let (message, help) = err.split_once("\nhelp: ").unwrap_or((&err, ""));
+                let e = BackendError::unavailable(format!(
+                    "the lane agent could not start: {}",
+                    message.trim()
+                ));
+                return Err(if help.is_empty() { e } else { e.with_help(help.trim()) });
+            }
+            if Instant::now() > deadline {
+                return Err(BackendError::unavailable(format!(
+                    "the lane agent did not come up within {}s",
+                    AGENT_START_TIMEOUT.as_secs()
+                ))
+                .with_help(format!("see {}", self.dir.agent_log().display())));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts `lane agent` detached from this process (its own process group, reparented to
+    /// init), so it outlives the terminal or IDE that started it.
+    async fn start_agent(&self) -> Result<()> {
+        self.dir.create()?;
+        let _ = std::fs::remove_file(self.dir.root.join("agent.error"));
+        let status = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec "$0" agent >>"$1" 2>&1 </dev/null &"#)
+            .arg(&self.exe)
+            .arg(self.dir.agent_log())
+            .env("LANE_HOME", &self.dir.root)
+            .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .process_group(0)
+            .status()
+            .await
+            .map_err(|e| {
+                BackendError::unavailable(format!(
+                    "cannot start the lane agent ({}): {e}",
+                    self.exe.display()
+                ))
+            })?;
+        if !status.success() {
+            return Err(BackendError::unavailable(format!(
+                "cannot start the lane agent: sh exited with {status}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn send(&self, op: &str, body: Vec<u8>) -> Result<hyper::body::Incoming> {
+        let stream = self.connect().await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| agent_gone(&e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::post(format!("/{op}"))
+            .header("host", "lane-agent")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| BackendError::internal(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| agent_gone(&e.to_string()))?;
+        Ok(resp.into_body())
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(&self, op: &str, req: &Req) -> Result<Resp> {
+        self.call_stream(op, req, None).await
+    }
+
+    async fn call_stream<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        op: &str,
+        req: &Req,
+        progress: Option<&ProgressTx>,
+    ) -> Result<Resp> {
+        let body = serde_json::to_vec(req).map_err(|e| BackendError::internal(e.to_string()))?;
+        let mut incoming = self.send(op, body).await?;
+        let mut buf = BytesMut::new();
+        loop {
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line = buf.split_to(pos + 1);
+                let parsed: Line<Resp> = serde_json::from_slice(&line).map_err(|e| {
+                    BackendError::internal(format!("the agent sent a reply this lane cannot read: {e}"))
+                        .with_help("the agent may be older than this binary; run `lane down` and retry")
+                })?;
+                match parsed {
+                    Line::Progress(p) => {
+                        if let Some(tx) = progress {
+                            let _ = tx.send(p);
+                        }
+                    }
+                    Line::Heartbeat => {}
+                    Line::Ok(v) => return Ok(v),
+                    Line::Error(e) => return Err(e),
+                }
+            }
+            match incoming.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => return Err(agent_gone(&e.to_string())),
+                None => return Err(agent_gone("the reply ended early")),
+            }
+        }
+    }
+}
+
+fn agent_gone(detail: &str) -> BackendError {
+    BackendError::unavailable(format!("lost the connection to the lane agent: {detail}"))
+        .with_help("it may have been stopped or crashed; run the command again (it restarts the agent)")
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn status(&self) -> Result<Status> {
+        self.call("status", &()).await
+    }
+
+    async fn create_lane(&self, req: CreateLane) -> Result<Lane> {
+        self.call("create", &req).await
+    }
+
+    async fn delete_lane(&self, req: DeleteLane) -> Result<()> {
+        self.call("delete", &req).await
+    }
+
+    async fn extend_lane(&self, req: ExtendLane) -> Result<Lane> {
+        self.call("extend", &req).await
+    }
+
+    async fn deploy(&self, req: DeployRequest, progress: ProgressTx) -> Result<InstanceView> {
+        let got: Option<InstanceView> = self.call_stream("deploy", &req, Some(&progress)).await?;
+        got.ok_or_else(|| BackendError::internal("the agent reported no instance"))
+    }
+
+    async fn baseline_up(
+        &self,
+        services: Vec<DeployRequest>,
+        progress: ProgressTx,
+    ) -> Result<Vec<InstanceView>> {
+        self.call_stream("baseline", &services, Some(&progress)).await
+    }
+
+    async fn assign(&self, req: AssignRequest) -> Result<()> {
+        self.call("assign", &req).await
+    }
+
+    async fn switch(&self, lane: LaneRef) -> Result<()> {
+        self.call("switch", &lane).await
+    }
+
+    async fn gc(&self) -> Result<GcReport> {
+        self.call("gc", &()).await
+    }
+
+    async fn wait_for_change(&self, generation: u64, timeout: Duration) -> Result<u64> {
+        let req = WaitRequest {
+            generation,
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        self.call("wait", &req).await
+    }
+}

@@ -1,0 +1,540 @@
+//! Runs versions as local processes: start, health-check, restart with backoff, stop.
+//!
+//! Every process runs in its own process group, so stopping it also stops whatever its shell
+//! started; every process carries `LANE_INSTANCE=<id>` in its environment so a restarted agent can
+//! recognise (and reclaim) processes an earlier agent left behind, without trusting a bare pid.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lane_core::manifest::HealthCheck;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::store::InstanceRecord;
+
+/// How often a starting instance is probed.
+const STARTING_PROBE: Duration = Duration::from_millis(100);
+/// How often a healthy instance is probed.
+const HEALTHY_PROBE: Duration = Duration::from_millis(1000);
+/// Consecutive failed probes before a healthy instance is marked unhealthy.
+const UNHEALTHY_AFTER: u32 = 3;
+/// Grace period between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// Restart backoff: doubles from the first to the last value.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A run that stays up this long resets the backoff.
+const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(30);
+
+/// What an instance is doing, as the supervisor sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    Starting { pid: u32 },
+    Healthy { pid: u32 },
+    Unhealthy { pid: u32 },
+    /// Exited after having been healthy; will be restarted.
+    Crashed { status: String },
+    /// Never became healthy; not restarted. The reason says why, with the log's last lines.
+    Failed { reason: String },
+    Stopped,
+}
+
+/// A phase change, sent to the agent.
+#[derive(Debug, Clone)]
+pub struct PhaseEvent {
+    pub id: String,
+    pub phase: Phase,
+    pub restarts: u32,
+}
+
+struct Handle {
+    stop_tx: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Owns the running instances.
+pub struct Supervisor {
+    logs: PathBuf,
+    events_tx: mpsc::UnboundedSender<PhaseEvent>,
+    handles: Mutex<HashMap<String, Handle>>,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Supervisor {
+    pub fn new(logs: PathBuf, events_tx: mpsc::UnboundedSender<PhaseEvent>) -> Self {
+        Supervisor {
+            logs,
+            events_tx,
+            handles: Mutex::new(HashMap::new()),
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// Environment every instance gets on top of its own (e.g. the router's address).
+    pub fn set_extra_env(&mut self, env: Vec<(String, String)>) {
+        self.extra_env = env;
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        log_path(&self.logs, id)
+    }
+
+    /// Starts `record` and returns a receiver of its phases.
+    pub fn start(&self, record: &InstanceRecord) -> watch::Receiver<Phase> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (phase_tx, phase_rx) = watch::channel(Phase::Stopped);
+        let run = InstanceRun {
+            record: record.clone(),
+            log: self.log_path(&record.id),
+            events_tx: self.events_tx.clone(),
+            phase_tx,
+            stop_rx,
+            restarts: record.restarts,
+            extra_env: self.extra_env.clone(),
+        };
+        let task = tokio::spawn(run.run());
+        let old = self
+            .handles
+            .lock()
+            .expect("supervisor lock is never poisoned: no code panics while holding it")
+            .insert(record.id.clone(), Handle { stop_tx, task });
+        if let Some(old) = old {
+            let _ = old.stop_tx.send(true);
+        }
+        phase_rx
+    }
+
+    /// Stops an instance and waits until its process group is gone.
+    pub async fn stop(&self, id: &str) {
+        let handle = self
+            .handles
+            .lock()
+            .expect("supervisor lock is never poisoned: no code panics while holding it")
+            .remove(id);
+        if let Some(h) = handle {
+            let _ = h.stop_tx.send(true);
+            let _ = h.task.await;
+        }
+    }
+
+    pub async fn stop_all(&self) {
+        let ids: Vec<String> = self
+            .handles
+            .lock()
+            .expect("supervisor lock is never poisoned: no code panics while holding it")
+            .keys()
+            .cloned()
+            .collect();
+        let stops = ids.iter().map(|id| self.stop(id));
+        for s in stops {
+            s.await;
+        }
+    }
+}
+
+pub fn log_path(logs: &Path, id: &str) -> PathBuf {
+    logs.join(format!("{}.log", id.replace(['/', '#'], "_")))
+}
+
+struct InstanceRun {
+    record: InstanceRecord,
+    log: PathBuf,
+    events_tx: mpsc::UnboundedSender<PhaseEvent>,
+    phase_tx: watch::Sender<Phase>,
+    stop_rx: watch::Receiver<bool>,
+    restarts: u32,
+    extra_env: Vec<(String, String)>,
+}
+
+enum Outcome {
+    Stop,
+    Failed(String),
+    Exited(String),
+}
+
+impl InstanceRun {
+    fn set(&self, phase: Phase) {
+        let _ = self.events_tx.send(PhaseEvent {
+            id: self.record.id.clone(),
+            phase: phase.clone(),
+            restarts: self.restarts,
+        });
+        let _ = self.phase_tx.send(phase);
+    }
+
+    async fn run(mut self) {
+        let mut ever_healthy = false;
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            let started = Instant::now();
+            let outcome = self.run_once(&mut ever_healthy).await;
+            match outcome {
+                Outcome::Stop => {
+                    self.set(Phase::Stopped);
+                    return;
+                }
+                Outcome::Failed(reason) => {
+                    self.set(Phase::Failed { reason });
+                    return;
+                }
+                Outcome::Exited(status) => {
+                    self.set(Phase::Crashed { status });
+                    if started.elapsed() > BACKOFF_RESET_AFTER {
+                        backoff = BACKOFF_FIRST;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.stop_rx.changed() => { self.set(Phase::Stopped); return; }
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    self.restarts += 1;
+                }
+            }
+        }
+    }
+
+    async fn run_once(&mut self, ever_healthy: &mut bool) -> Outcome {
+        if *self.stop_rx.borrow() {
+            return Outcome::Stop;
+        }
+        let mut child = match spawn_logged(
+            &self.record.spec.command,
+            &self.record.spec.cwd,
+            &self.env(),
+            &self.log,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = format!("cannot start `{}`: {e}", self.record.spec.command);
+                return if *ever_healthy {
+                    Outcome::Exited(reason)
+                } else {
+                    Outcome::Failed(reason)
+                };
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        let group = ProcessGroup(pid);
+        self.set(Phase::Starting { pid });
+        let started = Instant::now();
+        let timeout = Duration::from_millis(self.record.spec.health_timeout_ms);
+        let mut healthy = false;
+        let mut failures = 0u32;
+        loop {
+            let interval = if healthy {
+                HEALTHY_PROBE
+            } else {
+                STARTING_PROBE
+            };
+            tokio::select! {
+                status = child.wait() => {
+                    group.kill(Signal::SIGKILL);
+                    let status = status.map_or_else(|e| e.to_string(), |s| describe_exit(s));
+                    if *ever_healthy {
+                        return Outcome::Exited(status);
+                    }
+                    return Outcome::Failed(format!(
+                        "the run command `{}` exited ({status}) before it became healthy{}",
+                        self.record.spec.command,
+                        log_tail(&self.log).await
+                    ));
+                }
+                _ = self.stop_rx.changed() => {
+                    terminate(&mut child, &group).await;
+                    return Outcome::Stop;
+                }
+                _ = tokio::time::sleep(interval) => {
+                    let ok = probe(&self.record.spec.health, self.record.port).await;
+                    match (ok, healthy) {
+                        (true, _) => {
+                            failures = 0;
+                            if !healthy {
+                                healthy = true;
+                                *ever_healthy = true;
+                                self.set(Phase::Healthy { pid });
+                            }
+                        }
+                        (false, true) => {
+                            failures += 1;
+                            if failures == UNHEALTHY_AFTER {
+                                self.set(Phase::Unhealthy { pid });
+                            }
+                        }
+                        (false, false) if !*ever_healthy && started.elapsed() > timeout => {
+                            terminate(&mut child, &group).await;
+                            return Outcome::Failed(format!(
+                                "the health check ({}) did not pass within {}s{}",
+                                describe_health(&self.record.spec.health, self.record.port),
+                                timeout.as_secs_f32(),
+                                log_tail(&self.log).await
+                            ));
+                        }
+                        (false, false) => {}
+                    }
+                    if ok && failures == 0 && healthy {
+                        // A recovered instance: report it healthy again.
+                        if matches!(*self.phase_tx.borrow(), Phase::Unhealthy { .. }) {
+                            self.set(Phase::Healthy { pid });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .record
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.extend(self.extra_env.iter().cloned());
+        env.push(("PORT".into(), self.record.port.to_string()));
+        env.push(("LANE_INSTANCE".into(), self.record.id.clone()));
+        env.push(("LANE_ID".into(), self.record.lane.to_string()));
+        env.push(("LANE_SERVICE".into(), self.record.service.to_string()));
+        env
+    }
+}
+
+/// A process group that is killed when dropped (so a cancelled build leaves nothing running).
+pub struct ProcessGroup(pub u32);
+
+impl ProcessGroup {
+    pub fn kill(&self, signal: Signal) {
+        if self.0 > 1 {
+            let _ = killpg(Pid::from_raw(self.0 as i32), signal);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill(Signal::SIGKILL);
+    }
+}
+
+async fn terminate(child: &mut Child, group: &ProcessGroup) {
+    group.kill(Signal::SIGTERM);
+    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+        group.kill(Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    group.kill(Signal::SIGKILL);
+}
+
+/// Spawns `sh -c command` in its own process group with stdout and stderr appended to `log`.
+pub async fn spawn_logged(
+    command: &str,
+    cwd: &Path,
+    env: &[(String, String)],
+    log: &Path,
+) -> std::io::Result<Child> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .await?;
+    file.write_all(format!("--- lane: starting `{command}`\n").as_bytes())
+        .await?;
+    let file = file.into_std().await;
+    let err = file.try_clone()?;
+    Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(cwd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(file))
+        .stderr(Stdio::from(err))
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+fn describe_health(check: &HealthCheck, port: u16) -> String {
+    match check {
+        HealthCheck::Http { path } => format!("GET http://127.0.0.1:{port}{path}"),
+        HealthCheck::Tcp => format!("TCP connect to 127.0.0.1:{port}"),
+        HealthCheck::Command { command } => format!("`{command}`"),
+    }
+}
+
+/// The last lines of a log, formatted to append to an error message.
+pub async fn log_tail(log: &Path) -> String {
+    let Ok(text) = tokio::fs::read_to_string(log).await else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().rev().take(8).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let body: Vec<&str> = lines.into_iter().rev().collect();
+    format!(
+        "\n  last lines of {}:\n    {}",
+        log.display(),
+        body.join("\n    ")
+    )
+}
+
+/// Probes an instance once. Each probe has a short timeout of its own.
+pub async fn probe(check: &HealthCheck, port: u16) -> bool {
+    let attempt = async {
+        match check {
+            HealthCheck::Tcp => TcpStream::connect(("127.0.0.1", port)).await.is_ok(),
+            HealthCheck::Http { path } => http_ok(port, path).await.unwrap_or(false),
+            HealthCheck::Command { command } => Command::new("sh")
+                .arg("-c")
+                .arg(command.replace(lane_core::manifest::PORT_PLACEHOLDER, &port.to_string()))
+                .env("PORT", port.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .status()
+                .await
+                .map(|s| s.success())
+                .unwrap_or(false),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .unwrap_or(false)
+}
+
+async fn http_ok(port: u16, path: &str) -> std::io::Result<bool> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await?;
+    let mut buf = [0u8; 32];
+    let mut n = 0;
+    while n < 12 {
+        let read = stream.read(&mut buf[n..]).await?;
+        if read == 0 {
+            break;
+        }
+        n += read;
+    }
+    let head = std::str::from_utf8(&buf[..n]).unwrap_or("");
+    Ok(head.starts_with("HTTP/1.") && head.as_bytes().get(9) == Some(&b'2'))
+}
+
+/// Kills a process group left behind by an earlier agent, if `pid` still is that instance.
+pub fn reclaim_stale(pid: u32, instance_id: &str) -> bool {
+    let environ = match std::fs::read(format!("/proc/{pid}/environ")) {
+        Ok(e) => e,
+        Err(_) => return false,
+    };
+    let marker = format!("LANE_INSTANCE={instance_id}");
+    let ours = environ
+        .split(|b| *b == 0)
+        .any(|var| var == marker.as_bytes());
+    if ours {
+        ProcessGroup(pid).kill(Signal::SIGKILL);
+    }
+    ours
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::store::RunSpec;
+
+    fn record(command: &str, port: u16, health: HealthCheck, timeout_ms: u64) -> InstanceRecord {
+        InstanceRecord {
+            id: format!("test/{port}"),
+            service: "t.svc".parse().unwrap(),
+            lane: lane_core::LaneRef::Baseline,
+            port,
+            spec: RunSpec {
+                command: command.into(),
+                cwd: std::env::temp_dir(),
+                env: Default::default(),
+                health,
+                health_timeout_ms: timeout_ms,
+            },
+            state: crate::api::InstanceState::Starting,
+            pid: None,
+            restarts: 0,
+            version: None,
+            pending: None,
+        }
+    }
+
+    async fn wait_for(rx: &mut watch::Receiver<Phase>, want: impl Fn(&Phase) -> bool) -> Phase {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if want(&rx.borrow()) {
+                    return rx.borrow().clone();
+                }
+                rx.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("phase reached in time")
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[tokio::test]
+    async fn exits_at_once_fails_with_log_tail() {
+        let logs = std::env::temp_dir();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let sup = Supervisor::new(logs, tx);
+        let rec = record("echo boom-message; exit 3", free_port(), HealthCheck::Tcp, 5000);
+        let mut rx = sup.start(&rec);
+        let phase = wait_for(&mut rx, |p| matches!(p, Phase::Failed { .. })).await;
+        let Phase::Failed { reason } = phase else { unreachable!() };
+        assert!(reason.contains("exited (exit code 3) before it became healthy"), "{reason}");
+        assert!(reason.contains("boom-message"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn health_timeout_kills_the_process() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let sup = Supervisor::new(std::env::temp_dir(), tx);
+        let rec = record("sleep 30", free_port(), HealthCheck::Tcp, 300);
+        let mut rx = sup.start(&rec);
+        let pid = match wait_for(&mut rx, |p| matches!(p, Phase::Starting { .. })).await {
+            Phase::Starting { pid } => pid,
+            _ => unreachable!(),
+        };
+        let phase = wait_for(&mut rx, |p| matches!(p, Phase::Failed { .. })).await;
+        assert!(matches!(phase, Phase::Failed { reason } if reason.contains("did not pass within 0.3s")));
+        assert!(!Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid));
+    }
+
+    fn is_zombie(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+    }
+}

@@ -1,0 +1,169 @@
+//! Command-line definitions. Everything here is parsing; behaviour lives in `commands`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lane",
+    version,
+    about = "Release lanes: test your branch inside a shared dev environment",
+    long_about = "Release lanes (泳道): deploy personal versions of services, built from your current \
+git branch, into a lane. Requests carrying the lane id reach the lane's versions and fall back to \
+baseline for every other service.\n\nExit codes: 0 ok, 1 internal error, 2 invalid input, 3 not \
+found, 4 conflict, 5 not the owner, 6 build/start/health failed, 7 backend unavailable, 8 trace \
+found a hop that lost the lane, 130 cancelled.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// More logging on stderr (-v info, -vv debug). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the workspace's service, branch, active lane and every lane.
+    Status(JsonFlag),
+    /// List lanes with their services, health and expiry.
+    Ls(JsonFlag),
+    /// Create a lane.
+    Create {
+        /// Lane id: lowercase letters, digits and `-`, 1–40 characters.
+        lane: String,
+        /// Stack the lane on a parent lane: requests fall back to the parent before baseline.
+        #[arg(long)]
+        parent: Option<String>,
+        /// Lifetime, like `2h`, `30m`, `3d` (default 24h).
+        #[arg(long)]
+        ttl: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Delete a lane with everything it owns.
+    Rm {
+        lane: String,
+        /// Delete even if someone else owns it, or lanes are stacked on it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Give a lane more time.
+    Extend {
+        lane: String,
+        /// How much longer, like `2h` (default 24h).
+        #[arg(long, default_value = "24h")]
+        by: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Build the current branch of the repo you stand in and deploy it into a lane.
+    Deploy {
+        /// The lane (created if missing). Default: the active lane.
+        #[arg(long)]
+        lane: Option<String>,
+        /// When the lane is created: its parent.
+        #[arg(long)]
+        parent: Option<String>,
+        /// When the lane is created: its lifetime.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Deploy into someone else's lane.
+        #[arg(long)]
+        force: bool,
+        /// The service repository (default: the current directory).
+        #[arg(long, short = 'C')]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Choose the lane your own requests enter (`baseline` turns it off).
+    Switch { lane: String },
+    /// A local HTTP proxy that adds the active lane's header to requests sent through it.
+    Proxy {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:4081")]
+        listen: SocketAddr,
+        /// Use this lane instead of following the active lane.
+        #[arg(long)]
+        lane: Option<String>,
+    },
+    /// Move a personal version to another lane.
+    Assign {
+        /// Service id `<app>.<proc>`.
+        service: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Send a request with a lane id and show, hop by hop, which versions served it.
+    Trace {
+        /// A URL (`http://a.demo.localhost:4080/`) or a service id (`demo.a`) to call via the router.
+        target: String,
+        /// The lane to send (default: the active lane).
+        #[arg(long)]
+        lane: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Reclaim expired lanes and anything orphaned.
+    Gc(JsonFlag),
+    /// Run baseline versions.
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
+    },
+    /// Stop the agent and everything it runs.
+    Down,
+    /// Run the three lane scenarios end to end on this machine, then clean up.
+    Demo,
+    /// Run the router standalone against the local state (the agent runs one already).
+    Router {
+        #[arg(long, default_value = "127.0.0.1:4090")]
+        listen: SocketAddr,
+    },
+    /// The per-user agent (started on demand by other commands).
+    #[command(hide = true)]
+    Agent,
+    /// The sample service used by `lane demo` and the tests.
+    #[command(hide = true)]
+    SampleService {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "demo")]
+        app: String,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        next: Option<String>,
+        #[arg(long)]
+        router: Option<SocketAddr>,
+        #[arg(long)]
+        drop_lane_header: bool,
+        #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
+        lane_header: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Run the baseline of every service listed in a workspace file.
+    Up {
+        /// The workspace file (default: ./lane-workspace.toml).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,501 @@
+//! What each command does. Every command goes through the [`Backend`] trait; only `agent`,
+//! `down` and `router` know they are talking to the local backend.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use lane_backend::api::{
+    AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, Progress,
+};
+use lane_backend::local::{AgentConfig, LocalBackend, StateDir, default_state_dir, run_agent};
+use lane_backend::{Backend, BackendError};
+use lane_core::duration::parse_duration;
+use lane_core::manifest::{MANIFEST_FILE, Manifest, WORKSPACE_FILE, Workspace};
+use lane_core::{LaneId, LaneRef, ServiceId};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::cli::{BaselineCommand, Cli, Command};
+use crate::output::{self, ProgressView};
+use crate::{demo, git, sample, trace};
+
+/// Runs a command and returns the process exit code; prints errors with their help.
+pub async fn run(cli: Cli) -> u8 {
+    match dispatch(cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            exit_code(&e)
+        }
+    }
+}
+
+pub fn report(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+    if let Some(help) = e.downcast_ref::<BackendError>().and_then(|b| b.help.as_deref()) {
+        eprintln!("help: {help}");
+    }
+}
+
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    e.downcast_ref::<BackendError>()
+        .map_or(1, |b| u8::try_from(b.exit_code()).unwrap_or(1))
+}
+
+/// The backend for this invocation: the local one, on the state dir from the environment.
+pub fn local_backend() -> anyhow::Result<LocalBackend> {
+    let dir = StateDir::new(default_state_dir()?);
+    let exe = std::env::current_exe().context("cannot find the lane binary's own path")?;
+    Ok(LocalBackend::new(dir, exe))
+}
+
+fn invalid(msg: impl Into<String>) -> anyhow::Error {
+    BackendError::invalid(msg).into()
+}
+
+pub fn parse_lane(s: &str) -> anyhow::Result<LaneId> {
+    s.parse::<LaneId>().map_err(|e| invalid(e.to_string()))
+}
+
+fn parse_lane_ref(s: &str) -> anyhow::Result<LaneRef> {
+    s.parse::<LaneRef>().map_err(|e| invalid(e.to_string()))
+}
+
+fn parse_ttl(s: Option<&str>) -> anyhow::Result<Option<u64>> {
+    s.map(|v| {
+        parse_duration(v)
+            .map(|d| d.as_secs())
+            .map_err(|e| invalid(format!("--ttl: {e}")))
+    })
+    .transpose()
+}
+
+fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Reads and validates `lane.toml` in `dir`.
+pub fn load_manifest(dir: &Path) -> anyhow::Result<Manifest> {
+    let path = dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        BackendError::invalid(format!("cannot read {}: {e}", path.display())).with_help(
+            "a service repo needs a lane.toml at its root; see the README's lane.toml reference",
+        )
+    })?;
+    Manifest::parse(&path, &text).map_err(|e| BackendError::invalid(e.to_string()).into())
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Agent => {
+            let dir = StateDir::new(default_state_dir()?);
+            let result = async { run_agent(dir.clone(), AgentConfig::from_env()?).await }.await;
+            if let Err(e) = &result {
+                let text = match &e.help {
+                    Some(h) => format!("{}\nhelp: {h}", e.message),
+                    None => e.message.clone(),
+                };
+                let _ = std::fs::write(dir.root.join("agent.error"), text);
+            }
+            result?;
+            Ok(0)
+        }
+        Command::SampleService {
+            name,
+            app,
+            port,
+            next,
+            router,
+            drop_lane_header,
+            lane_header,
+        } => {
+            sample::run(sample::SampleArgs {
+                name,
+                app,
+                port,
+                next,
+                router,
+                drop_lane_header,
+                lane_header,
+            })
+            .await?;
+            Ok(0)
+        }
+        Command::Demo => demo::run().await,
+        Command::Down => {
+            let backend = local_backend()?.without_autostart();
+            if backend.down().await? {
+                println!("stopped the lane agent and everything it ran");
+            } else {
+                println!("no lane agent was running");
+            }
+            Ok(0)
+        }
+        Command::Router { listen } => {
+            standalone_router(listen).await?;
+            Ok(0)
+        }
+        other => {
+            let backend = local_backend()?;
+            run_with(&backend, other).await
+        }
+    }
+}
+
+/// Commands that only need a [`Backend`].
+pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Status(f) => status(backend, f.json).await,
+        Command::Ls(f) => {
+            let st = backend.status().await?;
+            if f.json {
+                print_json(&st.lanes)?;
+            } else {
+                output::lanes(&st);
+            }
+            Ok(0)
+        }
+        Command::Create {
+            lane,
+            parent,
+            ttl,
+            json,
+        } => {
+            let req = CreateLane {
+                id: parse_lane(&lane)?,
+                parent: parent.as_deref().map(parse_lane).transpose()?,
+                ttl_secs: parse_ttl(ttl.as_deref())?,
+                owner: git::owner(),
+            };
+            let lane = backend.create_lane(req).await?;
+            if json.json {
+                print_json(&lane)?;
+            } else {
+                println!(
+                    "created lane {} (owner {}, expires in {})",
+                    lane.id,
+                    lane.owner,
+                    output::remaining(lane.expires.saturating_sub(lane.created))
+                );
+            }
+            Ok(0)
+        }
+        Command::Rm { lane, force } => {
+            let id = parse_lane(&lane)?;
+            backend
+                .delete_lane(DeleteLane {
+                    id: id.clone(),
+                    actor: git::owner(),
+                    force,
+                })
+                .await?;
+            println!("deleted lane {id} with its versions and routes");
+            Ok(0)
+        }
+        Command::Extend { lane, by, force } => {
+            let by = parse_duration(&by).map_err(|e| invalid(format!("--by: {e}")))?;
+            let lane = backend
+                .extend_lane(ExtendLane {
+                    id: parse_lane(&lane)?,
+                    by_secs: by.as_secs(),
+                    actor: git::owner(),
+                    force,
+                })
+                .await?;
+            let now = lane_backend::local::now_secs();
+            println!(
+                "lane {} now expires in {}",
+                lane.id,
+                output::remaining(lane.expires.saturating_sub(now))
+            );
+            Ok(0)
+        }
+        Command::Deploy {
+            lane,
+            parent,
+            ttl,
+            force,
+            dir,
+            json,
+        } => deploy(backend, lane, parent, ttl, force, dir, json.json).await,
+        Command::Switch { lane } => {
+            let lane = parse_lane_ref(&lane)?;
+            backend.switch(lane.clone()).await?;
+            match lane {
+                LaneRef::Baseline => println!("your requests now go to baseline"),
+                LaneRef::Lane(id) => println!("your requests now enter lane {id} (via `lane proxy`)"),
+            }
+            Ok(0)
+        }
+        Command::Proxy { listen, lane } => proxy(backend, listen, lane).await,
+        Command::Assign {
+            service,
+            from,
+            to,
+            force,
+        } => {
+            let service: ServiceId = service.parse().map_err(|e: lane_core::IdError| invalid(e.to_string()))?;
+            let (from, to) = (parse_lane(&from)?, parse_lane(&to)?);
+            backend
+                .assign(AssignRequest {
+                    service: service.clone(),
+                    from: from.clone(),
+                    to: to.clone(),
+                    actor: git::owner(),
+                    force,
+                })
+                .await?;
+            println!("moved {service} from lane {from} to lane {to}");
+            Ok(0)
+        }
+        Command::Trace { target, lane, json } => trace::run(backend, &target, lane.as_deref(), json.json).await,
+        Command::Gc(f) => {
+            let report = backend.gc().await?;
+            if f.json {
+                print_json(&report)?;
+            } else if report.lanes_removed.is_empty() && report.instances_removed.is_empty() {
+                println!("nothing to reclaim");
+            } else {
+                for l in &report.lanes_removed {
+                    println!("reclaimed expired lane {l}");
+                }
+                for i in &report.instances_removed {
+                    println!("removed instance {i}");
+                }
+            }
+            Ok(0)
+        }
+        Command::Baseline {
+            command: BaselineCommand::Up { file },
+        } => baseline_up(backend, file).await,
+        Command::Agent
+        | Command::Down
+        | Command::Demo
+        | Command::Router { .. }
+        | Command::SampleService { .. } => Err(anyhow!("this command does not take a backend")),
+    }
+}
+
+/// The workspace's service (if the current dir has a lane.toml) and its git state.
+fn workspace_info() -> Option<serde_json::Value> {
+    let cwd = std::env::current_dir().ok()?;
+    let root = git::repo_root(&cwd).unwrap_or(cwd);
+    let manifest = load_manifest(&root).ok();
+    let (branch, commit) = git::head(&root).ok().unzip();
+    Some(serde_json::json!({
+        "root": root,
+        "service": manifest.map(|m| m.service.to_string()),
+        "branch": branch,
+        "commit": commit,
+    }))
+}
+
+async fn status(backend: &dyn Backend, json: bool) -> anyhow::Result<u8> {
+    let st = backend.status().await?;
+    let ws = workspace_info();
+    if json {
+        print_json(&serde_json::json!({ "workspace": ws, "status": st }))?;
+        return Ok(0);
+    }
+    if let Some(ws) = &ws {
+        let service = ws["service"].as_str().unwrap_or("(no lane.toml here)");
+        let branch = ws["branch"].as_str().unwrap_or("-");
+        let commit: String = ws["commit"].as_str().unwrap_or("-").chars().take(8).collect();
+        println!("workspace:   {service} on {branch} @ {commit}");
+    }
+    println!("backend:     {} (router {})", st.backend, st.router.as_deref().unwrap_or("-"));
+    println!("active lane: {} (header `{}`)", st.active_lane, st.lane_header);
+    println!();
+    output::lanes(&st);
+    println!();
+    output::baseline(&st);
+    Ok(0)
+}
+
+/// Collects progress from a backend operation and renders it while the operation runs.
+async fn with_progress<T>(
+    json: bool,
+    op: impl AsyncFnOnce(lane_backend::ProgressTx) -> lane_backend::Result<T>,
+) -> lane_backend::Result<T> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
+    let render = tokio::spawn(async move {
+        let mut view = ProgressView::new();
+        while let Some(p) = rx.recv().await {
+            if !json {
+                view.show(&p);
+            }
+        }
+    });
+    let result = tokio::select! {
+        r = op(tx) => r,
+        _ = tokio::signal::ctrl_c() => Err(BackendError::cancelled()),
+    };
+    let _ = render.await;
+    result
+}
+
+async fn deploy(
+    backend: &dyn Backend,
+    lane: Option<String>,
+    parent: Option<String>,
+    ttl: Option<String>,
+    force: bool,
+    dir: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let start = match dir {
+        Some(d) => d,
+        None => std::env::current_dir()?,
+    };
+    let repo = git::repo_root(&start).map_err(|e| invalid(e.to_string()))?;
+    let manifest = load_manifest(&repo)?;
+    let (branch, commit) = git::head(&repo).map_err(|e| invalid(e.to_string()))?;
+    let lane = match lane {
+        Some(l) => LaneRef::Lane(parse_lane(&l)?),
+        None => match backend.status().await?.active_lane {
+            LaneRef::Baseline => {
+                return Err(BackendError::invalid("no lane given and no active lane")
+                    .with_help("pass --lane <id>, or `lane switch <id>` first")
+                    .into());
+            }
+            l => l,
+        },
+    };
+    let req = DeployRequest {
+        lane: lane.clone(),
+        manifest,
+        repo,
+        branch,
+        commit,
+        owner: git::owner(),
+        ttl_secs: parse_ttl(ttl.as_deref())?,
+        parent: parent.as_deref().map(parse_lane).transpose()?,
+        force,
+    };
+    let service = req.manifest.service.clone();
+    let version = format!("{}@{}", req.branch, &req.commit[..req.commit.len().min(8)]);
+    let instance = with_progress(json, async |tx| backend.deploy(req, tx).await).await?;
+    if json {
+        print_json(&instance)?;
+    } else {
+        println!(
+            "deployed {service} {version} into lane {lane}: {} at {}",
+            instance.state.as_str(),
+            instance.addr
+        );
+    }
+    Ok(0)
+}
+
+async fn baseline_up(backend: &dyn Backend, file: Option<PathBuf>) -> anyhow::Result<u8> {
+    let path = match file {
+        Some(f) => f,
+        None => std::env::current_dir()?.join(WORKSPACE_FILE),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        BackendError::invalid(format!("cannot read {}: {e}", path.display()))
+            .with_help("list the baseline services in lane-workspace.toml: [[service]] path = \"...\"")
+    })?;
+    let ws = Workspace::parse(&path, &text).map_err(|e| invalid(e.to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut reqs = Vec::new();
+    for rel in &ws.services {
+        let dir = base.join(rel);
+        let manifest = load_manifest(&dir)?;
+        let (branch, commit) = git::head(&dir).unwrap_or_else(|_| ("-".into(), "-".into()));
+        reqs.push(DeployRequest {
+            lane: LaneRef::Baseline,
+            manifest,
+            repo: dir,
+            branch,
+            commit,
+            owner: git::owner(),
+            ttl_secs: None,
+            parent: None,
+            force: true,
+        });
+    }
+    let done = with_progress(false, async |tx| backend.baseline_up(reqs, tx).await).await?;
+    for i in &done {
+        println!("baseline {} {} at {}", i.service, i.state.as_str(), i.addr);
+    }
+    Ok(0)
+}
+
+async fn proxy(backend: &dyn Backend, listen: std::net::SocketAddr, lane: Option<String>) -> anyhow::Result<u8> {
+    let st = backend.status().await?;
+    let fixed = lane.as_deref().map(parse_lane_ref).transpose()?;
+    let current = Arc::new(RwLock::new(fixed.clone().unwrap_or(st.active_lane.clone())));
+    let header = http::HeaderName::from_bytes(st.lane_header.as_bytes())?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        BackendError::unavailable(format!("cannot listen on {listen}: {e}"))
+            .with_help("pass --listen with a free address")
+    })?;
+    eprintln!(
+        "lane proxy on http://{listen}: requests sent through it enter lane {} (set HTTP_PROXY=http://{listen})",
+        current.read().map(|l| l.to_string()).unwrap_or_default()
+    );
+    if fixed.is_none() {
+        // Follow `lane switch` live: the backend pushes changes, nobody polls.
+        let current = current.clone();
+        let mut generation = st.generation;
+        let local = local_backend()?;
+        tokio::spawn(async move {
+            loop {
+                match local.wait_for_change(generation, Duration::from_secs(30)).await {
+                    Ok(g) if g != generation => {
+                        generation = g;
+                        if let Ok(st) = local.status().await
+                            && let Ok(mut cur) = current.write()
+                            && *cur != st.active_lane
+                        {
+                            eprintln!("lane proxy: now sending requests into lane {}", st.active_lane);
+                            *cur = st.active_lane;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                }
+            }
+        });
+    }
+    let lane_fn = move || current.read().map(|l| l.clone()).unwrap_or(LaneRef::Baseline);
+    lane_router::proxy::serve(listener, header, lane_fn, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(0)
+}
+
+/// `lane router`: the router on its own, following the local state file.
+async fn standalone_router(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let dir = StateDir::new(default_state_dir()?);
+    let table = lane_router::TableHandle::new(lane_core::RoutingTable::default());
+    let router = lane_router::Router::new(lane_router::RouterConfig::default(), table.clone());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| BackendError::unavailable(format!("cannot listen on {listen}: {e}")))?;
+    eprintln!("lane router on http://{listen}, following {}", dir.state_file().display());
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let mtime = std::fs::metadata(dir.state_file()).and_then(|m| m.modified()).ok();
+            if mtime != last {
+                last = mtime;
+                if let Ok(state) = dir.load() {
+                    table.update(lane_backend::local::routing_table(&state));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    router
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

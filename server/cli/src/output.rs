@@ -1,0 +1,151 @@
+//! Human output: aligned tables and the deploy progress bar.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use lane_backend::api::{Progress, Stage, Status};
+use lane_core::duration::format_duration;
+
+/// Prints rows as an aligned table with a header.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+/// `lane ls`: one row per lane service (or per empty lane).
+pub fn lanes(status: &Status) {
+    if status.lanes.is_empty() {
+        println!("no lanes. `lane create <id>` or `lane deploy --lane <id>` makes one.");
+        return;
+    }
+    let mut rows = Vec::new();
+    for lv in &status.lanes {
+        let l = &lv.lane;
+        let active = if status.active_lane.lane() == Some(&l.id) { "*" } else { "" };
+        let expires = format_duration(l.remaining(status.now));
+        let parent = l.parent.as_ref().map_or("-".to_owned(), |p| p.to_string());
+        if lv.instances.is_empty() {
+            rows.push(vec![
+                format!("{active}{}", l.id),
+                parent.clone(),
+                l.owner.clone(),
+                expires.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+        for i in &lv.instances {
+            let rpm = status
+                .traffic
+                .iter()
+                .find(|t| t.service == i.service && t.lane.lane() == Some(&l.id))
+                .map_or(0, |t| t.per_minute);
+            rows.push(vec![
+                format!("{active}{}", l.id),
+                parent.clone(),
+                l.owner.clone(),
+                expires.clone(),
+                i.service.to_string(),
+                i.version.as_ref().map_or("-".into(), |v| v.version.clone()),
+                i.state.as_str().to_owned(),
+                rpm.to_string(),
+            ]);
+        }
+    }
+    table(
+        &["LANE", "PARENT", "OWNER", "EXPIRES IN", "SERVICE", "VERSION", "HEALTH", "REQ/MIN"],
+        &rows,
+    );
+}
+
+pub fn baseline(status: &Status) {
+    if status.baseline.is_empty() {
+        println!("baseline: nothing running (`lane baseline up` starts it)");
+        return;
+    }
+    let rows: Vec<Vec<String>> = status
+        .baseline
+        .iter()
+        .map(|i| {
+            vec![
+                i.service.to_string(),
+                i.addr.clone(),
+                i.version.as_ref().map_or("-".into(), |v| v.version.clone()),
+                i.state.as_str().to_owned(),
+                i.restarts.to_string(),
+            ]
+        })
+        .collect();
+    table(&["BASELINE SERVICE", "ADDRESS", "VERSION", "HEALTH", "RESTARTS"], &rows);
+}
+
+/// Renders deploy progress on stderr: a redrawn bar on a terminal, one line per stage otherwise.
+pub struct ProgressView {
+    tty: bool,
+    last_stage: Option<Stage>,
+}
+
+impl ProgressView {
+    pub fn new() -> Self {
+        ProgressView {
+            tty: std::io::stderr().is_terminal(),
+            last_stage: None,
+        }
+    }
+
+    pub fn show(&mut self, p: &Progress) {
+        let mut err = std::io::stderr().lock();
+        match p {
+            Progress::Stage {
+                service,
+                stage,
+                percent,
+                message,
+            } => {
+                let filled = usize::from(*percent) / 5;
+                let bar = format!("{}{}", "█".repeat(filled), "░".repeat(20 - filled));
+                let text = format!("{service} [{:<8}] {bar} {percent:>3}% {message}", stage.as_str());
+                if self.tty {
+                    let _ = write!(err, "\r\x1b[2K{text}");
+                    if *stage == Stage::Route {
+                        let _ = writeln!(err);
+                    }
+                } else if self.last_stage != Some(*stage) || !message.is_empty() {
+                    let _ = writeln!(err, "{text}");
+                }
+                self.last_stage = Some(*stage);
+            }
+            Progress::Log { service, line } => {
+                if self.tty {
+                    let _ = write!(err, "\r\x1b[2K");
+                }
+                let _ = writeln!(err, "  {service} | {line}");
+            }
+        }
+    }
+}
+
+pub fn remaining(secs: u64) -> String {
+    format_duration(Duration::from_secs(secs))
+}
