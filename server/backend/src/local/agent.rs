@@ -136,18 +136,22 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
         .local_addr()
         .map_err(|e| BackendError::internal(e.to_string()))?;
     let _ = std::fs::remove_file(dir.socket());
-    let control = UnixListener::bind(dir.socket()).map_err(|e| io_err("listen on", &dir.socket(), e))?;
+    let control =
+        UnixListener::bind(dir.socket()).map_err(|e| io_err("listen on", &dir.socket(), e))?;
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let mut sup = Supervisor::new(dir.logs(), events_tx);
     sup.set_extra_env(vec![("LANE_ROUTER_ADDR".into(), router_addr.to_string())]);
     let table = TableHandle::new(RoutingTable::default());
-    let header = http::HeaderName::from_bytes(config.lane_header.as_bytes())
-        .map_err(|_| BackendError::invalid(format!("LANE_HEADER `{}` is not a header name", config.lane_header)))?;
+    let header = http::HeaderName::from_bytes(config.lane_header.as_bytes()).map_err(|_| {
+        BackendError::invalid(format!(
+            "LANE_HEADER `{}` is not a header name",
+            config.lane_header
+        ))
+    })?;
     let router = Router::new(
         RouterConfig {
             lane_header: header,
-            ..RouterConfig::default()
         },
         table.clone(),
     );
@@ -177,14 +181,20 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
         lane_header: agent.config.lane_header.clone(),
         started: now_secs(),
     };
-    let info_json = serde_json::to_vec_pretty(&info).map_err(|e| BackendError::internal(e.to_string()))?;
-    std::fs::write(dir.agent_info(), info_json).map_err(|e| io_err("write", &dir.agent_info(), e))?;
+    let info_json =
+        serde_json::to_vec_pretty(&info).map_err(|e| BackendError::internal(e.to_string()))?;
+    std::fs::write(dir.agent_info(), info_json)
+        .map_err(|e| io_err("write", &dir.agent_info(), e))?;
     tracing::info!(router = %router_addr, "agent started for {}", dir.root.display());
 
     let router_task = tokio::spawn(router.serve(listener, wait_true(shutdown_rx.clone())));
     tokio::spawn(agent.clone().phase_loop(events_rx));
     tokio::spawn(agent.clone().housekeeping_loop(shutdown_rx.clone()));
-    let server = tokio::spawn(super::control::serve(agent.clone(), control, shutdown_rx.clone()));
+    let server = tokio::spawn(super::control::serve(
+        agent.clone(),
+        control,
+        shutdown_rx.clone(),
+    ));
 
     let stop = shutdown_rx.clone();
     tokio::select! {
@@ -345,7 +355,11 @@ impl Agent {
             .traffic
             .lock()
             .expect("traffic lock is never poisoned: no code panics while holding it");
-        let oldest = hist.samples.front().map(|(_, s)| s.as_slice()).unwrap_or(&[]);
+        let oldest = hist
+            .samples
+            .front()
+            .map(|(_, s)| s.as_slice())
+            .unwrap_or(&[]);
         current
             .into_iter()
             .map(|c| {
@@ -492,7 +506,9 @@ impl Agent {
                     req.id,
                     names.join(", ")
                 ))
-                .with_help("delete those first, or pass --force to move them onto this lane's parent"));
+                .with_help(
+                    "delete those first, or pass --force to move them onto this lane's parent",
+                ));
             }
         }
         self.remove_lane(&req.id).await.map(|_| ())
@@ -525,7 +541,10 @@ impl Agent {
 
     pub(crate) async fn assign(&self, req: AssignRequest) -> Result<()> {
         let mut st = self.state.lock().await;
-        let from = st.lanes.get(&req.from).ok_or_else(|| no_lane(&st, &req.from))?;
+        let from = st
+            .lanes
+            .get(&req.from)
+            .ok_or_else(|| no_lane(&st, &req.from))?;
         check_owner(from, &req.actor, req.force)?;
         let to = st.lanes.get(&req.to).ok_or_else(|| no_lane(&st, &req.to))?;
         check_owner(to, &req.actor, req.force)?;
@@ -547,7 +566,10 @@ impl Agent {
         }
         let from_ref = LaneRef::Lane(req.from.clone());
         let to_ref = LaneRef::Lane(req.to.clone());
-        let replaced: Vec<String> = st.instances_of(&req.service, &to_ref).map(|r| r.id.clone()).collect();
+        let replaced: Vec<String> = st
+            .instances_of(&req.service, &to_ref)
+            .map(|r| r.id.clone())
+            .collect();
         for id in &replaced {
             st.instances.remove(id);
         }
@@ -595,7 +617,10 @@ impl Agent {
         }
         let live: Vec<PathBuf> = {
             let st = self.state.lock().await;
-            st.instances.keys().map(|id| self.sup.log_path(id)).collect()
+            st.instances
+                .keys()
+                .map(|id| self.sup.log_path(id))
+                .collect()
         };
         if let Ok(entries) = std::fs::read_dir(self.dir.logs()) {
             for e in entries.flatten() {
@@ -698,9 +723,11 @@ impl Agent {
                 match st.lanes.get(id) {
                     Some(lane) => check_owner(lane, &req.owner, req.force)?,
                     None => {
-                        let lane = new_lane(&st, id, req.parent.as_ref(), &req.owner, req.ttl_secs)?;
+                        let lane =
+                            new_lane(&st, id, req.parent.as_ref(), &req.owner, req.ttl_secs)?;
                         st.lanes.insert(id.clone(), lane);
-                        st.created_by_deploy.insert(id.clone(), deploy_id.to_owned());
+                        st.created_by_deploy
+                            .insert(id.clone(), deploy_id.to_owned());
                         self.commit(&mut st)?;
                     }
                 }
@@ -716,10 +743,19 @@ impl Agent {
             ))
             .await;
         if let Some(build) = &req.manifest.build {
-            run_build(build, &req.repo, &service, req.manifest.build_timeout, progress).await?;
+            run_build(
+                build,
+                &req.repo,
+                &service,
+                req.manifest.build_timeout,
+                progress,
+            )
+            .await?;
         }
 
-        let _ = progress.send(stage(Stage::Start, "allocating a port".into())).await;
+        let _ = progress
+            .send(stage(Stage::Start, "allocating a port".into()))
+            .await;
         let (record, mut phases) = {
             let mut st = self.state.lock().await;
             let port = allocate_port(&st, self.config.port_range)?;
@@ -742,7 +778,12 @@ impl Agent {
                 state: InstanceState::Starting,
                 pid: None,
                 restarts: 0,
-                version: Some(PersonalVersion::new(&req.branch, &req.commit, &req.owner, now_secs())),
+                version: Some(PersonalVersion::new(
+                    &req.branch,
+                    &req.commit,
+                    &req.owner,
+                    now_secs(),
+                )),
                 pending: Some(deploy_id.to_owned()),
             };
             st.instances.insert(id, record.clone());
@@ -751,12 +792,18 @@ impl Agent {
             (record, phases)
         };
         let _ = progress
-            .send(stage(Stage::Start, format!("`{}` on port {}", record.spec.command, record.port)))
+            .send(stage(
+                Stage::Start,
+                format!("`{}` on port {}", record.spec.command, record.port),
+            ))
             .await;
         let _ = progress
             .send(stage(
                 Stage::Health,
-                format!("waiting up to {}s for health", req.manifest.health_timeout.as_secs()),
+                format!(
+                    "waiting up to {}s for health",
+                    req.manifest.health_timeout.as_secs()
+                ),
             ))
             .await;
         loop {
@@ -780,11 +827,15 @@ impl Agent {
                 _ => {}
             }
             if phases.changed().await.is_err() {
-                return Err(BackendError::internal("the supervisor stopped unexpectedly"));
+                return Err(BackendError::internal(
+                    "the supervisor stopped unexpectedly",
+                ));
             }
         }
 
-        let _ = progress.send(stage(Stage::Register, "registering the version".into())).await;
+        let _ = progress
+            .send(stage(Stage::Register, "registering the version".into()))
+            .await;
         let replaced = {
             let mut st = self.state.lock().await;
             let replaced: Vec<String> = st
@@ -801,11 +852,14 @@ impl Agent {
             }
             if let LaneRef::Lane(id) = &req.lane {
                 st.created_by_deploy.remove(id);
-                if let (Some(lane), Some(version)) = (st.lanes.get_mut(id), record.version.clone()) {
+                if let (Some(lane), Some(version)) = (st.lanes.get_mut(id), record.version.clone())
+                {
                     lane.services.insert(service.clone(), version);
                 }
             }
-            let _ = progress.send(stage(Stage::Route, "routing the lane to it".into())).await;
+            let _ = progress
+                .send(stage(Stage::Route, "routing the lane to it".into()))
+                .await;
             self.commit(&mut st)?;
             replaced
         };
@@ -850,13 +904,23 @@ fn new_lane(
         .with_help("pick another id, or deploy into it with --lane"));
     }
     if let Some(parent) = parent {
-        check_parent(id, parent, |l| st.lanes.get(l).map(|lane| lane.parent.as_ref()))?;
+        check_parent(id, parent, |l| {
+            st.lanes.get(l).map(|lane| lane.parent.as_ref())
+        })?;
     }
     let ttl = ttl_secs.map_or(DEFAULT_TTL, Duration::from_secs);
     if ttl.is_zero() {
-        return Err(BackendError::invalid("a lane's TTL must be longer than zero"));
+        return Err(BackendError::invalid(
+            "a lane's TTL must be longer than zero",
+        ));
     }
-    Ok(Lane::new(id.clone(), parent.cloned(), owner, now_secs(), ttl))
+    Ok(Lane::new(
+        id.clone(),
+        parent.cloned(),
+        owner,
+        now_secs(),
+        ttl,
+    ))
 }
 
 /// Builds the router's table from the state: healthy, completed instances only.
@@ -887,10 +951,10 @@ fn allocate_port(st: &State, (lo, hi): (u16, u16)) -> Result<u16> {
             return Ok(port);
         }
     }
-    Err(BackendError::unavailable(format!(
-        "no free port in {lo}-{hi}: every port is taken"
-    ))
-    .with_help("set LANE_PORT_RANGE to a range with free ports"))
+    Err(
+        BackendError::unavailable(format!("no free port in {lo}-{hi}: every port is taken"))
+            .with_help("set LANE_PORT_RANGE to a range with free ports"),
+    )
 }
 
 async fn run_build(
@@ -913,14 +977,23 @@ async fn run_build(
         .map_err(|e| {
             BackendError::new(
                 ErrorCode::BuildFailed,
-                format!("cannot run the build command `{command}` in {}: {e}", repo.display()),
+                format!(
+                    "cannot run the build command `{command}` in {}: {e}",
+                    repo.display()
+                ),
             )
         })?;
     let _group = ProcessGroup(child.id().unwrap_or(0));
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     for reader in [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
     ]
     .into_iter()
     .flatten()
@@ -953,11 +1026,19 @@ async fn run_build(
     };
     let status = match tokio::time::timeout(timeout, wait).await {
         Ok(Ok(status)) => status,
-        Ok(Err(e)) => return Err(BackendError::new(ErrorCode::BuildFailed, format!("build failed: {e}"))),
+        Ok(Err(e)) => {
+            return Err(BackendError::new(
+                ErrorCode::BuildFailed,
+                format!("build failed: {e}"),
+            ));
+        }
         Err(_) => {
             return Err(BackendError::new(
                 ErrorCode::BuildFailed,
-                format!("the build `{command}` did not finish within {}s", timeout.as_secs()),
+                format!(
+                    "the build `{command}` did not finish within {}s",
+                    timeout.as_secs()
+                ),
             )
             .with_help("raise [build] timeout in lane.toml"));
         }

@@ -83,10 +83,10 @@ impl LocalBackend {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.dir.socket().exists() || self.is_running().await {
             if Instant::now() > deadline {
-                return Err(BackendError::unavailable(
-                    "the agent did not stop within 20s",
-                )
-                .with_help(format!("see {}", self.dir.agent_log().display())));
+                return Err(
+                    BackendError::unavailable("the agent did not stop within 20s")
+                        .with_help(format!("see {}", self.dir.agent_log().display())),
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -117,7 +117,11 @@ impl LocalBackend {
                     "the lane agent could not start: {}",
                     message.trim()
                 ));
-                return Err(if help.is_empty() { e } else { e.with_help(help.trim()) });
+                return Err(if help.is_empty() {
+                    e
+                } else {
+                    e.with_help(help.trim())
+                });
             }
             if Instant::now() > deadline {
                 return Err(BackendError::unavailable(format!(
@@ -162,10 +166,9 @@ impl LocalBackend {
 
     async fn send(&self, op: &str, body: Vec<u8>) -> Result<hyper::body::Incoming> {
         let stream = self.connect().await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| agent_gone(&e.to_string()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| agent_gone(&e.to_string()))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -181,7 +184,11 @@ impl LocalBackend {
         Ok(resp.into_body())
     }
 
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(&self, op: &str, req: &Req) -> Result<Resp> {
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        op: &str,
+        req: &Req,
+    ) -> Result<Resp> {
         self.call_stream(op, req, None).await
     }
 
@@ -198,8 +205,10 @@ impl LocalBackend {
             while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
                 let line = buf.split_to(pos + 1);
                 let parsed: Line<Resp> = serde_json::from_slice(&line).map_err(|e| {
-                    BackendError::internal(format!("the agent sent a reply this lane cannot read: {e}"))
-                        .with_help("the agent may be older than this binary; run `lane down` and retry")
+                    BackendError::internal(format!(
+                        "the agent sent a reply this lane cannot read: {e}"
+                    ))
+                    .with_help("the agent may be older than this binary; run `lane down` and retry")
                 })?;
                 match parsed {
                     Line::Progress(p) => {
@@ -226,8 +235,9 @@ impl LocalBackend {
 }
 
 fn agent_gone(detail: &str) -> BackendError {
-    BackendError::unavailable(format!("lost the connection to the lane agent: {detail}"))
-        .with_help("it may have been stopped or crashed; run the command again (it restarts the agent)")
+    BackendError::unavailable(format!("lost the connection to the lane agent: {detail}")).with_help(
+        "it may have been stopped or crashed; run the command again (it restarts the agent)",
+    )
 }
 
 #[async_trait]
@@ -262,7 +272,8 @@ impl Backend for LocalBackend {
         services: Vec<DeployRequest>,
         progress: ProgressTx,
     ) -> Result<Vec<InstanceView>> {
-        self.call_stream("baseline", &services, Some(&progress)).await
+        self.call_stream("baseline", &services, Some(&progress))
+            .await
     }
 
     async fn assign(&self, req: AssignRequest) -> Result<()> {

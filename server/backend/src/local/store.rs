@@ -112,7 +112,9 @@ impl StateDir {
     /// Writes the state atomically: a temp file in the same dir, fsync, rename.
     pub fn save(&self, state: &State) -> Result<()> {
         let path = self.state_file();
-        let tmp = self.root.join(format!("state.json.{}.tmp", std::process::id()));
+        let tmp = self
+            .root
+            .join(format!("state.json.{}.tmp", std::process::id()));
         let bytes = serde_json::to_vec_pretty(state)
             .map_err(|e| BackendError::internal(format!("cannot encode state: {e}")))?;
         let write = || -> std::io::Result<()> {
@@ -212,9 +214,10 @@ mod tests {
         assert_eq!(sd.load().unwrap(), State::default());
         let mut state = State::default();
         let id: LaneId = "x".parse().unwrap();
-        state
-            .lanes
-            .insert(id.clone(), Lane::new(id, None, "me", 1, lane_core::lane::DEFAULT_TTL));
+        state.lanes.insert(
+            id.clone(),
+            Lane::new(id, None, "me", 1, lane_core::lane::DEFAULT_TTL),
+        );
         state.generation = 3;
         {
             let _lock = sd.lock().unwrap();

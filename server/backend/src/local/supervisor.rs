@@ -38,13 +38,23 @@ const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(30);
 /// What an instance is doing, as the supervisor sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
-    Starting { pid: u32 },
-    Healthy { pid: u32 },
-    Unhealthy { pid: u32 },
+    Starting {
+        pid: u32,
+    },
+    Healthy {
+        pid: u32,
+    },
+    Unhealthy {
+        pid: u32,
+    },
     /// Exited after having been healthy; will be restarted.
-    Crashed { status: String },
+    Crashed {
+        status: String,
+    },
     /// Never became healthy; not restarted. The reason says why, with the log's last lines.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     Stopped,
 }
 
@@ -240,7 +250,7 @@ impl InstanceRun {
             tokio::select! {
                 status = child.wait() => {
                     group.kill(Signal::SIGKILL);
-                    let status = status.map_or_else(|e| e.to_string(), |s| describe_exit(s));
+                    let status = status.map_or_else(|e| e.to_string(), describe_exit);
                     if *ever_healthy {
                         return Outcome::Exited(status);
                     }
@@ -329,7 +339,10 @@ impl Drop for ProcessGroup {
 
 async fn terminate(child: &mut Child, group: &ProcessGroup) {
     group.kill(Signal::SIGTERM);
-    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         group.kill(Signal::SIGKILL);
         let _ = child.wait().await;
     }
@@ -509,11 +522,21 @@ mod tests {
         let logs = std::env::temp_dir();
         let (tx, _rx) = mpsc::unbounded_channel();
         let sup = Supervisor::new(logs, tx);
-        let rec = record("echo boom-message; exit 3", free_port(), HealthCheck::Tcp, 5000);
+        let rec = record(
+            "echo boom-message; exit 3",
+            free_port(),
+            HealthCheck::Tcp,
+            5000,
+        );
         let mut rx = sup.start(&rec);
         let phase = wait_for(&mut rx, |p| matches!(p, Phase::Failed { .. })).await;
-        let Phase::Failed { reason } = phase else { unreachable!() };
-        assert!(reason.contains("exited (exit code 3) before it became healthy"), "{reason}");
+        let Phase::Failed { reason } = phase else {
+            unreachable!()
+        };
+        assert!(
+            reason.contains("exited (exit code 3) before it became healthy"),
+            "{reason}"
+        );
         assert!(reason.contains("boom-message"), "{reason}");
     }
 
@@ -528,7 +551,9 @@ mod tests {
             _ => unreachable!(),
         };
         let phase = wait_for(&mut rx, |p| matches!(p, Phase::Failed { .. })).await;
-        assert!(matches!(phase, Phase::Failed { reason } if reason.contains("did not pass within 0.3s")));
+        assert!(
+            matches!(phase, Phase::Failed { reason } if reason.contains("did not pass within 0.3s"))
+        );
         assert!(!Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid));
     }
 
