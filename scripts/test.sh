@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test and quality gate of the project. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build the lane binary (the end-to-end tests drive it)"
+cargo build --workspace --bins --locked
+
+step "Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+if [ -x vscode-extension/scripts/test.sh ]; then
+  step "VS Code extension: type check, lint, unit tests, protocol drift, vsix"
+  LANE_BIN="$PWD/target/debug/lane" vscode-extension/scripts/test.sh
+fi
+
+if [ -x vscode-extension/scripts/e2e.sh ]; then
+  step "VS Code extension end to end (code-server + Chromium)"
+  LANE_BIN="$PWD/target/debug/lane" vscode-extension/scripts/e2e.sh
+fi
+
+step "all tests passed"
