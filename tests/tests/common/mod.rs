@@ -163,6 +163,12 @@ impl TestEnv {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("home")).expect("create the temp dir");
         std::fs::create_dir_all(root.join("config")).expect("create the config dir");
+        // The developer's global git identity (`lane` takes the owner from `user.email`).
+        std::fs::write(
+            root.join(".gitconfig"),
+            "[user]\n\temail = alice@example.com\n\tname = Alice\n[init]\n\tdefaultBranch = main\n",
+        )
+        .expect("write .gitconfig");
         let lo = PORT_BASE + index * PORTS_PER_TEST;
         TestEnv {
             name: name.to_owned(),
