@@ -1,0 +1,255 @@
+// One factory per command: `(ctx) => handler`. The handlers only ask (quick picks, input boxes),
+// call the server's `workspace/executeCommand` commands and report; the lane logic is the server's.
+
+import * as vscode from "vscode";
+
+import type { Ctx } from "./ctx";
+import { errorText, laneIdProblem, toUserError } from "./errors";
+import { BASELINE, Commands, type LaneInfo, type LaneStatus, type WorkspaceInfo } from "./lsp_ext";
+import { lanePicks } from "./picks";
+import { buildRequests, clipboardText } from "./request";
+import { statusBarText, statusBarTooltip } from "./summary";
+import type { TreeNode } from "./treeModel";
+
+export type Cmd = (...args: unknown[]) => Promise<void>;
+type Factory = (ctx: Ctx) => Cmd;
+
+/** Runs `body`, turning a failure into one notification (cancellation into none). */
+async function report(what: string, body: () => Promise<void>): Promise<void> {
+    try {
+        await body();
+    } catch (e) {
+        const u = toUserError(e);
+        if (u.cancelled) void vscode.window.showInformationMessage(`Lane: ${what} cancelled.`);
+        else void vscode.window.showErrorMessage(errorText(what, u));
+    }
+}
+
+function nodeLane(arg: unknown): string | undefined {
+    const n = arg as Partial<TreeNode> | undefined;
+    return typeof n?.lane === "string" ? n.lane : undefined;
+}
+
+async function lanes(ctx: Ctx): Promise<LaneInfo[]> {
+    return ctx.exec(Commands.list);
+}
+
+function activeLane(ctx: Ctx): string {
+    return ctx.status?.activeLane ?? BASELINE;
+}
+
+async function pickLane(
+    ctx: Ctx,
+    title: string,
+    o: { includeBaseline?: boolean; includeNew?: boolean; exclude?: string } = {},
+): Promise<{ lane: string; isNew: boolean } | undefined> {
+    const all = (await lanes(ctx)).filter((l) => l.id !== o.exclude);
+    const items = lanePicks(all, { activeLane: activeLane(ctx), ...o });
+    const picked = await vscode.window.showQuickPick(items, { title, placeHolder: "Choose a lane", matchOnDetail: true });
+    if (!picked) return undefined;
+    if (picked.isNew) {
+        const lane = await askLaneId("New lane");
+        return lane ? { lane, isNew: true } : undefined;
+    }
+    return picked.lane ? { lane: picked.lane, isNew: false } : undefined;
+}
+
+async function askLaneId(title: string): Promise<string | undefined> {
+    return vscode.window.showInputBox({
+        title,
+        prompt: "Lane id: lowercase letters, digits and `-`, 1–40 characters",
+        validateInput: (v) => laneIdProblem(v.trim()),
+    }).then((v) => v?.trim());
+}
+
+async function askDuration(title: string, prompt: string): Promise<string | undefined> {
+    return vscode.window.showInputBox({
+        title,
+        prompt,
+        value: "24h",
+        validateInput: (v) => (/^\s*\d+\s*[smhd]\s*$/.test(v) ? undefined : "A duration like 30m, 2h or 3d"),
+    }).then((v) => v?.trim());
+}
+
+/** The workspace folder to deploy: the only service folder, or the one the user picks. */
+async function pickWorkspace(status: LaneStatus | undefined): Promise<WorkspaceInfo | undefined> {
+    const services = (status?.workspaces ?? []).filter((w) => w.service);
+    if (services.length <= 1) return services[0];
+    const picked = await vscode.window.showQuickPick(
+        services.map((w) => ({ label: w.service ?? w.folder, description: w.branch ?? "", detail: w.folder, w })),
+        { title: "Which service?" },
+    );
+    return picked?.w;
+}
+
+export const showStatus: Factory = (ctx) => () =>
+    report("Show Status", async () => {
+        const status = await ctx.exec(Commands.status);
+        ctx.setStatus(status);
+        ctx.outputChannel.appendLine(statusBarTooltip(status).replace(/\\/g, ""));
+        const choice = await vscode.window.showInformationMessage(
+            statusBarText(status),
+            "Open Lanes View",
+            "Switch Traffic",
+        );
+        if (choice === "Open Lanes View") await vscode.commands.executeCommand("lane.lanes.focus");
+        else if (choice === "Switch Traffic") await vscode.commands.executeCommand("lane.switch");
+    });
+
+export const deploy: Factory = (ctx) => () =>
+    report("Deploy", async () => {
+        const ws = await pickWorkspace(ctx.status);
+        if (!ws) {
+            void vscode.window.showWarningMessage("Lane: no workspace folder has a valid `lane.toml` to deploy.");
+            return;
+        }
+        const picked = await pickLane(ctx, `Deploy ${ws.service} (${ws.branch ?? "no branch"}) into…`, { includeNew: true });
+        if (!picked) return;
+        const args = { folder: ws.folder, lane: picked.lane, parent: null, ttl: null, force: false };
+        let result;
+        try {
+            result = await ctx.exec(Commands.deployCurrentBranch, args);
+        } catch (e) {
+            const u = toUserError(e);
+            if (u.code !== "not_owner") throw e;
+            const force = await vscode.window.showWarningMessage(`${u.message} Deploy anyway?`, { modal: true }, "Force");
+            if (force !== "Force") return;
+            result = await ctx.exec(Commands.deployCurrentBranch, { ...args, force: true });
+        }
+        const actions = result.lane !== activeLane(ctx) ? ["Switch Traffic To It", "Copy Request"] : ["Copy Request"];
+        const choice = await vscode.window.showInformationMessage(
+            `Lane: deployed ${result.service} (${result.branch}@${result.commit.slice(0, 8)}) into ${result.lane}: ${result.state}.`,
+            ...actions,
+        );
+        if (choice === "Switch Traffic To It") await switchTo(ctx, result.lane);
+        else if (choice === "Copy Request") await vscode.commands.executeCommand("lane.copyRequest");
+    });
+
+async function switchTo(ctx: Ctx, lane: string): Promise<void> {
+    const r = await ctx.exec(Commands.switchTraffic, { lane });
+    vscode.window.setStatusBarMessage(`Lane: your requests now enter ${r.activeLane}`, 4000);
+}
+
+export const switchTraffic: Factory = (ctx) => () =>
+    report("Switch Traffic", async () => {
+        const picked = await pickLane(ctx, "Send your requests into…", { includeBaseline: true });
+        if (picked) await switchTo(ctx, picked.lane);
+    });
+
+/** Inline action of the tree: switch to the node's lane. */
+export const switchToNode: Factory = (ctx) => (node) =>
+    report("Switch Traffic", async () => {
+        const lane = nodeLane(node);
+        if (lane) await switchTo(ctx, lane);
+    });
+
+export const createLane: Factory = (ctx) => () =>
+    report("Create Lane", async () => {
+        const lane = await askLaneId("Create Lane");
+        if (!lane) return;
+        const existing = await lanes(ctx);
+        let parent: string | null = null;
+        if (existing.length > 0) {
+            const none = { label: "$(home) no parent", description: "falls back to baseline", id: undefined };
+            const picked = await vscode.window.showQuickPick(
+                [none, ...existing.map((l) => ({ label: `$(git-merge) ${l.id}`, description: `owner ${l.owner}`, id: l.id }))],
+                { title: `Stack ${lane} on a parent lane?` },
+            );
+            if (!picked) return;
+            parent = picked.id ?? null;
+        }
+        const ttl = await askDuration("Create Lane", "Lifetime");
+        if (!ttl) return;
+        const created = await ctx.exec(Commands.create, { lane, parent, ttl });
+        void vscode.window.showInformationMessage(`Lane: created ${created.id} (expires in ${ttl}).`);
+    });
+
+export const deleteLane: Factory = (ctx) => (node) =>
+    report("Delete Lane", async () => {
+        const lane = nodeLane(node) ?? (await pickLane(ctx, "Delete which lane?"))?.lane;
+        if (!lane || lane === BASELINE) return;
+        const ok = await vscode.window.showWarningMessage(
+            `Delete lane ${lane} with everything it runs?`,
+            { modal: true },
+            "Delete",
+        );
+        if (ok !== "Delete") return;
+        try {
+            await ctx.exec(Commands.delete, { lane, force: false });
+        } catch (e) {
+            const u = toUserError(e);
+            if (u.code !== "not_owner" && u.code !== "conflict") throw e;
+            const force = await vscode.window.showWarningMessage(`${u.message} Delete anyway?`, { modal: true }, "Force Delete");
+            if (force !== "Force Delete") return;
+            await ctx.exec(Commands.delete, { lane, force: true });
+        }
+        vscode.window.setStatusBarMessage(`Lane: deleted ${lane}`, 4000);
+    });
+
+export const extendLane: Factory = (ctx) => (node) =>
+    report("Extend Lane", async () => {
+        const lane = nodeLane(node) ?? (await pickLane(ctx, "Extend which lane?"))?.lane;
+        if (!lane || lane === BASELINE) return;
+        const by = await askDuration(`Extend ${lane}`, "How much longer");
+        if (!by) return;
+        const l = await ctx.exec(Commands.extend, { lane, by, force: false });
+        vscode.window.setStatusBarMessage(`Lane: ${l.id} now expires in ${Math.round(l.expiresInSecs / 3600)}h`, 4000);
+    });
+
+export const assignVersion: Factory = (ctx) => (node) =>
+    report("Assign Version", async () => {
+        const all = await lanes(ctx);
+        const n = node as Partial<TreeNode> | undefined;
+        let service = n?.kind === "service" ? n.service : undefined;
+        let from = n?.kind === "service" ? n.lane : undefined;
+        if (!service || !from) {
+            const versions = all.flatMap((l) => l.services.map((s) => ({ l, s })));
+            if (versions.length === 0) {
+                void vscode.window.showInformationMessage("Lane: no lane has a personal version to move.");
+                return;
+            }
+            const picked = await vscode.window.showQuickPick(
+                versions.map(({ l, s }) => ({
+                    label: s.service,
+                    description: `${s.version ?? ""} in ${l.id}`,
+                    service: s.service,
+                    lane: l.id,
+                })),
+                { title: "Move which personal version?" },
+            );
+            if (!picked) return;
+            service = picked.service;
+            from = picked.lane;
+        }
+        const to = await pickLane(ctx, `Move ${service} from ${from} to…`, { includeNew: true, exclude: from });
+        if (!to) return;
+        const r = await ctx.exec(Commands.assign, { service, from, to: to.lane, force: false });
+        void vscode.window.showInformationMessage(`Lane: moved ${r.service} from ${r.from} to ${r.to}.`);
+    });
+
+export const copyRequest: Factory = (ctx) => () =>
+    report("Copy Request", async () => {
+        const status = ctx.status ?? (await ctx.exec(Commands.status));
+        const ws = await pickWorkspace(status);
+        if (!ws) {
+            void vscode.window.showWarningMessage("Lane: no workspace folder has a service (`lane.toml`).");
+            return;
+        }
+        if (!status.router) {
+            void vscode.window.showWarningMessage("Lane: the router is not running.");
+            return;
+        }
+        const header = ctx.config.laneHeader ?? status.laneHeader;
+        const requests = buildRequests(ws, { router: status.router, header, lane: status.activeLane });
+        await vscode.env.clipboard.writeText(clipboardText(requests));
+        void vscode.window.showInformationMessage(`Lane: copied \`${requests.grpcurl ?? requests.curl}\``);
+    });
+
+export const refresh: Factory = (ctx) => () => report("Refresh", () => ctx.refresh());
+
+export const restartServer: Factory = (ctx) => () => report("Restart Server", () => ctx.restart());
+
+export const showLogs: Factory = (ctx) => () => {
+    ctx.outputChannel.show(true);
+    return Promise.resolve();
+};

@@ -1,0 +1,275 @@
+// The custom protocol of `lane lsp`: every method and command name and every type that crosses
+// the wire, mirrored from the server's `server/cli/src/lsp/ext.rs`. This is the only file of the
+// extension that knows them. The drift test (test/server/drift.test.ts) compares the names and the
+// fields of every type with `lane lsp --describe`; docs/protocol.md documents them.
+//
+// Wire rules (from ext.rs): field names are camelCase; optional fields are always present, `null`
+// when absent. No `vscode` import here: the tests load this module in plain node.
+
+import { NotificationType, RequestType0 } from "vscode-jsonrpc";
+
+/** Bumped by the server when a method, command or shape changes incompatibly. */
+export const PROTOCOL_VERSION = 1;
+
+/** The lane id that means "no lane": requests reach only baseline versions. */
+export const BASELINE = "baseline";
+
+// ---- requests and notifications ---------------------------------------------------------------
+
+/** `lane/status` (client → server, no params): the status the status bar shows. */
+export const status = new RequestType0<LaneStatus, void>("lane/status");
+
+/** `lane/statusChanged` (server → client): pushed whenever what `lane/status` returns changes. */
+export const statusChanged = new NotificationType<LaneStatus>("lane/statusChanged");
+
+export const REQUESTS: readonly string[] = [status.method];
+export const NOTIFICATIONS: readonly string[] = [statusChanged.method];
+
+// ---- workspace/executeCommand commands --------------------------------------------------------
+// `arguments` is `[args]`, or `[]` for commands without arguments.
+
+export interface CommandSpec<Args, Result> {
+    readonly name: string;
+    /** The type names of its argument and result, as `lane lsp --describe` spells them. */
+    readonly argsType: string;
+    readonly resultType: string;
+    /** Whether it reports work-done progress and honours `window/workDoneProgress/cancel`. */
+    readonly progress: boolean;
+    /** Type markers only; never read at run time. */
+    readonly _args?: Args;
+    readonly _result?: Result;
+}
+
+function command<Args, Result>(
+    name: string,
+    argsType: string,
+    resultType: string,
+    progress = false,
+): CommandSpec<Args, Result> {
+    return { name, argsType, resultType, progress };
+}
+
+export const Commands = {
+    status: command<NoArgs, LaneStatus>("lane.status", "NoArgs", "LaneStatus"),
+    deployCurrentBranch: command<DeployArgs, DeployResult>("lane.deployCurrentBranch", "DeployArgs", "DeployResult", true),
+    switchTraffic: command<SwitchArgs, SwitchResult>("lane.switchTraffic", "SwitchArgs", "SwitchResult"),
+    list: command<NoArgs, LaneInfo[]>("lane.list", "NoArgs", "LaneInfo[]"),
+    create: command<CreateArgs, LaneInfo>("lane.create", "CreateArgs", "LaneInfo"),
+    delete: command<DeleteArgs, DeleteResult>("lane.delete", "DeleteArgs", "DeleteResult"),
+    extend: command<ExtendArgs, LaneInfo>("lane.extend", "ExtendArgs", "LaneInfo"),
+    assign: command<AssignArgs, AssignResult>("lane.assign", "AssignArgs", "AssignResult"),
+} as const;
+
+export const COMMANDS: readonly string[] = Object.values(Commands).map((c) => c.name);
+
+// ---- errors -----------------------------------------------------------------------------------
+
+/** JSON-RPC error code of a lane error; `data` is an `ErrorInfo`. */
+export const LANE_ERROR = -32001;
+export const INVALID_PARAMS = -32602;
+export const REQUEST_CANCELLED = -32800;
+
+// ---- shapes -----------------------------------------------------------------------------------
+
+export type InstanceState = "starting" | "healthy" | "unhealthy" | "crashed" | "stopped";
+
+/** The status of the workspace and of every lane: what the status bar and the lanes view render. */
+export interface LaneStatus {
+    /** One entry per workspace folder that has a `lane.toml`. */
+    workspaces: WorkspaceInfo[];
+    /** `local`, `consul` or `kubernetes`. */
+    backend: string;
+    /** Set when the backend could not be asked; lanes are then empty. */
+    backendError: ErrorInfo | null;
+    /** The lane the developer's own requests enter, or `baseline`. */
+    activeLane: string;
+    /** The header that carries the lane id, e.g. `x-lane`. */
+    laneHeader: string;
+    /** The router's address, e.g. `127.0.0.1:4080`. */
+    router: string | null;
+    lanes: LaneInfo[];
+    /** Baseline instances. */
+    baseline: ServiceInfo[];
+    /** Healthy instances of the active lane (of baseline when it is `baseline`). */
+    healthy: number;
+    /** All instances of the active lane (of baseline when it is `baseline`). */
+    total: number;
+    generation: number;
+}
+
+/** A workspace folder with a `lane.toml`. */
+export interface WorkspaceInfo {
+    folder: string;
+    /** `<app>.<proc>`; null when `lane.toml` does not parse (see `error`). */
+    service: string | null;
+    protocol: "http" | "grpc" | null;
+    /** The current branch (`HEAD` when detached); null outside a git repository. */
+    branch: string | null;
+    commit: string | null;
+    error: string | null;
+    /** `<proc>.<app>.localhost:<port>`. */
+    host: string | null;
+    /** `http://<proc>.<app>.localhost:<port>/`. */
+    url: string | null;
+}
+
+export interface LaneInfo {
+    id: string;
+    parent: string | null;
+    owner: string;
+    /** Seconds since the epoch. */
+    createdAt: number;
+    expiresAt: number;
+    /** Seconds left when this status was made. */
+    expiresInSecs: number;
+    /** The lane, its parent, …: where its requests fall back to before baseline. */
+    chain: string[];
+    services: ServiceInfo[];
+}
+
+/** One instance of a service (a personal version in a lane, or a baseline version). */
+export interface ServiceInfo {
+    service: string;
+    /** The lane id, or `baseline`. */
+    lane: string;
+    /** `<branch>@<short commit>`. */
+    version: string | null;
+    branch: string | null;
+    commit: string | null;
+    owner: string | null;
+    state: InstanceState;
+    addr: string;
+    /** Requests the router sent it in the last minute. */
+    requestsPerMinute: number;
+}
+
+export interface ErrorInfo {
+    /** `invalid_input`, `not_found`, `conflict`, `not_owner`, `build_failed`, `start_failed`,
+     * `unhealthy`, `cancelled`, `unavailable` or `internal`. */
+    code: string;
+    message: string;
+    help: string | null;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface NoArgs {}
+
+export interface DeployArgs {
+    /** The workspace folder; may be omitted when exactly one folder has a `lane.toml`. */
+    folder: string | null;
+    /** Default: the active lane. Created if missing. */
+    lane: string | null;
+    parent: string | null;
+    ttl: string | null;
+    force: boolean;
+}
+
+export interface DeployResult {
+    service: string;
+    lane: string;
+    branch: string;
+    commit: string;
+    state: string;
+    addr: string;
+    url: string | null;
+}
+
+export interface SwitchArgs {
+    lane: string;
+}
+
+export interface SwitchResult {
+    activeLane: string;
+}
+
+export interface CreateArgs {
+    lane: string;
+    parent: string | null;
+    ttl: string | null;
+}
+
+export interface DeleteArgs {
+    lane: string;
+    force: boolean;
+}
+
+export interface DeleteResult {
+    deleted: string;
+}
+
+export interface ExtendArgs {
+    lane: string;
+    by: string | null;
+    force: boolean;
+}
+
+export interface AssignArgs {
+    service: string;
+    from: string;
+    to: string;
+    force: boolean;
+}
+
+export interface AssignResult {
+    service: string;
+    from: string;
+    to: string;
+}
+
+// ---- field lists, for the drift test ----------------------------------------------------------
+// `Record<keyof T, true>` makes tsc reject a list that misses a field of T or names one T lacks,
+// so these stay equal to the interfaces above; the drift test compares them with the server's.
+
+type Fields<T> = Record<keyof T, true>;
+
+const laneStatus: Fields<LaneStatus> = {
+    workspaces: true, backend: true, backendError: true, activeLane: true, laneHeader: true,
+    router: true, lanes: true, baseline: true, healthy: true, total: true, generation: true,
+};
+const workspaceInfo: Fields<WorkspaceInfo> = {
+    folder: true, service: true, protocol: true, branch: true, commit: true, error: true,
+    host: true, url: true,
+};
+const laneInfo: Fields<LaneInfo> = {
+    id: true, parent: true, owner: true, createdAt: true, expiresAt: true, expiresInSecs: true,
+    chain: true, services: true,
+};
+const serviceInfo: Fields<ServiceInfo> = {
+    service: true, lane: true, version: true, branch: true, commit: true, owner: true, state: true,
+    addr: true, requestsPerMinute: true,
+};
+const errorInfo: Fields<ErrorInfo> = { code: true, message: true, help: true };
+const noArgs: Fields<NoArgs> = {};
+const deployArgs: Fields<DeployArgs> = { folder: true, lane: true, parent: true, ttl: true, force: true };
+const deployResult: Fields<DeployResult> = {
+    service: true, lane: true, branch: true, commit: true, state: true, addr: true, url: true,
+};
+const switchArgs: Fields<SwitchArgs> = { lane: true };
+const switchResult: Fields<SwitchResult> = { activeLane: true };
+const createArgs: Fields<CreateArgs> = { lane: true, parent: true, ttl: true };
+const deleteArgs: Fields<DeleteArgs> = { lane: true, force: true };
+const deleteResult: Fields<DeleteResult> = { deleted: true };
+const extendArgs: Fields<ExtendArgs> = { lane: true, by: true, force: true };
+const assignArgs: Fields<AssignArgs> = { service: true, from: true, to: true, force: true };
+const assignResult: Fields<AssignResult> = { service: true, from: true, to: true };
+
+/** Type name → its field names, as `lane lsp --describe` lists them under `types`. */
+export const TYPE_FIELDS: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
+    Object.entries({
+        LaneStatus: laneStatus, WorkspaceInfo: workspaceInfo, LaneInfo: laneInfo,
+        ServiceInfo: serviceInfo, ErrorInfo: errorInfo, NoArgs: noArgs, DeployArgs: deployArgs,
+        DeployResult: deployResult, SwitchArgs: switchArgs, SwitchResult: switchResult,
+        CreateArgs: createArgs, DeleteArgs: deleteArgs, DeleteResult: deleteResult,
+        ExtendArgs: extendArgs, AssignArgs: assignArgs, AssignResult: assignResult,
+    }).map(([name, fields]) => [name, Object.keys(fields).sort()]),
+);
+
+/** What `lane lsp --describe` prints (the parts the drift test reads). */
+export interface Description {
+    protocolVersion: number;
+    requests: { method: string; direction: string; params: string | null; result: string }[];
+    notifications: { method: string; direction: string; params: string }[];
+    commands: { command: string; arguments: string; result: string; progress: boolean }[];
+    errors: { laneError: number; invalidParams: number; requestCancelled: number; data: string };
+    types: Record<string, Record<string, string>>;
+}

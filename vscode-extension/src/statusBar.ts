@@ -1,0 +1,44 @@
+// The status-bar lane indicator: `⛙ feature-x · feat/login · 3/3 healthy`. Renders `ctx.status`
+// only; it never asks the server itself. A click opens Switch Traffic.
+
+import * as vscode from "vscode";
+
+import type { Ctx } from "./ctx";
+import { statusBarText, statusBarTooltip, statusBarWarns } from "./summary";
+
+export function createStatusBar(ctx: Ctx): vscode.Disposable {
+    const item = vscode.window.createStatusBarItem("lane.indicator", vscode.StatusBarAlignment.Left, 10);
+    item.name = "Lane";
+    const render = (): void => {
+        const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+        switch (ctx.serverState) {
+            case "missing":
+                item.text = "$(error) lane: not found";
+                item.tooltip = "The `lane` binary was not found. Set `lane.server.path`.";
+                item.command = { title: "Open Settings", command: "workbench.action.openSettings", arguments: ["lane.server.path"] };
+                item.backgroundColor = new vscode.ThemeColor("statusBarItem.errorBackground");
+                break;
+            case "failed":
+                item.text = "$(error) lane: stopped";
+                item.tooltip = "`lane lsp` stopped. Click to restart it; its log is in the Lane output.";
+                item.command = "lane.restartServer";
+                item.backgroundColor = new vscode.ThemeColor("statusBarItem.errorBackground");
+                break;
+            default: {
+                const status = ctx.status;
+                item.text = status === undefined ? "$(sync~spin) lane" : statusBarText(status, folder);
+                const md = new vscode.MarkdownString(statusBarTooltip(status, folder));
+                md.supportThemeIcons = true;
+                item.tooltip = md;
+                item.command = "lane.switch";
+                item.backgroundColor = statusBarWarns(status)
+                    ? new vscode.ThemeColor("statusBarItem.warningBackground")
+                    : undefined;
+            }
+        }
+        item.show();
+    };
+    render();
+    const sub = ctx.onStatus(render);
+    return vscode.Disposable.from(item, sub);
+}

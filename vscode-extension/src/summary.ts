@@ -1,0 +1,127 @@
+// Pure functions that turn a `LaneStatus` into what the status bar shows. No `vscode` import: the
+// unit tests run this module in plain node. The server computes health and traffic; this only
+// formats them.
+
+import { BASELINE, type LaneInfo, type LaneStatus, type ServiceInfo, type WorkspaceInfo } from "./lsp_ext";
+
+/** The lane-merge glyph that starts the status-bar text. */
+export const LANE_GLYPH = "⛙";
+
+export interface Health {
+    healthy: number;
+    total: number;
+}
+
+export function health(instances: readonly ServiceInfo[]): Health {
+    return { healthy: instances.filter((i) => i.state === "healthy").length, total: instances.length };
+}
+
+export function healthText(h: Health): string {
+    return `${h.healthy}/${h.total} healthy`;
+}
+
+export function findLane(status: LaneStatus, id: string): LaneInfo | undefined {
+    return status.lanes.find((l) => l.id === id);
+}
+
+/** The instances that serve lane `id` itself (`baseline`: the baseline instances). */
+export function laneInstances(status: LaneStatus, id: string): ServiceInfo[] {
+    if (id === BASELINE) return status.baseline;
+    return findLane(status, id)?.services ?? [];
+}
+
+/** Requests per minute, summed over instances. */
+export function perMinute(instances: readonly ServiceInfo[]): number {
+    return instances.reduce((sum, i) => sum + i.requestsPerMinute, 0);
+}
+
+/** The workspace folder the status bar talks about: the one given, else the first. */
+export function pickWorkspace(status: LaneStatus, folder?: string): WorkspaceInfo | undefined {
+    return status.workspaces.find((w) => w.folder === folder) ?? status.workspaces[0];
+}
+
+/** `5h 12m`, `3d 4h`, `45s`: at most the two largest units. */
+export function formatDuration(secs: number): string {
+    let rest = Math.max(0, Math.floor(secs));
+    const parts: string[] = [];
+    for (const [name, size] of [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]] as const) {
+        const n = Math.floor(rest / size);
+        rest -= n * size;
+        if (n > 0) parts.push(`${n}${name}`);
+        else if (parts.length > 0) break;
+        if (parts.length === 2) break;
+    }
+    return parts.length > 0 ? parts.join(" ") : "0s";
+}
+
+/** `expires in 5h 12m` or `expired`. */
+export function expiryText(lane: LaneInfo): string {
+    return lane.expiresInSecs > 0 ? `expires in ${formatDuration(lane.expiresInSecs)}` : "expired";
+}
+
+/**
+ * The status-bar text: `⛙ feature-x · feat/login · 3/3 healthy`. The branch is left out outside a
+ * git repository, the health when the active lane runs nothing.
+ */
+export function statusBarText(status: LaneStatus | undefined, folder?: string): string {
+    if (status === undefined) return `${LANE_GLYPH} lane…`;
+    if (status.backendError) return `${LANE_GLYPH} lane: ${status.backendError.code}`;
+    const parts = [`${LANE_GLYPH} ${status.activeLane}`];
+    const branch = pickWorkspace(status, folder)?.branch;
+    if (branch) parts.push(branch);
+    if (status.total > 0) parts.push(healthText(status));
+    return parts.join(" · ");
+}
+
+/** Whether the status bar should warn: the backend is unreachable or an instance is unhealthy. */
+export function statusBarWarns(status: LaneStatus | undefined): boolean {
+    if (status === undefined) return false;
+    return status.backendError !== null || status.healthy < status.total;
+}
+
+/** The tooltip as Markdown: workspace, active lane with its chain, services, health and traffic. */
+export function statusBarTooltip(status: LaneStatus | undefined, folder?: string): string {
+    if (status === undefined) return "Waiting for `lane lsp`…";
+    const paragraphs: string[] = [];
+    if (status.backendError) {
+        const e = status.backendError;
+        paragraphs.push(`**lane is unavailable** (${e.code}): ${escapeMd(e.message)}`);
+        if (e.help) paragraphs.push(escapeMd(e.help));
+        return paragraphs.join("\n\n");
+    }
+    const ws = pickWorkspace(status, folder);
+    if (ws) {
+        const commit = ws.commit ? ` (${ws.commit.slice(0, 8)})` : "";
+        const at = ws.branch ? ` on \`${ws.branch}\`${commit}` : "";
+        if (ws.service) paragraphs.push(`Service \`${ws.service}\`${at}`);
+        else if (ws.error) paragraphs.push(`\`lane.toml\`: ${escapeMd(ws.error)}`);
+    }
+    const active = status.activeLane;
+    const lane = findLane(status, active);
+    if (active === BASELINE) {
+        paragraphs.push("Your requests enter **baseline** (no lane header).");
+    } else if (lane) {
+        const chain = lane.chain.slice(1).map((c) => ` → ${c}`).join("");
+        paragraphs.push(`Your requests enter lane **${active}**${chain} → baseline`);
+        paragraphs.push(`Owner ${escapeMd(lane.owner)}, ${expiryText(lane)}`);
+    } else {
+        paragraphs.push(`Your requests enter lane **${active}**, which does not exist (any more).`);
+    }
+    const instances = laneInstances(status, active);
+    if (instances.length > 0) {
+        const rows = ["| service | version | health | req/min |", "| --- | --- | --- | ---: |"];
+        for (const i of instances) {
+            rows.push(`| ${i.service} | ${escapeMd(i.version ?? "baseline")} | ${i.state} | ${i.requestsPerMinute} |`);
+        }
+        paragraphs.push(rows.join("\n"));
+        paragraphs.push(`${healthText(status)}, ${perMinute(instances)} req/min`);
+    }
+    const router = status.router ?? "not running";
+    paragraphs.push(`${status.lanes.length} lane(s) · router ${router} · backend ${status.backend}`);
+    paragraphs.push("Click to switch traffic.");
+    return paragraphs.join("\n\n");
+}
+
+export function escapeMd(s: string): string {
+    return s.replace(/([\\`*_{}[\]()#+\-.!|<>])/g, "\\$1");
+}

@@ -1,0 +1,42 @@
+// The "Lanes" view: lanes → services → instances, built by `treeModel.buildTree` from the pushed
+// status. Inline actions (package.json `view/item/context`) act on the node's lane.
+
+import * as vscode from "vscode";
+
+import type { Ctx } from "./ctx";
+import { CONTEXT, type TreeNode, buildTree } from "./treeModel";
+
+export class LanesTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disposable {
+    private readonly changed = new vscode.EventEmitter<void>();
+    readonly onDidChangeTreeData = this.changed.event;
+    private readonly sub: vscode.Disposable;
+
+    constructor(private readonly ctx: Ctx) {
+        this.sub = ctx.onStatus(() => this.changed.fire());
+    }
+
+    getChildren(node?: TreeNode): TreeNode[] {
+        return node ? node.children : buildTree(this.ctx.status);
+    }
+
+    getTreeItem(node: TreeNode): vscode.TreeItem {
+        const state =
+            node.children.length === 0
+                ? vscode.TreeItemCollapsibleState.None
+                : node.active || node.kind === "service"
+                  ? vscode.TreeItemCollapsibleState.Expanded
+                  : vscode.TreeItemCollapsibleState.Collapsed;
+        const item = new vscode.TreeItem(node.label, state);
+        item.id = node.id;
+        item.description = node.description;
+        item.tooltip = node.tooltip;
+        item.contextValue = CONTEXT[node.kind];
+        item.iconPath = new vscode.ThemeIcon(node.icon, node.iconColor ? new vscode.ThemeColor(node.iconColor) : undefined);
+        return item;
+    }
+
+    dispose(): void {
+        this.sub.dispose();
+        this.changed.dispose();
+    }
+}

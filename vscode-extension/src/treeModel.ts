@@ -1,0 +1,152 @@
+// Builds the "Lanes" tree from a `LaneStatus`: lanes → services → instances. Pure data, no `vscode`
+// import; `tree.ts` turns these nodes into `TreeItem`s.
+
+import { BASELINE, type LaneInfo, type LaneStatus, type ServiceInfo } from "./lsp_ext";
+import { expiryText, health, healthText, perMinute } from "./summary";
+
+export type NodeKind = "lane" | "baseline" | "service" | "instance" | "message";
+
+/** `contextValue`s, matched by the `view/item/context` menus in package.json. */
+export const CONTEXT: Record<NodeKind, string> = {
+    lane: "lane.lane",
+    baseline: "lane.baseline",
+    service: "lane.service",
+    instance: "lane.instance",
+    message: "lane.message",
+};
+
+export interface TreeNode {
+    /** Stable across refreshes, so VS Code keeps the expansion state. */
+    id: string;
+    kind: NodeKind;
+    label: string;
+    description?: string;
+    tooltip?: string;
+    /** A codicon id. */
+    icon: string;
+    /** A theme colour id for the icon. */
+    iconColor?: string;
+    /** The lane this node belongs to (also set on service and instance nodes). */
+    lane?: string;
+    service?: string;
+    active?: boolean;
+    children: TreeNode[];
+}
+
+const PASSED = "testing.iconPassed";
+const FAILED = "testing.iconFailed";
+
+const STATE_ICON: Record<string, [string, string | undefined]> = {
+    healthy: ["pass-filled", PASSED],
+    starting: ["loading~spin", undefined],
+    unhealthy: ["error", FAILED],
+    crashed: ["error", FAILED],
+    stopped: ["circle-slash", undefined],
+};
+
+const rpmText = (n: number): string => `${n} req/min`;
+
+function instanceNode(parentId: string, i: ServiceInfo): TreeNode {
+    const [icon, iconColor] = STATE_ICON[i.state] ?? ["circle-outline", undefined];
+    return {
+        id: `${parentId}/${i.addr}`,
+        kind: "instance",
+        label: i.addr,
+        description: `${i.state} · ${rpmText(i.requestsPerMinute)}`,
+        tooltip: [`${i.service} in ${i.lane}`, `version ${i.version ?? "baseline"}`, `owner ${i.owner ?? "-"}`]
+            .join("\n"),
+        icon,
+        iconColor,
+        lane: i.lane,
+        service: i.service,
+        children: [],
+    };
+}
+
+function serviceNode(lane: string, service: string, instances: ServiceInfo[]): TreeNode {
+    const id = `lane:${lane}/service:${service}`;
+    const h = health(instances);
+    const versions = [...new Set(instances.map((i) => i.version ?? "baseline"))].join(", ");
+    const ok = h.healthy === h.total;
+    const rpm = perMinute(instances);
+    return {
+        id,
+        kind: "service",
+        label: service,
+        description: [versions, healthText(h), rpmText(rpm)].join(" · "),
+        tooltip: `${service} in ${lane}\nversion ${versions}\n${healthText(h)}\n${rpmText(rpm)}`,
+        icon: ok ? "pass-filled" : "warning",
+        iconColor: ok ? PASSED : "problemsWarningIcon.foreground",
+        lane,
+        service,
+        // One instance: its row would repeat the service's; show instances only when there are several.
+        children: instances.length > 1 ? instances.map((i) => instanceNode(id, i)) : [],
+    };
+}
+
+function servicesOf(lane: string, instances: ServiceInfo[]): TreeNode[] {
+    const names = [...new Set(instances.map((i) => i.service))].sort();
+    return names.map((s) => serviceNode(lane, s, instances.filter((i) => i.service === s)));
+}
+
+function laneNode(status: LaneStatus, lane: LaneInfo): TreeNode {
+    const active = lane.id === status.activeLane;
+    const h = health(lane.services);
+    const parts: string[] = [];
+    if (active) parts.push("active");
+    if (h.total > 0) parts.push(healthText(h));
+    parts.push(expiryText(lane));
+    parts.push(rpmText(perMinute(lane.services)));
+    const children = servicesOf(lane.id, lane.services);
+    return {
+        id: `lane:${lane.id}`,
+        kind: "lane",
+        label: lane.id,
+        description: parts.join(" · "),
+        tooltip: [
+            `lane ${lane.id}${active ? " (active)" : ""}`,
+            `owner ${lane.owner}`,
+            `chain ${[...lane.chain, BASELINE].join(" → ")}`,
+            expiryText(lane),
+        ].join("\n"),
+        icon: active ? "debug-stackframe" : "git-merge",
+        iconColor: lane.expiresInSecs > 0 ? undefined : "disabledForeground",
+        lane: lane.id,
+        active,
+        children: children.length > 0 ? children : [messageNode(`lane:${lane.id}/empty`, "no personal versions yet", lane.id)],
+    };
+}
+
+function baselineNode(status: LaneStatus): TreeNode {
+    const active = status.activeLane === BASELINE;
+    const h = health(status.baseline);
+    const parts: string[] = [];
+    if (active) parts.push("active");
+    if (h.total > 0) parts.push(healthText(h));
+    parts.push(rpmText(perMinute(status.baseline)));
+    return {
+        id: `lane:${BASELINE}`,
+        kind: "baseline",
+        label: BASELINE,
+        description: parts.join(" · "),
+        tooltip: "The versions production runs: requests without a lane, and the fallback of every lane.",
+        icon: active ? "debug-stackframe" : "home",
+        lane: BASELINE,
+        active,
+        children: servicesOf(BASELINE, status.baseline),
+    };
+}
+
+function messageNode(id: string, label: string, lane?: string): TreeNode {
+    return { id, kind: "message", label, icon: "info", lane, children: [] };
+}
+
+/** The tree's roots: every lane (sorted by id), then baseline. */
+export function buildTree(status: LaneStatus | undefined): TreeNode[] {
+    if (status === undefined) return [messageNode("loading", "Waiting for lane lsp…")];
+    if (status.backendError) {
+        return [messageNode("error", `lane is unavailable: ${status.backendError.message}`)];
+    }
+    const lanes = [...status.lanes].sort((a, b) => a.id.localeCompare(b.id)).map((l) => laneNode(status, l));
+    return [...lanes, baselineNode(status)];
+}
