@@ -25,6 +25,7 @@ use lane_router::{Router, RouterConfig, Table, TableHandle};
 use tokio::net::{TcpListener, TcpStream};
 
 const HOST: &str = "b.demo.localhost";
+const ROUNDS: u32 = 3;
 
 struct Args {
     duration: Duration,
@@ -155,6 +156,18 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // SIGTERM lets the master stop its worker; SIGKILL would orphan the worker.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -258,6 +271,7 @@ enum Proto {
     H2,
 }
 
+#[derive(Default)]
 struct Sample {
     requests: u64,
     errors: u64,
@@ -321,7 +335,7 @@ async fn one(sender: &mut Sender, proto: Proto, port: u16) -> Option<Option<Stri
 }
 
 async fn load(addr: SocketAddr, proto: Proto, conns: usize, duration: Duration) -> Sample {
-    let warmup = Duration::from_millis(500);
+    let warmup = Duration::from_millis(300);
     let mut tasks = Vec::new();
     for _ in 0..conns {
         tasks.push(tokio::spawn(async move {
@@ -367,7 +381,6 @@ async fn load(addr: SocketAddr, proto: Proto, conns: usize, duration: Duration) 
         total.errors += s.errors;
         total.latencies_ns.extend(s.latencies_ns);
     }
-    total.latencies_ns.sort_unstable();
     total
 }
 
@@ -428,7 +441,7 @@ fn main() {
     targets.push(("lane router", router_addr, Proto::H2));
 
     println!(
-        "lane-bench: {cores} cores shared by backend, router, nginx and load generator; {:?} per run after 0.5 s warm-up",
+        "lane-bench: {cores} cores shared by backend, router, nginx and load generator; {:?} per target in {ROUNDS} interleaved runs, each after a 0.3 s warm-up",
         args.duration
     );
     if let Some(n) = &nginx {
@@ -444,9 +457,21 @@ fn main() {
                 assert_eq!(served.unwrap().as_deref(), Some("demo.b@feature-x"));
             }
         }
+        // Each (target, connections) gets `duration` in total, split into ROUNDS interleaved runs,
+        // so that a noisy moment on the shared machine does not land on one target only.
+        let slice = args.duration / ROUNDS;
         for &conns in &args.connections {
-            for (name, addr, proto) in &targets {
-                let s = load(*addr, *proto, conns, args.duration).await;
+            let mut samples: Vec<Sample> = targets.iter().map(|_| Sample::default()).collect();
+            for _ in 0..ROUNDS {
+                for (i, (_, addr, proto)) in targets.iter().enumerate() {
+                    let s = load(*addr, *proto, conns, slice).await;
+                    samples[i].requests += s.requests;
+                    samples[i].errors += s.errors;
+                    samples[i].latencies_ns.extend(s.latencies_ns);
+                }
+            }
+            for ((name, _, proto), mut s) in targets.iter().zip(samples) {
+                s.latencies_ns.sort_unstable();
                 let row = Row {
                     proto: if *proto == Proto::H1 { "http/1.1" } else { "h2c" },
                     conns,

@@ -50,7 +50,8 @@ async fn world() -> World {
 #[tokio::test]
 async fn routes_by_lane_header_and_baggage_with_baseline_fallback() {
     let w = world().await;
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (&[], "b-base", "demo.b@baseline"),
         (&[("x-lane", "feature-x")], "b-x", "demo.b@feature-x"),
         (&[("x-lane", " Feature-X ")], "b-x", "demo.b@feature-x"),

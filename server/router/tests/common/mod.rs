@@ -49,7 +49,7 @@ fn stop_pair() -> (Stop, impl Future<Output = ()> + Send + 'static) {
 pub async fn backend(name: &'static str) -> (SocketAddr, Stop) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (stop, mut shutdown) = stop_pair();
+    let (stop, shutdown) = stop_pair();
     tokio::spawn(async move {
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
