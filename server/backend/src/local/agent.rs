@@ -23,7 +23,9 @@ use tokio::net::UnixListener;
 use tokio::sync::{Mutex, mpsc, watch};
 
 use super::store::{InstanceRecord, RunSpec, State, StateDir, io_err};
-use super::supervisor::{Phase, PhaseEvent, ProcessGroup, Supervisor, reclaim_stale};
+use super::supervisor::{
+    BUILD_MARKER, Phase, PhaseEvent, ProcessGroup, Supervisor, reclaim_stale, reclaim_stale_builds,
+};
 use crate::api::{
     AssignRequest, CreateLane, DeleteLane, DeployRequest, ErrorCode, ExtendLane, GcReport,
     InstanceState, InstanceView, LaneView, Progress, Stage, Status, Traffic,
@@ -262,6 +264,8 @@ impl Agent {
                 reclaim_stale(pid, &rec.id);
             }
         }
+        // Builds of deploys the earlier agent did not finish: nothing waits for them any more.
+        reclaim_stale_builds(&self.dir.root);
         for id in pending {
             tracing::warn!(instance = %id, "rolling back a deploy that did not finish");
             st.instances.remove(&id);
@@ -746,6 +750,7 @@ impl Agent {
             run_build(
                 build,
                 &req.repo,
+                &self.dir.root,
                 &service,
                 req.manifest.build_timeout,
                 progress,
@@ -960,6 +965,7 @@ fn allocate_port(st: &State, (lo, hi): (u16, u16)) -> Result<u16> {
 async fn run_build(
     command: &str,
     repo: &Path,
+    state_dir: &Path,
     service: &ServiceId,
     timeout: Duration,
     progress: &mpsc::Sender<Progress>,
@@ -968,6 +974,7 @@ async fn run_build(
         .arg("-c")
         .arg(command)
         .current_dir(repo)
+        .env(BUILD_MARKER, state_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

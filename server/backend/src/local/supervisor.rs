@@ -470,6 +470,48 @@ pub fn reclaim_stale(pid: u32, instance_id: &str) -> bool {
     ours
 }
 
+/// The environment variable every build carries: `LANE_BUILD=<state dir>`. A build belongs to a
+/// deploy request, so none may outlive the agent that ran it: the next agent of the same state dir
+/// finds such builds by this marker and kills them (see [`reclaim_stale_builds`]).
+pub const BUILD_MARKER: &str = "LANE_BUILD";
+
+/// Kills the process groups of builds that an earlier agent of `state_dir` left running (it was
+/// killed mid-deploy). Call only when no deploy runs, i.e. when the agent starts. Returns how many
+/// process groups it killed.
+pub fn reclaim_stale_builds(state_dir: &Path) -> usize {
+    let marker = format!("{BUILD_MARKER}={}", state_dir.display());
+    let own = nix::unistd::getpgrp();
+    let mut groups = std::collections::BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if !environ
+            .split(|b| *b == 0)
+            .any(|var| var == marker.as_bytes())
+        {
+            continue;
+        }
+        if let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
+            && pgid != own
+            && pgid.as_raw() > 1
+        {
+            groups.insert(pgid.as_raw());
+        }
+    }
+    for pgid in &groups {
+        tracing::warn!(pgid, "killing a build an earlier agent left running");
+        let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+    }
+    groups.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
