@@ -64,6 +64,6 @@ describe("lanePicks", () => {
                 ["$(add) New lane…", undefined, undefined],
             ],
         );
-        assert.equal(picks[0]!.detail, "demo.b feat/login@01234567, demo.c fix@89abcdef");
+        assert.equal(picks[0].detail, "demo.b feat/login@01234567, demo.c fix@89abcdef");
     });
 });

@@ -5,7 +5,7 @@ import type { WorkspaceInfo } from "../../src/lsp_ext";
 import { buildRequests, clipboardText, shellQuote } from "../../src/request";
 import { sampleStatus } from "../fixtures/status";
 
-const ws = (over: Partial<WorkspaceInfo> = {}): WorkspaceInfo => ({ ...sampleStatus().workspaces[0]!, ...over });
+const ws = (over: Partial<WorkspaceInfo> = {}): WorkspaceInfo => ({ ...sampleStatus().workspaces[0], ...over });
 
 describe("buildRequests", () => {
     const cases: [string, WorkspaceInfo, { router: string; header: string; lane: string }, string, string?][] = [

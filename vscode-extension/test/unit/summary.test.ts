@@ -18,7 +18,7 @@ describe("statusBarText", () => {
         ["no workspace", withStatus({ workspaces: [] }), "⛙ feature-x · 2/3 healthy"],
         [
             "not a git repository",
-            withStatus({ workspaces: [{ ...sampleStatus().workspaces[0]!, branch: null }] }),
+            withStatus({ workspaces: [{ ...sampleStatus().workspaces[0], branch: null }] }),
             "⛙ feature-x · 2/3 healthy",
         ],
         [
@@ -33,7 +33,7 @@ describe("statusBarText", () => {
 
     it("uses the given workspace folder's branch", () => {
         const s = sampleStatus();
-        s.workspaces.push({ ...s.workspaces[0]!, folder: "/src/c", branch: "other" });
+        s.workspaces.push({ ...s.workspaces[0], folder: "/src/c", branch: "other" });
         assert.equal(statusBarText(s, "/src/c"), "⛙ feature-x · other · 2/3 healthy");
         assert.equal(statusBarText(s, "/nowhere"), "⛙ feature-x · feat/login · 2/3 healthy");
     });
