@@ -189,3 +189,62 @@ fn two_concurrent_deploys_into_different_lanes_both_succeed() {
     assert_eq!(agents, 1, "exactly one agent runs: {:#?}", env.processes());
     env.finish();
 }
+
+#[test]
+fn a_lane_that_expires_during_a_deploy_leaves_no_orphan_instance() {
+    let env = TestEnv::new("ttl-mid-deploy", 22);
+    // The build outlasts the lane's TTL.
+    let manifest = sample_manifest(&env.bin, "b", None, "")
+        .replace("echo building && touch built.txt", "sleep 2.5");
+    let repo = env.repo("b", &manifest);
+    env.branch(&repo, "x-branch");
+    env.ok(&["create", "x", "--ttl", "1s"]);
+    let out = env.run_in(&repo, &["deploy", "--lane", "x"], &[]);
+    assert_eq!(out.code, 4, "{out}");
+    assert!(out.stderr.contains("expired"), "says why: {out}");
+    assert!(env.lane("x").is_none());
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.home.join("state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["instances"], serde_json::json!({}), "{state:#}");
+    let agent = env.agent_pid();
+    let procs: Vec<_> = env
+        .processes()
+        .into_iter()
+        .filter(|(p, _)| Some(*p) != agent)
+        .collect();
+    assert!(
+        procs.is_empty(),
+        "nothing runs for the gone lane: {procs:#?}"
+    );
+    // Nothing routes lane x to a version either.
+    let r = common::http_get(env.router(), "b.demo.localhost", "/", &[("x-lane", "x")]);
+    assert!(r.served_by().iter().all(|s| !s.ends_with("@x")), "{r:?}");
+    env.finish();
+}
+
+#[test]
+fn rm_during_a_deploy_fails_the_deploy_and_leaves_nothing() {
+    let env = TestEnv::new("rm-mid-deploy", 23);
+    // The version starts at once but only turns healthy once `ready` exists.
+    let manifest = sample_manifest(&env.bin, "b", None, "")
+        .replace("http = \"/healthz\"", "command = \"test -f ready\"");
+    let repo = env.repo("b", &manifest);
+    env.branch(&repo, "x-branch");
+    let deploy = env.spawn_in(&repo, &["deploy", "--lane", "x"], &[]);
+    let pid = env.wait_for("the version to start", Duration::from_secs(20), || {
+        env.processes()
+            .into_iter()
+            .find(|(_, cmd)| cmd.contains("sample-service"))
+            .map(|(p, _)| p)
+    });
+    env.ok(&["rm", "x"]);
+    let out = deploy.wait(Duration::from_secs(20));
+    assert_eq!(out.code, 4, "{out}");
+    assert!(out.stderr.contains("deleted"), "says why: {out}");
+    assert!(!common::alive(pid), "the version's process is gone");
+    assert!(env.lane("x").is_none());
+    let state = std::fs::read_to_string(env.home.join("state.json")).unwrap();
+    assert!(!state.contains("\"x/"), "{state}");
+    env.finish();
+}

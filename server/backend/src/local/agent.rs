@@ -763,6 +763,7 @@ impl Agent {
             .await;
         let (record, mut phases) = {
             let mut st = self.state.lock().await;
+            lane_still_there(&st, req)?;
             let port = allocate_port(&st, self.config.port_range)?;
             st.next_seq += 1;
             let id = format!("{}/{}#{}", req.lane, service, st.next_seq);
@@ -832,6 +833,8 @@ impl Agent {
                 _ => {}
             }
             if phases.changed().await.is_err() {
+                // The instance was stopped under us: its lane was deleted or expired.
+                lane_still_there(&*self.state.lock().await, req)?;
                 return Err(BackendError::internal(
                     "the supervisor stopped unexpectedly",
                 ));
@@ -843,6 +846,7 @@ impl Agent {
             .await;
         let replaced = {
             let mut st = self.state.lock().await;
+            lane_still_there(&st, req)?;
             let replaced: Vec<String> = st
                 .instances_of(&service, &req.lane)
                 .filter(|r| r.id != record.id)
@@ -881,6 +885,20 @@ impl Agent {
             .find(|i| i.id == record.id)
             .cloned()
             .ok_or_else(|| BackendError::internal("the deployed instance vanished"))
+    }
+}
+
+/// Fails a deploy whose lane was deleted (`lane rm`) or expired while the deploy ran; the
+/// caller's rollback then stops what the deploy started, so no instance outlives its lane.
+fn lane_still_there(st: &State, req: &DeployRequest) -> Result<()> {
+    match &req.lane {
+        LaneRef::Lane(id) if !st.lanes.contains_key(id) => Err(BackendError::conflict(format!(
+            "lane `{id}` was deleted or expired while {} was being deployed into it; nothing was \
+             left running",
+            req.manifest.service
+        ))
+        .with_help("deploy again; give the lane a longer --ttl, or `lane extend` it first")),
+        _ => Ok(()),
     }
 }
 
