@@ -58,3 +58,30 @@ fn deploy_from_a_branch_shows_lane_version_owner_and_health() {
         "the version's process is gone after `lane down`"
     );
 }
+
+#[test]
+fn deploying_again_replaces_the_version() {
+    let env = TestEnv::new("redeploy", 25);
+    let repo = env.repo("b", &sample_manifest(&env.bin, "b", None, ""));
+    env.branch(&repo, "feature-x-branch");
+    let first = env
+        .ok_in(&repo, &["deploy", "--lane", "feature-x", "--json"])
+        .json();
+    let old_pid = first["pid"].as_u64().unwrap() as u32;
+    std::fs::write(repo.join("change.txt"), "v2").unwrap();
+    env.git(&repo, &["add", "change.txt"]);
+    env.git(&repo, &["commit", "-q", "-m", "v2"]);
+    let commit = env.git(&repo, &["rev-parse", "HEAD"]);
+    let second = env
+        .ok_in(&repo, &["deploy", "--lane", "feature-x", "--json"])
+        .json();
+    assert_eq!(
+        second["version"]["version"],
+        format!("feature-x-branch@{}", &commit[..8]).as_str()
+    );
+    assert!(!common::alive(old_pid), "the old version was stopped");
+    let lane = env.lane("feature-x").unwrap();
+    assert_eq!(lane["instances"].as_array().unwrap().len(), 1, "{lane:#}");
+    assert_eq!(lane["services"]["demo.b"]["commit"], commit.as_str());
+    env.finish();
+}

@@ -110,3 +110,63 @@ fn killing_the_agent_mid_deploy_is_rolled_back_by_the_next_agent() {
     assert_eq!(env.instance("slow", "demo.b").unwrap()["state"], "healthy");
     env.finish();
 }
+
+#[test]
+fn a_killed_agent_is_replaced_and_restarts_the_versions() {
+    let env = TestEnv::new("agent-crash", 24);
+    let repo = env.repo("b", &common::sample_manifest(&env.bin, "b", None, ""));
+    env.branch(&repo, "feature-x-branch");
+    env.ok_in(&repo, &["deploy", "--lane", "feature-x"]);
+    let old = env.instance("feature-x", "demo.b").unwrap()["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    let agent = env.agent_pid().unwrap();
+    common::kill(agent, "KILL");
+    env.wait_for("the agent to die", Duration::from_secs(5), || {
+        (!common::alive(agent)).then_some(())
+    });
+
+    // The next command starts a new agent; it reclaims the old process and starts the version anew.
+    let inst = env.wait_for("the version to run again", Duration::from_secs(20), || {
+        let i = env.instance("feature-x", "demo.b")?;
+        (i["state"] == "healthy" && i["pid"].as_u64()? as u32 != old).then_some(i)
+    });
+    assert!(
+        !common::alive(old),
+        "the earlier agent's process was reclaimed"
+    );
+    assert_ne!(env.agent_pid(), Some(agent));
+    assert_eq!(inst["version"]["branch"], "feature-x-branch");
+    let r = common::http_get(
+        env.router(),
+        "b.demo.localhost",
+        "/",
+        &[("x-lane", "feature-x")],
+    );
+    assert_eq!(r.served_by(), ["demo.b@feature-x"]);
+    env.finish();
+}
+
+#[test]
+fn ctrl_c_cancels_a_deploy_with_exit_130_and_leaves_nothing() {
+    let env = TestEnv::new("ctrl-c", 26);
+    let repo = env.repo("b", &slow_manifest(&env));
+    env.branch(&repo, "slow-branch");
+    let deploy = env.spawn_in(&repo, &["deploy", "--lane", "slow"], &[]);
+    let builds = wait_for_build(&env, "slow");
+    common::kill(deploy.pid(), "INT");
+    let out = deploy.wait(Duration::from_secs(10));
+    assert_eq!(out.code, 130, "{out}");
+    assert!(out.stderr.contains("cancelled"), "{out}");
+    env.wait_for(
+        "the cancelled deploy to be rolled back",
+        Duration::from_secs(5),
+        || {
+            (env.lane("slow").is_none()
+                && builds.iter().all(|p| !common::alive(*p))
+                && non_agent_processes(&env).is_empty())
+            .then_some(())
+        },
+    );
+    env.finish();
+}
