@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# End-to-end: the packaged extension in a real VS Code (code-server 4.100.3) driven by
+# playwright-core in Debian's headless Chromium, against the real `lane lsp` (LANE_BIN, default
+# ../target/debug/lane). Installs code-server into a cache dir outside the repo and chromium via apt
+# when missing (scripts/e2e-setup.sh). Screenshots: e2e/progress.png, e2e/screenshot.png.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ext_dir=$(pwd)
+
+export LANE_BIN="${LANE_BIN:-$(cd .. && pwd)/target/debug/lane}"
+[[ -x "$LANE_BIN" ]] || { echo "e2e: $LANE_BIN is not an executable; build it or set LANE_BIN" >&2; exit 1; }
+export npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false
+t0=$SECONDS
+
+# shellcheck source=e2e-setup.sh
+source scripts/e2e-setup.sh
+
+[[ -d node_modules ]] || npm ci --no-progress
+node scripts/build.mjs --minify
+npx vsce package --no-dependencies --allow-missing-repository --skip-license -o dist/lane.vsix >/dev/null
+npx esbuild e2e/run.ts --bundle --packages=external --platform=node --target=node20 --format=cjs --outfile=out/e2e/run.js --log-level=warning
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/lane-vscode-e2e.XXXXXX")
+pgid=""
+export LANE_HOME="$work/lane-home" LANE_ROUTER_ADDR=127.0.0.1:0 LANE_PORT_RANGE=46000-46199
+export XDG_CONFIG_HOME="$work/config" GIT_CONFIG_NOSYSTEM=1 NO_COLOR=1
+export GIT_AUTHOR_NAME=Alice GIT_AUTHOR_EMAIL=alice@example.com
+export GIT_COMMITTER_NAME=Alice GIT_COMMITTER_EMAIL=alice@example.com
+
+cleanup() {
+    local rc=$?
+    if [[ -n "$pgid" ]]; then
+        kill -TERM -- "-$pgid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$pgid" 2>/dev/null || true
+    fi
+    "$LANE_BIN" down >/dev/null 2>&1 || true
+    if [[ $rc -eq 0 ]]; then
+        rm -rf "$work"
+    else
+        echo "e2e: failed; code-server log and state kept in $work" >&2
+        tail -30 "$work/code-server.log" >&2 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+# The service repository the editor opens: the sample service `demo.b`, on branch main.
+repo="$work/repo/b"
+mkdir -p "$repo"
+cat > "$repo/lane.toml" <<TOML
+app = "demo"
+proc = "b"
+
+[build]
+command = "sleep 3"
+
+[run]
+command = "'$LANE_BIN' sample-service --app demo --name b --port {port}"
+
+[health]
+http = "/healthz"
+timeout = "20s"
+TOML
+git -C "$repo" init -q -b main
+git -C "$repo" add lane.toml
+git -C "$repo" commit -q -m initial
+# A lane to switch to (created with the CLI: the daemon shares its LANE_HOME).
+(cd "$repo" && "$LANE_BIN" create e2e-a >/dev/null)
+
+# code-server with its own user data, extensions and config.
+mkdir -p "$work/user-data/User" "$work/extensions"
+cat > "$work/user-data/User/settings.json" <<'JSON'
+{
+  "workbench.startupEditor": "none",
+  "workbench.tips.enabled": false,
+  "extensions.autoUpdate": false,
+  "extensions.autoCheckUpdates": false,
+  "extensions.ignoreRecommendations": true,
+  "security.workspace.trust.enabled": false,
+  "telemetry.telemetryLevel": "off",
+  "update.mode": "none"
+}
+JSON
+port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+cat > "$work/config.yaml" <<YAML
+bind-addr: 127.0.0.1:$port
+auth: none
+cert: false
+YAML
+cs_args=(--config "$work/config.yaml" --user-data-dir "$work/user-data" --extensions-dir "$work/extensions")
+"$CODE_SERVER" "${cs_args[@]}" --install-extension "$ext_dir/dist/lane.vsix" >"$work/install.log" 2>&1 \
+    || { cat "$work/install.log" >&2; exit 1; }
+
+LANE_SERVER_PATH="$LANE_BIN" setsid "$CODE_SERVER" "${cs_args[@]}" \
+    --bind-addr "127.0.0.1:$port" --auth none --disable-telemetry --disable-update-check \
+    --disable-workspace-trust "$repo" >"$work/code-server.log" 2>&1 &
+pgid=$(ps -o pgid= -p $! | tr -d ' ')
+for _ in $(seq 1 120); do
+    curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    sleep 0.5
+done
+curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null || { echo "e2e: code-server did not come up" >&2; exit 1; }
+echo "e2e: code-server on 127.0.0.1:$port (pgid $pgid)"
+
+E2E_URL="http://127.0.0.1:$port/?folder=$repo" E2E_OUT="$ext_dir/e2e" node out/e2e/run.js
+echo "e2e: passed in $((SECONDS - t0))s"
