@@ -182,11 +182,12 @@ pub(crate) fn header_text(text: &str) -> HeaderValue {
     HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("?"))
 }
 
-/// Runs an accept loop with `serve_conn` for each connection until `shutdown` resolves, then waits
-/// (bounded) for open connections to finish their in-flight requests.
+/// Runs an accept loop until `shutdown` resolves, serving each connection with a service from
+/// `make_service` (one per connection, so it may hold per-connection state), then waits (bounded) for
+/// open connections to finish their in-flight requests.
 pub(crate) async fn accept_loop<S>(
     listener: tokio::net::TcpListener,
-    service: S,
+    mut make_service: impl FnMut() -> S,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
@@ -194,8 +195,7 @@ where
             http::Request<Incoming>,
             Response = Response<RouterBody>,
             Error = Infallible,
-        > + Clone
-        + Send
+        > + Send
         + 'static,
     S::Future: Send + 'static,
 {
@@ -234,7 +234,7 @@ where
                 };
                 let _ = stream.set_nodelay(true);
                 let conn = builder
-                    .serve_connection(TokioIo::new(stream), service.clone())
+                    .serve_connection(TokioIo::new(stream), make_service())
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

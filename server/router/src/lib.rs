@@ -15,6 +15,7 @@
 mod forward;
 mod host;
 pub mod proxy;
+mod sticky;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -35,6 +36,7 @@ use crate::forward::{
     Clients, RouterBody, error_chain, header_text, strip_hop_by_hop, text_response,
 };
 use crate::host::HostKind;
+use crate::sticky::{Sent, Sticky};
 
 pub use crate::host::SERVICE_DOMAIN;
 
@@ -152,11 +154,18 @@ impl Router {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let inner = self.inner;
-        let service = hyper::service::service_fn(move |req| {
-            let inner = inner.clone();
-            async move { Ok::<_, Infallible>(inner.handle(req).await) }
-        });
-        forward::accept_loop(listener, service, shutdown).await
+        // One service per connection: it carries that connection's upstream HTTP/1.1 connections.
+        let make_service = move || {
+            let conn = Arc::new(Conn {
+                inner: inner.clone(),
+                sticky: Sticky::default(),
+            });
+            hyper::service::service_fn(move |req| {
+                let conn = conn.clone();
+                async move { Ok::<_, Infallible>(conn.inner.handle(req, &conn.sticky).await) }
+            })
+        };
+        forward::accept_loop(listener, make_service, shutdown).await
     }
 
     /// Requests counted so far per (service, lane that served), sorted.
@@ -170,8 +179,14 @@ impl Router {
     }
 }
 
+/// What a downstream connection's requests share.
+struct Conn {
+    inner: Arc<Inner>,
+    sticky: Sticky,
+}
+
 impl Inner {
-    async fn handle(&self, req: Request<Incoming>) -> Response<RouterBody> {
+    async fn handle(&self, req: Request<Incoming>, sticky: &Sticky) -> Response<RouterBody> {
         let host = req.uri().authority().map(Authority::as_str).or_else(|| {
             req.headers()
                 .get(header::HOST)
@@ -245,20 +260,36 @@ impl Inner {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = upstream_uri(target, path);
         if parts.version != Version::HTTP_2 {
             parts.version = Version::HTTP_11;
         }
-        let client = self.clients.for_version(parts.version);
-        let upstream = Request::from_parts(parts, body);
-
-        let resp = match client.request(upstream).await {
+        let sent = if parts.version == Version::HTTP_11 && parts.method != Method::CONNECT {
+            // HTTP/1.1: this downstream connection's own upstream connection; the pool if it cannot.
+            parts.uri = sticky::origin_form(path.clone());
+            sticky::ensure_host(&mut parts.headers, target);
+            match sticky.send(target, Request::from_parts(parts, body)).await {
+                Sent::Response(resp) => Ok(resp),
+                Sent::Failed(e) => Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                Sent::Unsent(mut upstream) => {
+                    *upstream.uri_mut() = upstream_uri(target, path);
+                    self.clients.h1.request(upstream).await.map_err(Into::into)
+                }
+            }
+        } else {
+            parts.uri = upstream_uri(target, path);
+            let client = self.clients.for_version(parts.version);
+            client
+                .request(Request::from_parts(parts, body))
+                .await
+                .map_err(Into::into)
+        };
+        let resp = match sent {
             Ok(resp) => resp,
             Err(e) => {
                 let body = format!(
                     "lane router: could not reach {} at {target}: {}\n",
                     served_by.to_str().unwrap_or(""),
-                    error_chain(&e)
+                    error_chain(&*e)
                 );
                 let mut resp = error_response(grpc, StatusCode::BAD_GATEWAY, body);
                 resp.headers_mut().insert(SERVED_BY_HEADER, served_by);

@@ -39,7 +39,7 @@ pub async fn serve(
         let state = state.clone();
         async move { Ok::<_, Infallible>(state.handle(req).await) }
     });
-    forward::accept_loop(listener, service, shutdown).await
+    forward::accept_loop(listener, move || service.clone(), shutdown).await
 }
 
 struct Proxy<F> {

@@ -353,3 +353,65 @@ async fn h2c_requests_are_routed_too() {
         assert_eq!(got, body);
     }
 }
+
+/// A backend that closes its connection after every response (HTTP/1.1 without keep-alive).
+async fn closing_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    Bytes::from_static(b"once"),
+                )))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn upstream_connections_that_close_are_replaced_on_one_downstream_connection() {
+    let (closing, task) = closing_backend().await;
+    let (keeping, _s) = backend("keeps").await;
+    let r = router(table(
+        vec![
+            ep("demo.b", "baseline", true, closing),
+            ep("demo.b", "feature-x", true, keeping),
+        ],
+        &[],
+        1,
+    ))
+    .await;
+    let stream = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // One keep-alive downstream connection; its upstream connections change target and close.
+    for i in 0..12 {
+        let lane = if i % 3 == 2 { "feature-x" } else { "baseline" };
+        let req = http::Request::get("/")
+            .header("host", B)
+            .header("x-lane", lane)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        send.ready().await.unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let want: &[u8] = if lane == "baseline" {
+            b"once"
+        } else {
+            b"keeps"
+        };
+        assert_eq!(body, want, "request {i}");
+    }
+    task.abort();
+}
