@@ -120,7 +120,7 @@ fn resolve(target: &str, status: &Status) -> anyhow::Result<(SocketAddr, String,
 pub async fn run(backend: &dyn Backend, target: &str, lane: Option<&str>, json: bool) -> anyhow::Result<u8> {
     let status = backend.status().await?;
     let lane = match lane {
-        Some(l) if l == "baseline" => LaneRef::Baseline,
+        Some("baseline") => LaneRef::Baseline,
         Some(l) => LaneRef::Lane(parse_lane(l)?),
         None => status.active_lane.clone(),
     };
