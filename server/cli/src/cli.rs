@@ -135,6 +135,13 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:4090")]
         listen: SocketAddr,
     },
+    /// The IDE daemon: the Language Server Protocol over stdio, for the VS Code and JetBrains plugins.
+    Lsp {
+        /// Print a JSON description of the daemon's commands, requests, notifications and their
+        /// shapes, then exit (used by the IDE plugins' drift tests).
+        #[arg(long, hide = true)]
+        describe: bool,
+    },
     /// The per-user agent (started on demand by other commands).
     #[command(hide = true)]
     Agent,

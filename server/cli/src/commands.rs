@@ -59,11 +59,11 @@ pub fn parse_lane(s: &str) -> anyhow::Result<LaneId> {
     s.parse::<LaneId>().map_err(|e| invalid(e.to_string()))
 }
 
-fn parse_lane_ref(s: &str) -> anyhow::Result<LaneRef> {
+pub fn parse_lane_ref(s: &str) -> anyhow::Result<LaneRef> {
     s.parse::<LaneRef>().map_err(|e| invalid(e.to_string()))
 }
 
-fn parse_ttl(s: Option<&str>) -> anyhow::Result<Option<u64>> {
+pub fn parse_ttl(s: Option<&str>) -> anyhow::Result<Option<u64>> {
     s.map(|v| {
         parse_duration(v)
             .map(|d| d.as_secs())
@@ -138,6 +138,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             standalone_router(listen).await?;
             Ok(0)
         }
+        Command::Lsp { describe } => crate::lsp::run(describe).await,
         other => {
             let backend = local_backend()?;
             run_with(&backend, other).await
@@ -275,6 +276,7 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
         | Command::Down
         | Command::Demo
         | Command::Router { .. }
+        | Command::Lsp { .. }
         | Command::SampleService { .. } => Err(anyhow!("this command does not take a backend")),
     }
 }
@@ -350,31 +352,8 @@ async fn deploy(
         Some(d) => d,
         None => std::env::current_dir()?,
     };
-    let repo = git::repo_root(&start).map_err(|e| invalid(e.to_string()))?;
-    let manifest = load_manifest(&repo)?;
-    let (branch, commit) = git::head(&repo).map_err(|e| invalid(e.to_string()))?;
-    let lane = match lane {
-        Some(l) => LaneRef::Lane(parse_lane(&l)?),
-        None => match backend.status().await?.active_lane {
-            LaneRef::Baseline => {
-                return Err(BackendError::invalid("no lane given and no active lane")
-                    .with_help("pass --lane <id>, or `lane switch <id>` first")
-                    .into());
-            }
-            l => l,
-        },
-    };
-    let req = DeployRequest {
-        lane: lane.clone(),
-        manifest,
-        repo,
-        branch,
-        commit,
-        owner: git::owner(),
-        ttl_secs: parse_ttl(ttl.as_deref())?,
-        parent: parent.as_deref().map(parse_lane).transpose()?,
-        force,
-    };
+    let req = deploy_request(backend, &start, lane, parent, ttl, force).await?;
+    let lane = req.lane.clone();
     let service = req.manifest.service.clone();
     let version = format!("{}@{}", req.branch, &req.commit[..req.commit.len().min(8)]);
     let instance = with_progress(json, async |tx| backend.deploy(req, tx).await).await?;
@@ -388,6 +367,43 @@ async fn deploy(
         );
     }
     Ok(0)
+}
+
+/// What `lane deploy` (and the IDE's deploy-current-branch) asks of the backend: the current
+/// branch of the repo containing `start`, into `lane` or else the active lane.
+pub async fn deploy_request(
+    backend: &dyn Backend,
+    start: &Path,
+    lane: Option<String>,
+    parent: Option<String>,
+    ttl: Option<String>,
+    force: bool,
+) -> anyhow::Result<DeployRequest> {
+    let repo = git::repo_root(start).map_err(|e| invalid(e.to_string()))?;
+    let manifest = load_manifest(&repo)?;
+    let (branch, commit) = git::head(&repo).map_err(|e| invalid(e.to_string()))?;
+    let lane = match lane {
+        Some(l) => LaneRef::Lane(parse_lane(&l)?),
+        None => match backend.status().await?.active_lane {
+            LaneRef::Baseline => {
+                return Err(BackendError::invalid("no lane given and no active lane")
+                    .with_help("pass --lane <id>, or `lane switch <id>` first")
+                    .into());
+            }
+            l => l,
+        },
+    };
+    Ok(DeployRequest {
+        lane,
+        manifest,
+        repo,
+        branch,
+        commit,
+        owner: git::owner(),
+        ttl_secs: parse_ttl(ttl.as_deref())?,
+        parent: parent.as_deref().map(parse_lane).transpose()?,
+        force,
+    })
 }
 
 async fn baseline_up(backend: &dyn Backend, file: Option<PathBuf>) -> anyhow::Result<u8> {

@@ -1,11 +1,12 @@
 //! `lane`: release lanes for microservice teams. One binary: the CLI, the agent that runs local
-//! lanes, the router, and (later) the IDE daemon.
+//! lanes, the router, and the IDE daemon (`lane lsp`).
 
 mod cli;
 mod commands;
 mod demo;
 mod git;
 mod http_client;
+mod lsp;
 mod output;
 mod sample;
 mod trace;
@@ -16,7 +17,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_tracing(cli.verbose);
+    // `lane lsp` sends its logs to the IDE as well as stderr; it sets up its own subscriber.
+    if !matches!(cli.command, cli::Command::Lsp { .. }) {
+        init_tracing(cli.verbose);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

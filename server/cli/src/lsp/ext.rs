@@ -1,0 +1,626 @@
+//! Every custom part of the `lane lsp` protocol, in one place: the custom request and
+//! notification (an empty enum each, with its `METHOD`), the `workspace/executeCommand` commands
+//! with their argument and result types, and the JSON-RPC error data.
+//!
+//! The VS Code extension mirrors this module once (`vscode-extension/src/lsp_ext.ts`);
+//! `docs/protocol.md` documents it, and a test fails when a method, command or type here is
+//! missing from that doc. `lane lsp --describe` prints [`describe`] for the extension's drift test.
+//!
+//! Wire rules: field names are camelCase; optional fields are always present (`null` when absent),
+//! so a client can compare shapes without knowing which fields are optional.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tower_lsp_server::ls_types::notification::Notification;
+use tower_lsp_server::ls_types::request::Request;
+
+/// Bumped when a method, command or shape changes incompatibly.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// JSON-RPC error code of a lane error (not found, conflict, build failed, …); `data` is an
+/// [`ErrorInfo`] with the precise code and help.
+pub const LANE_ERROR: i64 = -32001;
+
+// ---------------------------------------------------------------------------------------------
+// Requests and notifications
+
+/// `lane/status` (client → server request, no params): the status the status bar shows.
+pub enum StatusRequest {}
+
+impl Request for StatusRequest {
+    type Params = ();
+    type Result = LaneStatus;
+    const METHOD: &'static str = "lane/status";
+}
+
+/// `lane/statusChanged` (server → client notification): pushed whenever what `lane/status` returns
+/// changes (branch or commit, `lane.toml`, deploys, health, switches, expiry). Debounced.
+pub enum StatusChanged {}
+
+impl Notification for StatusChanged {
+    type Params = LaneStatus;
+    const METHOD: &'static str = "lane/statusChanged";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands (`workspace/executeCommand`; `arguments` is `[args]`, or `[]` when args are optional)
+
+/// A command of `workspace/executeCommand`.
+pub trait Command {
+    const NAME: &'static str;
+    /// The type name of its one argument (see [`Shape`]).
+    const ARGS: &'static str;
+    /// The type name of its result.
+    const RESULT: &'static str;
+    /// Whether it reports work-done progress and honours `window/workDoneProgress/cancel`.
+    const PROGRESS: bool = false;
+    type Args: for<'de> Deserialize<'de>;
+    type Result: Serialize;
+}
+
+macro_rules! command {
+    ($(#[$doc:meta])* $name:ident = $cmd:literal, $args:ident -> $result:ty, $result_name:literal $(, progress = $p:literal)?) => {
+        $(#[$doc])*
+        pub enum $name {}
+        impl Command for $name {
+            const NAME: &'static str = $cmd;
+            const ARGS: &'static str = stringify!($args);
+            const RESULT: &'static str = $result_name;
+            $(const PROGRESS: bool = $p;)?
+            type Args = $args;
+            type Result = $result;
+        }
+    };
+}
+
+command!(
+    /// `lane.status`: same as `lane/status`.
+    StatusCommand = "lane.status", NoArgs -> LaneStatus, "LaneStatus"
+);
+command!(
+    /// `lane.deployCurrentBranch`: build the current branch of a workspace folder and deploy it into
+    /// a lane (created if missing), waiting until healthy. Reports progress; cancellable.
+    DeployCurrentBranch = "lane.deployCurrentBranch", DeployArgs -> DeployResult, "DeployResult",
+    progress = true
+);
+command!(
+    /// `lane.switchTraffic`: choose the lane the developer's own requests enter (`baseline` = off).
+    SwitchTraffic = "lane.switchTraffic", SwitchArgs -> SwitchResult, "SwitchResult"
+);
+command!(
+    /// `lane.list`: every lane with its services.
+    ListLanes = "lane.list", NoArgs -> Vec<LaneInfo>, "LaneInfo[]"
+);
+command!(
+    /// `lane.create`: create a lane owned by the developer.
+    CreateLane = "lane.create", CreateArgs -> LaneInfo, "LaneInfo"
+);
+command!(
+    /// `lane.delete`: delete a lane with everything it owns.
+    DeleteLane = "lane.delete", DeleteArgs -> DeleteResult, "DeleteResult"
+);
+command!(
+    /// `lane.extend`: give a lane more time.
+    ExtendLane = "lane.extend", ExtendArgs -> LaneInfo, "LaneInfo"
+);
+command!(
+    /// `lane.assign`: move a personal version from one lane to another.
+    AssignService = "lane.assign", AssignArgs -> AssignResult, "AssignResult"
+);
+
+/// Every command, as advertised in `executeCommandProvider`.
+pub const COMMANDS: &[&str] = &[
+    StatusCommand::NAME,
+    DeployCurrentBranch::NAME,
+    SwitchTraffic::NAME,
+    ListLanes::NAME,
+    CreateLane::NAME,
+    DeleteLane::NAME,
+    ExtendLane::NAME,
+    AssignService::NAME,
+];
+
+// ---------------------------------------------------------------------------------------------
+// Shapes
+
+/// The status of the workspace and of every lane: what the status bar and the lanes view render.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LaneStatus {
+    /// One entry per workspace folder that has a `lane.toml` (a service repo).
+    pub workspaces: Vec<WorkspaceInfo>,
+    /// `local`, `consul` or `kubernetes`.
+    pub backend: String,
+    /// Set when the backend could not be asked (e.g. the agent is not running); lanes are then empty.
+    pub backend_error: Option<ErrorInfo>,
+    /// The lane the developer's own requests enter, or `baseline`.
+    pub active_lane: String,
+    /// The header that carries the lane id, e.g. `x-lane`.
+    pub lane_header: String,
+    /// The router's address, e.g. `127.0.0.1:4080`.
+    pub router: Option<String>,
+    pub lanes: Vec<LaneInfo>,
+    /// Baseline instances.
+    pub baseline: Vec<ServiceInfo>,
+    /// Healthy instances of the active lane (of baseline when the active lane is `baseline`).
+    pub healthy: u32,
+    /// All instances of the active lane (of baseline when the active lane is `baseline`).
+    pub total: u32,
+    /// The backend's generation; grows with every backend change.
+    pub generation: u64,
+}
+
+/// A workspace folder with a `lane.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceInfo {
+    /// The folder's path.
+    pub folder: String,
+    /// `<app>.<proc>` from `lane.toml`; null when it does not parse (see `error`).
+    pub service: Option<String>,
+    /// `http` or `grpc`.
+    pub protocol: Option<String>,
+    /// The current branch (`HEAD` when detached); null outside a git repository.
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    /// Why `lane.toml` or git could not be read.
+    pub error: Option<String>,
+    /// The `Host` the router serves this service under: `<proc>.<app>.localhost:<port>`.
+    pub host: Option<String>,
+    /// The router URL of this service: `http://<proc>.<app>.localhost:<port>/`.
+    pub url: Option<String>,
+}
+
+/// A lane with its services.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LaneInfo {
+    pub id: String,
+    pub parent: Option<String>,
+    pub owner: String,
+    /// Seconds since the epoch.
+    pub created_at: u64,
+    /// Seconds since the epoch.
+    pub expires_at: u64,
+    /// Seconds left when this status was made.
+    pub expires_in_secs: u64,
+    /// The lane, its parent, …: where its requests fall back to before baseline.
+    pub chain: Vec<String>,
+    pub services: Vec<ServiceInfo>,
+}
+
+/// One instance of a service (a personal version in a lane, or a baseline version).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceInfo {
+    /// `<app>.<proc>`.
+    pub service: String,
+    /// The lane id, or `baseline`.
+    pub lane: String,
+    /// `<branch>@<short commit>`.
+    pub version: Option<String>,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub owner: Option<String>,
+    /// `starting`, `healthy`, `unhealthy`, `crashed` or `stopped`.
+    pub state: String,
+    /// Where it listens, e.g. `127.0.0.1:41003`.
+    pub addr: String,
+    /// Requests the router sent it in the last minute.
+    pub requests_per_minute: u64,
+}
+
+/// A lane error, as the `data` of a JSON-RPC error and in [`LaneStatus::backend_error`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorInfo {
+    /// `invalid_input`, `not_found`, `conflict`, `not_owner`, `build_failed`, `start_failed`,
+    /// `unhealthy`, `cancelled`, `unavailable` or `internal`.
+    pub code: String,
+    pub message: String,
+    /// What the user can do about it.
+    pub help: Option<String>,
+}
+
+/// Arguments of commands that take none (`arguments` may be omitted, `[]` or `[{}]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+/// Arguments of `lane.deployCurrentBranch`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct DeployArgs {
+    /// The workspace folder to deploy; may be omitted when exactly one folder has a `lane.toml`.
+    pub folder: Option<String>,
+    /// The lane (created if missing); default: the active lane.
+    pub lane: Option<String>,
+    /// When the lane is created: its parent.
+    pub parent: Option<String>,
+    /// When the lane is created: its lifetime, like `2h` (default 24h).
+    pub ttl: Option<String>,
+    /// Deploy into someone else's lane.
+    pub force: bool,
+}
+
+/// Result of `lane.deployCurrentBranch`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployResult {
+    pub service: String,
+    pub lane: String,
+    pub branch: String,
+    pub commit: String,
+    /// The instance's state, `healthy` on success.
+    pub state: String,
+    pub addr: String,
+    /// The service's router URL (send the lane header to reach this version).
+    pub url: Option<String>,
+}
+
+/// Arguments of `lane.switchTraffic`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SwitchArgs {
+    /// A lane id, or `baseline` to turn lane routing of your own requests off.
+    pub lane: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchResult {
+    pub active_lane: String,
+}
+
+/// Arguments of `lane.create`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateArgs {
+    pub lane: String,
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Lifetime like `2h`, `30m`, `3d` (default 24h).
+    #[serde(default)]
+    pub ttl: Option<String>,
+}
+
+/// Arguments of `lane.delete`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteArgs {
+    pub lane: String,
+    /// Delete even if someone else owns it, or lanes are stacked on it.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteResult {
+    pub deleted: String,
+}
+
+/// Arguments of `lane.extend`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtendArgs {
+    pub lane: String,
+    /// How much longer, like `2h` (default 24h).
+    #[serde(default)]
+    pub by: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Arguments of `lane.assign`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AssignArgs {
+    /// `<app>.<proc>`.
+    pub service: String,
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignResult {
+    pub service: String,
+    pub from: String,
+    pub to: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Description (`lane lsp --describe`)
+
+/// The wire shape of a type: its JSON field names with a TypeScript-like type each. A unit test
+/// checks that every shape lists exactly the fields serde writes.
+pub trait Shape: Default + Serialize {
+    const NAME: &'static str;
+    const FIELDS: &'static [(&'static str, &'static str)];
+}
+
+macro_rules! shape {
+    ($ty:ident { $($field:literal : $t:literal),* $(,)? }) => {
+        impl Shape for $ty {
+            const NAME: &'static str = stringify!($ty);
+            const FIELDS: &'static [(&'static str, &'static str)] = &[$(($field, $t)),*];
+        }
+    };
+}
+
+shape!(LaneStatus {
+    "workspaces": "WorkspaceInfo[]",
+    "backend": "string",
+    "backendError": "ErrorInfo | null",
+    "activeLane": "string",
+    "laneHeader": "string",
+    "router": "string | null",
+    "lanes": "LaneInfo[]",
+    "baseline": "ServiceInfo[]",
+    "healthy": "number",
+    "total": "number",
+    "generation": "number",
+});
+shape!(WorkspaceInfo {
+    "folder": "string",
+    "service": "string | null",
+    "protocol": "\"http\" | \"grpc\" | null",
+    "branch": "string | null",
+    "commit": "string | null",
+    "error": "string | null",
+    "host": "string | null",
+    "url": "string | null",
+});
+shape!(LaneInfo {
+    "id": "string",
+    "parent": "string | null",
+    "owner": "string",
+    "createdAt": "number",
+    "expiresAt": "number",
+    "expiresInSecs": "number",
+    "chain": "string[]",
+    "services": "ServiceInfo[]",
+});
+shape!(ServiceInfo {
+    "service": "string",
+    "lane": "string",
+    "version": "string | null",
+    "branch": "string | null",
+    "commit": "string | null",
+    "owner": "string | null",
+    "state": "\"starting\" | \"healthy\" | \"unhealthy\" | \"crashed\" | \"stopped\"",
+    "addr": "string",
+    "requestsPerMinute": "number",
+});
+shape!(ErrorInfo {
+    "code": "string",
+    "message": "string",
+    "help": "string | null",
+});
+shape!(NoArgs {});
+shape!(DeployArgs {
+    "folder": "string | null",
+    "lane": "string | null",
+    "parent": "string | null",
+    "ttl": "string | null",
+    "force": "boolean",
+});
+shape!(DeployResult {
+    "service": "string",
+    "lane": "string",
+    "branch": "string",
+    "commit": "string",
+    "state": "string",
+    "addr": "string",
+    "url": "string | null",
+});
+shape!(SwitchArgs { "lane": "string" });
+shape!(SwitchResult { "activeLane": "string" });
+shape!(CreateArgs {
+    "lane": "string",
+    "parent": "string | null",
+    "ttl": "string | null",
+});
+shape!(DeleteArgs { "lane": "string", "force": "boolean" });
+shape!(DeleteResult { "deleted": "string" });
+shape!(ExtendArgs {
+    "lane": "string",
+    "by": "string | null",
+    "force": "boolean",
+});
+shape!(AssignArgs {
+    "service": "string",
+    "from": "string",
+    "to": "string",
+    "force": "boolean",
+});
+shape!(AssignResult {
+    "service": "string",
+    "from": "string",
+    "to": "string",
+});
+
+fn shape<T: Shape>() -> (String, Value) {
+    let fields: serde_json::Map<String, Value> = T::FIELDS
+        .iter()
+        .map(|(name, ty)| ((*name).to_owned(), Value::from(*ty)))
+        .collect();
+    (T::NAME.to_owned(), Value::Object(fields))
+}
+
+fn command<C: Command>() -> Value {
+    json!({
+        "command": C::NAME,
+        "arguments": C::ARGS,
+        "result": C::RESULT,
+        "progress": C::PROGRESS,
+    })
+}
+
+/// The whole custom protocol as JSON: what `lane lsp --describe` prints.
+pub fn describe() -> Value {
+    let types: serde_json::Map<String, Value> = [
+        shape::<LaneStatus>(),
+        shape::<WorkspaceInfo>(),
+        shape::<LaneInfo>(),
+        shape::<ServiceInfo>(),
+        shape::<ErrorInfo>(),
+        shape::<NoArgs>(),
+        shape::<DeployArgs>(),
+        shape::<DeployResult>(),
+        shape::<SwitchArgs>(),
+        shape::<SwitchResult>(),
+        shape::<CreateArgs>(),
+        shape::<DeleteArgs>(),
+        shape::<DeleteResult>(),
+        shape::<ExtendArgs>(),
+        shape::<AssignArgs>(),
+        shape::<AssignResult>(),
+    ]
+    .into_iter()
+    .collect();
+    json!({
+        "protocolVersion": PROTOCOL_VERSION,
+        "requests": [
+            { "method": StatusRequest::METHOD, "direction": "clientToServer", "params": null, "result": "LaneStatus" },
+        ],
+        "notifications": [
+            { "method": StatusChanged::METHOD, "direction": "serverToClient", "params": "LaneStatus" },
+        ],
+        "commands": [
+            command::<StatusCommand>(),
+            command::<DeployCurrentBranch>(),
+            command::<SwitchTraffic>(),
+            command::<ListLanes>(),
+            command::<CreateLane>(),
+            command::<DeleteLane>(),
+            command::<ExtendLane>(),
+            command::<AssignService>(),
+        ],
+        "errors": {
+            "laneError": LANE_ERROR,
+            "invalidParams": -32602,
+            "requestCancelled": -32800,
+            "data": "ErrorInfo",
+        },
+        "standard": [
+            "initialize", "initialized", "shutdown", "exit", "workspace/executeCommand",
+            "workspace/didChangeWorkspaceFolders", "window/workDoneProgress/create", "$/progress",
+            "window/workDoneProgress/cancel", "$/cancelRequest", "window/showMessage",
+            "window/logMessage", "$/setTrace",
+        ],
+        "types": types,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys<T: Shape>() -> (Vec<String>, Vec<String>) {
+        let value = serde_json::to_value(T::default()).expect("wire types serialize");
+        let got = value
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut want: Vec<String> = T::FIELDS.iter().map(|(n, _)| (*n).to_owned()).collect();
+        want.sort();
+        let mut got: Vec<String> = got;
+        got.sort();
+        (got, want)
+    }
+
+    macro_rules! check_shapes {
+        ($($ty:ty),*) => {$(
+            let (got, want) = keys::<$ty>();
+            assert_eq!(got, want, "the shape of {} does not match its serde fields", <$ty>::NAME);
+        )*};
+    }
+
+    #[test]
+    fn shapes_list_exactly_the_serialized_fields() {
+        check_shapes!(
+            LaneStatus,
+            WorkspaceInfo,
+            LaneInfo,
+            ServiceInfo,
+            ErrorInfo,
+            NoArgs,
+            DeployArgs,
+            DeployResult,
+            SwitchArgs,
+            SwitchResult,
+            CreateArgs,
+            DeleteArgs,
+            DeleteResult,
+            ExtendArgs,
+            AssignArgs,
+            AssignResult
+        );
+    }
+
+    #[test]
+    fn every_referenced_type_is_described() {
+        let d = describe();
+        let types = d["types"].as_object().expect("types is an object");
+        for c in d["commands"].as_array().expect("commands is an array") {
+            for key in ["arguments", "result"] {
+                let name = c[key].as_str().expect("type names are strings");
+                assert!(
+                    types.contains_key(name.trim_end_matches("[]")),
+                    "{name} is not described"
+                );
+            }
+        }
+        let names: Vec<&str> = d["commands"]
+            .as_array()
+            .expect("commands is an array")
+            .iter()
+            .filter_map(|c| c["command"].as_str())
+            .collect();
+        assert_eq!(names, COMMANDS);
+    }
+
+    #[test]
+    fn the_protocol_doc_covers_every_name() {
+        let doc = include_str!("../../../../docs/protocol.md");
+        let d = describe();
+        let mut missing: Vec<String> = Vec::new();
+        for section in ["requests", "notifications"] {
+            for m in d[section].as_array().expect("an array") {
+                let method = m["method"].as_str().expect("a string");
+                if !doc.contains(&format!("### `{method}`")) {
+                    missing.push(format!("a `### `{method}`` section"));
+                }
+            }
+        }
+        for c in COMMANDS {
+            if !doc.contains(&format!("| `{c}` |")) {
+                missing.push(format!("{c} in the commands table"));
+            }
+        }
+        // Each type has a section listing each of its fields.
+        for (ty, fields) in d["types"].as_object().expect("an object") {
+            let heading = format!("### {ty}\n");
+            let Some(start) = doc.find(&heading) else {
+                missing.push(format!("a `### {ty}` section"));
+                continue;
+            };
+            let rest = &doc[start + heading.len()..];
+            let section = &rest[..rest.find("\n#").unwrap_or(rest.len())];
+            for field in fields.as_object().expect("an object").keys() {
+                if !section.contains(&format!("| `{field}` |")) {
+                    missing.push(format!("{ty}.{field}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/protocol.md lacks {missing:?}; document every method, command, type and field \
+             of lsp/ext.rs there"
+        );
+    }
+}

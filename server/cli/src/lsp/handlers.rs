@@ -1,0 +1,373 @@
+//! One function per `workspace/executeCommand` command. Each parses its argument, calls the
+//! backend (the same calls the CLI makes) and converts the answer with `to_proto`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use lane_backend::BackendError;
+use lane_backend::api::{self, AssignRequest, Progress};
+use lane_core::duration::parse_duration;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc};
+use tower_lsp_server::Client;
+use tower_lsp_server::ls_types::notification::Progress as ProgressNotification;
+use tower_lsp_server::ls_types::{
+    ExecuteCommandParams, MessageType, ProgressParams, ProgressParamsValue, ProgressToken,
+    WorkDoneProgress, WorkDoneProgressBegin, WorkDoneProgressEnd, WorkDoneProgressReport,
+};
+
+use super::ext::{self, Command};
+use super::server::{Lsp, token_key};
+use super::{to_proto, watch, workspace};
+use crate::{commands, git};
+
+type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// The CLI helpers answer `anyhow` errors that wrap a [`BackendError`].
+fn backend_error(e: anyhow::Error) -> BackendError {
+    e.downcast::<BackendError>()
+        .unwrap_or_else(|e| BackendError::internal(format!("{e:#}")))
+}
+
+/// A command's one argument: `arguments[0]`, or `{}` when there is none.
+fn args<T: DeserializeOwned>(command: &str, arguments: Vec<Value>) -> Result<T> {
+    let value = arguments
+        .into_iter()
+        .next()
+        .filter(|v| !v.is_null())
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    serde_json::from_value(value).map_err(|e| {
+        BackendError::invalid(format!("{command}: invalid arguments: {e}"))
+            .with_help("see docs/protocol.md for the arguments of each command")
+    })
+}
+
+fn to_value<T: Serialize>(v: T) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| BackendError::internal(e.to_string()))
+}
+
+pub async fn execute(lsp: &Lsp, params: ExecuteCommandParams) -> Result<Value> {
+    let name = params.command.as_str();
+    let token = params.work_done_progress_params.work_done_token;
+    let a = params.arguments;
+    match name {
+        ext::StatusCommand::NAME => {
+            let _: ext::NoArgs = args(name, a)?;
+            to_value(watch::status(lsp.backend.as_ref(), &lsp.folders()).await)
+        }
+        ext::DeployCurrentBranch::NAME => to_value(deploy(lsp, args(name, a)?, token).await?),
+        ext::SwitchTraffic::NAME => to_value(switch(lsp, args(name, a)?).await?),
+        ext::ListLanes::NAME => {
+            let _: ext::NoArgs = args(name, a)?;
+            let st = lsp.backend.status().await?;
+            to_value(to_proto::status(&st, Vec::new()).lanes)
+        }
+        ext::CreateLane::NAME => to_value(create(lsp, args(name, a)?).await?),
+        ext::DeleteLane::NAME => to_value(delete(lsp, args(name, a)?).await?),
+        ext::ExtendLane::NAME => to_value(extend(lsp, args(name, a)?).await?),
+        ext::AssignService::NAME => to_value(assign(lsp, args(name, a)?).await?),
+        other => Err(BackendError::invalid(format!("unknown command `{other}`"))
+            .with_help(format!("the commands are {}", ext::COMMANDS.join(", ")))),
+    }
+}
+
+/// The lane as the status shows it right after a change (with its chain and services).
+async fn lane_info(lsp: &Lsp, lane: &lane_core::Lane) -> ext::LaneInfo {
+    match lsp.backend.status().await {
+        Ok(st) => lane_backend::backend::find_lane(&st, &lane.id)
+            .map(|lv| to_proto::lane(&st, lv))
+            .unwrap_or_else(|| to_proto::bare_lane(lane, st.now)),
+        Err(_) => to_proto::bare_lane(lane, lane_backend::local::now_secs()),
+    }
+}
+
+async fn switch(lsp: &Lsp, a: ext::SwitchArgs) -> Result<ext::SwitchResult> {
+    let lane = commands::parse_lane_ref(&a.lane).map_err(backend_error)?;
+    lsp.backend.switch(lane.clone()).await?;
+    lsp.refresh();
+    Ok(ext::SwitchResult {
+        active_lane: lane.to_string(),
+    })
+}
+
+async fn create(lsp: &Lsp, a: ext::CreateArgs) -> Result<ext::LaneInfo> {
+    let req = api::CreateLane {
+        id: commands::parse_lane(&a.lane).map_err(backend_error)?,
+        parent: a
+            .parent
+            .as_deref()
+            .map(commands::parse_lane)
+            .transpose()
+            .map_err(backend_error)?,
+        ttl_secs: commands::parse_ttl(a.ttl.as_deref()).map_err(backend_error)?,
+        owner: git::owner(),
+    };
+    let lane = lsp.backend.create_lane(req).await?;
+    lsp.refresh();
+    Ok(lane_info(lsp, &lane).await)
+}
+
+async fn delete(lsp: &Lsp, a: ext::DeleteArgs) -> Result<ext::DeleteResult> {
+    let id = commands::parse_lane(&a.lane).map_err(backend_error)?;
+    lsp.backend
+        .delete_lane(api::DeleteLane {
+            id: id.clone(),
+            actor: git::owner(),
+            force: a.force,
+        })
+        .await?;
+    lsp.refresh();
+    Ok(ext::DeleteResult {
+        deleted: id.to_string(),
+    })
+}
+
+async fn extend(lsp: &Lsp, a: ext::ExtendArgs) -> Result<ext::LaneInfo> {
+    let by = parse_duration(a.by.as_deref().unwrap_or("24h"))
+        .map_err(|e| BackendError::invalid(format!("by: {e}")))?;
+    let lane = lsp
+        .backend
+        .extend_lane(api::ExtendLane {
+            id: commands::parse_lane(&a.lane).map_err(backend_error)?,
+            by_secs: by.as_secs(),
+            actor: git::owner(),
+            force: a.force,
+        })
+        .await?;
+    lsp.refresh();
+    Ok(lane_info(lsp, &lane).await)
+}
+
+async fn assign(lsp: &Lsp, a: ext::AssignArgs) -> Result<ext::AssignResult> {
+    let service = a
+        .service
+        .parse()
+        .map_err(|e: lane_core::IdError| BackendError::invalid(e.to_string()))?;
+    let from = commands::parse_lane(&a.from).map_err(backend_error)?;
+    let to = commands::parse_lane(&a.to).map_err(backend_error)?;
+    lsp.backend
+        .assign(AssignRequest {
+            service,
+            from: from.clone(),
+            to: to.clone(),
+            actor: git::owner(),
+            force: a.force,
+        })
+        .await?;
+    lsp.refresh();
+    Ok(ext::AssignResult {
+        service: a.service,
+        from: from.to_string(),
+        to: to.to_string(),
+    })
+}
+
+/// The folder to deploy: the one named, else the only service folder of the workspace.
+fn deploy_folder(lsp: &Lsp, folder: Option<String>) -> Result<PathBuf> {
+    if let Some(f) = folder {
+        let f = f.strip_prefix("file://").map_or(f.clone(), str::to_owned);
+        return Ok(PathBuf::from(f));
+    }
+    let folders = lsp.folders();
+    let services = workspace::services(&folders);
+    match services.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(BackendError::invalid("no workspace folder has a lane.toml")
+            .with_help("open a service repository (with lane.toml at its root), or pass `folder`")),
+        _ => Err(BackendError::invalid(
+            "several workspace folders have a lane.toml; which one to deploy?",
+        )
+        .with_help("pass `folder` in the arguments of lane.deployCurrentBranch")),
+    }
+}
+
+/// Work-done progress of one operation. Ends the progress (and forgets its cancel signal) when
+/// dropped, so a request cancelled by `$/cancelRequest` still closes its progress.
+struct ProgressGuard {
+    client: Client,
+    token: Option<ProgressToken>,
+    lsp_cancels: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>>,
+}
+
+fn progress_params(token: ProgressToken, value: WorkDoneProgress) -> ProgressParams {
+    ProgressParams {
+        token,
+        value: ProgressParamsValue::WorkDone(value),
+    }
+}
+
+impl ProgressGuard {
+    async fn report(client: &Client, token: &Option<ProgressToken>, percent: u8, message: String) {
+        if let Some(token) = token {
+            let report = WorkDoneProgress::Report(WorkDoneProgressReport {
+                cancellable: Some(true),
+                message: Some(message),
+                percentage: Some(u32::from(percent)),
+            });
+            client
+                .send_notification::<ProgressNotification>(progress_params(token.clone(), report))
+                .await;
+        }
+    }
+}
+
+impl ProgressGuard {
+    /// Ends the progress with `message`.
+    async fn finish(mut self, message: String) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        if let Ok(mut c) = self.lsp_cancels.lock() {
+            c.remove(&token_key(&token));
+        }
+        let end = WorkDoneProgress::End(WorkDoneProgressEnd {
+            message: Some(message),
+        });
+        self.client
+            .send_notification::<ProgressNotification>(progress_params(token, end))
+            .await;
+    }
+}
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        if let Ok(mut c) = self.lsp_cancels.lock() {
+            c.remove(&token_key(&token));
+        }
+        let end = WorkDoneProgress::End(WorkDoneProgressEnd {
+            message: Some("cancelled; nothing was left behind".into()),
+        });
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            client
+                .send_notification::<ProgressNotification>(progress_params(token, end))
+                .await;
+        });
+    }
+}
+
+async fn deploy(
+    lsp: &Lsp,
+    a: ext::DeployArgs,
+    token: Option<ProgressToken>,
+) -> Result<ext::DeployResult> {
+    let folder = deploy_folder(lsp, a.folder)?;
+    let req = commands::deploy_request(
+        lsp.backend.as_ref(),
+        &folder,
+        a.lane,
+        a.parent,
+        a.ttl,
+        a.force,
+    )
+    .await
+    .map_err(backend_error)?;
+    let (service, lane) = (req.manifest.service.clone(), req.lane.clone());
+    let (branch, commit) = (req.branch.clone(), req.commit.clone());
+
+    // Progress: the client's token, else one we create (when the client supports that).
+    let token = match token {
+        Some(t) => Some(t),
+        None if lsp.progress_supported.load(Ordering::Relaxed) => {
+            let n = lsp.next_token.fetch_add(1, Ordering::Relaxed);
+            let t = ProgressToken::String(format!("lane/deploy/{n}"));
+            match lsp.client.create_work_done_progress(t.clone()).await {
+                Ok(()) => Some(t),
+                Err(e) => {
+                    tracing::debug!("the client refused a progress token: {e}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let cancel = Arc::new(Notify::new());
+    if let (Some(t), Ok(mut c)) = (&token, lsp.cancels.lock()) {
+        c.insert(token_key(t), cancel.clone());
+    }
+    let guard = ProgressGuard {
+        client: lsp.client.clone(),
+        token: token.clone(),
+        lsp_cancels: lsp.cancels.clone(),
+    };
+    let short = &commit[..commit.len().min(8)];
+    if let Some(t) = &token {
+        let begin = WorkDoneProgress::Begin(WorkDoneProgressBegin {
+            title: format!("Deploying {service} ({branch}@{short}) into lane {lane}"),
+            cancellable: Some(true),
+            message: Some("starting".into()),
+            percentage: Some(0),
+        });
+        lsp.client
+            .send_notification::<ProgressNotification>(progress_params(t.clone(), begin))
+            .await;
+    }
+
+    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<Progress>();
+    let forward = {
+        let client = lsp.client.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            while let Some(p) = progress_rx.recv().await {
+                match p {
+                    Progress::Stage {
+                        service,
+                        stage,
+                        percent,
+                        message,
+                    } => {
+                        let text = format!("{}: {message}", stage.as_str());
+                        tracing::info!("{service} {text}");
+                        ProgressGuard::report(&client, &token, percent, text).await;
+                    }
+                    Progress::Log { service, line } => {
+                        client
+                            .log_message(MessageType::LOG, format!("[{service}] {line}"))
+                            .await;
+                    }
+                }
+            }
+        })
+    };
+    let result = tokio::select! {
+        r = lsp.backend.deploy(req, progress_tx) => r,
+        () = cancel.notified() => Err(BackendError::cancelled()),
+    };
+    // The sender is gone with the deploy future: the forwarder drains and stops, so every
+    // report precedes the end.
+    let _ = forward.await;
+    lsp.refresh();
+    let instance = match result {
+        Ok(i) => i,
+        Err(e) => {
+            let message = match e.code {
+                api::ErrorCode::Cancelled => "cancelled; nothing was left behind".into(),
+                _ => format!("failed: {}", e.message),
+            };
+            guard.finish(message).await;
+            return Err(e);
+        }
+    };
+    let message = format!(
+        "{service} {branch}@{short} is {} in lane {lane}",
+        instance.state.as_str()
+    );
+    guard.finish(message).await;
+    let router = lsp.backend.status().await.ok().and_then(|st| st.router);
+    let (_, url) = to_proto::service_url(router.as_deref(), &service);
+    Ok(ext::DeployResult {
+        service: service.to_string(),
+        lane: lane.to_string(),
+        branch,
+        commit,
+        state: instance.state.as_str().to_owned(),
+        addr: instance.addr,
+        url,
+    })
+}

@@ -1,0 +1,221 @@
+//! The `LanguageServer` impl: thin, it keeps the daemon's state and delegates to `handlers`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use lane_backend::Backend;
+use lane_backend::local::LocalBackend;
+use serde_json::Value;
+use tokio::sync::Notify;
+use tower_lsp_server::jsonrpc::Result;
+use tower_lsp_server::ls_types::{
+    DidChangeWorkspaceFoldersParams, ExecuteCommandOptions, ExecuteCommandParams, InitializeParams,
+    InitializeResult, InitializedParams, MessageType, ProgressToken, ServerCapabilities,
+    ServerInfo, SetTraceParams, WorkDoneProgressCancelParams, WorkspaceFoldersServerCapabilities,
+    WorkspaceServerCapabilities,
+};
+use tower_lsp_server::{Client, LanguageServer};
+
+use super::log::LogHandle;
+use super::watch::{self, Pusher, Wake};
+use super::{ext, handlers, to_proto};
+
+/// The daemon's state. Cheap to share: handlers get `&Lsp`.
+pub struct Lsp {
+    pub client: Client,
+    /// Starts the agent when needed, like every CLI command.
+    pub backend: Arc<dyn Backend>,
+    /// The same backend, but never starting an agent: the status pusher uses it, so that a
+    /// `lane down` stays down until the developer asks for something.
+    quiet_backend: Arc<dyn Backend>,
+    pub folders: Arc<Mutex<Vec<PathBuf>>>,
+    pusher: OnceLock<Pusher>,
+    /// Cancel signals of running deploys, by their progress token.
+    pub cancels: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    /// Whether the client accepts `window/workDoneProgress/create`.
+    pub progress_supported: AtomicBool,
+    pub next_token: AtomicU64,
+    log: LogHandle,
+}
+
+/// The key of a progress token in [`Lsp::cancels`].
+pub fn token_key(token: &ProgressToken) -> String {
+    serde_json::to_string(token).unwrap_or_default()
+}
+
+impl Lsp {
+    pub fn new(client: Client, local: LocalBackend, log: LogHandle) -> Self {
+        let quiet = local.clone().without_autostart();
+        Lsp {
+            client,
+            backend: Arc::new(local),
+            quiet_backend: Arc::new(quiet),
+            folders: Arc::new(Mutex::new(Vec::new())),
+            pusher: OnceLock::new(),
+            cancels: Arc::new(Mutex::new(HashMap::new())),
+            progress_supported: AtomicBool::new(false),
+            next_token: AtomicU64::new(1),
+            log,
+        }
+    }
+
+    pub fn folders(&self) -> Vec<PathBuf> {
+        self.folders.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Asks the status pusher to look again (after a command changed something).
+    pub fn refresh(&self) {
+        if let Some(p) = self.pusher.get() {
+            p.wake(Wake::Refresh);
+        }
+    }
+
+    /// `lane/status`. Backend errors are part of the status (`backendError`), not JSON-RPC errors:
+    /// the status bar shows them.
+    pub async fn status(&self) -> Result<ext::LaneStatus> {
+        Ok(watch::status(self.backend.as_ref(), &self.folders()).await)
+    }
+
+    /// `window/workDoneProgress/cancel`: cancels the deploy reporting under that token.
+    pub async fn cancel_progress(&self, params: WorkDoneProgressCancelParams) {
+        let key = token_key(&params.token);
+        let cancel = self.cancels.lock().ok().and_then(|c| c.get(&key).cloned());
+        match cancel {
+            Some(c) => {
+                tracing::info!("cancelling the operation reporting under {key}");
+                c.notify_one();
+            }
+            None => tracing::debug!("no running operation reports under {key}"),
+        }
+    }
+
+    /// Answers a malformed request that the stdin guard let through for its id.
+    pub async fn invalid_request(&self, params: Value) -> Result<()> {
+        Err(tower_lsp_server::jsonrpc::Error {
+            code: tower_lsp_server::jsonrpc::ErrorCode::InvalidRequest,
+            message: params["reason"]
+                .as_str()
+                .unwrap_or("invalid request")
+                .to_owned()
+                .into(),
+            data: None,
+        })
+    }
+
+    /// `$/setTrace`.
+    pub async fn set_trace(&self, params: SetTraceParams) {
+        self.log.set_trace(params.value);
+    }
+}
+
+fn folder_paths(params: &InitializeParams) -> Vec<PathBuf> {
+    if let Some(folders) = &params.workspace_folders {
+        return folders
+            .iter()
+            .filter_map(|f| f.uri.to_file_path().map(|p| p.into_owned()))
+            .collect();
+    }
+    #[allow(deprecated)]
+    let root = params
+        .root_uri
+        .as_ref()
+        .and_then(|u| u.to_file_path().map(|p| p.into_owned()));
+    root.into_iter().collect()
+}
+
+impl LanguageServer for Lsp {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        if let Some(trace) = params.trace {
+            self.log.set_trace(trace);
+        }
+        let supported = params
+            .capabilities
+            .window
+            .as_ref()
+            .and_then(|w| w.work_done_progress)
+            .unwrap_or(false);
+        self.progress_supported.store(supported, Ordering::Relaxed);
+        let folders = folder_paths(&params);
+        if let Ok(mut f) = self.folders.lock() {
+            *f = folders;
+        }
+        Ok(InitializeResult {
+            server_info: Some(ServerInfo {
+                name: "lane".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+            capabilities: ServerCapabilities {
+                execute_command_provider: Some(ExecuteCommandOptions {
+                    commands: ext::COMMANDS.iter().map(|c| (*c).to_owned()).collect(),
+                    ..Default::default()
+                }),
+                workspace: Some(WorkspaceServerCapabilities {
+                    workspace_folders: Some(WorkspaceFoldersServerCapabilities {
+                        supported: Some(true),
+                        change_notifications: Some(tower_lsp_server::ls_types::OneOf::Left(true)),
+                    }),
+                    file_operations: None,
+                }),
+                experimental: Some(serde_json::json!({
+                    "laneProtocolVersion": ext::PROTOCOL_VERSION,
+                })),
+                ..ServerCapabilities::default()
+            },
+            ..InitializeResult::default()
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        self.log.connect(self.client.clone());
+        let pusher = watch::start(
+            self.client.clone(),
+            self.quiet_backend.clone(),
+            self.folders.clone(),
+        );
+        pusher.wake(Wake::Folders);
+        let _ = self.pusher.set(pusher);
+        tracing::info!(folders = ?self.folders(), "lane lsp initialized");
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn did_change_workspace_folders(&self, params: DidChangeWorkspaceFoldersParams) {
+        if let Ok(mut folders) = self.folders.lock() {
+            for removed in &params.event.removed {
+                if let Some(p) = removed.uri.to_file_path() {
+                    folders.retain(|f| f.as_path() != p.as_ref());
+                }
+            }
+            for added in &params.event.added {
+                if let Some(p) = added.uri.to_file_path() {
+                    folders.push(p.into_owned());
+                }
+            }
+        }
+        if let Some(p) = self.pusher.get() {
+            p.wake(Wake::Folders);
+        }
+    }
+
+    async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<Value>> {
+        let command = params.command.clone();
+        match handlers::execute(self, params).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                if e.code != lane_backend::api::ErrorCode::Cancelled {
+                    tracing::warn!("{command} failed: {}", e.message);
+                    let text = match &e.help {
+                        Some(help) => format!("lane: {}\nhelp: {help}", e.message),
+                        None => format!("lane: {}", e.message),
+                    };
+                    self.client.show_message(MessageType::ERROR, text).await;
+                }
+                Err(to_proto::rpc_error(&e))
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The status pusher. Three sources wake it: the file watcher (git `HEAD`/refs, `lane.toml`), the
+//! backend's long-poll ([`Backend::wait_for_change`]) and the daemon itself (after a command, when
+//! the folders change, at the next lane expiry). Bursts are debounced; a `lane/statusChanged` is
+//! sent only when what the status shows changed. Nothing is polled by the IDE.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lane_backend::Backend;
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tower_lsp_server::Client;
+
+use super::{ext, to_proto, workspace};
+
+/// How long a burst of changes may last before the status is sent.
+const DEBOUNCE: Duration = Duration::from_millis(75);
+/// How long one backend long-poll lasts.
+const LONG_POLL: Duration = Duration::from_secs(25);
+
+/// Why the pusher should look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Something may have changed.
+    Refresh,
+    /// The workspace folders changed: watch other files.
+    Folders,
+}
+
+/// The daemon's handle on the pusher.
+#[derive(Clone, Debug)]
+pub struct Pusher {
+    wake_tx: mpsc::UnboundedSender<Wake>,
+}
+
+impl Pusher {
+    pub fn wake(&self, why: Wake) {
+        let _ = self.wake_tx.send(why);
+    }
+}
+
+/// Computes the status of `folders` from `backend`.
+pub async fn status(backend: &dyn Backend, folders: &[PathBuf]) -> ext::LaneStatus {
+    let workspaces: Vec<ext::WorkspaceInfo> = workspace::services(folders)
+        .into_iter()
+        .map(|f| workspace::info(f))
+        .collect();
+    match backend.status().await {
+        Ok(st) => to_proto::status(&st, workspaces),
+        Err(e) => to_proto::status_unavailable(backend.name(), &e, workspaces),
+    }
+}
+
+/// Starts the pusher. `backend` should not start an agent on its own (a `lane down` must stay
+/// down until the developer asks for something).
+pub fn start(
+    client: Client,
+    backend: Arc<dyn Backend>,
+    folders: Arc<Mutex<Vec<PathBuf>>>,
+) -> Pusher {
+    let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Wake>();
+    let pusher = Pusher { wake_tx };
+
+    // The backend's long-poll: wakes the pusher whenever the backend's generation moves.
+    let long_poll = {
+        let backend = backend.clone();
+        let pusher = pusher.clone();
+        tokio::spawn(async move {
+            let mut generation = 0;
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                match backend.wait_for_change(generation, LONG_POLL).await {
+                    Ok(g) => {
+                        backoff = Duration::from_millis(500);
+                        if g != generation {
+                            generation = g;
+                            pusher.wake(Wake::Refresh);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!("backend long-poll: {e}");
+                        if generation != 0 {
+                            // It was up and is gone: show that.
+                            generation = 0;
+                            pusher.wake(Wake::Refresh);
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        })
+    };
+
+    let fs_pusher = pusher.clone();
+    tokio::spawn(async move {
+        let _long_poll = AbortOnDrop(long_poll);
+        // Kept alive for as long as the pusher runs.
+        let mut _watcher: Option<RecommendedWatcher> = None;
+        let mut last: Option<ext::LaneStatus> = None;
+        let mut rewatch = true;
+        let mut next_expiry: Option<tokio::time::Instant> = None;
+        loop {
+            let first = tokio::select! {
+                w = wake_rx.recv() => match w {
+                    Some(w) => w,
+                    None => return,
+                },
+                () = sleep_until(next_expiry) => Wake::Refresh,
+            };
+            rewatch |= first == Wake::Folders;
+            tokio::time::sleep(DEBOUNCE).await;
+            while let Ok(w) = wake_rx.try_recv() {
+                rewatch |= w == Wake::Folders;
+            }
+            let folders_now = folders.lock().map(|f| f.clone()).unwrap_or_default();
+            if rewatch {
+                rewatch = false;
+                _watcher = watch(&folders_now, fs_pusher.clone());
+            }
+            let st = status(backend.as_ref(), &folders_now).await;
+            next_expiry = st
+                .lanes
+                .iter()
+                .map(|l| l.expires_in_secs)
+                .min()
+                .map(|s| tokio::time::Instant::now() + Duration::from_secs(s + 1));
+            if last.as_ref().is_some_and(|l| to_proto::same_shown(l, &st)) {
+                continue;
+            }
+            tracing::debug!(generation = st.generation, "status changed");
+            client
+                .send_notification::<ext::StatusChanged>(st.clone())
+                .await;
+            last = Some(st);
+        }
+    });
+    pusher
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Watches the folders' `lane.toml` and git state; relevant changes wake the pusher.
+fn watch(folders: &[PathBuf], pusher: Pusher) -> Option<RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(event) = res else { return };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        if event.paths.iter().any(|p| workspace::is_relevant(p)) {
+            pusher.wake(Wake::Refresh);
+        }
+    })
+    .map_err(|e| tracing::warn!("cannot watch files ({e}); branch changes show on the next event"))
+    .ok()?;
+    for folder in folders {
+        for (path, recursive) in workspace::watch_paths(folder) {
+            let mode = if recursive {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            if let Err(e) = watcher.watch(&path, mode) {
+                tracing::warn!("cannot watch {}: {e}", path.display());
+            }
+        }
+    }
+    Some(watcher)
+}
