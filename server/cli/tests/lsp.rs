@@ -1,0 +1,499 @@
+//! The real `lane lsp` binary over stdio, with its own agent (temp `LANE_HOME`), a real git repo
+//! and real service processes: initialize, status, deploy with progress, pushed status on branch
+//! switch and traffic switch, cancelled deploys, garbage input, client exit.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const LANE: &str = env!("CARGO_BIN_EXE_lane");
+
+/// A temp dir with `LANE_HOME`, `HOME`, config and a service repo; `lane down` and removal on drop.
+struct Sandbox {
+    root: PathBuf,
+    lsp: Option<Child>,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Sandbox {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let root = std::env::temp_dir().join(format!("lane-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(root.join("cfg/lane")).expect("temp dir is writable");
+        std::fs::write(
+            root.join("cfg/lane/config.toml"),
+            "owner = \"dev@example.com\"\n",
+        )
+        .expect("temp dir is writable");
+        Sandbox { root, lsp: None }
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("LANE_HOME", self.root.join("home"))
+            .env("LANE_ROUTER_ADDR", "127.0.0.1:0")
+            .env("LANE_PORT_RANGE", "47300-47399")
+            .env("HOME", &self.root)
+            .env("XDG_CONFIG_HOME", self.root.join("cfg"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Dev")
+            .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+            .env("GIT_COMMITTER_NAME", "Dev")
+            .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+            .env_remove("RUST_LOG");
+    }
+
+    fn git(&self, repo: &Path, args: &[&str]) {
+        let mut cmd = Command::new("git");
+        self.env(&mut cmd);
+        let out = cmd.args(args).current_dir(repo).output().expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    /// A service repo `demo.b` on branch `main` with one commit.
+    fn repo(&self, build: &str) -> PathBuf {
+        let repo = self.root.join("b");
+        std::fs::create_dir_all(&repo).expect("temp dir is writable");
+        write_manifest(&repo, build);
+        self.git(&repo, &["init", "-q", "-b", "main"]);
+        self.git(&repo, &["add", "."]);
+        self.git(&repo, &["commit", "-q", "-m", "b"]);
+        repo
+    }
+}
+
+fn write_manifest(repo: &Path, build: &str) {
+    let manifest = format!(
+        "app = \"demo\"\nproc = \"b\"\n[build]\ncommand = \"{build}\"\n[run]\ncommand = \"'{LANE}' \
+         sample-service --app demo --name b --port {{port}}\"\n[health]\nhttp = \"/healthz\"\n\
+         timeout = \"20s\"\n"
+    );
+    std::fs::write(repo.join("lane.toml"), manifest).expect("temp dir is writable");
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(mut lsp) = self.lsp.take() {
+            let _ = lsp.kill();
+            let _ = lsp.wait();
+        }
+        let mut down = Command::new(LANE);
+        self.env(&mut down);
+        let _ = down.arg("down").stdout(Stdio::null()).status();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A JSON-RPC client over the daemon's stdio.
+struct Client {
+    stdin: ChildStdin,
+    rx: Receiver<Value>,
+    /// Messages read but not consumed yet.
+    seen: Vec<Value>,
+    next_id: i64,
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+impl Client {
+    fn spawn(sandbox: &mut Sandbox) -> Client {
+        let mut cmd = Command::new(LANE);
+        sandbox.env(&mut cmd);
+        let mut child = cmd
+            .arg("lsp")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("lane lsp starts");
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        sandbox.lsp = Some(child);
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            loop {
+                let mut len = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("Content-Length: ") {
+                        len = v.parse::<usize>().ok();
+                    }
+                }
+                let mut body = vec![0; len.expect("every frame has a Content-Length")];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let msg: Value = serde_json::from_slice(&body).expect("stdout carries only JSON");
+                if tx.send(msg).is_err() {
+                    return;
+                }
+            }
+        });
+        Client {
+            stdin,
+            rx,
+            seen: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).expect("the daemon reads stdin");
+        self.stdin.flush().expect("the daemon reads stdin");
+    }
+
+    fn send(&mut self, msg: Value) {
+        let body = serde_json::to_vec(&msg).expect("JSON serializes");
+        self.write(&frame(&body));
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> i64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        id
+    }
+
+    fn notify(&mut self, method: &str, params: Value) {
+        self.send(json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// Reads one message, answering the daemon's own requests (progress token creation).
+    fn read(&mut self, deadline: Instant) -> Option<Value> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(msg) => {
+                if msg.get("method").is_some() && msg.get("id").is_some() {
+                    let id = msg["id"].clone();
+                    self.send(json!({"jsonrpc": "2.0", "id": id, "result": null}));
+                }
+                Some(msg)
+            }
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => panic!("the daemon closed stdout"),
+        }
+    }
+
+    /// The first message (seen or new) matching `pred`, within `timeout`.
+    fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(pos) = self.seen.iter().position(&pred) {
+            return self.seen.remove(pos);
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(msg) = self.read(deadline) {
+            if pred(&msg) {
+                return msg;
+            }
+            self.seen.push(msg);
+        }
+        panic!("no {what} within {timeout:?}; saw {:#?}", self.seen);
+    }
+
+    fn response(&mut self, id: i64, timeout: Duration) -> Value {
+        self.wait_for(&format!("response {id}"), timeout, |m| {
+            m["id"] == json!(id) && m.get("method").is_none()
+        })
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.request(method, params);
+        let resp = self.response(id, Duration::from_secs(60));
+        assert!(resp.get("error").is_none(), "{method} failed: {resp}");
+        resp["result"].clone()
+    }
+
+    fn command(&mut self, command: &str, args: Value) -> i64 {
+        self.request(
+            "workspace/executeCommand",
+            json!({"command": command, "arguments": [args]}),
+        )
+    }
+
+    fn status_changed(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.wait_for(what, timeout, |m| {
+            m["method"] == "lane/statusChanged" && pred(&m["params"])
+        })["params"]
+            .clone()
+    }
+
+    /// Forgets every message read so far.
+    fn drain(&mut self) {
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while self.read(deadline).is_some() {}
+        self.seen.clear();
+    }
+}
+
+fn lane<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
+    status["lanes"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["id"] == id))
+}
+
+fn healthy_in(status: &Value, id: &str) -> bool {
+    lane(status, id).is_some_and(|l| {
+        l["services"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["service"] == "demo.b" && s["state"] == "healthy")
+        })
+    })
+}
+
+/// Processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| {
+            String::from_utf8_lossy(c)
+                .replace('\0', " ")
+                .contains(needle)
+        })
+        .count()
+}
+
+/// Runs a slow deploy into `lane`, cancels it with `cancel` once its progress began, and checks
+/// that it answers `RequestCancelled` and leaves neither the lane nor the build behind.
+fn cancelled_deploy(c: &mut Client, lane_id: &str, cancel: impl Fn(&mut Client, i64, &Value)) {
+    let id = c.command("lane.deployCurrentBranch", json!({"lane": lane_id}));
+    let begin = c.wait_for("slow deploy progress begin", Duration::from_secs(20), |m| {
+        m["method"] == "$/progress" && m["params"]["value"]["kind"] == "begin"
+    });
+    let token = begin["params"]["token"].clone();
+    c.wait_for("the slow build to start", Duration::from_secs(20), |m| {
+        m["method"] == "$/progress"
+            && m["params"]["token"] == token
+            && m["params"]["value"]["message"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("build"))
+    });
+    let started = Instant::now();
+    while processes_with("sleep 29.5") == 0 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cancel(c, id, &token);
+    let resp = c.response(id, Duration::from_secs(10));
+    assert_eq!(resp["error"]["code"], json!(-32800), "{resp}");
+    c.wait_for("progress end", Duration::from_secs(5), |m| {
+        m["method"] == "$/progress"
+            && m["params"]["token"] == token
+            && m["params"]["value"]["kind"] == "end"
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = c.call("lane/status", Value::Null);
+        let gone = lane(&st, lane_id).is_none() && processes_with("sleep 29.5") == 0;
+        if gone {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a cancelled deploy left lane {lane_id} or its build behind: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_daemon_serves_status_deploy_switch_and_cancel_over_stdio() {
+    let mut sandbox = Sandbox::new("lsp");
+    let repo = sandbox.repo("true");
+    let mut c = Client::spawn(&mut sandbox);
+    let uri = format!("file://{}", repo.display());
+
+    let init = c.call(
+        "initialize",
+        json!({
+            "processId": null,
+            "capabilities": {"window": {"workDoneProgress": true}},
+            "workspaceFolders": [{"uri": uri, "name": "b"}],
+            "trace": "off",
+        }),
+    );
+    let commands = &init["capabilities"]["executeCommandProvider"]["commands"];
+    for cmd in [
+        "lane.status",
+        "lane.deployCurrentBranch",
+        "lane.switchTraffic",
+        "lane.list",
+        "lane.create",
+        "lane.delete",
+        "lane.extend",
+        "lane.assign",
+    ] {
+        assert!(
+            commands.as_array().is_some_and(|c| c.contains(&json!(cmd))),
+            "{cmd} not advertised: {init}"
+        );
+    }
+    c.notify("initialized", json!({}));
+
+    // Status: the folder's service and branch; the agent starts on demand.
+    let st = c.call("lane/status", Value::Null);
+    assert_eq!(st["workspaces"][0]["service"], "demo.b", "{st}");
+    assert_eq!(st["workspaces"][0]["branch"], "main", "{st}");
+    assert_eq!(st["activeLane"], "baseline");
+    assert!(st["backendError"].is_null(), "{st}");
+    assert!(
+        st["workspaces"][0]["host"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("b.demo.localhost:")),
+        "{st}"
+    );
+
+    // Deploy the current branch into a new lane, with progress stage by stage.
+    let id = c.command("lane.deployCurrentBranch", json!({"lane": "feature-x"}));
+    let resp = c.response(id, Duration::from_secs(90));
+    assert!(resp.get("error").is_none(), "deploy failed: {resp}");
+    assert_eq!(resp["result"]["state"], "healthy", "{resp}");
+    assert_eq!(resp["result"]["lane"], "feature-x");
+    assert_eq!(resp["result"]["branch"], "main");
+    let progress: Vec<Value> = c
+        .seen
+        .iter()
+        .filter(|m| m["method"] == "$/progress")
+        .map(|m| m["params"]["value"].clone())
+        .collect();
+    assert_eq!(
+        progress.first().map(|p| &p["kind"]),
+        Some(&json!("begin")),
+        "{progress:#?}"
+    );
+    assert_eq!(
+        progress.last().map(|p| &p["kind"]),
+        Some(&json!("end")),
+        "{progress:#?}"
+    );
+    for stage in ["build", "start", "health", "register", "route"] {
+        assert!(
+            progress.iter().any(|p| p["kind"] == "report"
+                && p["message"].as_str().is_some_and(|m| m.starts_with(stage))),
+            "no {stage} report in {progress:#?}"
+        );
+    }
+    let percents: Vec<u64> = progress
+        .iter()
+        .filter_map(|p| p["percentage"].as_u64())
+        .collect();
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
+    c.status_changed(
+        "status with feature-x healthy",
+        Duration::from_secs(10),
+        |s| healthy_in(s, "feature-x"),
+    );
+
+    // A branch switch is pushed within a second.
+    c.drain();
+    sandbox.git(&repo, &["checkout", "-q", "-b", "other"]);
+    let switched = Instant::now();
+    let st = c.status_changed("status on branch other", Duration::from_secs(1), |s| {
+        s["workspaces"][0]["branch"] == "other"
+    });
+    assert!(switched.elapsed() < Duration::from_secs(1));
+    assert_eq!(st["workspaces"][0]["service"], "demo.b");
+
+    // Traffic switch.
+    let id = c.command("lane.switchTraffic", json!({"lane": "feature-x"}));
+    let resp = c.response(id, Duration::from_secs(10));
+    assert_eq!(resp["result"]["activeLane"], "feature-x", "{resp}");
+    let st = c.status_changed("status with active lane", Duration::from_secs(5), |s| {
+        s["activeLane"] == "feature-x"
+    });
+    assert_eq!(
+        (st["healthy"].clone(), st["total"].clone()),
+        (json!(1), json!(1))
+    );
+
+    // Lane errors are JSON-RPC errors with data and a showMessage.
+    let id = c.command("lane.delete", json!({"lane": "no-such-lane"}));
+    let resp = c.response(id, Duration::from_secs(10));
+    assert_eq!(resp["error"]["code"], json!(-32001), "{resp}");
+    assert_eq!(resp["error"]["data"]["code"], "not_found", "{resp}");
+    c.wait_for("showMessage", Duration::from_secs(5), |m| {
+        m["method"] == "window/showMessage"
+    });
+    let id = c.command("lane.create", json!({"lan": "typo"}));
+    let resp = c.response(id, Duration::from_secs(10));
+    assert_eq!(resp["error"]["code"], json!(-32602), "{resp}");
+
+    // Cancelled deploys (by progress cancel, and by $/cancelRequest) leave nothing behind.
+    write_manifest(&repo, "sleep 29.5");
+    cancelled_deploy(&mut c, "slow", |c, _, token| {
+        c.notify("window/workDoneProgress/cancel", json!({"token": token}));
+    });
+    cancelled_deploy(&mut c, "slow-two", |c, id, _| {
+        c.notify("$/cancelRequest", json!({"id": id}));
+    });
+
+    // Garbage, an unknown method and an oversized message do not hurt it.
+    c.write(b"this is not a frame\r\n\r\n");
+    c.write(&frame(b"{not json"));
+    c.notify("lane/noSuchNotification", json!({}));
+    c.send(json!({"jsonrpc": "1.0", "id": 999, "method": "lane/status"}));
+    let resp = c.response(999, Duration::from_secs(10));
+    assert_eq!(resp["error"]["code"], json!(-32600), "{resp}");
+    let big = "x".repeat(8 * 1024 * 1024);
+    let id = c.request("lane/noSuchRequest", json!({"blob": big}));
+    let resp = c.response(id, Duration::from_secs(30));
+    assert_eq!(resp["error"]["code"], json!(-32601), "{resp}");
+    // Over the daemon's 16 MiB limit: skipped unread, the daemon goes on.
+    let huge = "x".repeat(17 * 1024 * 1024);
+    c.request("lane/noSuchRequest", json!({"blob": huge}));
+    let st = c.call("lane/status", Value::Null);
+    assert!(lane(&st, "feature-x").is_some(), "{st}");
+
+    // The client goes away: the daemon exits cleanly.
+    let Client { stdin, .. } = c;
+    drop(stdin);
+    let mut lsp = sandbox.lsp.take().expect("the daemon runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = lsp.try_wait().expect("waitable") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lane lsp did not exit after stdin closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "lane lsp exited with {status}");
+}
+
+#[test]
+fn describe_names_every_command_and_shape() {
+    let out = Command::new(LANE)
+        .args(["lsp", "--describe"])
+        .output()
+        .expect("lane runs");
+    assert!(out.status.success());
+    let d: Value = serde_json::from_slice(&out.stdout).expect("--describe prints JSON");
+    assert_eq!(d["requests"][0]["method"], "lane/status");
+    assert_eq!(d["notifications"][0]["method"], "lane/statusChanged");
+    assert_eq!(d["commands"].as_array().map(Vec::len), Some(8));
+    assert_eq!(d["types"]["LaneStatus"]["activeLane"], "string");
+}
