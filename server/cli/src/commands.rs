@@ -34,7 +34,10 @@ pub async fn run(cli: Cli) -> u8 {
 
 pub fn report(e: &anyhow::Error) {
     eprintln!("error: {e:#}");
-    if let Some(help) = e.downcast_ref::<BackendError>().and_then(|b| b.help.as_deref()) {
+    if let Some(help) = e
+        .downcast_ref::<BackendError>()
+        .and_then(|b| b.help.as_deref())
+    {
         eprintln!("help: {help}");
     }
 }
@@ -227,7 +230,9 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
             backend.switch(lane.clone()).await?;
             match lane {
                 LaneRef::Baseline => println!("your requests now go to baseline"),
-                LaneRef::Lane(id) => println!("your requests now enter lane {id} (via `lane proxy`)"),
+                LaneRef::Lane(id) => {
+                    println!("your requests now enter lane {id} (via `lane proxy`)")
+                }
             }
             Ok(0)
         }
@@ -238,7 +243,9 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
             to,
             force,
         } => {
-            let service: ServiceId = service.parse().map_err(|e: lane_core::IdError| invalid(e.to_string()))?;
+            let service: ServiceId = service
+                .parse()
+                .map_err(|e: lane_core::IdError| invalid(e.to_string()))?;
             let (from, to) = (parse_lane(&from)?, parse_lane(&to)?);
             backend
                 .assign(AssignRequest {
@@ -252,7 +259,9 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
             println!("moved {service} from lane {from} to lane {to}");
             Ok(0)
         }
-        Command::Trace { target, lane, json } => trace::run(backend, &target, lane.as_deref(), json.json).await,
+        Command::Trace { target, lane, json } => {
+            trace::run(backend, &target, lane.as_deref(), json.json).await
+        }
         Command::Gc(f) => {
             let report = backend.gc().await?;
             if f.json {
@@ -305,11 +314,23 @@ async fn status(backend: &dyn Backend, json: bool) -> anyhow::Result<u8> {
     if let Some(ws) = &ws {
         let service = ws["service"].as_str().unwrap_or("(no lane.toml here)");
         let branch = ws["branch"].as_str().unwrap_or("-");
-        let commit: String = ws["commit"].as_str().unwrap_or("-").chars().take(8).collect();
+        let commit: String = ws["commit"]
+            .as_str()
+            .unwrap_or("-")
+            .chars()
+            .take(8)
+            .collect();
         println!("workspace:   {service} on {branch} @ {commit}");
     }
-    println!("backend:     {} (router {})", st.backend, st.router.as_deref().unwrap_or("-"));
-    println!("active lane: {} (header `{}`)", st.active_lane, st.lane_header);
+    println!(
+        "backend:     {} (router {})",
+        st.backend,
+        st.router.as_deref().unwrap_or("-")
+    );
+    println!(
+        "active lane: {} (header `{}`)",
+        st.active_lane, st.lane_header
+    );
     println!();
     output::lanes(&st);
     println!();
@@ -412,8 +433,9 @@ async fn baseline_up(backend: &dyn Backend, file: Option<PathBuf>) -> anyhow::Re
         None => std::env::current_dir()?.join(WORKSPACE_FILE),
     };
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        BackendError::invalid(format!("cannot read {}: {e}", path.display()))
-            .with_help("list the baseline services in lane-workspace.toml: [[service]] path = \"...\"")
+        BackendError::invalid(format!("cannot read {}: {e}", path.display())).with_help(
+            "list the baseline services in lane-workspace.toml: [[service]] path = \"...\"",
+        )
     })?;
     let ws = Workspace::parse(&path, &text).map_err(|e| invalid(e.to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
@@ -441,7 +463,11 @@ async fn baseline_up(backend: &dyn Backend, file: Option<PathBuf>) -> anyhow::Re
     Ok(0)
 }
 
-async fn proxy(backend: &dyn Backend, listen: std::net::SocketAddr, lane: Option<String>) -> anyhow::Result<u8> {
+async fn proxy(
+    backend: &dyn Backend,
+    listen: std::net::SocketAddr,
+    lane: Option<String>,
+) -> anyhow::Result<u8> {
     let st = backend.status().await?;
     let fixed = lane.as_deref().map(parse_lane_ref).transpose()?;
     let current = Arc::new(RwLock::new(fixed.clone().unwrap_or(st.active_lane.clone())));
@@ -461,14 +487,20 @@ async fn proxy(backend: &dyn Backend, listen: std::net::SocketAddr, lane: Option
         let local = local_backend()?;
         tokio::spawn(async move {
             loop {
-                match local.wait_for_change(generation, Duration::from_secs(30)).await {
+                match local
+                    .wait_for_change(generation, Duration::from_secs(30))
+                    .await
+                {
                     Ok(g) if g != generation => {
                         generation = g;
                         if let Ok(st) = local.status().await
                             && let Ok(mut cur) = current.write()
                             && *cur != st.active_lane
                         {
-                            eprintln!("lane proxy: now sending requests into lane {}", st.active_lane);
+                            eprintln!(
+                                "lane proxy: now sending requests into lane {}",
+                                st.active_lane
+                            );
                             *cur = st.active_lane;
                         }
                     }
@@ -478,7 +510,12 @@ async fn proxy(backend: &dyn Backend, listen: std::net::SocketAddr, lane: Option
             }
         });
     }
-    let lane_fn = move || current.read().map(|l| l.clone()).unwrap_or(LaneRef::Baseline);
+    let lane_fn = move || {
+        current
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or(LaneRef::Baseline)
+    };
     lane_router::proxy::serve(listener, header, lane_fn, async {
         let _ = tokio::signal::ctrl_c().await;
     })
@@ -494,11 +531,16 @@ async fn standalone_router(listen: std::net::SocketAddr) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| BackendError::unavailable(format!("cannot listen on {listen}: {e}")))?;
-    eprintln!("lane router on http://{listen}, following {}", dir.state_file().display());
+    eprintln!(
+        "lane router on http://{listen}, following {}",
+        dir.state_file().display()
+    );
     tokio::spawn(async move {
         let mut last = None;
         loop {
-            let mtime = std::fs::metadata(dir.state_file()).and_then(|m| m.modified()).ok();
+            let mtime = std::fs::metadata(dir.state_file())
+                .and_then(|m| m.modified())
+                .ok();
             if mtime != last {
                 last = mtime;
                 if let Ok(state) = dir.load() {

@@ -81,7 +81,11 @@ impl Demo {
         let headers: Vec<(&str, &str)> = lane.map(|l| vec![("x-lane", l)]).unwrap_or_default();
         let reply = http_client::get(self.router, &a.local_host(), "/", &headers).await?;
         if !reply.status.is_success() {
-            bail!("request failed with {}: {}", reply.status, reply.body.trim());
+            bail!(
+                "request failed with {}: {}",
+                reply.status,
+                reply.body.trim()
+            );
         }
         let hops: Vec<String> = http_client::served_by(&reply.headers)
             .into_iter()
@@ -107,7 +111,8 @@ pub async fn run() -> anyhow::Result<u8> {
     let started = Instant::now();
     let root = std::env::temp_dir().join(format!("lane-demo-{}", std::process::id()));
     let state = root.join("state");
-    std::fs::create_dir_all(&state).with_context(|| format!("cannot create {}", state.display()))?;
+    std::fs::create_dir_all(&state)
+        .with_context(|| format!("cannot create {}", state.display()))?;
     let exe = std::env::current_exe().context("cannot find the lane binary's own path")?;
     let backend = LocalBackend::new(StateDir::new(state.clone()), exe.clone())
         .with_agent_env(vec![("LANE_ROUTER_ADDR".into(), "127.0.0.1:0".into())]);
@@ -116,7 +121,10 @@ pub async fn run() -> anyhow::Result<u8> {
     let _ = std::fs::remove_dir_all(&root);
     let failures = result?;
     stopped?;
-    println!("cleaned up: agent stopped, processes gone, state removed ({:.1}s)", started.elapsed().as_secs_f32());
+    println!(
+        "cleaned up: agent stopped, processes gone, state removed ({:.1}s)",
+        started.elapsed().as_secs_f32()
+    );
     if failures > 0 {
         return Err(BackendError::internal(format!("{failures} path(s) were wrong")).into());
     }
@@ -126,7 +134,11 @@ pub async fn run() -> anyhow::Result<u8> {
 
 async fn scenarios(backend: &LocalBackend, root: &Path, exe: &Path) -> anyhow::Result<usize> {
     let status = backend.status().await?;
-    let router: SocketAddr = status.router.as_deref().context("the agent has no router")?.parse()?;
+    let router: SocketAddr = status
+        .router
+        .as_deref()
+        .context("the agent has no router")?
+        .parse()?;
     let mut demo = Demo {
         backend: backend.clone(),
         root: root.to_owned(),
@@ -145,33 +157,61 @@ async fn scenarios(backend: &LocalBackend, root: &Path, exe: &Path) -> anyhow::R
     for i in backend.baseline_up(reqs, tx).await? {
         println!("  deployed {}@baseline ({})", i.service.proc_(), i.addr);
     }
-    demo.check("baseline", None, "a@baseline → b@baseline → c@baseline").await?;
+    demo.check("baseline", None, "a@baseline → b@baseline → c@baseline")
+        .await?;
 
     println!("\none-service lane feature-x (its own b):");
     demo.deploy("b", "feature-x", None).await?;
-    demo.check("request without a lane", None, "a@baseline → b@baseline → c@baseline").await?;
-    demo.check("request in feature-x", Some("feature-x"), "a@baseline → b@feature-x → c@baseline")
-        .await?;
+    demo.check(
+        "request without a lane",
+        None,
+        "a@baseline → b@baseline → c@baseline",
+    )
+    .await?;
+    demo.check(
+        "request in feature-x",
+        Some("feature-x"),
+        "a@baseline → b@feature-x → c@baseline",
+    )
+    .await?;
 
     println!("\nmulti-service lane feature-y (its own a and c):");
     demo.deploy("a", "feature-y", None).await?;
     demo.deploy("c", "feature-y", None).await?;
-    demo.check("request in feature-y", Some("feature-y"), "a@feature-y → b@baseline → c@feature-y")
-        .await?;
-    demo.check("request without a lane", None, "a@baseline → b@baseline → c@baseline").await?;
+    demo.check(
+        "request in feature-y",
+        Some("feature-y"),
+        "a@feature-y → b@baseline → c@feature-y",
+    )
+    .await?;
+    demo.check(
+        "request without a lane",
+        None,
+        "a@baseline → b@baseline → c@baseline",
+    )
+    .await?;
 
     println!("\nlane feature-x-alice stacked on feature-x (its own c):");
-    demo.deploy("c", "feature-x-alice", Some("feature-x")).await?;
+    demo.deploy("c", "feature-x-alice", Some("feature-x"))
+        .await?;
     demo.check(
         "request in feature-x-alice",
         Some("feature-x-alice"),
         "a@baseline → b@feature-x → c@feature-x-alice",
     )
     .await?;
-    demo.check("request in feature-x", Some("feature-x"), "a@baseline → b@feature-x → c@baseline")
-        .await?;
-    demo.check("invalid lane value", Some("Not_A_Lane"), "a@baseline → b@baseline → c@baseline")
-        .await?;
+    demo.check(
+        "request in feature-x",
+        Some("feature-x"),
+        "a@baseline → b@feature-x → c@baseline",
+    )
+    .await?;
+    demo.check(
+        "invalid lane value",
+        Some("Not_A_Lane"),
+        "a@baseline → b@baseline → c@baseline",
+    )
+    .await?;
     println!();
     Ok(demo.failures)
 }

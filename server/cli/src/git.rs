@@ -37,7 +37,8 @@ pub fn head(dir: &Path) -> anyhow::Result<(String, String)> {
             dir.display()
         )
     })?;
-    let branch = git(dir, &["symbolic-ref", "--short", "-q", "HEAD"])?.unwrap_or_else(|| "HEAD".into());
+    let branch =
+        git(dir, &["symbolic-ref", "--short", "-q", "HEAD"])?.unwrap_or_else(|| "HEAD".into());
     Ok((branch, commit))
 }
 
@@ -60,7 +61,9 @@ fn config_owner() -> Option<String> {
     let dir = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))?;
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config"))
+        })?;
     let text = std::fs::read_to_string(dir.join("lane/config.toml")).ok()?;
     let table: toml_lite::Table = toml_lite::parse(&text)?;
     table.get("owner").cloned()

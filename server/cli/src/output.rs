@@ -40,7 +40,11 @@ pub fn lanes(status: &Status) {
     let mut rows = Vec::new();
     for lv in &status.lanes {
         let l = &lv.lane;
-        let active = if status.active_lane.lane() == Some(&l.id) { "*" } else { "" };
+        let active = if status.active_lane.lane() == Some(&l.id) {
+            "*"
+        } else {
+            ""
+        };
         let expires = format_duration(l.remaining(status.now));
         let parent = l.parent.as_ref().map_or("-".to_owned(), |p| p.to_string());
         if lv.instances.is_empty() {
@@ -74,7 +78,16 @@ pub fn lanes(status: &Status) {
         }
     }
     table(
-        &["LANE", "PARENT", "OWNER", "EXPIRES IN", "SERVICE", "VERSION", "HEALTH", "REQ/MIN"],
+        &[
+            "LANE",
+            "PARENT",
+            "OWNER",
+            "EXPIRES IN",
+            "SERVICE",
+            "VERSION",
+            "HEALTH",
+            "REQ/MIN",
+        ],
         &rows,
     );
 }
@@ -97,7 +110,16 @@ pub fn baseline(status: &Status) {
             ]
         })
         .collect();
-    table(&["BASELINE SERVICE", "ADDRESS", "VERSION", "HEALTH", "RESTARTS"], &rows);
+    table(
+        &[
+            "BASELINE SERVICE",
+            "ADDRESS",
+            "VERSION",
+            "HEALTH",
+            "RESTARTS",
+        ],
+        &rows,
+    );
 }
 
 /// Renders deploy progress on stderr: a redrawn bar on a terminal, one line per stage otherwise.
@@ -125,7 +147,10 @@ impl ProgressView {
             } => {
                 let filled = usize::from(*percent) / 5;
                 let bar = format!("{}{}", "█".repeat(filled), "░".repeat(20 - filled));
-                let text = format!("{service} [{:<8}] {bar} {percent:>3}% {message}", stage.as_str());
+                let text = format!(
+                    "{service} [{:<8}] {bar} {percent:>3}% {message}",
+                    stage.as_str()
+                );
                 if self.tty {
                     let _ = write!(err, "\r\x1b[2K{text}");
                     if *stage == Stage::Route {

@@ -68,7 +68,9 @@ pub fn analyse(status: &Status, lane: &LaneRef, served: &[String]) -> (Vec<Hop>,
             let cause = if got == "baseline" && i > 0 {
                 format!(
                     "{service} was served by baseline although lane {expected} has it: the hop before it ({}) did not forward the lane header",
-                    served[i - 1].rsplit_once('@').map_or(served[i - 1].as_str(), |(s, _)| s)
+                    served[i - 1]
+                        .rsplit_once('@')
+                        .map_or(served[i - 1].as_str(), |(s, _)| s)
                 )
             } else {
                 format!("{service} was served by {got}, expected {expected}")
@@ -97,9 +99,11 @@ fn resolve(target: &str, status: &Status) -> anyhow::Result<(SocketAddr, String,
             .parse()?;
         return Ok((router, service.local_host(), "/".into()));
     }
-    let uri: http::Uri = target
-        .parse()
-        .map_err(|e| lane_backend::BackendError::invalid(format!("`{target}` is neither a service id nor a URL: {e}")))?;
+    let uri: http::Uri = target.parse().map_err(|e| {
+        lane_backend::BackendError::invalid(format!(
+            "`{target}` is neither a service id nor a URL: {e}"
+        ))
+    })?;
     let host = uri.host().context("the URL has no host")?.to_owned();
     let port = uri.port_u16().unwrap_or(80);
     let ip = if host == "localhost" || host.ends_with(".localhost") {
@@ -117,7 +121,12 @@ fn resolve(target: &str, status: &Status) -> anyhow::Result<(SocketAddr, String,
     Ok((ip, host_header, path))
 }
 
-pub async fn run(backend: &dyn Backend, target: &str, lane: Option<&str>, json: bool) -> anyhow::Result<u8> {
+pub async fn run(
+    backend: &dyn Backend,
+    target: &str,
+    lane: Option<&str>,
+    json: bool,
+) -> anyhow::Result<u8> {
     let status = backend.status().await?;
     let lane = match lane {
         Some("baseline") => LaneRef::Baseline,
@@ -134,10 +143,17 @@ pub async fn run(backend: &dyn Backend, target: &str, lane: Option<&str>, json: 
     let served = http_client::served_by(&reply.headers);
     let (hops, mut problems) = analyse(&status, &lane, &served);
     if served.is_empty() {
-        problems.push("the response has no x-lane-served-by header: did it go through the lane router?".into());
+        problems.push(
+            "the response has no x-lane-served-by header: did it go through the lane router?"
+                .into(),
+        );
     }
     if !reply.status.is_success() {
-        problems.push(format!("the request failed with {}: {}", reply.status, reply.body.trim()));
+        problems.push(format!(
+            "the request failed with {}: {}",
+            reply.status,
+            reply.body.trim()
+        ));
     }
     let report = TraceReport {
         lane,
@@ -148,7 +164,10 @@ pub async fn run(backend: &dyn Backend, target: &str, lane: Option<&str>, json: 
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("trace of {target} in lane {} ({}):", report.lane, reply.status);
+        println!(
+            "trace of {target} in lane {} ({}):",
+            report.lane, reply.status
+        );
         let rows: Vec<Vec<String>> = report
             .hops
             .iter()
