@@ -91,10 +91,20 @@ cs_args=(--config "$work/config.yaml" --user-data-dir "$work/user-data" --extens
 "$CODE_SERVER" "${cs_args[@]}" --install-extension "$ext_dir/dist/lane.vsix" >"$work/install.log" 2>&1 \
     || { cat "$work/install.log" >&2; exit 1; }
 
-LANE_SERVER_PATH="$LANE_BIN" setsid "$CODE_SERVER" "${cs_args[@]}" \
+# In its own session, so the whole process tree (extension host, `lane lsp`) is one group to
+# kill. The session leader writes its pid (= the group id) before exec'ing code-server; reading
+# `ps -o pgid` of $! instead races with setsid and could name this script's own group.
+LANE_SERVER_PATH="$LANE_BIN" setsid bash -c 'echo $$ > "$0"; exec "$@"' "$work/code-server.pgid" \
+    "$CODE_SERVER" "${cs_args[@]}" \
     --bind-addr "127.0.0.1:$port" --auth none --disable-telemetry --disable-update-check \
     --disable-workspace-trust "$repo" >"$work/code-server.log" 2>&1 &
-pgid=$(ps -o pgid= -p $! | tr -d ' ')
+for _ in $(seq 1 50); do [[ -s "$work/code-server.pgid" ]] && break; sleep 0.1; done
+pgid=$(cat "$work/code-server.pgid")
+if [[ -z "$pgid" || "$pgid" == "$(ps -o pgid= -p $$ | tr -d ' ')" ]]; then
+    echo "e2e: could not start code-server in its own process group" >&2
+    pgid=""
+    exit 1
+fi
 for _ in $(seq 1 120); do
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     sleep 0.5
