@@ -96,6 +96,14 @@ export class Ctx implements vscode.Disposable {
             return;
         }
         this.clientDisposables.push(registerNotificationProgress(client));
+        const experimental = client.initializeResult?.capabilities.experimental as { laneProtocolVersion?: number } | undefined;
+        const version = experimental?.laneProtocolVersion;
+        if (version !== ext.PROTOCOL_VERSION) {
+            void vscode.window.showWarningMessage(
+                `Lane: ${located.path} speaks lane protocol ${version ?? "unknown"}, this extension ${ext.PROTOCOL_VERSION}; ` +
+                    "update the one that is older.",
+            );
+        }
         this.setServerState("running");
         try {
             this.setStatus(await client.sendRequest(ext.status));

@@ -8,7 +8,8 @@
 
 import { NotificationType, RequestType0 } from "vscode-jsonrpc";
 
-/** Bumped by the server when a method, command or shape changes incompatibly. */
+/** Bumped by the server when a method, command or shape changes incompatibly; the server also sends
+ * it in `initialize` → `capabilities.experimental.laneProtocolVersion`. */
 export const PROTOCOL_VERSION = 1;
 
 /** The lane id that means "no lane": requests reach only baseline versions. */

@@ -31,8 +31,14 @@ describe("lane lsp, driven like the extension drives it", () => {
     });
 
     it("initialize advertises every command and work-done progress is accepted", async () => {
-        type InitializeResult = { capabilities: { executeCommandProvider?: { commands: string[] } } };
+        type InitializeResult = {
+            capabilities: {
+                executeCommandProvider?: { commands: string[] };
+                experimental?: { laneProtocolVersion?: number };
+            };
+        };
         const init = await server.conn.sendRequest<InitializeResult>("initialize", initializeParams(server.env));
+        assert.equal(init.capabilities.experimental?.laneProtocolVersion, ext.PROTOCOL_VERSION);
         assert.deepEqual([...(init.capabilities.executeCommandProvider?.commands ?? [])].sort(), [...ext.COMMANDS].sort());
         await server.conn.sendNotification("initialized", {});
     });
