@@ -89,8 +89,25 @@ fn die(msg: &str) -> ! {
     std::process::exit(2)
 }
 
-/// Runs `make` on a new thread with its own current-thread runtime; returns the bound address.
-fn spawn_server<F, Fut>(name: &str, make: F) -> SocketAddr
+/// A server under test: its address, and where the kernel accounts its CPU time (`/proc/.../stat` of
+/// the thread or process that does the work).
+struct Server {
+    addr: SocketAddr,
+    stat: Option<String>,
+}
+
+/// CPU time (user + system) so far of the thread or process whose `/proc/.../stat` is `path`.
+fn cpu_time(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15 (clock ticks, 100 Hz on Linux).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Runs `make` on a new thread with its own current-thread runtime.
+fn spawn_server<F, Fut>(name: &str, make: F) -> Server
 where
     F: FnOnce(std::net::TcpListener) -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
@@ -98,9 +115,13 @@ where
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
+            // `/proc/thread-self` links to `<pid>/task/<tid>`.
+            let me = std::fs::read_link("/proc/thread-self").ok();
+            let _ = tx.send(me.map(|p| format!("/proc/{}/stat", p.display())));
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -108,7 +129,10 @@ where
                 .block_on(make(listener));
         })
         .unwrap();
-    addr
+    Server {
+        addr,
+        stat: rx.recv().ok().flatten(),
+    }
 }
 
 async fn backend(listener: std::net::TcpListener) {
@@ -152,6 +176,17 @@ struct Nginx {
     child: Child,
     addr: SocketAddr,
     version: String,
+    /// `/proc/<worker pid>/stat`: the one worker does all the proxying (the master only waits).
+    worker_stat: Option<String>,
+}
+
+/// The pids of `pid`'s children.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 impl Drop for Nginx {
@@ -249,6 +284,7 @@ http {{
         child,
         addr,
         version,
+        worker_stat: None,
     };
     let start = Instant::now();
     while std::net::TcpStream::connect(addr).is_err() {
@@ -261,7 +297,12 @@ http {{
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = &mut nginx;
+    while nginx.worker_stat.is_none() && start.elapsed() < Duration::from_secs(5) {
+        nginx.worker_stat = children(nginx.child.id())
+            .first()
+            .map(|pid| format!("/proc/{pid}/stat"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(nginx)
 }
 
@@ -276,6 +317,10 @@ struct Sample {
     requests: u64,
     errors: u64,
     latencies_ns: Vec<u32>,
+    /// Requests answered including the warm-up (for CPU time per request).
+    all: u64,
+    /// CPU time the server under test used over the whole run, warm-up included.
+    cpu: Option<Duration>,
 }
 
 enum Sender {
@@ -344,13 +389,14 @@ async fn load(addr: SocketAddr, proto: Proto, conns: usize, duration: Duration) 
             let measure_from = start + warmup;
             let end = measure_from + duration;
             let mut lat = Vec::with_capacity(1 << 16);
-            let (mut requests, mut errors) = (0u64, 0u64);
+            let (mut requests, mut errors, mut all) = (0u64, 0u64, 0u64);
             loop {
                 let t0 = Instant::now();
                 if t0 >= end {
                     break;
                 }
                 let ok = one(&mut sender, proto, addr.port()).await.is_some();
+                all += u64::from(ok);
                 if t0 >= measure_from {
                     requests += 1;
                     if ok {
@@ -367,18 +413,17 @@ async fn load(addr: SocketAddr, proto: Proto, conns: usize, duration: Duration) 
                 requests,
                 errors,
                 latencies_ns: lat,
+                all,
+                cpu: None,
             }
         }));
     }
-    let mut total = Sample {
-        requests: 0,
-        errors: 0,
-        latencies_ns: Vec::new(),
-    };
+    let mut total = Sample::default();
     for t in tasks {
         let s = t.await.unwrap();
         total.requests += s.requests;
         total.errors += s.errors;
+        total.all += s.all;
         total.latencies_ns.extend(s.latencies_ns);
     }
     total
@@ -392,6 +437,8 @@ struct Row {
     p50_us: f64,
     p99_us: f64,
     errors: u64,
+    /// CPU time of the server under test per request, µs.
+    cpu_us: Option<f64>,
 }
 
 fn pct(sorted: &[u32], p: f64) -> f64 {
@@ -406,13 +453,15 @@ fn main() {
     let args = parse_args();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
 
-    let backend_addr = spawn_server("backend", backend);
+    let backend = spawn_server("backend", backend);
+    let backend_addr = backend.addr;
     let handle = TableHandle::new(table(backend_addr, true, 1));
     let router = Router::new(RouterConfig::default(), handle.clone());
-    let router_addr = spawn_server("router", move |l| async move {
+    let router_server = spawn_server("router", move |l| async move {
         let l = TcpListener::from_std(l).unwrap();
         router.serve(l, std::future::pending()).await.unwrap();
     });
+    let router_addr = router_server.addr;
     let nginx = if args.nginx {
         match start_nginx(backend_addr) {
             Ok(n) => Some(n),
@@ -430,15 +479,18 @@ fn main() {
         .build()
         .unwrap();
     let mut rows = Vec::new();
-    let mut targets: Vec<(&'static str, SocketAddr, Proto)> = vec![
-        ("direct", backend_addr, Proto::H1),
-        ("lane router", router_addr, Proto::H1),
+    // (name, address, protocol, where the CPU time of the server under test is accounted: the
+    // backend thread for direct, the router thread, nginx's worker process).
+    let (b, r) = (&backend.stat, &router_server.stat);
+    let mut targets: Vec<(&'static str, SocketAddr, Proto, &Option<String>)> = vec![
+        ("direct", backend_addr, Proto::H1, b),
+        ("lane router", router_addr, Proto::H1, r),
     ];
     if let Some(n) = &nginx {
-        targets.push(("nginx", n.addr, Proto::H1));
+        targets.push(("nginx", n.addr, Proto::H1, &n.worker_stat));
     }
-    targets.push(("direct", backend_addr, Proto::H2));
-    targets.push(("lane router", router_addr, Proto::H2));
+    targets.push(("direct", backend_addr, Proto::H2, b));
+    targets.push(("lane router", router_addr, Proto::H2, r));
 
     println!(
         "lane-bench: {cores} cores shared by backend, router, nginx and load generator; {:?} per target in {ROUNDS} interleaved runs, each after a 0.3 s warm-up",
@@ -449,7 +501,7 @@ fn main() {
     }
     rt.block_on(async {
         // Sanity: every target answers, and the router really routes to the lane.
-        for (name, addr, proto) in &targets {
+        for (name, addr, proto, _) in &targets {
             let mut s = connect(*addr, *proto).await;
             let served = one(&mut s, *proto, addr.port()).await;
             assert!(served.is_some(), "{name} did not answer 200");
@@ -463,14 +515,22 @@ fn main() {
         for &conns in &args.connections {
             let mut samples: Vec<Sample> = targets.iter().map(|_| Sample::default()).collect();
             for _ in 0..ROUNDS {
-                for (i, (_, addr, proto)) in targets.iter().enumerate() {
+                for (i, (_, addr, proto, stat)) in targets.iter().enumerate() {
+                    let cpu0 = stat.as_deref().and_then(cpu_time);
                     let s = load(*addr, *proto, conns, slice).await;
-                    samples[i].requests += s.requests;
-                    samples[i].errors += s.errors;
-                    samples[i].latencies_ns.extend(s.latencies_ns);
+                    let cpu1 = stat.as_deref().and_then(cpu_time);
+                    let total = &mut samples[i];
+                    total.requests += s.requests;
+                    total.errors += s.errors;
+                    total.all += s.all;
+                    total.latencies_ns.extend(s.latencies_ns);
+                    total.cpu = match (cpu0, cpu1) {
+                        (Some(a), Some(b)) => Some(total.cpu.unwrap_or_default() + (b - a)),
+                        _ => None,
+                    };
                 }
             }
-            for ((name, _, proto), mut s) in targets.iter().zip(samples) {
+            for ((name, _, proto, _), mut s) in targets.iter().zip(samples) {
                 s.latencies_ns.sort_unstable();
                 let row = Row {
                     proto: if *proto == Proto::H1 { "http/1.1" } else { "h2c" },
@@ -480,10 +540,21 @@ fn main() {
                     p50_us: pct(&s.latencies_ns, 0.50),
                     p99_us: pct(&s.latencies_ns, 0.99),
                     errors: s.errors,
+                    cpu_us: s
+                        .cpu
+                        .filter(|_| s.all > 0)
+                        .map(|cpu| cpu.as_secs_f64() * 1e6 / s.all as f64),
                 };
                 eprintln!(
-                    "  {:<8} {:>3} conns {:<12} {:>9.0} req/s  p50 {:>7.1} µs  p99 {:>7.1} µs  errors {}",
-                    row.proto, row.conns, row.target, row.rps, row.p50_us, row.p99_us, row.errors
+                    "  {:<8} {:>3} conns {:<12} {:>9.0} req/s  p50 {:>7.1} µs  p99 {:>7.1} µs  CPU {:>5.1} µs/req  errors {}",
+                    row.proto,
+                    row.conns,
+                    row.target,
+                    row.rps,
+                    row.p50_us,
+                    row.p99_us,
+                    row.cpu_us.unwrap_or(f64::NAN),
+                    row.errors
                 );
                 rows.push(row);
             }
@@ -530,6 +601,23 @@ fn main() {
                 r.p50_us / n.p50_us,
                 r.p99_us / n.p99_us
             );
+        }
+        // CPU time per request of the proxy alone (router thread vs nginx worker), the backend's
+        // for scale: less sensitive to the machine's load than req/s and latency.
+        println!();
+        println!(
+            "| conns | backend CPU µs/req (direct) | router CPU µs/req | nginx CPU µs/req | router/nginx CPU |"
+        );
+        println!("| ---: | ---: | ---: | ---: | ---: |");
+        for &c in &args.connections {
+            let cpu = |t: &str| {
+                rows.iter()
+                    .find(|r| r.proto == "http/1.1" && r.conns == c && r.target == t)
+                    .and_then(|r| r.cpu_us)
+                    .unwrap_or(f64::NAN)
+            };
+            let (d, r, n) = (cpu("direct"), cpu("lane router"), cpu("nginx"));
+            println!("| {c} | {d:.1} | {r:.1} | {n:.1} | {:.2} |", r / n);
         }
     }
     println!(
