@@ -99,6 +99,31 @@ pub fn now_secs() -> u64 {
 #[derive(Default)]
 struct TrafficHistory {
     samples: VecDeque<(std::time::Instant, Vec<lane_router::TrafficCount>)>,
+    last_view: Vec<Traffic>,
+}
+
+/// Requests per service and lane, with how many came in the last minute (since the oldest sample).
+fn per_minute(hist: &TrafficHistory, current: Vec<lane_router::TrafficCount>) -> Vec<Traffic> {
+    let oldest = hist
+        .samples
+        .front()
+        .map(|(_, s)| s.as_slice())
+        .unwrap_or(&[]);
+    current
+        .into_iter()
+        .map(|c| {
+            let before = oldest
+                .iter()
+                .find(|o| o.service == c.service && o.lane == c.lane)
+                .map_or(0, |o| o.requests);
+            Traffic {
+                per_minute: c.requests.saturating_sub(before),
+                service: c.service,
+                lane: c.lane,
+                requests: c.requests,
+            }
+        })
+        .collect()
 }
 
 pub(crate) struct Agent {
@@ -326,11 +351,18 @@ impl Agent {
             if let Err(e) = self.reclaim_expired().await {
                 tracing::error!("cannot reclaim expired lanes: {e}");
             }
-            self.sample_traffic();
+            if self.sample_traffic() {
+                let mut st = self.state.lock().await;
+                if let Err(e) = self.commit(&mut st) {
+                    tracing::error!("cannot save state: {e}");
+                }
+            }
         }
     }
 
-    fn sample_traffic(&self) {
+    /// Takes a traffic sample every 5 s; true when the per-minute figures changed (status
+    /// watchers are then woken, so IDEs show live traffic without polling).
+    fn sample_traffic(&self) -> bool {
         let now = std::time::Instant::now();
         let mut hist = self
             .traffic
@@ -341,9 +373,10 @@ impl Agent {
             .back()
             .is_some_and(|(t, _)| now.duration_since(*t) < Duration::from_secs(5))
         {
-            return;
+            return false;
         }
-        hist.samples.push_back((now, self.router.traffic()));
+        let current = self.router.traffic();
+        hist.samples.push_back((now, current.clone()));
         while hist
             .samples
             .front()
@@ -351,6 +384,10 @@ impl Agent {
         {
             hist.samples.pop_front();
         }
+        let view = per_minute(&hist, current);
+        let changed = view != hist.last_view;
+        hist.last_view = view;
+        changed
     }
 
     fn traffic_view(&self) -> Vec<Traffic> {
@@ -359,26 +396,7 @@ impl Agent {
             .traffic
             .lock()
             .expect("traffic lock is never poisoned: no code panics while holding it");
-        let oldest = hist
-            .samples
-            .front()
-            .map(|(_, s)| s.as_slice())
-            .unwrap_or(&[]);
-        current
-            .into_iter()
-            .map(|c| {
-                let before = oldest
-                    .iter()
-                    .find(|o| o.service == c.service && o.lane == c.lane)
-                    .map_or(0, |o| o.requests);
-                Traffic {
-                    per_minute: c.requests.saturating_sub(before),
-                    service: c.service,
-                    lane: c.lane,
-                    requests: c.requests,
-                }
-            })
-            .collect()
+        per_minute(&hist, current)
     }
 
     async fn reclaim_expired(&self) -> Result<GcReport> {

@@ -75,6 +75,10 @@ impl Lsp {
     /// `lane/status`. Backend errors are part of the status (`backendError`), not JSON-RPC errors:
     /// the status bar shows them.
     pub async fn status(&self) -> Result<ext::LaneStatus> {
+        let now = lane_backend::local::now_secs();
+        if let Some(st) = self.pusher.get().and_then(|p| p.fresh(now)) {
+            return Ok(st);
+        }
         Ok(watch::status(self.backend.as_ref(), &self.folders()).await)
     }
 

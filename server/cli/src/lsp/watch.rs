@@ -29,14 +29,52 @@ pub enum Wake {
 }
 
 /// The daemon's handle on the pusher.
+/// The last status the pusher computed, and how many wakes it had seen then. `lane/status` is
+/// answered from it while no wake came since (every change source wakes the pusher), so the
+/// answer costs no git process and no backend round trip.
+#[derive(Debug, Default)]
+struct Snapshot {
+    wakes: u64,
+    status: Option<(u64, ext::LaneStatus)>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Pusher {
     wake_tx: mpsc::UnboundedSender<Wake>,
+    snapshot: Arc<Mutex<Snapshot>>,
 }
 
 impl Pusher {
     pub fn wake(&self, why: Wake) {
+        if let Ok(mut s) = self.snapshot.lock() {
+            s.wakes += 1;
+        }
         let _ = self.wake_tx.send(why);
+    }
+
+    fn wakes(&self) -> u64 {
+        self.snapshot.lock().map(|s| s.wakes).unwrap_or(0)
+    }
+
+    fn store(&self, seen: u64, status: ext::LaneStatus) {
+        if let Ok(mut s) = self.snapshot.lock() {
+            s.status = Some((seen, status));
+        }
+    }
+
+    /// The current status, if the snapshot is still current and the backend was reachable
+    /// (an unreachable backend is asked again: `lane/status` may start the agent).
+    pub fn fresh(&self, now: u64) -> Option<ext::LaneStatus> {
+        let s = self.snapshot.lock().ok()?;
+        let (seen, status) = s.status.as_ref()?;
+        if *seen != s.wakes || status.backend_error.is_some() {
+            return None;
+        }
+        let mut status = status.clone();
+        for lane in &mut status.lanes {
+            lane.expires_in_secs = lane.expires_at.saturating_sub(now);
+        }
+        Some(status)
     }
 }
 
@@ -60,7 +98,10 @@ pub fn start(
     folders: Arc<Mutex<Vec<PathBuf>>>,
 ) -> Pusher {
     let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Wake>();
-    let pusher = Pusher { wake_tx };
+    let pusher = Pusher {
+        wake_tx,
+        snapshot: Arc::default(),
+    };
 
     // The backend's long-poll: wakes the pusher whenever the backend's generation moves.
     let long_poll = {
@@ -114,12 +155,14 @@ pub fn start(
             while let Ok(w) = wake_rx.try_recv() {
                 rewatch |= w == Wake::Folders;
             }
+            let seen = fs_pusher.wakes();
             let folders_now = folders.lock().map(|f| f.clone()).unwrap_or_default();
             if rewatch {
                 rewatch = false;
                 _watcher = watch(&folders_now, fs_pusher.clone());
             }
             let st = status(backend.as_ref(), &folders_now).await;
+            fs_pusher.store(seen, st.clone());
             next_expiry = st
                 .lanes
                 .iter()
