@@ -106,7 +106,7 @@ fn resolve(target: &str, status: &Status) -> anyhow::Result<(SocketAddr, String,
     })?;
     let host = uri.host().context("the URL has no host")?.to_owned();
     let port = uri.port_u16().unwrap_or(80);
-    let ip = if host == "localhost" || host.ends_with(".localhost") {
+    let ip = if lane_router::is_loopback_name(&host) {
         SocketAddr::from(([127, 0, 0, 1], port))
     } else {
         std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))?

@@ -57,6 +57,15 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+/// Whether a host name (no port) is `localhost` or under it, which resolves to loopback without
+/// asking DNS (RFC 6761): service hosts reach the local router this way. Case-insensitive; a
+/// trailing dot is allowed.
+pub fn is_loopback_name(host: &str) -> bool {
+    let name = host.trim_end_matches('.');
+    strip_suffix_ignore_case(name, SERVICE_DOMAIN)
+        .is_some_and(|head| head.is_empty() || head.ends_with('.'))
+}
+
 fn strip_suffix_ignore_case<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
     let cut = s.len().checked_sub(suffix.len())?;
     let (head, tail) = (s.get(..cut)?, s.get(cut..)?);
@@ -66,6 +75,27 @@ fn strip_suffix_ignore_case<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_names() {
+        for yes in [
+            "localhost",
+            "LOCALHOST",
+            "b.demo.localhost",
+            "b.demo.LocalHost.",
+        ] {
+            assert!(is_loopback_name(yes), "{yes}");
+        }
+        for no in [
+            "xlocalhost",
+            "localhost.example.com",
+            "example.com",
+            "127.0.0.1",
+            "",
+        ] {
+            assert!(!is_loopback_name(no), "{no}");
+        }
+    }
 
     fn service(s: &str) -> HostKind {
         HostKind::Service(s.parse().unwrap())

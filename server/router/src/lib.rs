@@ -38,7 +38,7 @@ use crate::forward::{
 use crate::host::HostKind;
 use crate::sticky::{Sent, Sticky};
 
-pub use crate::host::SERVICE_DOMAIN;
+pub use crate::host::{SERVICE_DOMAIN, is_loopback_name};
 
 /// The routing table the router serves from: instances are socket addresses.
 pub type Table = lane_core::RoutingTable<SocketAddr>;

@@ -127,14 +127,7 @@ impl tower_service::Service<Name> for LocalhostResolver {
     }
 
     fn call(&mut self, name: Name) -> Self::Future {
-        let host = name.as_str().trim_end_matches('.');
-        let local = host.eq_ignore_ascii_case("localhost")
-            || host
-                .len()
-                .checked_sub(".localhost".len())
-                .and_then(|cut| host.get(cut..))
-                .is_some_and(|tail| tail.eq_ignore_ascii_case(".localhost"));
-        if local {
+        if crate::host::is_loopback_name(name.as_str()) {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
             return Box::pin(std::future::ready(Ok(vec![addr].into_iter())));
         }
