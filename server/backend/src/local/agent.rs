@@ -297,13 +297,8 @@ impl Agent {
             let _ = std::fs::remove_file(self.sup.log_path(&id));
         }
         let half_made: Vec<LaneId> = st.created_by_deploy.keys().cloned().collect();
-        for lane in half_made {
-            st.created_by_deploy.remove(&lane);
-            let empty = !st.instances.values().any(|r| r.lane.lane() == Some(&lane));
-            if empty {
-                tracing::warn!(%lane, "removing a lane whose first deploy did not finish");
-                st.lanes.remove(&lane);
-            }
+        for lane in drop_half_made_lanes(&mut st, half_made) {
+            tracing::warn!(%lane, "removed a lane whose first deploy did not finish");
         }
         for rec in st.instances.values_mut() {
             rec.state = InstanceState::Starting;
@@ -452,17 +447,12 @@ impl Agent {
             st.created_by_deploy.remove(id);
             self.commit(&mut st)?;
         }
-        for i in &ids {
-            self.sup.stop(i).await;
-            let _ = std::fs::remove_file(self.sup.log_path(i));
-        }
+        self.stop_and_forget(&ids).await;
         Ok(ids)
     }
 
-    pub(crate) async fn status(&self) -> Status {
-        let st = self.state.lock().await;
-        let now = now_secs();
-        let view = |r: &InstanceRecord| InstanceView {
+    fn view(&self, r: &InstanceRecord) -> InstanceView {
+        InstanceView {
             id: r.id.clone(),
             service: r.service.clone(),
             lane: r.lane.clone(),
@@ -472,7 +462,21 @@ impl Agent {
             restarts: r.restarts,
             version: r.version.clone(),
             log: Some(self.sup.log_path(&r.id)),
-        };
+        }
+    }
+
+    /// Stops instances that already left the state, and deletes their logs.
+    async fn stop_and_forget(&self, ids: &[String]) {
+        for id in ids {
+            self.sup.stop(id).await;
+            let _ = std::fs::remove_file(self.sup.log_path(id));
+        }
+    }
+
+    pub(crate) async fn status(&self) -> Status {
+        let st = self.state.lock().await;
+        let now = now_secs();
+        let view = |r: &InstanceRecord| self.view(r);
         let table = routing_table(&st);
         let lanes = st
             .lanes
@@ -608,9 +612,7 @@ impl Agent {
         }
         self.commit(&mut st)?;
         drop(st);
-        for id in replaced {
-            self.sup.stop(&id).await;
-        }
+        self.stop_and_forget(&replaced).await;
         Ok(())
     }
 
@@ -705,21 +707,12 @@ impl Agent {
                     .collect(),
             )
         };
-        for id in &ids {
-            self.sup.stop(id).await;
-            let _ = std::fs::remove_file(self.sup.log_path(id));
-        }
+        self.stop_and_forget(&ids).await;
         let mut st = self.state.lock().await;
         for id in &ids {
             st.instances.remove(id);
         }
-        for lane in &lanes {
-            st.created_by_deploy.remove(lane);
-            let empty = !st.instances.values().any(|r| r.lane.lane() == Some(lane));
-            if empty {
-                st.lanes.remove(lane);
-            }
-        }
+        drop_half_made_lanes(&mut st, lanes);
         if let Err(e) = self.commit(&mut st) {
             tracing::error!("cannot save state after rollback: {e}");
         }
@@ -862,7 +855,7 @@ impl Agent {
         let _ = progress
             .send(stage(Stage::Register, "registering the version".into()))
             .await;
-        let replaced = {
+        let (replaced, view) = {
             let mut st = self.state.lock().await;
             lane_still_there(&st, req)?;
             let replaced: Vec<String> = st
@@ -888,21 +881,15 @@ impl Agent {
                 .send(stage(Stage::Route, "routing the lane to it".into()))
                 .await;
             self.commit(&mut st)?;
-            replaced
+            let view = st
+                .instances
+                .get(&record.id)
+                .map(|r| self.view(r))
+                .ok_or_else(|| BackendError::internal("the deployed instance vanished"))?;
+            (replaced, view)
         };
-        for id in replaced {
-            self.sup.stop(&id).await;
-            let _ = std::fs::remove_file(self.sup.log_path(&id));
-        }
-        let status = self.status().await;
-        status
-            .lanes
-            .iter()
-            .flat_map(|l| l.instances.iter())
-            .chain(status.baseline.iter())
-            .find(|i| i.id == record.id)
-            .cloned()
-            .ok_or_else(|| BackendError::internal("the deployed instance vanished"))
+        self.stop_and_forget(&replaced).await;
+        Ok(view)
     }
 }
 
@@ -918,6 +905,20 @@ fn lane_still_there(st: &State, req: &DeployRequest) -> Result<()> {
         .with_help("deploy again; give the lane a longer --ttl, or `lane extend` it first")),
         _ => Ok(()),
     }
+}
+
+/// Forgets that `lanes` were made by a deploy, and removes those of them that have no instance
+/// (their first deploy never completed). Returns the lanes removed.
+fn drop_half_made_lanes(st: &mut State, lanes: Vec<LaneId>) -> Vec<LaneId> {
+    let mut removed = Vec::new();
+    for lane in lanes {
+        st.created_by_deploy.remove(&lane);
+        if !st.instances.values().any(|r| r.lane.lane() == Some(&lane)) {
+            st.lanes.remove(&lane);
+            removed.push(lane);
+        }
+    }
+    removed
 }
 
 fn no_lane(st: &State, id: &LaneId) -> BackendError {
