@@ -129,3 +129,71 @@ fn assign_rules() {
     assert!(env.instance("one", "demo.b").is_none());
     env.finish();
 }
+
+#[test]
+fn failing_builds_empty_repos_and_taken_proxy_ports() {
+    let env = TestEnv::new("errors-builds", 29);
+    let run = format!(
+        "[run]\ncommand = \"'{}' sample-service --app demo --name b --port {{port}}\"\n",
+        env.bin.display()
+    );
+
+    let failing = format!(
+        "app = \"demo\"\nproc = \"b\"\n[build]\ncommand = \"echo compile-error-xyz >&2; exit 3\"\n{run}"
+    );
+    let repo = env.repo("failing", &failing);
+    expect(
+        &env.run_in(&repo, &["deploy", "--lane", "x"], &[]),
+        6,
+        &[
+            "the build `echo compile-error-xyz >&2; exit 3` failed",
+            "compile-error-xyz",
+            "help:",
+        ],
+    );
+    assert!(env.lane("x").is_none(), "the lane the deploy made is gone");
+
+    let slow = format!(
+        "app = \"demo\"\nproc = \"b\"\n[build]\ncommand = \"sleep 20\"\ntimeout = \"1s\"\n{run}"
+    );
+    let repo = env.repo("slow", &slow);
+    expect(
+        &env.run_in(&repo, &["deploy", "--lane", "x"], &[]),
+        6,
+        &[
+            "the build `sleep 20` did not finish within 1s",
+            "raise [build] timeout",
+        ],
+    );
+    assert!(env.lane("x").is_none(), "the lane the deploy made is gone");
+    let agent = env.agent_pid();
+    let left: Vec<_> = env
+        .processes()
+        .into_iter()
+        .filter(|(p, _)| Some(*p) != agent)
+        .collect();
+    assert!(left.is_empty(), "the timed-out build is killed: {left:?}");
+
+    let empty = env.root.join("repos/empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(
+        empty.join("lane.toml"),
+        format!("app = \"demo\"\nproc = \"b\"\n{run}"),
+    )
+    .unwrap();
+    env.git(&empty, &["init", "-q", "-b", "main"]);
+    expect(
+        &env.run_in(&empty, &["deploy", "--lane", "x"], &[]),
+        2,
+        &["has no commits yet", "commit something first"],
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    expect(
+        &env.run(&["proxy", "--listen", &addr]),
+        7,
+        &[&format!("cannot listen on {addr}"), "--listen"],
+    );
+    env.finish();
+}
