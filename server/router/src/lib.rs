@@ -13,9 +13,9 @@
 //! so a [`TableHandle::update`] affects the next request and never an in-flight one.
 
 mod forward;
+mod h1;
 mod host;
 pub mod proxy;
-mod sticky;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use http::header::{self, Entry, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use lane_core::{Decision, LaneRef, LaneValue, ServiceId};
 
@@ -36,7 +36,6 @@ use crate::forward::{
     Clients, RouterBody, error_chain, header_text, strip_hop_by_hop, text_response,
 };
 use crate::host::HostKind;
-use crate::sticky::{Sent, Sticky};
 
 pub use crate::host::{SERVICE_DOMAIN, is_loopback_name};
 
@@ -44,9 +43,11 @@ pub use crate::host::{SERVICE_DOMAIN, is_loopback_name};
 pub type Table = lane_core::RoutingTable<SocketAddr>;
 
 /// The header the router adds to every proxied response.
-pub const SERVED_BY_HEADER: HeaderName = HeaderName::from_static("x-lane-served-by");
+pub const SERVED_BY_HEADER: HeaderName = HeaderName::from_static(SERVED_BY);
+const SERVED_BY: &str = "x-lane-served-by";
 /// The header the router adds when the request's lane value was invalid (and it went to baseline).
-pub const INVALID_HEADER: HeaderName = HeaderName::from_static("x-lane-invalid");
+pub const INVALID_HEADER: HeaderName = HeaderName::from_static(INVALID);
+const INVALID: &str = "x-lane-invalid";
 /// The default lane header.
 pub const DEFAULT_LANE_HEADER: HeaderName = HeaderName::from_static("x-lane");
 const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
@@ -147,25 +148,43 @@ impl Router {
     }
 
     /// Serves until `shutdown` resolves; HTTP/1.1 and h2c (prior knowledge) on the same listener.
-    /// After `shutdown`, stops accepting and waits (at most 10 s) for in-flight requests.
+    /// After `shutdown`, stops accepting, lets in-flight requests finish and closes idle
+    /// connections; waits at most 10 s for them.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let inner = self.inner;
-        // One service per connection: it carries that connection's upstream HTTP/1.1 connections.
-        let make_service = move || {
-            let conn = Arc::new(Conn {
-                inner: inner.clone(),
-                sticky: Sticky::default(),
-            });
-            hyper::service::service_fn(move |req| {
-                let conn = conn.clone();
-                async move { Ok::<_, Infallible>(conn.inner.handle(req, &conn.sticky).await) }
-            })
-        };
-        forward::accept_loop(listener, make_service, shutdown).await
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // EMFILE, ECONNABORTED…: the listener is fine; back off a little.
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(serve_connection(self.inner.clone(), stream, stop_rx.clone()));
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        drop(stop_rx);
+        let _ = stop_tx.send(true);
+        tokio::select! {
+            () = stop_tx.closed() => {}
+            () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
+                tracing::warn!("connections still open 10 s after shutdown; leaving them");
+            }
+        }
+        Ok(())
     }
 
     /// Requests counted so far per (service, lane that served), sorted.
@@ -179,46 +198,52 @@ impl Router {
     }
 }
 
-/// What a downstream connection's requests share.
-struct Conn {
-    inner: Arc<Inner>,
-    sticky: Sticky,
+/// What the router does with a request, decided from its host and lane headers alone.
+pub(crate) enum Outcome {
+    /// For the router itself (`/healthz`, `/metrics`).
+    Admin,
+    /// Answered by the router: unknown service, no healthy instance, a bad service host.
+    Reply {
+        status: StatusCode,
+        body: String,
+        invalid: Option<HeaderValue>,
+    },
+    /// Forward to `target`; the response gets `served_by` (and `invalid`, when set).
+    Forward {
+        target: SocketAddr,
+        served_by: HeaderValue,
+        invalid: Option<HeaderValue>,
+    },
 }
 
 impl Inner {
-    async fn handle(&self, req: Request<Incoming>, sticky: &Sticky) -> Response<RouterBody> {
-        let host = req.uri().authority().map(Authority::as_str).or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
-        let headers = req.headers();
-        let grpc = is_grpc(headers);
-        let text = |status, body| error_response(grpc, status, body);
+    /// Routes a request for `host` whose lane header and `baggage` values are given: the one place
+    /// both the HTTP/1.x and the h2c side ask. Counts the request when it is forwarded.
+    pub(crate) fn decide<'a>(
+        &self,
+        host: Option<&str>,
+        lane_header: impl IntoIterator<Item = &'a [u8]>,
+        baggage: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Outcome {
         let service = match host::classify(host) {
             HostKind::Service(service) => service,
-            HostKind::Admin => return self.admin(&req),
+            HostKind::Admin => return Outcome::Admin,
             HostKind::BadServiceHost(why) => {
-                let body = format!(
-                    "lane router: {why}\nservices this router knows: {}\n",
-                    self.known_services()
-                );
-                return self.counted(text(StatusCode::NOT_FOUND, body));
+                return Outcome::Reply {
+                    status: StatusCode::NOT_FOUND,
+                    body: format!(
+                        "lane router: {why}\nservices this router knows: {}\n",
+                        self.known_services()
+                    ),
+                    invalid: None,
+                };
             }
         };
-
-        let value = lane_core::header::lane_value(
-            headers
-                .get_all(&self.config.lane_header)
-                .iter()
-                .map(HeaderValue::as_bytes),
-            headers.get_all(BAGGAGE).iter().map(HeaderValue::as_bytes),
-        );
+        let value = lane_core::header::lane_value(lane_header, baggage);
         let invalid = match &value {
             LaneValue::Invalid(why) => Some(header_text(why)),
             _ => None,
         };
-
         let table = self.table.current();
         let (lane, target) = match table.route(&service, &value) {
             Decision::Serve { lane, targets } => {
@@ -232,27 +257,76 @@ impl Inner {
                     "lane router: no service `{service}` is registered (host `{host}`)\nservices this router knows: {}\n",
                     self.known_services()
                 );
-                return self.counted(with_invalid(text(StatusCode::NOT_FOUND, body), invalid));
+                return Outcome::Reply {
+                    status: StatusCode::NOT_FOUND,
+                    body,
+                    invalid,
+                };
             }
             Decision::NoHealthyInstance => {
-                drop(table);
                 let wanted = match &value {
                     LaneValue::Lane(lane) => {
                         format!("in lane `{lane}`, the lanes it is stacked on, or baseline")
                     }
                     _ => "in baseline".to_owned(),
                 };
-                let body =
-                    format!("lane router: service `{service}` has no healthy instance {wanted}\n");
-                return self.counted(with_invalid(
-                    text(StatusCode::SERVICE_UNAVAILABLE, body),
+                return Outcome::Reply {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    body: format!(
+                        "lane router: service `{service}` has no healthy instance {wanted}\n"
+                    ),
                     invalid,
-                ));
+                };
             }
         };
         drop(table);
+        Outcome::Forward {
+            target,
+            served_by: self.stats.record(service, lane),
+            invalid,
+        }
+    }
 
-        let served_by = self.stats.record(service, lane);
+    /// Serves an h2c request (HTTP/1.x requests are served by [`h1`]).
+    async fn handle(&self, req: Request<Incoming>) -> Response<RouterBody> {
+        let host = req.uri().authority().map(Authority::as_str).or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        });
+        let headers = req.headers();
+        let grpc = is_grpc(headers);
+        let outcome = self.decide(
+            host,
+            headers
+                .get_all(&self.config.lane_header)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            headers.get_all(BAGGAGE).iter().map(HeaderValue::as_bytes),
+        );
+        let (target, served_by, invalid) = match outcome {
+            Outcome::Admin => {
+                let get = req.method() == Method::GET || req.method() == Method::HEAD;
+                let (status, content_type, body) = self.admin(get, req.uri().path());
+                let mut resp = text(status, body);
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                return resp;
+            }
+            Outcome::Reply {
+                status,
+                body,
+                invalid,
+            } => {
+                return self.counted(with_invalid(error_response(grpc, status, body), invalid));
+            }
+            Outcome::Forward {
+                target,
+                served_by,
+                invalid,
+            } => (target, served_by, invalid),
+        };
+
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let path = parts
@@ -260,36 +334,19 @@ impl Inner {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        if parts.version != Version::HTTP_2 {
-            parts.version = Version::HTTP_11;
-        }
-        let sent = if parts.version == Version::HTTP_11 && parts.method != Method::CONNECT {
-            // HTTP/1.1: this downstream connection's own upstream connection; the pool if it cannot.
-            parts.uri = sticky::origin_form(path.clone());
-            sticky::ensure_host(&mut parts.headers, target);
-            match sticky.send(target, Request::from_parts(parts, body)).await {
-                Sent::Response(resp) => Ok(resp),
-                Sent::Failed(e) => Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
-                Sent::Unsent(mut upstream) => {
-                    *upstream.uri_mut() = upstream_uri(target, path);
-                    self.clients.h1.request(upstream).await.map_err(Into::into)
-                }
-            }
-        } else {
-            parts.uri = upstream_uri(target, path);
-            let client = self.clients.for_version(parts.version);
-            client
-                .request(Request::from_parts(parts, body))
-                .await
-                .map_err(Into::into)
-        };
-        let resp = match sent {
+        parts.uri = upstream_uri(target, path);
+        let resp = match self
+            .clients
+            .h2
+            .request(Request::from_parts(parts, body))
+            .await
+        {
             Ok(resp) => resp,
             Err(e) => {
                 let body = format!(
                     "lane router: could not reach {} at {target}: {}\n",
                     served_by.to_str().unwrap_or(""),
-                    error_chain(&*e)
+                    error_chain(&e)
                 );
                 let mut resp = error_response(grpc, StatusCode::BAD_GATEWAY, body);
                 resp.headers_mut().insert(SERVED_BY_HEADER, served_by);
@@ -332,20 +389,18 @@ impl Inner {
         names.join(", ")
     }
 
-    fn admin(&self, req: &Request<Incoming>) -> Response<RouterBody> {
-        let get = req.method() == Method::GET || req.method() == Method::HEAD;
-        match req.uri().path() {
-            "/healthz" if get => text(StatusCode::OK, "ok\n"),
-            "/metrics" if get => {
-                let mut resp = text(StatusCode::OK, self.metrics());
-                resp.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
-                resp
-            }
-            path => text(
+    /// The router's own endpoints: status, content type and body.
+    pub(crate) fn admin(&self, get: bool, path: &str) -> (StatusCode, &'static str, String) {
+        match path {
+            "/healthz" if get => (StatusCode::OK, TEXT_PLAIN, "ok\n".to_owned()),
+            "/metrics" if get => (
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.metrics(),
+            ),
+            path => (
                 StatusCode::NOT_FOUND,
+                TEXT_PLAIN,
                 format!(
                     "lane router: nothing at `{path}` here. Services are served under \
                      `<proc>.<app>.{SERVICE_DOMAIN}` hosts; this host serves GET /healthz and \
@@ -391,6 +446,59 @@ impl Inner {
             }
         }
         out
+    }
+}
+
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4): how an h2c client opens.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves one accepted connection: h2c if it opens with the HTTP/2 preface, HTTP/1.x otherwise.
+async fn serve_connection(
+    inner: Arc<Inner>,
+    mut stream: tokio::net::TcpStream,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = bytes::BytesMut::with_capacity(16 * 1024);
+    while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) {
+        tokio::select! {
+            read = stream.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+    if !buf.starts_with(H2_PREFACE) {
+        return h1::serve(inner, stream, buf, stop).await;
+    }
+    let service = hyper::service::service_fn(move |req| {
+        let inner = inner.clone();
+        async move { Ok::<_, Infallible>(inner.handle(req).await) }
+    });
+    let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(1024)
+        .adaptive_window(true)
+        .serve_connection(
+            hyper_util::rt::TokioIo::new(forward::Prefixed::new(buf.freeze(), stream)),
+            service,
+        );
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        ended = conn.as_mut() => {
+            if let Err(e) = ended {
+                tracing::debug!("h2c connection ended: {e}");
+            }
+            return;
+        }
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    if let Err(e) = conn.await {
+        tracing::debug!("h2c connection ended: {e}");
     }
 }
 

@@ -1,0 +1,1310 @@
+//! The router's HTTP/1.x side: a small proxy loop written for this one job instead of a general
+//! HTTP server and client.
+//!
+//! A downstream connection is served by one task that parses each request head in place
+//! (`httparse`), routes it, writes the rewritten head to an upstream connection it keeps for that
+//! target, and relays the response with the bytes it already holds. Bodies are streamed, never
+//! collected: `Content-Length` bodies are copied by count, chunked bodies are passed through as they
+//! are (their framing is checked, not rebuilt), and a response delimited by closing the connection
+//! is relayed until upstream closes. Requests and responses keep their order on a connection
+//! (pipelined requests wait their turn). `Connection: upgrade` requests (WebSocket) are tunnelled
+//! once upstream answers `101`.
+//!
+//! Per request this costs one read of the request, one write and one read upstream, and one write
+//! of the response: the same system calls nginx makes. The pooled hyper client is not used here;
+//! each downstream connection owns its upstream connections (one per target, up to
+//! [`MAX_KEPT`]), so a request never waits on a pool lock or a spawned task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::StatusCode;
+use httparse::{EMPTY_HEADER, Header, Status};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::{INVALID, Inner, Outcome, SERVED_BY};
+
+/// The longest request or response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// The most header fields accepted in one head.
+const MAX_HEADERS: usize = 128;
+/// How much buffer space each read asks for.
+const READ_CHUNK: usize = 16 * 1024;
+/// Upstream connections one downstream connection keeps (one per target, oldest dropped first).
+const MAX_KEPT: usize = 4;
+/// How long a connection to an upstream instance may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Headers that describe one connection and are not forwarded (RFC 9110 §7.6.1). `te` is handled
+/// apart: `te: trailers` is forwarded.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Serves HTTP/1.x requests on `down` until the client closes, an error ends the connection, or
+/// `stop` turns true while the connection is idle. `rbuf` holds bytes already read from `down`.
+pub(crate) async fn serve(
+    inner: Arc<Inner>,
+    down: TcpStream,
+    rbuf: BytesMut,
+    stop: watch::Receiver<bool>,
+) {
+    let mut conn = Conn {
+        inner,
+        stop,
+        down,
+        rbuf,
+        wbuf: Vec::with_capacity(1024),
+        scratch: Vec::new(),
+        kept: Vec::new(),
+    };
+    loop {
+        let len = match conn.next_head().await {
+            Ok(Some(len)) => len,
+            Ok(None) => return,
+            Err(HeadError::Malformed(why)) => {
+                conn.reply_and_close(StatusCode::BAD_REQUEST, &why).await;
+                return;
+            }
+            Err(HeadError::TooLarge) => {
+                let why = format!("the request head is larger than {} KiB", MAX_HEAD / 1024);
+                conn.reply_and_close(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &why)
+                    .await;
+                return;
+            }
+            Err(HeadError::Io) => return,
+        };
+        let head = conn.rbuf.split_to(len).freeze();
+        match conn.exchange(&head).await {
+            Next::KeepAlive if !conn.stopping() => {}
+            _ => return,
+        }
+    }
+}
+
+/// One downstream connection.
+struct Conn {
+    inner: Arc<Inner>,
+    /// Turns true when the router shuts down: finish the request in hand, then close.
+    stop: watch::Receiver<bool>,
+    down: TcpStream,
+    /// Bytes read from downstream and not yet handled (the next request, or a body's start).
+    rbuf: BytesMut,
+    /// The head (and first body bytes) being written.
+    wbuf: Vec<u8>,
+    /// Body bytes on their way.
+    scratch: Vec<u8>,
+    /// Upstream connections kept for this downstream connection's next requests.
+    kept: Vec<Upstream>,
+}
+
+/// A connection to one upstream instance.
+struct Upstream {
+    addr: SocketAddr,
+    stream: TcpStream,
+    buf: BytesMut,
+    /// Whether it carried an earlier request (so it may have been closed by upstream meanwhile).
+    reused: bool,
+}
+
+enum HeadError {
+    Malformed(String),
+    TooLarge,
+    Io,
+}
+
+/// What the connection does after a request.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    /// Until the sender closes the connection (responses only).
+    Close,
+}
+
+/// What a request head says, beyond its start line.
+struct ReqInfo<'h> {
+    /// The target's authority for an absolute-form request, else the `Host` header.
+    host: Option<&'h str>,
+    absolute: bool,
+    /// The request target in origin form (`*` for `OPTIONS *`); empty means `/`.
+    path: &'h str,
+    framing: Framing,
+    /// The client asked to close after this exchange (HTTP/1.1) or to keep the connection
+    /// (HTTP/1.0).
+    close: bool,
+    keep_alive: bool,
+    /// The protocol of a `Connection: upgrade` request.
+    upgrade: Option<&'h [u8]>,
+}
+
+impl Conn {
+    /// Reads until a whole request head is buffered; its length. `None`: the client closed between
+    /// requests, or `stop` turned true while the connection was idle.
+    async fn next_head(&mut self) -> Result<Option<usize>, HeadError> {
+        loop {
+            // Tolerate empty lines before a request (RFC 9112 §2.2).
+            while self
+                .rbuf
+                .first()
+                .is_some_and(|b| *b == b'\r' || *b == b'\n')
+            {
+                self.rbuf.advance(1);
+            }
+            if !self.rbuf.is_empty() {
+                let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+                match httparse::Request::new(&mut headers).parse(&self.rbuf) {
+                    Ok(Status::Complete(len)) => return Ok(Some(len)),
+                    Ok(Status::Partial) if self.rbuf.len() >= MAX_HEAD => {
+                        return Err(HeadError::TooLarge);
+                    }
+                    Ok(Status::Partial) => {}
+                    Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+                    Err(e) => {
+                        return Err(HeadError::Malformed(format!(
+                            "the request is not valid HTTP/1.1 ({e})"
+                        )));
+                    }
+                }
+            }
+            self.rbuf.reserve(READ_CHUNK);
+            let read = if self.rbuf.is_empty() {
+                tokio::select! {
+                    read = self.down.read_buf(&mut self.rbuf) => read,
+                    _ = self.stop.wait_for(|stop| *stop) => return Ok(None),
+                }
+            } else {
+                self.down.read_buf(&mut self.rbuf).await
+            };
+            match read {
+                Ok(0) if self.rbuf.is_empty() => return Ok(None),
+                Ok(0) | Err(_) => return Err(HeadError::Io),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Handles the request whose head is `head`: routes it and answers it.
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn exchange(&mut self, head: &Bytes) -> Next {
+        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        if !matches!(req.parse(head), Ok(Status::Complete(_))) {
+            // next_head parsed these very bytes.
+            self.reply_and_close(StatusCode::BAD_REQUEST, "unparsable request head")
+                .await;
+            return Next::Close;
+        }
+        let method = req.method.unwrap_or("GET");
+        let target = req.path.unwrap_or("/");
+        let v11 = req.version == Some(1);
+        let headers: &[Header] = req.headers;
+
+        if method.eq_ignore_ascii_case("CONNECT") {
+            let why = "lane router: CONNECT is not supported; the router is a reverse proxy. \
+                       Send requests for `<proc>.<app>.localhost` to it directly.";
+            self.reply_and_close(StatusCode::METHOD_NOT_ALLOWED, why)
+                .await;
+            return Next::Close;
+        }
+        let info = match request_info(target, v11, headers) {
+            Ok(info) => info,
+            Err(why) => {
+                self.reply_and_close(StatusCode::BAD_REQUEST, &why).await;
+                return Next::Close;
+            }
+        };
+        let head_only = method == "HEAD";
+        let keep = !self.stopping() && !info.close && (v11 || info.keep_alive);
+
+        let inner = self.inner.clone();
+        let lane_header = inner.config.lane_header.as_str();
+        let outcome = inner.decide(
+            info.host,
+            values(headers, lane_header),
+            values(headers, "baggage"),
+        );
+        let (target_addr, served_by, invalid) = match outcome {
+            Outcome::Admin => {
+                let get = method == "GET" || head_only;
+                let path = info.path.split('?').next().unwrap_or("/");
+                let (status, content_type, body) = inner.admin(get, path);
+                // A request body the router does not read: close rather than skip it.
+                let keep = keep && info.framing == Framing::Length(0);
+                self.reply(status, content_type, body.as_bytes(), &[], keep, head_only)
+                    .await;
+                return if keep { Next::KeepAlive } else { Next::Close };
+            }
+            Outcome::Reply {
+                status,
+                body,
+                invalid,
+            } => {
+                inner.stats.status(status);
+                let extra: Vec<(&str, &[u8])> = invalid
+                    .as_ref()
+                    .map(|why| (INVALID, why.as_bytes()))
+                    .into_iter()
+                    .collect();
+                let keep = keep && info.framing == Framing::Length(0);
+                self.reply(status, TEXT, body.as_bytes(), &extra, keep, head_only)
+                    .await;
+                return if keep { Next::KeepAlive } else { Next::Close };
+            }
+            Outcome::Forward {
+                target,
+                served_by,
+                invalid,
+            } => (target, served_by, invalid),
+        };
+
+        // The upstream request head.
+        self.wbuf.clear();
+        let w = &mut self.wbuf;
+        w.extend_from_slice(method.as_bytes());
+        w.push(b' ');
+        if info.path.is_empty() || info.path.starts_with('?') {
+            w.push(b'/');
+        }
+        w.extend_from_slice(info.path.as_bytes());
+        w.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut has_host = false;
+        for h in headers {
+            if h.name.eq_ignore_ascii_case("host") {
+                if info.absolute {
+                    continue;
+                }
+                has_host = true;
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                if info.framing == Framing::Chunked {
+                    continue;
+                }
+            } else if is_hop_by_hop(h, headers) {
+                continue;
+            }
+            put_header(w, h.name.as_bytes(), h.value);
+        }
+        if !has_host {
+            let host = match info.host {
+                Some(host) if info.absolute => host.to_owned(),
+                _ => host_for(target_addr),
+            };
+            put_header(w, b"host", host.as_bytes());
+        }
+        if info.framing == Framing::Chunked {
+            w.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        if let Some(protocol) = info.upgrade {
+            w.extend_from_slice(b"connection: upgrade\r\n");
+            put_header(w, b"upgrade", protocol);
+        }
+        w.extend_from_slice(b"\r\n");
+
+        let mut body = BodyState::new(info.framing, false);
+        if body.take(&mut self.rbuf, &mut self.wbuf).is_err() {
+            self.reply_and_close(StatusCode::BAD_REQUEST, "malformed chunked request body")
+                .await;
+            return Next::Close;
+        }
+        let replayable = body.is_done() && is_idempotent(method);
+
+        let fail = |this: &Self, why: String| {
+            this.inner.stats.status(StatusCode::BAD_GATEWAY);
+            format!(
+                "lane router: could not reach {} at {target_addr}: {why}\n",
+                served_by.to_str().unwrap_or("")
+            )
+        };
+        let mut up = match self.upstream(target_addr).await {
+            Ok(up) => up,
+            Err(e) => {
+                let why = fail(self, e);
+                return self
+                    .gateway_error(&why, &served_by, invalid.as_ref(), keep && body.is_done())
+                    .await;
+            }
+        };
+
+        // Send the request; read the response head (relaying interim responses) while the rest of
+        // the body streams up. A reused connection that upstream closed meanwhile is replaced once
+        // if the request can be sent again.
+        let mut request_sent = true;
+        let resp_len = loop {
+            let sent = up.stream.write_all(&self.wbuf).await;
+            let got = match sent {
+                Err(e) => Err(UpError::Io(e)),
+                Ok(()) if body.is_done() => {
+                    read_response_head(
+                        &mut up.stream,
+                        &mut up.buf,
+                        &mut self.down,
+                        v11,
+                        &mut self.scratch,
+                    )
+                    .await
+                }
+                Ok(()) => {
+                    let (mut ur, mut uw) = up.stream.split();
+                    let (mut dr, mut dw) = self.down.split();
+                    let mut out = Vec::new();
+                    let pump = pump(&mut dr, &mut self.rbuf, &mut uw, &mut body, &mut out);
+                    let head =
+                        read_response_head(&mut ur, &mut up.buf, &mut dw, v11, &mut self.scratch);
+                    let mut pump = std::pin::pin!(pump);
+                    let mut head = std::pin::pin!(head);
+                    let mut pumping = true;
+                    loop {
+                        tokio::select! {
+                            sent = &mut pump, if pumping => match sent {
+                                Ok(()) => pumping = false,
+                                // The client went away mid-body: nothing to answer.
+                                Err(PumpError::Source(e)) => {
+                                    tracing::debug!("request body: client: {e}");
+                                    return Next::Close;
+                                }
+                                // Upstream stopped reading; it may still have answered.
+                                Err(PumpError::Sink(e)) => {
+                                    tracing::debug!("request body: upstream: {e}");
+                                    pumping = false;
+                                    request_sent = false;
+                                }
+                            },
+                            got = &mut head => break got,
+                        }
+                    }
+                }
+            };
+            match got {
+                Ok(len) => break len,
+                Err(e) if up.reused && replayable && e.nothing_received() => {
+                    // A kept connection upstream had closed: send the same bytes (head and whole
+                    // body, still in wbuf) once more on a new one.
+                    match self.connect(target_addr).await {
+                        Ok(fresh) => up = fresh,
+                        Err(e) => {
+                            let why = fail(self, e);
+                            return self
+                                .gateway_error(
+                                    &why,
+                                    &served_by,
+                                    invalid.as_ref(),
+                                    keep && body.is_done(),
+                                )
+                                .await;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let why = fail(self, e.to_string());
+                    return self
+                        .gateway_error(&why, &served_by, invalid.as_ref(), keep && body.is_done())
+                        .await;
+                }
+            }
+        };
+        let request_done = request_sent && body.is_done();
+
+        // The response head, rewritten for downstream.
+        let resp_head = up.buf.split_to(resp_len).freeze();
+        let mut rheaders = [EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut rheaders);
+        if !matches!(resp.parse(&resp_head), Ok(Status::Complete(_))) {
+            let why = fail(self, "unparsable response head".into());
+            return self
+                .gateway_error(&why, &served_by, invalid.as_ref(), keep && body.is_done())
+                .await;
+        }
+        let code = resp.code.unwrap_or(502);
+        let rheaders: &[Header] = resp.headers;
+        let upgraded = code == 101;
+        if upgraded && info.upgrade.is_none() {
+            let why = fail(self, "it switched protocols unasked (101)".into());
+            return self
+                .gateway_error(&why, &served_by, invalid.as_ref(), keep && body.is_done())
+                .await;
+        }
+        let framing = if upgraded || head_only || code == 204 || code == 304 {
+            Framing::Length(0)
+        } else {
+            match response_framing(rheaders) {
+                Ok(framing) => framing,
+                Err(why) => {
+                    let why = fail(self, why);
+                    return self
+                        .gateway_error(&why, &served_by, invalid.as_ref(), keep && body.is_done())
+                        .await;
+                }
+            }
+        };
+        let upstream_keeps =
+            resp.version == Some(1) && !has_token(rheaders, "close") && framing != Framing::Close
+                || resp.version == Some(0) && has_token(rheaders, "keep-alive");
+        // A chunked response to an HTTP/1.0 client is sent decoded, delimited by closing.
+        let decode = framing == Framing::Chunked && !v11;
+        let keep = keep
+            && !self.stopping()
+            && request_done
+            && framing != Framing::Close
+            && !decode
+            && !upgraded;
+
+        self.wbuf.clear();
+        let w = &mut self.wbuf;
+        w.extend_from_slice(b"HTTP/1.1 ");
+        w.extend_from_slice(itoa3(code).as_slice());
+        w.push(b' ');
+        w.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+        w.extend_from_slice(b"\r\n");
+        w.extend_from_slice(SERVED_BY.as_bytes());
+        w.extend_from_slice(b": ");
+        w.extend_from_slice(served_by.as_bytes());
+        for hop in values(rheaders, SERVED_BY) {
+            w.extend_from_slice(b", ");
+            w.extend_from_slice(hop);
+        }
+        w.extend_from_slice(b"\r\n");
+        for h in rheaders {
+            if h.name.eq_ignore_ascii_case(SERVED_BY)
+                || is_hop_by_hop(h, rheaders)
+                || (framing == Framing::Chunked && h.name.eq_ignore_ascii_case("content-length"))
+            {
+                continue;
+            }
+            put_header(w, h.name.as_bytes(), h.value);
+        }
+        if let Some(why) = &invalid {
+            put_header(w, INVALID.as_bytes(), why.as_bytes());
+        }
+        if framing == Framing::Chunked && !decode {
+            w.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        if upgraded {
+            w.extend_from_slice(b"connection: upgrade\r\n");
+            if let Some(protocol) = values(rheaders, "upgrade").next() {
+                put_header(w, b"upgrade", protocol);
+            }
+        } else if !keep {
+            w.extend_from_slice(b"connection: close\r\n");
+        } else if !v11 {
+            w.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+        w.extend_from_slice(b"\r\n");
+        self.inner
+            .stats
+            .status(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY));
+
+        if upgraded {
+            // The head, then whatever either side already sent, then both ways until one closes.
+            self.wbuf.extend_from_slice(&up.buf);
+            if self.down.write_all(&self.wbuf).await.is_err()
+                || up.stream.write_all(&self.rbuf).await.is_err()
+            {
+                return Next::Close;
+            }
+            let _ = tokio::io::copy_bidirectional(&mut self.down, &mut up.stream).await;
+            return Next::Close;
+        }
+
+        // The head and the body bytes already here in one write; the rest as it comes.
+        let mut rbody = BodyState::new(framing, decode);
+        if rbody.take(&mut up.buf, &mut self.wbuf).is_err()
+            || self.down.write_all(&self.wbuf).await.is_err()
+        {
+            return Next::Close;
+        }
+        if !rbody.is_done() {
+            let relayed = pump(
+                &mut up.stream,
+                &mut up.buf,
+                &mut self.down,
+                &mut rbody,
+                &mut self.scratch,
+            )
+            .await;
+            match relayed {
+                Ok(()) => {}
+                Err(PumpError::Source(e)) => {
+                    tracing::debug!("response body from {target_addr} cut short: {e}");
+                    return Next::Close;
+                }
+                Err(PumpError::Sink(e)) => {
+                    tracing::debug!("response body: client: {e}");
+                    return Next::Close;
+                }
+            }
+        }
+        if upstream_keeps && request_done && up.buf.is_empty() {
+            up.reused = true;
+            self.keep(up);
+        }
+        if keep { Next::KeepAlive } else { Next::Close }
+    }
+
+    /// A kept connection to `addr` that upstream has not closed, or a new one.
+    async fn upstream(&mut self, addr: SocketAddr) -> Result<Upstream, String> {
+        while let Some(i) = self.kept.iter().position(|u| u.addr == addr) {
+            let up = self.kept.swap_remove(i);
+            // Idle: nothing to read. EOF or stray bytes: unusable. (This read also resets the
+            // socket's readiness, so the response read below waits without a wasted call.)
+            let mut probe = [0u8; 1];
+            match up.stream.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(up),
+                _ => continue,
+            }
+        }
+        self.connect(addr).await
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<Upstream, String> {
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(format!("connect: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "connect: no answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(Upstream {
+            addr,
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            reused: false,
+        })
+    }
+
+    fn keep(&mut self, up: Upstream) {
+        if self.kept.len() >= MAX_KEPT {
+            self.kept.remove(0);
+        }
+        self.kept.push(up);
+    }
+
+    /// Answers 502 for a request that could not be forwarded.
+    async fn gateway_error(
+        &mut self,
+        why: &str,
+        served_by: &http::HeaderValue,
+        invalid: Option<&http::HeaderValue>,
+        keep: bool,
+    ) -> Next {
+        let mut extra: Vec<(&str, &[u8])> = vec![(SERVED_BY, served_by.as_bytes())];
+        if let Some(why) = invalid {
+            extra.push((INVALID, why.as_bytes()));
+        }
+        self.reply(
+            StatusCode::BAD_GATEWAY,
+            TEXT,
+            why.as_bytes(),
+            &extra,
+            keep,
+            false,
+        )
+        .await;
+        if keep { Next::KeepAlive } else { Next::Close }
+    }
+
+    /// Writes a response the router makes itself.
+    async fn reply(
+        &mut self,
+        status: StatusCode,
+        content_type: &str,
+        body: &[u8],
+        extra: &[(&str, &[u8])],
+        keep: bool,
+        head_only: bool,
+    ) {
+        self.wbuf.clear();
+        let w = &mut self.wbuf;
+        w.extend_from_slice(b"HTTP/1.1 ");
+        w.extend_from_slice(status.as_str().as_bytes());
+        w.push(b' ');
+        w.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        w.extend_from_slice(b"\r\n");
+        put_header(w, b"content-type", content_type.as_bytes());
+        put_header(w, b"content-length", body.len().to_string().as_bytes());
+        for (name, value) in extra {
+            put_header(w, name.as_bytes(), value);
+        }
+        if !keep {
+            w.extend_from_slice(b"connection: close\r\n");
+        }
+        w.extend_from_slice(b"\r\n");
+        if !head_only {
+            w.extend_from_slice(body);
+        }
+        let _ = self.down.write_all(&self.wbuf).await;
+    }
+
+    async fn reply_and_close(&mut self, status: StatusCode, why: &str) {
+        let body = format!("{why}\n");
+        self.inner.stats.status(status);
+        self.reply(status, TEXT, body.as_bytes(), &[], false, false)
+            .await;
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn request_info<'h>(
+    target: &'h str,
+    v11: bool,
+    headers: &'h [Header<'h>],
+) -> Result<ReqInfo<'h>, String> {
+    let (absolute, authority, path) = if target.starts_with('/') || target == "*" {
+        (false, None, target)
+    } else if let Some((scheme, rest)) = target.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let authority = &rest[..end];
+        // Drop any `user:password@` (RFC 9110 §4.2.4: not to be sent on).
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+        (true, Some(authority), &rest[end..])
+    } else {
+        return Err(format!(
+            "the request target `{}` is neither a path nor an absolute URI",
+            target.escape_default()
+        ));
+    };
+
+    let mut host_header = None;
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    for h in headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            if host_header.is_some() {
+                return Err("the request has more than one Host header".into());
+            }
+            host_header = Some(std::str::from_utf8(h.value).unwrap_or(""));
+        } else if name.eq_ignore_ascii_case("content-length") {
+            for part in h.value.split(|b| *b == b',') {
+                let n = parse_length(part)
+                    .ok_or_else(|| "the request's Content-Length is not a number".to_owned())?;
+                if length.is_some_and(|l| l != n) {
+                    return Err("the request has conflicting Content-Length headers".into());
+                }
+                length = Some(n);
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
+            chunked = Some(trim(last).eq_ignore_ascii_case(b"chunked"));
+        }
+    }
+    let framing = match (chunked, length) {
+        (Some(_), Some(_)) => {
+            return Err("the request has both Transfer-Encoding and Content-Length".into());
+        }
+        (Some(true), None) => Framing::Chunked,
+        (Some(false), None) => {
+            return Err("the request's Transfer-Encoding does not end in `chunked`".into());
+        }
+        (None, length) => Framing::Length(length.unwrap_or(0)),
+    };
+    let upgrade = if has_token(headers, "upgrade") {
+        values(headers, "upgrade").next()
+    } else {
+        None
+    };
+    Ok(ReqInfo {
+        host: if absolute { authority } else { host_header },
+        absolute,
+        path,
+        framing,
+        close: v11 && has_token(headers, "close"),
+        keep_alive: !v11 && has_token(headers, "keep-alive"),
+        upgrade,
+    })
+}
+
+fn response_framing(headers: &[Header]) -> Result<Framing, String> {
+    let mut length = None;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
+            // RFC 9112 §6.3: chunked last means chunked; any other coding, read until close.
+            return Ok(if trim(last).eq_ignore_ascii_case(b"chunked") {
+                Framing::Chunked
+            } else {
+                Framing::Close
+            });
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            for part in h.value.split(|b| *b == b',') {
+                let n = parse_length(part).ok_or("its Content-Length is not a number")?;
+                if length.is_some_and(|l| l != n) {
+                    return Err("it sent conflicting Content-Length headers".into());
+                }
+                length = Some(n);
+            }
+        }
+    }
+    Ok(length.map_or(Framing::Close, Framing::Length))
+}
+
+fn parse_length(text: &[u8]) -> Option<u64> {
+    let text = trim(text);
+    if text.is_empty() || text.len() > 19 || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// The values of the headers named `name`.
+fn values<'h>(headers: &'h [Header<'h>], name: &'h str) -> impl Iterator<Item = &'h [u8]> + 'h {
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// The tokens of the `Connection` headers.
+fn connection_tokens<'h>(headers: &'h [Header<'h>]) -> impl Iterator<Item = &'h [u8]> + 'h {
+    values(headers, "connection")
+        .flat_map(|v| v.split(|b| *b == b','))
+        .map(trim)
+}
+
+fn has_token(headers: &[Header], token: &str) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Whether `h` is not forwarded: hop-by-hop, named by `Connection`, or a `te` other than
+/// `trailers`.
+fn is_hop_by_hop(h: &Header, all: &[Header]) -> bool {
+    let name = h.name;
+    if name.eq_ignore_ascii_case("te") {
+        return !trim(h.value).eq_ignore_ascii_case(b"trailers");
+    }
+    HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+        || connection_tokens(all).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+fn put_header(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    w.extend_from_slice(name);
+    w.extend_from_slice(b": ");
+    w.extend_from_slice(value);
+    w.extend_from_slice(b"\r\n");
+}
+
+fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+    )
+}
+
+/// A status code's three digits.
+fn itoa3(code: u16) -> [u8; 3] {
+    let code = code.min(999);
+    [
+        b'0' + (code / 100) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+    ]
+}
+
+/// The `Host` header for a request that came without one: the target's address, without the port
+/// when it is 80.
+pub(crate) fn host_for(target: SocketAddr) -> String {
+    match (target.port(), target) {
+        (80, SocketAddr::V4(a)) => a.ip().to_string(),
+        (80, SocketAddr::V6(a)) => format!("[{}]", a.ip()),
+        _ => target.to_string(),
+    }
+}
+
+/// Why an upstream response head could not be had.
+enum UpError {
+    Io(std::io::Error),
+    /// Upstream closed; `received` bytes of a response had come.
+    Closed {
+        received: bool,
+    },
+    Malformed(String),
+    TooLarge,
+    /// Relaying an interim (1xx) response to the client failed.
+    Downstream,
+}
+
+impl UpError {
+    /// Nothing at all came back: the request may never have reached upstream.
+    fn nothing_received(&self) -> bool {
+        match self {
+            UpError::Closed { received } => !received,
+            UpError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for UpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpError::Io(e) => write!(f, "{e}"),
+            UpError::Closed { received: false } => {
+                f.write_str("it closed the connection without answering")
+            }
+            UpError::Closed { received: true } => {
+                f.write_str("it closed the connection in the middle of its response head")
+            }
+            UpError::Malformed(why) => write!(f, "its response is not valid HTTP/1.1 ({why})"),
+            UpError::TooLarge => write!(
+                f,
+                "its response head is larger than {} KiB",
+                MAX_HEAD / 1024
+            ),
+            UpError::Downstream => f.write_str("the client went away"),
+        }
+    }
+}
+
+/// Reads until a final response head is at the front of `buf`; its length. Interim responses
+/// (1xx other than 101) are passed to `down` when `relay` (the client speaks HTTP/1.1), else
+/// dropped.
+async fn read_response_head<R, W>(
+    up: &mut R,
+    buf: &mut BytesMut,
+    down: &mut W,
+    relay: bool,
+    scratch: &mut Vec<u8>,
+) -> Result<usize, UpError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut received = false;
+    loop {
+        if !buf.is_empty() {
+            received = true;
+            let interim = {
+                let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(buf) {
+                    Ok(Status::Complete(len)) => {
+                        let code = resp.code.unwrap_or(0);
+                        if !(100..200).contains(&code) || code == 101 {
+                            return Ok(len);
+                        }
+                        if relay {
+                            scratch.clear();
+                            scratch.extend_from_slice(b"HTTP/1.1 ");
+                            scratch.extend_from_slice(&itoa3(code));
+                            scratch.push(b' ');
+                            scratch.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+                            scratch.extend_from_slice(b"\r\n");
+                            for h in resp.headers.iter() {
+                                if !is_hop_by_hop(h, resp.headers) {
+                                    put_header(scratch, h.name.as_bytes(), h.value);
+                                }
+                            }
+                            scratch.extend_from_slice(b"\r\n");
+                        }
+                        Some(len)
+                    }
+                    Ok(Status::Partial) if buf.len() >= MAX_HEAD => return Err(UpError::TooLarge),
+                    Ok(Status::Partial) => None,
+                    Err(httparse::Error::TooManyHeaders) => return Err(UpError::TooLarge),
+                    Err(e) => return Err(UpError::Malformed(e.to_string())),
+                }
+            };
+            if let Some(len) = interim {
+                buf.advance(len);
+                if relay && down.write_all(scratch).await.is_err() {
+                    return Err(UpError::Downstream);
+                }
+                continue;
+            }
+        }
+        buf.reserve(READ_CHUNK);
+        match up.read_buf(buf).await {
+            Ok(0) => return Err(UpError::Closed { received }),
+            Ok(_) => {}
+            Err(e) => return Err(UpError::Io(e)),
+        }
+    }
+}
+
+enum PumpError {
+    Source(std::io::Error),
+    Sink(std::io::Error),
+}
+
+/// Copies the rest of a body from `src` (after what `buf` holds) to `dst`.
+async fn pump<R, W>(
+    src: &mut R,
+    buf: &mut BytesMut,
+    dst: &mut W,
+    body: &mut BodyState,
+    out: &mut Vec<u8>,
+) -> Result<(), PumpError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    loop {
+        out.clear();
+        body.take(buf, out).map_err(PumpError::Source)?;
+        if !out.is_empty() {
+            dst.write_all(out).await.map_err(PumpError::Sink)?;
+        }
+        if body.is_done() {
+            return Ok(());
+        }
+        buf.reserve(READ_CHUNK);
+        if src.read_buf(buf).await.map_err(PumpError::Source)? == 0 {
+            body.at_eof().map_err(PumpError::Source)?;
+            return Ok(());
+        }
+    }
+}
+
+/// Where a body being relayed stands.
+#[derive(Debug)]
+pub(crate) enum BodyState {
+    Length(u64),
+    Chunked { scan: Chunked, decode: bool },
+    Close,
+    Done,
+}
+
+impl BodyState {
+    fn new(framing: Framing, decode: bool) -> Self {
+        match framing {
+            Framing::Length(0) => BodyState::Done,
+            Framing::Length(n) => BodyState::Length(n),
+            Framing::Chunked => BodyState::Chunked {
+                scan: Chunked::default(),
+                decode,
+            },
+            Framing::Close => BodyState::Close,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self, BodyState::Done)
+    }
+
+    /// Moves the body bytes at the front of `buf` to `out` (decoded, for `decode`).
+    fn take(&mut self, buf: &mut BytesMut, out: &mut Vec<u8>) -> std::io::Result<()> {
+        match self {
+            BodyState::Done => {}
+            BodyState::Length(left) => {
+                let n = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                out.extend_from_slice(&buf[..n]);
+                buf.advance(n);
+                *left -= n as u64;
+                if *left == 0 {
+                    *self = BodyState::Done;
+                }
+            }
+            BodyState::Chunked { scan, decode } => {
+                let (used, done) = if *decode {
+                    scan.feed(buf, |data| out.extend_from_slice(data))
+                } else {
+                    let r = scan.feed(buf, |_| {});
+                    if let Ok((used, _)) = r {
+                        out.extend_from_slice(&buf[..used]);
+                    }
+                    r
+                }
+                .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidData, why))?;
+                buf.advance(used);
+                if done {
+                    *self = BodyState::Done;
+                }
+            }
+            BodyState::Close => {
+                out.extend_from_slice(buf);
+                buf.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// The source closed: fine for a close-delimited body, an error otherwise.
+    fn at_eof(&mut self) -> std::io::Result<()> {
+        match self {
+            BodyState::Close | BodyState::Done => {
+                *self = BodyState::Done;
+                Ok(())
+            }
+            _ => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
+/// A scanner for chunked transfer coding (RFC 9112 §7.1): finds where a chunked body ends, checking
+/// its framing, and hands out the data.
+#[derive(Debug, Default)]
+pub(crate) struct Chunked {
+    state: ChunkState,
+    size: u64,
+    digits: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Extension,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerLine,
+    TrailerLf,
+    EndLf,
+}
+
+impl Chunked {
+    /// Scans `input`; calls `data` with each run of chunk data. Returns how many bytes belong to
+    /// the body and whether it ended there.
+    pub(crate) fn feed(
+        &mut self,
+        input: &[u8],
+        mut data: impl FnMut(&[u8]),
+    ) -> Result<(usize, bool), &'static str> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < input.len() {
+            if self.state == Data {
+                let n = (input.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                data(&input[i..i + n]);
+                i += n;
+                self.size -= n as u64;
+                if self.size == 0 {
+                    self.state = DataCr;
+                }
+                continue;
+            }
+            let b = input[i];
+            i += 1;
+            self.state = match (self.state, b) {
+                (Size, b) if b.is_ascii_hexdigit() => {
+                    if self.size > (u64::MAX >> 8) {
+                        return Err("chunk size too large");
+                    }
+                    let digit = char::from(b).to_digit(16).unwrap_or(0);
+                    self.size = self.size * 16 + u64::from(digit);
+                    self.digits = true;
+                    Size
+                }
+                (Size, b';' | b' ' | b'\t') if self.digits => Extension,
+                (Size, b'\r') if self.digits => SizeLf,
+                (Size, _) => return Err("invalid chunk size"),
+                (Extension, b'\r') => SizeLf,
+                (Extension, b'\n') => return Err("bare LF in a chunk extension"),
+                (Extension, _) => Extension,
+                (SizeLf, b'\n') => {
+                    self.digits = false;
+                    if self.size == 0 { TrailerStart } else { Data }
+                }
+                (SizeLf, _) => return Err("chunk size line not ended by CRLF"),
+                (DataCr, b'\r') => DataLf,
+                (DataCr, _) => return Err("chunk data longer than its size"),
+                (DataLf, b'\n') => Size,
+                (DataLf, _) => return Err("chunk data not ended by CRLF"),
+                (TrailerStart, b'\r') => EndLf,
+                (TrailerStart, _) => TrailerLine,
+                (TrailerLine, b'\r') => TrailerLf,
+                (TrailerLine, _) => TrailerLine,
+                (TrailerLf, b'\n') => TrailerStart,
+                (TrailerLf, _) => return Err("trailer line not ended by CRLF"),
+                (EndLf, b'\n') => {
+                    *self = Chunked::default();
+                    return Ok((i, true));
+                }
+                (EndLf, _) => return Err("chunked body not ended by CRLF"),
+                (Data, _) => unreachable!("handled above"),
+            };
+        }
+        Ok((i, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_all(input: &[u8], step: usize) -> Result<(usize, bool, Vec<u8>), &'static str> {
+        let mut c = Chunked::default();
+        let mut data = Vec::new();
+        let mut used = 0;
+        for piece in input.chunks(step) {
+            let (n, done) = c.feed(piece, |d| data.extend_from_slice(d))?;
+            used += n;
+            if done {
+                return Ok((used, true, data));
+            }
+        }
+        Ok((used, false, data))
+    }
+
+    #[test]
+    fn chunked_bodies_are_found_in_any_split() {
+        let body = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        for step in 1..body.len() {
+            let (used, done, data) = scan_all(body, step).unwrap();
+            assert!(done, "step {step}");
+            assert_eq!(used, body.len() - 4, "step {step}");
+            assert_eq!(data, b"hello, world");
+        }
+        let (used, done, data) = scan_all(b"A\r\n0123456789\r\n0\r\n\r\n", 100).unwrap();
+        assert_eq!(
+            (used, done, data.as_slice()),
+            (20, true, &b"0123456789"[..])
+        );
+    }
+
+    #[test]
+    fn chunked_framing_errors_are_caught() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\r\nhello!\r\n",
+            b"5\nhello\r\n",
+            b"5\r\nhello\n",
+            b"ffffffffffffffffff\r\n",
+            b"0\r\n\r\x00",
+        ] {
+            assert!(scan_all(bad, 100).is_err(), "{}", bad.escape_ascii());
+        }
+        assert!(!scan_all(b"5\r\nhel", 100).unwrap().1);
+    }
+
+    fn parsed(raw: &'static [u8]) -> (String, bool, Vec<Header<'static>>) {
+        let headers: &'static mut [Header<'static>] =
+            Box::leak(Box::new([EMPTY_HEADER; MAX_HEADERS]));
+        let mut req = httparse::Request::new(headers);
+        assert!(req.parse(raw).unwrap().is_complete());
+        (
+            req.path.unwrap().to_owned(),
+            req.version == Some(1),
+            req.headers.to_vec(),
+        )
+    }
+
+    fn info(raw: &'static [u8]) -> Result<(Option<String>, String, Framing), String> {
+        let (target, v11, headers) = parsed(raw);
+        let target: &'static str = Box::leak(target.into_boxed_str());
+        let headers: &'static [Header<'static>] = Box::leak(headers.into_boxed_slice());
+        request_info(target, v11, headers)
+            .map(|i| (i.host.map(str::to_owned), i.path.to_owned(), i.framing))
+    }
+
+    #[test]
+    fn request_targets_and_framing() {
+        assert_eq!(
+            info(b"GET /a?b HTTP/1.1\r\nHost: b.demo.localhost\r\n\r\n").unwrap(),
+            (
+                Some("b.demo.localhost".into()),
+                "/a?b".into(),
+                Framing::Length(0)
+            )
+        );
+        assert_eq!(
+            info(b"GET http://u:p@b.demo.localhost:7/x HTTP/1.1\r\nHost: other\r\n\r\n").unwrap(),
+            (
+                Some("b.demo.localhost:7".into()),
+                "/x".into(),
+                Framing::Length(0)
+            )
+        );
+        assert_eq!(
+            info(b"GET http://b.demo.localhost?q HTTP/1.1\r\n\r\n")
+                .unwrap()
+                .1,
+            "?q"
+        );
+        assert_eq!(
+            info(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n")
+                .unwrap()
+                .2,
+            Framing::Length(5)
+        );
+        assert_eq!(
+            info(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+                .unwrap()
+                .2,
+            Framing::Chunked
+        );
+        for bad in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET nonsense HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(info(bad).is_err(), "{}", bad.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers() {
+        let (_, _, h) = parsed(
+            b"GET / HTTP/1.1\r\nConnection: keep-alive, X-Secret\r\nx-secret: 1\r\nTE: trailers\r\n\
+              Keep-Alive: 5\r\nx-lane: a\r\n\r\n",
+        );
+        let kept: Vec<&str> = h
+            .iter()
+            .filter(|x| !is_hop_by_hop(x, &h))
+            .map(|x| x.name)
+            .collect();
+        assert_eq!(kept, ["TE", "x-lane"]);
+        assert!(has_token(&h, "KEEP-ALIVE"));
+    }
+
+    #[test]
+    fn small_helpers() {
+        assert_eq!(&itoa3(204), b"204");
+        assert_eq!(parse_length(b" 12 "), Some(12));
+        assert_eq!(parse_length(b"1 2"), None);
+        assert_eq!(host_for(([127, 0, 0, 1], 8080).into()), "127.0.0.1:8080");
+        assert_eq!(host_for(([127, 0, 0, 1], 80).into()), "127.0.0.1");
+        let v6: SocketAddr = "[::1]:80".parse().unwrap();
+        assert_eq!(host_for(v6), "[::1]");
+    }
+}

@@ -1,0 +1,601 @@
+//! The router's HTTP/1.x side at the byte level: raw requests on real sockets (pipelining,
+//! HTTP/1.0, chunked bodies, `Expect: 100-continue`, upgrades, malformed input) and scripted
+//! upstreams that misbehave (close kept connections, answer garbage, delimit by closing).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const B: &str = "b.demo.localhost";
+
+/// A parsed response read off a raw connection.
+#[derive(Debug)]
+struct Raw {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response from `s` (`buf` keeps what was read past it). Bodies: Content-Length,
+/// chunked (decoded), or until EOF.
+async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Raw {
+    let (status, headers, len) = loop {
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut hs);
+        if let httparse::Status::Complete(len) = resp.parse(buf).expect("a valid response head") {
+            let headers: Vec<(String, String)> = resp
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            break (resp.code.unwrap(), headers, len);
+        }
+        read_more(s, buf).await;
+    };
+    buf.drain(..len);
+    let mut raw = Raw {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        return raw;
+    }
+    if let Some(n) = raw.header("content-length") {
+        let n: usize = n.parse().unwrap();
+        while buf.len() < n {
+            read_more(s, buf).await;
+        }
+        raw.body = buf.drain(..n).collect();
+    } else if raw
+        .header("transfer-encoding")
+        .is_some_and(|te| te.contains("chunked"))
+    {
+        loop {
+            let line_end = loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                read_more(s, buf).await;
+            };
+            let line = String::from_utf8(buf[..line_end].to_vec()).unwrap();
+            let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
+            buf.drain(..line_end + 2);
+            if size == 0 {
+                while !buf.windows(2).any(|w| w == b"\r\n") {
+                    read_more(s, buf).await;
+                }
+                // No trailers in these tests: the final CRLF.
+                buf.drain(..2);
+                break;
+            }
+            while buf.len() < size + 2 {
+                read_more(s, buf).await;
+            }
+            raw.body.extend(buf.drain(..size));
+            buf.drain(..2);
+        }
+    } else {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        raw.body = std::mem::take(buf);
+    }
+    raw
+}
+
+async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+        .await
+        .expect("the router answers within 5 s")
+        .unwrap();
+    assert!(
+        n > 0,
+        "connection closed early; had {:?}",
+        String::from_utf8_lossy(buf)
+    );
+    buf.extend_from_slice(&chunk[..n]);
+}
+
+/// Whether the peer closes `s` (within 5 s) with nothing more to read.
+async fn closes(s: &mut TcpStream) -> bool {
+    let mut chunk = [0u8; 64];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+/// A router whose `demo.b` baseline is `base` (and lane `feature-x` is `lane`, if given).
+async fn router_to(base: SocketAddr) -> RunningRouter {
+    router(table(vec![ep("demo.b", "baseline", true, base)], &[], 1)).await
+}
+
+/// An upstream that runs `script` on every connection it accepts.
+async fn scripted<F, Fut>(script: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(script(stream));
+        }
+    });
+    addr
+}
+
+/// Reads one request head (and nothing more) off `s`.
+async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if s.read(&mut byte).await.unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let (base, _s) = backend("b-base").await;
+    let r = router_to(base).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /slow?ms=150 HTTP/1.1\r\nHost: {B}\r\n\r\n\
+             POST / HTTP/1.1\r\nHost: {B}\r\nContent-Length: 3\r\n\r\nabc\
+             GET / HTTP/1.1\r\nhost: {B}\r\nconnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let first = read_response(&mut s, &mut buf, false).await;
+    let second = read_response(&mut s, &mut buf, false).await;
+    let third = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(first.text(), "b-base");
+    assert_eq!(second.text(), "b-base got abc");
+    assert_eq!(third.text(), "b-base");
+    assert_eq!(third.header("connection"), Some("close"));
+    assert_eq!(first.header("x-lane-served-by"), Some("demo.b@baseline"));
+    assert!(closes(&mut s).await);
+}
+
+#[tokio::test]
+async fn http_1_0_clients_get_keep_alive_only_when_they_ask() {
+    let (base, _s) = backend("b-base").await;
+    let r = router_to(base).await;
+
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.0\r\nHost: {B}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let got = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((got.status, got.text().as_str()), (200, "b-base"));
+    assert_eq!(got.header("connection"), Some("close"));
+    assert!(closes(&mut s).await);
+
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    for _ in 0..2 {
+        s.write_all(
+            format!("GET / HTTP/1.0\r\nHost: {B}\r\nConnection: keep-alive\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let got = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(got.text(), "b-base");
+        assert_eq!(got.header("connection"), Some("keep-alive"));
+    }
+}
+
+#[tokio::test]
+async fn chunked_bodies_pass_through_both_ways() {
+    // Upstream echoes the request's (chunked) body back chunked, with a trailer, after checking
+    // what the router sent it.
+    let up = scripted(|mut s| async move {
+        let head = read_head(&mut s).await.to_ascii_lowercase();
+        assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+        assert!(!head.contains("content-length"), "{head}");
+        let mut body = Vec::new();
+        while !body.ends_with(b"0\r\n\r\n") {
+            let mut chunk = [0u8; 256];
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            body.extend_from_slice(&chunk[..n]);
+        }
+        let mut resp =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n".to_vec();
+        resp.extend_from_slice(&body[..body.len() - 2]);
+        resp.extend_from_slice(b"x-sum: 7\r\n\r\n");
+        s.write_all(&resp).await.unwrap();
+    })
+    .await;
+    let r = router_to(up).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: {B}\r\nTransfer-Encoding: chunked\r\n\r\n\
+             3\r\nabc\r\n4;note=x\r\ndefg\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The raw bytes: the chunking and the trailer arrive as upstream sent them.
+    let mut raw = Vec::new();
+    while !raw.ends_with(b"x-sum: 7\r\n\r\n") {
+        read_more(&mut s, &mut raw).await;
+    }
+    let text = String::from_utf8(raw).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\n3\r\nabc\r\n4;note=x\r\ndefg\r\n0\r\nx-sum: 7\r\n\r\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_chunked_response_to_an_http_1_0_client_is_decoded() {
+    let up = scripted(|mut s| async move {
+        read_head(&mut s).await;
+        s.write_all(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    })
+    .await;
+    let r = router_to(up).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.0\r\nHost: {B}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let got = read_response(&mut s, &mut Vec::new(), false).await;
+    assert_eq!(got.header("transfer-encoding"), None);
+    assert_eq!(got.header("connection"), Some("close"));
+    assert_eq!(got.text(), "hello");
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_relayed() {
+    let (base, _s) = backend("b-base").await;
+    let r = router_to(base).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(
+        format!("PUT / HTTP/1.1\r\nHost: {B}\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The client holds its body until the interim response arrives.
+    let mut buf = Vec::new();
+    let interim = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(interim.status, 100);
+    s.write_all(b"hello").await.unwrap();
+    let got = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((got.status, got.text().as_str()), (200, "b-base got hello"));
+}
+
+#[tokio::test]
+async fn upgrades_are_tunnelled_after_101() {
+    let up = scripted(|mut s| async move {
+        let head = read_head(&mut s).await.to_ascii_lowercase();
+        assert!(head.contains("connection: upgrade\r\n"), "{head}");
+        assert!(head.contains("upgrade: echo\r\n"), "{head}");
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut chunk = [0u8; 256];
+        while let Ok(n) = s.read(&mut chunk).await {
+            if n == 0 || s.write_all(&chunk[..n]).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    let r = router_to(up).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(
+        format!("GET /ws HTTP/1.1\r\nHost: {B}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let got = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(got.status, 101);
+    assert_eq!(got.header("upgrade"), Some("echo"));
+    assert_eq!(got.header("x-lane-served-by"), Some("demo.b@baseline"));
+    for word in ["ping", "pong, both ways"] {
+        s.write_all(word.as_bytes()).await.unwrap();
+        buf.clear();
+        while buf.len() < word.len() {
+            read_more(&mut s, &mut buf).await;
+        }
+        assert_eq!(buf, word.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn malformed_requests_get_a_clear_400_and_the_connection_closes() {
+    let (base, _s) = backend("b-base").await;
+    let r = router_to(base).await;
+    for (raw, status, says) in [
+        ("GARBAGE\r\n\r\n".to_owned(), 400, "not valid HTTP/1.1"),
+        (
+            format!(
+                "POST / HTTP/1.1\r\nHost: {B}\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            400,
+            "both Transfer-Encoding and Content-Length",
+        ),
+        (
+            format!("POST / HTTP/1.1\r\nHost: {B}\r\nContent-Length: x\r\n\r\n"),
+            400,
+            "Content-Length is not a number",
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: {B}\r\nHost: other\r\n\r\n"),
+            400,
+            "more than one Host",
+        ),
+        (
+            format!("POST / HTTP/1.1\r\nHost: {B}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+            400,
+            "malformed chunked",
+        ),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: {B}\r\nx-big: {}\r\n\r\n",
+                "a".repeat(70_000)
+            ),
+            431,
+            "larger than 64 KiB",
+        ),
+        (
+            "CONNECT b.demo.localhost:443 HTTP/1.1\r\nHost: b.demo.localhost:443\r\n\r\n"
+                .to_owned(),
+            405,
+            "CONNECT is not supported",
+        ),
+    ] {
+        let mut s = TcpStream::connect(r.addr).await.unwrap();
+        s.write_all(raw.as_bytes()).await.unwrap();
+        let got = read_response(&mut s, &mut Vec::new(), false).await;
+        assert_eq!(got.status, status, "{}", got.text());
+        assert!(got.text().contains(says), "{}", got.text());
+        assert_eq!(got.header("connection"), Some("close"));
+        assert!(closes(&mut s).await);
+    }
+    // The router goes on serving.
+    let got = get(&client(), r.addr, B, "/", &[]).await;
+    assert_eq!(got.body, "b-base");
+}
+
+#[tokio::test]
+async fn a_kept_upstream_connection_closed_by_upstream_is_replaced() {
+    // Answers one request per connection, keep-alive by its headers, then closes.
+    let up = scripted(|mut s| async move {
+        read_head(&mut s).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+    })
+    .await;
+    let r = router_to(up).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for i in 0..5 {
+        if i > 0 {
+            // Let upstream's close arrive before the next request.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let got = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(
+            (got.status, got.text().as_str()),
+            (200, "ok"),
+            "request {i}"
+        );
+    }
+    // Without the pause, the close may race the next request: a GET is then sent again on a new
+    // connection.
+    for i in 0..20 {
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let got = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(
+            (got.status, got.text().as_str()),
+            (200, "ok"),
+            "request {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn broken_upstream_responses_are_502s_that_say_why() {
+    let garbage = scripted(|mut s| async move {
+        read_head(&mut s).await;
+        s.write_all(b"this is not http\r\n\r\n").await.unwrap();
+    })
+    .await;
+    let silent = scripted(|mut s| async move {
+        read_head(&mut s).await;
+    })
+    .await;
+    let short = scripted(|mut s| async move {
+        read_head(&mut s).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+            .await
+            .unwrap();
+    })
+    .await;
+    for (up, says) in [
+        (garbage, "not valid HTTP/1.1"),
+        (silent, "closed the connection without answering"),
+    ] {
+        let r = router_to(up).await;
+        let got = get(&client(), r.addr, B, "/", &[]).await;
+        assert_eq!(got.status, 502);
+        assert!(got.body.contains(says), "{}", got.body);
+        assert!(got.body.contains(&up.to_string()), "{}", got.body);
+        assert_eq!(got.served_by(), "demo.b@baseline");
+    }
+    // A body cut short: the head went out already, so the client sees the connection end early.
+    let r = router_to(short).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all)).await;
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("\r\n\r\nabc"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_response_delimited_by_close_reaches_the_client_whole() {
+    let up = scripted(|mut s| async move {
+        read_head(&mut s).await;
+        s.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+            .await
+            .unwrap();
+    })
+    .await;
+    let r = router_to(up).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let got = read_response(&mut s, &mut Vec::new(), false).await;
+    assert_eq!(got.text(), "until the end");
+    assert_eq!(got.header("connection"), Some("close"));
+}
+
+#[tokio::test]
+async fn a_client_gone_mid_body_does_not_disturb_others() {
+    let (base, _s) = backend("b-base").await;
+    let r = router_to(base).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(
+        format!("POST / HTTP/1.1\r\nHost: {B}\r\nContent-Length: 1000\r\n\r\nonly").as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(s);
+    let got = get(&client(), r.addr, B, "/", &[]).await;
+    assert_eq!(got.body, "b-base");
+    let got = get(&client(), r.addr, "localhost", "/metrics", &[]).await;
+    assert!(got.body.contains("lane_router_up 1"));
+}
+
+#[tokio::test]
+async fn head_requests_and_admin_over_raw_http() {
+    let (base, _s) = backend("b-base").await;
+    let r = router_to(base).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    let mut buf = Vec::new();
+    s.write_all(format!("HEAD / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let got = read_response(&mut s, &mut buf, true).await;
+    assert_eq!((got.status, got.header("content-length")), (200, Some("6")));
+    // Absolute form, as a forward proxy would send it; the body must not have been sent above.
+    s.write_all(format!("GET http://{B}/ HTTP/1.1\r\nHost: ignored\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let got = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(got.text(), "b-base");
+    s.write_all(b"GET /healthz?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((got.status, got.text().as_str()), (200, "ok\n"));
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_and_closes_idle_connections() {
+    let (base, _s) = backend("b-base").await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = lane_router::Router::new(
+        lane_router::RouterConfig::default(),
+        lane_router::TableHandle::new(table(vec![ep("demo.b", "baseline", true, base)], &[], 1)),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(router.serve(listener, async {
+        let _ = rx.await;
+    }));
+
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    let mut busy = TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    idle.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    read_response(&mut idle, &mut buf, false).await;
+    busy.write_all(format!("GET /slow?ms=400 HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tx.send(()).unwrap();
+
+    assert!(closes(&mut idle).await, "the idle connection is closed");
+    let got = read_response(&mut busy, &mut Vec::new(), false).await;
+    assert_eq!((got.status, got.text().as_str()), (200, "b-base"));
+    assert_eq!(got.header("connection"), Some("close"));
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("serve returns once connections are done")
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
+}
