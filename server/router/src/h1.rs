@@ -15,6 +15,7 @@
 //! each downstream connection owns its upstream connections (one per target, up to
 //! [`MAX_KEPT`]), so a request never waits on a pool lock or a spawned task.
 
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,10 +73,6 @@ pub(crate) async fn serve(
         let len = match conn.next_head().await {
             Ok(Some(len)) => len,
             Ok(None) => return,
-            Err(HeadError::Malformed(why)) => {
-                conn.reply_and_close(StatusCode::BAD_REQUEST, &why).await;
-                return;
-            }
             Err(HeadError::TooLarge) => {
                 let why = format!("the request head is larger than {} KiB", MAX_HEAD / 1024);
                 conn.reply_and_close(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &why)
@@ -118,7 +115,6 @@ struct Upstream {
 }
 
 enum HeadError {
-    Malformed(String),
     TooLarge,
     Io,
 }
@@ -167,21 +163,11 @@ impl Conn {
             {
                 self.rbuf.advance(1);
             }
-            if !self.rbuf.is_empty() {
-                let mut headers = [EMPTY_HEADER; MAX_HEADERS];
-                match httparse::Request::new(&mut headers).parse(&self.rbuf) {
-                    Ok(Status::Complete(len)) => return Ok(Some(len)),
-                    Ok(Status::Partial) if self.rbuf.len() >= MAX_HEAD => {
-                        return Err(HeadError::TooLarge);
-                    }
-                    Ok(Status::Partial) => {}
-                    Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-                    Err(e) => {
-                        return Err(HeadError::Malformed(format!(
-                            "the request is not valid HTTP/1.1 ({e})"
-                        )));
-                    }
-                }
+            match head_end(&self.rbuf) {
+                Some(len) if len <= MAX_HEAD => return Ok(Some(len)),
+                Some(_) => return Err(HeadError::TooLarge),
+                None if self.rbuf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
+                None => {}
             }
             self.rbuf.reserve(READ_CHUNK);
             let read = if self.rbuf.is_empty() {
@@ -206,12 +192,25 @@ impl Conn {
     }
 
     async fn exchange(&mut self, head: &Bytes) -> Next {
-        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        if !matches!(req.parse(head), Ok(Status::Complete(_))) {
-            // next_head parsed these very bytes.
-            self.reply_and_close(StatusCode::BAD_REQUEST, "unparsable request head")
-                .await;
+        let mut slots = [const { MaybeUninit::<Header>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let problem = match req.parse_with_uninit_headers(head, &mut slots) {
+            Ok(Status::Complete(_)) => None,
+            Err(httparse::Error::TooManyHeaders) => Some((
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("the request has more than {MAX_HEADERS} header fields"),
+            )),
+            Err(e) => Some((
+                StatusCode::BAD_REQUEST,
+                format!("the request is not valid HTTP/1.1 ({e})"),
+            )),
+            Ok(Status::Partial) => Some((
+                StatusCode::BAD_REQUEST,
+                "the request is not valid HTTP/1.1".to_owned(),
+            )),
+        };
+        if let Some((status, why)) = problem {
+            self.reply_and_close(status, &why).await;
             return Next::Close;
         }
         let method = req.method.unwrap_or("GET");
@@ -348,7 +347,7 @@ impl Conn {
         // the body streams up. A reused connection that upstream closed meanwhile is replaced once
         // if the request can be sent again.
         let mut request_sent = true;
-        let resp_len = loop {
+        let resp_head = loop {
             let sent = up.stream.write_all(&self.wbuf).await;
             let got = match sent {
                 Err(e) => Err(UpError::Io(e)),
@@ -394,7 +393,7 @@ impl Conn {
                 }
             };
             match got {
-                Ok(len) => break len,
+                Ok(head) => break head,
                 Err(e) if up.reused && replayable && e.nothing_received() => {
                     // A kept connection upstream had closed: send the same bytes (head and whole
                     // body, still in wbuf) once more on a new one.
@@ -424,11 +423,17 @@ impl Conn {
         let request_done = request_sent && body.is_done();
 
         // The response head, rewritten for downstream.
-        let resp_head = up.buf.split_to(resp_len).freeze();
-        let mut rheaders = [EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut rheaders);
-        if !matches!(resp.parse(&resp_head), Ok(Status::Complete(_))) {
-            let why = fail(self, "unparsable response head".into());
+        let mut slots = [const { MaybeUninit::<Header>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, &resp_head, &mut slots);
+        if !matches!(parsed, Ok(Status::Complete(_))) {
+            let why = match parsed {
+                Err(httparse::Error::TooManyHeaders) => UpError::TooLarge,
+                Err(e) => UpError::Malformed(e.to_string()),
+                Ok(_) => UpError::Malformed("incomplete head".into()),
+            };
+            let why = fail(self, why.to_string());
             return self
                 .gateway_error(&why, &served_by, invalid.as_ref(), keep && body.is_done())
                 .await;
@@ -563,12 +568,8 @@ impl Conn {
     async fn upstream(&mut self, addr: SocketAddr) -> Result<Upstream, String> {
         while let Some(i) = self.kept.iter().position(|u| u.addr == addr) {
             let up = self.kept.swap_remove(i);
-            // Idle: nothing to read. EOF or stray bytes: unusable. (This read also resets the
-            // socket's readiness, so the response read below waits without a wasted call.)
-            let mut probe = [0u8; 1];
-            match up.stream.try_read(&mut probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(up),
-                _ => continue,
+            if idle(&up.stream) {
+                return Ok(up);
             }
         }
         self.connect(addr).await
@@ -822,6 +823,68 @@ fn put_header(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     w.extend_from_slice(b"\r\n");
 }
 
+/// The length of the head at the front of `buf` (through its empty line, CRLF or bare LF), once it
+/// is all there.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = buf[from..].iter().position(|b| *b == b'\n') {
+        let at = from + i;
+        match buf.get(at + 1..) {
+            Some([b'\n', ..]) => return Some(at + 2),
+            Some([b'\r', b'\n', ..]) => return Some(at + 3),
+            _ => from = at + 1,
+        }
+    }
+    None
+}
+
+/// Whether a response head is an interim one to pass on (1xx, but not 101).
+fn is_interim(head: &[u8]) -> bool {
+    head.len() > 12 && head.starts_with(b"HTTP/1.") && head[9] == b'1' && &head[9..12] != b"101"
+}
+
+/// An interim response head, rewritten for downstream into `out`.
+fn interim_head(head: &[u8], out: &mut Vec<u8>) -> Result<(), UpError> {
+    let mut headers = [EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(head) {
+        Ok(Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => return Err(UpError::TooLarge),
+        Err(e) => return Err(UpError::Malformed(e.to_string())),
+        Ok(Status::Partial) => return Err(UpError::Malformed("incomplete head".into())),
+    }
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&itoa3(resp.code.unwrap_or(100)));
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        if !is_hop_by_hop(h, resp.headers) {
+            put_header(out, h.name.as_bytes(), h.value);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// Whether a kept upstream connection is idle: upstream has neither closed it nor sent anything
+/// unasked. Costs no system call in the common case: tokio clears a socket's read readiness after
+/// a short read (the last read of a response), and sets it again only when epoll reports the
+/// socket readable, which for an idle connection means EOF or stray bytes. When readiness is set,
+/// one non-blocking read tells which.
+fn idle(stream: &TcpStream) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        std::task::Poll::Pending => true,
+        std::task::Poll::Ready(Err(_)) => false,
+        std::task::Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
 fn is_idempotent(method: &str) -> bool {
     matches!(
         method,
@@ -899,16 +962,15 @@ impl std::fmt::Display for UpError {
     }
 }
 
-/// Reads until a final response head is at the front of `buf`; its length. Interim responses
-/// (1xx other than 101) are passed to `down` when `relay` (the client speaks HTTP/1.1), else
-/// dropped.
+/// Reads until a final response head has come; takes it off `buf`. Interim responses (1xx other
+/// than 101) are passed to `down` when `relay` (the client speaks HTTP/1.1), else dropped.
 async fn read_response_head<R, W>(
     up: &mut R,
     buf: &mut BytesMut,
     down: &mut W,
     relay: bool,
     scratch: &mut Vec<u8>,
-) -> Result<usize, UpError>
+) -> Result<Bytes, UpError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -917,43 +979,22 @@ where
     loop {
         if !buf.is_empty() {
             received = true;
-            let interim = {
-                let mut headers = [EMPTY_HEADER; MAX_HEADERS];
-                let mut resp = httparse::Response::new(&mut headers);
-                match resp.parse(buf) {
-                    Ok(Status::Complete(len)) => {
-                        let code = resp.code.unwrap_or(0);
-                        if !(100..200).contains(&code) || code == 101 {
-                            return Ok(len);
-                        }
-                        if relay {
-                            scratch.clear();
-                            scratch.extend_from_slice(b"HTTP/1.1 ");
-                            scratch.extend_from_slice(&itoa3(code));
-                            scratch.push(b' ');
-                            scratch.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
-                            scratch.extend_from_slice(b"\r\n");
-                            for h in resp.headers.iter() {
-                                if !is_hop_by_hop(h, resp.headers) {
-                                    put_header(scratch, h.name.as_bytes(), h.value);
-                                }
-                            }
-                            scratch.extend_from_slice(b"\r\n");
-                        }
-                        Some(len)
+            match head_end(buf) {
+                Some(len) if len > MAX_HEAD => return Err(UpError::TooLarge),
+                Some(len) if is_interim(&buf[..len]) => {
+                    if relay {
+                        interim_head(&buf[..len], scratch)?;
                     }
-                    Ok(Status::Partial) if buf.len() >= MAX_HEAD => return Err(UpError::TooLarge),
-                    Ok(Status::Partial) => None,
-                    Err(httparse::Error::TooManyHeaders) => return Err(UpError::TooLarge),
-                    Err(e) => return Err(UpError::Malformed(e.to_string())),
+                    buf.advance(len);
+                    if relay && down.write_all(scratch).await.is_err() {
+                        return Err(UpError::Downstream);
+                    }
+                    continue;
                 }
-            };
-            if let Some(len) = interim {
-                buf.advance(len);
-                if relay && down.write_all(scratch).await.is_err() {
-                    return Err(UpError::Downstream);
-                }
-                continue;
+                // The final head; parsed once, by the caller.
+                Some(len) => return Ok(buf.split_to(len).freeze()),
+                None if buf.len() >= MAX_HEAD => return Err(UpError::TooLarge),
+                None => {}
             }
         }
         buf.reserve(READ_CHUNK);
@@ -1295,6 +1336,18 @@ mod tests {
             .collect();
         assert_eq!(kept, ["TE", "x-lane"]);
         assert!(has_token(&h, "KEEP-ALIVE"));
+    }
+
+    #[test]
+    fn heads_end_at_the_first_empty_line() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"), Some(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\nbody"), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r"), None);
+        assert!(is_interim(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        assert!(is_interim(b"HTTP/1.1 103 Early Hints\r\n\r\n"));
+        assert!(!is_interim(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"));
+        assert!(!is_interim(b"HTTP/1.1 200 OK\r\n\r\n"));
     }
 
     #[test]

@@ -391,6 +391,14 @@ async fn malformed_requests_get_a_clear_400_and_the_connection_closes() {
             "larger than 64 KiB",
         ),
         (
+            format!(
+                "GET / HTTP/1.1\r\nHost: {B}\r\n{}\r\n",
+                "x-h: 1\r\n".repeat(200)
+            ),
+            431,
+            "more than 128 header fields",
+        ),
+        (
             "CONNECT b.demo.localhost:443 HTTP/1.1\r\nHost: b.demo.localhost:443\r\n\r\n"
                 .to_owned(),
             405,
