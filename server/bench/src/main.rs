@@ -25,7 +25,7 @@ use lane_router::{Router, RouterConfig, Table, TableHandle};
 use tokio::net::{TcpListener, TcpStream};
 
 const HOST: &str = "b.demo.localhost";
-const ROUNDS: u32 = 3;
+const ROUNDS: u32 = 5;
 
 struct Args {
     duration: Duration,
@@ -321,62 +321,122 @@ struct Sample {
     all: u64,
     /// CPU time the server under test used over the whole run, warm-up included.
     cpu: Option<Duration>,
+    /// CPU time the load generator (this thread) used over the whole run.
+    client_cpu: Option<Duration>,
 }
 
 enum Sender {
-    H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
+    H1(RawH1),
     H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+}
+
+/// The HTTP/1.1 load client: a keep-alive connection that writes one prepared request and reads
+/// the response head (`httparse`) and its `Content-Length` body. Lean on purpose: the load
+/// generator shares the two cores with the proxy under test, so every microsecond it spends is one
+/// the proxy does not get (a hyper client used ≈ as much CPU per request as the proxy itself).
+struct RawH1 {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+const H1_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: b.demo.localhost\r\nx-lane: feature-x\r\n\r\n";
+
+impl RawH1 {
+    /// One request; the status, and `x-lane-served-by` when `served_by`.
+    async fn send(&mut self, served_by: bool) -> Option<(u16, Option<String>)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(H1_REQUEST).await.ok()?;
+        self.buf.clear();
+        loop {
+            let parsed = {
+                let mut headers = [httparse::EMPTY_HEADER; 16];
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(&self.buf).ok()? {
+                    httparse::Status::Complete(head) => {
+                        let value = |name: &str| {
+                            resp.headers
+                                .iter()
+                                .find(|h| h.name.eq_ignore_ascii_case(name))
+                                .map(|h| h.value)
+                        };
+                        let len: usize = std::str::from_utf8(value("content-length")?)
+                            .ok()?
+                            .parse()
+                            .ok()?;
+                        let who = if served_by {
+                            value("x-lane-served-by")
+                                .map(|v| String::from_utf8_lossy(v).into_owned())
+                        } else {
+                            None
+                        };
+                        Some((head + len, resp.code?, who))
+                    }
+                    httparse::Status::Partial => None,
+                }
+            };
+            if let Some((total, code, who)) = parsed {
+                while self.buf.len() < total {
+                    self.buf.reserve(4096);
+                    if self.stream.read_buf(&mut self.buf).await.ok()? == 0 {
+                        return None;
+                    }
+                }
+                return Some((code, who));
+            }
+            self.buf.reserve(4096);
+            if self.stream.read_buf(&mut self.buf).await.ok()? == 0 {
+                return None;
+            }
+        }
+    }
 }
 
 async fn connect(addr: SocketAddr, proto: Proto) -> Sender {
     let stream = TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
-    let io = TokioIo::new(stream);
     match proto {
-        Proto::H1 => {
-            let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-            tokio::spawn(conn);
-            Sender::H1(send)
-        }
+        Proto::H1 => Sender::H1(RawH1 {
+            stream,
+            buf: Vec::with_capacity(4096),
+        }),
         Proto::H2 => {
-            let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                .await
-                .unwrap();
+            let (send, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await
+                    .unwrap();
             tokio::spawn(conn);
             Sender::H2(send)
         }
     }
 }
 
-fn request(proto: Proto, port: u16) -> Request<Empty<Bytes>> {
-    let b = match proto {
-        Proto::H1 => Request::get("/").header("host", HOST),
-        Proto::H2 => Request::get(format!("http://{HOST}:{port}/")).version(http::Version::HTTP_2),
-    };
-    b.header("x-lane", "feature-x").body(Empty::new()).unwrap()
-}
-
-/// One request; `Some(served-by)` on a 200.
-async fn one(sender: &mut Sender, proto: Proto, port: u16) -> Option<Option<String>> {
-    let req = request(proto, port);
-    let resp = match sender {
-        Sender::H1(s) => {
-            s.ready().await.ok()?;
-            s.send_request(req).await.ok()?
+/// One request; `Some(served-by)` on a 200 (`served-by` read only when `served_by`).
+async fn one(sender: &mut Sender, port: u16, served_by: bool) -> Option<Option<String>> {
+    let s = match sender {
+        Sender::H1(raw) => {
+            let (code, who) = raw.send(served_by).await?;
+            return (code == 200).then_some(who);
         }
-        Sender::H2(s) => {
-            s.ready().await.ok()?;
-            s.send_request(req).await.ok()?
-        }
+        Sender::H2(s) => s,
     };
+    let req = Request::get(format!("http://{HOST}:{port}/"))
+        .version(http::Version::HTTP_2)
+        .header("x-lane", "feature-x")
+        .body(Empty::new())
+        .unwrap();
+    s.ready().await.ok()?;
+    let resp = s.send_request(req).await.ok()?;
     let ok = resp.status() == 200;
-    let served_by = resp
-        .headers()
-        .get("x-lane-served-by")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let who = if served_by {
+        resp.headers()
+            .get("x-lane-served-by")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    } else {
+        None
+    };
     resp.into_body().collect().await.ok()?;
-    ok.then_some(served_by)
+    ok.then_some(who)
 }
 
 async fn load(addr: SocketAddr, proto: Proto, conns: usize, duration: Duration) -> Sample {
@@ -395,7 +455,7 @@ async fn load(addr: SocketAddr, proto: Proto, conns: usize, duration: Duration) 
                 if t0 >= end {
                     break;
                 }
-                let ok = one(&mut sender, proto, addr.port()).await.is_some();
+                let ok = one(&mut sender, addr.port(), false).await.is_some();
                 all += u64::from(ok);
                 if t0 >= measure_from {
                     requests += 1;
@@ -415,6 +475,7 @@ async fn load(addr: SocketAddr, proto: Proto, conns: usize, duration: Duration) 
                 latencies_ns: lat,
                 all,
                 cpu: None,
+                client_cpu: None,
             }
         }));
     }
@@ -439,6 +500,8 @@ struct Row {
     errors: u64,
     /// CPU time of the server under test per request, µs.
     cpu_us: Option<f64>,
+    /// CPU time of the load generator per request, µs.
+    client_cpu_us: Option<f64>,
 }
 
 fn pct(sorted: &[u32], p: f64) -> f64 {
@@ -503,7 +566,7 @@ fn main() {
         // Sanity: every target answers, and the router really routes to the lane.
         for (name, addr, proto, _) in &targets {
             let mut s = connect(*addr, *proto).await;
-            let served = one(&mut s, *proto, addr.port()).await;
+            let served = one(&mut s, addr.port(), true).await;
             assert!(served.is_some(), "{name} did not answer 200");
             if *name == "lane router" {
                 assert_eq!(served.unwrap().as_deref(), Some("demo.b@feature-x"));
@@ -517,8 +580,10 @@ fn main() {
             for _ in 0..ROUNDS {
                 for (i, (_, addr, proto, stat)) in targets.iter().enumerate() {
                     let cpu0 = stat.as_deref().and_then(cpu_time);
+                    let me0 = cpu_time("/proc/thread-self/stat");
                     let s = load(*addr, *proto, conns, slice).await;
                     let cpu1 = stat.as_deref().and_then(cpu_time);
+                    let me1 = cpu_time("/proc/thread-self/stat");
                     let total = &mut samples[i];
                     total.requests += s.requests;
                     total.errors += s.errors;
@@ -526,6 +591,10 @@ fn main() {
                     total.latencies_ns.extend(s.latencies_ns);
                     total.cpu = match (cpu0, cpu1) {
                         (Some(a), Some(b)) => Some(total.cpu.unwrap_or_default() + (b - a)),
+                        _ => None,
+                    };
+                    total.client_cpu = match (me0, me1) {
+                        (Some(a), Some(b)) => Some(total.client_cpu.unwrap_or_default() + (b - a)),
                         _ => None,
                     };
                 }
@@ -544,9 +613,13 @@ fn main() {
                         .cpu
                         .filter(|_| s.all > 0)
                         .map(|cpu| cpu.as_secs_f64() * 1e6 / s.all as f64),
+                    client_cpu_us: s
+                        .client_cpu
+                        .filter(|_| s.all > 0)
+                        .map(|cpu| cpu.as_secs_f64() * 1e6 / s.all as f64),
                 };
                 eprintln!(
-                    "  {:<8} {:>3} conns {:<12} {:>9.0} req/s  p50 {:>7.1} µs  p99 {:>7.1} µs  CPU {:>5.1} µs/req  errors {}",
+                    "  {:<8} {:>3} conns {:<12} {:>9.0} req/s  p50 {:>7.1} µs  p99 {:>7.1} µs  CPU {:>5.1} µs/req (client {:>5.1})  errors {}",
                     row.proto,
                     row.conns,
                     row.target,
@@ -554,6 +627,7 @@ fn main() {
                     row.p50_us,
                     row.p99_us,
                     row.cpu_us.unwrap_or(f64::NAN),
+                    row.client_cpu_us.unwrap_or(f64::NAN),
                     row.errors
                 );
                 rows.push(row);
@@ -606,18 +680,23 @@ fn main() {
         // for scale: less sensitive to the machine's load than req/s and latency.
         println!();
         println!(
-            "| conns | backend CPU µs/req (direct) | router CPU µs/req | nginx CPU µs/req | router/nginx CPU |"
+            "| conns | backend CPU µs/req (direct) | router CPU µs/req | nginx CPU µs/req | router/nginx CPU | load generator CPU µs/req (router, nginx) |"
         );
-        println!("| ---: | ---: | ---: | ---: | ---: |");
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
         for &c in &args.connections {
-            let cpu = |t: &str| {
+            let row = |t: &str| {
                 rows.iter()
                     .find(|r| r.proto == "http/1.1" && r.conns == c && r.target == t)
-                    .and_then(|r| r.cpu_us)
-                    .unwrap_or(f64::NAN)
             };
+            let cpu = |t: &str| row(t).and_then(|r| r.cpu_us).unwrap_or(f64::NAN);
+            let client = |t: &str| row(t).and_then(|r| r.client_cpu_us).unwrap_or(f64::NAN);
             let (d, r, n) = (cpu("direct"), cpu("lane router"), cpu("nginx"));
-            println!("| {c} | {d:.1} | {r:.1} | {n:.1} | {:.2} |", r / n);
+            println!(
+                "| {c} | {d:.1} | {r:.1} | {n:.1} | {:.2} | {:.1}, {:.1} |",
+                r / n,
+                client("lane router"),
+                client("nginx")
+            );
         }
     }
     println!(
@@ -638,7 +717,7 @@ fn main() {
             let t0 = Instant::now();
             handle.update(table(backend_addr, with_lane, 10 + i as u64));
             loop {
-                let got = one(&mut s, Proto::H1, router_addr.port()).await.flatten();
+                let got = one(&mut s, router_addr.port(), true).await.flatten();
                 if got.as_deref() == Some(want) {
                     break;
                 }

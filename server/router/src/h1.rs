@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use http::StatusCode;
 use httparse::{EMPTY_HEADER, Header, Status};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -65,6 +65,8 @@ pub(crate) async fn serve(
         stop,
         down,
         rbuf,
+        head: Vec::with_capacity(1024),
+        rhead: Vec::with_capacity(1024),
         wbuf: Vec::with_capacity(1024),
         scratch: Vec::new(),
         kept: Vec::new(),
@@ -81,8 +83,14 @@ pub(crate) async fn serve(
             }
             Err(HeadError::Io) => return,
         };
-        let head = conn.rbuf.split_to(len).freeze();
-        match conn.exchange(&head).await {
+        // The head moves to its own buffer (reused), so the read buffer keeps its allocation.
+        let mut head = std::mem::take(&mut conn.head);
+        head.clear();
+        head.extend_from_slice(&conn.rbuf[..len]);
+        conn.rbuf.advance(len);
+        let next = conn.exchange(&head).await;
+        conn.head = head;
+        match next {
             Next::KeepAlive if !conn.stopping() => {}
             _ => return,
         }
@@ -97,6 +105,10 @@ struct Conn {
     down: TcpStream,
     /// Bytes read from downstream and not yet handled (the next request, or a body's start).
     rbuf: BytesMut,
+    /// The request head being handled.
+    head: Vec<u8>,
+    /// The response head being handled.
+    rhead: Vec<u8>,
     /// The head (and first body bytes) being written.
     wbuf: Vec<u8>,
     /// Body bytes on their way.
@@ -191,7 +203,7 @@ impl Conn {
         *self.stop.borrow()
     }
 
-    async fn exchange(&mut self, head: &Bytes) -> Next {
+    async fn exchange(&mut self, head: &[u8]) -> Next {
         let mut slots = [const { MaybeUninit::<Header>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let problem = match req.parse_with_uninit_headers(head, &mut slots) {
@@ -347,7 +359,8 @@ impl Conn {
         // the body streams up. A reused connection that upstream closed meanwhile is replaced once
         // if the request can be sent again.
         let mut request_sent = true;
-        let resp_head = loop {
+        let mut resp_head = std::mem::take(&mut self.rhead);
+        loop {
             let sent = up.stream.write_all(&self.wbuf).await;
             let got = match sent {
                 Err(e) => Err(UpError::Io(e)),
@@ -355,6 +368,7 @@ impl Conn {
                     read_response_head(
                         &mut up.stream,
                         &mut up.buf,
+                        &mut resp_head,
                         &mut self.down,
                         v11,
                         &mut self.scratch,
@@ -366,8 +380,14 @@ impl Conn {
                     let (mut dr, mut dw) = self.down.split();
                     let mut out = Vec::new();
                     let pump = pump(&mut dr, &mut self.rbuf, &mut uw, &mut body, &mut out);
-                    let head =
-                        read_response_head(&mut ur, &mut up.buf, &mut dw, v11, &mut self.scratch);
+                    let head = read_response_head(
+                        &mut ur,
+                        &mut up.buf,
+                        &mut resp_head,
+                        &mut dw,
+                        v11,
+                        &mut self.scratch,
+                    );
                     let mut pump = std::pin::pin!(pump);
                     let mut head = std::pin::pin!(head);
                     let mut pumping = true;
@@ -393,7 +413,7 @@ impl Conn {
                 }
             };
             match got {
-                Ok(head) => break head,
+                Ok(()) => break,
                 Err(e) if up.reused && replayable && e.nothing_received() => {
                     // A kept connection upstream had closed: send the same bytes (head and whole
                     // body, still in wbuf) once more on a new one.
@@ -419,7 +439,7 @@ impl Conn {
                         .await;
                 }
             }
-        };
+        }
         let request_done = request_sent && body.is_done();
 
         // The response head, rewritten for downstream.
@@ -557,6 +577,7 @@ impl Conn {
                 }
             }
         }
+        self.rhead = resp_head;
         if upstream_keeps && request_done && up.buf.is_empty() {
             up.reused = true;
             self.keep(up);
@@ -962,15 +983,17 @@ impl std::fmt::Display for UpError {
     }
 }
 
-/// Reads until a final response head has come; takes it off `buf`. Interim responses (1xx other
-/// than 101) are passed to `down` when `relay` (the client speaks HTTP/1.1), else dropped.
+/// Reads until a final response head has come; moves it from `buf` to `head`. Interim responses
+/// (1xx other than 101) are passed to `down` when `relay` (the client speaks HTTP/1.1), else
+/// dropped.
 async fn read_response_head<R, W>(
     up: &mut R,
     buf: &mut BytesMut,
+    head: &mut Vec<u8>,
     down: &mut W,
     relay: bool,
     scratch: &mut Vec<u8>,
-) -> Result<Bytes, UpError>
+) -> Result<(), UpError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -992,7 +1015,12 @@ where
                     continue;
                 }
                 // The final head; parsed once, by the caller.
-                Some(len) => return Ok(buf.split_to(len).freeze()),
+                Some(len) => {
+                    head.clear();
+                    head.extend_from_slice(&buf[..len]);
+                    buf.advance(len);
+                    return Ok(());
+                }
                 None if buf.len() >= MAX_HEAD => return Err(UpError::TooLarge),
                 None => {}
             }
