@@ -198,11 +198,11 @@ impl Conn {
         }
     }
 
-    /// Handles the request whose head is `head`: routes it and answers it.
     fn stopping(&self) -> bool {
         *self.stop.borrow()
     }
 
+    /// Handles the request whose head is `head`: routes it and answers it.
     async fn exchange(&mut self, head: &[u8]) -> Next {
         let mut slots = [const { MaybeUninit::<Header>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
@@ -288,47 +288,8 @@ impl Conn {
             } => (target, served_by, invalid),
         };
 
-        // The upstream request head.
         self.wbuf.clear();
-        let w = &mut self.wbuf;
-        w.extend_from_slice(method.as_bytes());
-        w.push(b' ');
-        if info.path.is_empty() || info.path.starts_with('?') {
-            w.push(b'/');
-        }
-        w.extend_from_slice(info.path.as_bytes());
-        w.extend_from_slice(b" HTTP/1.1\r\n");
-        let mut has_host = false;
-        for h in headers {
-            if h.name.eq_ignore_ascii_case("host") {
-                if info.absolute {
-                    continue;
-                }
-                has_host = true;
-            } else if h.name.eq_ignore_ascii_case("content-length") {
-                if info.framing == Framing::Chunked {
-                    continue;
-                }
-            } else if is_hop_by_hop(h, headers) {
-                continue;
-            }
-            put_header(w, h.name.as_bytes(), h.value);
-        }
-        if !has_host {
-            let host = match info.host {
-                Some(host) if info.absolute => host.to_owned(),
-                _ => host_for(target_addr),
-            };
-            put_header(w, b"host", host.as_bytes());
-        }
-        if info.framing == Framing::Chunked {
-            w.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        }
-        if let Some(protocol) = info.upgrade {
-            w.extend_from_slice(b"connection: upgrade\r\n");
-            put_header(w, b"upgrade", protocol);
-        }
-        w.extend_from_slice(b"\r\n");
+        upstream_head(&mut self.wbuf, method, &info, headers, target_addr);
 
         let mut body = BodyState::new(info.framing, false);
         if body.take(&mut self.rbuf, &mut self.wbuf).is_err() {
@@ -493,46 +454,16 @@ impl Conn {
             && !upgraded;
 
         self.wbuf.clear();
-        let w = &mut self.wbuf;
-        w.extend_from_slice(b"HTTP/1.1 ");
-        w.extend_from_slice(itoa3(code).as_slice());
-        w.push(b' ');
-        w.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
-        w.extend_from_slice(b"\r\n");
-        w.extend_from_slice(SERVED_BY.as_bytes());
-        w.extend_from_slice(b": ");
-        w.extend_from_slice(served_by.as_bytes());
-        for hop in values(rheaders, SERVED_BY) {
-            w.extend_from_slice(b", ");
-            w.extend_from_slice(hop);
-        }
-        w.extend_from_slice(b"\r\n");
-        for h in rheaders {
-            if h.name.eq_ignore_ascii_case(SERVED_BY)
-                || is_hop_by_hop(h, rheaders)
-                || (framing == Framing::Chunked && h.name.eq_ignore_ascii_case("content-length"))
-            {
-                continue;
-            }
-            put_header(w, h.name.as_bytes(), h.value);
-        }
-        if let Some(why) = &invalid {
-            put_header(w, INVALID.as_bytes(), why.as_bytes());
-        }
-        if framing == Framing::Chunked && !decode {
-            w.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        }
-        if upgraded {
-            w.extend_from_slice(b"connection: upgrade\r\n");
-            if let Some(protocol) = values(rheaders, "upgrade").next() {
-                put_header(w, b"upgrade", protocol);
-            }
-        } else if !keep {
-            w.extend_from_slice(b"connection: close\r\n");
-        } else if !v11 {
-            w.extend_from_slice(b"connection: keep-alive\r\n");
-        }
-        w.extend_from_slice(b"\r\n");
+        let to = Downstream {
+            served_by: served_by.as_bytes(),
+            invalid: invalid.as_ref().map(http::HeaderValue::as_bytes),
+            framing,
+            decode,
+            upgraded,
+            keep,
+            v11,
+        };
+        downstream_head(&mut self.wbuf, &resp, &to);
         self.inner
             .stats
             .status(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY));
@@ -688,6 +619,113 @@ impl Conn {
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Writes the head of the request to send upstream: origin-form target, HTTP/1.1, the client's
+/// headers minus hop-by-hop ones, `Host` kept (or the absolute URI's, or the target's), and the
+/// framing and upgrade headers this hop needs.
+fn upstream_head(
+    w: &mut Vec<u8>,
+    method: &str,
+    info: &ReqInfo,
+    headers: &[Header],
+    target: SocketAddr,
+) {
+    w.extend_from_slice(method.as_bytes());
+    w.push(b' ');
+    if info.path.is_empty() || info.path.starts_with('?') {
+        w.push(b'/');
+    }
+    w.extend_from_slice(info.path.as_bytes());
+    w.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut has_host = false;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("host") {
+            if info.absolute {
+                continue;
+            }
+            has_host = true;
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            if info.framing == Framing::Chunked {
+                continue;
+            }
+        } else if is_hop_by_hop(h, headers) {
+            continue;
+        }
+        put_header(w, h.name.as_bytes(), h.value);
+    }
+    if !has_host {
+        match info.host {
+            Some(host) if info.absolute => put_header(w, b"host", host.as_bytes()),
+            _ => put_header(w, b"host", host_for(target).as_bytes()),
+        }
+    }
+    if info.framing == Framing::Chunked {
+        w.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if let Some(protocol) = info.upgrade {
+        w.extend_from_slice(b"connection: upgrade\r\n");
+        put_header(w, b"upgrade", protocol);
+    }
+    w.extend_from_slice(b"\r\n");
+}
+
+/// How the response goes downstream.
+struct Downstream<'a> {
+    served_by: &'a [u8],
+    invalid: Option<&'a [u8]>,
+    framing: Framing,
+    /// Chunked upstream, sent decoded (to an HTTP/1.0 client).
+    decode: bool,
+    upgraded: bool,
+    keep: bool,
+    v11: bool,
+}
+
+/// Writes the head of the response to send downstream: status line, `x-lane-served-by` (this hop
+/// first, then the hops upstream reported), upstream's headers minus hop-by-hop ones, and this
+/// hop's framing and connection headers.
+fn downstream_head(w: &mut Vec<u8>, resp: &httparse::Response, to: &Downstream) {
+    let headers: &[Header] = resp.headers;
+    w.extend_from_slice(b"HTTP/1.1 ");
+    w.extend_from_slice(&itoa3(resp.code.unwrap_or(502)));
+    w.push(b' ');
+    w.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    w.extend_from_slice(b"\r\n");
+    w.extend_from_slice(SERVED_BY.as_bytes());
+    w.extend_from_slice(b": ");
+    w.extend_from_slice(to.served_by);
+    for hop in values(headers, SERVED_BY) {
+        w.extend_from_slice(b", ");
+        w.extend_from_slice(hop);
+    }
+    w.extend_from_slice(b"\r\n");
+    for h in headers {
+        if h.name.eq_ignore_ascii_case(SERVED_BY)
+            || is_hop_by_hop(h, headers)
+            || (to.framing == Framing::Chunked && h.name.eq_ignore_ascii_case("content-length"))
+        {
+            continue;
+        }
+        put_header(w, h.name.as_bytes(), h.value);
+    }
+    if let Some(why) = to.invalid {
+        put_header(w, INVALID.as_bytes(), why);
+    }
+    if to.framing == Framing::Chunked && !to.decode {
+        w.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if to.upgraded {
+        w.extend_from_slice(b"connection: upgrade\r\n");
+        if let Some(protocol) = values(headers, "upgrade").next() {
+            put_header(w, b"upgrade", protocol);
+        }
+    } else if !to.keep {
+        w.extend_from_slice(b"connection: close\r\n");
+    } else if !to.v11 {
+        w.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    w.extend_from_slice(b"\r\n");
+}
 
 fn request_info<'h>(
     target: &'h str,
