@@ -125,6 +125,18 @@ async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) {
     buf.extend_from_slice(&chunk[..n]);
 }
 
+/// A connection to `addr` on which `raw` has been sent.
+async fn open(addr: SocketAddr, raw: impl AsRef<[u8]>) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    write(&mut s, raw).await;
+    s
+}
+
+/// Writes all of `raw` to `s`.
+async fn write(s: &mut TcpStream, raw: impl AsRef<[u8]>) {
+    s.write_all(raw.as_ref()).await.unwrap();
+}
+
 /// Whether the peer closes `s` (within 5 s) with nothing more to read.
 async fn closes(s: &mut TcpStream) -> bool {
     let mut chunk = [0u8; 64];
@@ -172,17 +184,15 @@ async fn read_head(s: &mut TcpStream) -> String {
 async fn pipelined_requests_are_answered_in_order() {
     let (base, _s) = backend("b-base").await;
     let r = router_to(base).await;
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(
+    let mut s = open(
+        r.addr,
         format!(
             "GET /slow?ms=150 HTTP/1.1\r\nHost: {B}\r\n\r\n\
              POST / HTTP/1.1\r\nHost: {B}\r\nContent-Length: 3\r\n\r\nabc\
              GET / HTTP/1.1\r\nhost: {B}\r\nconnection: close\r\n\r\n"
-        )
-        .as_bytes(),
+        ),
     )
-    .await
-    .unwrap();
+    .await;
     let mut buf = Vec::new();
     let first = read_response(&mut s, &mut buf, false).await;
     let second = read_response(&mut s, &mut buf, false).await;
@@ -200,10 +210,7 @@ async fn http_1_0_clients_get_keep_alive_only_when_they_ask() {
     let (base, _s) = backend("b-base").await;
     let r = router_to(base).await;
 
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(format!("GET / HTTP/1.0\r\nHost: {B}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut s = open(r.addr, format!("GET / HTTP/1.0\r\nHost: {B}\r\n\r\n")).await;
     let mut buf = Vec::new();
     let got = read_response(&mut s, &mut buf, false).await;
     assert_eq!((got.status, got.text().as_str()), (200, "b-base"));
@@ -212,11 +219,11 @@ async fn http_1_0_clients_get_keep_alive_only_when_they_ask() {
 
     let mut s = TcpStream::connect(r.addr).await.unwrap();
     for _ in 0..2 {
-        s.write_all(
-            format!("GET / HTTP/1.0\r\nHost: {B}\r\nConnection: keep-alive\r\n\r\n").as_bytes(),
+        write(
+            &mut s,
+            format!("GET / HTTP/1.0\r\nHost: {B}\r\nConnection: keep-alive\r\n\r\n"),
         )
-        .await
-        .unwrap();
+        .await;
         let got = read_response(&mut s, &mut buf, false).await;
         assert_eq!(got.text(), "b-base");
         assert_eq!(got.header("connection"), Some("keep-alive"));
@@ -246,16 +253,14 @@ async fn chunked_bodies_pass_through_both_ways() {
     })
     .await;
     let r = router_to(up).await;
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(
+    let mut s = open(
+        r.addr,
         format!(
             "POST /echo HTTP/1.1\r\nHost: {B}\r\nTransfer-Encoding: chunked\r\n\r\n\
              3\r\nabc\r\n4;note=x\r\ndefg\r\n0\r\n\r\n"
-        )
-        .as_bytes(),
+        ),
     )
-    .await
-    .unwrap();
+    .await;
     // The raw bytes: the chunking and the trailer arrive as upstream sent them.
     let mut raw = Vec::new();
     while !raw.ends_with(b"x-sum: 7\r\n\r\n") {
@@ -282,10 +287,7 @@ async fn a_chunked_response_to_an_http_1_0_client_is_decoded() {
     })
     .await;
     let r = router_to(up).await;
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(format!("GET / HTTP/1.0\r\nHost: {B}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut s = open(r.addr, format!("GET / HTTP/1.0\r\nHost: {B}\r\n\r\n")).await;
     let got = read_response(&mut s, &mut Vec::new(), false).await;
     assert_eq!(got.header("transfer-encoding"), None);
     assert_eq!(got.header("connection"), Some("close"));
@@ -296,18 +298,16 @@ async fn a_chunked_response_to_an_http_1_0_client_is_decoded() {
 async fn expect_100_continue_is_relayed() {
     let (base, _s) = backend("b-base").await;
     let r = router_to(base).await;
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(
-        format!("PUT / HTTP/1.1\r\nHost: {B}\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
-            .as_bytes(),
+    let mut s = open(
+        r.addr,
+        format!("PUT / HTTP/1.1\r\nHost: {B}\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"),
     )
-    .await
-    .unwrap();
+    .await;
     // The client holds its body until the interim response arrives.
     let mut buf = Vec::new();
     let interim = read_response(&mut s, &mut buf, false).await;
     assert_eq!(interim.status, 100);
-    s.write_all(b"hello").await.unwrap();
+    write(&mut s, b"hello").await;
     let got = read_response(&mut s, &mut buf, false).await;
     assert_eq!((got.status, got.text().as_str()), (200, "b-base got hello"));
 }
@@ -332,13 +332,11 @@ async fn upgrades_are_tunnelled_after_101() {
     })
     .await;
     let r = router_to(up).await;
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(
-        format!("GET /ws HTTP/1.1\r\nHost: {B}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-            .as_bytes(),
+    let mut s = open(
+        r.addr,
+        format!("GET /ws HTTP/1.1\r\nHost: {B}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"),
     )
-    .await
-    .unwrap();
+    .await;
     let mut buf = Vec::new();
     let got = read_response(&mut s, &mut buf, false).await;
     assert_eq!(got.status, 101);
@@ -423,9 +421,7 @@ async fn a_kept_upstream_connection_closed_by_upstream_is_replaced() {
     // Answers one request per connection, keep-alive by its headers, then closes.
     let up = scripted(|mut s| async move {
         read_head(&mut s).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            .await
-            .unwrap();
+        write(&mut s, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
     })
     .await;
     let r = router_to(up).await;
@@ -436,9 +432,7 @@ async fn a_kept_upstream_connection_closed_by_upstream_is_replaced() {
             // Let upstream's close arrive before the next request.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        write(&mut s, format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n")).await;
         let got = read_response(&mut s, &mut buf, false).await;
         assert_eq!(
             (got.status, got.text().as_str()),
@@ -449,9 +443,7 @@ async fn a_kept_upstream_connection_closed_by_upstream_is_replaced() {
     // Without the pause, the close may race the next request: a GET is then sent again on a new
     // connection.
     for i in 0..20 {
-        s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        write(&mut s, format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n")).await;
         let got = read_response(&mut s, &mut buf, false).await;
         assert_eq!(
             (got.status, got.text().as_str()),
@@ -465,7 +457,7 @@ async fn a_kept_upstream_connection_closed_by_upstream_is_replaced() {
 async fn broken_upstream_responses_are_502s_that_say_why() {
     let garbage = scripted(|mut s| async move {
         read_head(&mut s).await;
-        s.write_all(b"this is not http\r\n\r\n").await.unwrap();
+        write(&mut s, b"this is not http\r\n\r\n").await;
     })
     .await;
     let silent = scripted(|mut s| async move {
@@ -474,9 +466,7 @@ async fn broken_upstream_responses_are_502s_that_say_why() {
     .await;
     let short = scripted(|mut s| async move {
         read_head(&mut s).await;
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
-            .await
-            .unwrap();
+        write(&mut s, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").await;
     })
     .await;
     for (up, says) in [
@@ -492,10 +482,7 @@ async fn broken_upstream_responses_are_502s_that_say_why() {
     }
     // A body cut short: the head went out already, so the client sees the connection end early.
     let r = router_to(short).await;
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut s = open(r.addr, format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n")).await;
     let mut all = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all)).await;
     let text = String::from_utf8_lossy(&all);
@@ -509,16 +496,15 @@ async fn broken_upstream_responses_are_502s_that_say_why() {
 async fn a_response_delimited_by_close_reaches_the_client_whole() {
     let up = scripted(|mut s| async move {
         read_head(&mut s).await;
-        s.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
-            .await
-            .unwrap();
+        write(
+            &mut s,
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+        )
+        .await;
     })
     .await;
     let r = router_to(up).await;
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let mut s = open(r.addr, format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n")).await;
     let got = read_response(&mut s, &mut Vec::new(), false).await;
     assert_eq!(got.text(), "until the end");
     assert_eq!(got.header("connection"), Some("close"));
@@ -528,12 +514,11 @@ async fn a_response_delimited_by_close_reaches_the_client_whole() {
 async fn a_client_gone_mid_body_does_not_disturb_others() {
     let (base, _s) = backend("b-base").await;
     let r = router_to(base).await;
-    let mut s = TcpStream::connect(r.addr).await.unwrap();
-    s.write_all(
-        format!("POST / HTTP/1.1\r\nHost: {B}\r\nContent-Length: 1000\r\n\r\nonly").as_bytes(),
+    let s = open(
+        r.addr,
+        format!("POST / HTTP/1.1\r\nHost: {B}\r\nContent-Length: 1000\r\n\r\nonly"),
     )
-    .await
-    .unwrap();
+    .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     drop(s);
     let got = get(&client(), r.addr, B, "/", &[]).await;
@@ -548,20 +533,22 @@ async fn head_requests_and_admin_over_raw_http() {
     let r = router_to(base).await;
     let mut s = TcpStream::connect(r.addr).await.unwrap();
     let mut buf = Vec::new();
-    s.write_all(format!("HEAD / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    write(&mut s, format!("HEAD / HTTP/1.1\r\nHost: {B}\r\n\r\n")).await;
     let got = read_response(&mut s, &mut buf, true).await;
     assert_eq!((got.status, got.header("content-length")), (200, Some("6")));
     // Absolute form, as a forward proxy would send it; the body must not have been sent above.
-    s.write_all(format!("GET http://{B}/ HTTP/1.1\r\nHost: ignored\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    write(
+        &mut s,
+        format!("GET http://{B}/ HTTP/1.1\r\nHost: ignored\r\n\r\n"),
+    )
+    .await;
     let got = read_response(&mut s, &mut buf, false).await;
     assert_eq!(got.text(), "b-base");
-    s.write_all(b"GET /healthz?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
+    write(
+        &mut s,
+        b"GET /healthz?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
     let got = read_response(&mut s, &mut buf, false).await;
     assert_eq!((got.status, got.text().as_str()), (200, "ok\n"));
 }
@@ -583,13 +570,13 @@ async fn shutdown_finishes_in_flight_requests_and_closes_idle_connections() {
     let mut idle = TcpStream::connect(addr).await.unwrap();
     let mut busy = TcpStream::connect(addr).await.unwrap();
     let mut buf = Vec::new();
-    idle.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    write(&mut idle, format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n")).await;
     read_response(&mut idle, &mut buf, false).await;
-    busy.write_all(format!("GET /slow?ms=400 HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    write(
+        &mut busy,
+        format!("GET /slow?ms=400 HTTP/1.1\r\nHost: {B}\r\n\r\n"),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     tx.send(()).unwrap();
 
