@@ -65,6 +65,7 @@ pub(crate) async fn serve(
         stop,
         down,
         rbuf,
+        v11: true,
         head: Vec::with_capacity(1024),
         rhead: Vec::with_capacity(1024),
         wbuf: Vec::with_capacity(1024),
@@ -79,7 +80,7 @@ pub(crate) async fn serve(
                 let why = format!("the request head is larger than {} KiB", MAX_HEAD / 1024);
                 conn.reply_and_close(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &why)
                     .await;
-                return;
+                return linger(&mut conn.down).await;
             }
             Err(HeadError::Io) => return,
         };
@@ -92,6 +93,30 @@ pub(crate) async fn serve(
         conn.head = head;
         match next {
             Next::KeepAlive if !conn.stopping() => {}
+            _ => return linger(&mut conn.down).await,
+        }
+    }
+}
+
+/// How long, and for how many bytes, a closing connection keeps reading what the client still
+/// sends.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Closes `down` gently: ends the write side (the response goes out and the client sees EOF), then
+/// reads and discards what the client still sends, for a little while. Closing a socket with
+/// unread data makes the kernel reset the connection, which can destroy the response just written
+/// (a 400 or 413 sent while the client was still sending).
+async fn linger(down: &mut TcpStream) {
+    if down.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut sink = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, down.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
             _ => return,
         }
     }
@@ -105,6 +130,8 @@ struct Conn {
     down: TcpStream,
     /// Bytes read from downstream and not yet handled (the next request, or a body's start).
     rbuf: BytesMut,
+    /// Whether the request being handled is HTTP/1.1 (else 1.0).
+    v11: bool,
     /// The request head being handled.
     head: Vec<u8>,
     /// The response head being handled.
@@ -154,6 +181,8 @@ struct ReqInfo<'h> {
     /// The request target in origin form (`*` for `OPTIONS *`); empty means `/`.
     path: &'h str,
     framing: Framing,
+    /// The request said its length (`Content-Length`, possibly 0).
+    has_length: bool,
     /// The client asked to close after this exchange (HTTP/1.1) or to keep the connection
     /// (HTTP/1.0).
     close: bool,
@@ -204,6 +233,7 @@ impl Conn {
 
     /// Handles the request whose head is `head`: routes it and answers it.
     async fn exchange(&mut self, head: &[u8]) -> Next {
+        self.v11 = true;
         let mut slots = [const { MaybeUninit::<Header>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let problem = match req.parse_with_uninit_headers(head, &mut slots) {
@@ -228,6 +258,7 @@ impl Conn {
         let method = req.method.unwrap_or("GET");
         let target = req.path.unwrap_or("/");
         let v11 = req.version == Some(1);
+        self.v11 = v11;
         let headers: &[Header] = req.headers;
 
         if method.eq_ignore_ascii_case("CONNECT") {
@@ -297,9 +328,15 @@ impl Conn {
                 .await;
             return Next::Close;
         }
-        let replayable = body.is_done() && is_idempotent(method);
-
-        let fail = |this: &Self, why: String| {
+        let ctx = RespCtx {
+            served_by: &served_by,
+            invalid: invalid.as_ref(),
+            head_only,
+            upgrade_asked: info.upgrade.is_some(),
+            v11,
+            keep,
+        };
+        let fail = |this: &Self, why: &dyn std::fmt::Display| {
             this.inner.stats.status(StatusCode::BAD_GATEWAY);
             format!(
                 "lane router: could not reach {} at {target_addr}: {why}\n",
@@ -309,23 +346,48 @@ impl Conn {
         let mut up = match self.upstream(target_addr).await {
             Ok(up) => up,
             Err(e) => {
-                let why = fail(self, e);
-                return self
-                    .gateway_error(&why, &served_by, invalid.as_ref(), keep && body.is_done())
-                    .await;
+                let why = fail(self, &e);
+                return self.gateway_error(&why, &ctx, body.is_done()).await;
             }
         };
-
-        // Send the request; read the response head (relaying interim responses) while the rest of
-        // the body streams up. A reused connection that upstream closed meanwhile is replaced once
-        // if the request can be sent again.
-        let mut request_sent = true;
         let mut resp_head = std::mem::take(&mut self.rhead);
+
+        if !body.is_done() {
+            // The body streams up while the response comes down: full duplex until both end.
+            if let Err(e) = up.stream.write_all(&self.wbuf).await {
+                let why = fail(self, &e);
+                return self.gateway_error(&why, &ctx, false).await;
+            }
+            let next = match self.duplex(&mut up, &mut body, &mut resp_head, &ctx).await {
+                Duplex::Done(next) => next,
+                Duplex::Reusable => {
+                    up.reused = true;
+                    self.keep(up);
+                    Next::KeepAlive
+                }
+                Duplex::Failed(why) => {
+                    let why = fail(self, &why);
+                    return self.gateway_error(&why, &ctx, false).await;
+                }
+                Duplex::BadBody => {
+                    self.reply_and_close(StatusCode::BAD_REQUEST, "malformed chunked request body")
+                        .await;
+                    return Next::Close;
+                }
+                Duplex::Gone => return Next::Close,
+            };
+            self.rhead = resp_head;
+            return next;
+        }
+
+        // The whole request is in wbuf: send it; read the response head (relaying interim
+        // responses). A reused connection that upstream closed meanwhile is replaced once if the
+        // request can be sent again.
+        let replayable = is_idempotent(method);
         loop {
-            let sent = up.stream.write_all(&self.wbuf).await;
-            let got = match sent {
+            let got = match up.stream.write_all(&self.wbuf).await {
                 Err(e) => Err(UpError::Io(e)),
-                Ok(()) if body.is_done() => {
+                Ok(()) => {
                     read_response_head(
                         &mut up.stream,
                         &mut up.buf,
@@ -336,139 +398,38 @@ impl Conn {
                     )
                     .await
                 }
-                Ok(()) => {
-                    let (mut ur, mut uw) = up.stream.split();
-                    let (mut dr, mut dw) = self.down.split();
-                    let mut out = Vec::new();
-                    let pump = pump(&mut dr, &mut self.rbuf, &mut uw, &mut body, &mut out);
-                    let head = read_response_head(
-                        &mut ur,
-                        &mut up.buf,
-                        &mut resp_head,
-                        &mut dw,
-                        v11,
-                        &mut self.scratch,
-                    );
-                    let mut pump = std::pin::pin!(pump);
-                    let mut head = std::pin::pin!(head);
-                    let mut pumping = true;
-                    loop {
-                        tokio::select! {
-                            sent = &mut pump, if pumping => match sent {
-                                Ok(()) => pumping = false,
-                                // The client went away mid-body: nothing to answer.
-                                Err(PumpError::Source(e)) => {
-                                    tracing::debug!("request body: client: {e}");
-                                    return Next::Close;
-                                }
-                                // Upstream stopped reading; it may still have answered.
-                                Err(PumpError::Sink(e)) => {
-                                    tracing::debug!("request body: upstream: {e}");
-                                    pumping = false;
-                                    request_sent = false;
-                                }
-                            },
-                            got = &mut head => break got,
-                        }
-                    }
-                }
             };
             match got {
                 Ok(()) => break,
                 Err(e) if up.reused && replayable && e.nothing_received() => {
-                    // A kept connection upstream had closed: send the same bytes (head and whole
-                    // body, still in wbuf) once more on a new one.
                     match self.connect(target_addr).await {
                         Ok(fresh) => up = fresh,
                         Err(e) => {
-                            let why = fail(self, e);
-                            return self
-                                .gateway_error(
-                                    &why,
-                                    &served_by,
-                                    invalid.as_ref(),
-                                    keep && body.is_done(),
-                                )
-                                .await;
+                            let why = fail(self, &e);
+                            return self.gateway_error(&why, &ctx, true).await;
                         }
                     }
                 }
                 Err(e) => {
-                    let why = fail(self, e.to_string());
-                    return self
-                        .gateway_error(&why, &served_by, invalid.as_ref(), keep && body.is_done())
-                        .await;
+                    let why = fail(self, &e);
+                    return self.gateway_error(&why, &ctx, true).await;
                 }
             }
         }
-        let request_done = request_sent && body.is_done();
-
-        // The response head, rewritten for downstream.
-        let mut slots = [const { MaybeUninit::<Header>::uninit() }; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut []);
-        let parsed = httparse::ParserConfig::default()
-            .parse_response_with_uninit_headers(&mut resp, &resp_head, &mut slots);
-        if !matches!(parsed, Ok(Status::Complete(_))) {
-            let why = match parsed {
-                Err(httparse::Error::TooManyHeaders) => UpError::TooLarge,
-                Err(e) => UpError::Malformed(e.to_string()),
-                Ok(_) => UpError::Malformed("incomplete head".into()),
-            };
-            let why = fail(self, why.to_string());
-            return self
-                .gateway_error(&why, &served_by, invalid.as_ref(), keep && body.is_done())
-                .await;
-        }
-        let code = resp.code.unwrap_or(502);
-        let rheaders: &[Header] = resp.headers;
-        let upgraded = code == 101;
-        if upgraded && info.upgrade.is_none() {
-            let why = fail(self, "it switched protocols unasked (101)".into());
-            return self
-                .gateway_error(&why, &served_by, invalid.as_ref(), keep && body.is_done())
-                .await;
-        }
-        let framing = if upgraded || head_only || code == 204 || code == 304 {
-            Framing::Length(0)
-        } else {
-            match response_framing(rheaders) {
-                Ok(framing) => framing,
-                Err(why) => {
-                    let why = fail(self, why);
-                    return self
-                        .gateway_error(&why, &served_by, invalid.as_ref(), keep && body.is_done())
-                        .await;
-                }
-            }
-        };
-        let upstream_keeps =
-            resp.version == Some(1) && !has_token(rheaders, "close") && framing != Framing::Close
-                || resp.version == Some(0) && has_token(rheaders, "keep-alive");
-        // A chunked response to an HTTP/1.0 client is sent decoded, delimited by closing.
-        let decode = framing == Framing::Chunked && !v11;
-        let keep = keep
-            && !self.stopping()
-            && request_done
-            && framing != Framing::Close
-            && !decode
-            && !upgraded;
 
         self.wbuf.clear();
-        let to = Downstream {
-            served_by: served_by.as_bytes(),
-            invalid: invalid.as_ref().map(http::HeaderValue::as_bytes),
-            framing,
-            decode,
-            upgraded,
-            keep,
-            v11,
+        let keep_ok = !self.stopping();
+        let prepared = match prepare_response(&resp_head, &mut self.wbuf, &ctx, keep_ok) {
+            Ok(prepared) => prepared,
+            Err(why) => {
+                let why = fail(self, &why);
+                return self.gateway_error(&why, &ctx, true).await;
+            }
         };
-        downstream_head(&mut self.wbuf, &resp, &to);
-        self.inner
-            .stats
-            .status(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY));
+        self.inner.stats.status(prepared.status);
+        self.rhead = resp_head;
 
-        if upgraded {
+        if prepared.upgraded {
             // The head, then whatever either side already sent, then both ways until one closes.
             self.wbuf.extend_from_slice(&up.buf);
             if self.down.write_all(&self.wbuf).await.is_err()
@@ -481,7 +442,7 @@ impl Conn {
         }
 
         // The head and the body bytes already here in one write; the rest as it comes.
-        let mut rbody = BodyState::new(framing, decode);
+        let mut rbody = BodyState::new(prepared.framing, prepared.decode);
         if rbody.take(&mut up.buf, &mut self.wbuf).is_err()
             || self.down.write_all(&self.wbuf).await.is_err()
         {
@@ -496,24 +457,128 @@ impl Conn {
                 &mut self.scratch,
             )
             .await;
-            match relayed {
-                Ok(()) => {}
-                Err(PumpError::Source(e)) => {
-                    tracing::debug!("response body from {target_addr} cut short: {e}");
-                    return Next::Close;
-                }
-                Err(PumpError::Sink(e)) => {
-                    tracing::debug!("response body: client: {e}");
-                    return Next::Close;
-                }
+            if let Err(e) = relayed {
+                tracing::debug!("response from {target_addr} not relayed whole: {e}");
+                return Next::Close;
             }
         }
-        self.rhead = resp_head;
-        if upstream_keeps && request_done && up.buf.is_empty() {
+        if prepared.upstream_keeps && up.buf.is_empty() {
             up.reused = true;
             self.keep(up);
         }
-        if keep { Next::KeepAlive } else { Next::Close }
+        if prepared.keep {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Forwards the rest of a request body while the response comes back, both at once: upstream
+    /// may answer (even stream its answer) before it has read the whole body.
+    async fn duplex(
+        &mut self,
+        up: &mut Upstream,
+        body: &mut BodyState,
+        resp_head: &mut Vec<u8>,
+        ctx: &RespCtx<'_>,
+    ) -> Duplex {
+        let stopping = self.stopping();
+        let (mut ur, mut uw) = up.stream.split();
+        let (mut dr, mut dw) = self.down.split();
+        let mut out = Vec::new();
+        let mut request = std::pin::pin!(pump(&mut dr, &mut self.rbuf, &mut uw, body, &mut out));
+        let mut pumping = true;
+        let mut sent_whole = true;
+        macro_rules! on_request {
+            ($sent:expr) => {
+                match $sent {
+                    Ok(()) => pumping = false,
+                    Err(PumpError::Source(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return Duplex::BadBody;
+                    }
+                    // The client went away mid-body: nothing to answer.
+                    Err(PumpError::Source(e)) => {
+                        tracing::debug!("request body: client: {e}");
+                        return Duplex::Gone;
+                    }
+                    // Upstream stopped reading; it may still have answered.
+                    Err(PumpError::Sink(e)) => {
+                        tracing::debug!("request body: upstream: {e}");
+                        pumping = false;
+                        sent_whole = false;
+                    }
+                }
+            };
+        }
+
+        // The response head (interim ones relayed as they come).
+        {
+            let mut head = std::pin::pin!(read_response_head(
+                &mut ur,
+                &mut up.buf,
+                resp_head,
+                &mut dw,
+                ctx.v11,
+                &mut self.scratch,
+            ));
+            loop {
+                tokio::select! {
+                    sent = &mut request, if pumping => on_request!(sent),
+                    got = &mut head => match got {
+                        Ok(()) => break,
+                        Err(e) => return Duplex::Failed(e.to_string()),
+                    },
+                }
+            }
+        }
+
+        // Keep-alive only if the request was all sent before the response head goes out.
+        let keep_ok = !pumping && sent_whole && !stopping;
+        self.wbuf.clear();
+        let prepared = match prepare_response(resp_head, &mut self.wbuf, ctx, keep_ok) {
+            Ok(p) if p.upgraded => {
+                return Duplex::Failed(
+                    "it switched protocols before the request body was sent".into(),
+                );
+            }
+            Ok(p) => p,
+            Err(why) => return Duplex::Failed(why),
+        };
+        self.inner.stats.status(prepared.status);
+        let mut rbody = BodyState::new(prepared.framing, prepared.decode);
+        if rbody.take(&mut up.buf, &mut self.wbuf).is_err()
+            || dw.write_all(&self.wbuf).await.is_err()
+        {
+            return Duplex::Done(Next::Close);
+        }
+        {
+            let mut relay = std::pin::pin!(pump(
+                &mut ur,
+                &mut up.buf,
+                &mut dw,
+                &mut rbody,
+                &mut self.scratch
+            ));
+            loop {
+                tokio::select! {
+                    sent = &mut request, if pumping => on_request!(sent),
+                    relayed = &mut relay => {
+                        if let Err(e) = relayed {
+                            tracing::debug!("response not relayed whole: {e}");
+                            return Duplex::Done(Next::Close);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        if pumping || !sent_whole || !prepared.keep {
+            return Duplex::Done(Next::Close);
+        }
+        if prepared.upstream_keeps && up.buf.is_empty() {
+            return Duplex::Reusable;
+        }
+        Duplex::Done(Next::KeepAlive)
     }
 
     /// A kept connection to `addr` that upstream has not closed, or a new one.
@@ -554,25 +619,21 @@ impl Conn {
         self.kept.push(up);
     }
 
-    /// Answers 502 for a request that could not be forwarded.
-    async fn gateway_error(
-        &mut self,
-        why: &str,
-        served_by: &http::HeaderValue,
-        invalid: Option<&http::HeaderValue>,
-        keep: bool,
-    ) -> Next {
-        let mut extra: Vec<(&str, &[u8])> = vec![(SERVED_BY, served_by.as_bytes())];
-        if let Some(why) = invalid {
+    /// Answers 502 for a request that could not be forwarded. `body_done`: the request body was
+    /// read whole (otherwise the connection closes).
+    async fn gateway_error(&mut self, why: &str, ctx: &RespCtx<'_>, body_done: bool) -> Next {
+        let mut extra: Vec<(&str, &[u8])> = vec![(SERVED_BY, ctx.served_by.as_bytes())];
+        if let Some(why) = ctx.invalid {
             extra.push((INVALID, why.as_bytes()));
         }
+        let keep = ctx.keep && body_done && !self.stopping();
         self.reply(
             StatusCode::BAD_GATEWAY,
             TEXT,
             why.as_bytes(),
             &extra,
             keep,
-            false,
+            ctx.head_only,
         )
         .await;
         if keep { Next::KeepAlive } else { Next::Close }
@@ -596,12 +657,14 @@ impl Conn {
         w.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
         w.extend_from_slice(b"\r\n");
         put_header(w, b"content-type", content_type.as_bytes());
-        put_header(w, b"content-length", body.len().to_string().as_bytes());
+        put_length(w, body.len() as u64);
         for (name, value) in extra {
             put_header(w, name.as_bytes(), value);
         }
         if !keep {
             w.extend_from_slice(b"connection: close\r\n");
+        } else if !self.v11 {
+            w.extend_from_slice(b"connection: keep-alive\r\n");
         }
         w.extend_from_slice(b"\r\n");
         if !head_only {
@@ -645,22 +708,23 @@ fn upstream_head(
             }
             has_host = true;
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            if info.framing == Framing::Chunked {
-                continue;
-            }
+            // Written once below, whatever the client's spelling (`5, 5`, repeats).
+            continue;
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Chunked (checked): the body passes through as it came, so its codings do too.
         } else if is_hop_by_hop(h, headers) {
             continue;
         }
         put_header(w, h.name.as_bytes(), h.value);
+    }
+    if let (Framing::Length(n), true) = (info.framing, info.has_length) {
+        put_length(w, n);
     }
     if !has_host {
         match info.host {
             Some(host) if info.absolute => put_header(w, b"host", host.as_bytes()),
             _ => put_header(w, b"host", host_for(target).as_bytes()),
         }
-    }
-    if info.framing == Framing::Chunked {
-        w.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     if let Some(protocol) = info.upgrade {
         w.extend_from_slice(b"connection: upgrade\r\n");
@@ -669,62 +733,149 @@ fn upstream_head(
     w.extend_from_slice(b"\r\n");
 }
 
-/// How the response goes downstream.
-struct Downstream<'a> {
-    served_by: &'a [u8],
-    invalid: Option<&'a [u8]>,
+/// What the response to a forwarded request depends on.
+struct RespCtx<'a> {
+    served_by: &'a http::HeaderValue,
+    invalid: Option<&'a http::HeaderValue>,
+    head_only: bool,
+    upgrade_asked: bool,
+    /// The client speaks HTTP/1.1 (else 1.0).
+    v11: bool,
+    /// The client may keep the connection after this exchange.
+    keep: bool,
+}
+
+/// A response head, checked and rewritten for downstream.
+struct Prepared {
+    status: StatusCode,
     framing: Framing,
     /// Chunked upstream, sent decoded (to an HTTP/1.0 client).
     decode: bool,
     upgraded: bool,
+    /// The downstream connection stays open after this response.
     keep: bool,
-    v11: bool,
+    /// The upstream connection can carry another request after this response.
+    upstream_keeps: bool,
 }
 
-/// Writes the head of the response to send downstream: status line, `x-lane-served-by` (this hop
-/// first, then the hops upstream reported), upstream's headers minus hop-by-hop ones, and this
-/// hop's framing and connection headers.
-fn downstream_head(w: &mut Vec<u8>, resp: &httparse::Response, to: &Downstream) {
+/// How a full-duplex exchange ended.
+enum Duplex {
+    Done(Next),
+    /// Done, both connections reusable.
+    Reusable,
+    /// No usable response head came; the text says why.
+    Failed(String),
+    /// The request body's chunked framing is broken.
+    BadBody,
+    /// The client went away.
+    Gone,
+}
+
+/// Checks the upstream response head `head` and writes the head to send downstream into `w`:
+/// status line, `x-lane-served-by` (this hop first, then the hops upstream reported), upstream's
+/// headers minus hop-by-hop ones, its body framing (a canonical `content-length`, or its transfer
+/// codings as they were) and this hop's connection headers. `keep_ok`: nothing on this side stops
+/// the connection from being kept. An `Err` says why the response cannot be used.
+fn prepare_response(
+    head: &[u8],
+    w: &mut Vec<u8>,
+    ctx: &RespCtx,
+    keep_ok: bool,
+) -> Result<Prepared, String> {
+    let mut slots = [const { MaybeUninit::<Header>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, head, &mut slots)
+    {
+        Ok(Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => return Err(UpError::TooLarge.to_string()),
+        Err(e) => return Err(UpError::Malformed(e.to_string()).to_string()),
+        Ok(Status::Partial) => return Err(UpError::Malformed("incomplete head".into()).to_string()),
+    }
+    let code = resp.code.unwrap_or(502);
+    let status = StatusCode::from_u16(code).map_err(|_| format!("it answered status {code}"))?;
     let headers: &[Header] = resp.headers;
+    let upgraded = code == 101;
+    if upgraded && !ctx.upgrade_asked {
+        return Err("it switched protocols unasked (101)".into());
+    }
+    let bodiless = upgraded || ctx.head_only || code == 204 || code == 304;
+    let framing = if bodiless {
+        Framing::Length(0)
+    } else {
+        response_framing(headers)?
+    };
+    let decode = framing == Framing::Chunked && !ctx.v11;
+    if decode
+        && values(headers, "transfer-encoding")
+            .flat_map(|v| v.split(|b| *b == b','))
+            .map(trim)
+            .any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"chunked"))
+    {
+        return Err("it used a transfer coding an HTTP/1.0 client cannot take".into());
+    }
+    let upstream_keeps = framing != Framing::Close
+        && ((resp.version == Some(1) && !has_token(headers, "close"))
+            || (resp.version == Some(0) && has_token(headers, "keep-alive")));
+    let keep = ctx.keep && keep_ok && framing != Framing::Close && !decode && !upgraded;
+
     w.extend_from_slice(b"HTTP/1.1 ");
-    w.extend_from_slice(&itoa3(resp.code.unwrap_or(502)));
+    w.extend_from_slice(&itoa3(code));
     w.push(b' ');
     w.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     w.extend_from_slice(b"\r\n");
     w.extend_from_slice(SERVED_BY.as_bytes());
     w.extend_from_slice(b": ");
-    w.extend_from_slice(to.served_by);
+    w.extend_from_slice(ctx.served_by.as_bytes());
     for hop in values(headers, SERVED_BY) {
         w.extend_from_slice(b", ");
         w.extend_from_slice(hop);
     }
     w.extend_from_slice(b"\r\n");
     for h in headers {
-        if h.name.eq_ignore_ascii_case(SERVED_BY)
-            || is_hop_by_hop(h, headers)
-            || (to.framing == Framing::Chunked && h.name.eq_ignore_ascii_case("content-length"))
-        {
-            continue;
+        let name = h.name;
+        let pass = if name.eq_ignore_ascii_case(SERVED_BY) {
+            false
+        } else if name.eq_ignore_ascii_case(INVALID) {
+            ctx.invalid.is_none()
+        } else if name.eq_ignore_ascii_case("content-length") {
+            // Upstream's own for a body that is not sent (HEAD, 304); else written below.
+            bodiless
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // The body passes through as it came, so its codings do too.
+            !decode
+        } else {
+            !is_hop_by_hop(h, headers)
+        };
+        if pass {
+            put_header(w, name.as_bytes(), h.value);
         }
-        put_header(w, h.name.as_bytes(), h.value);
     }
-    if let Some(why) = to.invalid {
-        put_header(w, INVALID.as_bytes(), why);
+    if let (Framing::Length(n), false) = (framing, bodiless) {
+        put_length(w, n);
     }
-    if to.framing == Framing::Chunked && !to.decode {
-        w.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    if let Some(why) = ctx.invalid {
+        put_header(w, INVALID.as_bytes(), why.as_bytes());
     }
-    if to.upgraded {
+    if upgraded {
         w.extend_from_slice(b"connection: upgrade\r\n");
         if let Some(protocol) = values(headers, "upgrade").next() {
             put_header(w, b"upgrade", protocol);
         }
-    } else if !to.keep {
+    } else if !keep {
         w.extend_from_slice(b"connection: close\r\n");
-    } else if !to.v11 {
+    } else if !ctx.v11 {
         w.extend_from_slice(b"connection: keep-alive\r\n");
     }
     w.extend_from_slice(b"\r\n");
+    Ok(Prepared {
+        status,
+        framing,
+        decode,
+        upgraded,
+        keep,
+        upstream_keeps,
+    })
 }
 
 fn request_info<'h>(
@@ -796,33 +947,33 @@ fn request_info<'h>(
         absolute,
         path,
         framing,
-        close: v11 && has_token(headers, "close"),
+        has_length: length.is_some(),
+        // HTTP/1.0 has no chunked coding: such a request's framing is suspect, so close after it
+        // (RFC 9112 §6.1).
+        close: (v11 && has_token(headers, "close")) || (!v11 && chunked.is_some()),
         keep_alive: !v11 && has_token(headers, "keep-alive"),
         upgrade,
     })
 }
 
 fn response_framing(headers: &[Header]) -> Result<Framing, String> {
+    // RFC 9112 §6.3: Transfer-Encoding wins over Content-Length; chunked last means chunked, any
+    // other final coding means the body ends when upstream closes.
+    if let Some(last) = values(headers, "transfer-encoding").last() {
+        let coding = last.rsplit(|b| *b == b',').next().unwrap_or(b"");
+        return Ok(if trim(coding).eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        });
+    }
     let mut length = None;
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
-            // RFC 9112 §6.3: chunked last means chunked; any other coding, read until close.
-            return Ok(if trim(last).eq_ignore_ascii_case(b"chunked") {
-                Framing::Chunked
-            } else {
-                Framing::Close
-            });
+    for part in values(headers, "content-length").flat_map(|v| v.split(|b| *b == b',')) {
+        let n = parse_length(part).ok_or("its Content-Length is not a number")?;
+        if length.is_some_and(|l| l != n) {
+            return Err("it sent conflicting Content-Length headers".into());
         }
-        if h.name.eq_ignore_ascii_case("content-length") {
-            for part in h.value.split(|b| *b == b',') {
-                let n = parse_length(part).ok_or("its Content-Length is not a number")?;
-                if length.is_some_and(|l| l != n) {
-                    return Err("it sent conflicting Content-Length headers".into());
-                }
-                length = Some(n);
-            }
-        }
+        length = Some(n);
     }
     Ok(length.map_or(Framing::Close, Framing::Length))
 }
@@ -873,6 +1024,21 @@ fn is_hop_by_hop(h: &Header, all: &[Header]) -> bool {
     }
     HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
         || connection_tokens(all).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// `content-length: n`, without allocating.
+fn put_length(w: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    put_header(w, b"content-length", &digits[i..]);
 }
 
 fn put_header(w: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -1077,6 +1243,15 @@ enum PumpError {
     Sink(std::io::Error),
 }
 
+impl std::fmt::Display for PumpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PumpError::Source(e) => write!(f, "reading: {e}"),
+            PumpError::Sink(e) => write!(f, "writing: {e}"),
+        }
+    }
+}
+
 /// Copies the rest of a body from `src` (after what `buf` holds) to `dst`.
 async fn pump<R, W>(
     src: &mut R,
@@ -1254,6 +1429,7 @@ impl Chunked {
                 (DataLf, b'\n') => Size,
                 (DataLf, _) => return Err("chunk data not ended by CRLF"),
                 (TrailerStart, b'\r') => EndLf,
+                (TrailerStart | TrailerLine, b'\n') => return Err("bare LF in a trailer"),
                 (TrailerStart, _) => TrailerLine,
                 (TrailerLine, b'\r') => TrailerLf,
                 (TrailerLine, _) => TrailerLine,
@@ -1419,6 +1595,11 @@ mod tests {
     #[test]
     fn small_helpers() {
         assert_eq!(&itoa3(204), b"204");
+        for n in [0, 7, 10, 12345, u64::MAX] {
+            let mut w = Vec::new();
+            put_length(&mut w, n);
+            assert_eq!(w, format!("content-length: {n}\r\n").as_bytes());
+        }
         assert_eq!(parse_length(b" 12 "), Some(12));
         assert_eq!(parse_length(b"1 2"), None);
         assert_eq!(host_for(([127, 0, 0, 1], 8080).into()), "127.0.0.1:8080");

@@ -70,8 +70,11 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool)
         }
         raw.body = buf.drain(..n).collect();
     } else if raw
-        .header("transfer-encoding")
-        .is_some_and(|te| te.contains("chunked"))
+        .headers
+        .iter()
+        .rev()
+        .find(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+        .is_some_and(|(_, te)| te.ends_with("chunked"))
     {
         loop {
             let line_end = loop {
@@ -100,7 +103,10 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool)
     } else {
         loop {
             let mut chunk = [0u8; 4096];
-            let n = s.read(&mut chunk).await.unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+                .await
+                .expect("a close-delimited body ends within 5 s")
+                .unwrap();
             if n == 0 {
                 break;
             }
@@ -268,7 +274,8 @@ async fn chunked_bodies_pass_through_both_ways() {
     }
     let text = String::from_utf8(raw).unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-    assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
+    assert!(text.contains("Transfer-Encoding: chunked\r\n"), "{text}");
+    assert_eq!(text.matches("ransfer-Encoding").count(), 1, "{text}");
     assert!(
         text.ends_with("\r\n\r\n3\r\nabc\r\n4;note=x\r\ndefg\r\n0\r\nx-sum: 7\r\n\r\n"),
         "{text}"
@@ -593,4 +600,121 @@ async fn shutdown_finishes_in_flight_requests_and_closes_idle_connections() {
         TcpStream::connect(addr).await.is_err(),
         "no longer listening"
     );
+}
+
+#[tokio::test]
+async fn an_upstream_that_answers_while_the_body_streams_gets_the_rest_of_it() {
+    // A streaming echo: it sends its head at once, then each piece of the body as it arrives.
+    let up = scripted(|mut s| async move {
+        read_head(&mut s).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = 0;
+        let mut chunk = [0u8; 64];
+        while got < 10 {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            s.write_all(&chunk[..n]).await.unwrap();
+            got += n;
+        }
+    })
+    .await;
+    let r = router_to(up).await;
+    let mut s = open(
+        r.addr,
+        format!("POST / HTTP/1.1\r\nHost: {B}\r\nContent-Length: 10\r\n\r\nfirst"),
+    )
+    .await;
+    // The head and the first half come back before the client sends the second half.
+    let mut raw = Vec::new();
+    while !raw.ends_with(b"first") {
+        read_more(&mut s, &mut raw).await;
+    }
+    write(&mut s, b"-last").await;
+    while !raw.ends_with(b"first-last") {
+        read_more(&mut s, &mut raw).await;
+    }
+    // The response went out before the request was all read, so it said it would close, and did.
+    let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    assert!(text.contains("connection: close\r\n"), "{text}");
+    assert!(closes(&mut s).await);
+}
+
+#[tokio::test]
+async fn framing_headers_are_made_canonical() {
+    // Upstream names Content-Length in Connection (so it is hop-by-hop to a naive proxy), repeats
+    // it, and splits its transfer codings over two lines.
+    let odd = scripted(|mut s| async move {
+        loop {
+            let head = read_head(&mut s).await;
+            if head.is_empty() {
+                return;
+            }
+            let resp: &[u8] = if head.starts_with("GET /length") {
+                b"HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"
+            } else {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: x-test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+            };
+            s.write_all(resp).await.unwrap();
+        }
+    })
+    .await;
+    let r = router_to(odd).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        write(&mut s, format!("GET /length HTTP/1.1\r\nHost: {B}\r\n\r\n")).await;
+        let got = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(got.text(), "hello");
+        let lengths: Vec<_> = got
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(lengths, ["5"]);
+        write(
+            &mut s,
+            format!("GET /codings HTTP/1.1\r\nHost: {B}\r\n\r\n"),
+        )
+        .await;
+        let got = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(got.text(), "ok");
+    }
+}
+
+#[tokio::test]
+async fn a_502_to_head_has_no_body() {
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let r = router_to(dead).await;
+    let mut s = open(r.addr, format!("HEAD / HTTP/1.1\r\nHost: {B}\r\n\r\n")).await;
+    let mut buf = Vec::new();
+    let got = read_response(&mut s, &mut buf, true).await;
+    assert_eq!(got.status, 502);
+    // The next response on the connection starts right where the head ended.
+    write(&mut s, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    let got = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((got.status, got.text().as_str()), (200, "ok\n"));
+}
+
+#[tokio::test]
+async fn bare_lf_in_a_chunked_trailer_is_refused() {
+    let (base, _s) = backend("b-base").await;
+    let r = router_to(base).await;
+    let mut s = open(
+        r.addr,
+        format!(
+            "POST / HTTP/1.1\r\nHost: {B}\r\nTransfer-Encoding: chunked\r\n\r\n\
+             0\r\n\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+        ),
+    )
+    .await;
+    let got = read_response(&mut s, &mut Vec::new(), false).await;
+    assert_eq!(got.status, 400, "{}", got.text());
+    assert!(got.text().contains("malformed chunked"), "{}", got.text());
 }
