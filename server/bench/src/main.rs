@@ -31,6 +31,7 @@ struct Args {
     duration: Duration,
     connections: Vec<usize>,
     nginx: bool,
+    h2c: bool,
     updates: usize,
 }
 
@@ -47,6 +48,7 @@ fn parse_args() -> Args {
         duration: Duration::from_secs(5),
         connections: vec![1, 32],
         nginx: true,
+        h2c: true,
         updates: 20,
     };
     let mut it = std::env::args().skip(1);
@@ -69,12 +71,13 @@ fn parse_args() -> Args {
                     .collect();
             }
             "--no-nginx" => args.nginx = false,
+            "--no-h2c" => args.h2c = false,
             "--updates" => {
                 args.updates = it.next().and_then(|v| v.parse().ok()).unwrap_or(20);
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: lane-bench [--duration 5s] [--connections 1,32] [--updates 20] [--no-nginx]"
+                    "usage: lane-bench [--duration 5s] [--connections 1,32] [--updates 20] [--no-nginx] [--no-h2c]"
                 );
                 std::process::exit(0);
             }
@@ -552,8 +555,10 @@ fn main() {
     if let Some(n) = &nginx {
         targets.push(("nginx", n.addr, Proto::H1, &n.worker_stat));
     }
-    targets.push(("direct", backend_addr, Proto::H2, b));
-    targets.push(("lane router", router_addr, Proto::H2, r));
+    if args.h2c {
+        targets.push(("direct", backend_addr, Proto::H2, b));
+        targets.push(("lane router", router_addr, Proto::H2, r));
+    }
 
     println!(
         "lane-bench: {cores} cores shared by backend, router, nginx and load generator; {:?} per target in {ROUNDS} interleaved runs, each after a 0.3 s warm-up",
