@@ -93,6 +93,10 @@ pub(crate) async fn serve(
         conn.head = head;
         match next {
             Next::KeepAlive if !conn.stopping() => {}
+            Next::Abort => {
+                let _ = conn.down.set_zero_linger();
+                return;
+            }
             _ => return linger(&mut conn.down).await,
         }
     }
@@ -162,6 +166,9 @@ enum HeadError {
 enum Next {
     KeepAlive,
     Close,
+    /// Reset the connection: a response was cut short after its head went out, and a clean close
+    /// could pass for its end.
+    Abort,
 }
 
 /// How a message body is delimited.
@@ -386,7 +393,10 @@ impl Conn {
         let replayable = is_idempotent(method);
         loop {
             let got = match up.stream.write_all(&self.wbuf).await {
-                Err(e) => Err(UpError::Io(e)),
+                Err(error) => Err(UpError::Io {
+                    error,
+                    received: false,
+                }),
                 Ok(()) => {
                     read_response_head(
                         &mut up.stream,
@@ -443,9 +453,11 @@ impl Conn {
 
         // The head and the body bytes already here in one write; the rest as it comes.
         let mut rbody = BodyState::new(prepared.framing, prepared.decode);
-        if rbody.take(&mut up.buf, &mut self.wbuf).is_err()
-            || self.down.write_all(&self.wbuf).await.is_err()
-        {
+        if rbody.take(&mut up.buf, &mut self.wbuf).is_err() {
+            let why = fail(self, &"its chunked body is malformed");
+            return self.gateway_error(&why, &ctx, true).await;
+        }
+        if self.down.write_all(&self.wbuf).await.is_err() {
             return Next::Close;
         }
         if !rbody.is_done() {
@@ -457,9 +469,16 @@ impl Conn {
                 &mut self.scratch,
             )
             .await;
-            if let Err(e) = relayed {
-                tracing::debug!("response from {target_addr} not relayed whole: {e}");
-                return Next::Close;
+            match relayed {
+                Ok(()) => {}
+                Err(e @ PumpError::Source(_)) => {
+                    tracing::debug!("response from {target_addr} cut short: {e}");
+                    return Next::Abort;
+                }
+                Err(e @ PumpError::Sink(_)) => {
+                    tracing::debug!("response to the client cut short: {e}");
+                    return Next::Close;
+                }
             }
         }
         if prepared.upstream_keeps && up.buf.is_empty() {
@@ -489,12 +508,18 @@ impl Conn {
         let mut request = std::pin::pin!(pump(&mut dr, &mut self.rbuf, &mut uw, body, &mut out));
         let mut pumping = true;
         let mut sent_whole = true;
+        let mut head_sent = false;
         macro_rules! on_request {
             ($sent:expr) => {
                 match $sent {
                     Ok(()) => pumping = false,
+                    // Broken framing: a 400, unless a response is already under way.
                     Err(PumpError::Source(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        return Duplex::BadBody;
+                        return if head_sent {
+                            Duplex::Done(Next::Abort)
+                        } else {
+                            Duplex::BadBody
+                        };
                     }
                     // The client went away mid-body: nothing to answer.
                     Err(PumpError::Source(e)) => {
@@ -546,11 +571,13 @@ impl Conn {
         };
         self.inner.stats.status(prepared.status);
         let mut rbody = BodyState::new(prepared.framing, prepared.decode);
-        if rbody.take(&mut up.buf, &mut self.wbuf).is_err()
-            || dw.write_all(&self.wbuf).await.is_err()
-        {
+        if rbody.take(&mut up.buf, &mut self.wbuf).is_err() {
+            return Duplex::Failed("its chunked body is malformed".into());
+        }
+        if dw.write_all(&self.wbuf).await.is_err() {
             return Duplex::Done(Next::Close);
         }
+        head_sent = true;
         {
             let mut relay = std::pin::pin!(pump(
                 &mut ur,
@@ -562,13 +589,17 @@ impl Conn {
             loop {
                 tokio::select! {
                     sent = &mut request, if pumping => on_request!(sent),
-                    relayed = &mut relay => {
-                        if let Err(e) = relayed {
-                            tracing::debug!("response not relayed whole: {e}");
+                    relayed = &mut relay => match relayed {
+                        Ok(()) => break,
+                        Err(e @ PumpError::Source(_)) => {
+                            tracing::debug!("response cut short: {e}");
+                            return Duplex::Done(Next::Abort);
+                        }
+                        Err(e @ PumpError::Sink(_)) => {
+                            tracing::debug!("response to the client cut short: {e}");
                             return Duplex::Done(Next::Close);
                         }
-                        break;
-                    }
+                    },
                 }
             }
         }
@@ -840,10 +871,10 @@ fn prepare_response(
             ctx.invalid.is_none()
         } else if name.eq_ignore_ascii_case("content-length") {
             // Upstream's own for a body that is not sent (HEAD, 304); else written below.
-            bodiless
+            bodiless && code != 204 && !upgraded
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // The body passes through as it came, so its codings do too.
-            !decode
+            // The body passes through as it came, so its codings do too (HTTP/1.1 only).
+            !decode && ctx.v11 && code != 204 && !upgraded
         } else {
             !is_hop_by_hop(h, headers)
         };
@@ -1100,7 +1131,9 @@ fn interim_head(head: &[u8], out: &mut Vec<u8>) -> Result<(), UpError> {
 /// one non-blocking read tells which.
 fn idle(stream: &TcpStream) -> bool {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match stream.poll_read_ready(&mut cx) {
+    // Unconstrained: with the task's cooperative budget spent, readiness would read `Pending`.
+    let ready = tokio::task::unconstrained(std::future::poll_fn(|cx| stream.poll_read_ready(cx)));
+    match std::pin::pin!(ready).poll(&mut cx) {
         std::task::Poll::Pending => true,
         std::task::Poll::Ready(Err(_)) => false,
         std::task::Poll::Ready(Ok(())) => {
@@ -1139,7 +1172,12 @@ pub(crate) fn host_for(target: SocketAddr) -> String {
 
 /// Why an upstream response head could not be had.
 enum UpError {
-    Io(std::io::Error),
+    /// A read or write failed; `received`: bytes of a response had come (or an interim response
+    /// went out).
+    Io {
+        error: std::io::Error,
+        received: bool,
+    },
     /// Upstream closed; `received` bytes of a response had come.
     Closed {
         received: bool,
@@ -1155,12 +1193,15 @@ impl UpError {
     fn nothing_received(&self) -> bool {
         match self {
             UpError::Closed { received } => !received,
-            UpError::Io(e) => matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::ConnectionAborted
-            ),
+            UpError::Io { error, received } => {
+                !received
+                    && matches!(
+                        error.kind(),
+                        std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::BrokenPipe
+                            | std::io::ErrorKind::ConnectionAborted
+                    )
+            }
             _ => false,
         }
     }
@@ -1169,7 +1210,7 @@ impl UpError {
 impl std::fmt::Display for UpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UpError::Io(e) => write!(f, "{e}"),
+            UpError::Io { error, .. } => write!(f, "{error}"),
             UpError::Closed { received: false } => {
                 f.write_str("it closed the connection without answering")
             }
@@ -1233,7 +1274,7 @@ where
         match up.read_buf(buf).await {
             Ok(0) => return Err(UpError::Closed { received }),
             Ok(_) => {}
-            Err(e) => return Err(UpError::Io(e)),
+            Err(error) => return Err(UpError::Io { error, received }),
         }
     }
 }
