@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::{INVALID, Inner, Outcome, SERVED_BY};
+use crate::{FORWARDED_FOR, FORWARDED_PROTO, INVALID, Inner, Outcome, SERVED_BY};
 
 /// The longest request or response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -60,9 +60,15 @@ pub(crate) async fn serve(
     rbuf: BytesMut,
     stop: watch::Receiver<bool>,
 ) {
+    // For `x-forwarded-for`: the client's address, without port (IPv6 without brackets).
+    let client_ip = down
+        .peer_addr()
+        .map(|a| a.ip().to_string().into_bytes())
+        .unwrap_or_default();
     let mut conn = Conn {
         inner,
         stop,
+        client_ip,
         down,
         rbuf,
         v11: true,
@@ -129,6 +135,8 @@ async fn linger(down: &mut TcpStream) {
 /// One downstream connection.
 struct Conn {
     inner: Arc<Inner>,
+    /// The client's IP address, as text.
+    client_ip: Vec<u8>,
     /// Turns true when the router shuts down: finish the request in hand, then close.
     stop: watch::Receiver<bool>,
     down: TcpStream,
@@ -327,7 +335,14 @@ impl Conn {
         };
 
         self.wbuf.clear();
-        upstream_head(&mut self.wbuf, method, &info, headers, target_addr);
+        upstream_head(
+            &mut self.wbuf,
+            method,
+            &info,
+            headers,
+            target_addr,
+            &self.client_ip,
+        );
 
         let mut body = BodyState::new(info.framing, false);
         if body.take(&mut self.rbuf, &mut self.wbuf).is_err() {
@@ -715,14 +730,16 @@ impl Conn {
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// Writes the head of the request to send upstream: origin-form target, HTTP/1.1, the client's
-/// headers minus hop-by-hop ones, `Host` kept (or the absolute URI's, or the target's), and the
-/// framing and upgrade headers this hop needs.
+/// headers minus hop-by-hop ones, `Host` kept (or the absolute URI's, or the target's),
+/// `x-forwarded-for` with the client's address appended, `x-forwarded-proto: http` unless the
+/// client said otherwise, and the framing and upgrade headers this hop needs.
 fn upstream_head(
     w: &mut Vec<u8>,
     method: &str,
     info: &ReqInfo,
     headers: &[Header],
     target: SocketAddr,
+    client_ip: &[u8],
 ) {
     w.extend_from_slice(method.as_bytes());
     w.push(b' ');
@@ -732,6 +749,7 @@ fn upstream_head(
     w.extend_from_slice(info.path.as_bytes());
     w.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_host = false;
+    let mut has_proto = false;
     for h in headers {
         if h.name.eq_ignore_ascii_case("host") {
             if info.absolute {
@@ -743,10 +761,28 @@ fn upstream_head(
             continue;
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // Chunked (checked): the body passes through as it came, so its codings do too.
+        } else if h.name.eq_ignore_ascii_case(FORWARDED_FOR) {
+            // Written once below, with this client appended.
+            continue;
+        } else if h.name.eq_ignore_ascii_case(FORWARDED_PROTO) {
+            has_proto = true;
         } else if is_hop_by_hop(h, headers) {
             continue;
         }
         put_header(w, h.name.as_bytes(), h.value);
+    }
+    if !client_ip.is_empty() {
+        w.extend_from_slice(FORWARDED_FOR.as_bytes());
+        w.extend_from_slice(b": ");
+        for earlier in values(headers, FORWARDED_FOR) {
+            w.extend_from_slice(earlier);
+            w.extend_from_slice(b", ");
+        }
+        w.extend_from_slice(client_ip);
+        w.extend_from_slice(b"\r\n");
+    }
+    if !has_proto {
+        put_header(w, FORWARDED_PROTO.as_bytes(), b"http");
     }
     if let (Framing::Length(n), true) = (info.framing, info.has_length) {
         put_length(w, n);

@@ -48,6 +48,10 @@ const SERVED_BY: &str = "x-lane-served-by";
 /// The header the router adds when the request's lane value was invalid (and it went to baseline).
 pub const INVALID_HEADER: HeaderName = HeaderName::from_static(INVALID);
 const INVALID: &str = "x-lane-invalid";
+/// Added to forwarded requests: the client's address appended (as Envoy, and so Istio, does).
+const FORWARDED_FOR: &str = "x-forwarded-for";
+/// Added to forwarded requests when the client did not say: the router speaks plain `http`.
+const FORWARDED_PROTO: &str = "x-forwarded-proto";
 /// The default lane header.
 pub const DEFAULT_LANE_HEADER: HeaderName = HeaderName::from_static("x-lane");
 const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
@@ -287,8 +291,12 @@ impl Inner {
         }
     }
 
-    /// Serves an h2c request (HTTP/1.x requests are served by [`h1`]).
-    async fn handle(&self, req: Request<Incoming>) -> Response<RouterBody> {
+    /// Serves an h2c request from `client` (HTTP/1.x requests are served by [`h1`]).
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: Option<std::net::IpAddr>,
+    ) -> Response<RouterBody> {
         let host = req.uri().authority().map(Authority::as_str).or_else(|| {
             req.headers()
                 .get(header::HOST)
@@ -329,6 +337,21 @@ impl Inner {
 
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        if let Some(ip) = client {
+            let mut chain = Vec::new();
+            for earlier in parts.headers.get_all(FORWARDED_FOR) {
+                chain.extend_from_slice(earlier.as_bytes());
+                chain.extend_from_slice(b", ");
+            }
+            chain.extend_from_slice(ip.to_string().as_bytes());
+            if let Ok(chain) = HeaderValue::from_bytes(&chain) {
+                parts.headers.insert(FORWARDED_FOR, chain);
+            }
+        }
+        parts
+            .headers
+            .entry(FORWARDED_PROTO)
+            .or_insert(HeaderValue::from_static("http"));
         let path = parts
             .uri
             .path_and_query()
@@ -474,9 +497,10 @@ async fn serve_connection(
     if !buf.starts_with(H2_PREFACE) {
         return h1::serve(inner, stream, buf, stop).await;
     }
+    let client = stream.peer_addr().ok().map(|a| a.ip());
     let service = hyper::service::service_fn(move |req| {
         let inner = inner.clone();
-        async move { Ok::<_, Infallible>(inner.handle(req).await) }
+        async move { Ok::<_, Infallible>(inner.handle(req, client).await) }
     });
     let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
         .timer(hyper_util::rt::TokioTimer::new())

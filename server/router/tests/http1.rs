@@ -207,6 +207,49 @@ async fn hop_by_hop_headers_are_stripped_and_bodies_forwarded() {
 }
 
 #[tokio::test]
+async fn the_client_address_is_appended_to_x_forwarded_for() {
+    let w = world().await;
+    let got = get(&w.client, w.r.addr, &w.host, "/", &[]).await;
+    assert_eq!(got.header("x-seen-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(got.header("x-seen-forwarded-proto"), Some("http"));
+    let got = get(
+        &w.client,
+        w.r.addr,
+        &w.host,
+        "/",
+        &[
+            ("x-forwarded-for", "10.1.2.3"),
+            ("x-forwarded-proto", "https"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        got.header("x-seen-forwarded-for"),
+        Some("10.1.2.3, 127.0.0.1")
+    );
+    assert_eq!(got.header("x-seen-forwarded-proto"), Some("https"));
+
+    // h2c too.
+    let stream = tokio::net::TcpStream::connect(w.r.addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/", w.host))
+        .version(http::Version::HTTP_2)
+        .header("x-forwarded-for", "10.1.2.3")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(
+        resp.headers()["x-seen-forwarded-for"],
+        "10.1.2.3, 127.0.0.1"
+    );
+    assert_eq!(resp.headers()["x-seen-forwarded-proto"], "http");
+}
+
+#[tokio::test]
 async fn round_robin_across_instances() {
     let (a, _s1) = backend("one").await;
     let (b, _s2) = backend("two").await;

@@ -44,7 +44,7 @@ fn stop_pair() -> (Stop, impl Future<Output = ()> + Send + 'static) {
 
 /// A backend that answers every request with its own name as the body and echoes what it saw:
 /// `x-backend: <name>`, `x-seen-lane`, `x-seen-baggage`, `x-seen-host`, `x-seen-secret` (a header the
-/// client named in `Connection`, which must not arrive). `/slow?ms=N` waits N ms first; `/hop`
+/// client named in `Connection`, which must not arrive), `x-seen-forwarded-for`/`-proto`. `/slow?ms=N` waits N ms first; `/hop`
 /// answers with `x-lane-served-by: demo.c@baseline` as if it had called another service.
 pub async fn backend(name: &'static str) -> (SocketAddr, Stop) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -96,6 +96,8 @@ async fn answer(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
         ("x-seen-baggage", "baggage"),
         ("x-seen-host", "host"),
         ("x-seen-secret", "x-secret"),
+        ("x-seen-forwarded-for", "x-forwarded-for"),
+        ("x-seen-forwarded-proto", "x-forwarded-proto"),
     ] {
         if let Some(v) = headers.get(header) {
             h.insert(seen, v.clone());
