@@ -300,16 +300,21 @@ impl Conn {
             values(headers, lane_header),
             values(headers, "baggage"),
         );
+        // Answered here: a request body the router does not read means closing rather than skipping.
+        let keep_local = keep && info.framing == Framing::Length(0);
         let (target_addr, served_by, invalid) = match outcome {
+            Outcome::Forward {
+                target,
+                served_by,
+                invalid,
+            } => (target, served_by, invalid),
             Outcome::Admin => {
                 let get = method == "GET" || head_only;
                 let path = info.path.split('?').next().unwrap_or("/");
                 let (status, content_type, body) = inner.admin(get, path);
-                // A request body the router does not read: close rather than skip it.
-                let keep = keep && info.framing == Framing::Length(0);
-                self.reply(status, content_type, body.as_bytes(), &[], keep, head_only)
+                return self
+                    .answer(status, content_type, &body, None, keep_local, head_only)
                     .await;
-                return if keep { Next::KeepAlive } else { Next::Close };
             }
             Outcome::Reply {
                 status,
@@ -317,21 +322,10 @@ impl Conn {
                 invalid,
             } => {
                 inner.stats.status(status);
-                let extra: Vec<(&str, &[u8])> = invalid
-                    .as_ref()
-                    .map(|why| (INVALID, why.as_bytes()))
-                    .into_iter()
-                    .collect();
-                let keep = keep && info.framing == Framing::Length(0);
-                self.reply(status, TEXT, body.as_bytes(), &extra, keep, head_only)
+                return self
+                    .answer(status, TEXT, &body, invalid.as_ref(), keep_local, head_only)
                     .await;
-                return if keep { Next::KeepAlive } else { Next::Close };
             }
-            Outcome::Forward {
-                target,
-                served_by,
-                invalid,
-            } => (target, served_by, invalid),
         };
 
         self.wbuf.clear();
@@ -663,6 +657,32 @@ impl Conn {
             self.kept.remove(0);
         }
         self.kept.push(up);
+    }
+
+    /// Answers a request the router handles itself (its own endpoints, routing errors).
+    async fn answer(
+        &mut self,
+        status: StatusCode,
+        content_type: &str,
+        body: &str,
+        invalid: Option<&http::HeaderValue>,
+        keep: bool,
+        head_only: bool,
+    ) -> Next {
+        let extra: Vec<(&str, &[u8])> = invalid
+            .map(|why| (INVALID, why.as_bytes()))
+            .into_iter()
+            .collect();
+        self.reply(
+            status,
+            content_type,
+            body.as_bytes(),
+            &extra,
+            keep,
+            head_only,
+        )
+        .await;
+        if keep { Next::KeepAlive } else { Next::Close }
     }
 
     /// Answers 502 for a request that could not be forwarded. `body_done`: the request body was

@@ -230,12 +230,7 @@ async fn the_client_address_is_appended_to_x_forwarded_for() {
     assert_eq!(got.header("x-seen-forwarded-proto"), Some("https"));
 
     // h2c too.
-    let stream = tokio::net::TcpStream::connect(w.r.addr).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2c(w.r.addr).await;
     let req = http::Request::get(format!("http://{}/", w.host))
         .version(http::Version::HTTP_2)
         .header("x-forwarded-for", "10.1.2.3")
@@ -369,15 +364,21 @@ async fn table_update_applies_to_the_next_request_and_spares_in_flight_ones() {
     assert_eq!(got.status, 404);
 }
 
-#[tokio::test]
-async fn h2c_requests_are_routed_too() {
-    let w = world().await;
-    let stream = tokio::net::TcpStream::connect(w.r.addr).await.unwrap();
-    let (mut send, conn) =
+/// An h2c (prior knowledge) client connection to `addr`.
+async fn h2c(addr: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
             .unwrap();
     tokio::spawn(conn);
+    send
+}
+
+#[tokio::test]
+async fn h2c_requests_are_routed_too() {
+    let w = world().await;
+    let mut send = h2c(w.r.addr).await;
     for (lane, body, served_by) in [
         (None, "b-base", "demo.b@baseline"),
         (Some("feature-x"), "b-x", "demo.b@feature-x"),
