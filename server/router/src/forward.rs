@@ -101,15 +101,17 @@ where
     }
 }
 
-/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1).
-static HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+/// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1); both the
+/// h2c side ([`strip_hop_by_hop`]) and the HTTP/1.x loop use this list. `te` is handled apart:
+/// `te: trailers` is forwarded.
+pub(crate) const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 /// Removes hop-by-hop headers, and the headers the `Connection` header names. `te: trailers` is kept
@@ -131,7 +133,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for name in &HOP_BY_HOP {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
     if let Some(te) = headers.get(header::TE)

@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::forward::HOP_BY_HOP;
 use crate::{FORWARDED_FOR, FORWARDED_PROTO, INVALID, Inner, Outcome, SERVED_BY};
 
 /// The longest request or response head accepted.
@@ -39,18 +40,6 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAX_KEPT: usize = 4;
 /// How long a connection to an upstream instance may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Headers that describe one connection and are not forwarded (RFC 9110 §7.6.1). `te` is handled
-/// apart: `te: trailers` is forwarded.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Serves HTTP/1.x requests on `down` until the client closes, an error ends the connection, or
 /// `stop` turns true while the connection is idle. `rbuf` holds bytes already read from `down`.
@@ -345,6 +334,7 @@ impl Conn {
             return Next::Close;
         }
         let ctx = RespCtx {
+            target: target_addr,
             served_by: &served_by,
             invalid: invalid.as_ref(),
             head_only,
@@ -352,18 +342,10 @@ impl Conn {
             v11,
             keep,
         };
-        let fail = |this: &Self, why: &dyn std::fmt::Display| {
-            this.inner.stats.status(StatusCode::BAD_GATEWAY);
-            format!(
-                "lane router: could not reach {} at {target_addr}: {why}\n",
-                served_by.to_str().unwrap_or("")
-            )
-        };
         let mut up = match self.upstream(target_addr).await {
             Ok(up) => up,
             Err(e) => {
-                let why = fail(self, &e);
-                return self.gateway_error(&why, &ctx, body.is_done()).await;
+                return self.gateway_error(&ctx, &e, body.is_done()).await;
             }
         };
         let mut resp_head = std::mem::take(&mut self.rhead);
@@ -371,8 +353,7 @@ impl Conn {
         if !body.is_done() {
             // The body streams up while the response comes down: full duplex until both end.
             if let Err(e) = up.stream.write_all(&self.wbuf).await {
-                let why = fail(self, &e);
-                return self.gateway_error(&why, &ctx, false).await;
+                return self.gateway_error(&ctx, &e, false).await;
             }
             let next = match self.duplex(&mut up, &mut body, &mut resp_head, &ctx).await {
                 Duplex::Done(next) => next,
@@ -382,8 +363,7 @@ impl Conn {
                     Next::KeepAlive
                 }
                 Duplex::Failed(why) => {
-                    let why = fail(self, &why);
-                    return self.gateway_error(&why, &ctx, false).await;
+                    return self.gateway_error(&ctx, &why, false).await;
                 }
                 Duplex::BadBody => {
                     self.reply_and_close(StatusCode::BAD_REQUEST, "malformed chunked request body")
@@ -424,14 +404,12 @@ impl Conn {
                     match self.connect(target_addr).await {
                         Ok(fresh) => up = fresh,
                         Err(e) => {
-                            let why = fail(self, &e);
-                            return self.gateway_error(&why, &ctx, true).await;
+                            return self.gateway_error(&ctx, &e, true).await;
                         }
                     }
                 }
                 Err(e) => {
-                    let why = fail(self, &e);
-                    return self.gateway_error(&why, &ctx, true).await;
+                    return self.gateway_error(&ctx, &e, true).await;
                 }
             }
         }
@@ -441,8 +419,7 @@ impl Conn {
         let prepared = match prepare_response(&resp_head, &mut self.wbuf, &ctx, keep_ok) {
             Ok(prepared) => prepared,
             Err(why) => {
-                let why = fail(self, &why);
-                return self.gateway_error(&why, &ctx, true).await;
+                return self.gateway_error(&ctx, &why, true).await;
             }
         };
         self.inner.stats.status(prepared.status);
@@ -463,8 +440,9 @@ impl Conn {
         // The head and the body bytes already here in one write; the rest as it comes.
         let mut rbody = BodyState::new(prepared.framing, prepared.decode);
         if rbody.take(&mut up.buf, &mut self.wbuf).is_err() {
-            let why = fail(self, &"its chunked body is malformed");
-            return self.gateway_error(&why, &ctx, true).await;
+            return self
+                .gateway_error(&ctx, &"its chunked body is malformed", true)
+                .await;
         }
         if self.down.write_all(&self.wbuf).await.is_err() {
             return Next::Close;
@@ -478,16 +456,8 @@ impl Conn {
                 &mut self.scratch,
             )
             .await;
-            match relayed {
-                Ok(()) => {}
-                Err(e @ PumpError::Source(_)) => {
-                    tracing::debug!("response from {target_addr} cut short: {e}");
-                    return Next::Abort;
-                }
-                Err(e @ PumpError::Sink(_)) => {
-                    tracing::debug!("response to the client cut short: {e}");
-                    return Next::Close;
-                }
+            if let Err(e) = relayed {
+                return relay_failed(e);
             }
         }
         if prepared.upstream_keeps && up.buf.is_empty() {
@@ -600,14 +570,7 @@ impl Conn {
                     sent = &mut request, if pumping => on_request!(sent),
                     relayed = &mut relay => match relayed {
                         Ok(()) => break,
-                        Err(e @ PumpError::Source(_)) => {
-                            tracing::debug!("response cut short: {e}");
-                            return Duplex::Done(Next::Abort);
-                        }
-                        Err(e @ PumpError::Sink(_)) => {
-                            tracing::debug!("response to the client cut short: {e}");
-                            return Duplex::Done(Next::Close);
-                        }
+                        Err(e) => return Duplex::Done(relay_failed(e)),
                     },
                 }
             }
@@ -685,9 +648,20 @@ impl Conn {
         if keep { Next::KeepAlive } else { Next::Close }
     }
 
-    /// Answers 502 for a request that could not be forwarded. `body_done`: the request body was
-    /// read whole (otherwise the connection closes).
-    async fn gateway_error(&mut self, why: &str, ctx: &RespCtx<'_>, body_done: bool) -> Next {
+    /// Answers 502 for a request that could not be forwarded, saying `why`. `body_done`: the request
+    /// body was read whole (otherwise the connection closes).
+    async fn gateway_error(
+        &mut self,
+        ctx: &RespCtx<'_>,
+        why: &(dyn std::fmt::Display + Sync),
+        body_done: bool,
+    ) -> Next {
+        self.inner.stats.status(StatusCode::BAD_GATEWAY);
+        let body = format!(
+            "lane router: could not reach {} at {}: {why}\n",
+            ctx.served_by.to_str().unwrap_or(""),
+            ctx.target
+        );
         let mut extra: Vec<(&str, &[u8])> = vec![(SERVED_BY, ctx.served_by.as_bytes())];
         if let Some(why) = ctx.invalid {
             extra.push((INVALID, why.as_bytes()));
@@ -696,7 +670,7 @@ impl Conn {
         self.reply(
             StatusCode::BAD_GATEWAY,
             TEXT,
-            why.as_bytes(),
+            body.as_bytes(),
             &extra,
             keep,
             ctx.head_only,
@@ -717,11 +691,7 @@ impl Conn {
     ) {
         self.wbuf.clear();
         let w = &mut self.wbuf;
-        w.extend_from_slice(b"HTTP/1.1 ");
-        w.extend_from_slice(status.as_str().as_bytes());
-        w.push(b' ');
-        w.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        w.extend_from_slice(b"\r\n");
+        put_status_line(w, status.as_u16(), status.canonical_reason().unwrap_or(""));
         put_header(w, b"content-type", content_type.as_bytes());
         put_length(w, body.len() as u64);
         for (name, value) in extra {
@@ -822,6 +792,8 @@ fn upstream_head(
 
 /// What the response to a forwarded request depends on.
 struct RespCtx<'a> {
+    /// The instance the request went to.
+    target: SocketAddr,
     served_by: &'a http::HeaderValue,
     invalid: Option<&'a http::HeaderValue>,
     head_only: bool,
@@ -906,11 +878,7 @@ fn prepare_response(
             || (resp.version == Some(0) && has_token(headers, "keep-alive")));
     let keep = ctx.keep && keep_ok && framing != Framing::Close && !decode && !upgraded;
 
-    w.extend_from_slice(b"HTTP/1.1 ");
-    w.extend_from_slice(&itoa3(code));
-    w.push(b' ');
-    w.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
-    w.extend_from_slice(b"\r\n");
+    put_status_line(w, code, resp.reason.unwrap_or(""));
     w.extend_from_slice(SERVED_BY.as_bytes());
     w.extend_from_slice(b": ");
     w.extend_from_slice(ctx.served_by.as_bytes());
@@ -991,7 +959,6 @@ fn request_info<'h>(
     };
 
     let mut host_header = None;
-    let mut length: Option<u64> = None;
     let mut chunked = None;
     for h in headers {
         let name = h.name;
@@ -1000,20 +967,14 @@ fn request_info<'h>(
                 return Err("the request has more than one Host header".into());
             }
             host_header = Some(std::str::from_utf8(h.value).unwrap_or(""));
-        } else if name.eq_ignore_ascii_case("content-length") {
-            for part in h.value.split(|b| *b == b',') {
-                let n = parse_length(part)
-                    .ok_or_else(|| "the request's Content-Length is not a number".to_owned())?;
-                if length.is_some_and(|l| l != n) {
-                    return Err("the request has conflicting Content-Length headers".into());
-                }
-                length = Some(n);
-            }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
-            chunked = Some(trim(last).eq_ignore_ascii_case(b"chunked"));
+            chunked = Some(ends_in_chunked(h.value));
         }
     }
+    let length = content_length(headers).map_err(|e| match e {
+        LengthError::NotANumber => "the request's Content-Length is not a number",
+        LengthError::Conflict => "the request has conflicting Content-Length headers",
+    })?;
     let framing = match (chunked, length) {
         (Some(_), Some(_)) => {
             return Err("the request has both Transfer-Encoding and Content-Length".into());
@@ -1047,22 +1008,41 @@ fn response_framing(headers: &[Header]) -> Result<Framing, String> {
     // RFC 9112 §6.3: Transfer-Encoding wins over Content-Length; chunked last means chunked, any
     // other final coding means the body ends when upstream closes.
     if let Some(last) = values(headers, "transfer-encoding").last() {
-        let coding = last.rsplit(|b| *b == b',').next().unwrap_or(b"");
-        return Ok(if trim(coding).eq_ignore_ascii_case(b"chunked") {
+        return Ok(if ends_in_chunked(last) {
             Framing::Chunked
         } else {
             Framing::Close
         });
     }
+    let length = content_length(headers).map_err(|e| match e {
+        LengthError::NotANumber => "its Content-Length is not a number",
+        LengthError::Conflict => "it sent conflicting Content-Length headers",
+    })?;
+    Ok(length.map_or(Framing::Close, Framing::Length))
+}
+
+/// Whether a `Transfer-Encoding` value's last coding is `chunked`.
+fn ends_in_chunked(value: &[u8]) -> bool {
+    let last = value.rsplit(|b| *b == b',').next().unwrap_or(b"");
+    trim(last).eq_ignore_ascii_case(b"chunked")
+}
+
+enum LengthError {
+    NotANumber,
+    Conflict,
+}
+
+/// The length the `Content-Length` headers give (`5, 5` and repeats allowed if they agree).
+fn content_length(headers: &[Header]) -> Result<Option<u64>, LengthError> {
     let mut length = None;
     for part in values(headers, "content-length").flat_map(|v| v.split(|b| *b == b',')) {
-        let n = parse_length(part).ok_or("its Content-Length is not a number")?;
+        let n = parse_length(part).ok_or(LengthError::NotANumber)?;
         if length.is_some_and(|l| l != n) {
-            return Err("it sent conflicting Content-Length headers".into());
+            return Err(LengthError::Conflict);
         }
         length = Some(n);
     }
-    Ok(length.map_or(Framing::Close, Framing::Length))
+    Ok(length)
 }
 
 fn parse_length(text: &[u8]) -> Option<u64> {
@@ -1111,6 +1091,15 @@ fn is_hop_by_hop(h: &Header, all: &[Header]) -> bool {
     }
     HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
         || connection_tokens(all).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// `HTTP/1.1 <code> <reason>`: the status line of every response the router sends.
+fn put_status_line(w: &mut Vec<u8>, code: u16, reason: &str) {
+    w.extend_from_slice(b"HTTP/1.1 ");
+    w.extend_from_slice(&itoa3(code));
+    w.push(b' ');
+    w.extend_from_slice(reason.as_bytes());
+    w.extend_from_slice(b"\r\n");
 }
 
 /// `content-length: n`, without allocating.
@@ -1166,11 +1155,7 @@ fn interim_head(head: &[u8], out: &mut Vec<u8>) -> Result<(), UpError> {
         Ok(Status::Partial) => return Err(UpError::Malformed("incomplete head".into())),
     }
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(&itoa3(resp.code.unwrap_or(100)));
-    out.push(b' ');
-    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    put_status_line(out, resp.code.unwrap_or(100), resp.reason.unwrap_or(""));
     for h in resp.headers.iter() {
         if !is_hop_by_hop(h, resp.headers) {
             put_header(out, h.name.as_bytes(), h.value);
@@ -1218,7 +1203,7 @@ fn itoa3(code: u16) -> [u8; 3] {
 
 /// The `Host` header for a request that came without one: the target's address, without the port
 /// when it is 80.
-pub(crate) fn host_for(target: SocketAddr) -> String {
+fn host_for(target: SocketAddr) -> String {
     match (target.port(), target) {
         (80, SocketAddr::V4(a)) => a.ip().to_string(),
         (80, SocketAddr::V6(a)) => format!("[{}]", a.ip()),
@@ -1349,6 +1334,22 @@ impl std::fmt::Display for PumpError {
     }
 }
 
+/// What becomes of the downstream connection when relaying a response body failed after its head
+/// went out: upstream cut it short (reset, so the client cannot take it for whole), or the client
+/// went away (close).
+fn relay_failed(e: PumpError) -> Next {
+    match e {
+        PumpError::Source(_) => {
+            tracing::debug!("response from upstream cut short: {e}");
+            Next::Abort
+        }
+        PumpError::Sink(_) => {
+            tracing::debug!("response to the client cut short: {e}");
+            Next::Close
+        }
+    }
+}
+
 /// Copies the rest of a body from `src` (after what `buf` holds) to `dst`.
 async fn pump<R, W>(
     src: &mut R,
@@ -1380,7 +1381,7 @@ where
 
 /// Where a body being relayed stands.
 #[derive(Debug)]
-pub(crate) enum BodyState {
+enum BodyState {
     Length(u64),
     Chunked { scan: Chunked, decode: bool },
     Close,
@@ -1456,7 +1457,7 @@ impl BodyState {
 /// A scanner for chunked transfer coding (RFC 9112 §7.1): finds where a chunked body ends, checking
 /// its framing, and hands out the data.
 #[derive(Debug, Default)]
-pub(crate) struct Chunked {
+struct Chunked {
     state: ChunkState,
     size: u64,
     digits: bool,
@@ -1480,7 +1481,7 @@ enum ChunkState {
 impl Chunked {
     /// Scans `input`; calls `data` with each run of chunk data. Returns how many bytes belong to
     /// the body and whether it ended there.
-    pub(crate) fn feed(
+    fn feed(
         &mut self,
         input: &[u8],
         mut data: impl FnMut(&[u8]),
