@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use lane_core::LaneRef;
 use lane_router::{DEFAULT_LANE_HEADER, proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,15 +47,7 @@ async fn via_proxy(proxy: std::net::SocketAddr, uri: &str, headers: &[(&str, &st
             v.parse().unwrap(),
         );
     }
-    let resp = send.send_request(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Got {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    collect(send.send_request(req).await.unwrap()).await
 }
 
 #[tokio::test]

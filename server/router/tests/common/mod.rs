@@ -211,7 +211,11 @@ pub async fn send(
             v.parse().unwrap(),
         );
     }
-    let resp = client.request(req).await.unwrap();
+    collect(client.request(req).await.unwrap()).await
+}
+
+/// A response read whole.
+pub async fn collect(resp: Response<Incoming>) -> Got {
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
