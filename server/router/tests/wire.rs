@@ -378,6 +378,23 @@ async fn malformed_requests_get_a_clear_400_and_the_connection_closes() {
             "Content-Length is not a number",
         ),
         (
+            format!(
+                "POST / HTTP/1.1\r\nHost: {B}\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"
+            ),
+            400,
+            "conflicting Content-Length headers",
+        ),
+        (
+            format!("POST / HTTP/1.1\r\nHost: {B}\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            400,
+            "does not end in `chunked`",
+        ),
+        (
+            format!("GET nowhere HTTP/1.1\r\nHost: {B}\r\n\r\n"),
+            400,
+            "neither a path nor an absolute URI",
+        ),
+        (
             format!("GET / HTTP/1.1\r\nHost: {B}\r\nHost: other\r\n\r\n"),
             400,
             "more than one Host",
@@ -476,9 +493,24 @@ async fn broken_upstream_responses_are_502s_that_say_why() {
         write(&mut s, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").await;
     })
     .await;
+    // One scripted upstream per broken answer.
+    async fn answering(raw: &'static [u8]) -> SocketAddr {
+        scripted(move |mut s| async move {
+            read_head(&mut s).await;
+            write(&mut s, raw).await;
+        })
+        .await
+    }
+    let unasked = answering(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n").await;
+    let lengths =
+        answering(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok").await;
+    let chunks = answering(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").await;
     for (up, says) in [
         (garbage, "not valid HTTP/1.1"),
         (silent, "closed the connection without answering"),
+        (unasked, "switched protocols unasked"),
+        (lengths, "conflicting Content-Length headers"),
+        (chunks, "its chunked body is malformed"),
     ] {
         let r = router_to(up).await;
         let got = get(&client(), r.addr, B, "/", &[]).await;
