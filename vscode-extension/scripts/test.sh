@@ -39,7 +39,12 @@ node scripts/build.mjs --minify
 
 step "vsce package"
 npx vsce package --no-dependencies --allow-missing-repository --skip-license -o dist/lane.vsix
-unzip -l dist/lane.vsix | grep -q 'extension/dist/main.js' || { echo "error: the vsix has no main.js" >&2; exit 1; }
+# Read the archive's listing in one process: `unzip -l | grep -q` under pipefail fails at random
+# (grep exits at the first match, unzip dies of SIGPIPE writing the rest).
+python3 - dist/lane.vsix <<'PY' || { echo "error: the vsix has no extension/dist/main.js" >&2; exit 1; }
+import sys, zipfile
+sys.exit(0 if "extension/dist/main.js" in zipfile.ZipFile(sys.argv[1]).namelist() else 1)
+PY
 
 echo
 echo "vscode-extension: all checks passed in $((SECONDS - t0))s"
