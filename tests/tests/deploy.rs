@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{TestEnv, sample_manifest};
 
 #[test]
@@ -16,9 +18,17 @@ fn deploy_from_a_branch_shows_lane_version_owner_and_health() {
         out.stdout.contains(&version) && out.stdout.contains("feature-x"),
         "deploy names the version and lane:\n{out}"
     );
+    // Built and run in a working copy of the repo in the state dir, not in the repo itself.
+    let inst = env.instance("feature-x", "demo.b").expect("instance");
+    let source = std::path::PathBuf::from(inst["source"].as_str().expect("a source dir"));
+    assert!(source.starts_with(&env.home), "{inst:#}");
     assert!(
-        repo.join("built.txt").exists(),
-        "the build command ran in the repo"
+        source.join("built.txt").exists() && source.join("lane.toml").exists(),
+        "the build ran in the working copy: {inst:#}"
+    );
+    assert!(
+        !repo.join("built.txt").exists(),
+        "nothing is built in the repo"
     );
 
     // `lane ls --json`
@@ -83,5 +93,86 @@ fn deploying_again_replaces_the_version() {
     let lane = env.lane("feature-x").unwrap();
     assert_eq!(lane["instances"].as_array().unwrap().len(), 1, "{lane:#}");
     assert_eq!(lane["services"]["demo.b"]["commit"], commit.as_str());
+    env.finish();
+}
+
+/// The version a lane runs is the working tree as it was at deploy time: switching branch, editing
+/// and deploying elsewhere from the same checkout leave it alone, even when it is restarted.
+#[test]
+fn a_deployed_version_is_a_snapshot_of_the_working_tree() {
+    let env = TestEnv::new("snapshot", 30);
+    // The proc's name in its reply comes from `version.txt` in its working directory.
+    let manifest = format!(
+        "app = \"demo\"\nproc = \"b\"\n\n[build]\ncommand = \"cp version.txt built.txt\"\n\n\
+         [run]\ncommand = \"'{}' sample-service --app demo --name b-$(cat built.txt) --port {{port}}\"\n\n\
+         [health]\nhttp = \"/healthz\"\ntimeout = \"20s\"\n",
+        env.bin.display()
+    );
+    let repo = env.repo("b", &manifest);
+    let body = |lane: &str| {
+        let reply = common::http_get(env.router(), "b.demo.localhost", "/", &[("x-lane", lane)]);
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body
+    };
+
+    env.branch(&repo, "one");
+    std::fs::write(repo.join("version.txt"), "one").unwrap();
+    env.git(&repo, &["add", "version.txt"]);
+    env.git(&repo, &["commit", "-q", "-m", "one"]);
+    env.ok_in(&repo, &["deploy", "--lane", "lane-one"]);
+    assert!(body("lane-one").contains("b-one"), "{}", body("lane-one"));
+
+    // Another branch, deployed into another lane from the same checkout.
+    env.branch(&repo, "two");
+    std::fs::write(repo.join("version.txt"), "two").unwrap();
+    env.git(&repo, &["commit", "-q", "-am", "two"]);
+    env.ok_in(&repo, &["deploy", "--lane", "lane-two"]);
+    assert!(body("lane-two").contains("b-two"), "{}", body("lane-two"));
+    assert!(body("lane-one").contains("b-one"), "{}", body("lane-one"));
+
+    // Uncommitted edits are deployed too, and the developer's checkout is left as it was.
+    std::fs::write(repo.join("version.txt"), "three").unwrap();
+    env.ok_in(&repo, &["deploy", "--lane", "lane-three"]);
+    assert!(
+        body("lane-three").contains("b-three"),
+        "{}",
+        body("lane-three")
+    );
+    assert_eq!(
+        env.git(&repo, &["status", "--porcelain"]),
+        "M version.txt",
+        "the developer's index and files are untouched"
+    );
+
+    // lane-one's version, killed, comes back as branch one's build, from its own copy.
+    let one = env.instance("lane-one", "demo.b").expect("instance");
+    let pid = one["pid"].as_u64().unwrap() as u32;
+    common::kill(pid, "KILL");
+    env.wait_for(
+        "lane-one's version to be restarted",
+        Duration::from_secs(15),
+        || {
+            let i = env.instance("lane-one", "demo.b")?;
+            (i["pid"].as_u64()? as u32 != pid && i["state"] == "healthy").then_some(())
+        },
+    );
+    assert!(body("lane-one").contains("b-one"), "{}", body("lane-one"));
+
+    // Three versions, three copies; removing a lane frees its copy, and one spare is kept.
+    let sources = |lane: &str| env.instance(lane, "demo.b").unwrap()["source"].clone();
+    let copies = [
+        sources("lane-one"),
+        sources("lane-two"),
+        sources("lane-three"),
+    ];
+    assert!(copies[0] != copies[1] && copies[1] != copies[2] && copies[0] != copies[2]);
+    env.ok(&["rm", "lane-one"]);
+    env.ok(&["rm", "lane-two"]);
+    let left: Vec<_> = std::fs::read_dir(env.home.join("src/demo.b"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert_eq!(left.len(), 2, "lane-three's copy and one spare: {left:?}");
     env.finish();
 }

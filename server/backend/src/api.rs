@@ -50,6 +50,9 @@ pub struct InstanceView {
     pub version: Option<PersonalVersion>,
     /// Its log file, when the backend keeps one locally.
     pub log: Option<PathBuf>,
+    /// The working copy it was built in and runs from, when the backend keeps one locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PathBuf>,
 }
 
 /// Requests counted by the router for one service in one lane.
@@ -125,6 +128,12 @@ pub struct DeployRequest {
     pub ttl_secs: Option<u64>,
     pub parent: Option<LaneId>,
     pub force: bool,
+    /// Build and run from a copy of `repo`'s git working tree as it is now (uncommitted changes
+    /// and untracked files included, ignored files not), so that later edits and branch switches
+    /// in `repo` leave the deployed version as it was. `false`: build and run in `repo` itself
+    /// (a baseline checkout, the demo's services).
+    #[serde(default)]
+    pub snapshot: bool,
 }
 
 /// Move the personal version of `service` from lane `from` to lane `to`.

@@ -386,6 +386,12 @@ async fn deploy(
             instance.state.as_str(),
             instance.addr
         );
+        if let Some(source) = &instance.source {
+            println!(
+                "  built from a copy of your working tree in {}",
+                source.display()
+            );
+        }
     }
     Ok(0)
 }
@@ -424,6 +430,7 @@ pub async fn deploy_request(
         ttl_secs: parse_ttl(ttl.as_deref())?,
         parent: parent.as_deref().map(parse_lane).transpose()?,
         force,
+        snapshot: true,
     })
 }
 
@@ -454,6 +461,8 @@ async fn baseline_up(backend: &dyn Backend, file: Option<PathBuf>) -> anyhow::Re
             ttl_secs: None,
             parent: None,
             force: true,
+            // A baseline runs from the checkout the workspace file names.
+            snapshot: false,
         });
     }
     let done = with_progress(false, async |tx| backend.baseline_up(reqs, tx).await).await?;

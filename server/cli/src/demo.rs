@@ -62,6 +62,7 @@ impl Demo {
             ttl_secs: Some(3600),
             parent: None,
             force: false,
+            snapshot: false,
         })
     }
 

@@ -6,7 +6,7 @@
 //! disconnects) or is interrupted by the agent's death is rolled back — immediately, or at the
 //! next agent start.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{Mutex, mpsc, watch};
 
+use super::source::{self, Sources};
 use super::store::{InstanceRecord, RunSpec, State, StateDir, io_err};
 use super::supervisor::{
     BUILD_MARKER, Phase, PhaseEvent, ProcessGroup, Supervisor, reclaim_stale, reclaim_stale_builds,
@@ -137,6 +138,7 @@ pub(crate) struct Agent {
     changes_tx: watch::Sender<u64>,
     shutdown_tx: watch::Sender<bool>,
     traffic: std::sync::Mutex<TrafficHistory>,
+    sources: Sources,
 }
 
 /// Runs the agent until it is told to stop. Returns when everything it ran has stopped.
@@ -199,8 +201,10 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
         changes_tx,
         shutdown_tx,
         traffic: Default::default(),
+        sources: Sources::new(dir.sources()),
     });
     agent.recover().await?;
+    agent.prune_sources().await;
 
     let info = AgentInfo {
         pid: std::process::id(),
@@ -448,6 +452,7 @@ impl Agent {
             self.commit(&mut st)?;
         }
         self.stop_and_forget(&ids).await;
+        self.prune_sources().await;
         Ok(ids)
     }
 
@@ -462,7 +467,22 @@ impl Agent {
             restarts: r.restarts,
             version: r.version.clone(),
             log: Some(self.sup.log_path(&r.id)),
+            source: r.source.clone(),
         }
+    }
+
+    /// Deletes working copies no instance runs from, but one per service (see `source.rs`).
+    async fn prune_sources(&self) {
+        self.sources.prune(&self.sources_in_use().await);
+    }
+
+    /// The working copies instances run from.
+    async fn sources_in_use(&self) -> std::collections::HashSet<PathBuf> {
+        let st = self.state.lock().await;
+        st.instances
+            .values()
+            .filter_map(|r| r.source.clone())
+            .collect()
     }
 
     /// Stops instances that already left the state, and deletes their logs.
@@ -613,6 +633,7 @@ impl Agent {
         self.commit(&mut st)?;
         drop(st);
         self.stop_and_forget(&replaced).await;
+        self.prune_sources().await;
         Ok(())
     }
 
@@ -653,6 +674,7 @@ impl Agent {
                 }
             }
         }
+        self.prune_sources().await;
         Ok(report)
     }
 
@@ -682,13 +704,12 @@ impl Agent {
             r = self.deploy_inner(&req, &deploy_id, &progress) => r,
             _ = cancelled.closed() => Err(BackendError::cancelled()),
         };
-        match outcome {
-            Ok(view) => Ok(view),
-            Err(e) => {
-                self.rollback(&deploy_id).await;
-                Err(e)
-            }
+        if outcome.is_err() {
+            self.rollback(&deploy_id).await;
         }
+        // The copy a replaced version ran from, or this failed deploy's, is free now.
+        self.prune_sources().await;
+        outcome
     }
 
     async fn rollback(&self, deploy_id: &str) {
@@ -748,6 +769,26 @@ impl Agent {
                 }
             }
         }
+        // Build and run from a copy of the working tree as it is now, when asked to.
+        let copy = if req.snapshot {
+            let claim = self.sources.claim(&service, &self.sources_in_use().await)?;
+            let _ = progress
+                .send(stage(
+                    Stage::Build,
+                    format!("copying the working tree to {}", claim.dir.display()),
+                ))
+                .await;
+            let tree = source::sync(&req.repo, &claim.dir).await?;
+            tracing::info!(%service, tree, dir = %claim.dir.display(), "working tree copied");
+            Some(claim)
+        } else {
+            None
+        };
+        let workdir = copy.as_ref().map_or(&req.repo, |c| &c.dir);
+        let version_env = BTreeMap::from([
+            ("LANE_BRANCH".to_owned(), req.branch.clone()),
+            ("LANE_COMMIT".to_owned(), req.commit.clone()),
+        ]);
         let _ = progress
             .send(stage(
                 Stage::Build,
@@ -760,7 +801,8 @@ impl Agent {
         if let Some(build) = &req.manifest.build {
             run_build(
                 build,
-                &req.repo,
+                workdir,
+                &version_env,
                 &self.dir.root,
                 &service,
                 req.manifest.build_timeout,
@@ -779,6 +821,7 @@ impl Agent {
             st.next_seq += 1;
             let id = format!("{}/{}#{}", req.lane, service, st.next_seq);
             let mut env = req.manifest.env.clone();
+            env.extend(version_env.clone());
             env.insert("LANE_HEADER".into(), self.config.lane_header.clone());
             let record = InstanceRecord {
                 id: id.clone(),
@@ -787,7 +830,7 @@ impl Agent {
                 port,
                 spec: RunSpec {
                     command: req.manifest.run_command(port),
-                    cwd: req.repo.clone(),
+                    cwd: workdir.clone(),
                     env,
                     health: req.manifest.health.clone(),
                     health_timeout_ms: req.manifest.health_timeout.as_millis() as u64,
@@ -802,6 +845,7 @@ impl Agent {
                     now_secs(),
                 )),
                 pending: Some(deploy_id.to_owned()),
+                source: copy.as_ref().map(|c| c.dir.clone()),
             };
             st.instances.insert(id, record.clone());
             self.commit(&mut st)?;
@@ -1002,6 +1046,7 @@ fn allocate_port(st: &State, (lo, hi): (u16, u16)) -> Result<u16> {
 async fn run_build(
     command: &str,
     repo: &Path,
+    env: &BTreeMap<String, String>,
     state_dir: &Path,
     service: &ServiceId,
     timeout: Duration,
@@ -1011,6 +1056,7 @@ async fn run_build(
         .arg("-c")
         .arg(command)
         .current_dir(repo)
+        .envs(env)
         .env(BUILD_MARKER, state_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

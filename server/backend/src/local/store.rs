@@ -71,6 +71,10 @@ impl StateDir {
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
+    /// Working copies deploys build and run from (see `source.rs`).
+    pub fn sources(&self) -> PathBuf {
+        self.root.join("src")
+    }
 
     pub fn create(&self) -> Result<()> {
         fs::create_dir_all(self.logs()).map_err(|e| {
@@ -161,6 +165,10 @@ pub struct InstanceRecord {
     /// deploy fails, is cancelled, or the agent dies before it completes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<String>,
+    /// The working copy it was built in and runs from, when the deploy took one (`src/…` in the
+    /// state dir); `None` when it runs in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PathBuf>,
 }
 
 /// The whole local state.

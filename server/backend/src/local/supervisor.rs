@@ -535,6 +535,7 @@ mod tests {
             restarts: 0,
             version: None,
             pending: None,
+            source: None,
         }
     }
 

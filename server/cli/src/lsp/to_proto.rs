@@ -203,6 +203,7 @@ mod tests {
                 5,
             )),
             log: None,
+            source: None,
         }
     }
 

@@ -1,0 +1,473 @@
+//! Working copies: a deploy from a git repository builds and runs from a copy of the repository's
+//! working tree taken when the deploy starts, so later edits, branch switches and builds in the
+//! developer's checkout never change a version that is already deployed (a crashed version is
+//! restarted from the same binary it was deployed with).
+//!
+//! The copy is what git sees: tracked files with their uncommitted changes and untracked files that
+//! are not ignored. It is taken through a scratch index (`git add -A` into a copy of the
+//! repository's index, then `git write-tree`), so the developer's index, stash and branches are not
+//! touched; the tree's blobs land in the repository's object store as unreachable objects, which
+//! `git gc` prunes. The copy is then brought to that tree with `git read-tree --reset -u` and an
+//! index of its own, which rewrites only the files that differ and deletes the ones that are gone:
+//! ignored files (build outputs) stay, so the next build in the same copy is incremental.
+//!
+//! Copies live under `<state>/src/<service>/<n>`. Each belongs to the instance that runs from it
+//! ([`InstanceRecord::source`](super::store::InstanceRecord)), or to a deploy under way (a
+//! [`Claim`]), or is free. A deploy takes the most recently used free copy of its service, else a new
+//! one, so it never builds in a directory a running version was started from. [`Sources::prune`]
+//! keeps one free copy per service as a build cache and deletes the rest.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::SystemTime;
+
+use lane_core::ServiceId;
+
+use crate::api::ErrorCode;
+use crate::error::{BackendError, Result};
+
+/// Free copies kept per service as a build cache.
+const SPARE_PER_SERVICE: usize = 1;
+
+/// The working copies under one state dir.
+pub(crate) struct Sources {
+    root: PathBuf,
+    /// Copies a deploy under way is writing to.
+    claimed: std::sync::Mutex<HashSet<PathBuf>>,
+}
+
+/// A copy taken by one deploy; released when dropped.
+pub(crate) struct Claim<'a> {
+    sources: &'a Sources,
+    pub dir: PathBuf,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.sources.claimed.lock() {
+            c.remove(&self.dir);
+        }
+    }
+}
+
+impl Sources {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Sources {
+            root,
+            claimed: Default::default(),
+        }
+    }
+
+    /// Takes a copy for a deploy of `service`: the most recently used one that no instance in
+    /// `in_use` runs from and no other deploy holds, else a new one.
+    pub(crate) fn claim(
+        &self,
+        service: &ServiceId,
+        in_use: &HashSet<PathBuf>,
+    ) -> Result<Claim<'_>> {
+        let base = self.root.join(service.to_string());
+        std::fs::create_dir_all(&base).map_err(|e| io_err("create", &base, e))?;
+        let mut claimed = self
+            .claimed
+            .lock()
+            .map_err(|_| BackendError::internal("the working-copy table is poisoned"))?;
+        let copies = copies_in(&base);
+        let free = copies
+            .iter()
+            .filter(|c| !in_use.contains(&c.dir) && !claimed.contains(&c.dir))
+            .max_by_key(|c| c.used);
+        let dir = match free {
+            Some(c) => c.dir.clone(),
+            None => {
+                let n = copies.iter().map(|c| c.n).max().map_or(1, |n| n + 1);
+                let dir = base.join(n.to_string());
+                std::fs::create_dir(&dir).map_err(|e| io_err("create", &dir, e))?;
+                dir
+            }
+        };
+        claimed.insert(dir.clone());
+        Ok(Claim { sources: self, dir })
+    }
+
+    /// Deletes free copies beyond [`SPARE_PER_SERVICE`] per service (the least recently used
+    /// first), and service folders left empty. The copies are moved aside at once and deleted in
+    /// the background, so a large build tree does not hold up the caller.
+    pub(crate) fn prune(&self, in_use: &HashSet<PathBuf>) {
+        let Ok(claimed) = self.claimed.lock() else {
+            return;
+        };
+        let Ok(services) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        let mut doomed = Vec::new();
+        for base in services.flatten().map(|e| e.path()) {
+            if !base.is_dir() || is_trash(&base) {
+                continue;
+            }
+            let mut free: Vec<Copy> = copies_in(&base)
+                .into_iter()
+                .filter(|c| !in_use.contains(&c.dir) && !claimed.contains(&c.dir))
+                .collect();
+            free.sort_by_key(|c| std::cmp::Reverse(c.used));
+            for c in free.into_iter().skip(SPARE_PER_SERVICE) {
+                let trash = self.root.join(format!(
+                    ".trash-{}-{}",
+                    std::process::id(),
+                    TRASH_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ));
+                if std::fs::rename(&c.dir, &trash).is_ok() {
+                    let _ = std::fs::remove_file(index_of(&c.dir));
+                    doomed.push(trash);
+                }
+            }
+            // Only succeeds when the folder is empty.
+            let _ = std::fs::remove_dir(&base);
+        }
+        drop(claimed);
+        // Trash left by an agent that died while deleting.
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                if is_trash(&e.path()) && !doomed.contains(&e.path()) {
+                    doomed.push(e.path());
+                }
+            }
+        }
+        if !doomed.is_empty() {
+            std::thread::spawn(move || {
+                for d in doomed {
+                    let _ = std::fs::remove_dir_all(&d);
+                }
+            });
+        }
+    }
+}
+
+static TRASH_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn is_trash(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(".trash-"))
+}
+
+struct Copy {
+    n: u64,
+    dir: PathBuf,
+    /// When a deploy last synced it.
+    used: SystemTime,
+}
+
+/// The numbered copies in a service folder.
+fn copies_in(base: &Path) -> Vec<Copy> {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return vec![];
+    };
+    let mut by_n = BTreeMap::new();
+    for e in entries.flatten() {
+        let Some(n) = e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else {
+            continue;
+        };
+        let dir = e.path();
+        let used = std::fs::metadata(index_of(&dir))
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        by_n.insert(n, Copy { n, dir, used });
+    }
+    by_n.into_values().collect()
+}
+
+/// The copy's own git index, beside it (not inside, where a build could see or clean it).
+fn index_of(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".index");
+    PathBuf::from(name)
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> BackendError {
+    BackendError::internal(format!("cannot {what} {}: {e}", path.display()))
+        .with_help("check that the state dir (LANE_HOME) is writable and has space")
+}
+
+/// Brings `dir` to the working tree of the git repository at `repo` as it is now. Returns the
+/// tree's id.
+pub(crate) async fn sync(repo: &Path, dir: &Path) -> Result<String> {
+    let git_dir = git(repo, &["rev-parse", "--absolute-git-dir"], &[]).await?;
+    let index = git(repo, &["rev-parse", "--git-path", "index"], &[]).await?;
+    let scratch = {
+        let mut name = dir.as_os_str().to_owned();
+        name.push(".scratch-index");
+        PathBuf::from(name)
+    };
+    // Start from the repository's index: its stat data lets `git add` skip unchanged files.
+    let _ = std::fs::remove_file(&scratch);
+    if let Err(e) = std::fs::copy(repo.join(&index), &scratch)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(io_err("copy the git index to", &scratch, e));
+    }
+    let scratch_env = [("GIT_INDEX_FILE", scratch.as_os_str())];
+    let tree = async {
+        git(repo, &["add", "--all", "--", "."], &scratch_env).await?;
+        git(repo, &["write-tree"], &scratch_env).await
+    }
+    .await;
+    let _ = std::fs::remove_file(&scratch);
+    let tree = tree?;
+
+    // A sync killed half-way (a cancelled deploy) leaves the copy's index locked.
+    let own_index = index_of(dir);
+    let mut lock = own_index.as_os_str().to_owned();
+    lock.push(".lock");
+    let _ = std::fs::remove_file(PathBuf::from(lock));
+    let mut git_dir_arg = std::ffi::OsString::from("--git-dir=");
+    git_dir_arg.push(&git_dir);
+    let mut work_tree_arg = std::ffi::OsString::from("--work-tree=");
+    work_tree_arg.push(dir);
+    let out = command(dir, &[("GIT_INDEX_FILE", own_index.as_os_str())])
+        .arg(git_dir_arg)
+        .arg(work_tree_arg)
+        .args(["read-tree", "--reset", "-u", &tree])
+        .output()
+        .await;
+    check(out, "read-tree", repo)?;
+    Ok(tree)
+}
+
+/// `git` in `cwd` with nothing of the caller's git environment but `env`.
+fn command(cwd: &Path, env: &[(&str, &std::ffi::OsStr)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.current_dir(cwd)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_OBJECT_DIRECTORY")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn git(cwd: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<String> {
+    let out = command(cwd, env).args(args).output().await;
+    check(out, args[0], cwd)
+}
+
+fn check(out: std::io::Result<std::process::Output>, what: &str, repo: &Path) -> Result<String> {
+    let fail = |detail: String| {
+        BackendError::new(
+            ErrorCode::BuildFailed,
+            format!(
+                "cannot copy the working tree of {} (git {what}): {detail}",
+                repo.display()
+            ),
+        )
+        .with_help("run `git status` in the repository to see what git makes of it")
+    };
+    let out = out.map_err(|e| fail(format!("cannot run git: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(fail(stderr.trim().to_owned()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system temp dir, deleted on drop.
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new() -> Self {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("lane-source-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn git_in(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .env_remove("GIT_INDEX_FILE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn repo(root: &Path) -> PathBuf {
+        let repo = root.join("repo");
+        std::fs::create_dir_all(repo.join("src")).unwrap();
+        git_in(&repo, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join(".gitignore"), "target/\n").unwrap();
+        std::fs::write(repo.join("src/main.txt"), "v1").unwrap();
+        std::fs::write(repo.join("gone.txt"), "soon gone").unwrap();
+        git_in(&repo, &["add", "."]);
+        git_in(
+            &repo,
+            &[
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "user.name=t",
+                "commit",
+                "-q",
+                "-m",
+                "one",
+            ],
+        );
+        repo
+    }
+
+    fn read(p: &Path) -> String {
+        std::fs::read_to_string(p).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_copy_has_what_git_sees_and_keeps_build_outputs() {
+        let tmp = TempDir::new();
+        let repo = repo(tmp.path());
+        // Uncommitted edit, untracked file, ignored build output.
+        std::fs::write(repo.join("src/main.txt"), "v2 uncommitted").unwrap();
+        std::fs::write(repo.join("new.txt"), "untracked").unwrap();
+        std::fs::create_dir_all(repo.join("target")).unwrap();
+        std::fs::write(repo.join("target/bin"), "the developer's build").unwrap();
+        let index_before = std::fs::read(repo.join(".git/index")).unwrap();
+
+        let copy = tmp.path().join("copy");
+        std::fs::create_dir(&copy).unwrap();
+        let tree = sync(&repo, &copy).await.unwrap();
+        assert_eq!(tree.len(), 40, "{tree}");
+        assert_eq!(read(&copy.join("src/main.txt")), "v2 uncommitted");
+        assert_eq!(read(&copy.join("new.txt")), "untracked");
+        assert!(copy.join("gone.txt").exists());
+        assert!(
+            !copy.join("target").exists(),
+            "ignored files are not copied"
+        );
+        assert!(!copy.join(".git").exists());
+        assert_eq!(
+            std::fs::read(repo.join(".git/index")).unwrap(),
+            index_before,
+            "the developer's index is untouched"
+        );
+        assert_eq!(git_in(&repo, &["status", "--porcelain"]).lines().count(), 2);
+
+        // The copy's build writes outputs and touches a tracked file.
+        std::fs::create_dir_all(copy.join("target")).unwrap();
+        std::fs::write(copy.join("target/bin"), "built in the copy").unwrap();
+        std::fs::write(copy.join("new.txt"), "changed by the build").unwrap();
+        let unchanged = std::fs::metadata(copy.join("src/main.txt"))
+            .unwrap()
+            .modified()
+            .unwrap();
+
+        // The developer switches branch and deletes a file; the next sync follows.
+        git_in(&repo, &["stash", "-q", "--include-untracked"]);
+        git_in(&repo, &["checkout", "-q", "-b", "other"]);
+        std::fs::remove_file(repo.join("gone.txt")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let tree2 = sync(&repo, &copy).await.unwrap();
+        assert_ne!(tree, tree2);
+        assert_eq!(read(&copy.join("src/main.txt")), "v1");
+        assert!(!copy.join("gone.txt").exists(), "deleted files go");
+        assert!(!copy.join("new.txt").exists(), "stashed files go");
+        assert_eq!(
+            read(&copy.join("target/bin")),
+            "built in the copy",
+            "build outputs stay for an incremental build"
+        );
+        let _ = unchanged;
+        // Same tree again: nothing rewritten.
+        let before = std::fs::metadata(copy.join("src/main.txt"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(sync(&repo, &copy).await.unwrap(), tree2);
+        let after = std::fs::metadata(copy.join("src/main.txt"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(before, after, "an unchanged file keeps its mtime");
+    }
+
+    #[tokio::test]
+    async fn a_tracked_file_changed_in_the_copy_is_restored() {
+        let tmp = TempDir::new();
+        let repo = repo(tmp.path());
+        let copy = tmp.path().join("copy");
+        std::fs::create_dir(&copy).unwrap();
+        sync(&repo, &copy).await.unwrap();
+        std::fs::write(copy.join("src/main.txt"), "scribbled on by a build").unwrap();
+        sync(&repo, &copy).await.unwrap();
+        assert_eq!(read(&copy.join("src/main.txt")), "v1");
+    }
+
+    #[tokio::test]
+    async fn not_a_repository_is_a_clear_error() {
+        let tmp = TempDir::new();
+        let copy = tmp.path().join("copy");
+        std::fs::create_dir(&copy).unwrap();
+        let e = sync(tmp.path(), &copy).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::BuildFailed);
+        assert!(e.message.contains("cannot copy the working tree"), "{e}");
+        assert!(e.message.contains("not a git repository"), "{e}");
+    }
+
+    #[test]
+    fn claims_skip_copies_in_use_and_prune_keeps_one_spare() {
+        let tmp = TempDir::new();
+        let sources = Sources::new(tmp.path().join("src"));
+        let svc: ServiceId = "shop.cart".parse().unwrap();
+        let none = HashSet::new();
+
+        let a = sources.claim(&svc, &none).unwrap();
+        let b = sources.claim(&svc, &none).unwrap();
+        assert_ne!(a.dir, b.dir, "two deploys under way never share a copy");
+        let (a_dir, b_dir) = (a.dir.clone(), b.dir.clone());
+        std::fs::write(index_of(&a_dir), "").unwrap();
+        drop(a);
+        drop(b);
+
+        // A running instance holds `a`; a new deploy gets `b`, never `a`.
+        let running: HashSet<PathBuf> = [a_dir.clone()].into();
+        let c = sources.claim(&svc, &running).unwrap();
+        assert_eq!(c.dir, b_dir);
+        drop(c);
+
+        // Three free copies: prune keeps the most recently used one.
+        let d = sources
+            .claim(&svc, &[a_dir.clone(), b_dir.clone()].into())
+            .unwrap();
+        let d_dir = d.dir.clone();
+        drop(d);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(index_of(&b_dir), "").unwrap();
+        sources.prune(&none);
+        assert!(b_dir.exists(), "the most recently used copy stays");
+        assert!(!a_dir.exists() && !d_dir.exists());
+        assert!(!index_of(&a_dir).exists());
+
+        // Nothing free left over: the service folder goes too once its last copy does.
+        std::fs::remove_dir_all(&b_dir).unwrap();
+        std::fs::remove_file(index_of(&b_dir)).unwrap();
+        sources.prune(&none);
+        assert!(!tmp.path().join("src/shop.cart").exists());
+    }
+}
