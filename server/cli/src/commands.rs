@@ -408,6 +408,7 @@ pub async fn deploy_request(
 ) -> anyhow::Result<DeployRequest> {
     let repo = git::repo_root(start).map_err(|e| invalid(e.to_string()))?;
     let manifest = load_manifest(&repo)?;
+    let snapshot = manifest.snapshot;
     let (branch, commit) = git::head(&repo).map_err(|e| invalid(e.to_string()))?;
     let lane = match lane {
         Some(l) => LaneRef::Lane(parse_lane(&l)?),
@@ -430,7 +431,7 @@ pub async fn deploy_request(
         ttl_secs: parse_ttl(ttl.as_deref())?,
         parent: parent.as_deref().map(parse_lane).transpose()?,
         force,
-        snapshot: true,
+        snapshot,
     })
 }
 

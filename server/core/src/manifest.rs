@@ -104,6 +104,14 @@ pub struct Manifest {
     pub health: HealthCheck,
     pub health_timeout: Duration,
     pub backend: String,
+    /// Deploy a copy of the repository's working tree taken at deploy time (the default), rather
+    /// than building and running in the repository itself.
+    #[serde(default = "yes")]
+    pub snapshot: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -113,6 +121,8 @@ struct RawManifest {
     proc: Spanned<String>,
     #[serde(default)]
     protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    snapshot: Option<bool>,
     #[serde(default)]
     build: Option<RawBuild>,
     run: RawRun,
@@ -299,6 +309,7 @@ impl Manifest {
             health,
             health_timeout,
             backend,
+            snapshot: raw.snapshot.unwrap_or(true),
         })
     }
 
@@ -385,6 +396,20 @@ timeout = "10s"
         );
         assert_eq!(m.health_timeout, Duration::from_secs(10));
         assert_eq!(m.backend, "local");
+        assert!(
+            m.snapshot,
+            "deploys take a copy of the working tree unless told not to"
+        );
+    }
+
+    #[test]
+    fn snapshot_can_be_turned_off() {
+        let m =
+            parse("app = \"a\"\nproc = \"b\"\nsnapshot = false\n[run]\ncommand = \"x\"\n").unwrap();
+        assert!(!m.snapshot);
+        let e = parse("app = \"a\"\nproc = \"b\"\nsnapshot = \"no\"\n[run]\ncommand = \"x\"\n")
+            .unwrap_err();
+        assert_eq!((e.line, e.column), (3, 12), "{e}");
     }
 
     #[test]
