@@ -342,10 +342,16 @@ impl Agent {
 
     async fn housekeeping_loop(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut ticks = 0u64;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = wait_true(shutdown.clone()) => return,
+            }
+            ticks += 1;
+            // Spare working copies age out (every 10 minutes).
+            if ticks % 1200 == 0 {
+                self.prune_sources().await;
             }
             if let Err(e) = self.reclaim_expired().await {
                 tracing::error!("cannot reclaim expired lanes: {e}");

@@ -27,8 +27,10 @@ use lane_core::ServiceId;
 use crate::api::ErrorCode;
 use crate::error::{BackendError, Result};
 
-/// Free copies kept per service as a build cache.
+/// Free copies kept per service as a build cache…
 const SPARE_PER_SERVICE: usize = 1;
+/// …unless no deploy has used them for this long.
+const SPARE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// The working copies under one state dir.
 pub(crate) struct Sources {
@@ -91,7 +93,7 @@ impl Sources {
     }
 
     /// Deletes free copies beyond [`SPARE_PER_SERVICE`] per service (the least recently used
-    /// first), and service folders left empty. The copies are moved aside at once and deleted in
+    /// first) or unused for [`SPARE_MAX_AGE`], and service folders left empty. The copies are moved aside at once and deleted in
     /// the background, so a large build tree does not hold up the caller.
     pub(crate) fn prune(&self, in_use: &HashSet<PathBuf>) {
         let Ok(claimed) = self.claimed.lock() else {
@@ -110,7 +112,13 @@ impl Sources {
                 .filter(|c| !in_use.contains(&c.dir) && !claimed.contains(&c.dir))
                 .collect();
             free.sort_by_key(|c| std::cmp::Reverse(c.used));
-            for c in free.into_iter().skip(SPARE_PER_SERVICE) {
+            let stale = |c: &Copy| c.used.elapsed().is_ok_and(|age| age > SPARE_MAX_AGE);
+            let doomed_here = free
+                .into_iter()
+                .enumerate()
+                .filter(|(i, c)| *i >= SPARE_PER_SERVICE || stale(c))
+                .map(|(_, c)| c);
+            for c in doomed_here {
                 let trash = self.root.join(format!(
                     ".trash-{}-{}",
                     std::process::id(),
@@ -464,10 +472,19 @@ mod tests {
         assert!(!a_dir.exists() && !d_dir.exists());
         assert!(!index_of(&a_dir).exists());
 
-        // Nothing free left over: the service folder goes too once its last copy does.
-        std::fs::remove_dir_all(&b_dir).unwrap();
-        std::fs::remove_file(index_of(&b_dir)).unwrap();
+        // The spare ages out when no deploy has used it for a week, and the service folder goes
+        // with its last copy.
+        let week_ago = SystemTime::now() - SPARE_MAX_AGE - std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(index_of(&b_dir))
+            .unwrap()
+            .set_modified(week_ago)
+            .unwrap();
+        sources.prune(&[b_dir.clone()].into());
+        assert!(b_dir.exists(), "a copy in use never goes");
         sources.prune(&none);
+        assert!(!b_dir.exists() && !index_of(&b_dir).exists());
         assert!(!tmp.path().join("src/shop.cart").exists());
     }
 }
