@@ -350,7 +350,7 @@ impl Agent {
             }
             ticks += 1;
             // Spare working copies age out (every 10 minutes).
-            if ticks % 1200 == 0 {
+            if ticks.is_multiple_of(1200) {
                 self.prune_sources().await;
             }
             if let Err(e) = self.reclaim_expired().await {
