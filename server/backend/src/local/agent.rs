@@ -482,13 +482,16 @@ impl Agent {
         self.sources.prune(&self.sources_in_use().await);
     }
 
-    /// The working copies instances run from.
+    /// The working copies instances run from, and those of processes still being stopped.
     async fn sources_in_use(&self) -> std::collections::HashSet<PathBuf> {
         let st = self.state.lock().await;
-        st.instances
+        let mut dirs: std::collections::HashSet<PathBuf> = st
+            .instances
             .values()
             .filter_map(|r| r.source.clone())
-            .collect()
+            .collect();
+        dirs.extend(self.sup.dirs_in_use());
+        dirs
     }
 
     /// Stops instances that already left the state, and deletes their logs.

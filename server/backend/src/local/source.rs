@@ -7,9 +7,13 @@
 //! are not ignored. It is taken through a scratch index (`git add -A` into a copy of the
 //! repository's index, then `git write-tree`), so the developer's index, stash and branches are not
 //! touched; the tree's blobs land in the repository's object store as unreachable objects, which
-//! `git gc` prunes. The copy is then brought to that tree with `git read-tree --reset -u` and an
-//! index of its own, which rewrites only the files that differ and deletes the ones that are gone:
-//! ignored files (build outputs) stay, so the next build in the same copy is incremental.
+//! `git gc` prunes. Local edits hidden by `assume-unchanged` or `skip-worktree` marks are
+//! unhidden in the scratch index (skip-worktree entries without a file, a sparse checkout's, are
+//! left out). The copy is then brought to that tree with `git read-tree --reset -u` and an index of
+//! its own, which rewrites only the files that differ and deletes the ones that are gone, and `git
+//! clean -fd` removes files the tree does not have and git does not ignore. Ignored files (build
+//! outputs) stay, so the next build in the same copy is incremental. End-of-line conversion is off
+//! on both sides, so files arrive byte for byte.
 //!
 //! Copies live under `<state>/src/<service>/<n>`. Each belongs to the instance that runs from it
 //! ([`InstanceRecord::source`](super::store::InstanceRecord)), or to a deploy under way (a
@@ -56,7 +60,8 @@ impl Drop for Claim<'_> {
 impl Sources {
     pub(crate) fn new(root: PathBuf) -> Self {
         Sources {
-            root,
+            // git runs in other directories: a relative state dir would point elsewhere there.
+            root: std::path::absolute(&root).unwrap_or(root),
             claimed: Default::default(),
         }
     }
@@ -120,8 +125,8 @@ impl Sources {
                 .map(|(_, c)| c);
             for c in doomed_here {
                 let trash = self.root.join(format!(
-                    ".trash-{}-{}",
-                    std::process::id(),
+                    "{}{}",
+                    own_trash_prefix(),
                     TRASH_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 ));
                 if std::fs::rename(&c.dir, &trash).is_ok() {
@@ -133,10 +138,13 @@ impl Sources {
             let _ = std::fs::remove_dir(&base);
         }
         drop(claimed);
-        // Trash left by an agent that died while deleting.
+        // Trash left by an agent that died while deleting (this agent's own is being deleted).
         if let Ok(entries) = std::fs::read_dir(&self.root) {
+            let own = own_trash_prefix();
             for e in entries.flatten() {
-                if is_trash(&e.path()) && !doomed.contains(&e.path()) {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if is_trash(&e.path()) && !name.starts_with(&own) {
                     doomed.push(e.path());
                 }
             }
@@ -144,7 +152,7 @@ impl Sources {
         if !doomed.is_empty() {
             std::thread::spawn(move || {
                 for d in doomed {
-                    let _ = std::fs::remove_dir_all(&d);
+                    remove_tree(&d);
                 }
             });
         }
@@ -153,10 +161,38 @@ impl Sources {
 
 static TRASH_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+fn own_trash_prefix() -> String {
+    format!(".trash-{}-", std::process::id())
+}
+
 fn is_trash(p: &Path) -> bool {
     p.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with(".trash-"))
+}
+
+/// Deletes a tree, read-only directories (a Go module cache, say) included.
+fn remove_tree(dir: &Path) {
+    if std::fs::remove_dir_all(dir).is_ok() {
+        return;
+    }
+    fn writable(p: &Path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Ok(meta) = p.symlink_metadata() else {
+            return;
+        };
+        if !meta.is_dir() {
+            return;
+        }
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = std::fs::read_dir(p) {
+            for e in entries.flatten() {
+                writable(&e.path());
+            }
+        }
+    }
+    writable(dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 struct Copy {
@@ -187,9 +223,7 @@ fn copies_in(base: &Path) -> Vec<Copy> {
 
 /// The copy's own git index, beside it (not inside, where a build could see or clean it).
 fn index_of(dir: &Path) -> PathBuf {
-    let mut name = dir.as_os_str().to_owned();
-    name.push(".index");
-    PathBuf::from(name)
+    beside(dir, ".index")
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> BackendError {
@@ -200,15 +234,25 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> BackendError {
 /// Brings `dir` to the working tree of the git repository at `repo` as it is now. Returns the
 /// tree's id.
 pub(crate) async fn sync(repo: &Path, dir: &Path) -> Result<String> {
-    let git_dir = git(repo, &["rev-parse", "--absolute-git-dir"], &[]).await?;
-    let index = git(repo, &["rev-parse", "--git-path", "index"], &[]).await?;
-    let scratch = {
-        let mut name = dir.as_os_str().to_owned();
-        name.push(".scratch-index");
-        PathBuf::from(name)
-    };
-    // Start from the repository's index: its stat data lets `git add` skip unchanged files.
+    let git_dir = git(repo, &["rev-parse", "--absolute-git-dir"], &[])
+        .await
+        .map_err(in_repo("rev-parse", repo))?;
+    let index = git(repo, &["rev-parse", "--git-path", "index"], &[])
+        .await
+        .map_err(in_repo("rev-parse", repo))?;
+    if dir.starts_with(repo) {
+        return Err(BackendError::invalid(format!(
+            "the state dir's working copy {} is inside the repository {}",
+            dir.display(),
+            repo.display()
+        ))
+        .with_help("set LANE_HOME to a directory outside the repository"));
+    }
+    let scratch = beside(dir, ".scratch-index");
+    // Start from the repository's index: its stat data lets `git add` skip unchanged files. A
+    // sync killed half-way (a cancelled deploy) may have left the scratch index or its lock.
     let _ = std::fs::remove_file(&scratch);
+    let _ = std::fs::remove_file(beside(&scratch, ".lock"));
     if let Err(e) = std::fs::copy(repo.join(&index), &scratch)
         && e.kind() != std::io::ErrorKind::NotFound
     {
@@ -216,30 +260,106 @@ pub(crate) async fn sync(repo: &Path, dir: &Path) -> Result<String> {
     }
     let scratch_env = [("GIT_INDEX_FILE", scratch.as_os_str())];
     let tree = async {
-        git(repo, &["add", "--all", "--", "."], &scratch_env).await?;
-        git(repo, &["write-tree"], &scratch_env).await
+        unhide_local_edits(repo, &scratch_env).await?;
+        git(
+            repo,
+            &[NO_EOL[0], NO_EOL[1], "add", "--all", "--", "."],
+            &scratch_env,
+        )
+        .await
+        .map_err(in_repo("add", repo))?;
+        git(repo, &["write-tree"], &scratch_env)
+            .await
+            .map_err(in_repo("write-tree", repo))
     }
     .await;
     let _ = std::fs::remove_file(&scratch);
     let tree = tree?;
 
-    // A sync killed half-way (a cancelled deploy) leaves the copy's index locked.
     let own_index = index_of(dir);
-    let mut lock = own_index.as_os_str().to_owned();
-    lock.push(".lock");
-    let _ = std::fs::remove_file(PathBuf::from(lock));
+    let _ = std::fs::remove_file(beside(&own_index, ".lock"));
     let mut git_dir_arg = std::ffi::OsString::from("--git-dir=");
     git_dir_arg.push(&git_dir);
     let mut work_tree_arg = std::ffi::OsString::from("--work-tree=");
     work_tree_arg.push(dir);
-    let out = command(dir, &[("GIT_INDEX_FILE", own_index.as_os_str())])
-        .arg(git_dir_arg)
-        .arg(work_tree_arg)
-        .args(["read-tree", "--reset", "-u", &tree])
+    let in_copy_git = |args: &[&str]| {
+        let mut cmd = command(dir, &[("GIT_INDEX_FILE", own_index.as_os_str())]);
+        cmd.args(NO_EOL)
+            .args(["-c", "core.sparseCheckout=false"])
+            .arg(&git_dir_arg)
+            .arg(&work_tree_arg)
+            .args(args);
+        cmd
+    };
+    // Files as they are in the tree (only those that differ are rewritten), then away with files
+    // the tree does not have and git does not ignore: left by a build, or by a sync cut short.
+    let out = in_copy_git(&["read-tree", "--reset", "-u", &tree])
         .output()
         .await;
-    check(out, "read-tree", repo)?;
+    check(out).map_err(in_copy("read-tree", dir))?;
+    let out = in_copy_git(&["clean", "-f", "-d", "-q"]).output().await;
+    check(out).map_err(in_copy("clean", dir))?;
     Ok(tree)
+}
+
+/// Both sides of the copy skip end-of-line conversion, so files arrive byte for byte.
+const NO_EOL: [&str; 2] = ["-c", "core.autocrlf=false"];
+
+/// Entries marked assume-unchanged, and skip-worktree ones whose file is there (a developer's
+/// way to keep local edits out of `git status`), would make `git add` miss the edits: clear the
+/// marks in the scratch index. Skip-worktree entries without a file are a sparse checkout's and
+/// stay as they are.
+async fn unhide_local_edits(repo: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Result<()> {
+    let listing = git(repo, &["ls-files", "-v", "-z"], env)
+        .await
+        .map_err(in_repo("ls-files", repo))?;
+    let (mut assumed, mut skipped) = (Vec::new(), Vec::new());
+    for entry in listing.split('\0') {
+        let Some((tag, path)) = entry.split_once(' ') else {
+            continue;
+        };
+        if tag.eq_ignore_ascii_case("s") {
+            if repo.join(path).symlink_metadata().is_ok() {
+                skipped.push(path);
+            }
+        } else if tag.chars().all(|c| c.is_ascii_lowercase()) {
+            assumed.push(path);
+        }
+    }
+    // One mark per run: update-index applies only the last of its mark options.
+    for (mark, paths) in [
+        ("--no-assume-unchanged", assumed),
+        ("--no-skip-worktree", skipped),
+    ] {
+        if paths.is_empty() {
+            continue;
+        }
+        let mut child = command(repo, env)
+            .args(["update-index", mark, "-z", "--stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| in_repo("update-index", repo)(format!("cannot run git: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use tokio::io::AsyncWriteExt as _;
+            let mut input = Vec::new();
+            for p in paths {
+                input.extend_from_slice(p.as_bytes());
+                input.push(0);
+            }
+            let _ = stdin.write_all(&input).await;
+        }
+        check(child.wait_with_output().await).map_err(in_repo("update-index", repo))?;
+    }
+    Ok(())
+}
+
+/// `path` with `suffix` added to its file name.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// `git` in `cwd` with nothing of the caller's git environment but `env`.
@@ -256,13 +376,26 @@ fn command(cwd: &Path, env: &[(&str, &std::ffi::OsStr)]) -> tokio::process::Comm
     cmd
 }
 
-async fn git(cwd: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<String> {
-    let out = command(cwd, env).args(args).output().await;
-    check(out, args[0], cwd)
+async fn git(
+    cwd: &Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> std::result::Result<String, String> {
+    check(command(cwd, env).args(args).output().await)
 }
 
-fn check(out: std::io::Result<std::process::Output>, what: &str, repo: &Path) -> Result<String> {
-    let fail = |detail: String| {
+/// Stdout of a git run that succeeded, else what went wrong.
+fn check(out: std::io::Result<std::process::Output>) -> std::result::Result<String, String> {
+    let out = out.map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+}
+
+/// Turns a failed git step in the developer's repository into the deploy's error.
+fn in_repo<'a>(what: &'static str, repo: &'a Path) -> impl FnOnce(String) -> BackendError + 'a {
+    move |detail| {
         BackendError::new(
             ErrorCode::BuildFailed,
             format!(
@@ -271,13 +404,24 @@ fn check(out: std::io::Result<std::process::Output>, what: &str, repo: &Path) ->
             ),
         )
         .with_help("run `git status` in the repository to see what git makes of it")
-    };
-    let out = out.map_err(|e| fail(format!("cannot run git: {e}")))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(fail(stderr.trim().to_owned()));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Turns a failed git step in the copy (the state dir's) into the deploy's error.
+fn in_copy<'a>(what: &'static str, dir: &'a Path) -> impl FnOnce(String) -> BackendError + 'a {
+    move |detail| {
+        BackendError::new(
+            ErrorCode::BuildFailed,
+            format!(
+                "cannot update the working copy {} (git {what}): {detail}",
+                dir.display()
+            ),
+        )
+        .with_help(format!(
+            "the copy is lane's own; delete {} and deploy again to start it afresh",
+            dir.display()
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -425,6 +569,66 @@ mod tests {
         std::fs::write(copy.join("src/main.txt"), "scribbled on by a build").unwrap();
         sync(&repo, &copy).await.unwrap();
         assert_eq!(read(&copy.join("src/main.txt")), "v1");
+    }
+
+    #[tokio::test]
+    async fn a_copy_is_exact_whatever_the_leftovers_and_settings() {
+        let tmp = TempDir::new();
+        let repo = repo(tmp.path());
+        let copy = tmp.path().join("copy");
+        std::fs::create_dir(&copy).unwrap();
+        // A sync cut short left locks and a stray file behind.
+        std::fs::write(beside(&copy, ".scratch-index.lock"), "").unwrap();
+        std::fs::write(beside(&copy, ".index.lock"), "").unwrap();
+        std::fs::write(copy.join("stray.txt"), "not in the tree").unwrap();
+        // Settings that would change bytes or hide edits.
+        git_in(&repo, &["config", "core.autocrlf", "true"]);
+        std::fs::write(repo.join("script.sh"), "#!/bin/sh\necho lf\n").unwrap();
+        std::fs::write(repo.join("crlf.txt"), "dos\r\nfile\r\n").unwrap();
+        git_in(&repo, &["update-index", "--assume-unchanged", "gone.txt"]);
+        std::fs::write(repo.join("gone.txt"), "a local edit under assume-unchanged").unwrap();
+        git_in(&repo, &["update-index", "--skip-worktree", "src/main.txt"]);
+        std::fs::write(
+            repo.join("src/main.txt"),
+            "a local edit under skip-worktree",
+        )
+        .unwrap();
+
+        sync(&repo, &copy).await.unwrap();
+        assert!(!copy.join("stray.txt").exists(), "files not in the tree go");
+        assert_eq!(read(&copy.join("script.sh")), "#!/bin/sh\necho lf\n");
+        assert_eq!(read(&copy.join("crlf.txt")), "dos\r\nfile\r\n");
+        assert_eq!(
+            read(&copy.join("gone.txt")),
+            "a local edit under assume-unchanged"
+        );
+        assert_eq!(
+            read(&copy.join("src/main.txt")),
+            "a local edit under skip-worktree"
+        );
+        assert!(
+            git_in(&repo, &["ls-files", "-v", "src/main.txt"]).starts_with('S'),
+            "the developer's own marks stay"
+        );
+
+        // A build's stray output that git does not ignore is gone by the next sync; ignored
+        // output stays.
+        std::fs::write(copy.join("generated.go"), "package stray").unwrap();
+        std::fs::create_dir_all(copy.join("target")).unwrap();
+        std::fs::write(copy.join("target/out"), "kept").unwrap();
+        sync(&repo, &copy).await.unwrap();
+        assert!(!copy.join("generated.go").exists());
+        assert!(copy.join("target/out").exists());
+    }
+
+    #[tokio::test]
+    async fn a_state_dir_inside_the_repository_is_refused() {
+        let tmp = TempDir::new();
+        let repo = repo(tmp.path());
+        let copy = repo.join(".lane/src/x/1");
+        std::fs::create_dir_all(&copy).unwrap();
+        let e = sync(&repo, &copy).await.unwrap_err();
+        assert!(e.message.contains("inside the repository"), "{e}");
     }
 
     #[tokio::test]

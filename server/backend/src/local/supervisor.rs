@@ -69,6 +69,7 @@ pub struct PhaseEvent {
 struct Handle {
     stop_tx: watch::Sender<bool>,
     task: JoinHandle<()>,
+    cwd: PathBuf,
 }
 
 /// Owns the running instances.
@@ -76,6 +77,8 @@ pub struct Supervisor {
     logs: PathBuf,
     events_tx: mpsc::UnboundedSender<PhaseEvent>,
     handles: Mutex<HashMap<String, Handle>>,
+    /// Working directories of instances being stopped, until their processes are gone.
+    stopping: Mutex<Vec<PathBuf>>,
     extra_env: Vec<(String, String)>,
 }
 
@@ -85,6 +88,7 @@ impl Supervisor {
             logs,
             events_tx,
             handles: Mutex::new(HashMap::new()),
+            stopping: Mutex::new(Vec::new()),
             extra_env: Vec::new(),
         }
     }
@@ -116,7 +120,14 @@ impl Supervisor {
             .handles
             .lock()
             .expect("supervisor lock is never poisoned: no code panics while holding it")
-            .insert(record.id.clone(), Handle { stop_tx, task });
+            .insert(
+                record.id.clone(),
+                Handle {
+                    stop_tx,
+                    task,
+                    cwd: record.spec.cwd.clone(),
+                },
+            );
         if let Some(old) = old {
             let _ = old.stop_tx.send(true);
         }
@@ -131,9 +142,33 @@ impl Supervisor {
             .expect("supervisor lock is never poisoned: no code panics while holding it")
             .remove(id);
         if let Some(h) = handle {
+            self.stopping_list().push(h.cwd.clone());
             let _ = h.stop_tx.send(true);
             let _ = h.task.await;
+            let mut stopping = self.stopping_list();
+            if let Some(i) = stopping.iter().position(|d| *d == h.cwd) {
+                stopping.swap_remove(i);
+            }
         }
+    }
+
+    /// The working directories of every process it runs or is still stopping.
+    pub fn dirs_in_use(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self
+            .handles
+            .lock()
+            .expect("supervisor lock is never poisoned: no code panics while holding it")
+            .values()
+            .map(|h| h.cwd.clone())
+            .collect();
+        dirs.extend(self.stopping_list().iter().cloned());
+        dirs
+    }
+
+    fn stopping_list(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.stopping
+            .lock()
+            .expect("supervisor lock is never poisoned: no code panics while holding it")
     }
 
     pub async fn stop_all(&self) {
