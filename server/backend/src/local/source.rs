@@ -622,6 +622,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_linked_worktree_is_copied_from_its_own_index() {
+        let tmp = TempDir::new();
+        let repo = repo(tmp.path());
+        let wt = tmp.path().join("wt");
+        git_in(
+            &repo,
+            &["worktree", "add", "-q", "-b", "other", wt.to_str().unwrap()],
+        );
+        std::fs::write(wt.join("src/main.txt"), "edited in the worktree").unwrap();
+        std::fs::write(repo.join("src/main.txt"), "edited in the main checkout").unwrap();
+        let copy = tmp.path().join("copy");
+        std::fs::create_dir(&copy).unwrap();
+        sync(&wt, &copy).await.unwrap();
+        assert_eq!(read(&copy.join("src/main.txt")), "edited in the worktree");
+    }
+
+    #[tokio::test]
     async fn a_state_dir_inside_the_repository_is_refused() {
         let tmp = TempDir::new();
         let repo = repo(tmp.path());
