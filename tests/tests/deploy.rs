@@ -132,7 +132,17 @@ fn a_deployed_version_is_a_snapshot_of_the_working_tree() {
 
     // Uncommitted edits are deployed too, and the developer's checkout is left as it was.
     std::fs::write(repo.join("version.txt"), "three").unwrap();
-    env.ok_in(&repo, &["deploy", "--lane", "lane-three"]);
+    let out = env.ok_in(&repo, &["deploy", "--lane", "lane-three"]);
+    let commit = env.git(&repo, &["rev-parse", "HEAD"]);
+    let dirty = format!("two@{}+dirty", &commit[..8]);
+    assert!(out.stdout.contains(&dirty), "{out}");
+    let version = |lane: &str| env.instance(lane, "demo.b").unwrap()["version"].clone();
+    assert_eq!(version("lane-three")["version"], dirty.as_str());
+    assert_eq!(version("lane-three")["dirty"], true);
+    assert_eq!(
+        version("lane-two")["version"],
+        format!("two@{}", &commit[..8]).as_str()
+    );
     assert!(
         body("lane-three").contains("b-three"),
         "{}",

@@ -378,6 +378,11 @@ async fn deploy(
     let service = req.manifest.service.clone();
     let version = format!("{}@{}", req.branch, &req.commit[..req.commit.len().min(8)]);
     let instance = with_progress(json, async |tx| backend.deploy(req, tx).await).await?;
+    // The backend's label says `+dirty` when uncommitted changes went in.
+    let version = instance
+        .version
+        .as_ref()
+        .map_or(version, |v| v.version.clone());
     if json {
         print_json(&instance)?;
     } else {

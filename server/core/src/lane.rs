@@ -18,12 +18,16 @@ pub const MAX_CHAIN_DEPTH: usize = 8;
 /// A personal version: one service built from a developer's branch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersonalVersion {
-    /// Human version label: `<branch>@<short commit>`.
+    /// Human version label: `<branch>@<short commit>`, with `+dirty` when it was built from a
+    /// working tree with uncommitted changes (as `git describe --dirty` says it).
     pub version: String,
     pub branch: String,
     pub commit: String,
     pub owner: String,
     pub deployed: UnixSecs,
+    /// Built from a working tree that differs from `commit`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dirty: bool,
 }
 
 impl PersonalVersion {
@@ -35,7 +39,17 @@ impl PersonalVersion {
             commit: commit.to_owned(),
             owner: owner.to_owned(),
             deployed: now,
+            dirty: false,
         }
+    }
+
+    /// The same version, marked as built from uncommitted changes when `dirty`.
+    pub fn dirty(mut self, dirty: bool) -> Self {
+        if dirty && !self.dirty {
+            self.version.push_str("+dirty");
+        }
+        self.dirty |= dirty;
+        self
     }
 }
 
@@ -227,5 +241,14 @@ mod tests {
     fn personal_version_label() {
         let v = PersonalVersion::new("feat/login", "0123456789abcdef", "me", 5);
         assert_eq!(v.version, "feat/login@01234567");
+        assert!(!v.dirty);
+        let d = v.clone().dirty(true).dirty(true);
+        assert_eq!(d.version, "feat/login@01234567+dirty");
+        assert!(d.dirty);
+        assert_eq!(v.clone().dirty(false), v);
+        // Old documents without the field read as clean.
+        let json = serde_json::to_string(&v).unwrap();
+        assert!(!json.contains("dirty"), "{json}");
+        assert_eq!(serde_json::from_str::<PersonalVersion>(&json).unwrap(), v);
     }
 }

@@ -787,16 +787,21 @@ impl Agent {
                     format!("copying the working tree to {}", claim.dir.display()),
                 ))
                 .await;
-            let tree = source::sync(&req.repo, &claim.dir).await?;
-            tracing::info!(%service, tree, dir = %claim.dir.display(), "working tree copied");
-            Some(claim)
+            let synced = source::sync_at(&req.repo, &claim.dir, &req.commit).await?;
+            tracing::info!(%service, tree = synced.tree, dirty = synced.dirty, dir = %claim.dir.display(), "working tree copied");
+            Some((claim, synced.dirty))
         } else {
             None
         };
+        let dirty = copy.as_ref().is_some_and(|(_, dirty)| *dirty);
+        let copy = copy.map(|(claim, _)| claim);
+        let version =
+            PersonalVersion::new(&req.branch, &req.commit, &req.owner, now_secs()).dirty(dirty);
         let workdir = copy.as_ref().map_or(&req.repo, |c| &c.dir);
         let version_env = BTreeMap::from([
             ("LANE_BRANCH".to_owned(), req.branch.clone()),
             ("LANE_COMMIT".to_owned(), req.commit.clone()),
+            ("LANE_VERSION".to_owned(), version.version.clone()),
         ]);
         let _ = progress
             .send(stage(
@@ -847,12 +852,7 @@ impl Agent {
                 state: InstanceState::Starting,
                 pid: None,
                 restarts: 0,
-                version: Some(PersonalVersion::new(
-                    &req.branch,
-                    &req.commit,
-                    &req.owner,
-                    now_secs(),
-                )),
+                version: Some(version.clone()),
                 pending: Some(deploy_id.to_owned()),
                 source: copy.as_ref().map(|c| c.dir.clone()),
             };

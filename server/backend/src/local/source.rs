@@ -231,6 +231,28 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> BackendError {
         .with_help("check that the state dir (LANE_HOME) is writable and has space")
 }
 
+/// What a sync copied.
+#[derive(Debug)]
+pub(crate) struct Synced {
+    /// The working tree's tree id.
+    pub tree: String,
+    /// The tree differs from `commit`'s: there were uncommitted changes or untracked files.
+    pub dirty: bool,
+}
+
+/// Brings `dir` to the working tree of the git repository at `repo` as it is now, and tells
+/// whether that differs from `commit`.
+pub(crate) async fn sync_at(repo: &Path, dir: &Path, commit: &str) -> Result<Synced> {
+    let tree = sync(repo, dir).await?;
+    let committed = git(repo, &["rev-parse", &format!("{commit}^{{tree}}")], &[])
+        .await
+        .map_err(in_repo("rev-parse", repo))?;
+    Ok(Synced {
+        dirty: committed != tree,
+        tree,
+    })
+}
+
 /// Brings `dir` to the working tree of the git repository at `repo` as it is now. Returns the
 /// tree's id.
 pub(crate) async fn sync(repo: &Path, dir: &Path) -> Result<String> {
@@ -503,7 +525,10 @@ mod tests {
 
         let copy = tmp.path().join("copy");
         std::fs::create_dir(&copy).unwrap();
-        let tree = sync(&repo, &copy).await.unwrap();
+        let head = git_in(&repo, &["rev-parse", "HEAD"]);
+        let synced = sync_at(&repo, &copy, &head).await.unwrap();
+        assert!(synced.dirty, "uncommitted edits make it dirty");
+        let tree = synced.tree;
         assert_eq!(tree.len(), 40, "{tree}");
         assert_eq!(read(&copy.join("src/main.txt")), "v2 uncommitted");
         assert_eq!(read(&copy.join("new.txt")), "untracked");
@@ -551,7 +576,27 @@ mod tests {
             .modified()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(sync(&repo, &copy).await.unwrap(), tree2);
+        let head = git_in(&repo, &["rev-parse", "HEAD"]);
+        let again = sync_at(&repo, &copy, &head).await.unwrap();
+        assert_eq!(again.tree, tree2);
+        assert!(again.dirty, "a deleted file is an uncommitted change");
+        git_in(
+            &repo,
+            &[
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "user.name=t",
+                "commit",
+                "-q",
+                "-am",
+                "gone",
+            ],
+        );
+        let head = git_in(&repo, &["rev-parse", "HEAD"]);
+        let clean = sync_at(&repo, &copy, &head).await.unwrap();
+        assert!(!clean.dirty, "a committed working tree is clean");
+        assert_eq!(clean.tree, tree2);
         let after = std::fs::metadata(copy.join("src/main.txt"))
             .unwrap()
             .modified()
