@@ -1,0 +1,214 @@
+//! Benchmark of what the working copy costs a deploy: `lane deploy` of a repository with many
+//! files, with `snapshot = true` (the default: build and run from a git-synced copy) against
+//! `snapshot = false` (in place), interleaved in the same run.
+//!
+//! ```text
+//! cargo build --release -p lane -p lane-bench
+//! target/release/deploy-bench [--lane-bin target/release/lane] [--files 5000] [--rounds 5]
+//! ```
+//!
+//! Two repositories with the same `--files` files (4 KiB each, 100 per directory, committed) and a
+//! sample service with a TCP health check differ only in `snapshot`. Round 0 deploys each into a
+//! new lane; every later round first edits 10 files in each repo (uncommitted) and redeploys into
+//! the same lane. A new version never builds in the copy the running one uses, so rounds 0 and 1
+//! each make a copy from nothing; from round 2 on, a redeploy syncs the copy the replaced version
+//! freed (only changed files are rewritten). The wall time of each `lane deploy` is recorded; the
+//! report gives both modes, the ratio and the difference, which is the copy's cost. It uses its own temporary `LANE_HOME` and
+//! stops everything it started.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Args {
+    lane_bin: PathBuf,
+    files: usize,
+    rounds: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let default_bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("lane")))
+        .unwrap_or_else(|| PathBuf::from("lane"));
+    let mut args = Args {
+        lane_bin: default_bin,
+        files: 5000,
+        rounds: 5,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--lane-bin" => args.lane_bin = PathBuf::from(value("--lane-bin")?),
+            "--files" => {
+                args.files = value("--files")?
+                    .parse()
+                    .map_err(|e| format!("--files: {e}"))?
+            }
+            "--rounds" => {
+                args.rounds = value("--rounds")?
+                    .parse()
+                    .map_err(|e| format!("--rounds: {e}"))?
+            }
+            "-h" | "--help" => {
+                return Err(
+                    "usage: deploy-bench [--lane-bin PATH] [--files N] [--rounds N]".into(),
+                );
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    if args.rounds < 3 {
+        return Err("--rounds must be at least 3 (two that make copies, then synced ones)".into());
+    }
+    Ok(args)
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@lane")
+        .env("GIT_COMMITTER_NAME", "bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@lane")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "git {args:?} failed in {}", dir.display());
+}
+
+/// A committed repository of `files` files for service `bench.<proc>`.
+fn make_repo(root: &Path, proc_: &str, snapshot: bool, files: usize, lane_bin: &Path) -> PathBuf {
+    let dir = root.join(proc_);
+    let blob: String = "lane deploy-bench filler line\n".repeat(4096 / 30);
+    for i in 0..files {
+        let sub = dir.join(format!("src/d{:03}", i / 100));
+        std::fs::create_dir_all(&sub).expect("create a source dir");
+        std::fs::write(sub.join(format!("f{i}.txt")), format!("{i}\n{blob}")).expect("write");
+    }
+    std::fs::write(
+        dir.join("lane.toml"),
+        format!(
+            "app = \"bench\"\nproc = \"{proc_}\"\nsnapshot = {snapshot}\n\n[run]\ncommand = \"'{}' \
+             sample-service --app bench --name {proc_} --port {{port}}\"\n\n[health]\ntcp = true\n",
+            lane_bin.display()
+        ),
+    )
+    .expect("write lane.toml");
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-q", "-m", "bench"]);
+    dir
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("deploy-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let root = std::env::temp_dir().join(format!("lane-deploy-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("create the temp dir");
+    let home = root.join("home");
+    let env = [
+        ("LANE_HOME", home.display().to_string()),
+        ("LANE_ROUTER_ADDR", "127.0.0.1:0".into()),
+        ("LANE_PORT_RANGE", "48100-48199".into()),
+    ];
+    let lane = |cwd: &Path, a: &[&str]| {
+        let out = Command::new(&args.lane_bin)
+            .args(a)
+            .current_dir(cwd)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run lane");
+        assert!(
+            out.status.success(),
+            "lane {a:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    let t = Instant::now();
+    let snap = make_repo(&root, "snap", true, args.files, &args.lane_bin);
+    let inplace = make_repo(&root, "inplace", false, args.files, &args.lane_bin);
+    println!(
+        "two repositories of {} files each made in {:.1} s",
+        args.files,
+        t.elapsed().as_secs_f64()
+    );
+    // Start the agent outside the measurement.
+    lane(&root, &["status"]);
+
+    let mut cold = [[Duration::ZERO; 2]; 2];
+    let mut warm: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..args.rounds {
+        // Alternate which goes first, so neither always meets a warmer cache.
+        let order: [(usize, &Path); 2] = if round % 2 == 0 {
+            [(0, &snap), (1, &inplace)]
+        } else {
+            [(1, &inplace), (0, &snap)]
+        };
+        for (which, repo) in order {
+            if round > 0 {
+                for k in 0..10 {
+                    let i = (round * 37 + k * 101) % args.files;
+                    let f = repo.join(format!("src/d{:03}/f{i}.txt", i / 100));
+                    std::fs::write(&f, format!("edited in round {round}\n")).expect("edit");
+                }
+            }
+            let t = Instant::now();
+            lane(repo, &["deploy", "--lane", "bench", "--json"]);
+            let took = t.elapsed();
+            if round < 2 {
+                cold[round][which] = took;
+            } else {
+                warm[which].push(took);
+            }
+        }
+    }
+    lane(&root, &["down"]);
+    let _ = std::fs::remove_dir_all(&root);
+
+    let [ws, wi] = warm.map(median);
+    println!("lane deploy, {} files, wall time (ms):", args.files);
+    println!(
+        "  {:<36} {:>10} {:>10} {:>7} {:>9}",
+        "", "snapshot", "in place", "ratio", "cost"
+    );
+    for (name, s, i) in [
+        ("first deploy (copy made)", cold[0][0], cold[0][1]),
+        ("second deploy (copy made)", cold[1][0], cold[1][1]),
+        (
+            &*format!("later deploys (synced; median of {})", args.rounds - 2),
+            ws,
+            wi,
+        ),
+    ] {
+        println!(
+            "  {name:<36} {:>10.1} {:>10.1} {:>6.2}× {:>+8.1}",
+            ms(s),
+            ms(i),
+            ms(s) / ms(i),
+            ms(s) - ms(i)
+        );
+    }
+}
