@@ -186,3 +186,59 @@ fn a_deployed_version_is_a_snapshot_of_the_working_tree() {
     assert_eq!(left.len(), 2, "lane-three's copy and one spare: {left:?}");
     env.finish();
 }
+
+/// In a monorepo, `lane deploy` run anywhere inside a service's directory deploys that service:
+/// the nearest `lane.toml` up to the repository root names it, the copy holds the whole repository
+/// (shared code included) and the commands run in the service's directory within it.
+#[test]
+fn a_monorepo_service_deploys_from_its_directory() {
+    let env = TestEnv::new("monorepo", 31);
+    let repo = env.repo("mono", "# the services have their own\n");
+    env.git(&repo, &["rm", "-q", "lane.toml"]);
+    let service = repo.join("services/b");
+    std::fs::create_dir_all(service.join("src")).unwrap();
+    std::fs::create_dir_all(repo.join("shared")).unwrap();
+    std::fs::write(repo.join("shared/version.txt"), "shared-one").unwrap();
+    std::fs::write(
+        service.join("lane.toml"),
+        format!(
+            "app = \"demo\"\nproc = \"b\"\n\n[build]\ncommand = \"cp ../../shared/version.txt built.txt\"\n\n\
+             [run]\ncommand = \"'{}' sample-service --app demo --name b-$(cat built.txt) --port {{port}}\"\n\n\
+             [health]\nhttp = \"/healthz\"\ntimeout = \"20s\"\n",
+            env.bin.display()
+        ),
+    )
+    .unwrap();
+    env.git(&repo, &["add", "."]);
+    env.git(&repo, &["commit", "-q", "-m", "services"]);
+
+    // From a directory below the service's.
+    let out = env.ok_in(
+        &service.join("src"),
+        &["deploy", "--lane", "mono", "--json"],
+    );
+    let inst = out.json();
+    assert_eq!(inst["service"], "demo.b", "{inst:#}");
+    assert!(
+        !inst["version"]["version"]
+            .as_str()
+            .unwrap()
+            .ends_with("+dirty")
+    );
+    let source = std::path::PathBuf::from(inst["source"].as_str().expect("a copy"));
+    assert!(source.join("shared/version.txt").exists(), "{inst:#}");
+    let reply = common::http_get(env.router(), "b.demo.localhost", "/", &[("x-lane", "mono")]);
+    assert!(reply.body.contains("b-shared-one"), "{reply:?}");
+
+    // `lane status` there names the service too.
+    let status = env
+        .ok_in(&service.join("src"), &["status", "--json"])
+        .json();
+    assert_eq!(status["workspace"]["service"], "demo.b", "{status:#}");
+
+    // Outside every service's directory, but in the repository: a clear error.
+    let out = env.run_in(&repo.join("shared"), &["deploy", "--lane", "mono"], &[]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("no lane.toml in"), "{out}");
+    env.finish();
+}

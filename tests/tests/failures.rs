@@ -43,7 +43,10 @@ fn missing_and_malformed_lane_toml_are_clear_errors() {
     env.git(&repo, &["commit", "-q", "-m", "no manifest"]);
     let out = env.run_in(&repo, &["deploy", "--lane", "feature-x"], &[]);
     assert_eq!(out.code, 2, "{out}");
-    assert!(out.stderr.contains("lane.toml"), "{out}");
+    assert!(
+        out.stderr.contains("no lane.toml in") && out.stderr.contains("repository root"),
+        "{out}"
+    );
     assert!(out.stderr.contains("help:"), "says what to do: {out}");
 
     // A malformed one: the error points at the line and column.

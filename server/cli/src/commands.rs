@@ -80,6 +80,19 @@ fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The service directory for `start` inside the repository at `root`: the nearest directory from
+/// `start` up to `root` with a `lane.toml` (the repository root, or a service's directory in a
+/// monorepo).
+pub fn service_dir(start: &Path, root: &Path) -> Option<PathBuf> {
+    let start = start.canonicalize().ok()?;
+    let root = root.canonicalize().ok()?;
+    start
+        .ancestors()
+        .take_while(|d| d.starts_with(&root))
+        .find(|d| d.join(MANIFEST_FILE).is_file())
+        .map(Path::to_path_buf)
+}
+
 /// Reads and validates `lane.toml` in `dir`.
 pub fn load_manifest(dir: &Path) -> anyhow::Result<Manifest> {
     let path = dir.join(MANIFEST_FILE);
@@ -293,7 +306,10 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
 /// The workspace's service (if the current dir has a lane.toml) and its git state.
 fn workspace_info() -> Option<serde_json::Value> {
     let cwd = std::env::current_dir().ok()?;
-    let root = git::repo_root(&cwd).unwrap_or(cwd);
+    let root = match git::repo_root(&cwd) {
+        Ok(repo) => service_dir(&cwd, &repo).unwrap_or(repo),
+        Err(_) => cwd,
+    };
     let manifest = load_manifest(&root).ok();
     let (branch, commit) = git::head(&root).ok().unzip();
     Some(serde_json::json!({
@@ -411,7 +427,18 @@ pub async fn deploy_request(
     ttl: Option<String>,
     force: bool,
 ) -> anyhow::Result<DeployRequest> {
-    let repo = git::repo_root(start).map_err(|e| invalid(e.to_string()))?;
+    let root = git::repo_root(start).map_err(|e| invalid(e.to_string()))?;
+    let repo = service_dir(start, &root).ok_or_else(|| {
+        BackendError::invalid(format!(
+            "no {MANIFEST_FILE} in {} or in a directory above it up to the repository root {}",
+            start.display(),
+            root.display()
+        ))
+        .with_help(
+            "a service needs a lane.toml at its root (the repository's, or the service's \
+             directory in a monorepo); see the README's lane.toml reference",
+        )
+    })?;
     let manifest = load_manifest(&repo)?;
     let snapshot = manifest.snapshot;
     let (branch, commit) = git::head(&repo).map_err(|e| invalid(e.to_string()))?;

@@ -789,15 +789,17 @@ impl Agent {
                 .await;
             let synced = source::sync_at(&req.repo, &claim.dir, &req.commit).await?;
             tracing::info!(%service, tree = synced.tree, dirty = synced.dirty, dir = %claim.dir.display(), "working tree copied");
-            Some((claim, synced.dirty))
+            Some((claim, synced))
         } else {
             None
         };
-        let dirty = copy.as_ref().is_some_and(|(_, dirty)| *dirty);
+        let dirty = copy.as_ref().is_some_and(|(_, s)| s.dirty);
+        // The service's directory in the copy (a monorepo's service is a subdirectory).
+        let copied_dir = copy.as_ref().map(|(c, s)| c.dir.join(&s.prefix));
         let copy = copy.map(|(claim, _)| claim);
         let version =
             PersonalVersion::new(&req.branch, &req.commit, &req.owner, now_secs()).dirty(dirty);
-        let workdir = copy.as_ref().map_or(&req.repo, |c| &c.dir);
+        let workdir = copied_dir.as_ref().unwrap_or(&req.repo);
         let version_env = BTreeMap::from([
             ("LANE_BRANCH".to_owned(), req.branch.clone()),
             ("LANE_COMMIT".to_owned(), req.commit.clone()),

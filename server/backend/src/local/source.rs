@@ -238,24 +238,40 @@ pub(crate) struct Synced {
     pub tree: String,
     /// The tree differs from `commit`'s: there were uncommitted changes or untracked files.
     pub dirty: bool,
+    /// Where the service directory is in the copy: `repo`'s path below the repository root
+    /// (empty unless the service is a subdirectory of a monorepo).
+    pub prefix: PathBuf,
 }
 
 /// Brings `dir` to the working tree of the git repository at `repo` as it is now, and tells
 /// whether that differs from `commit`.
 pub(crate) async fn sync_at(repo: &Path, dir: &Path, commit: &str) -> Result<Synced> {
-    let tree = sync(repo, dir).await?;
+    let (tree, prefix) = sync(repo, dir).await?;
     let committed = git(repo, &["rev-parse", &format!("{commit}^{{tree}}")], &[])
         .await
         .map_err(in_repo("rev-parse", repo))?;
     Ok(Synced {
         dirty: committed != tree,
         tree,
+        prefix,
     })
 }
 
-/// Brings `dir` to the working tree of the git repository at `repo` as it is now. Returns the
-/// tree's id.
-pub(crate) async fn sync(repo: &Path, dir: &Path) -> Result<String> {
+/// Brings `dir` to the working tree of the whole git repository that `repo` is in, as it is now.
+/// Returns the tree's id and `repo`'s path below the repository's root.
+pub(crate) async fn sync(repo: &Path, dir: &Path) -> Result<(String, PathBuf)> {
+    let top = git(repo, &["rev-parse", "--show-toplevel"], &[])
+        .await
+        .map_err(in_repo("rev-parse", repo))?;
+    let prefix = git(repo, &["rev-parse", "--show-prefix"], &[])
+        .await
+        .map_err(in_repo("rev-parse", repo))?;
+    let tree = sync_tree(Path::new(&top), dir).await?;
+    Ok((tree, PathBuf::from(prefix)))
+}
+
+/// [`sync`] from the repository's root `repo`.
+async fn sync_tree(repo: &Path, dir: &Path) -> Result<String> {
     let git_dir = git(repo, &["rev-parse", "--absolute-git-dir"], &[])
         .await
         .map_err(in_repo("rev-parse", repo))?;
@@ -559,7 +575,7 @@ mod tests {
         git_in(&repo, &["checkout", "-q", "-b", "other"]);
         std::fs::remove_file(repo.join("gone.txt")).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let tree2 = sync(&repo, &copy).await.unwrap();
+        let (tree2, _) = sync(&repo, &copy).await.unwrap();
         assert_ne!(tree, tree2);
         assert_eq!(read(&copy.join("src/main.txt")), "v1");
         assert!(!copy.join("gone.txt").exists(), "deleted files go");
@@ -681,6 +697,29 @@ mod tests {
         std::fs::create_dir(&copy).unwrap();
         sync(&wt, &copy).await.unwrap();
         assert_eq!(read(&copy.join("src/main.txt")), "edited in the worktree");
+    }
+
+    #[tokio::test]
+    async fn a_monorepo_service_gets_the_whole_repository_and_its_prefix() {
+        let tmp = TempDir::new();
+        let repo = repo(tmp.path());
+        let service = repo.join("services/b");
+        std::fs::create_dir_all(&service).unwrap();
+        std::fs::write(service.join("lane.toml"), "app = \"x\"").unwrap();
+        let copy = tmp.path().join("copy");
+        std::fs::create_dir(&copy).unwrap();
+        let head = git_in(&repo, &["rev-parse", "HEAD"]);
+        let synced = sync_at(&service, &copy, &head).await.unwrap();
+        assert_eq!(synced.prefix, Path::new("services/b/"));
+        assert!(copy.join("services/b/lane.toml").exists());
+        assert!(
+            copy.join("src/main.txt").exists(),
+            "the rest of the repository too"
+        );
+        assert!(
+            synced.dirty,
+            "the untracked lane.toml is an uncommitted change"
+        );
     }
 
     #[tokio::test]
