@@ -59,6 +59,8 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
+    // It runs from other directories, and goes into lane.toml.
+    args.lane_bin = std::path::absolute(&args.lane_bin).map_err(|e| format!("--lane-bin: {e}"))?;
     if args.rounds < 3 {
         return Err("--rounds must be at least 3 (two that make copies, then synced ones)".into());
     }
@@ -158,8 +160,8 @@ fn main() {
     // Start the agent outside the measurement.
     lane(&root, &["status"]);
 
-    let mut cold = [[Duration::ZERO; 2]; 2];
-    let mut warm: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    // Per round, per mode (0: snapshot, 1: in place).
+    let mut times: Vec<[Duration; 2]> = Vec::new();
     for round in 0..args.rounds {
         // Alternate which goes first, so neither always meets a warmer cache.
         let order: [(usize, &Path); 2] = if round % 2 == 0 {
@@ -167,6 +169,7 @@ fn main() {
         } else {
             [(1, &inplace), (0, &snap)]
         };
+        let mut took = [Duration::ZERO; 2];
         for (which, repo) in order {
             if round > 0 {
                 for k in 0..10 {
@@ -177,18 +180,15 @@ fn main() {
             }
             let t = Instant::now();
             lane(repo, &["deploy", "--lane", "bench", "--json"]);
-            let took = t.elapsed();
-            if round < 2 {
-                cold[round][which] = took;
-            } else {
-                warm[which].push(took);
-            }
+            took[which] = t.elapsed();
         }
+        times.push(took);
     }
     lane(&root, &["down"]);
     let _ = std::fs::remove_dir_all(&root);
 
-    let [ws, wi] = warm.map(median);
+    let cold = [times[0], times[1]];
+    let [ws, wi] = [0, 1].map(|m| median(times[2..].iter().map(|t| t[m]).collect()));
     println!("lane deploy, {} files, wall time (ms):", args.files);
     println!(
         "  {:<36} {:>10} {:>10} {:>7} {:>9}",
