@@ -235,6 +235,18 @@ fn a_monorepo_service_deploys_from_its_directory() {
         .ok_in(&service.join("src"), &["status", "--json"])
         .json();
     assert_eq!(status["workspace"]["service"], "demo.b", "{status:#}");
+    let ws = &status["workspace"];
+    assert!(
+        ws["root"]
+            .as_str()
+            .unwrap()
+            .ends_with("repos/mono/services/b"),
+        "{ws:#}"
+    );
+    assert!(
+        ws["repo"].as_str().unwrap().ends_with("repos/mono"),
+        "{ws:#}"
+    );
 
     // Outside every service's directory, but in the repository: a clear error.
     let out = env.run_in(&repo.join("shared"), &["deploy", "--lane", "mono"], &[]);

@@ -306,14 +306,17 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
 /// The workspace's service (if the current dir has a lane.toml) and its git state.
 fn workspace_info() -> Option<serde_json::Value> {
     let cwd = std::env::current_dir().ok()?;
-    let root = match git::repo_root(&cwd) {
-        Ok(repo) => service_dir(&cwd, &repo).unwrap_or(repo),
-        Err(_) => cwd,
+    let repo = git::repo_root(&cwd).ok();
+    // The service's directory: the repository's root, or a monorepo service's directory.
+    let root = match &repo {
+        Some(repo) => service_dir(&cwd, repo).unwrap_or_else(|| repo.clone()),
+        None => cwd,
     };
     let manifest = load_manifest(&root).ok();
     let (branch, commit) = git::head(&root).ok().unzip();
     Some(serde_json::json!({
         "root": root,
+        "repo": repo,
         "service": manifest.map(|m| m.service.to_string()),
         "branch": branch,
         "commit": commit,

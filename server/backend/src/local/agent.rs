@@ -787,22 +787,26 @@ impl Agent {
                     format!("copying the working tree to {}", claim.dir.display()),
                 ))
                 .await;
-            let synced = source::sync_at(&req.repo, &claim.dir, &req.commit).await?;
+            let synced = source::sync_at(&req.repo, &claim.dir).await?;
             tracing::info!(%service, tree = synced.tree, dirty = synced.dirty, dir = %claim.dir.display(), "working tree copied");
             Some((claim, synced))
         } else {
             None
         };
-        let dirty = copy.as_ref().is_some_and(|(_, s)| s.dirty);
+        // The version is what the copy holds (HEAD may have moved since the client read it).
+        let version = match &copy {
+            Some((_, s)) => {
+                PersonalVersion::new(&s.branch, &s.commit, &req.owner, now_secs()).dirty(s.dirty)
+            }
+            None => PersonalVersion::new(&req.branch, &req.commit, &req.owner, now_secs()),
+        };
         // The service's directory in the copy (a monorepo's service is a subdirectory).
         let copied_dir = copy.as_ref().map(|(c, s)| c.dir.join(&s.prefix));
         let copy = copy.map(|(claim, _)| claim);
-        let version =
-            PersonalVersion::new(&req.branch, &req.commit, &req.owner, now_secs()).dirty(dirty);
         let workdir = copied_dir.as_ref().unwrap_or(&req.repo);
         let version_env = BTreeMap::from([
-            ("LANE_BRANCH".to_owned(), req.branch.clone()),
-            ("LANE_COMMIT".to_owned(), req.commit.clone()),
+            ("LANE_BRANCH".to_owned(), version.branch.clone()),
+            ("LANE_COMMIT".to_owned(), version.commit.clone()),
             ("LANE_VERSION".to_owned(), version.version.clone()),
         ]);
         let _ = progress

@@ -12,8 +12,9 @@
 //! left out). The copy is then brought to that tree with `git read-tree --reset -u` and an index of
 //! its own, which rewrites only the files that differ and deletes the ones that are gone, and `git
 //! clean -fd` removes files the tree does not have and git does not ignore. Ignored files (build
-//! outputs) stay, so the next build in the same copy is incremental. End-of-line conversion is off
-//! on both sides, so files arrive byte for byte.
+//! outputs) stay, so the next build in the same copy is incremental. `core.autocrlf` is off on
+//! both sides, so line endings arrive as they are, unless `.gitattributes` asks for conversion
+//! (`text`, `eol`), which applies as in any checkout.
 //!
 //! Copies live under `<state>/src/<service>/<n>`. Each belongs to the instance that runs from it
 //! ([`InstanceRecord::source`](super::store::InstanceRecord)), or to a deploy under way (a
@@ -236,6 +237,9 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> BackendError {
 pub(crate) struct Synced {
     /// The working tree's tree id.
     pub tree: String,
+    /// The commit and branch (`HEAD` when detached) checked out when the copy was taken.
+    pub commit: String,
+    pub branch: String,
     /// The tree differs from `commit`'s: there were uncommitted changes or untracked files.
     pub dirty: bool,
     /// Where the service directory is in the copy: `repo`'s path below the repository root
@@ -244,8 +248,15 @@ pub(crate) struct Synced {
 }
 
 /// Brings `dir` to the working tree of the git repository at `repo` as it is now, and tells
-/// whether that differs from `commit`.
-pub(crate) async fn sync_at(repo: &Path, dir: &Path, commit: &str) -> Result<Synced> {
+/// which commit was checked out and whether the working tree differed from it. (The caller's own
+/// reading of the branch may be a moment older: this is the one that matches the copy.)
+pub(crate) async fn sync_at(repo: &Path, dir: &Path) -> Result<Synced> {
+    let commit = git(repo, &["rev-parse", "HEAD"], &[])
+        .await
+        .map_err(in_repo("rev-parse", repo))?;
+    let branch = git(repo, &["symbolic-ref", "--short", "-q", "HEAD"], &[])
+        .await
+        .unwrap_or_else(|_| "HEAD".into());
     let (tree, prefix) = sync(repo, dir).await?;
     let committed = git(repo, &["rev-parse", &format!("{commit}^{{tree}}")], &[])
         .await
@@ -254,6 +265,8 @@ pub(crate) async fn sync_at(repo: &Path, dir: &Path, commit: &str) -> Result<Syn
         dirty: committed != tree,
         tree,
         prefix,
+        commit,
+        branch,
     })
 }
 
@@ -278,7 +291,12 @@ async fn sync_tree(repo: &Path, dir: &Path) -> Result<String> {
     let index = git(repo, &["rev-parse", "--git-path", "index"], &[])
         .await
         .map_err(in_repo("rev-parse", repo))?;
-    if dir.starts_with(repo) {
+    // Compared as git sees paths: with symlinks resolved.
+    if dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.to_owned())
+        .starts_with(repo)
+    {
         return Err(BackendError::invalid(format!(
             "the state dir's working copy {} is inside the repository {}",
             dir.display(),
@@ -340,7 +358,7 @@ async fn sync_tree(repo: &Path, dir: &Path) -> Result<String> {
     Ok(tree)
 }
 
-/// Both sides of the copy skip end-of-line conversion, so files arrive byte for byte.
+/// Both sides of the copy skip `core.autocrlf`'s conversion (`.gitattributes` rules still apply).
 const NO_EOL: [&str; 2] = ["-c", "core.autocrlf=false"];
 
 /// Entries marked assume-unchanged, and skip-worktree ones whose file is there (a developer's
@@ -356,9 +374,13 @@ async fn unhide_local_edits(repo: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Re
         let Some((tag, path)) = entry.split_once(' ') else {
             continue;
         };
+        // `S`: skip-worktree; lowercase: assume-unchanged; `s`: both.
         if tag.eq_ignore_ascii_case("s") {
             if repo.join(path).symlink_metadata().is_ok() {
                 skipped.push(path);
+                if tag == "s" {
+                    assumed.push(path);
+                }
             }
         } else if tag.chars().all(|c| c.is_ascii_lowercase()) {
             assumed.push(path);
@@ -542,7 +564,11 @@ mod tests {
         let copy = tmp.path().join("copy");
         std::fs::create_dir(&copy).unwrap();
         let head = git_in(&repo, &["rev-parse", "HEAD"]);
-        let synced = sync_at(&repo, &copy, &head).await.unwrap();
+        let synced = sync_at(&repo, &copy).await.unwrap();
+        assert_eq!(
+            (synced.commit.as_str(), synced.branch.as_str()),
+            (head.as_str(), "main")
+        );
         assert!(synced.dirty, "uncommitted edits make it dirty");
         let tree = synced.tree;
         assert_eq!(tree.len(), 40, "{tree}");
@@ -565,10 +591,6 @@ mod tests {
         std::fs::create_dir_all(copy.join("target")).unwrap();
         std::fs::write(copy.join("target/bin"), "built in the copy").unwrap();
         std::fs::write(copy.join("new.txt"), "changed by the build").unwrap();
-        let unchanged = std::fs::metadata(copy.join("src/main.txt"))
-            .unwrap()
-            .modified()
-            .unwrap();
 
         // The developer switches branch and deletes a file; the next sync follows.
         git_in(&repo, &["stash", "-q", "--include-untracked"]);
@@ -585,7 +607,6 @@ mod tests {
             "built in the copy",
             "build outputs stay for an incremental build"
         );
-        let _ = unchanged;
         // Same tree again: nothing rewritten.
         let before = std::fs::metadata(copy.join("src/main.txt"))
             .unwrap()
@@ -593,7 +614,11 @@ mod tests {
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         let head = git_in(&repo, &["rev-parse", "HEAD"]);
-        let again = sync_at(&repo, &copy, &head).await.unwrap();
+        let again = sync_at(&repo, &copy).await.unwrap();
+        assert_eq!(
+            (again.commit.as_str(), again.branch.as_str()),
+            (head.as_str(), "other")
+        );
         assert_eq!(again.tree, tree2);
         assert!(again.dirty, "a deleted file is an uncommitted change");
         git_in(
@@ -610,7 +635,8 @@ mod tests {
             ],
         );
         let head = git_in(&repo, &["rev-parse", "HEAD"]);
-        let clean = sync_at(&repo, &copy, &head).await.unwrap();
+        let clean = sync_at(&repo, &copy).await.unwrap();
+        assert_eq!(clean.commit, head);
         assert!(!clean.dirty, "a committed working tree is clean");
         assert_eq!(clean.tree, tree2);
         let after = std::fs::metadata(copy.join("src/main.txt"))
@@ -709,7 +735,8 @@ mod tests {
         let copy = tmp.path().join("copy");
         std::fs::create_dir(&copy).unwrap();
         let head = git_in(&repo, &["rev-parse", "HEAD"]);
-        let synced = sync_at(&service, &copy, &head).await.unwrap();
+        let synced = sync_at(&service, &copy).await.unwrap();
+        assert_eq!(synced.commit, head);
         assert_eq!(synced.prefix, Path::new("services/b/"));
         assert!(copy.join("services/b/lane.toml").exists());
         assert!(

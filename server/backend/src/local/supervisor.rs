@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lane_core::manifest::HealthCheck;
@@ -69,7 +69,8 @@ pub struct PhaseEvent {
 struct Handle {
     stop_tx: watch::Sender<bool>,
     task: JoinHandle<()>,
-    cwd: PathBuf,
+    /// What it runs from: its working copy, else its working directory.
+    dir: PathBuf,
 }
 
 /// Owns the running instances.
@@ -77,8 +78,8 @@ pub struct Supervisor {
     logs: PathBuf,
     events_tx: mpsc::UnboundedSender<PhaseEvent>,
     handles: Mutex<HashMap<String, Handle>>,
-    /// Working directories of instances being stopped, until their processes are gone.
-    stopping: Mutex<Vec<PathBuf>>,
+    /// What instances being stopped run from ([`Handle::dir`]), until their processes are gone.
+    stopping: Arc<Mutex<Vec<PathBuf>>>,
     extra_env: Vec<(String, String)>,
 }
 
@@ -88,7 +89,7 @@ impl Supervisor {
             logs,
             events_tx,
             handles: Mutex::new(HashMap::new()),
-            stopping: Mutex::new(Vec::new()),
+            stopping: Arc::default(),
             extra_env: Vec::new(),
         }
     }
@@ -116,18 +117,17 @@ impl Supervisor {
             extra_env: self.extra_env.clone(),
         };
         let task = tokio::spawn(run.run());
-        let old = self
-            .handles
-            .lock()
-            .expect("supervisor lock is never poisoned: no code panics while holding it")
-            .insert(
-                record.id.clone(),
-                Handle {
-                    stop_tx,
-                    task,
-                    cwd: record.spec.cwd.clone(),
-                },
-            );
+        let old = lock(&self.handles).insert(
+            record.id.clone(),
+            Handle {
+                stop_tx,
+                task,
+                dir: record
+                    .source
+                    .clone()
+                    .unwrap_or_else(|| record.spec.cwd.clone()),
+            },
+        );
         if let Some(old) = old {
             let _ = old.stop_tx.send(true);
         }
@@ -136,54 +136,47 @@ impl Supervisor {
 
     /// Stops an instance and waits until its process group is gone.
     pub async fn stop(&self, id: &str) {
-        let handle = self
-            .handles
-            .lock()
-            .expect("supervisor lock is never poisoned: no code panics while holding it")
-            .remove(id);
+        let handle = lock(&self.handles).remove(id);
         if let Some(h) = handle {
-            self.stopping_list().push(h.cwd.clone());
+            lock(&self.stopping).push(h.dir.clone());
             let _ = h.stop_tx.send(true);
-            let _ = h.task.await;
-            let mut stopping = self.stopping_list();
-            if let Some(i) = stopping.iter().position(|d| *d == h.cwd) {
-                stopping.swap_remove(i);
-            }
+            // The directory stays reserved until the process is gone, even when the caller stops
+            // waiting (a cancelled deploy).
+            let stopping = self.stopping.clone();
+            let done = tokio::spawn(async move {
+                let _ = h.task.await;
+                let mut stopping = lock(&stopping);
+                if let Some(i) = stopping.iter().position(|d| *d == h.dir) {
+                    stopping.swap_remove(i);
+                }
+            });
+            let _ = done.await;
         }
     }
 
-    /// The working directories of every process it runs or is still stopping.
+    /// What every process it runs, or is still stopping, runs from: working copies, or working
+    /// directories of processes that run in place.
     pub fn dirs_in_use(&self) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = self
-            .handles
-            .lock()
-            .expect("supervisor lock is never poisoned: no code panics while holding it")
+        let mut dirs: Vec<PathBuf> = lock(&self.handles)
             .values()
-            .map(|h| h.cwd.clone())
+            .map(|h| h.dir.clone())
             .collect();
-        dirs.extend(self.stopping_list().iter().cloned());
+        dirs.extend(lock(&self.stopping).iter().cloned());
         dirs
     }
 
-    fn stopping_list(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
-        self.stopping
-            .lock()
-            .expect("supervisor lock is never poisoned: no code panics while holding it")
-    }
-
     pub async fn stop_all(&self) {
-        let ids: Vec<String> = self
-            .handles
-            .lock()
-            .expect("supervisor lock is never poisoned: no code panics while holding it")
-            .keys()
-            .cloned()
-            .collect();
+        let ids: Vec<String> = lock(&self.handles).keys().cloned().collect();
         let stops = ids.iter().map(|id| self.stop(id));
         for s in stops {
             s.await;
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock()
+        .expect("supervisor lock is never poisoned: no code panics while holding it")
 }
 
 pub fn log_path(logs: &Path, id: &str) -> PathBuf {
@@ -633,6 +626,47 @@ mod tests {
             matches!(phase, Phase::Failed { reason } if reason.contains("did not pass within 0.3s"))
         );
         assert!(!Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid));
+    }
+
+    /// A process in a monorepo copy runs in a subdirectory; its copy, not that subdirectory, stays
+    /// reserved while it runs and until a stop has finished, even if whoever stopped it stopped
+    /// waiting.
+    #[tokio::test]
+    async fn a_copy_stays_in_use_until_its_process_is_gone() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let sup = Supervisor::new(std::env::temp_dir(), tx);
+        let copy = std::env::temp_dir().join(format!("lane-sup-copy-{}", std::process::id()));
+        std::fs::create_dir_all(copy.join("services/b")).unwrap();
+        // Ignores SIGTERM, so the stop takes the whole grace period.
+        let mut rec = record(
+            "trap '' TERM; while :; do sleep 0.05; done",
+            free_port(),
+            HealthCheck::Command {
+                command: "true".into(),
+            },
+            5000,
+        );
+        rec.spec.cwd = copy.join("services/b");
+        rec.source = Some(copy.clone());
+        let mut rx = sup.start(&rec);
+        wait_for(&mut rx, |p| matches!(p, Phase::Healthy { .. })).await;
+        assert_eq!(sup.dirs_in_use(), vec![copy.clone()]);
+
+        // The caller gives up waiting at once: the copy is still in use while the process lives.
+        let _ = tokio::time::timeout(Duration::from_millis(50), sup.stop(&rec.id)).await;
+        assert_eq!(
+            sup.dirs_in_use(),
+            vec![copy.clone()],
+            "reserved while stopping"
+        );
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !sup.dirs_in_use().is_empty() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("released once the process is gone");
+        let _ = std::fs::remove_dir_all(&copy);
     }
 
     fn is_zombie(pid: u32) -> bool {

@@ -133,6 +133,28 @@ fn main() {
         ("LANE_ROUTER_ADDR", "127.0.0.1:0".into()),
         ("LANE_PORT_RANGE", "48100-48199".into()),
     ];
+    // Whatever happens below (a failed deploy panics), stop the agent and delete the temp dir.
+    struct Cleanup<'a> {
+        lane_bin: &'a Path,
+        root: PathBuf,
+        env: [(&'static str, String); 3],
+    }
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(self.lane_bin)
+                .arg("down")
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+    let _cleanup = Cleanup {
+        lane_bin: &args.lane_bin,
+        root: root.clone(),
+        env: env.clone(),
+    };
     let lane = |cwd: &Path, a: &[&str]| {
         let out = Command::new(&args.lane_bin)
             .args(a)
@@ -184,8 +206,6 @@ fn main() {
         }
         times.push(took);
     }
-    lane(&root, &["down"]);
-    let _ = std::fs::remove_dir_all(&root);
 
     let cold = [times[0], times[1]];
     let [ws, wi] = [0, 1].map(|m| median(times[2..].iter().map(|t| t[m]).collect()));
