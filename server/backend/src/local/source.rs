@@ -522,16 +522,9 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
-    fn repo(root: &Path) -> PathBuf {
-        let repo = root.join("repo");
-        std::fs::create_dir_all(repo.join("src")).unwrap();
-        git_in(&repo, &["init", "-q", "-b", "main"]);
-        std::fs::write(repo.join(".gitignore"), "target/\n").unwrap();
-        std::fs::write(repo.join("src/main.txt"), "v1").unwrap();
-        std::fs::write(repo.join("gone.txt"), "soon gone").unwrap();
-        git_in(&repo, &["add", "."]);
+    fn commit(repo: &Path, message: &str) {
         git_in(
-            &repo,
+            repo,
             &[
                 "-c",
                 "user.email=t@t",
@@ -540,9 +533,20 @@ mod tests {
                 "commit",
                 "-q",
                 "-m",
-                "one",
+                message,
             ],
         );
+    }
+
+    fn repo(root: &Path) -> PathBuf {
+        let repo = root.join("repo");
+        std::fs::create_dir_all(repo.join("src")).unwrap();
+        git_in(&repo, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join(".gitignore"), "target/\n").unwrap();
+        std::fs::write(repo.join("src/main.txt"), "v1").unwrap();
+        std::fs::write(repo.join("gone.txt"), "soon gone").unwrap();
+        git_in(&repo, &["add", "."]);
+        commit(&repo, "one");
         repo
     }
 
@@ -621,19 +625,8 @@ mod tests {
         );
         assert_eq!(again.tree, tree2);
         assert!(again.dirty, "a deleted file is an uncommitted change");
-        git_in(
-            &repo,
-            &[
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "user.name=t",
-                "commit",
-                "-q",
-                "-am",
-                "gone",
-            ],
-        );
+        git_in(&repo, &["add", "-u"]);
+        commit(&repo, "gone");
         let head = git_in(&repo, &["rev-parse", "HEAD"]);
         let clean = sync_at(&repo, &copy).await.unwrap();
         assert_eq!(clean.commit, head);

@@ -20,6 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::git;
+
+mod common;
+
 struct Args {
     lane_bin: PathBuf,
     files: usize,
@@ -27,30 +31,17 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let default_bin = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("lane")))
-        .unwrap_or_else(|| PathBuf::from("lane"));
     let mut args = Args {
-        lane_bin: default_bin,
+        lane_bin: common::default_lane_bin(),
         files: 5000,
         rounds: 5,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+    let mut flags = common::Flags::new();
+    while let Some(a) = flags.next_flag() {
         match a.as_str() {
-            "--lane-bin" => args.lane_bin = PathBuf::from(value("--lane-bin")?),
-            "--files" => {
-                args.files = value("--files")?
-                    .parse()
-                    .map_err(|e| format!("--files: {e}"))?
-            }
-            "--rounds" => {
-                args.rounds = value("--rounds")?
-                    .parse()
-                    .map_err(|e| format!("--rounds: {e}"))?
-            }
+            "--lane-bin" => args.lane_bin = flags.value("--lane-bin")?,
+            "--files" => args.files = flags.value("--files")?,
+            "--rounds" => args.rounds = flags.value("--rounds")?,
             "-h" | "--help" => {
                 return Err(
                     "usage: deploy-bench [--lane-bin PATH] [--files N] [--rounds N]".into(),
@@ -65,22 +56,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--rounds must be at least 3 (two that make copies, then synced ones)".into());
     }
     Ok(args)
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@lane")
-        .env("GIT_COMMITTER_NAME", "bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@lane")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "git {args:?} failed in {}", dir.display());
 }
 
 /// A committed repository of `files` files for service `bench.<proc>`.

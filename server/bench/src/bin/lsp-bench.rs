@@ -11,12 +11,15 @@
 //! `LANE_HOME` and git repository and stops everything it started.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::git;
 use serde_json::{Value, json};
+
+mod common;
 
 struct Args {
     lane_bin: PathBuf,
@@ -25,30 +28,17 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let default_bin = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("lane")))
-        .unwrap_or_else(|| PathBuf::from("lane"));
     let mut args = Args {
-        lane_bin: default_bin,
+        lane_bin: common::default_lane_bin(),
         requests: 1000,
         switches: 10,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+    let mut flags = common::Flags::new();
+    while let Some(a) = flags.next_flag() {
         match a.as_str() {
-            "--lane-bin" => args.lane_bin = PathBuf::from(value("--lane-bin")?),
-            "--requests" => {
-                args.requests = value("--requests")?
-                    .parse()
-                    .map_err(|e| format!("--requests: {e}"))?
-            }
-            "--switches" => {
-                args.switches = value("--switches")?
-                    .parse()
-                    .map_err(|e| format!("--switches: {e}"))?
-            }
+            "--lane-bin" => args.lane_bin = flags.value("--lane-bin")?,
+            "--requests" => args.requests = flags.value("--requests")?,
+            "--switches" => args.switches = flags.value("--switches")?,
             "-h" | "--help" => {
                 return Err(
                     "usage: lsp-bench [--lane-bin PATH] [--requests N] [--switches N]".into(),
@@ -118,22 +108,6 @@ fn response(
             send(stdin, &json!({"jsonrpc": "2.0", "id": sid, "result": null}));
         }
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@lane")
-        .env("GIT_COMMITTER_NAME", "bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@lane")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "git {args:?} failed");
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
