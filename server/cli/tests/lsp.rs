@@ -16,10 +16,12 @@ const LANE: &str = env!("CARGO_BIN_EXE_lane");
 struct Sandbox {
     root: PathBuf,
     lsp: Option<Child>,
+    /// `LANE_PORT_RANGE`: each test its own, as tests run at once.
+    ports: &'static str,
 }
 
 impl Sandbox {
-    fn new(name: &str) -> Sandbox {
+    fn new(name: &str, ports: &'static str) -> Sandbox {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -31,13 +33,17 @@ impl Sandbox {
             "owner = \"dev@example.com\"\n",
         )
         .expect("temp dir is writable");
-        Sandbox { root, lsp: None }
+        Sandbox {
+            root,
+            lsp: None,
+            ports,
+        }
     }
 
     fn env(&self, cmd: &mut Command) {
         cmd.env("LANE_HOME", self.root.join("home"))
             .env("LANE_ROUTER_ADDR", "127.0.0.1:0")
-            .env("LANE_PORT_RANGE", "47300-47399")
+            .env("LANE_PORT_RANGE", self.ports)
             .env("HOME", &self.root)
             .env("XDG_CONFIG_HOME", self.root.join("cfg"))
             .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -320,7 +326,7 @@ fn cancelled_deploy(c: &mut Client, lane_id: &str, cancel: impl Fn(&mut Client, 
 
 #[test]
 fn the_daemon_serves_status_deploy_switch_and_cancel_over_stdio() {
-    let mut sandbox = Sandbox::new("lsp");
+    let mut sandbox = Sandbox::new("lsp", "47300-47399");
     let repo = sandbox.repo("true");
     let mut c = Client::spawn(&mut sandbox);
     let uri = format!("file://{}", repo.display());
@@ -496,4 +502,64 @@ fn describe_names_every_command_and_shape() {
     assert_eq!(d["notifications"][0]["method"], "lane/statusChanged");
     assert_eq!(d["commands"].as_array().map(Vec::len), Some(8));
     assert_eq!(d["types"]["LaneStatus"]["activeLane"], "string");
+}
+
+/// A monorepo opened at its root: every directory with a `lane.toml` is a service of the status,
+/// and deploying one (the extension passes its folder) builds that service from its directory.
+#[test]
+fn a_monorepo_folder_lists_its_services_and_deploys_one() {
+    let mut sandbox = Sandbox::new("lsp-mono", "47400-47499");
+    let mono = sandbox.root.join("mono");
+    for (dir, proc_) in [("services/b", "b"), ("services/c", "c"), ("build/out", "x")] {
+        std::fs::create_dir_all(mono.join(dir)).expect("temp dir is writable");
+        let manifest = format!(
+            "app = \"demo\"\nproc = \"{proc_}\"\n[run]\ncommand = \"'{LANE}' sample-service --app \
+             demo --name {proc_} --port {{port}}\"\n[health]\nhttp = \"/healthz\"\n"
+        );
+        std::fs::write(mono.join(dir).join("lane.toml"), manifest).expect("temp dir is writable");
+    }
+    // `build/` is ignored: its lane.toml is an output, not a service.
+    std::fs::write(mono.join(".gitignore"), "build/\n").expect("temp dir is writable");
+    sandbox.git(&mono, &["init", "-q", "-b", "main"]);
+    sandbox.git(&mono, &["add", "."]);
+    sandbox.git(&mono, &["commit", "-q", "-m", "mono"]);
+
+    let mut c = Client::spawn(&mut sandbox);
+    c.call(
+        "initialize",
+        json!({
+            "processId": null,
+            "capabilities": {},
+            "workspaceFolders": [{"uri": format!("file://{}", mono.display()), "name": "mono"}],
+        }),
+    );
+    c.notify("initialized", json!({}));
+    let st = c.call("lane/status", Value::Null);
+    let services: Vec<&str> = st["workspaces"]
+        .as_array()
+        .expect("workspaces")
+        .iter()
+        .filter_map(|w| w["service"].as_str())
+        .collect();
+    assert_eq!(services, ["demo.b", "demo.c"], "{st}");
+    let folder_c = st["workspaces"][1]["folder"].as_str().expect("a folder");
+    assert!(folder_c.ends_with("mono/services/c"), "{st}");
+
+    // Two services: the deploy needs to be told which, and then deploys that one.
+    let id = c.command("lane.deployCurrentBranch", json!({"lane": "mono"}));
+    let resp = c.response(id, Duration::from_secs(30));
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("several services")),
+        "{resp}"
+    );
+    let id = c.command(
+        "lane.deployCurrentBranch",
+        json!({"lane": "mono", "folder": folder_c}),
+    );
+    let resp = c.response(id, Duration::from_secs(90));
+    assert!(resp.get("error").is_none(), "deploy failed: {resp}");
+    assert_eq!(resp["result"]["service"], "demo.c", "{resp}");
+    assert_eq!(resp["result"]["state"], "healthy", "{resp}");
 }

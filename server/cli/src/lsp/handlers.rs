@@ -174,11 +174,15 @@ fn deploy_folder(lsp: &Lsp, folder: Option<String>) -> Result<PathBuf> {
     let folders = lsp.folders();
     let services = workspace::services(&folders);
     match services.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(BackendError::invalid("no workspace folder has a lane.toml")
-            .with_help("open a service repository (with lane.toml at its root), or pass `folder`")),
+        [one] => Ok(one.clone()),
+        [] => Err(
+            BackendError::invalid("no workspace folder has a lane.toml").with_help(
+                "open a service repository (with lane.toml at its root) or a monorepo with \
+                 services in it, or pass `folder`",
+            ),
+        ),
         _ => Err(BackendError::invalid(
-            "several workspace folders have a lane.toml; which one to deploy?",
+            "the workspace has several services (folders with a lane.toml); which one to deploy?",
         )
         .with_help("pass `folder` in the arguments of lane.deployCurrentBranch")),
     }

@@ -81,7 +81,7 @@ impl Pusher {
 /// Computes the status of `folders` from `backend`.
 pub async fn status(backend: &dyn Backend, folders: &[PathBuf]) -> ext::LaneStatus {
     let workspaces: Vec<ext::WorkspaceInfo> = workspace::services(folders)
-        .into_iter()
+        .iter()
         .map(|f| workspace::info(f))
         .collect();
     match backend.status().await {
@@ -210,16 +210,22 @@ fn watch(folders: &[PathBuf], pusher: Pusher) -> Option<RecommendedWatcher> {
     })
     .map_err(|e| tracing::warn!("cannot watch files ({e}); branch changes show on the next event"))
     .ok()?;
-    for folder in folders {
-        for (path, recursive) in workspace::watch_paths(folder) {
-            let mode = if recursive {
-                RecursiveMode::Recursive
-            } else {
-                RecursiveMode::NonRecursive
-            };
-            if let Err(e) = watcher.watch(&path, mode) {
-                tracing::warn!("cannot watch {}: {e}", path.display());
-            }
+    // The folders, and the services found below them (a monorepo's).
+    let mut paths: Vec<(PathBuf, bool)> = folders
+        .iter()
+        .chain(workspace::services(folders).iter())
+        .flat_map(|f| workspace::watch_paths(f))
+        .collect();
+    paths.sort();
+    paths.dedup();
+    for (path, recursive) in paths {
+        let mode = if recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        if let Err(e) = watcher.watch(&path, mode) {
+            tracing::warn!("cannot watch {}: {e}", path.display());
         }
     }
     Some(watcher)

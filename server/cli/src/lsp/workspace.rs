@@ -8,12 +8,57 @@ use lane_core::manifest::MANIFEST_FILE;
 use super::ext;
 use crate::{commands, git};
 
-/// The folders that are services: those with a `lane.toml` at their root.
-pub fn services(folders: &[PathBuf]) -> Vec<&PathBuf> {
-    folders
-        .iter()
-        .filter(|f| f.join(MANIFEST_FILE).is_file())
-        .collect()
+/// At most this many services are listed for one monorepo folder.
+const MAX_SERVICES_PER_FOLDER: usize = 64;
+
+/// The service directories of the workspace: each folder with a `lane.toml` at its root, and for
+/// a folder without one that is in a git repository (a monorepo opened at its root), the
+/// directories below it that have a `lane.toml`, tracked or not (ignored ones are skipped).
+pub fn services(folders: &[PathBuf]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for folder in folders {
+        if folder.join(MANIFEST_FILE).is_file() {
+            found.push(folder.clone());
+            continue;
+        }
+        let mut below: Vec<PathBuf> = manifests_below(folder)
+            .into_iter()
+            .filter_map(|m| m.parent().map(|d| folder.join(d)))
+            .filter(|d| d.join(MANIFEST_FILE).is_file())
+            .collect();
+        below.sort();
+        below.dedup();
+        below.truncate(MAX_SERVICES_PER_FOLDER);
+        found.extend(below);
+    }
+    found
+}
+
+/// `lane.toml` paths below `folder`, relative to it, as git lists them (none outside git).
+fn manifests_below(folder: &Path) -> Vec<PathBuf> {
+    let out = std::process::Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "--",
+        ])
+        .arg(format!(":(glob)**/{MANIFEST_FILE}"))
+        .current_dir(folder)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(out) if out.status.success() => out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// A service folder's `lane.toml` and git state (router host and URL are added with the status).
