@@ -194,3 +194,59 @@ fn an_occupied_router_address_is_a_clear_error() {
     drop(taken);
     env.finish();
 }
+
+/// A port that was free when the agent picked it but is taken before the version binds it (another
+/// process on this machine got there first): the deploy starts the version again on another port.
+#[test]
+fn a_port_taken_before_the_version_binds_it_is_replaced_by_another() {
+    let env = TestEnv::new("port-race", 32);
+    let marker = env.root.join("squatted");
+    let pid_file = env.root.join("squatter.pid");
+    // First start: put a squatter (in its own session, so not ours to kill) on the port, wait until
+    // it listens, and fail the way a service does when its port is taken. Then: the real service.
+    let squat = format!(
+        "if [ ! -f '{m}' ]; then touch '{m}'; setsid python3 -c 'import socket,sys,time,os; \
+         s=socket.socket(); s.bind((\\\"127.0.0.1\\\",int(sys.argv[1]))); s.listen(); \
+         open(sys.argv[2],\\\"w\\\").write(str(os.getpid())); time.sleep(120)' {{port}} '{p}' & \
+         while [ ! -s '{p}' ]; do sleep 0.05; done; echo address in use; exit 1; fi; ",
+        m = marker.display(),
+        p = pid_file.display()
+    );
+    let manifest = format!(
+        "app = \"demo\"\nproc = \"b\"\n\n[run]\ncommand = \"{squat}exec '{}' sample-service --app demo \
+         --name b --port {{port}}\"\n\n[health]\nhttp = \"/healthz\"\ntimeout = \"20s\"\n",
+        env.bin.display()
+    );
+    let repo = env.repo("b", &manifest);
+    let out = env.run_in(&repo, &["deploy", "--lane", "race", "--json"], &[]);
+    let squatter: u32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .expect("the squatter started");
+    let squatted_port = std::fs::read_to_string(format!("/proc/{squatter}/cmdline"))
+        .unwrap_or_default()
+        .split('\0')
+        .filter_map(|a| a.parse::<u16>().ok())
+        .next();
+    common::kill(squatter, "KILL");
+    assert_eq!(out.code, 0, "{out}");
+    let inst = out.json();
+    assert_eq!(inst["state"], "healthy", "{inst:#}");
+    let port: u16 = inst["addr"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(squatted_port.is_some(), "the squatter's port is known");
+    assert_ne!(
+        Some(port),
+        squatted_port,
+        "started on another port: {inst:#}"
+    );
+    let reply = common::http_get(env.router(), "b.demo.localhost", "/", &[("x-lane", "race")]);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    env.finish();
+}

@@ -834,82 +834,112 @@ impl Agent {
         let _ = progress
             .send(stage(Stage::Start, "allocating a port".into()))
             .await;
-        let (record, mut phases) = {
-            let mut st = self.state.lock().await;
-            lane_still_there(&st, req)?;
-            let port = allocate_port(&st, self.config.port_range)?;
-            st.next_seq += 1;
-            let id = format!("{}/{}#{}", req.lane, service, st.next_seq);
-            let mut env = req.manifest.env.clone();
-            env.extend(version_env.clone());
-            env.insert("LANE_HEADER".into(), self.config.lane_header.clone());
-            let record = InstanceRecord {
-                id: id.clone(),
-                service: service.clone(),
-                lane: req.lane.clone(),
-                port,
-                spec: RunSpec {
-                    command: req.manifest.run_command(port),
-                    cwd: workdir.clone(),
-                    env,
-                    health: req.manifest.health.clone(),
-                    health_timeout_ms: req.manifest.health_timeout.as_millis() as u64,
-                },
-                state: InstanceState::Starting,
-                pid: None,
-                restarts: 0,
-                version: Some(version.clone()),
-                pending: Some(deploy_id.to_owned()),
-                source: copy.as_ref().map(|c| c.dir.clone()),
+        // A port found free can be taken by another process before the version binds it; then
+        // the version is started again on another port (twice at most).
+        let mut attempts = 0;
+        let record = loop {
+            attempts += 1;
+            let (record, mut phases) = {
+                let mut st = self.state.lock().await;
+                lane_still_there(&st, req)?;
+                let port = allocate_port(&st, self.config.port_range)?;
+                st.next_seq += 1;
+                let id = format!("{}/{}#{}", req.lane, service, st.next_seq);
+                let mut env = req.manifest.env.clone();
+                env.extend(version_env.clone());
+                env.insert("LANE_HEADER".into(), self.config.lane_header.clone());
+                let record = InstanceRecord {
+                    id: id.clone(),
+                    service: service.clone(),
+                    lane: req.lane.clone(),
+                    port,
+                    spec: RunSpec {
+                        command: req.manifest.run_command(port),
+                        cwd: workdir.clone(),
+                        env,
+                        health: req.manifest.health.clone(),
+                        health_timeout_ms: req.manifest.health_timeout.as_millis() as u64,
+                    },
+                    state: InstanceState::Starting,
+                    pid: None,
+                    restarts: 0,
+                    version: Some(version.clone()),
+                    pending: Some(deploy_id.to_owned()),
+                    source: copy.as_ref().map(|c| c.dir.clone()),
+                };
+                st.instances.insert(id, record.clone());
+                self.commit(&mut st)?;
+                let phases = self.sup.start(&record);
+                (record, phases)
             };
-            st.instances.insert(id, record.clone());
-            self.commit(&mut st)?;
-            let phases = self.sup.start(&record);
-            (record, phases)
-        };
-        let _ = progress
-            .send(stage(
-                Stage::Start,
-                format!("`{}` on port {}", record.spec.command, record.port),
-            ))
-            .await;
-        let _ = progress
-            .send(stage(
-                Stage::Health,
-                format!(
-                    "waiting up to {}s for health",
-                    req.manifest.health_timeout.as_secs()
-                ),
-            ))
-            .await;
-        loop {
-            let phase = phases.borrow_and_update().clone();
-            match phase {
-                Phase::Healthy { .. } => break,
-                Phase::Failed { reason } => {
-                    return Err(BackendError::new(
-                        if reason.contains("health check") {
-                            ErrorCode::Unhealthy
-                        } else {
-                            ErrorCode::StartFailed
-                        },
-                        format!("{service} did not start: {reason}"),
-                    )
-                    .with_help(format!(
-                        "check the run command and [health] in {}/lane.toml; nothing was left running",
-                        req.repo.display()
-                    )));
+            let _ = progress
+                .send(stage(
+                    Stage::Start,
+                    format!("`{}` on port {}", record.spec.command, record.port),
+                ))
+                .await;
+            let _ = progress
+                .send(stage(
+                    Stage::Health,
+                    format!(
+                        "waiting up to {}s for health",
+                        req.manifest.health_timeout.as_secs()
+                    ),
+                ))
+                .await;
+            let reason = loop {
+                let phase = phases.borrow_and_update().clone();
+                match phase {
+                    Phase::Healthy { .. } => break None,
+                    Phase::Failed { reason } => break Some(reason),
+                    _ => {}
                 }
-                _ => {}
+                if phases.changed().await.is_err() {
+                    // The instance was stopped under us: its lane was deleted or expired.
+                    lane_still_there(&*self.state.lock().await, req)?;
+                    return Err(BackendError::internal(
+                        "the supervisor stopped unexpectedly",
+                    ));
+                }
+            };
+            let Some(reason) = reason else {
+                break record;
+            };
+            let exited = !reason.contains("health check");
+            // Our process is gone; if the port is still held, someone else has it.
+            let taken = exited && std::net::TcpListener::bind(("127.0.0.1", record.port)).is_err();
+            if taken && attempts < 3 {
+                tracing::warn!(port = record.port, %service, "port taken by another process; starting on another");
+                {
+                    let mut st = self.state.lock().await;
+                    st.instances.remove(&record.id);
+                    self.commit(&mut st)?;
+                }
+                self.stop_and_forget(std::slice::from_ref(&record.id)).await;
+                let _ = progress
+                    .send(stage(
+                        Stage::Start,
+                        format!(
+                            "port {} was taken by another process meanwhile; trying another",
+                            record.port
+                        ),
+                    ))
+                    .await;
+                continue;
             }
-            if phases.changed().await.is_err() {
-                // The instance was stopped under us: its lane was deleted or expired.
-                lane_still_there(&*self.state.lock().await, req)?;
-                return Err(BackendError::internal(
-                    "the supervisor stopped unexpectedly",
-                ));
-            }
-        }
+            return Err(BackendError::new(
+                if exited {
+                    ErrorCode::StartFailed
+                } else {
+                    ErrorCode::Unhealthy
+                },
+                format!("{service} did not start: {reason}"),
+            )
+            .with_help(format!(
+                "check the run command and [health] in {}/lane.toml; nothing was left running",
+                req.repo.display()
+            )));
+        };
 
         let _ = progress
             .send(stage(Stage::Register, "registering the version".into()))
