@@ -787,7 +787,7 @@ impl Agent {
                     format!("copying the working tree to {}", claim.dir.display()),
                 ))
                 .await;
-            let synced = source::sync_at(&req.repo, &claim.dir).await?;
+            let synced = source::sync(&req.repo, &claim.dir).await?;
             tracing::info!(%service, tree = synced.tree, dirty = synced.dirty, dir = %claim.dir.display(), "working tree copied");
             Some((claim, synced))
         } else {

@@ -247,69 +247,69 @@ pub(crate) struct Synced {
     pub prefix: PathBuf,
 }
 
-/// Brings `dir` to the working tree of the git repository at `repo` as it is now, and tells
-/// which commit was checked out and whether the working tree differed from it. (The caller's own
-/// reading of the branch may be a moment older: this is the one that matches the copy.)
-pub(crate) async fn sync_at(repo: &Path, dir: &Path) -> Result<Synced> {
-    let commit = git(repo, &["rev-parse", "HEAD"], &[])
-        .await
-        .map_err(in_repo("rev-parse", repo))?;
-    let branch = git(repo, &["symbolic-ref", "--short", "-q", "HEAD"], &[])
-        .await
-        .unwrap_or_else(|_| "HEAD".into());
-    let (tree, prefix) = sync(repo, dir).await?;
-    let committed = git(repo, &["rev-parse", &format!("{commit}^{{tree}}")], &[])
-        .await
-        .map_err(in_repo("rev-parse", repo))?;
-    Ok(Synced {
-        dirty: committed != tree,
-        tree,
-        prefix,
-        commit,
-        branch,
-    })
-}
-
-/// Brings `dir` to the working tree of the whole git repository that `repo` is in, as it is now.
-/// Returns the tree's id and `repo`'s path below the repository's root.
-pub(crate) async fn sync(repo: &Path, dir: &Path) -> Result<(String, PathBuf)> {
-    let top = git(repo, &["rev-parse", "--show-toplevel"], &[])
-        .await
-        .map_err(in_repo("rev-parse", repo))?;
-    let prefix = git(repo, &["rev-parse", "--show-prefix"], &[])
-        .await
-        .map_err(in_repo("rev-parse", repo))?;
-    let tree = sync_tree(Path::new(&top), dir).await?;
-    Ok((tree, PathBuf::from(prefix)))
-}
-
-/// [`sync`] from the repository's root `repo`.
-async fn sync_tree(repo: &Path, dir: &Path) -> Result<String> {
-    let git_dir = git(repo, &["rev-parse", "--absolute-git-dir"], &[])
-        .await
-        .map_err(in_repo("rev-parse", repo))?;
-    let index = git(repo, &["rev-parse", "--git-path", "index"], &[])
-        .await
-        .map_err(in_repo("rev-parse", repo))?;
+/// Brings `dir` to the working tree of the whole git repository that `repo` is in, as it is now,
+/// and tells which commit was checked out and whether the working tree differed from it. (The
+/// caller's own reading of the branch may be a moment older: this is the one that matches the
+/// copy.)
+pub(crate) async fn sync(repo: &Path, dir: &Path) -> Result<Synced> {
+    // Everything about the repository in one git run.
+    let facts = git(
+        repo,
+        &[
+            "rev-parse",
+            "--show-toplevel",
+            "--show-prefix",
+            "--absolute-git-dir",
+            "--git-path",
+            "index",
+            "HEAD",
+            "HEAD^{tree}",
+            "--abbrev-ref",
+            "HEAD",
+        ],
+        &[],
+    )
+    .await
+    .map_err(in_repo("rev-parse", repo))?;
+    let facts: Vec<&str> = facts.lines().collect();
+    let [top, prefix, git_dir, index, commit, committed, branch] = facts[..] else {
+        return Err(in_repo("rev-parse", repo)(format!(
+            "unexpected output: {facts:?}"
+        )));
+    };
+    let top = Path::new(top);
     // Compared as git sees paths: with symlinks resolved.
     if dir
         .canonicalize()
         .unwrap_or_else(|_| dir.to_owned())
-        .starts_with(repo)
+        .starts_with(top)
     {
         return Err(BackendError::invalid(format!(
             "the state dir's working copy {} is inside the repository {}",
             dir.display(),
-            repo.display()
+            top.display()
         ))
         .with_help("set LANE_HOME to a directory outside the repository"));
     }
+    // `--git-path` answers relative to where git ran.
+    let tree = sync_tree(top, Path::new(git_dir), &repo.join(index), dir).await?;
+    Ok(Synced {
+        dirty: committed != tree,
+        tree,
+        prefix: PathBuf::from(prefix),
+        commit: commit.to_owned(),
+        branch: branch.to_owned(),
+    })
+}
+
+/// [`sync`] from the repository's root `repo`, whose git dir and index are given.
+async fn sync_tree(repo: &Path, git_dir: &Path, index: &Path, dir: &Path) -> Result<String> {
     let scratch = beside(dir, ".scratch-index");
     // Start from the repository's index: its stat data lets `git add` skip unchanged files. A
     // sync killed half-way (a cancelled deploy) may have left the scratch index or its lock.
     let _ = std::fs::remove_file(&scratch);
     let _ = std::fs::remove_file(beside(&scratch, ".lock"));
-    if let Err(e) = std::fs::copy(repo.join(&index), &scratch)
+    if let Err(e) = std::fs::copy(index, &scratch)
         && e.kind() != std::io::ErrorKind::NotFound
     {
         return Err(io_err("copy the git index to", &scratch, e));
@@ -335,7 +335,7 @@ async fn sync_tree(repo: &Path, dir: &Path) -> Result<String> {
     let own_index = index_of(dir);
     let _ = std::fs::remove_file(beside(&own_index, ".lock"));
     let mut git_dir_arg = std::ffi::OsString::from("--git-dir=");
-    git_dir_arg.push(&git_dir);
+    git_dir_arg.push(git_dir);
     let mut work_tree_arg = std::ffi::OsString::from("--work-tree=");
     work_tree_arg.push(dir);
     let in_copy_git = |args: &[&str]| {
@@ -568,7 +568,7 @@ mod tests {
         let copy = tmp.path().join("copy");
         std::fs::create_dir(&copy).unwrap();
         let head = git_in(&repo, &["rev-parse", "HEAD"]);
-        let synced = sync_at(&repo, &copy).await.unwrap();
+        let synced = sync(&repo, &copy).await.unwrap();
         assert_eq!(
             (synced.commit.as_str(), synced.branch.as_str()),
             (head.as_str(), "main")
@@ -601,7 +601,7 @@ mod tests {
         git_in(&repo, &["checkout", "-q", "-b", "other"]);
         std::fs::remove_file(repo.join("gone.txt")).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let (tree2, _) = sync(&repo, &copy).await.unwrap();
+        let tree2 = sync(&repo, &copy).await.unwrap().tree;
         assert_ne!(tree, tree2);
         assert_eq!(read(&copy.join("src/main.txt")), "v1");
         assert!(!copy.join("gone.txt").exists(), "deleted files go");
@@ -618,7 +618,7 @@ mod tests {
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         let head = git_in(&repo, &["rev-parse", "HEAD"]);
-        let again = sync_at(&repo, &copy).await.unwrap();
+        let again = sync(&repo, &copy).await.unwrap();
         assert_eq!(
             (again.commit.as_str(), again.branch.as_str()),
             (head.as_str(), "other")
@@ -628,7 +628,7 @@ mod tests {
         git_in(&repo, &["add", "-u"]);
         commit(&repo, "gone");
         let head = git_in(&repo, &["rev-parse", "HEAD"]);
-        let clean = sync_at(&repo, &copy).await.unwrap();
+        let clean = sync(&repo, &copy).await.unwrap();
         assert_eq!(clean.commit, head);
         assert!(!clean.dirty, "a committed working tree is clean");
         assert_eq!(clean.tree, tree2);
@@ -728,7 +728,7 @@ mod tests {
         let copy = tmp.path().join("copy");
         std::fs::create_dir(&copy).unwrap();
         let head = git_in(&repo, &["rev-parse", "HEAD"]);
-        let synced = sync_at(&service, &copy).await.unwrap();
+        let synced = sync(&service, &copy).await.unwrap();
         assert_eq!(synced.commit, head);
         assert_eq!(synced.prefix, Path::new("services/b/"));
         assert!(copy.join("services/b/lane.toml").exists());

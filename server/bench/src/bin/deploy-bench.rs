@@ -13,7 +13,8 @@
 //! the same lane. A new version never builds in the copy the running one uses, so rounds 0 and 1
 //! each make a copy from nothing; from round 2 on, a redeploy syncs the copy the replaced version
 //! freed (only changed files are rewritten). The wall time of each `lane deploy` is recorded; the
-//! report gives both modes, the ratio and the difference, which is the copy's cost. It uses its own temporary `LANE_HOME` and
+//! report gives both modes, the ratio and the difference, which is the copy's cost, and for scale
+//! the time `cp -r` takes to copy the same files in the same run (the disk's speed varies). It uses its own temporary `LANE_HOME` and
 //! stops everything it started.
 
 use std::path::{Path, PathBuf};
@@ -154,6 +155,18 @@ fn main() {
         args.files,
         t.elapsed().as_secs_f64()
     );
+    // For scale, on this machine's disk now: `cp -r` of the same files.
+    let cp_target = root.join("cp-reference");
+    let t = Instant::now();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(snap.join("src"))
+        .arg(&cp_target)
+        .status()
+        .is_ok_and(|s| s.success());
+    let cp_took = t.elapsed();
+    assert!(copied, "cp -r failed");
+    let _ = std::fs::remove_dir_all(&cp_target);
     // Start the agent outside the measurement.
     lane(&root, &["status"]);
 
@@ -206,4 +219,9 @@ fn main() {
             ms(s) - ms(i)
         );
     }
+    println!(
+        "  for scale: `cp -r` of the same {} files took {:.1} ms in this run",
+        args.files,
+        ms(cp_took)
+    );
 }
