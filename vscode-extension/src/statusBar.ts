@@ -10,7 +10,10 @@ export function createStatusBar(ctx: Ctx): vscode.Disposable {
     const item = vscode.window.createStatusBarItem("lane.indicator", vscode.StatusBarAlignment.Left, 10);
     item.name = "Lane";
     const render = (): void => {
-        const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+        // The service of the file being edited (a monorepo has several), else of the first folder.
+        const editing = vscode.window.activeTextEditor?.document.uri;
+        const folder =
+            editing?.scheme === "file" ? editing.fsPath : vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
         switch (ctx.serverState) {
             case "missing":
                 item.text = "$(error) lane: not found";
@@ -40,5 +43,6 @@ export function createStatusBar(ctx: Ctx): vscode.Disposable {
     };
     render();
     const sub = ctx.onStatus(render);
-    return vscode.Disposable.from(item, sub);
+    const editorSub = vscode.window.onDidChangeActiveTextEditor(render);
+    return vscode.Disposable.from(item, sub, editorSub);
 }

@@ -35,9 +35,19 @@ export function perMinute(instances: readonly ServiceInfo[]): number {
     return instances.reduce((sum, i) => sum + i.requestsPerMinute, 0);
 }
 
-/** The workspace folder the status bar talks about: the one given, else the first. */
-export function pickWorkspace(status: LaneStatus, folder?: string): WorkspaceInfo | undefined {
-    return status.workspaces.find((w) => w.folder === folder) ?? status.workspaces[0];
+/**
+ * The service the status bar talks about: the one whose folder holds `path` (the file being edited,
+ * or a workspace folder; the innermost folder wins, as a monorepo's services sit below its root),
+ * else the first.
+ */
+export function pickWorkspace(status: LaneStatus, path?: string): WorkspaceInfo | undefined {
+    const holds = (folder: string): boolean =>
+        path !== undefined && (path === folder || path.startsWith(folder.endsWith("/") ? folder : `${folder}/`));
+    let best: WorkspaceInfo | undefined;
+    for (const w of status.workspaces) {
+        if (holds(w.folder) && (best === undefined || w.folder.length > best.folder.length)) best = w;
+    }
+    return best ?? status.workspaces[0];
 }
 
 /** `5h 12m`, `3d 4h`, `45s`: at most the two largest units. */

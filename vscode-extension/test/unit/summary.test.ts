@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
 import type { LaneStatus } from "../../src/lsp_ext";
-import { formatDuration, statusBarText, statusBarTooltip, statusBarWarns } from "../../src/summary";
+import { formatDuration, pickWorkspace, statusBarText, statusBarTooltip, statusBarWarns } from "../../src/summary";
 import { sampleStatus } from "../fixtures/status";
 
 function withStatus(over: Partial<LaneStatus>): LaneStatus {
@@ -36,6 +36,23 @@ describe("statusBarText", () => {
         s.workspaces.push({ ...s.workspaces[0], folder: "/src/c", branch: "other" });
         assert.equal(statusBarText(s, "/src/c"), "⛙ feature-x · other · 2/3 healthy");
         assert.equal(statusBarText(s, "/nowhere"), "⛙ feature-x · feat/login · 2/3 healthy");
+    });
+
+    it("in a monorepo, talks about the service of the file being edited", () => {
+        const s = sampleStatus();
+        s.workspaces = [
+            { ...s.workspaces[0], folder: "/mono/services/b", service: "demo.b", branch: "main" },
+            { ...s.workspaces[0], folder: "/mono/services/b2", service: "demo.b2", branch: "main" },
+            { ...s.workspaces[0], folder: "/mono/services/c", service: "demo.c", branch: "main" },
+        ];
+        assert.equal(pickWorkspace(s, "/mono/services/c/src/main.go")?.service, "demo.c");
+        assert.equal(pickWorkspace(s, "/mono/services/b2/x.go")?.service, "demo.b2", "not a mere string prefix");
+        assert.equal(pickWorkspace(s, "/mono/services/b")?.service, "demo.b");
+        assert.equal(pickWorkspace(s, "/mono/README.md")?.service, "demo.b", "outside every service: the first");
+        assert.equal(pickWorkspace(s, undefined)?.service, "demo.b");
+        s.workspaces.push({ ...s.workspaces[0], folder: "/mono", service: "demo.root" });
+        assert.equal(pickWorkspace(s, "/mono/services/c/a.go")?.service, "demo.c", "the innermost wins");
+        assert.equal(pickWorkspace(s, "/mono/README.md")?.service, "demo.root");
     });
 });
 
