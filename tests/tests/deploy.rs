@@ -254,3 +254,46 @@ fn a_monorepo_service_deploys_from_its_directory() {
     assert!(out.stderr.contains("no lane.toml in"), "{out}");
     env.finish();
 }
+
+/// A lane's second deploy cannot build in the copy its running version uses: it starts a new copy
+/// from that one, build outputs included, so the build is incremental (warm), not from scratch.
+#[test]
+fn a_redeploy_builds_incrementally_in_a_new_copy() {
+    let env = TestEnv::new("warm-build", 33);
+    let manifest = format!(
+        "app = \"demo\"\nproc = \"b\"\n\n[build]\ncommand = \"mkdir -p out; if [ -f out/marker ]; \
+         then echo warm > out/state; else echo cold > out/state; touch out/marker; fi\"\n\n\
+         [run]\ncommand = \"'{}' sample-service --app demo --name b-$(cat out/state) --port {{port}}\"\n\n\
+         [health]\nhttp = \"/healthz\"\ntimeout = \"20s\"\n",
+        env.bin.display()
+    );
+    let repo = env.repo("b", &manifest);
+    std::fs::write(repo.join(".gitignore"), "out/\n").unwrap();
+    env.git(&repo, &["commit", "-q", "-am", "ignore the build outputs"]);
+    let body = || {
+        let reply = common::http_get(env.router(), "b.demo.localhost", "/", &[("x-lane", "warm")]);
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body
+    };
+    let source = || env.instance("warm", "demo.b").unwrap()["source"].clone();
+
+    env.ok_in(&repo, &["deploy", "--lane", "warm"]);
+    assert!(
+        body().contains("b-cold"),
+        "the first build is from scratch: {}",
+        body()
+    );
+    let first = source();
+    let out = env.ok_in(&repo, &["deploy", "--lane", "warm"]);
+    assert_ne!(
+        source(),
+        first,
+        "a new copy: the first one's version was running"
+    );
+    assert!(body().contains("b-warm"), "{}\n{out}", body());
+    // The third reuses the first copy, freed when the second replaced its version.
+    env.ok_in(&repo, &["deploy", "--lane", "warm"]);
+    assert_eq!(source(), first);
+    assert!(body().contains("b-warm"), "{}", body());
+    env.finish();
+}

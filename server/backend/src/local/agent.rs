@@ -781,6 +781,19 @@ impl Agent {
         // Build and run from a copy of the working tree as it is now, when asked to.
         let copy = if req.snapshot {
             let claim = self.sources.claim(&service, &self.sources_in_use().await)?;
+            if let Some(from) = &claim.seed {
+                let _ = progress
+                    .send(stage(
+                        Stage::Build,
+                        format!(
+                            "starting a new working copy {} from {} (its build outputs too)",
+                            claim.dir.display(),
+                            from.display()
+                        ),
+                    ))
+                    .await;
+                source::seed(from, &claim.dir).await;
+            }
             let _ = progress
                 .send(stage(
                     Stage::Build,

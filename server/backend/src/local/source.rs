@@ -19,7 +19,8 @@
 //! Copies live under `<state>/src/<service>/<n>`. Each belongs to the instance that runs from it
 //! ([`InstanceRecord::source`](super::store::InstanceRecord)), or to a deploy under way (a
 //! [`Claim`]), or is free. A deploy takes the most recently used free copy of its service, else a new
-//! one, so it never builds in a directory a running version was started from. [`Sources::prune`]
+//! one started from the service's most recent copy ([`seed`]: build outputs included, so its build
+//! is incremental too), so it never builds in a directory a running version was started from. [`Sources::prune`]
 //! keeps one free copy per service as a build cache and deletes the rest.
 
 use std::collections::{BTreeMap, HashSet};
@@ -48,6 +49,9 @@ pub(crate) struct Sources {
 pub(crate) struct Claim<'a> {
     sources: &'a Sources,
     pub dir: PathBuf,
+    /// For a new copy: the service's most recently used other copy, to start it from (see
+    /// [`seed`]), so that its build outputs make the first build in the new copy incremental.
+    pub seed: Option<PathBuf>,
 }
 
 impl Drop for Claim<'_> {
@@ -85,17 +89,28 @@ impl Sources {
             .iter()
             .filter(|c| !in_use.contains(&c.dir) && !claimed.contains(&c.dir))
             .max_by_key(|c| c.used);
-        let dir = match free {
-            Some(c) => c.dir.clone(),
+        let (dir, seed) = match free {
+            Some(c) => (c.dir.clone(), None),
             None => {
                 let n = copies.iter().map(|c| c.n).max().map_or(1, |n| n + 1);
                 let dir = base.join(n.to_string());
                 std::fs::create_dir(&dir).map_err(|e| io_err("create", &dir, e))?;
-                dir
+                // A copy a deploy is writing to is not a consistent source; one a version runs
+                // from is (nothing writes to it).
+                let seed = copies
+                    .iter()
+                    .filter(|c| !claimed.contains(&c.dir))
+                    .max_by_key(|c| c.used)
+                    .map(|c| c.dir.clone());
+                (dir, seed)
             }
         };
         claimed.insert(dir.clone());
-        Ok(Claim { sources: self, dir })
+        Ok(Claim {
+            sources: self,
+            dir,
+            seed,
+        })
     }
 
     /// Deletes free copies beyond [`SPARE_PER_SERVICE`] per service (the least recently used
@@ -132,6 +147,7 @@ impl Sources {
                 ));
                 if std::fs::rename(&c.dir, &trash).is_ok() {
                     let _ = std::fs::remove_file(index_of(&c.dir));
+                    let _ = std::fs::remove_file(beside(&c.dir, ".seeded"));
                     doomed.push(trash);
                 }
             }
@@ -230,6 +246,50 @@ fn index_of(dir: &Path) -> PathBuf {
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> BackendError {
     BackendError::internal(format!("cannot {what} {}: {e}", path.display()))
         .with_help("check that the state dir (LANE_HOME) is writable and has space")
+}
+
+/// Starts the new copy `to` as a copy of `from` (files, build outputs and its index), with
+/// `cp -a --reflink=auto` (shared blocks where the file system can). Returns whether it did; a
+/// failure leaves `to` empty, which only costs a build from scratch.
+pub(crate) async fn seed(from: &Path, to: &Path) -> bool {
+    let mut src = from.as_os_str().to_owned();
+    src.push("/.");
+    let copied = tokio::process::Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(src)
+        .arg(to)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await;
+    let copied = match copied {
+        // The index's stat data is the other copy's (inodes differ): the next sync refreshes it.
+        Ok(out) if out.status.success() => {
+            std::fs::copy(index_of(from), index_of(to)).is_ok()
+                && std::fs::write(beside(to, ".seeded"), "").is_ok()
+        }
+        Ok(out) => {
+            tracing::warn!(
+                from = %from.display(),
+                "cannot seed a working copy: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(from = %from.display(), "cannot seed a working copy: {e}");
+            false
+        }
+    };
+    if !copied {
+        let _ = std::fs::remove_file(index_of(to));
+        let _ = std::fs::remove_file(beside(to, ".seeded"));
+        remove_tree(to);
+        let _ = std::fs::create_dir_all(to);
+    }
+    copied
 }
 
 /// What a sync copied.
@@ -347,6 +407,15 @@ async fn sync_tree(repo: &Path, git_dir: &Path, index: &Path, dir: &Path) -> Res
             .args(args);
         cmd
     };
+    // A seeded copy's index has the other copy's stat data: refresh it, or every file would look
+    // changed and be rewritten (and rebuilt).
+    let seeded = beside(dir, ".seeded");
+    if seeded.exists() {
+        let _ = in_copy_git(&["update-index", "-q", "--refresh"])
+            .output()
+            .await;
+        let _ = std::fs::remove_file(&seeded);
+    }
     // Files as they are in the tree (only those that differ are rewritten), then away with files
     // the tree does not have and git does not ignore: left by a build, or by a sync cut short.
     let out = in_copy_git(&["read-tree", "--reset", "-u", &tree])
@@ -740,6 +809,57 @@ mod tests {
             synced.dirty,
             "the untracked lane.toml is an uncommitted change"
         );
+    }
+
+    #[tokio::test]
+    async fn a_new_copy_starts_from_another_with_its_build_outputs() {
+        let tmp = TempDir::new();
+        let repo = repo(tmp.path());
+        let sources = Sources::new(tmp.path().join("src"));
+        let svc: ServiceId = "shop.cart".parse().unwrap();
+        let none = HashSet::new();
+        let first = sources.claim(&svc, &none).unwrap();
+        assert_eq!(first.seed, None, "nothing to start from");
+        sync(&repo, &first.dir).await.unwrap();
+        std::fs::create_dir_all(first.dir.join("target")).unwrap();
+        std::fs::write(first.dir.join("target/bin"), "built once").unwrap();
+        let first_dir = first.dir.clone();
+        drop(first);
+        let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+        let before = mtime(&first_dir.join("src/main.txt"));
+
+        // The first copy is in use (its version runs): a new one starts from it.
+        let second = sources.claim(&svc, &[first_dir.clone()].into()).unwrap();
+        assert_ne!(second.dir, first_dir);
+        assert_eq!(second.seed.as_deref(), Some(first_dir.as_path()));
+        assert!(seed(&first_dir, &second.dir).await);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(repo.join("src/main.txt"), "v2").unwrap();
+        std::fs::write(repo.join("new.txt"), "new").unwrap();
+        sync(&repo, &second.dir).await.unwrap();
+        assert_eq!(read(&second.dir.join("target/bin")), "built once");
+        assert_eq!(read(&second.dir.join("src/main.txt")), "v2");
+        assert_eq!(
+            mtime(&second.dir.join("gone.txt")),
+            mtime(&first_dir.join("gone.txt")),
+            "unchanged files are not rewritten"
+        );
+        assert_ne!(mtime(&second.dir.join("src/main.txt")), before);
+        assert!(!beside(&second.dir, ".seeded").exists());
+        assert_eq!(
+            read(&first_dir.join("src/main.txt")),
+            "v1",
+            "the source is untouched"
+        );
+
+        // A failed seed leaves an empty copy, which a sync fills.
+        let third = sources
+            .claim(&svc, &[first_dir.clone(), second.dir.clone()].into())
+            .unwrap();
+        assert!(!seed(&tmp.path().join("no-such-copy"), &third.dir).await);
+        assert_eq!(std::fs::read_dir(&third.dir).unwrap().count(), 0);
+        sync(&repo, &third.dir).await.unwrap();
+        assert_eq!(read(&third.dir.join("src/main.txt")), "v2");
     }
 
     #[tokio::test]
