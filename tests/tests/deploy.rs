@@ -255,13 +255,14 @@ fn a_monorepo_service_deploys_from_its_directory() {
     env.finish();
 }
 
-/// A lane's second deploy cannot build in the copy its running version uses: it starts a new copy
-/// from that one, build outputs included, so the build is incremental (warm), not from scratch.
+/// A lane's second deploy cannot build in the copy its running version uses: the new copy starts
+/// with the build caches `lane.toml` names, copied from that one, so the build is incremental
+/// (warm), not from scratch.
 #[test]
 fn a_redeploy_builds_incrementally_in_a_new_copy() {
     let env = TestEnv::new("warm-build", 33);
     let manifest = format!(
-        "app = \"demo\"\nproc = \"b\"\n\n[build]\ncommand = \"mkdir -p out; if [ -f out/marker ]; \
+        "app = \"demo\"\nproc = \"b\"\n\n[build]\ncache = [\"out\"]\ncommand = \"mkdir -p out; if [ -f out/marker ]; \
          then echo warm > out/state; else echo cold > out/state; touch out/marker; fi\"\n\n\
          [run]\ncommand = \"'{}' sample-service --app demo --name b-$(cat out/state) --port {{port}}\"\n\n\
          [health]\nhttp = \"/healthz\"\ntimeout = \"20s\"\n",

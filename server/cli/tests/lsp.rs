@@ -562,4 +562,19 @@ fn a_monorepo_folder_lists_its_services_and_deploys_one() {
     assert!(resp.get("error").is_none(), "deploy failed: {resp}");
     assert_eq!(resp["result"]["service"], "demo.c", "{resp}");
     assert_eq!(resp["result"]["state"], "healthy", "{resp}");
+
+    // A service added and committed shows up in a pushed status.
+    std::fs::create_dir_all(mono.join("services/d")).expect("temp dir is writable");
+    std::fs::write(
+        mono.join("services/d/lane.toml"),
+        "app = \"demo\"\nproc = \"d\"\n[run]\ncommand = \"true\"\n",
+    )
+    .expect("temp dir is writable");
+    sandbox.git(&mono, &["add", "."]);
+    sandbox.git(&mono, &["commit", "-q", "-m", "d"]);
+    c.status_changed("a status with service d", Duration::from_secs(10), |st| {
+        st["workspaces"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w["service"] == "demo.d"))
+    });
 }

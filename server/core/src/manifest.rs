@@ -98,6 +98,10 @@ pub struct Manifest {
     /// Shell command that builds the service, run in the repository root.
     pub build: Option<String>,
     pub build_timeout: Duration,
+    /// Build caches (relative to the service's directory, e.g. `target`, `node_modules`) that a
+    /// new working copy starts with, copied from the service's most recent copy.
+    #[serde(default)]
+    pub build_cache: Vec<PathBuf>,
     /// Shell command that runs the service; `{port}` is replaced (also exported as `PORT`).
     pub run: String,
     pub env: BTreeMap<String, String>,
@@ -138,6 +142,8 @@ struct RawBuild {
     command: String,
     #[serde(default)]
     timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    cache: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +174,24 @@ struct RawBackend {
 }
 
 const BACKENDS: &[&str] = &["local", "consul", "kubernetes"];
+
+/// A `[build] cache` entry: a relative path inside the service's directory.
+fn cache_path(p: &str) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let path = Path::new(p);
+    if p.is_empty() {
+        return Err("an entry is empty".into());
+    }
+    if !path
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "`{p}` must be a path inside the service's directory (relative, without `..`)"
+        ));
+    }
+    Ok(path.to_path_buf())
+}
 
 fn duration_field(
     path: &Path,
@@ -270,8 +294,8 @@ impl Manifest {
             Duration::from_secs(30),
             "health.timeout",
         )?;
-        let (build, build_timeout) = match raw.build {
-            None => (None, Duration::from_secs(600)),
+        let (build, build_timeout, build_cache) = match raw.build {
+            None => (None, Duration::from_secs(600), Vec::new()),
             Some(b) => (
                 Some(b.command),
                 duration_field(
@@ -281,6 +305,14 @@ impl Manifest {
                     Duration::from_secs(600),
                     "build.timeout",
                 )?,
+                b.cache
+                    .iter()
+                    .map(|c| {
+                        cache_path(c.get_ref()).map_err(|e| {
+                            error_at(path, source, Some(c.span()), format!("build.cache: {e}"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
             ),
         };
         let backend = match raw.backend {
@@ -304,6 +336,7 @@ impl Manifest {
             protocol,
             build,
             build_timeout,
+            build_cache,
             run,
             env: raw.run.env,
             health,
@@ -371,6 +404,7 @@ protocol = "grpc"
 [build]
 command = "cargo build"
 timeout = "5m"
+cache = ["target", "web/node_modules"]
 
 [run]
 command = "./cart --port {port}"
@@ -386,6 +420,10 @@ timeout = "10s"
         assert_eq!(m.protocol, Protocol::Grpc);
         assert_eq!(m.build.as_deref(), Some("cargo build"));
         assert_eq!(m.build_timeout, Duration::from_secs(300));
+        assert_eq!(
+            m.build_cache,
+            [PathBuf::from("target"), PathBuf::from("web/node_modules")]
+        );
         assert_eq!(m.run_command(8080), "./cart --port 8080");
         assert_eq!(m.env["RUST_LOG"], "info");
         assert_eq!(
@@ -400,6 +438,21 @@ timeout = "10s"
             m.snapshot,
             "deploys take a copy of the working tree unless told not to"
         );
+    }
+
+    /// The README's `lane.toml` reference is a manifest that parses, with the values it shows.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme
+            .find("## `lane.toml` reference")
+            .expect("the README has the reference")..];
+        let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + section[start..].find("```").expect("the block ends");
+        let m = parse(&section[start..end]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.service.as_str(), "shop.cart");
+        assert_eq!(m.build_cache, [PathBuf::from("target")]);
+        assert!(m.snapshot);
     }
 
     #[test]
@@ -450,6 +503,14 @@ timeout = "10s"
             (
                 "app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[backend]\nkind = \"nomad\"\n",
                 "svc/lane.toml:6:8: backend.kind: `nomad`",
+            ),
+            (
+                "app = \"a\"\nproc = \"b\"\n[build]\ncommand = \"x\"\ncache = [\"ok\", \"../up\"]\n[run]\ncommand = \"x\"\n",
+                "svc/lane.toml:5:16: build.cache: `../up` must be a path inside",
+            ),
+            (
+                "app = \"a\"\nproc = \"b\"\n[build]\ncommand = \"x\"\ncache = [\"/abs\"]\n[run]\ncommand = \"x\"\n",
+                "svc/lane.toml:5:10: build.cache: `/abs` must be a path inside",
             ),
             ("app = 1\n", "svc/lane.toml:1:7: invalid type"),
         ];

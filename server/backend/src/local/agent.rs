@@ -781,19 +781,6 @@ impl Agent {
         // Build and run from a copy of the working tree as it is now, when asked to.
         let copy = if req.snapshot {
             let claim = self.sources.claim(&service, &self.sources_in_use().await)?;
-            if let Some(from) = &claim.seed {
-                let _ = progress
-                    .send(stage(
-                        Stage::Build,
-                        format!(
-                            "starting a new working copy {} from {} (its build outputs too)",
-                            claim.dir.display(),
-                            from.display()
-                        ),
-                    ))
-                    .await;
-                source::seed(from, &claim.dir).await;
-            }
             let _ = progress
                 .send(stage(
                     Stage::Build,
@@ -802,6 +789,25 @@ impl Agent {
                 .await;
             let synced = source::sync(&req.repo, &claim.dir).await?;
             tracing::info!(%service, tree = synced.tree, dirty = synced.dirty, dir = %claim.dir.display(), "working tree copied");
+            let cache = &req.manifest.build_cache;
+            if let (Some(from), false) = (&claim.seed, cache.is_empty()) {
+                let _ = progress
+                    .send(stage(
+                        Stage::Build,
+                        format!(
+                            "new working copy: copying the build caches from {}",
+                            from.display()
+                        ),
+                    ))
+                    .await;
+                let n = source::seed(
+                    &from.join(&synced.prefix),
+                    &claim.dir.join(&synced.prefix),
+                    cache,
+                )
+                .await;
+                tracing::info!(%service, from = %from.display(), copied = n, "build caches copied");
+            }
             Some((claim, synced))
         } else {
             None
@@ -904,7 +910,7 @@ impl Agent {
                 let phase = phases.borrow_and_update().clone();
                 match phase {
                     Phase::Healthy { .. } => break None,
-                    Phase::Failed { reason } => break Some(reason),
+                    Phase::Failed { reason, exited } => break Some((reason, exited)),
                     _ => {}
                 }
                 if phases.changed().await.is_err() {
@@ -915,20 +921,21 @@ impl Agent {
                     ));
                 }
             };
-            let Some(reason) = reason else {
+            let Some((reason, exited)) = reason else {
                 break record;
             };
-            let exited = !reason.contains("health check");
             // Our process is gone; if the port is still held, someone else has it.
             let taken = exited && std::net::TcpListener::bind(("127.0.0.1", record.port)).is_err();
             if taken && attempts < 3 {
                 tracing::warn!(port = record.port, %service, "port taken by another process; starting on another");
+                // Its process is gone already; forget it (a failed save is rolled back with the
+                // rest of the deploy, the record still pending).
+                self.stop_and_forget(std::slice::from_ref(&record.id)).await;
                 {
                     let mut st = self.state.lock().await;
                     st.instances.remove(&record.id);
                     self.commit(&mut st)?;
                 }
-                self.stop_and_forget(std::slice::from_ref(&record.id)).await;
                 let _ = progress
                     .send(stage(
                         Stage::Start,

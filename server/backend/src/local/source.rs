@@ -19,8 +19,9 @@
 //! Copies live under `<state>/src/<service>/<n>`. Each belongs to the instance that runs from it
 //! ([`InstanceRecord::source`](super::store::InstanceRecord)), or to a deploy under way (a
 //! [`Claim`]), or is free. A deploy takes the most recently used free copy of its service, else a new
-//! one started from the service's most recent copy ([`seed`]: build outputs included, so its build
-//! is incremental too), so it never builds in a directory a running version was started from. [`Sources::prune`]
+//! one, which starts with the build caches `lane.toml` names (`[build] cache`) copied from the
+//! service's most recent copy ([`seed`]), so it never builds in a directory a running version was
+//! started from and its build is still incremental. [`Sources::prune`]
 //! keeps one free copy per service as a build cache and deletes the rest.
 
 use std::collections::{BTreeMap, HashSet};
@@ -49,8 +50,8 @@ pub(crate) struct Sources {
 pub(crate) struct Claim<'a> {
     sources: &'a Sources,
     pub dir: PathBuf,
-    /// For a new copy: the service's most recently used other copy, to start it from (see
-    /// [`seed`]), so that its build outputs make the first build in the new copy incremental.
+    /// For a new copy: the service's most recently used other copy, whose build caches it starts
+    /// with ([`seed`]), so that the first build in the new copy is incremental.
     pub seed: Option<PathBuf>,
 }
 
@@ -58,6 +59,9 @@ impl Drop for Claim<'_> {
     fn drop(&mut self) {
         if let Ok(mut c) = self.sources.claimed.lock() {
             c.remove(&self.dir);
+            if let Some(s) = &self.seed {
+                c.remove(s);
+            }
         }
     }
 }
@@ -95,8 +99,7 @@ impl Sources {
                 let n = copies.iter().map(|c| c.n).max().map_or(1, |n| n + 1);
                 let dir = base.join(n.to_string());
                 std::fs::create_dir(&dir).map_err(|e| io_err("create", &dir, e))?;
-                // A copy a deploy is writing to is not a consistent source; one a version runs
-                // from is (nothing writes to it).
+                // A copy a deploy is writing to is not a consistent source.
                 let seed = copies
                     .iter()
                     .filter(|c| !claimed.contains(&c.dir))
@@ -106,6 +109,11 @@ impl Sources {
             }
         };
         claimed.insert(dir.clone());
+        // The seed is read while this deploy runs: no other deploy may write to it, and prune
+        // may not delete it, until then.
+        if let Some(s) = &seed {
+            claimed.insert(s.clone());
+        }
         Ok(Claim {
             sources: self,
             dir,
@@ -147,7 +155,6 @@ impl Sources {
                 ));
                 if std::fs::rename(&c.dir, &trash).is_ok() {
                     let _ = std::fs::remove_file(index_of(&c.dir));
-                    let _ = std::fs::remove_file(beside(&c.dir, ".seeded"));
                     doomed.push(trash);
                 }
             }
@@ -248,46 +255,46 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> BackendError {
         .with_help("check that the state dir (LANE_HOME) is writable and has space")
 }
 
-/// Starts the new copy `to` as a copy of `from` (files, build outputs and its index), with
-/// `cp -a --reflink=auto` (shared blocks where the file system can). Returns whether it did; a
-/// failure leaves `to` empty, which only costs a build from scratch.
-pub(crate) async fn seed(from: &Path, to: &Path) -> bool {
-    let mut src = from.as_os_str().to_owned();
-    src.push("/.");
-    let copied = tokio::process::Command::new("cp")
-        .args(["-a", "--reflink=auto"])
-        .arg(src)
-        .arg(to)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await;
-    let copied = match copied {
-        // The index's stat data is the other copy's (inodes differ): the next sync refreshes it.
-        Ok(out) if out.status.success() => {
-            std::fs::copy(index_of(from), index_of(to)).is_ok()
-                && std::fs::write(beside(to, ".seeded"), "").is_ok()
+/// Copies the build caches `paths` (relative to the service's directory, `[build] cache` in
+/// `lane.toml`) from the service directory `from` of another copy into `to`, with `cp -a
+/// --reflink=auto` (shared blocks where the file system can), so the first build in a new copy is
+/// incremental. Only what the manifest names is copied: a running version's other files (sockets,
+/// pid files, a virtualenv that embeds its own path) stay where they are. Returns how many were
+/// copied; one that cannot be copied is left out, which only costs building it again.
+pub(crate) async fn seed(from: &Path, to: &Path, paths: &[PathBuf]) -> usize {
+    let mut copied = 0;
+    for p in paths {
+        let (src, dst) = (from.join(p), to.join(p));
+        if src.symlink_metadata().is_err() || dst.symlink_metadata().is_ok() {
+            continue;
         }
-        Ok(out) => {
-            tracing::warn!(
-                from = %from.display(),
-                "cannot seed a working copy: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            false
+        if let Some(parent) = dst.parent()
+            && std::fs::create_dir_all(parent).is_err()
+        {
+            continue;
         }
-        Err(e) => {
-            tracing::warn!(from = %from.display(), "cannot seed a working copy: {e}");
-            false
+        let out = tokio::process::Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(&src)
+            .arg(&dst)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output()
+            .await;
+        match out {
+            Ok(out) if out.status.success() => copied += 1,
+            failed => {
+                let why = match failed {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(from = %src.display(), "cannot copy a build cache: {why}");
+                remove_tree(&dst);
+                let _ = std::fs::remove_file(&dst);
+            }
         }
-    };
-    if !copied {
-        let _ = std::fs::remove_file(index_of(to));
-        let _ = std::fs::remove_file(beside(to, ".seeded"));
-        remove_tree(to);
-        let _ = std::fs::create_dir_all(to);
     }
     copied
 }
@@ -407,15 +414,6 @@ async fn sync_tree(repo: &Path, git_dir: &Path, index: &Path, dir: &Path) -> Res
             .args(args);
         cmd
     };
-    // A seeded copy's index has the other copy's stat data: refresh it, or every file would look
-    // changed and be rewritten (and rebuilt).
-    let seeded = beside(dir, ".seeded");
-    if seeded.exists() {
-        let _ = in_copy_git(&["update-index", "-q", "--refresh"])
-            .output()
-            .await;
-        let _ = std::fs::remove_file(&seeded);
-    }
     // Files as they are in the tree (only those that differ are rewritten), then away with files
     // the tree does not have and git does not ignore: left by a build, or by a sync cut short.
     let out = in_copy_git(&["read-tree", "--reset", "-u", &tree])
@@ -812,7 +810,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_new_copy_starts_from_another_with_its_build_outputs() {
+    async fn a_new_copy_starts_with_the_named_build_caches_of_another() {
         let tmp = TempDir::new();
         let repo = repo(tmp.path());
         let sources = Sources::new(tmp.path().join("src"));
@@ -821,45 +819,53 @@ mod tests {
         let first = sources.claim(&svc, &none).unwrap();
         assert_eq!(first.seed, None, "nothing to start from");
         sync(&repo, &first.dir).await.unwrap();
-        std::fs::create_dir_all(first.dir.join("target")).unwrap();
-        std::fs::write(first.dir.join("target/bin"), "built once").unwrap();
+        // Build outputs, and what a running version leaves in its directory.
+        std::fs::create_dir_all(first.dir.join("target/debug")).unwrap();
+        std::fs::write(first.dir.join("target/debug/bin"), "built once").unwrap();
+        std::fs::create_dir_all(first.dir.join("web/node_modules/x")).unwrap();
+        std::fs::write(first.dir.join("web/node_modules/x/i.js"), "dep").unwrap();
+        std::fs::write(first.dir.join("server.pid"), "4242").unwrap();
         let first_dir = first.dir.clone();
         drop(first);
-        let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
-        let before = mtime(&first_dir.join("src/main.txt"));
 
-        // The first copy is in use (its version runs): a new one starts from it.
+        // The first copy is in use (its version runs): a new one, seeded from it and reserved.
         let second = sources.claim(&svc, &[first_dir.clone()].into()).unwrap();
         assert_ne!(second.dir, first_dir);
         assert_eq!(second.seed.as_deref(), Some(first_dir.as_path()));
-        assert!(seed(&first_dir, &second.dir).await);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(repo.join("src/main.txt"), "v2").unwrap();
-        std::fs::write(repo.join("new.txt"), "new").unwrap();
-        sync(&repo, &second.dir).await.unwrap();
-        assert_eq!(read(&second.dir.join("target/bin")), "built once");
-        assert_eq!(read(&second.dir.join("src/main.txt")), "v2");
-        assert_eq!(
-            mtime(&second.dir.join("gone.txt")),
-            mtime(&first_dir.join("gone.txt")),
-            "unchanged files are not rewritten"
+        let other = sources.claim(&svc, &none).unwrap();
+        assert_ne!(
+            other.dir, first_dir,
+            "a seed is not handed to another deploy"
         );
-        assert_ne!(mtime(&second.dir.join("src/main.txt")), before);
-        assert!(!beside(&second.dir, ".seeded").exists());
+        drop(other);
+        sources.prune(&none);
+        assert!(first_dir.exists(), "nor pruned while it is read");
+
+        std::fs::write(repo.join("src/main.txt"), "v2").unwrap();
+        sync(&repo, &second.dir).await.unwrap();
+        let caches = [
+            PathBuf::from("target"),
+            PathBuf::from("web/node_modules"),
+            PathBuf::from("no-such-dir"),
+        ];
+        assert_eq!(seed(&first_dir, &second.dir, &caches).await, 2);
+        assert_eq!(read(&second.dir.join("target/debug/bin")), "built once");
+        assert_eq!(read(&second.dir.join("web/node_modules/x/i.js")), "dep");
+        assert!(
+            !second.dir.join("server.pid").exists(),
+            "only the named caches"
+        );
+        assert_eq!(read(&second.dir.join("src/main.txt")), "v2");
         assert_eq!(
             read(&first_dir.join("src/main.txt")),
             "v1",
             "the source is untouched"
         );
-
-        // A failed seed leaves an empty copy, which a sync fills.
-        let third = sources
-            .claim(&svc, &[first_dir.clone(), second.dir.clone()].into())
-            .unwrap();
-        assert!(!seed(&tmp.path().join("no-such-copy"), &third.dir).await);
-        assert_eq!(std::fs::read_dir(&third.dir).unwrap().count(), 0);
-        sync(&repo, &third.dir).await.unwrap();
-        assert_eq!(read(&third.dir.join("src/main.txt")), "v2");
+        // A cache the new copy has already is left alone.
+        std::fs::write(first_dir.join("target/debug/bin"), "built twice").unwrap();
+        assert_eq!(seed(&first_dir, &second.dir, &caches).await, 0);
+        assert_eq!(read(&second.dir.join("target/debug/bin")), "built once");
+        drop(second);
     }
 
     #[tokio::test]

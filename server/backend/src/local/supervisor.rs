@@ -54,6 +54,8 @@ pub enum Phase {
     /// Never became healthy; not restarted. The reason says why, with the log's last lines.
     Failed {
         reason: String,
+        /// It exited (or could not be started); else its health check never passed.
+        exited: bool,
     },
     Stopped,
 }
@@ -195,7 +197,8 @@ struct InstanceRun {
 
 enum Outcome {
     Stop,
-    Failed(String),
+    /// Never became healthy: why, and whether it exited (else its health check never passed).
+    Failed(String, bool),
     Exited(String),
 }
 
@@ -220,8 +223,8 @@ impl InstanceRun {
                     self.set(Phase::Stopped);
                     return;
                 }
-                Outcome::Failed(reason) => {
-                    self.set(Phase::Failed { reason });
+                Outcome::Failed(reason, exited) => {
+                    self.set(Phase::Failed { reason, exited });
                     return;
                 }
                 Outcome::Exited(status) => {
@@ -258,7 +261,7 @@ impl InstanceRun {
                 return if *ever_healthy {
                     Outcome::Exited(reason)
                 } else {
-                    Outcome::Failed(reason)
+                    Outcome::Failed(reason, true)
                 };
             }
         };
@@ -286,7 +289,7 @@ impl InstanceRun {
                         "the run command `{}` exited ({status}) before it became healthy{}",
                         self.record.spec.command,
                         log_tail(&self.log).await
-                    ));
+                    ), true);
                 }
                 _ = self.stop_rx.changed() => {
                     terminate(&mut child, &group).await;
@@ -316,7 +319,7 @@ impl InstanceRun {
                                 describe_health(&self.record.spec.health, self.record.port),
                                 timeout.as_secs_f32(),
                                 log_tail(&self.log).await
-                            ));
+                            ), false);
                         }
                         (false, false) => {}
                     }
@@ -601,9 +604,10 @@ mod tests {
         );
         let mut rx = sup.start(&rec);
         let phase = wait_for(&mut rx, |p| matches!(p, Phase::Failed { .. })).await;
-        let Phase::Failed { reason } = phase else {
+        let Phase::Failed { reason, exited } = phase else {
             unreachable!()
         };
+        assert!(exited);
         assert!(
             reason.contains("exited (exit code 3) before it became healthy"),
             "{reason}"
@@ -623,7 +627,7 @@ mod tests {
         };
         let phase = wait_for(&mut rx, |p| matches!(p, Phase::Failed { .. })).await;
         assert!(
-            matches!(phase, Phase::Failed { reason } if reason.contains("did not pass within 0.3s"))
+            matches!(phase, Phase::Failed { reason, exited: false } if reason.contains("did not pass within 0.3s"))
         );
         assert!(!Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid));
     }

@@ -204,7 +204,11 @@ fn main() {
     );
     for (name, s, i) in [
         ("first deploy (copy made)", cold[0][0], cold[0][1]),
-        ("second deploy (copy from the first)", cold[1][0], cold[1][1]),
+        (
+            "second deploy (copy from the first)",
+            cold[1][0],
+            cold[1][1],
+        ),
         (
             &*format!("later deploys (synced; median of {})", args.rounds - 2),
             ws,

@@ -24,6 +24,8 @@ const LONG_POLL: Duration = Duration::from_secs(25);
 pub enum Wake {
     /// Something may have changed.
     Refresh,
+    /// A watched file changed: the workspace's services may have too.
+    Files,
     /// The workspace folders changed: watch other files.
     Folders,
 }
@@ -80,10 +82,22 @@ impl Pusher {
 
 /// Computes the status of `folders` from `backend`.
 pub async fn status(backend: &dyn Backend, folders: &[PathBuf]) -> ext::LaneStatus {
-    let workspaces: Vec<ext::WorkspaceInfo> = workspace::services(folders)
-        .iter()
-        .map(|f| workspace::info(f))
-        .collect();
+    status_of(backend, services(folders.to_vec()).await).await
+}
+
+/// The service directories of `folders` (git runs, off the async threads).
+async fn services(folders: Vec<PathBuf>) -> Vec<PathBuf> {
+    tokio::task::spawn_blocking(move || workspace::services(&folders))
+        .await
+        .unwrap_or_default()
+}
+
+/// Computes the status of the service directories `services` from `backend`.
+async fn status_of(backend: &dyn Backend, services: Vec<PathBuf>) -> ext::LaneStatus {
+    let workspaces: Vec<ext::WorkspaceInfo> =
+        tokio::task::spawn_blocking(move || services.iter().map(|f| workspace::info(f)).collect())
+            .await
+            .unwrap_or_default();
     match backend.status().await {
         Ok(st) => to_proto::status(&st, workspaces),
         Err(e) => to_proto::status_unavailable(backend.name(), &e, workspaces),
@@ -141,6 +155,10 @@ pub fn start(
         let mut _watcher: Option<RecommendedWatcher> = None;
         let mut last: Option<ext::LaneStatus> = None;
         let mut rewatch = true;
+        // The service directories, looked for again only when files or folders changed (a
+        // monorepo's take a `git ls-files`); and those the watcher watches.
+        let mut services_now: Option<Vec<PathBuf>> = None;
+        let mut watched: Vec<PathBuf> = Vec::new();
         let mut next_expiry: Option<tokio::time::Instant> = None;
         loop {
             let first = tokio::select! {
@@ -150,18 +168,29 @@ pub fn start(
                 },
                 () = sleep_until(next_expiry) => Wake::Refresh,
             };
+            let mut files = first != Wake::Refresh;
             rewatch |= first == Wake::Folders;
             tokio::time::sleep(DEBOUNCE).await;
             while let Ok(w) = wake_rx.try_recv() {
+                files |= w != Wake::Refresh;
                 rewatch |= w == Wake::Folders;
             }
             let seen = fs_pusher.wakes();
             let folders_now = folders.lock().map(|f| f.clone()).unwrap_or_default();
-            if rewatch {
-                rewatch = false;
-                _watcher = watch(&folders_now, fs_pusher.clone());
+            if files {
+                services_now = None;
             }
-            let st = status(backend.as_ref(), &folders_now).await;
+            let services_list = match &services_now {
+                Some(s) => s.clone(),
+                None => services(folders_now.clone()).await,
+            };
+            services_now = Some(services_list.clone());
+            if rewatch || watched != services_list {
+                rewatch = false;
+                watched = services_list.clone();
+                _watcher = watch(&folders_now, &watched, fs_pusher.clone());
+            }
+            let st = status_of(backend.as_ref(), services_list).await;
             fs_pusher.store(seen, st.clone());
             next_expiry = st
                 .lanes
@@ -198,14 +227,14 @@ impl Drop for AbortOnDrop {
 }
 
 /// Watches the folders' `lane.toml` and git state; relevant changes wake the pusher.
-fn watch(folders: &[PathBuf], pusher: Pusher) -> Option<RecommendedWatcher> {
+fn watch(folders: &[PathBuf], services: &[PathBuf], pusher: Pusher) -> Option<RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(event) = res else { return };
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
         }
         if event.paths.iter().any(|p| workspace::is_relevant(p)) {
-            pusher.wake(Wake::Refresh);
+            pusher.wake(Wake::Files);
         }
     })
     .map_err(|e| tracing::warn!("cannot watch files ({e}); branch changes show on the next event"))
@@ -213,7 +242,7 @@ fn watch(folders: &[PathBuf], pusher: Pusher) -> Option<RecommendedWatcher> {
     // The folders, and the services found below them (a monorepo's).
     let mut paths: Vec<(PathBuf, bool)> = folders
         .iter()
-        .chain(workspace::services(folders).iter())
+        .chain(services)
         .flat_map(|f| workspace::watch_paths(f))
         .collect();
     paths.sort();
