@@ -250,8 +250,9 @@ fn index_of(dir: &Path) -> PathBuf {
     beside(dir, ".index")
 }
 
+/// The store's I/O error, with what to check when it is about a working copy.
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> BackendError {
-    BackendError::internal(format!("cannot {what} {}: {e}", path.display()))
+    super::store::io_err(what, path, e)
         .with_help("check that the state dir (LANE_HOME) is writable and has space")
 }
 
