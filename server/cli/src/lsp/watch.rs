@@ -82,7 +82,8 @@ impl Pusher {
 
 /// Computes the status of `folders` from `backend`.
 pub async fn status(backend: &dyn Backend, folders: &[PathBuf]) -> ext::LaneStatus {
-    status_of(backend, services(folders.to_vec()).await).await
+    let workspaces = infos(services(folders.to_vec()).await).await;
+    status_with(backend, workspaces).await
 }
 
 /// The service directories of `folders` (git runs, off the async threads).
@@ -92,12 +93,18 @@ async fn services(folders: Vec<PathBuf>) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Computes the status of the service directories `services` from `backend`.
-async fn status_of(backend: &dyn Backend, services: Vec<PathBuf>) -> ext::LaneStatus {
-    let workspaces: Vec<ext::WorkspaceInfo> =
-        tokio::task::spawn_blocking(move || services.iter().map(|f| workspace::info(f)).collect())
-            .await
-            .unwrap_or_default();
+/// What `lane.toml` and git say of each service directory (git runs, off the async threads).
+async fn infos(services: Vec<PathBuf>) -> Vec<ext::WorkspaceInfo> {
+    tokio::task::spawn_blocking(move || services.iter().map(|f| workspace::info(f)).collect())
+        .await
+        .unwrap_or_default()
+}
+
+/// The status: the backend's, with the service directories' `workspaces`.
+async fn status_with(
+    backend: &dyn Backend,
+    workspaces: Vec<ext::WorkspaceInfo>,
+) -> ext::LaneStatus {
     match backend.status().await {
         Ok(st) => to_proto::status(&st, workspaces),
         Err(e) => to_proto::status_unavailable(backend.name(), &e, workspaces),
@@ -155,9 +162,12 @@ pub fn start(
         let mut _watcher: Option<RecommendedWatcher> = None;
         let mut last: Option<ext::LaneStatus> = None;
         let mut rewatch = true;
-        // The service directories, looked for again only when files or folders changed (a
-        // monorepo's take a `git ls-files`); and those the watcher watches.
+        // The service directories and what their `lane.toml` and git say, read again only when
+        // watched files or the folders changed (a monorepo's take a `git ls-files`, and two git
+        // runs per service), not on every backend change; and the directories the watcher
+        // watches.
         let mut services_now: Option<Vec<PathBuf>> = None;
+        let mut infos_now: Option<Vec<ext::WorkspaceInfo>> = None;
         let mut watched: Vec<PathBuf> = Vec::new();
         let mut next_expiry: Option<tokio::time::Instant> = None;
         loop {
@@ -177,8 +187,10 @@ pub fn start(
             }
             let seen = fs_pusher.wakes();
             let folders_now = folders.lock().map(|f| f.clone()).unwrap_or_default();
-            if files {
+            // Without a watcher nothing says files changed: read them on every wake.
+            if files || _watcher.is_none() {
                 services_now = None;
+                infos_now = None;
             }
             let services_list = match &services_now {
                 Some(s) => s.clone(),
@@ -190,7 +202,12 @@ pub fn start(
                 watched = services_list.clone();
                 _watcher = watch(&folders_now, &watched, fs_pusher.clone());
             }
-            let st = status_of(backend.as_ref(), services_list).await;
+            let workspaces = match &infos_now {
+                Some(i) => i.clone(),
+                None => infos(services_list).await,
+            };
+            infos_now = Some(workspaces.clone());
+            let st = status_with(backend.as_ref(), workspaces).await;
             fs_pusher.store(seen, st.clone());
             next_expiry = st
                 .lanes
