@@ -780,7 +780,10 @@ impl Agent {
         }
         // Build and run from a copy of the working tree as it is now, when asked to.
         let copy = if req.snapshot {
-            let claim = self.sources.claim(&service, &self.sources_in_use().await)?;
+            let cache = &req.manifest.build_cache;
+            let claim =
+                self.sources
+                    .claim(&service, &self.sources_in_use().await, !cache.is_empty())?;
             let _ = progress
                 .send(stage(
                     Stage::Build,
@@ -789,8 +792,7 @@ impl Agent {
                 .await;
             let synced = source::sync(&req.repo, &claim.dir).await?;
             tracing::info!(%service, tree = synced.tree, dirty = synced.dirty, dir = %claim.dir.display(), "working tree copied");
-            let cache = &req.manifest.build_cache;
-            if let (Some(from), false) = (&claim.seed, cache.is_empty()) {
+            if let Some(from) = &claim.seed {
                 let _ = progress
                     .send(stage(
                         Stage::Build,
@@ -925,7 +927,7 @@ impl Agent {
                 break record;
             };
             // Our process is gone; if the port is still held, someone else has it.
-            let taken = exited && std::net::TcpListener::bind(("127.0.0.1", record.port)).is_err();
+            let taken = exited && !port_is_free(record.port);
             if taken && attempts < 3 {
                 tracing::warn!(port = record.port, %service, "port taken by another process; starting on another");
                 // Its process is gone already; forget it (a failed save is rolled back with the
@@ -1098,7 +1100,7 @@ fn allocate_port(st: &State, (lo, hi): (u16, u16)) -> Result<u16> {
         if used.contains(&port) {
             continue;
         }
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if port_is_free(port) {
             return Ok(port);
         }
     }
@@ -1106,6 +1108,11 @@ fn allocate_port(st: &State, (lo, hi): (u16, u16)) -> Result<u16> {
         BackendError::unavailable(format!("no free port in {lo}-{hi}: every port is taken"))
             .with_help("set LANE_PORT_RANGE to a range with free ports"),
     )
+}
+
+/// Nothing on this machine listens on `port` (loopback) right now.
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 async fn run_build(

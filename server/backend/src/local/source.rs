@@ -76,11 +76,13 @@ impl Sources {
     }
 
     /// Takes a copy for a deploy of `service`: the most recently used one that no instance in
-    /// `in_use` runs from and no other deploy holds, else a new one.
+    /// `in_use` runs from and no other deploy holds, else a new one, with a copy to `seed` it
+    /// from when the deploy has build caches to carry over.
     pub(crate) fn claim(
         &self,
         service: &ServiceId,
         in_use: &HashSet<PathBuf>,
+        seed: bool,
     ) -> Result<Claim<'_>> {
         let base = self.root.join(service.to_string());
         std::fs::create_dir_all(&base).map_err(|e| io_err("create", &base, e))?;
@@ -102,7 +104,7 @@ impl Sources {
                 // A copy a deploy is writing to is not a consistent source.
                 let seed = copies
                     .iter()
-                    .filter(|c| !claimed.contains(&c.dir))
+                    .filter(|c| seed && !claimed.contains(&c.dir))
                     .max_by_key(|c| c.used)
                     .map(|c| c.dir.clone());
                 (dir, seed)
@@ -122,8 +124,9 @@ impl Sources {
     }
 
     /// Deletes free copies beyond [`SPARE_PER_SERVICE`] per service (the least recently used
-    /// first) or unused for [`SPARE_MAX_AGE`], and service folders left empty. The copies are moved aside at once and deleted in
-    /// the background, so a large build tree does not hold up the caller.
+    /// first) or unused for [`SPARE_MAX_AGE`], and service folders left empty. The copies are
+    /// moved aside at once and deleted in the background, so a large build tree does not hold up
+    /// the caller.
     pub(crate) fn prune(&self, in_use: &HashSet<PathBuf>) {
         let Ok(claimed) = self.claimed.lock() else {
             return;
@@ -817,7 +820,7 @@ mod tests {
         let sources = Sources::new(tmp.path().join("src"));
         let svc: ServiceId = "shop.cart".parse().unwrap();
         let none = HashSet::new();
-        let first = sources.claim(&svc, &none).unwrap();
+        let first = sources.claim(&svc, &none, true).unwrap();
         assert_eq!(first.seed, None, "nothing to start from");
         sync(&repo, &first.dir).await.unwrap();
         // Build outputs, and what a running version leaves in its directory.
@@ -830,10 +833,12 @@ mod tests {
         drop(first);
 
         // The first copy is in use (its version runs): a new one, seeded from it and reserved.
-        let second = sources.claim(&svc, &[first_dir.clone()].into()).unwrap();
+        let second = sources
+            .claim(&svc, &[first_dir.clone()].into(), true)
+            .unwrap();
         assert_ne!(second.dir, first_dir);
         assert_eq!(second.seed.as_deref(), Some(first_dir.as_path()));
-        let other = sources.claim(&svc, &none).unwrap();
+        let other = sources.claim(&svc, &none, true).unwrap();
         assert_ne!(
             other.dir, first_dir,
             "a seed is not handed to another deploy"
@@ -897,8 +902,8 @@ mod tests {
         let svc: ServiceId = "shop.cart".parse().unwrap();
         let none = HashSet::new();
 
-        let a = sources.claim(&svc, &none).unwrap();
-        let b = sources.claim(&svc, &none).unwrap();
+        let a = sources.claim(&svc, &none, false).unwrap();
+        let b = sources.claim(&svc, &none, false).unwrap();
         assert_ne!(a.dir, b.dir, "two deploys under way never share a copy");
         let (a_dir, b_dir) = (a.dir.clone(), b.dir.clone());
         std::fs::write(index_of(&a_dir), "").unwrap();
@@ -907,13 +912,14 @@ mod tests {
 
         // A running instance holds `a`; a new deploy gets `b`, never `a`.
         let running: HashSet<PathBuf> = [a_dir.clone()].into();
-        let c = sources.claim(&svc, &running).unwrap();
+        let c = sources.claim(&svc, &running, false).unwrap();
+        assert_eq!(c.seed, None, "no caches to carry over, no seed");
         assert_eq!(c.dir, b_dir);
         drop(c);
 
         // Three free copies: prune keeps the most recently used one.
         let d = sources
-            .claim(&svc, &[a_dir.clone(), b_dir.clone()].into())
+            .claim(&svc, &[a_dir.clone(), b_dir.clone()].into(), false)
             .unwrap();
         let d_dir = d.dir.clone();
         drop(d);
