@@ -256,11 +256,12 @@ fn watch(folders: &[PathBuf], services: &[PathBuf], pusher: Pusher) -> Option<Re
     })
     .map_err(|e| tracing::warn!("cannot watch files ({e}); branch changes show on the next event"))
     .ok()?;
-    // The folders, and the services found below them (a monorepo's).
+    // The folders with their git state, and the services' directories (for `lane.toml`): a
+    // service is a folder or lies below one, in that folder's repository.
     let mut paths: Vec<(PathBuf, bool)> = folders
         .iter()
-        .chain(services)
         .flat_map(|f| workspace::watch_paths(f))
+        .chain(services.iter().map(|s| (s.clone(), false)))
         .collect();
     paths.sort();
     paths.dedup();
