@@ -512,6 +512,10 @@ timeout = "10s"
                 "app = \"a\"\nproc = \"b\"\n[build]\ncommand = \"x\"\ncache = [\"/abs\"]\n[run]\ncommand = \"x\"\n",
                 "svc/lane.toml:5:10: build.cache: `/abs` must be a path inside",
             ),
+            (
+                "app = \"a\"\nproc = \"b\"\n[build]\ncommand = \"x\"\ncache = [\"\"]\n[run]\ncommand = \"x\"\n",
+                "svc/lane.toml:5:10: build.cache: an entry is empty",
+            ),
             ("app = 1\n", "svc/lane.toml:1:7: invalid type"),
         ];
         for (src, want) in cases {

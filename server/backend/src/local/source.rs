@@ -885,6 +885,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_copy_that_cannot_be_written_is_a_clear_error() {
+        let tmp = TempDir::new();
+        let repo = repo(tmp.path());
+        // Where the scratch index goes is taken by a directory.
+        let copy = tmp.path().join("a");
+        std::fs::create_dir_all(beside(&copy, ".scratch-index")).unwrap();
+        std::fs::create_dir(&copy).unwrap();
+        let e = sync(&repo, &copy).await.unwrap_err();
+        assert!(e.message.contains("cannot copy the git index to"), "{e}");
+        assert!(
+            e.help.as_deref().unwrap_or("").contains("LANE_HOME"),
+            "{e:?}"
+        );
+        // Where the copy's own index goes is taken by a directory: git cannot update the copy.
+        let copy = tmp.path().join("b");
+        std::fs::create_dir_all(index_of(&copy)).unwrap();
+        std::fs::create_dir(&copy).unwrap();
+        let e = sync(&repo, &copy).await.unwrap_err();
+        assert!(e.message.contains("cannot update the working copy"), "{e}");
+        assert!(e.message.contains("git read-tree"), "{e}");
+        assert!(
+            e.help.as_deref().unwrap_or("").contains("deploy again"),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn not_a_repository_is_a_clear_error() {
         let tmp = TempDir::new();
         let copy = tmp.path().join("copy");
