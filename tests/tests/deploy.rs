@@ -20,7 +20,8 @@ fn deploy_from_a_branch_shows_lane_version_owner_and_health() {
     );
     // Built and run in a working copy of the repo in the state dir, not in the repo itself.
     let inst = env.instance("feature-x", "demo.b").expect("instance");
-    let source = std::path::PathBuf::from(inst["source"].as_str().expect("a source dir"));
+    let source =
+        std::path::PathBuf::from(inst["placement"]["source"].as_str().expect("a source dir"));
     assert!(source.starts_with(&env.home), "{inst:#}");
     assert!(
         source.join("built.txt").exists() && source.join("lane.toml").exists(),
@@ -44,7 +45,7 @@ fn deploy_from_a_branch_shows_lane_version_owner_and_health() {
     let inst = &lane["instances"][0];
     assert_eq!(inst["state"], "healthy", "{lane:#}");
     assert_eq!(inst["version"]["version"], version.as_str());
-    let pid = inst["pid"].as_u64().expect("a pid") as u32;
+    let pid = inst["placement"]["pid"].as_u64().expect("a pid") as u32;
     assert!(common::alive(pid));
 
     // `lane status --json`, run in the repo: the workspace and the same lane.
@@ -77,7 +78,7 @@ fn deploying_again_replaces_the_version() {
     let first = env
         .ok_in(&repo, &["deploy", "--lane", "feature-x", "--json"])
         .json();
-    let old_pid = first["pid"].as_u64().unwrap() as u32;
+    let old_pid = first["placement"]["pid"].as_u64().unwrap() as u32;
     std::fs::write(repo.join("change.txt"), "v2").unwrap();
     env.git(&repo, &["add", "change.txt"]);
     env.git(&repo, &["commit", "-q", "-m", "v2"]);
@@ -156,20 +157,20 @@ fn a_deployed_version_is_a_snapshot_of_the_working_tree() {
 
     // lane-one's version, killed, comes back as branch one's build, from its own copy.
     let one = env.instance("lane-one", "demo.b").expect("instance");
-    let pid = one["pid"].as_u64().unwrap() as u32;
+    let pid = one["placement"]["pid"].as_u64().unwrap() as u32;
     common::kill(pid, "KILL");
     env.wait_for(
         "lane-one's version to be restarted",
         Duration::from_secs(15),
         || {
             let i = env.instance("lane-one", "demo.b")?;
-            (i["pid"].as_u64()? as u32 != pid && i["state"] == "healthy").then_some(())
+            (i["placement"]["pid"].as_u64()? as u32 != pid && i["state"] == "healthy").then_some(())
         },
     );
     assert!(body("lane-one").contains("b-one"), "{}", body("lane-one"));
 
     // Three versions, three copies; removing a lane frees its copy, and one spare is kept.
-    let sources = |lane: &str| env.instance(lane, "demo.b").unwrap()["source"].clone();
+    let sources = |lane: &str| env.instance(lane, "demo.b").unwrap()["placement"]["source"].clone();
     let copies = [
         sources("lane-one"),
         sources("lane-two"),
@@ -225,7 +226,7 @@ fn a_monorepo_service_deploys_from_its_directory() {
             .unwrap()
             .ends_with("+dirty")
     );
-    let source = std::path::PathBuf::from(inst["source"].as_str().expect("a copy"));
+    let source = std::path::PathBuf::from(inst["placement"]["source"].as_str().expect("a copy"));
     assert!(source.join("shared/version.txt").exists(), "{inst:#}");
     let reply = common::http_get(env.router(), "b.demo.localhost", "/", &[("x-lane", "mono")]);
     assert!(reply.body.contains("b-shared-one"), "{reply:?}");
@@ -276,7 +277,7 @@ fn a_redeploy_builds_incrementally_in_a_new_copy() {
         assert_eq!(reply.status, 200, "{reply:?}");
         reply.body
     };
-    let source = || env.instance("warm", "demo.b").unwrap()["source"].clone();
+    let source = || env.instance("warm", "demo.b").unwrap()["placement"]["source"].clone();
 
     env.ok_in(&repo, &["deploy", "--lane", "warm"]);
     assert!(

@@ -158,7 +158,7 @@ fn occupied_ports_in_the_range_are_skipped() {
     let repo = env.repo("b", &sample_manifest(&env.bin, "b", None, ""));
     env.branch(&repo, "feature-x-branch");
     let out = env.ok_in(&repo, &["deploy", "--lane", "feature-x", "--json"]);
-    let addr = out.json()["addr"].as_str().unwrap().to_owned();
+    let addr = out.json()["placement"]["addr"].as_str().unwrap().to_owned();
     assert_eq!(addr, format!("127.0.0.1:{}", env.ports.0 + 2), "{out}");
     let r = common::http_get(
         env.router(),
@@ -232,7 +232,7 @@ fn a_port_taken_before_the_version_binds_it_is_replaced_by_another() {
     assert_eq!(out.code, 0, "{out}");
     let inst = out.json();
     assert_eq!(inst["state"], "healthy", "{inst:#}");
-    let port: u16 = inst["addr"]
+    let port: u16 = inst["placement"]["addr"]
         .as_str()
         .unwrap()
         .rsplit(':')

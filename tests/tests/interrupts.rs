@@ -117,7 +117,7 @@ fn a_killed_agent_is_replaced_and_restarts_the_versions() {
     let repo = env.repo("b", &common::sample_manifest(&env.bin, "b", None, ""));
     env.branch(&repo, "feature-x-branch");
     env.ok_in(&repo, &["deploy", "--lane", "feature-x"]);
-    let old = env.instance("feature-x", "demo.b").unwrap()["pid"]
+    let old = env.instance("feature-x", "demo.b").unwrap()["placement"]["pid"]
         .as_u64()
         .unwrap() as u32;
     let agent = env.agent_pid().unwrap();
@@ -129,7 +129,7 @@ fn a_killed_agent_is_replaced_and_restarts_the_versions() {
     // The next command starts a new agent; it reclaims the old process and starts the version anew.
     let inst = env.wait_for("the version to run again", Duration::from_secs(20), || {
         let i = env.instance("feature-x", "demo.b")?;
-        (i["state"] == "healthy" && i["pid"].as_u64()? as u32 != old).then_some(i)
+        (i["state"] == "healthy" && i["placement"]["pid"].as_u64()? as u32 != old).then_some(i)
     });
     assert!(
         !common::alive(old),

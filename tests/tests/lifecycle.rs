@@ -14,7 +14,7 @@ fn a_killed_version_is_restarted_and_still_routed() {
     env.branch(&repo, "feature-x-branch");
     env.ok_in(&repo, &["deploy", "--lane", "feature-x"]);
     let before = env.instance("feature-x", "demo.b").expect("instance");
-    let pid = before["pid"].as_u64().expect("pid") as u32;
+    let pid = before["placement"]["pid"].as_u64().expect("pid") as u32;
     assert_eq!(before["restarts"], 0);
 
     common::kill(pid, "KILL");
@@ -23,14 +23,17 @@ fn a_killed_version_is_restarted_and_still_routed() {
         Duration::from_secs(15),
         || {
             let i = env.instance("feature-x", "demo.b")?;
-            let new_pid = i["pid"].as_u64()? as u32;
+            let new_pid = i["placement"]["pid"].as_u64()? as u32;
             (new_pid != pid && i["state"] == "healthy" && i["restarts"].as_u64()? >= 1).then_some(i)
         },
     );
     assert!(!common::alive(pid), "the killed process is gone");
-    let new_pid = after["pid"].as_u64().unwrap() as u32;
+    let new_pid = after["placement"]["pid"].as_u64().unwrap() as u32;
     assert!(common::alive(new_pid), "{after:#}");
-    assert_eq!(after["addr"], before["addr"], "restarted on the same port");
+    assert_eq!(
+        after["placement"]["addr"], before["placement"]["addr"],
+        "restarted on the same port"
+    );
 
     let reply = common::http_get(
         env.router(),
@@ -61,11 +64,11 @@ fn rm_leaves_no_process_no_route_and_no_state() {
     let lane_c = common::instance_in(&status, "feature-x", "demo.c").expect("lane c");
     let pids: Vec<u32> = [&lane_b, &lane_c]
         .iter()
-        .map(|i| i["pid"].as_u64().unwrap() as u32)
+        .map(|i| i["placement"]["pid"].as_u64().unwrap() as u32)
         .collect();
     let logs: Vec<std::path::PathBuf> = [&lane_b, &lane_c]
         .iter()
-        .map(|i| i["log"].as_str().expect("a log path").into())
+        .map(|i| i["placement"]["log"].as_str().expect("a log path").into())
         .collect();
     for log in &logs {
         assert!(log.exists(), "{} exists while the lane runs", log.display());
@@ -126,7 +129,7 @@ fn an_expired_lane_is_reclaimed_with_its_processes() {
     let deployed = env
         .ok_in(&repo, &["deploy", "--lane", "x", "--json"])
         .json();
-    let pid = deployed["pid"]
+    let pid = deployed["placement"]["pid"]
         .as_u64()
         .expect("the deployed instance has a pid") as u32;
     env.wait_for("lane x to expire", Duration::from_secs(6), || {

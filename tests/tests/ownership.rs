@@ -10,7 +10,7 @@ fn another_user_cannot_rm_a_lane_without_force() {
     let repo = env.repo("b", &sample_manifest(&env.bin, "b", None, ""));
     env.branch(&repo, "feature-x-branch");
     env.ok_in(&repo, &["deploy", "--lane", "feature-x"]);
-    let pid = env.instance("feature-x", "demo.b").unwrap()["pid"]
+    let pid = env.instance("feature-x", "demo.b").unwrap()["placement"]["pid"]
         .as_u64()
         .unwrap() as u32;
 
@@ -38,7 +38,10 @@ fn another_user_cannot_rm_a_lane_without_force() {
     assert_eq!(out.code, 5, "{out}");
     let out = env.run_in(&env.root, &["extend", "feature-x", "--by", "1h"], &as_bob);
     assert_eq!(out.code, 5, "{out}");
-    assert_eq!(env.instance("feature-x", "demo.b").unwrap()["pid"], pid);
+    assert_eq!(
+        env.instance("feature-x", "demo.b").unwrap()["placement"]["pid"],
+        pid
+    );
 
     let out = env.run_in(&env.root, &["rm", "feature-x", "--force"], &as_bob);
     assert_eq!(out.code, 0, "{out}");

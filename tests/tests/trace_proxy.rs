@@ -87,7 +87,7 @@ fn down_stops_the_agent_and_everything_it_ran() {
         .unwrap()
         .iter()
         .chain(status["lanes"][0]["instances"].as_array().unwrap())
-        .map(|i| i["pid"].as_u64().unwrap() as u32)
+        .map(|i| i["placement"]["pid"].as_u64().unwrap() as u32)
         .collect();
     assert_eq!(pids.len(), 3);
     let agent = env.agent_pid().expect("an agent runs");

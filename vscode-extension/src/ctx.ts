@@ -52,7 +52,7 @@ export class Ctx implements vscode.Disposable {
         this.statusEmitter.fire();
     }
 
-    /** Stores the status the server sent last (its `generation` only counts backend changes, not
+    /** Stores the status the server sent last (its `revision` only follows backend changes, not
      * branch switches, so every push replaces the previous one). */
     setStatus(status: ext.LaneStatus): void {
         this._status = status;

@@ -10,7 +10,7 @@ import { NotificationType, RequestType0 } from "vscode-jsonrpc";
 
 /** Bumped by the server when a method, command or shape changes incompatibly; the server also sends
  * it in `initialize` → `capabilities.experimental.laneProtocolVersion`. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** The lane id that means "no lane": requests reach only baseline versions. */
 export const BASELINE = "baseline";
@@ -95,7 +95,7 @@ export interface LaneStatus {
     healthy: number;
     /** All instances of the active lane (of baseline when it is `baseline`). */
     total: number;
-    generation: number;
+    revision: string;
 }
 
 /** A workspace folder with a `lane.toml`. */
@@ -225,7 +225,7 @@ type Fields<T> = Record<keyof T, true>;
 
 const laneStatus: Fields<LaneStatus> = {
     workspaces: true, backend: true, backendError: true, activeLane: true, laneHeader: true,
-    router: true, lanes: true, baseline: true, healthy: true, total: true, generation: true,
+    router: true, lanes: true, baseline: true, healthy: true, total: true, revision: true,
 };
 const workspaceInfo: Fields<WorkspaceInfo> = {
     folder: true, service: true, protocol: true, branch: true, commit: true, error: true,

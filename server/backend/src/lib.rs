@@ -1,12 +1,185 @@
-//! `lane-backend`: the seam between the lane tools and where lanes live.
-//!
-//! [`Backend`] is what the CLI and the IDE daemon program against. [`local`] is the embedded
-//! default; the Consul and Kubernetes backends slot in behind the same trait.
+//! `lane-backend`: opens a backend by kind. The CLI and `lane lsp` both call [`open`]; it is the
+//! only code that knows every backend crate, so the rest of the tools hold an
+//! `Arc<dyn Backend>` and never name one.
 
-pub mod api;
-pub mod backend;
-pub mod error;
-pub mod local;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub use backend::{Backend, ProgressTx};
-pub use error::{BackendError, Result};
+use async_trait::async_trait;
+use lane_api::{
+    AssignRequest, Backend, BackendError, CreateLane, DeleteLane, DeployRequest, ExtendLane,
+    GcReport, InstanceView, ProgressTx, Result, Revision, Status,
+};
+use lane_core::manifest::{BackendChoice, BackendKind};
+use lane_core::{Lane, LaneRef};
+
+pub use lane_api;
+pub use lane_local as local;
+
+/// What a backend needs to open, whichever it is.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// The `lane` binary (the local backend starts `lane agent` from it).
+    pub exe: PathBuf,
+    /// The local backend's state dir; `None`: from the environment (`LANE_HOME`, XDG).
+    pub state_dir: Option<PathBuf>,
+    /// Never start anything on the way (a status pusher that must not bring up an agent).
+    pub no_autostart: bool,
+}
+
+/// Where a backend choice came from, for error messages: `lane.toml:7:8`, `--backend`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Nobody chose; the default.
+    Default,
+    /// The `--backend` flag (or `LANE_BACKEND`).
+    Flag,
+    /// `[backend] kind` in a `lane.toml`, at `file:line:column`.
+    Manifest(String),
+}
+
+impl Origin {
+    pub fn of(choice: &BackendChoice) -> Origin {
+        match &choice.declared_at {
+            Some(at) => Origin::Manifest(at.clone()),
+            None => Origin::Default,
+        }
+    }
+}
+
+/// Opens the backend of `kind`. A backend this build does not have is an invalid-input error
+/// that names where it was chosen; nothing is started before that check.
+pub fn open(kind: BackendKind, origin: &Origin, opts: OpenOptions) -> Result<Arc<dyn Backend>> {
+    match kind {
+        BackendKind::Local => Ok(Arc::new(open_local(opts)?)),
+        BackendKind::Consul | BackendKind::Kubernetes => Err(not_built(kind, origin)),
+    }
+}
+
+/// The local backend itself, for the commands that only make sense on it (`lane agent`, `lane
+/// down`, `lane router`).
+pub fn open_local(opts: OpenOptions) -> Result<lane_local::LocalBackend> {
+    let root = match opts.state_dir {
+        Some(dir) => dir,
+        None => lane_local::default_state_dir()?,
+    };
+    let backend = lane_local::LocalBackend::new(lane_local::StateDir::new(root), opts.exe);
+    Ok(if opts.no_autostart {
+        backend.without_autostart()
+    } else {
+        backend
+    })
+}
+
+/// A backend that could not be opened: every call answers the error that opening gave. The IDE
+/// daemon holds one instead of failing to start, so the status bar shows the error (with the
+/// `lane.toml` position) and no command silently falls back to another backend.
+pub struct Unopened {
+    kind: BackendKind,
+    error: BackendError,
+}
+
+impl Unopened {
+    pub fn new(kind: BackendKind, error: BackendError) -> Self {
+        Unopened { kind, error }
+    }
+
+    fn fail<T>(&self) -> Result<T> {
+        Err(self.error.clone())
+    }
+}
+
+#[async_trait]
+impl Backend for Unopened {
+    fn name(&self) -> &'static str {
+        self.kind.as_str()
+    }
+    async fn status(&self) -> Result<Status> {
+        self.fail()
+    }
+    async fn create_lane(&self, _: CreateLane) -> Result<Lane> {
+        self.fail()
+    }
+    async fn delete_lane(&self, _: DeleteLane) -> Result<()> {
+        self.fail()
+    }
+    async fn extend_lane(&self, _: ExtendLane) -> Result<Lane> {
+        self.fail()
+    }
+    async fn deploy(&self, _: DeployRequest, _: ProgressTx) -> Result<InstanceView> {
+        self.fail()
+    }
+    async fn baseline_up(&self, _: Vec<DeployRequest>, _: ProgressTx) -> Result<Vec<InstanceView>> {
+        self.fail()
+    }
+    async fn assign(&self, _: AssignRequest) -> Result<()> {
+        self.fail()
+    }
+    async fn switch(&self, _: LaneRef) -> Result<()> {
+        self.fail()
+    }
+    async fn gc(&self) -> Result<GcReport> {
+        self.fail()
+    }
+    async fn wait_for_change(&self, _: Option<&Revision>, timeout: Duration) -> Result<Revision> {
+        // A watcher would spin on an immediate error; nothing will change here, so wait it out.
+        tokio::time::sleep(timeout).await;
+        self.fail()
+    }
+}
+
+fn not_built(kind: BackendKind, origin: &Origin) -> BackendError {
+    let what = format!(
+        "the `{kind}` backend is not part of this version of lane yet; nothing was started"
+    );
+    let message = match origin {
+        Origin::Manifest(at) => format!("{at}: backend.kind: {what}"),
+        Origin::Flag => format!("--backend {kind}: {what}"),
+        Origin::Default => what,
+    };
+    let help = match origin {
+        Origin::Manifest(_) => {
+            "remove [backend] from lane.toml (or set kind = \"local\") to run lanes on this machine"
+        }
+        _ => "use --backend local to run lanes on this machine",
+    };
+    BackendError::invalid(message).with_help(help)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> OpenOptions {
+        OpenOptions {
+            exe: PathBuf::from("/nonexistent/lane"),
+            state_dir: Some(std::env::temp_dir().join("lane-backend-open-test")),
+            no_autostart: true,
+        }
+    }
+
+    #[test]
+    fn a_backend_not_built_names_where_it_was_chosen() {
+        let origin = Origin::Manifest("svc/lane.toml:9:8".into());
+        let err = open(BackendKind::Kubernetes, &origin, opts())
+            .err()
+            .unwrap();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.message
+                .starts_with("svc/lane.toml:9:8: backend.kind: the `kubernetes` backend"),
+            "{err}"
+        );
+        let err = open(BackendKind::Consul, &Origin::Flag, opts())
+            .err()
+            .unwrap();
+        assert!(err.message.starts_with("--backend consul:"), "{err}");
+    }
+
+    #[test]
+    fn local_opens_without_starting_anything() {
+        let b = open(BackendKind::Local, &Origin::Default, opts()).unwrap();
+        assert_eq!(b.name(), "local");
+    }
+}

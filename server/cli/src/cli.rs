@@ -21,6 +21,10 @@ pub struct Cli {
     /// More logging on stderr (-v info, -vv debug). RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Where lanes live: local, consul or kubernetes. Default: `[backend] kind` of the nearest
+    /// lane.toml, else local.
+    #[arg(long, global = true, env = "LANE_BACKEND", value_name = "KIND")]
+    pub backend: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

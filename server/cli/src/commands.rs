@@ -6,14 +6,16 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use lane_backend::api::{
-    AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, Progress,
+use lane_api::{
+    AssignRequest, BuildFrom, CreateLane, DeleteLane, DeployRequest, ExtendLane, Progress,
+    SourceRef,
 };
-use lane_backend::local::{AgentConfig, LocalBackend, StateDir, default_state_dir, run_agent};
-use lane_backend::{Backend, BackendError};
+use lane_api::{Backend, BackendError};
+use lane_backend::{OpenOptions, Origin};
 use lane_core::duration::parse_duration;
-use lane_core::manifest::{MANIFEST_FILE, Manifest, WORKSPACE_FILE, Workspace};
+use lane_core::manifest::{BackendKind, MANIFEST_FILE, Manifest, WORKSPACE_FILE, Workspace};
 use lane_core::{LaneId, LaneRef, ServiceId};
+use lane_local::{AgentConfig, LocalBackend, StateDir, default_state_dir, run_agent};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -23,7 +25,7 @@ use crate::{demo, git, sample, trace};
 
 /// Runs a command and returns the process exit code; prints errors with their help.
 pub async fn run(cli: Cli) -> u8 {
-    match dispatch(cli.command).await {
+    match dispatch(cli.backend, cli.command).await {
         Ok(code) => code,
         Err(e) => {
             report(&e);
@@ -47,11 +49,93 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         .map_or(1, |b| u8::try_from(b.exit_code()).unwrap_or(1))
 }
 
-/// The backend for this invocation: the local one, on the state dir from the environment.
+/// The local backend on the state dir from the environment (for the commands that only exist
+/// for it: `agent`, `down`, `router`).
 pub fn local_backend() -> anyhow::Result<LocalBackend> {
-    let dir = StateDir::new(default_state_dir()?);
-    let exe = std::env::current_exe().context("cannot find the lane binary's own path")?;
-    Ok(LocalBackend::new(dir, exe))
+    Ok(lane_backend::open_local(open_options()?)?)
+}
+
+pub fn open_options() -> anyhow::Result<OpenOptions> {
+    Ok(OpenOptions {
+        exe: std::env::current_exe().context("cannot find the lane binary's own path")?,
+        state_dir: None,
+        no_autostart: false,
+    })
+}
+
+/// The backend for a command run in `dir`: `--backend` when given, else the `[backend] kind` of
+/// the service `dir` belongs to (its nearest `lane.toml`), else local. A broken `lane.toml` is
+/// reported (file:line:column) rather than guessed around.
+pub fn backend_for(flag: Option<&str>, dir: &Path) -> anyhow::Result<Arc<dyn Backend>> {
+    let (kind, origin) = choose_backend(flag, dir)?;
+    Ok(lane_backend::open(kind, &origin, open_options()?)?)
+}
+
+/// The IDE daemon's backends for its workspace folders (the first folder's service chooses),
+/// one that starts the local agent when needed and one that never starts anything. One that
+/// cannot be opened is an `Unopened` backend that answers every call with the reason.
+pub fn backends_for_folders(
+    flag: Option<&str>,
+    folders: &[PathBuf],
+) -> (Arc<dyn Backend>, Arc<dyn Backend>) {
+    let here = folders
+        .iter()
+        .find(|f| manifest_dir(f).is_some())
+        .or(folders.first())
+        .cloned()
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let opened = (|| -> Result<_, BackendError> {
+        let (kind, origin) = choose_backend(flag, &here).map_err(to_backend_error)?;
+        let opts = open_options().map_err(to_backend_error)?;
+        let quiet = OpenOptions {
+            no_autostart: true,
+            ..opts.clone()
+        };
+        match lane_backend::open(kind, &origin, opts) {
+            Ok(b) => Ok((b, lane_backend::open(kind, &origin, quiet)?)),
+            Err(e) => Ok(unopened(kind, e)),
+        }
+    })();
+    opened.unwrap_or_else(|e| unopened(BackendKind::Local, e))
+}
+
+fn unopened(kind: BackendKind, e: BackendError) -> (Arc<dyn Backend>, Arc<dyn Backend>) {
+    tracing::warn!("cannot open the {kind} backend: {e}");
+    let b: Arc<dyn Backend> = Arc::new(lane_backend::Unopened::new(kind, e));
+    (b.clone(), b)
+}
+
+fn to_backend_error(e: anyhow::Error) -> BackendError {
+    e.downcast::<BackendError>()
+        .unwrap_or_else(|e| BackendError::internal(format!("{e:#}")))
+}
+
+/// Which backend a command in `dir` uses, and who chose it.
+fn choose_backend(flag: Option<&str>, dir: &Path) -> anyhow::Result<(BackendKind, Origin)> {
+    Ok(match flag {
+        Some(name) => (
+            name.parse::<BackendKind>()
+                .map_err(|e| invalid(format!("--backend: {e}")))?,
+            Origin::Flag,
+        ),
+        None => match manifest_dir(dir) {
+            Some(service) => {
+                let m = load_manifest(&service)?;
+                (m.backend.kind, Origin::of(&m.backend))
+            }
+            None => (BackendKind::Local, Origin::Default),
+        },
+    })
+}
+
+/// The directory of the `lane.toml` that `dir` belongs to: the nearest one up to the repository
+/// root (or `dir` itself outside a repository).
+fn manifest_dir(dir: &Path) -> Option<PathBuf> {
+    match git::repo_root(dir) {
+        Ok(root) => service_dir(dir, &root),
+        Err(_) => dir.join(MANIFEST_FILE).is_file().then(|| dir.to_path_buf()),
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> anyhow::Error {
@@ -104,7 +188,7 @@ pub fn load_manifest(dir: &Path) -> anyhow::Result<Manifest> {
     Manifest::parse(&path, &text).map_err(|e| BackendError::invalid(e.to_string()).into())
 }
 
-async fn dispatch(command: Command) -> anyhow::Result<u8> {
+async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Agent => {
             let dir = StateDir::new(default_state_dir()?);
@@ -154,10 +238,15 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             standalone_router(listen).await?;
             Ok(0)
         }
-        Command::Lsp { describe } => crate::lsp::run(describe).await,
+        Command::Lsp { describe } => crate::lsp::run(describe, backend).await,
         other => {
-            let backend = local_backend()?;
-            run_with(&backend, other).await
+            // `lane deploy --dir D` chooses by D's lane.toml, everything else by the current dir.
+            let here = match &other {
+                Command::Deploy { dir: Some(d), .. } => d.clone(),
+                _ => std::env::current_dir()?,
+            };
+            let backend = backend_for(backend.as_deref(), &here)?;
+            run_with(backend.as_ref(), other).await
         }
     }
 }
@@ -222,7 +311,7 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
                     force,
                 })
                 .await?;
-            let now = lane_backend::local::now_secs();
+            let now = lane_local::now_secs();
             println!(
                 "lane {} now expires in {}",
                 lane.id,
@@ -360,8 +449,8 @@ async fn status(backend: &dyn Backend, json: bool) -> anyhow::Result<u8> {
 /// Collects progress from a backend operation and renders it while the operation runs.
 async fn with_progress<T>(
     json: bool,
-    op: impl AsyncFnOnce(lane_backend::ProgressTx) -> lane_backend::Result<T>,
-) -> lane_backend::Result<T> {
+    op: impl AsyncFnOnce(lane_api::ProgressTx) -> lane_api::Result<T>,
+) -> lane_api::Result<T> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
     let render = tokio::spawn(async move {
         let mut view = ProgressView::new();
@@ -395,7 +484,11 @@ async fn deploy(
     let req = deploy_request(backend, &start, lane, parent, ttl, force).await?;
     let lane = req.lane.clone();
     let service = req.manifest.service.clone();
-    let version = format!("{}@{}", req.branch, &req.commit[..req.commit.len().min(8)]);
+    let version = format!(
+        "{}@{}",
+        req.source.branch,
+        &req.source.commit[..req.source.commit.len().min(8)]
+    );
     let instance = with_progress(json, async |tx| backend.deploy(req, tx).await).await?;
     // The backend's label says `+dirty` when uncommitted changes went in.
     let version = instance
@@ -408,9 +501,9 @@ async fn deploy(
         println!(
             "deployed {service} {version} into lane {lane}: {} at {}",
             instance.state.as_str(),
-            instance.addr
+            instance.placement.endpoint()
         );
-        if let Some(source) = &instance.source {
+        if let Some(source) = instance.placement.source() {
             println!(
                 "  built from a copy of your working tree in {}",
                 source.display()
@@ -459,14 +552,20 @@ pub async fn deploy_request(
     Ok(DeployRequest {
         lane,
         manifest,
-        repo,
-        branch,
-        commit,
+        source: SourceRef {
+            dir: repo,
+            branch,
+            commit,
+            build_from: if snapshot {
+                BuildFrom::Snapshot
+            } else {
+                BuildFrom::InPlace
+            },
+        },
         owner: git::owner(),
         ttl_secs: parse_ttl(ttl.as_deref())?,
         parent: parent.as_deref().map(parse_lane).transpose()?,
         force,
-        snapshot,
     })
 }
 
@@ -490,20 +589,27 @@ async fn baseline_up(backend: &dyn Backend, file: Option<PathBuf>) -> anyhow::Re
         reqs.push(DeployRequest {
             lane: LaneRef::Baseline,
             manifest,
-            repo: dir,
-            branch,
-            commit,
+            // A baseline runs from the checkout the workspace file names.
+            source: SourceRef {
+                dir,
+                branch,
+                commit,
+                build_from: BuildFrom::InPlace,
+            },
             owner: git::owner(),
             ttl_secs: None,
             parent: None,
             force: true,
-            // A baseline runs from the checkout the workspace file names.
-            snapshot: false,
         });
     }
     let done = with_progress(false, async |tx| backend.baseline_up(reqs, tx).await).await?;
     for i in &done {
-        println!("baseline {} {} at {}", i.service, i.state.as_str(), i.addr);
+        println!(
+            "baseline {} {} at {}",
+            i.service,
+            i.state.as_str(),
+            i.placement.endpoint()
+        );
     }
     Ok(0)
 }
@@ -528,16 +634,16 @@ async fn proxy(
     if fixed.is_none() {
         // Follow `lane switch` live: the backend pushes changes, nobody polls.
         let current = current.clone();
-        let mut generation = st.generation;
+        let mut revision = st.revision.clone();
         let local = local_backend()?;
         tokio::spawn(async move {
             loop {
                 match local
-                    .wait_for_change(generation, Duration::from_secs(30))
+                    .wait_for_change(Some(&revision), Duration::from_secs(30))
                     .await
                 {
-                    Ok(g) if g != generation => {
-                        generation = g;
+                    Ok(r) if r != revision => {
+                        revision = r;
                         if let Ok(st) = local.status().await
                             && let Ok(mut cur) = current.write()
                             && *cur != st.active_lane
@@ -589,7 +695,7 @@ async fn standalone_router(listen: std::net::SocketAddr) -> anyhow::Result<()> {
             if mtime != last {
                 last = mtime;
                 if let Ok(state) = dir.load() {
-                    table.update(lane_backend::local::routing_table(&state));
+                    table.update(lane_local::routing_table(&state));
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

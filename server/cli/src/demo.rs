@@ -9,11 +9,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use lane_backend::api::DeployRequest;
-use lane_backend::local::{LocalBackend, StateDir};
-use lane_backend::{Backend, BackendError};
+use lane_api::{Backend, BackendError};
+use lane_api::{BuildFrom, DeployRequest, SourceRef};
 use lane_core::manifest::Manifest;
 use lane_core::{LaneId, LaneRef, ServiceId};
+use lane_local::{LocalBackend, StateDir};
 use tokio::sync::mpsc;
 
 use crate::http_client;
@@ -52,17 +52,19 @@ impl Demo {
         Ok(DeployRequest {
             lane: lane.clone(),
             manifest: manifest(&self.exe, name, next_of(name))?,
-            repo: dir,
-            branch: match lane {
-                LaneRef::Baseline => "main".into(),
-                LaneRef::Lane(l) => format!("{l}-branch"),
+            source: SourceRef {
+                dir,
+                branch: match lane {
+                    LaneRef::Baseline => "main".into(),
+                    LaneRef::Lane(l) => format!("{l}-branch"),
+                },
+                commit: "0000000000000000".into(),
+                build_from: BuildFrom::InPlace,
             },
-            commit: "0000000000000000".into(),
             owner: "demo@lane".into(),
             ttl_secs: Some(3600),
             parent: None,
             force: false,
-            snapshot: false,
         })
     }
 
@@ -72,7 +74,7 @@ impl Demo {
         req.parent = parent.map(str::parse::<LaneId>).transpose()?;
         let (tx, _rx) = mpsc::unbounded_channel();
         let i = self.backend.deploy(req, tx).await?;
-        println!("  deployed {name}@{lane} ({})", i.addr);
+        println!("  deployed {name}@{lane} ({})", i.placement.endpoint());
         Ok(())
     }
 
@@ -156,7 +158,11 @@ async fn scenarios(backend: &LocalBackend, root: &Path, exe: &Path) -> anyhow::R
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (tx, _rx) = mpsc::unbounded_channel();
     for i in backend.baseline_up(reqs, tx).await? {
-        println!("  deployed {}@baseline ({})", i.service.proc_(), i.addr);
+        println!(
+            "  deployed {}@baseline ({})",
+            i.service.proc_(),
+            i.placement.endpoint()
+        );
     }
     demo.check("baseline", None, "a@baseline → b@baseline → c@baseline")
         .await?;

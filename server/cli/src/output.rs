@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use lane_backend::api::{Progress, Stage, Status};
+use lane_api::{Progress, Stage, Status};
 use lane_core::duration::format_duration;
 
 /// Prints rows as an aligned table with a header.
@@ -103,7 +103,7 @@ pub fn baseline(status: &Status) {
         .map(|i| {
             vec![
                 i.service.to_string(),
-                i.addr.clone(),
+                i.placement.endpoint(),
                 i.version.as_ref().map_or("-".into(), |v| v.version.clone()),
                 i.state.as_str().to_owned(),
                 i.restarts.to_string(),

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use lane_backend::Backend;
-use lane_backend::api::{InstanceState, Status};
+use lane_api::Backend;
+use lane_api::{InstanceState, Status};
 use lane_core::{LaneRef, ServiceId};
 use serde::Serialize;
 
@@ -100,7 +100,7 @@ fn resolve(target: &str, status: &Status) -> anyhow::Result<(SocketAddr, String,
         return Ok((router, service.local_host(), "/".into()));
     }
     let uri: http::Uri = target.parse().map_err(|e| {
-        lane_backend::BackendError::invalid(format!(
+        lane_api::BackendError::invalid(format!(
             "`{target}` is neither a service id nor a URL: {e}"
         ))
     })?;

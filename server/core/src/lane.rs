@@ -53,15 +53,47 @@ impl PersonalVersion {
     }
 }
 
-/// A data source a lane isolates (DESIGN.md "Data isolation"). Kept opaque here.
+/// The kinds of data source a lane can isolate (see `docs/contracts.md`, "Data isolation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataKind {
+    /// A schema `<db>__lane_<id>` cloned from the baseline schema.
+    Mysql,
+    /// A database index from a pool, or a key prefix.
+    Redis,
+    /// Topics `<topic>.lane-<id>`.
+    Kafka,
+    /// An Apollo cluster `lane-<id>`.
+    Apollo,
+}
+
+impl DataKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataKind::Mysql => "mysql",
+            DataKind::Redis => "redis",
+            DataKind::Kafka => "kafka",
+            DataKind::Apollo => "apollo",
+        }
+    }
+}
+
+impl std::fmt::Display for DataKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A data source a lane isolates: which kind, the baseline's name for it (a database, a topic),
+/// and the lane's own copy of it (a schema, a database index, a topic, a cluster).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataBinding {
-    pub kind: String,
+    pub kind: DataKind,
     pub name: String,
     pub target: String,
 }
 
-/// The lane document, as stored by every backend (DESIGN.md "lane document").
+/// The lane document, as stored by every backend (`docs/contracts.md`, "The lane document").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lane {
     pub id: LaneId,

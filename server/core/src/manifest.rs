@@ -90,6 +90,63 @@ pub enum Protocol {
     Grpc,
 }
 
+/// The backends `lane` knows by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Processes on this machine, the embedded default.
+    #[default]
+    Local,
+    /// Consul registry and client-side routing.
+    Consul,
+    /// Kubernetes with Istio.
+    Kubernetes,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [
+        BackendKind::Local,
+        BackendKind::Consul,
+        BackendKind::Kubernetes,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Local => "local",
+            BackendKind::Consul => "consul",
+            BackendKind::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        BackendKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = BackendKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("`{s}` is not one of {}", names.join(", "))
+            })
+    }
+}
+
+/// The backend a `lane.toml` names, and where it names it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BackendChoice {
+    pub kind: BackendKind,
+    /// `file:line:column` of `[backend] kind`; `None` when the file names none (local).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_at: Option<String>,
+}
+
 /// A validated `lane.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -107,7 +164,9 @@ pub struct Manifest {
     pub env: BTreeMap<String, String>,
     pub health: HealthCheck,
     pub health_timeout: Duration,
-    pub backend: String,
+    /// Where the service's lanes live (`[backend] kind`).
+    #[serde(default)]
+    pub backend: BackendChoice,
     /// Deploy a copy of the repository's working tree taken at deploy time (the default), rather
     /// than building and running in the repository itself.
     #[serde(default = "yes")]
@@ -172,8 +231,6 @@ struct RawHealth {
 struct RawBackend {
     kind: Spanned<String>,
 }
-
-const BACKENDS: &[&str] = &["local", "consul", "kubernetes"];
 
 /// A `[build] cache` entry: a relative path inside the service's directory.
 fn cache_path(p: &str) -> Result<PathBuf, String> {
@@ -316,19 +373,21 @@ impl Manifest {
             ),
         };
         let backend = match raw.backend {
-            None => "local".to_owned(),
-            Some(b) if BACKENDS.contains(&b.kind.get_ref().as_str()) => b.kind.into_inner(),
+            None => BackendChoice::default(),
             Some(b) => {
-                return Err(error_at(
-                    path,
-                    source,
-                    Some(b.kind.span()),
-                    format!(
-                        "backend.kind: `{}` is not one of {}",
-                        b.kind.get_ref(),
-                        BACKENDS.join(", ")
-                    ),
-                ));
+                let at = error_at(path, source, Some(b.kind.span()), String::new());
+                let kind = b.kind.get_ref().parse::<BackendKind>().map_err(|e| {
+                    error_at(
+                        path,
+                        source,
+                        Some(b.kind.span()),
+                        format!("backend.kind: {e}"),
+                    )
+                })?;
+                BackendChoice {
+                    kind,
+                    declared_at: Some(format!("{}:{}:{}", at.path.display(), at.line, at.column)),
+                }
             }
         };
         Ok(Manifest {
@@ -433,7 +492,7 @@ timeout = "10s"
             }
         );
         assert_eq!(m.health_timeout, Duration::from_secs(10));
-        assert_eq!(m.backend, "local");
+        assert_eq!(m.backend, BackendChoice::default());
         assert!(
             m.snapshot,
             "deploys take a copy of the working tree unless told not to"

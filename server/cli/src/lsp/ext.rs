@@ -15,7 +15,7 @@ use tower_lsp_server::ls_types::notification::Notification;
 use tower_lsp_server::ls_types::request::Request;
 
 /// Bumped when a method, command or shape changes incompatibly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// JSON-RPC error code of a lane error (not found, conflict, build failed, …); `data` is an
 /// [`ErrorInfo`] with the precise code and help.
@@ -146,8 +146,8 @@ pub struct LaneStatus {
     pub healthy: u32,
     /// All instances of the active lane (of baseline when the active lane is `baseline`).
     pub total: u32,
-    /// The backend's generation; grows with every backend change.
-    pub generation: u64,
+    /// The backend's revision: an opaque token that changes with every backend change.
+    pub revision: String,
 }
 
 /// A workspace folder with a `lane.toml`.
@@ -362,7 +362,7 @@ shape!(LaneStatus {
     "baseline": "ServiceInfo[]",
     "healthy": "number",
     "total": "number",
-    "generation": "number",
+    "revision": "string",
 });
 shape!(WorkspaceInfo {
     "folder": "string",

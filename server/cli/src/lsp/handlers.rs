@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use lane_backend::BackendError;
-use lane_backend::api::{self, AssignRequest, Progress};
+use lane_api::BackendError;
+use lane_api::{self as api, AssignRequest, Progress};
 use lane_core::duration::parse_duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -56,13 +56,13 @@ pub async fn execute(lsp: &Lsp, params: ExecuteCommandParams) -> Result<Value> {
     match name {
         ext::StatusCommand::NAME => {
             let _: ext::NoArgs = args(name, a)?;
-            to_value(watch::status(lsp.backend.as_ref(), &lsp.folders()).await)
+            to_value(watch::status(lsp.backend().as_ref(), &lsp.folders()).await)
         }
         ext::DeployCurrentBranch::NAME => to_value(deploy(lsp, args(name, a)?, token).await?),
         ext::SwitchTraffic::NAME => to_value(switch(lsp, args(name, a)?).await?),
         ext::ListLanes::NAME => {
             let _: ext::NoArgs = args(name, a)?;
-            let st = lsp.backend.status().await?;
+            let st = lsp.backend().status().await?;
             to_value(to_proto::status(&st, Vec::new()).lanes)
         }
         ext::CreateLane::NAME => to_value(create(lsp, args(name, a)?).await?),
@@ -76,17 +76,17 @@ pub async fn execute(lsp: &Lsp, params: ExecuteCommandParams) -> Result<Value> {
 
 /// The lane as the status shows it right after a change (with its chain and services).
 async fn lane_info(lsp: &Lsp, lane: &lane_core::Lane) -> ext::LaneInfo {
-    match lsp.backend.status().await {
-        Ok(st) => lane_backend::backend::find_lane(&st, &lane.id)
+    match lsp.backend().status().await {
+        Ok(st) => lane_api::find_lane(&st, &lane.id)
             .map(|lv| to_proto::lane(&st, lv))
             .unwrap_or_else(|| to_proto::bare_lane(lane, st.now)),
-        Err(_) => to_proto::bare_lane(lane, lane_backend::local::now_secs()),
+        Err(_) => to_proto::bare_lane(lane, lane_local::now_secs()),
     }
 }
 
 async fn switch(lsp: &Lsp, a: ext::SwitchArgs) -> Result<ext::SwitchResult> {
     let lane = commands::parse_lane_ref(&a.lane).map_err(backend_error)?;
-    lsp.backend.switch(lane.clone()).await?;
+    lsp.backend().switch(lane.clone()).await?;
     lsp.refresh();
     Ok(ext::SwitchResult {
         active_lane: lane.to_string(),
@@ -105,14 +105,14 @@ async fn create(lsp: &Lsp, a: ext::CreateArgs) -> Result<ext::LaneInfo> {
         ttl_secs: commands::parse_ttl(a.ttl.as_deref()).map_err(backend_error)?,
         owner: git::owner(),
     };
-    let lane = lsp.backend.create_lane(req).await?;
+    let lane = lsp.backend().create_lane(req).await?;
     lsp.refresh();
     Ok(lane_info(lsp, &lane).await)
 }
 
 async fn delete(lsp: &Lsp, a: ext::DeleteArgs) -> Result<ext::DeleteResult> {
     let id = commands::parse_lane(&a.lane).map_err(backend_error)?;
-    lsp.backend
+    lsp.backend()
         .delete_lane(api::DeleteLane {
             id: id.clone(),
             actor: git::owner(),
@@ -129,7 +129,7 @@ async fn extend(lsp: &Lsp, a: ext::ExtendArgs) -> Result<ext::LaneInfo> {
     let by = parse_duration(a.by.as_deref().unwrap_or("24h"))
         .map_err(|e| BackendError::invalid(format!("by: {e}")))?;
     let lane = lsp
-        .backend
+        .backend()
         .extend_lane(api::ExtendLane {
             id: commands::parse_lane(&a.lane).map_err(backend_error)?,
             by_secs: by.as_secs(),
@@ -148,7 +148,7 @@ async fn assign(lsp: &Lsp, a: ext::AssignArgs) -> Result<ext::AssignResult> {
         .map_err(|e: lane_core::IdError| BackendError::invalid(e.to_string()))?;
     let from = commands::parse_lane(&a.from).map_err(backend_error)?;
     let to = commands::parse_lane(&a.to).map_err(backend_error)?;
-    lsp.backend
+    lsp.backend()
         .assign(AssignRequest {
             service,
             from: from.clone(),
@@ -263,7 +263,7 @@ async fn deploy(
 ) -> Result<ext::DeployResult> {
     let folder = deploy_folder(lsp, a.folder)?;
     let req = commands::deploy_request(
-        lsp.backend.as_ref(),
+        lsp.backend().as_ref(),
         &folder,
         a.lane,
         a.parent,
@@ -273,7 +273,7 @@ async fn deploy(
     .await
     .map_err(backend_error)?;
     let (service, lane) = (req.manifest.service.clone(), req.lane.clone());
-    let (branch, commit) = (req.branch.clone(), req.commit.clone());
+    let (branch, commit) = (req.source.branch.clone(), req.source.commit.clone());
 
     // Progress: the client's token, else one we create (when the client supports that).
     let token = match token {
@@ -339,8 +339,9 @@ async fn deploy(
             }
         })
     };
+    let backend = lsp.backend();
     let result = tokio::select! {
-        r = lsp.backend.deploy(req, progress_tx) => r,
+        r = backend.deploy(req, progress_tx) => r,
         () = cancel.notified() => Err(BackendError::cancelled()),
     };
     // The sender is gone with the deploy future: the forwarder drains and stops, so every
@@ -363,7 +364,7 @@ async fn deploy(
         instance.state.as_str()
     );
     guard.finish(message).await;
-    let router = lsp.backend.status().await.ok().and_then(|st| st.router);
+    let router = lsp.backend().status().await.ok().and_then(|st| st.router);
     let (_, url) = to_proto::service_url(router.as_deref(), &service);
     Ok(ext::DeployResult {
         service: service.to_string(),
@@ -371,7 +372,7 @@ async fn deploy(
         branch,
         commit,
         state: instance.state.as_str().to_owned(),
-        addr: instance.addr,
+        addr: instance.placement.endpoint(),
         url,
     })
 }

@@ -13,7 +13,7 @@
 //! | `stdio`      | stdin guard: malformed or oversized frames never reach the framework     |
 //!
 //! **Architecture invariant:** the daemon holds no lane logic. Every operation is a call of the
-//! same [`lane_backend::Backend`] the CLI uses (`commands::local_backend()`), and deploy requests
+//! same [`lane_api::Backend`] the CLI uses (`commands::local_backend()`), and deploy requests
 //! are built by the CLI's own `commands::deploy_request`.
 
 pub mod ext;
@@ -31,7 +31,7 @@ use tower_lsp_server::ls_types::request::Request as _;
 use tower_lsp_server::{LspService, Server};
 
 /// Runs the daemon until the client says `exit` or closes stdin.
-pub async fn run(describe: bool) -> anyhow::Result<u8> {
+pub async fn run(describe: bool, backend: Option<String>) -> anyhow::Result<u8> {
     if describe {
         let text = serde_json::to_string_pretty(&ext::describe())?;
         // A closed pipe (`lane lsp --describe | head`) is not an error worth a panic.
@@ -39,8 +39,7 @@ pub async fn run(describe: bool) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let log = log::init();
-    let local = crate::commands::local_backend()?;
-    let (service, socket) = LspService::build(|client| server::Lsp::new(client, local, log))
+    let (service, socket) = LspService::build(|client| server::Lsp::new(client, backend, log))
         .custom_method(ext::StatusRequest::METHOD, server::Lsp::status)
         .custom_method(
             "window/workDoneProgress/cancel",

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use lane_backend::Backend;
-use lane_backend::local::LocalBackend;
+use lane_api::Backend;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tower_lsp_server::jsonrpc::Result;
@@ -25,11 +24,14 @@ use super::{ext, handlers, to_proto};
 /// The daemon's state. Cheap to share: handlers get `&Lsp`.
 pub struct Lsp {
     pub client: Client,
-    /// Starts the agent when needed, like every CLI command.
-    pub backend: Arc<dyn Backend>,
-    /// The same backend, but never starting an agent: the status pusher uses it, so that a
-    /// `lane down` stays down until the developer asks for something.
-    quiet_backend: Arc<dyn Backend>,
+    /// `--backend`, when given; else the workspace's `lane.toml` chooses.
+    backend_flag: Option<String>,
+    /// The backend, opened at `initialize` from the workspace folders' `lane.toml` (or the flag):
+    /// one that starts the local agent when needed, like every CLI command, and the same one
+    /// never starting anything, for the status pusher (a `lane down` stays down until the
+    /// developer asks for something). A backend that cannot be opened is held as
+    /// `lane_backend::Unopened`, so every call reports why.
+    backends: OnceLock<(Arc<dyn Backend>, Arc<dyn Backend>)>,
     pub folders: Arc<Mutex<Vec<PathBuf>>>,
     pusher: OnceLock<Pusher>,
     /// Cancel signals of running deploys, by their progress token.
@@ -46,12 +48,11 @@ pub fn token_key(token: &ProgressToken) -> String {
 }
 
 impl Lsp {
-    pub fn new(client: Client, local: LocalBackend, log: LogHandle) -> Self {
-        let quiet = local.clone().without_autostart();
+    pub fn new(client: Client, backend_flag: Option<String>, log: LogHandle) -> Self {
         Lsp {
             client,
-            backend: Arc::new(local),
-            quiet_backend: Arc::new(quiet),
+            backend_flag,
+            backends: OnceLock::new(),
             folders: Arc::new(Mutex::new(Vec::new())),
             pusher: OnceLock::new(),
             cancels: Arc::new(Mutex::new(HashMap::new())),
@@ -59,6 +60,20 @@ impl Lsp {
             next_token: AtomicU64::new(1),
             log,
         }
+    }
+
+    /// The backend commands go through.
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        self.backends().0
+    }
+
+    fn backends(&self) -> (Arc<dyn Backend>, Arc<dyn Backend>) {
+        self.backends
+            .get_or_init(|| {
+                let folders = self.folders();
+                crate::commands::backends_for_folders(self.backend_flag.as_deref(), &folders)
+            })
+            .clone()
     }
 
     pub fn folders(&self) -> Vec<PathBuf> {
@@ -75,11 +90,11 @@ impl Lsp {
     /// `lane/status`. Backend errors are part of the status (`backendError`), not JSON-RPC errors:
     /// the status bar shows them.
     pub async fn status(&self) -> Result<ext::LaneStatus> {
-        let now = lane_backend::local::now_secs();
+        let now = lane_local::now_secs();
         if let Some(st) = self.pusher.get().and_then(|p| p.fresh(now)) {
             return Ok(st);
         }
-        Ok(watch::status(self.backend.as_ref(), &self.folders()).await)
+        Ok(watch::status(self.backend().as_ref(), &self.folders()).await)
     }
 
     /// `window/workDoneProgress/cancel`: cancels the deploy reporting under that token.
@@ -145,6 +160,9 @@ impl LanguageServer for Lsp {
         if let Ok(mut f) = self.folders.lock() {
             *f = folders;
         }
+        // The folders are known now: open the backend their lane.toml names.
+        let (backend, _) = self.backends();
+        tracing::info!(backend = backend.name(), "backend chosen");
         Ok(InitializeResult {
             server_info: Some(ServerInfo {
                 name: "lane".into(),
@@ -173,11 +191,7 @@ impl LanguageServer for Lsp {
 
     async fn initialized(&self, _: InitializedParams) {
         self.log.connect(self.client.clone());
-        let pusher = watch::start(
-            self.client.clone(),
-            self.quiet_backend.clone(),
-            self.folders.clone(),
-        );
+        let pusher = watch::start(self.client.clone(), self.backends().1, self.folders.clone());
         pusher.wake(Wake::Folders);
         let _ = self.pusher.set(pusher);
         tracing::info!(folders = ?self.folders(), "lane lsp initialized");
@@ -210,7 +224,7 @@ impl LanguageServer for Lsp {
         match handlers::execute(self, params).await {
             Ok(v) => Ok(Some(v)),
             Err(e) => {
-                if e.code != lane_backend::api::ErrorCode::Cancelled {
+                if e.code != lane_api::ErrorCode::Cancelled {
                     tracing::warn!("{command} failed: {}", e.message);
                     let text = match &e.help {
                         Some(help) => format!("lane: {}\nhelp: {help}", e.message),

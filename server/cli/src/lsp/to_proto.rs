@@ -1,7 +1,7 @@
 //! Backend types → protocol types. The only place that knows both; pure functions.
 
-use lane_backend::BackendError;
-use lane_backend::api::{ErrorCode, InstanceState, InstanceView, LaneView, Status};
+use lane_api::BackendError;
+use lane_api::{ErrorCode, InstanceState, InstanceView, LaneView, Status};
 use lane_core::{Lane, LaneRef, ServiceId};
 use serde_json::Value;
 use tower_lsp_server::jsonrpc;
@@ -55,7 +55,7 @@ pub fn instance(st: &Status, i: &InstanceView) -> ext::ServiceInfo {
         commit: i.version.as_ref().map(|v| v.commit.clone()),
         owner: i.version.as_ref().map(|v| v.owner.clone()),
         state: i.state.as_str().to_owned(),
-        addr: i.addr.clone(),
+        addr: i.placement.endpoint(),
         requests_per_minute: per_minute(st, &i.service, &i.lane),
     }
 }
@@ -146,7 +146,7 @@ pub fn status(st: &Status, mut workspaces: Vec<ext::WorkspaceInfo>) -> ext::Lane
         baseline,
         healthy: u32::try_from(healthy).unwrap_or(u32::MAX),
         total: u32::try_from(counted.len()).unwrap_or(u32::MAX),
-        generation: st.generation,
+        revision: st.revision.to_string(),
     }
 }
 
@@ -180,7 +180,7 @@ pub fn same_shown(a: &ext::LaneStatus, b: &ext::LaneStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lane_backend::api::Traffic;
+    use lane_api::Traffic;
     use lane_core::{LaneId, PersonalVersion};
 
     fn id(s: &str) -> LaneId {
@@ -189,12 +189,16 @@ mod tests {
 
     fn inst(service: &str, lane: LaneRef, state: InstanceState) -> InstanceView {
         InstanceView {
-            id: format!("{service}-{lane}"),
+            id: lane_api::InstanceId::new(format!("{service}-{lane}")),
             service: service.parse().expect("a valid service id"),
             lane,
-            addr: "127.0.0.1:41001".into(),
+            placement: lane_api::Placement::Process {
+                addr: "127.0.0.1:41001".parse().expect("an address"),
+                pid: Some(1),
+                log: None,
+                source: None,
+            },
             state,
-            pid: Some(1),
             restarts: 0,
             version: Some(PersonalVersion::new(
                 "feature-x",
@@ -202,8 +206,6 @@ mod tests {
                 "dev@x",
                 5,
             )),
-            log: None,
-            source: None,
         }
     }
 
@@ -242,7 +244,7 @@ mod tests {
                 requests: 9,
                 per_minute: 3,
             }],
-            generation: 7,
+            revision: lane_api::Revision::new("7"),
         }
     }
 
@@ -268,7 +270,7 @@ mod tests {
         assert_eq!(l.expires_in_secs, 100 + 3600 - 200);
         assert_eq!(l.services[0].version.as_deref(), Some("feature-x@01234567"));
         assert_eq!(l.services[0].requests_per_minute, 3);
-        assert_eq!(s.generation, 7);
+        assert_eq!(s.revision, "7");
     }
 
     #[test]

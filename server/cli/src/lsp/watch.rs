@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lane_backend::Backend;
+use lane_api::Backend;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tower_lsp_server::Client;
@@ -124,27 +124,26 @@ pub fn start(
         snapshot: Arc::default(),
     };
 
-    // The backend's long-poll: wakes the pusher whenever the backend's generation moves.
+    // The backend's long-poll: wakes the pusher whenever the backend's revision moves.
     let long_poll = {
         let backend = backend.clone();
         let pusher = pusher.clone();
         tokio::spawn(async move {
-            let mut generation = 0;
+            let mut revision: Option<lane_api::Revision> = None;
             let mut backoff = Duration::from_millis(500);
             loop {
-                match backend.wait_for_change(generation, LONG_POLL).await {
-                    Ok(g) => {
+                match backend.wait_for_change(revision.as_ref(), LONG_POLL).await {
+                    Ok(r) => {
                         backoff = Duration::from_millis(500);
-                        if g != generation {
-                            generation = g;
+                        if revision.as_ref() != Some(&r) {
+                            revision = Some(r);
                             pusher.wake(Wake::Refresh);
                         }
                     }
                     Err(e) => {
                         tracing::debug!("backend long-poll: {e}");
-                        if generation != 0 {
+                        if revision.take().is_some() {
                             // It was up and is gone: show that.
-                            generation = 0;
                             pusher.wake(Wake::Refresh);
                         }
                         tokio::time::sleep(backoff).await;
@@ -218,7 +217,7 @@ pub fn start(
             if last.as_ref().is_some_and(|l| to_proto::same_shown(l, &st)) {
                 continue;
             }
-            tracing::debug!(generation = st.generation, "status changed");
+            tracing::debug!(revision = %st.revision, "status changed");
             client
                 .send_notification::<ext::StatusChanged>(st.clone())
                 .await;

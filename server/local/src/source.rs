@@ -17,7 +17,7 @@
 //! (`text`, `eol`), which applies as in any checkout.
 //!
 //! Copies live under `<state>/src/<service>/<n>`. Each belongs to the instance that runs from it
-//! ([`InstanceRecord::source`](super::store::InstanceRecord)), or to a deploy under way (a
+//! ([`InstanceRecord::source`](crate::store::InstanceRecord)), or to a deploy under way (a
 //! [`Claim`]), or is free. A deploy takes the most recently used free copy of its service, else a new
 //! one, which starts with the build caches `lane.toml` names (`[build] cache`) copied from the
 //! service's most recent copy ([`seed`]), so it never builds in a directory a running version was
@@ -31,8 +31,8 @@ use std::time::SystemTime;
 
 use lane_core::ServiceId;
 
-use crate::api::ErrorCode;
-use crate::error::{BackendError, Result};
+use lane_api::ErrorCode;
+use lane_api::{BackendError, Result};
 
 /// Free copies kept per service as a build cache…
 const SPARE_PER_SERVICE: usize = 1;
@@ -255,7 +255,7 @@ fn index_of(dir: &Path) -> PathBuf {
 
 /// The store's I/O error, with what to check when it is about a working copy.
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> BackendError {
-    super::store::io_err(what, path, e)
+    crate::store::io_err(what, path, e)
         .with_help("check that the state dir (LANE_HOME) is writable and has space")
 }
 

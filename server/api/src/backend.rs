@@ -6,8 +6,10 @@
 //! | consul     | Consul KV `<prefix>-lane/lanes` | registered `<prefix>-lane.*`     | lane-aware resolvers       |
 //! | kubernetes | `Lane` custom resources         | Deployments labelled by lane     | Istio VirtualService merge |
 //!
-//! **Architecture invariant:** every operation is a single call that either completes or leaves
-//! nothing behind; cancelling (dropping the future) rolls back what it had made.
+//! **Architecture invariant:** every operation either completes or leaves nothing behind, whoever
+//! goes away. Dropping a deploy's future before its version is live cancels it and undoes what it
+//! made; once the version is live the deploy completes and reports it. Every other operation,
+//! once the backend has accepted it, completes even when its caller disconnects.
 
 use std::time::Duration;
 
@@ -15,11 +17,12 @@ use async_trait::async_trait;
 use lane_core::{Lane, LaneId, LaneRef};
 use tokio::sync::mpsc;
 
-use crate::api::{
-    AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport, InstanceView,
-    Progress, Status,
-};
 use crate::error::Result;
+use crate::ids::Revision;
+use crate::types::{
+    AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport, InstanceView,
+    LaneView, Progress, Status,
+};
 
 /// A sender for progress events. Dropping the receiver does not cancel the operation; dropping
 /// the operation's future does.
@@ -60,12 +63,17 @@ pub trait Backend: Send + Sync {
     /// Reclaims expired lanes and anything orphaned.
     async fn gc(&self) -> Result<GcReport>;
 
-    /// Waits until the backend's state changes after `generation`, or `timeout` passes; returns the
-    /// new generation. This is how status is pushed instead of polled.
-    async fn wait_for_change(&self, generation: u64, timeout: Duration) -> Result<u64>;
+    /// Waits until the backend's state differs from `since` (at once when `since` is `None`, the
+    /// caller knowing none yet), or `timeout` passes; returns the revision then current. This is
+    /// how status is pushed instead of polled.
+    async fn wait_for_change(
+        &self,
+        since: Option<&Revision>,
+        timeout: Duration,
+    ) -> Result<Revision>;
 }
 
 /// Finds a lane in a status, or says which lanes exist.
-pub fn find_lane<'a>(status: &'a Status, id: &LaneId) -> Option<&'a crate::api::LaneView> {
+pub fn find_lane<'a>(status: &'a Status, id: &LaneId) -> Option<&'a LaneView> {
     status.lanes.iter().find(|l| &l.lane.id == id)
 }

@@ -22,16 +22,17 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{Mutex, mpsc, watch};
 
-use super::source::{self, Sources};
-use super::store::{InstanceRecord, RunSpec, State, StateDir, io_err};
-use super::supervisor::{
+use crate::source::{self, Sources};
+use crate::store::{InstanceRecord, RunSpec, State, StateDir, io_err};
+use crate::supervisor::{
     BUILD_MARKER, Phase, PhaseEvent, ProcessGroup, Supervisor, reclaim_stale, reclaim_stale_builds,
 };
-use crate::api::{
-    AssignRequest, CreateLane, DeleteLane, DeployRequest, ErrorCode, ExtendLane, GcReport,
-    InstanceState, InstanceView, LaneView, Progress, Stage, Status, Traffic,
+use lane_api::{
+    AssignRequest, BuildFrom, CreateLane, DeleteLane, DeployRequest, ErrorCode, ExtendLane,
+    GcReport, InstanceId, InstanceState, InstanceView, LaneView, Placement, Progress, Revision,
+    Stage, Status, Traffic,
 };
-use crate::error::{BackendError, Result};
+use lane_api::{BackendError, Result};
 
 /// Agent settings, from the environment (`lane agent` documents them).
 #[derive(Debug, Clone)]
@@ -87,6 +88,16 @@ pub struct AgentInfo {
     pub router: String,
     pub lane_header: String,
     pub started: u64,
+}
+
+/// The local backend's revision: its generation counter, as an opaque token.
+pub fn revision(generation: u64) -> Revision {
+    Revision::new(generation.to_string())
+}
+
+/// Reads back a revision this backend handed out; `None` for one it did not.
+pub fn parse_revision(rev: &Revision) -> Option<u64> {
+    rev.as_str().parse().ok()
 }
 
 pub fn now_secs() -> u64 {
@@ -221,7 +232,7 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
     let router_task = tokio::spawn(router.serve(listener, wait_true(shutdown_rx.clone())));
     tokio::spawn(agent.clone().phase_loop(events_rx));
     tokio::spawn(agent.clone().housekeeping_loop(shutdown_rx.clone()));
-    let server = tokio::spawn(super::control::serve(
+    let server = tokio::spawn(crate::control::serve(
         agent.clone(),
         control,
         shutdown_rx.clone(),
@@ -421,7 +432,9 @@ impl Agent {
         for lane in expired {
             tracing::info!(%lane, "lane expired; reclaiming it");
             let removed = self.remove_lane(&lane).await?;
-            report.instances_removed.extend(removed);
+            report
+                .instances_removed
+                .extend(removed.into_iter().map(InstanceId::new));
             report.lanes_removed.push(lane);
         }
         Ok(report)
@@ -464,16 +477,18 @@ impl Agent {
 
     fn view(&self, r: &InstanceRecord) -> InstanceView {
         InstanceView {
-            id: r.id.clone(),
+            id: InstanceId::new(r.id.clone()),
             service: r.service.clone(),
             lane: r.lane.clone(),
-            addr: format!("127.0.0.1:{}", r.port),
+            placement: Placement::Process {
+                addr: SocketAddr::from(([127, 0, 0, 1], r.port)),
+                pid: r.pid,
+                log: Some(self.sup.log_path(&r.id)),
+                source: r.source.clone(),
+            },
             state: r.state,
-            pid: r.pid,
             restarts: r.restarts,
             version: r.version.clone(),
-            log: Some(self.sup.log_path(&r.id)),
-            source: r.source.clone(),
         }
     }
 
@@ -536,7 +551,7 @@ impl Agent {
             lanes,
             baseline,
             traffic: self.traffic_view(),
-            generation: st.generation,
+            revision: revision(st.generation),
         }
     }
 
@@ -667,7 +682,7 @@ impl Agent {
         }
         for id in orphans {
             self.sup.stop(&id).await;
-            report.instances_removed.push(id);
+            report.instances_removed.push(InstanceId::new(id));
         }
         let live: Vec<PathBuf> = {
             let st = self.state.lock().await;
@@ -687,9 +702,12 @@ impl Agent {
         Ok(report)
     }
 
-    pub(crate) async fn wait_for_change(&self, generation: u64, timeout: Duration) -> u64 {
+    /// Waits until the generation differs from `since` (at once for `None`), or `timeout`.
+    pub(crate) async fn wait_for_change(&self, since: Option<u64>, timeout: Duration) -> u64 {
         let mut rx = self.changes_tx.subscribe();
-        let _ = tokio::time::timeout(timeout, rx.wait_for(|g| *g > generation)).await;
+        if let Some(since) = since {
+            let _ = tokio::time::timeout(timeout, rx.wait_for(|g| *g != since)).await;
+        }
         *rx.borrow()
     }
 
@@ -779,7 +797,7 @@ impl Agent {
             }
         }
         // Build and run from a copy of the working tree as it is now, when asked to.
-        let copy = if req.snapshot {
+        let copy = if req.source.build_from == BuildFrom::Snapshot {
             let cache = &req.manifest.build_cache;
             let claim =
                 self.sources
@@ -790,7 +808,7 @@ impl Agent {
                     format!("copying the working tree to {}", claim.dir.display()),
                 ))
                 .await;
-            let synced = source::sync(&req.repo, &claim.dir).await?;
+            let synced = source::sync(&req.source.dir, &claim.dir).await?;
             tracing::info!(%service, tree = synced.tree, dirty = synced.dirty, dir = %claim.dir.display(), "working tree copied");
             if let Some(from) = &claim.seed {
                 let _ = progress
@@ -819,12 +837,17 @@ impl Agent {
             Some((_, s)) => {
                 PersonalVersion::new(&s.branch, &s.commit, &req.owner, now_secs()).dirty(s.dirty)
             }
-            None => PersonalVersion::new(&req.branch, &req.commit, &req.owner, now_secs()),
+            None => PersonalVersion::new(
+                &req.source.branch,
+                &req.source.commit,
+                &req.owner,
+                now_secs(),
+            ),
         };
         // The service's directory in the copy (a monorepo's service is a subdirectory).
         let copied_dir = copy.as_ref().map(|(c, s)| c.dir.join(&s.prefix));
         let copy = copy.map(|(claim, _)| claim);
-        let workdir = copied_dir.as_ref().unwrap_or(&req.repo);
+        let workdir = copied_dir.as_ref().unwrap_or(&req.source.dir);
         let version_env = BTreeMap::from([
             ("LANE_BRANCH".to_owned(), version.branch.clone()),
             ("LANE_COMMIT".to_owned(), version.commit.clone()),
@@ -959,7 +982,7 @@ impl Agent {
             )
             .with_help(format!(
                 "check the run command and [health] in {}/lane.toml; nothing was left running",
-                req.repo.display()
+                req.source.dir.display()
             )));
         };
 

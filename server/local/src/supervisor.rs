@@ -19,7 +19,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::store::InstanceRecord;
+use crate::store::InstanceRecord;
 
 /// How often a starting instance is probed.
 const STARTING_PROBE: Duration = Duration::from_millis(100);
@@ -546,7 +546,7 @@ pub fn reclaim_stale_builds(state_dir: &Path) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::local::store::RunSpec;
+    use crate::store::RunSpec;
 
     fn record(command: &str, port: u16, health: HealthCheck, timeout_ms: u64) -> InstanceRecord {
         InstanceRecord {
@@ -561,7 +561,7 @@ mod tests {
                 health,
                 health_timeout_ms: timeout_ms,
             },
-            state: crate::api::InstanceState::Starting,
+            state: lane_api::InstanceState::Starting,
             pid: None,
             restarts: 0,
             version: None,

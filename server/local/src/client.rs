@@ -15,15 +15,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
-use super::agent::AgentInfo;
-use super::control::{Line, WaitRequest};
-use super::store::StateDir;
-use crate::api::{
+use crate::agent::{AgentInfo, parse_revision, revision};
+use crate::control::{Line, WaitRequest};
+use crate::store::StateDir;
+use lane_api::{
     AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport, InstanceView,
-    Status,
+    Revision, Status,
 };
-use crate::backend::{Backend, ProgressTx};
-use crate::error::{BackendError, Result};
+use lane_api::{Backend, ProgressTx};
+use lane_api::{BackendError, Result};
 
 /// How long to wait for a freshly started agent.
 const AGENT_START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -288,11 +288,17 @@ impl Backend for LocalBackend {
         self.call("gc", &()).await
     }
 
-    async fn wait_for_change(&self, generation: u64, timeout: Duration) -> Result<u64> {
+    async fn wait_for_change(
+        &self,
+        since: Option<&Revision>,
+        timeout: Duration,
+    ) -> Result<Revision> {
         let req = WaitRequest {
-            generation,
+            // A revision of another backend (or none) is answered at once with the current one.
+            since: since.and_then(parse_revision),
             timeout_ms: timeout.as_millis() as u64,
         };
-        self.call("wait", &req).await
+        let generation: u64 = self.call("wait", &req).await?;
+        Ok(revision(generation))
     }
 }

@@ -21,8 +21,8 @@ use lane_core::manifest::HealthCheck;
 use lane_core::{Lane, LaneId, LaneRef, PersonalVersion, ServiceId};
 use serde::{Deserialize, Serialize};
 
-use crate::api::InstanceState;
-use crate::error::{BackendError, Result};
+use lane_api::InstanceState;
+use lane_api::{BackendError, Result};
 
 /// Resolves the state dir from the environment (see the module docs).
 pub fn default_state_dir() -> Result<PathBuf> {

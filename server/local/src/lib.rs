@@ -10,6 +10,8 @@ mod source;
 pub mod store;
 pub mod supervisor;
 
-pub use agent::{AgentConfig, AgentInfo, now_secs, routing_table, run_agent};
+pub use agent::{
+    AgentConfig, AgentInfo, now_secs, parse_revision, revision, routing_table, run_agent,
+};
 pub use client::LocalBackend;
 pub use store::{StateDir, default_state_dir};

@@ -19,11 +19,11 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch};
 
-use super::agent::Agent;
-use crate::api::{
+use crate::agent::Agent;
+use lane_api::BackendError;
+use lane_api::{
     AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, InstanceView, Progress,
 };
-use crate::error::BackendError;
 
 /// Largest request body the agent reads.
 const MAX_BODY: usize = 4 << 20;
@@ -41,7 +41,8 @@ pub enum Line<T> {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WaitRequest {
-    pub generation: u64,
+    /// The generation the client knows; `None`: it knows none yet (answered at once).
+    pub since: Option<u64>,
     pub timeout_ms: u64,
 }
 
@@ -95,7 +96,7 @@ pub(crate) async fn serve(
                     continue;
                 }
             },
-            _ = super::agent::wait_true(shutdown.clone()) => return,
+            _ = crate::agent::wait_true(shutdown.clone()) => return,
         };
         let agent = agent.clone();
         tokio::spawn(async move {
@@ -153,7 +154,7 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<ChannelBo
         "wait" => match body::<WaitRequest>(req).await {
             Ok(r) => {
                 let timeout = Duration::from_millis(r.timeout_ms.min(60_000));
-                single(Ok(agent.wait_for_change(r.generation, timeout).await))
+                single(Ok(agent.wait_for_change(r.since, timeout).await))
             }
             Err(e) => single::<()>(Err(e)),
         },

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::ErrorCode;
+use crate::types::ErrorCode;
 
 /// An error from any backend, with a code the CLI maps to an exit status and the IDE daemon to a
 /// JSON-RPC error.

@@ -1,12 +1,16 @@
 //! The types that cross the backend seam: what the CLI and the IDE daemon ask of a backend and what
-//! they get back. They are plain data (serde) so the local backend can send them between the
-//! client and its agent, and the IDE daemon can convert them to its protocol at its edge.
+//! they get back. They are plain data (serde) so a backend can send them over its own transport
+//! (the local client to its agent), and the IDE daemon can convert them to its protocol at its
+//! edge. Nothing here is specific to one backend: where an instance runs is a [`Placement`].
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use lane_core::manifest::Manifest;
 use lane_core::{Lane, LaneId, LaneRef, PersonalVersion, ServiceId};
 use serde::{Deserialize, Serialize};
+
+use crate::ids::{InstanceId, Revision};
 
 /// Where an instance is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,23 +40,86 @@ impl InstanceState {
     }
 }
 
+/// Where an instance runs, in the terms of the backend that runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Placement {
+    /// A process on this machine (the local backend).
+    Process {
+        /// Where it listens, e.g. `127.0.0.1:41003`.
+        addr: SocketAddr,
+        pid: Option<u32>,
+        /// Its log file.
+        log: Option<PathBuf>,
+        /// The working copy it was built in and runs from (`None`: it runs in place).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<PathBuf>,
+    },
+    /// A pod of a Kubernetes Deployment.
+    Pod {
+        namespace: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<std::net::IpAddr>,
+    },
+    /// An address registered in a service registry (Consul), reached pod to pod.
+    Registered {
+        /// `host:port` as registered.
+        address: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+}
+
+impl Placement {
+    /// Where requests reach it, for people: `127.0.0.1:41003`, `ns/pod`, `10.0.0.7:8080`.
+    pub fn endpoint(&self) -> String {
+        match self {
+            Placement::Process { addr, .. } => addr.to_string(),
+            Placement::Pod {
+                namespace, name, ..
+            } => format!("{namespace}/{name}"),
+            Placement::Registered { address, .. } => address.clone(),
+        }
+    }
+
+    /// The local process's pid, when it is one and runs.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Placement::Process { pid, .. } => *pid,
+            _ => None,
+        }
+    }
+
+    /// The log file on this machine, when there is one.
+    pub fn log(&self) -> Option<&PathBuf> {
+        match self {
+            Placement::Process { log, .. } => log.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The local working copy it runs from, when there is one.
+    pub fn source(&self) -> Option<&PathBuf> {
+        match self {
+            Placement::Process { source, .. } => source.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 /// One running (or supposed to be running) version of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceView {
-    pub id: String,
+    pub id: InstanceId,
     pub service: ServiceId,
     pub lane: LaneRef,
-    /// Where it listens, e.g. `127.0.0.1:41003`.
-    pub addr: String,
+    pub placement: Placement,
     pub state: InstanceState,
-    pub pid: Option<u32>,
     pub restarts: u32,
     pub version: Option<PersonalVersion>,
-    /// Its log file, when the backend keeps one locally.
-    pub log: Option<PathBuf>,
-    /// The working copy it was built in and runs from, when the backend keeps one locally.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<PathBuf>,
 }
 
 /// Requests counted by the router for one service in one lane.
@@ -88,8 +155,8 @@ pub struct Status {
     pub lanes: Vec<LaneView>,
     pub baseline: Vec<InstanceView>,
     pub traffic: Vec<Traffic>,
-    /// Grows with every change; watchers compare it.
-    pub generation: u64,
+    /// Changes with every change; watchers hand it back to `wait_for_change`.
+    pub revision: Revision,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,25 +182,42 @@ pub struct ExtendLane {
     pub force: bool,
 }
 
-/// Deploy a personal version built from `repo` at `branch`/`commit` into `lane`.
+/// How the version is built from the service's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildFrom {
+    /// From a copy of the git working tree as it is at deploy time (uncommitted changes and
+    /// untracked files included, ignored files not), so later edits and branch switches leave the
+    /// deployed version as it was.
+    #[default]
+    Snapshot,
+    /// In the directory itself (a baseline checkout, the demo's services).
+    InPlace,
+}
+
+/// The source a version is built from: a service's directory in a git repository, at a branch
+/// and commit as the client read them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    /// The service's directory (its `lane.toml` is there); a monorepo's service is a
+    /// subdirectory of the repository.
+    pub dir: PathBuf,
+    pub branch: String,
+    pub commit: String,
+    pub build_from: BuildFrom,
+}
+
+/// Deploy a personal version of `manifest`'s service, built from `source`, into `lane`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployRequest {
     pub lane: LaneRef,
     pub manifest: Manifest,
-    pub repo: PathBuf,
-    pub branch: String,
-    pub commit: String,
+    pub source: SourceRef,
     pub owner: String,
     /// When the lane does not exist yet: its TTL and parent.
     pub ttl_secs: Option<u64>,
     pub parent: Option<LaneId>,
     pub force: bool,
-    /// Build and run from a copy of `repo`'s git working tree as it is now (uncommitted changes
-    /// and untracked files included, ignored files not), so that later edits and branch switches
-    /// in `repo` leave the deployed version as it was. `false`: build and run in `repo` itself
-    /// (a baseline checkout, the demo's services).
-    #[serde(default)]
-    pub snapshot: bool,
 }
 
 /// Move the personal version of `service` from lane `from` to lane `to`.
@@ -221,5 +305,5 @@ pub enum ErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcReport {
     pub lanes_removed: Vec<LaneId>,
-    pub instances_removed: Vec<String>,
+    pub instances_removed: Vec<InstanceId>,
 }
