@@ -8,9 +8,11 @@
 mod backend;
 mod error;
 mod ids;
+mod routing;
 mod types;
 
 pub use backend::{Backend, ProgressTx, find_lane};
 pub use error::{BackendError, Result};
 pub use ids::{DeployId, InstanceId, Revision};
+pub use routing::routing_table;
 pub use types::*;

@@ -134,10 +134,13 @@ pub enum Command {
     Down,
     /// Run the three lane scenarios end to end on this machine, then clean up.
     Demo,
-    /// Run the router standalone against the local state (the agent runs one already).
+    /// Run a router of its own that follows the local agent's lanes (the agent runs one already).
     Router {
         #[arg(long, default_value = "127.0.0.1:4090")]
         listen: SocketAddr,
+        /// The lane header it reads (the W3C `baggage` entry `lane=` is read too).
+        #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
+        lane_header: String,
     },
     /// The IDE daemon: the Language Server Protocol over stdio, for the VS Code and JetBrains plugins.
     Lsp {

@@ -234,8 +234,11 @@ async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u
             }
             Ok(0)
         }
-        Command::Router { listen } => {
-            standalone_router(listen).await?;
+        Command::Router {
+            listen,
+            lane_header,
+        } => {
+            standalone_router(listen, &lane_header).await?;
             Ok(0)
         }
         Command::Lsp { describe } => crate::lsp::run(describe, backend).await,
@@ -674,37 +677,80 @@ async fn proxy(
     Ok(0)
 }
 
-/// `lane router`: the router on its own, following the local state file.
-async fn standalone_router(listen: std::net::SocketAddr) -> anyhow::Result<()> {
-    let dir = StateDir::new(default_state_dir()?);
+/// `lane router`: a router of its own, following the local agent's change feed (it never starts
+/// an agent, and routes with the last table it had while the agent is away).
+async fn standalone_router(listen: std::net::SocketAddr, lane_header: &str) -> anyhow::Result<()> {
+    let header = http::HeaderName::from_bytes(lane_header.to_ascii_lowercase().as_bytes())
+        .map_err(|_| {
+            invalid(format!(
+                "--lane-header / LANE_HEADER `{lane_header}` is not a header name"
+            ))
+        })?;
+    let backend = local_backend()?.without_autostart();
     let table = lane_router::TableHandle::new(lane_core::RoutingTable::default());
-    let router = lane_router::Router::new(lane_router::RouterConfig::default(), table.clone());
+    let router = lane_router::Router::new(
+        lane_router::RouterConfig {
+            lane_header: header.clone(),
+        },
+        table.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| BackendError::unavailable(format!("cannot listen on {listen}: {e}")))?;
     eprintln!(
-        "lane router on http://{listen}, following {}",
-        dir.state_file().display()
+        "lane router on http://{listen} (lane header `{header}`), following the lane agent of {}",
+        backend.state_dir().root.display()
     );
-    tokio::spawn(async move {
-        let mut last = None;
-        loop {
-            let mtime = std::fs::metadata(dir.state_file())
-                .and_then(|m| m.modified())
-                .ok();
-            if mtime != last {
-                last = mtime;
-                if let Ok(state) = dir.load() {
-                    table.update(lane_local::routing_table(&state));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    tokio::spawn(follow_agent(backend, table));
     router
         .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
     Ok(())
+}
+
+/// Keeps `table` equal to the agent's routes: a status after every change the agent reports.
+/// Says on stderr when the agent cannot be read, and again when it can.
+async fn follow_agent(backend: LocalBackend, table: lane_router::TableHandle) {
+    let mut revision: Option<lane_api::Revision> = None;
+    let mut generation = 0u64;
+    let mut broken = false;
+    loop {
+        let status = match backend.status().await {
+            Ok(st) => st,
+            Err(e) => {
+                if !broken {
+                    eprintln!(
+                        "lane router: cannot read the lanes: {e}; routing with the last routes \
+                         it had until the agent is back"
+                    );
+                    broken = true;
+                }
+                revision = None;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if broken {
+            eprintln!("lane router: following the lane agent again");
+            broken = false;
+        }
+        if revision.as_ref() != Some(&status.revision) {
+            generation += 1;
+            table.update(lane_api::routing_table(&status, generation, |i| {
+                match i.placement {
+                    lane_api::Placement::Process { addr, .. } => Some(addr),
+                    _ => None,
+                }
+            }));
+            revision = Some(status.revision.clone());
+        }
+        if let Err(e) = backend
+            .wait_for_change(revision.as_ref(), Duration::from_secs(30))
+            .await
+        {
+            tracing::debug!("agent change feed: {e}");
+        }
+    }
 }

@@ -4,9 +4,8 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use lane_api::Backend;
-use lane_api::{InstanceState, Status};
-use lane_core::{LaneRef, ServiceId};
+use lane_api::{Backend, InstanceId, Status};
+use lane_core::{LaneRef, LaneValue, RoutingTable, ServiceId};
 use serde::Serialize;
 
 use crate::commands::parse_lane;
@@ -28,40 +27,34 @@ pub struct TraceReport {
     pub problems: Vec<String>,
 }
 
-/// Which lane should serve `service` for a request in `lane`, per the routing invariant.
-pub fn expected_lane(status: &Status, lane: &LaneRef, service: &ServiceId) -> LaneRef {
-    let LaneRef::Lane(id) = lane else {
-        return LaneRef::Baseline;
+/// Which lane should serve `service` for a request in `lane`: the routing table's answer for
+/// the backend's status (the same decision the router makes); baseline when nothing could serve.
+pub fn expected_lane(
+    table: &RoutingTable<InstanceId>,
+    lane: &LaneRef,
+    service: &ServiceId,
+) -> LaneRef {
+    let value = match lane {
+        LaneRef::Baseline => LaneValue::Baseline,
+        LaneRef::Lane(id) => LaneValue::Lane(id.clone()),
     };
-    let chain = status
-        .lanes
-        .iter()
-        .find(|l| &l.lane.id == id)
-        .map(|l| l.chain.clone())
-        .unwrap_or_else(|| vec![id.clone()]);
-    for member in chain {
-        let has = status.lanes.iter().any(|l| {
-            l.lane.id == member
-                && l.instances
-                    .iter()
-                    .any(|i| &i.service == service && i.state == InstanceState::Healthy)
-        });
-        if has {
-            return LaneRef::Lane(member);
-        }
-    }
-    LaneRef::Baseline
+    table
+        .route(service, &value)
+        .lane()
+        .cloned()
+        .unwrap_or(LaneRef::Baseline)
 }
 
 /// Compares served-by values (outermost first) with what the lane should have got.
 pub fn analyse(status: &Status, lane: &LaneRef, served: &[String]) -> (Vec<Hop>, Vec<String>) {
+    let table = lane_api::routing_table(status, 0, |i| Some(i.id.clone()));
     let mut hops = Vec::new();
     let mut problems = Vec::new();
     for (i, value) in served.iter().enumerate() {
         let (service, got) = value.rsplit_once('@').unwrap_or((value.as_str(), "?"));
         let expected = service
             .parse::<ServiceId>()
-            .map(|s| expected_lane(status, lane, &s).to_string())
+            .map(|s| expected_lane(&table, lane, &s).to_string())
             .unwrap_or_else(|_| "?".into());
         let ok = got == expected;
         if !ok {

@@ -578,3 +578,46 @@ fn a_monorepo_folder_lists_its_services_and_deploys_one() {
             .is_some_and(|w| w.iter().any(|w| w["service"] == "demo.d"))
     });
 }
+
+#[test]
+fn a_folder_naming_a_backend_not_built_shows_why_and_starts_nothing() {
+    let mut sandbox = Sandbox::new("lsp-kind", "47900-47999");
+    let repo = sandbox.repo("true");
+    let mut manifest = std::fs::read_to_string(repo.join("lane.toml")).expect("the manifest");
+    manifest.push_str("[backend]\nkind = \"kubernetes\"\n");
+    let line = manifest.lines().count();
+    std::fs::write(repo.join("lane.toml"), &manifest).expect("temp dir is writable");
+
+    let mut c = Client::spawn(&mut sandbox);
+    c.call(
+        "initialize",
+        json!({
+            "processId": null,
+            "capabilities": {},
+            "workspaceFolders": [{"uri": format!("file://{}", repo.display()), "name": "b"}],
+        }),
+    );
+    c.notify("initialized", json!({}));
+    let st = c.call("lane/status", Value::Null);
+    let error = st["backendError"]["message"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "lane.toml:{line}:8: backend.kind: the `kubernetes` backend"
+        )),
+        "{st}"
+    );
+    assert_eq!(st["backend"], "kubernetes", "{st}");
+    let id = c.command("lane.deployCurrentBranch", json!({"lane": "feature-x"}));
+    let resp = c.response(id, Duration::from_secs(30));
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the `kubernetes` backend")),
+        "{resp}"
+    );
+    let home = sandbox.root.join("home");
+    assert!(
+        !home.join("agent.json").exists() && !home.join("state.json").exists(),
+        "no local agent was started for a kubernetes workspace"
+    );
+}

@@ -1,16 +1,21 @@
 //! The routing decision: which instance serves a request for service S carrying lane value L.
 //!
-//! **Architecture invariant** (DESIGN.md, "The routing invariant"): with no L or an invalid L the
-//! request reaches a baseline instance; otherwise an instance of the first lane in L's chain (L, its
-//! parent, …) that has a healthy instance of S; otherwise baseline. Never a lane outside the chain,
-//! never a lane instance without L. Every routing component (router, resolvers, Istio route
-//! generation) calls [`RoutingTable::route`] or is tested against it.
+//! **Architecture invariant** (`docs/contracts.md`, "The routing invariant"): with no L or an
+//! invalid L the request reaches a baseline instance; otherwise an instance of the first lane in
+//! L's chain (L, its parent, …) that has a healthy instance of S; otherwise baseline. Never a lane
+//! outside the chain, never a lane instance without L.
+//!
+//! Tables are built in one place, [`RoutingTable::from_lanes`], from lane documents and the
+//! instances a backend reports, and every component that needs a routing answer asks
+//! [`RoutingTable::route`]: the router (its table comes from the local agent's state), `lane trace`
+//! and `lane demo` (theirs from a backend's status, through `lane_api::routing_table`), and the
+//! standalone `lane router`.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::header::LaneValue;
 use crate::id::{LaneId, LaneRef, ServiceId};
-use crate::lane::MAX_CHAIN_DEPTH;
+use crate::lane::{Lane, MAX_CHAIN_DEPTH};
 
 /// One registered instance, as a backend reports it. `T` is whatever the caller needs to reach it
 /// (a socket address for the router, a pod name for a resolver).
@@ -46,6 +51,16 @@ pub enum Decision<'a, T> {
     NoHealthyInstance,
     /// Nothing is registered under this service id.
     UnknownService,
+}
+
+impl<T> Decision<'_, T> {
+    /// The lane that serves the request: `None` when nothing can.
+    pub fn lane(&self) -> Option<&LaneRef> {
+        match self {
+            Decision::Serve { lane, .. } => Some(lane),
+            _ => None,
+        }
+    }
 }
 
 /// An immutable snapshot of a registry, indexed for routing. Build a new one on every change.
@@ -89,6 +104,21 @@ impl<T: Clone> RoutingTable<T> {
             parents: parents.into_iter().collect(),
             generation,
         }
+    }
+}
+
+impl<T: Clone> RoutingTable<T> {
+    /// Builds the table from the lane documents (their parents make the chains) and the instances
+    /// a backend reports. This is how every component builds one.
+    pub fn from_lanes<'l>(
+        lanes: impl IntoIterator<Item = &'l Lane>,
+        endpoints: impl IntoIterator<Item = Endpoint<T>>,
+        generation: u64,
+    ) -> Self {
+        let parents = lanes
+            .into_iter()
+            .filter_map(|l| l.parent.clone().map(|p| (l.id.clone(), p)));
+        RoutingTable::new(endpoints, parents, generation)
     }
 }
 

@@ -1107,11 +1107,7 @@ pub fn routing_table(st: &State) -> RoutingTable<SocketAddr> {
         healthy: r.state == InstanceState::Healthy && r.pending.is_none(),
         target: SocketAddr::from(([127, 0, 0, 1], r.port)),
     });
-    let parents = st
-        .lanes
-        .values()
-        .filter_map(|l| l.parent.clone().map(|p| (l.id.clone(), p)));
-    RoutingTable::new(endpoints, parents, st.generation)
+    RoutingTable::from_lanes(st.lanes.values(), endpoints, st.generation)
 }
 
 fn allocate_port(st: &State, (lo, hi): (u16, u16)) -> Result<u16> {

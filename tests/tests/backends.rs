@@ -1,0 +1,151 @@
+//! Choosing a backend: `[backend] kind` in lane.toml or `--backend`. A backend this build does not
+//! have is a clear error that names where it was chosen, and nothing is started for it: no agent,
+//! no build, no service process. The standalone `lane router` follows the local agent.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestEnv, http_get, sample_manifest};
+
+fn assert_nothing_started(env: &TestEnv) {
+    assert!(
+        env.agent_pid().is_none(),
+        "no agent was started ({} has agent.json)",
+        env.home.display()
+    );
+    assert!(
+        env.processes().is_empty(),
+        "nothing runs: {:?}",
+        env.processes()
+    );
+    assert!(
+        !env.home.join("state.json").exists(),
+        "no local state was written"
+    );
+}
+
+#[test]
+fn a_backend_not_built_is_a_clear_error_and_starts_nothing() {
+    let env = TestEnv::new("backend-kind", 70);
+    let manifest =
+        sample_manifest(&env.bin, "b", None, "") + "\n[backend]\nkind = \"kubernetes\"\n";
+    let repo = env.repo("b", &manifest);
+    let line = manifest
+        .lines()
+        .position(|l| l.starts_with("kind = "))
+        .expect("the kind line")
+        + 1;
+    let at = format!("lane.toml:{line}:8: backend.kind: the `kubernetes` backend");
+    for args in [
+        &["deploy", "--lane", "feature-x"][..],
+        &["status"],
+        &["ls"],
+        &["create", "feature-x"],
+    ] {
+        let out = env.run_in(&repo, args, &[]);
+        assert_eq!(out.code, 2, "`lane {}`: {out}", args.join(" "));
+        assert!(out.stderr.contains(&at), "`lane {}`: {out}", args.join(" "));
+        assert!(out.stderr.contains("nothing was started"), "{out}");
+        assert!(out.stderr.contains("help: remove [backend]"), "{out}");
+    }
+    // A subdirectory of the service chooses by the same lane.toml.
+    let sub = repo.join("src");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = env.run_in(&sub, &["ls"], &[]);
+    assert_eq!(out.code, 2, "{out}");
+    assert_nothing_started(&env);
+
+    // The flag wins over lane.toml, both ways.
+    let out = env.run_in(&env.root, &["ls", "--backend", "consul"], &[]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("--backend consul: the `consul` backend"),
+        "{out}"
+    );
+    let out = env.run_in(&env.root, &["ls", "--backend", "nomad"], &[]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("`nomad` is not one of local, consul, kubernetes"),
+        "{out}"
+    );
+    assert_nothing_started(&env);
+    env.ok_in(&repo, &["ls", "--backend", "local"]);
+    assert!(
+        env.agent_pid().is_some(),
+        "the local backend starts its agent"
+    );
+    env.finish();
+}
+
+#[test]
+fn a_broken_lane_toml_is_reported_before_any_backend_is_chosen() {
+    let env = TestEnv::new("backend-broken", 71);
+    let repo = env.repo(
+        "b",
+        "app = \"demo\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[backend]\nkind = 7\n",
+    );
+    let out = env.run_in(&repo, &["ls"], &[]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("lane.toml:6:8"), "{out}");
+    assert_nothing_started(&env);
+    env.finish();
+}
+
+#[test]
+fn the_standalone_router_follows_the_agent_and_says_when_it_cannot() {
+    let env = TestEnv::new("router-follows", 72);
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    // No agent yet: the router says so and serves nothing.
+    let router = env.spawn_in(
+        &env.root,
+        &["router", "--listen", &listen],
+        &[("LANE_HEADER", "X-Team-Lane")],
+    );
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    env.wait_for(
+        "the router to say it cannot read",
+        Duration::from_secs(10),
+        || {
+            let err = std::fs::read_to_string(env.root.join("cmd1.err")).ok()?;
+            err.contains("cannot read the lanes").then_some(())
+        },
+    );
+    assert!(env.agent_pid().is_none(), "the router starts no agent");
+
+    // Lanes made after it started reach it through the agent's change feed.
+    let repo = env.repo("b", &sample_manifest(&env.bin, "b", None, ""));
+    env.branch(&repo, "feature-x-branch");
+    env.ok_in(&repo, &["deploy", "--lane", "feature-x"]);
+    let served = env.wait_for(
+        "the router to route the lane",
+        Duration::from_secs(10),
+        || {
+            let reply = common::try_http_get(
+                addr,
+                "b.demo.localhost",
+                "/",
+                &[("x-team-lane", "feature-x")],
+            )
+            .ok()?;
+            let served = reply.served_by();
+            (served.first()? == "demo.b@feature-x").then_some(served)
+        },
+    );
+    assert_eq!(served, ["demo.b@feature-x"]);
+    // It reads the header LANE_HEADER names, not x-lane.
+    let reply = http_get(addr, "b.demo.localhost", "/", &[("x-lane", "feature-x")]);
+    assert_ne!(
+        reply.served_by().first().map(String::as_str),
+        Some("demo.b@feature-x")
+    );
+    let err = std::fs::read_to_string(env.root.join("cmd1.err")).unwrap();
+    assert!(err.contains("lane header `x-team-lane`"), "{err}");
+    assert!(err.contains("following the lane agent again"), "{err}");
+    let out = router.kill9();
+    assert_eq!(out.code, -1, "{out}");
+    env.finish();
+}
