@@ -3,8 +3,8 @@
 //! One tiny HTTP/1.1 server per proc (`a`, `b`, `c`, …). `GET /healthz` answers 200. Any other
 //! request is answered with one line naming this proc and the lane header it received; when the
 //! proc has a next hop it first calls that hop through the router (`Host: <next>.<app>.localhost`),
-//! forwarding the lane header and `baggage` the way a well-behaved app does (DESIGN.md: "apps forward
-//! both"), and appends the downstream line after ` -> `. Every `x-lane-served-by` value of the
+//! forwarding the lane header and `baggage` the way a well-behaved app does (`docs/contracts.md`:
+//! apps forward both), and appends the downstream line after ` -> `. Every `x-lane-served-by` value of the
 //! downstream response is copied, in order, into this proc's response, so that once the router in
 //! front of this proc prepends its own value the client sees the whole path: a → b → c.
 

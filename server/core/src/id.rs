@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Longest lane id (DESIGN.md: 1–40 characters).
+/// Longest lane id (`docs/contracts.md`: 1–40 characters).
 pub const MAX_LANE_ID_LEN: usize = 40;
 /// Longest RFC 1123 label.
 pub const MAX_LABEL_LEN: usize = 63;

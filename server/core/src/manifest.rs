@@ -152,7 +152,8 @@ pub struct BackendChoice {
 pub struct Manifest {
     pub service: ServiceId,
     pub protocol: Protocol,
-    /// Shell command that builds the service, run in the repository root.
+    /// Shell command that builds the service, run in the service's directory: in the deploy's
+    /// working copy of the repository, or in place when `snapshot = false`.
     pub build: Option<String>,
     pub build_timeout: Duration,
     /// Build caches (relative to the service's directory, e.g. `target`, `node_modules`) that a

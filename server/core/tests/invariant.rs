@@ -1,7 +1,7 @@
-//! Generated tests of the routing invariant (DESIGN.md, "The routing invariant") and of lane header
+//! Generated tests of the routing invariant (`docs/contracts.md`, "The routing invariant") and of lane header
 //! parsing.
 //!
-//! `RoutingTable::route` is checked against a reference model written here from the brief alone:
+//! `RoutingTable::route` is checked against a reference model written here from the contract alone:
 //! walk the request lane's chain (itself, its parent, …, stopping at a cycle or at the depth bound),
 //! serve from the first lane with a healthy instance of the service, else from healthy baseline
 //! instances, else say there is none. The model is deliberately naive (linear scans over the raw

@@ -54,7 +54,8 @@ impl LocalBackend {
         self
     }
 
-    /// A client that never starts an agent (for `lane down`, `lane status --no-start`).
+    /// A client that never starts an agent (for `lane down`, the standalone `lane router`, and
+    /// the IDE daemon's status pusher).
     pub fn without_autostart(mut self) -> Self {
         self.autostart = false;
         self
