@@ -158,11 +158,19 @@ impl LanguageServer for Lsp {
         self.progress_supported.store(supported, Ordering::Relaxed);
         let folders = folder_paths(&params);
         if let Ok(mut f) = self.folders.lock() {
-            *f = folders;
+            *f = folders.clone();
         }
-        // The folders are known now: open the backend their lane.toml names.
-        let (backend, _) = self.backends();
-        tracing::info!(backend = backend.name(), "backend chosen");
+        // The folders are known now: open the backend their lane.toml names (git and file reads,
+        // off the async threads).
+        let flag = self.backend_flag.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            crate::commands::backends_for_folders(flag.as_deref(), &folders)
+        })
+        .await;
+        if let Ok(pair) = opened {
+            tracing::info!(backend = pair.0.name(), "backend chosen");
+            let _ = self.backends.set(pair);
+        }
         Ok(InitializeResult {
             server_info: Some(ServerInfo {
                 name: "lane".into(),
