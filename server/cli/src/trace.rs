@@ -9,8 +9,8 @@ use lane_api::{InstanceState, Status};
 use lane_core::{LaneRef, ServiceId};
 use serde::Serialize;
 
-use crate::commands::parse_lane;
 use crate::http_client;
+use crate::requests::parse_lane;
 
 #[derive(Debug, Serialize)]
 pub struct Hop {
