@@ -196,3 +196,62 @@ pub async fn deploy_request(
         force,
     })
 }
+
+/// The module boundaries this file exists for, checked on the sources.
+#[cfg(test)]
+mod tidy {
+    use std::path::{Path, PathBuf};
+
+    /// The non-test code of the `.rs` files in `dir` (everything before `#[cfg(test)]`).
+    fn sources(dir: &Path) -> Vec<(PathBuf, String)> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("a source dir") {
+            let path = entry.expect("a dir entry").path();
+            if path.is_dir() {
+                found.extend(sources(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("a source file");
+                let code = text.split("#[cfg(test)]").next().unwrap_or("").to_owned();
+                found.push((path, code));
+            }
+        }
+        found
+    }
+
+    fn src() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    }
+
+    #[test]
+    fn commands_and_lsp_do_not_import_each_other() {
+        for (path, code) in sources(&src().join("lsp")) {
+            assert!(
+                !code.contains("commands::"),
+                "{} uses commands",
+                path.display()
+            );
+        }
+        let (_, commands) = sources(&src())
+            .into_iter()
+            .find(|(p, _)| p.ends_with("commands.rs"))
+            .expect("commands.rs");
+        assert!(!commands.contains("lsp::"), "commands.rs uses lsp");
+        let (_, requests) = sources(&src())
+            .into_iter()
+            .find(|(p, _)| p.ends_with("requests.rs"))
+            .expect("requests.rs");
+        assert!(!requests.contains("commands::") && !requests.contains("lsp::"));
+    }
+
+    #[test]
+    fn git_runs_only_through_lane_workspace() {
+        let local = src().join("../../local/src");
+        for (path, code) in sources(&src()).into_iter().chain(sources(&local)) {
+            assert!(
+                !code.contains("Command::new(\"git\")"),
+                "{} runs git without lane_workspace::git",
+                path.display()
+            );
+        }
+    }
+}

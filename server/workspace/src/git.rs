@@ -157,6 +157,26 @@ mod tests {
     }
 
     #[test]
+    fn a_run_starts_from_its_directory_with_a_clean_environment() {
+        let dir = std::env::temp_dir();
+        let cmd = command(&dir);
+        assert_eq!(cmd.get_current_dir(), Some(dir.as_path()));
+        let envs: Vec<_> = cmd.get_envs().collect();
+        for var in REPOSITORY_ENV {
+            assert!(
+                envs.contains(&(std::ffi::OsStr::new(var), None)),
+                "{var} is removed"
+            );
+        }
+        for (var, value) in [("GIT_OPTIONAL_LOCKS", "0"), ("LC_ALL", "C")] {
+            assert!(
+                envs.contains(&(std::ffi::OsStr::new(var), Some(std::ffi::OsStr::new(value)))),
+                "{var}={value}"
+            );
+        }
+    }
+
+    #[test]
     fn a_missing_program_is_a_missing_git() {
         let e = spawn_error(
             &std::env::temp_dir(),
