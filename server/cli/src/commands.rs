@@ -5,27 +5,37 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use lane_api::{
     AssignRequest, BuildFrom, CreateLane, DeleteLane, DeployRequest, ExtendLane, Progress,
     SourceRef,
 };
 use lane_api::{Backend, BackendError};
-use lane_backend::{OpenOptions, Origin};
 use lane_core::duration::parse_duration;
-use lane_core::manifest::{BackendKind, MANIFEST_FILE, Manifest, WORKSPACE_FILE, Workspace};
-use lane_core::{LaneId, LaneRef, ServiceId};
+use lane_core::manifest::{WORKSPACE_FILE, Workspace};
+use lane_core::{LaneRef, ServiceId};
 use lane_local::{AgentConfig, LocalBackend, StateDir, default_state_dir, run_agent};
+use lane_workspace::Repo;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::cli::{BaselineCommand, Cli, Command};
+use crate::cli::{BaselineCommand, Command};
 use crate::output::{self, ProgressView};
-use crate::{demo, git, sample, trace};
+use crate::requests::{
+    backend_for, deploy_request, invalid, open_options, owner_in, parse_lane, parse_lane_ref,
+    parse_ttl, workspace_error,
+};
+use crate::{demo, sample, trace};
 
-/// Runs a command and returns the process exit code; prints errors with their help.
-pub async fn run(cli: Cli) -> u8 {
-    match dispatch(cli.backend, cli.command).await {
+/// Runs a command (any but `lsp`, which `main` runs) and returns the process exit code; prints
+/// errors with their help.
+pub async fn run(backend: Option<String>, command: Command) -> u8 {
+    finish(dispatch(backend, command).await)
+}
+
+/// The exit code of a command's result; an error is printed with its help.
+pub fn finish(result: anyhow::Result<u8>) -> u8 {
+    match result {
         Ok(code) => code,
         Err(e) => {
             report(&e);
@@ -55,137 +65,9 @@ pub fn local_backend() -> anyhow::Result<LocalBackend> {
     Ok(lane_backend::open_local(open_options()?)?)
 }
 
-pub fn open_options() -> anyhow::Result<OpenOptions> {
-    Ok(OpenOptions {
-        exe: std::env::current_exe().context("cannot find the lane binary's own path")?,
-        state_dir: None,
-        no_autostart: false,
-    })
-}
-
-/// The backend for a command run in `dir`: `--backend` when given, else the `[backend] kind` of
-/// the service `dir` belongs to (its nearest `lane.toml`), else local. A broken `lane.toml` is
-/// reported (file:line:column) rather than guessed around.
-pub fn backend_for(flag: Option<&str>, dir: &Path) -> anyhow::Result<Arc<dyn Backend>> {
-    let (kind, origin) = choose_backend(flag, dir)?;
-    Ok(lane_backend::open(kind, &origin, open_options()?)?)
-}
-
-/// The IDE daemon's backends for its workspace folders (the first folder's service chooses),
-/// one that starts the local agent when needed and one that never starts anything. One that
-/// cannot be opened is an `Unopened` backend that answers every call with the reason.
-pub fn backends_for_folders(
-    flag: Option<&str>,
-    folders: &[PathBuf],
-) -> (Arc<dyn Backend>, Arc<dyn Backend>) {
-    let here = folders
-        .iter()
-        .find(|f| manifest_dir(f).is_some())
-        .or(folders.first())
-        .cloned()
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_else(|| PathBuf::from("."));
-    let opened = (|| -> Result<_, BackendError> {
-        let (kind, origin) = choose_backend(flag, &here).map_err(to_backend_error)?;
-        let opts = open_options().map_err(to_backend_error)?;
-        let quiet = OpenOptions {
-            no_autostart: true,
-            ..opts.clone()
-        };
-        match lane_backend::open(kind, &origin, opts) {
-            Ok(b) => Ok((b, lane_backend::open(kind, &origin, quiet)?)),
-            Err(e) => Ok(unopened(kind, e)),
-        }
-    })();
-    opened.unwrap_or_else(|e| unopened(BackendKind::Local, e))
-}
-
-fn unopened(kind: BackendKind, e: BackendError) -> (Arc<dyn Backend>, Arc<dyn Backend>) {
-    tracing::warn!("cannot open the {kind} backend: {e}");
-    let b: Arc<dyn Backend> = Arc::new(lane_backend::Unopened::new(kind, e));
-    (b.clone(), b)
-}
-
-fn to_backend_error(e: anyhow::Error) -> BackendError {
-    e.downcast::<BackendError>()
-        .unwrap_or_else(|e| BackendError::internal(format!("{e:#}")))
-}
-
-/// Which backend a command in `dir` uses, and who chose it.
-fn choose_backend(flag: Option<&str>, dir: &Path) -> anyhow::Result<(BackendKind, Origin)> {
-    Ok(match flag {
-        Some(name) => (
-            name.parse::<BackendKind>()
-                .map_err(|e| invalid(format!("--backend: {e}")))?,
-            Origin::Flag,
-        ),
-        None => match manifest_dir(dir) {
-            Some(service) => {
-                let m = load_manifest(&service)?;
-                (m.backend.kind, Origin::of(&m.backend))
-            }
-            None => (BackendKind::Local, Origin::Default),
-        },
-    })
-}
-
-/// The directory of the `lane.toml` that `dir` belongs to: the nearest one up to the repository
-/// root (or `dir` itself outside a repository).
-fn manifest_dir(dir: &Path) -> Option<PathBuf> {
-    match git::repo_root(dir) {
-        Ok(root) => service_dir(dir, &root),
-        Err(_) => dir.join(MANIFEST_FILE).is_file().then(|| dir.to_path_buf()),
-    }
-}
-
-fn invalid(msg: impl Into<String>) -> anyhow::Error {
-    BackendError::invalid(msg).into()
-}
-
-pub fn parse_lane(s: &str) -> anyhow::Result<LaneId> {
-    s.parse::<LaneId>().map_err(|e| invalid(e.to_string()))
-}
-
-pub fn parse_lane_ref(s: &str) -> anyhow::Result<LaneRef> {
-    s.parse::<LaneRef>().map_err(|e| invalid(e.to_string()))
-}
-
-pub fn parse_ttl(s: Option<&str>) -> anyhow::Result<Option<u64>> {
-    s.map(|v| {
-        parse_duration(v)
-            .map(|d| d.as_secs())
-            .map_err(|e| invalid(format!("--ttl: {e}")))
-    })
-    .transpose()
-}
-
 fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
-}
-
-/// The service directory for `start` inside the repository at `root`: the nearest directory from
-/// `start` up to `root` with a `lane.toml` (the repository root, or a service's directory in a
-/// monorepo).
-pub fn service_dir(start: &Path, root: &Path) -> Option<PathBuf> {
-    let start = start.canonicalize().ok()?;
-    let root = root.canonicalize().ok()?;
-    start
-        .ancestors()
-        .take_while(|d| d.starts_with(&root))
-        .find(|d| d.join(MANIFEST_FILE).is_file())
-        .map(Path::to_path_buf)
-}
-
-/// Reads and validates `lane.toml` in `dir`.
-pub fn load_manifest(dir: &Path) -> anyhow::Result<Manifest> {
-    let path = dir.join(MANIFEST_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        BackendError::invalid(format!("cannot read {}: {e}", path.display())).with_help(
-            "a service repo needs a lane.toml at its root; see the README's lane.toml reference",
-        )
-    })?;
-    Manifest::parse(&path, &text).map_err(|e| BackendError::invalid(e.to_string()).into())
 }
 
 async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u8> {
@@ -241,7 +123,7 @@ async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u
             standalone_router(listen, &lane_header).await?;
             Ok(0)
         }
-        Command::Lsp { describe } => crate::lsp::run(describe, backend).await,
+        Command::Lsp { .. } => Err(anyhow!("`lane lsp` is run by main")),
         other => {
             // `lane deploy --dir D` chooses by D's lane.toml, everything else by the current dir.
             let here = match &other {
@@ -277,7 +159,7 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
                 id: parse_lane(&lane)?,
                 parent: parent.as_deref().map(parse_lane).transpose()?,
                 ttl_secs: parse_ttl(ttl.as_deref())?,
-                owner: git::owner(),
+                owner: me().await,
             };
             let lane = backend.create_lane(req).await?;
             if json.json {
@@ -297,7 +179,7 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
             backend
                 .delete_lane(DeleteLane {
                     id: id.clone(),
-                    actor: git::owner(),
+                    actor: me().await,
                     force,
                 })
                 .await?;
@@ -310,7 +192,7 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
                 .extend_lane(ExtendLane {
                     id: parse_lane(&lane)?,
                     by_secs: by.as_secs(),
-                    actor: git::owner(),
+                    actor: me().await,
                     force,
                 })
                 .await?;
@@ -357,7 +239,7 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
                     service: service.clone(),
                     from: from.clone(),
                     to: to.clone(),
-                    actor: git::owner(),
+                    actor: me().await,
                     force,
                 })
                 .await?;
@@ -395,29 +277,43 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
     }
 }
 
-/// The workspace's service (if the current dir has a lane.toml) and its git state.
+/// The developer as the repository around the current directory knows them.
+async fn me() -> String {
+    owner_in(std::env::current_dir().unwrap_or_else(|_| ".".into())).await
+}
+
+/// The current directory's service (its nearest lane.toml up to the repository root) and git
+/// state; `error` says why git could not tell (beyond "not in a repository").
 fn workspace_info() -> Option<serde_json::Value> {
     let cwd = std::env::current_dir().ok()?;
-    let repo = git::repo_root(&cwd).ok();
+    let repo = Repo::discover(&cwd);
     // The service's directory: the repository's root, or a monorepo service's directory.
     let root = match &repo {
-        Some(repo) => service_dir(&cwd, repo).unwrap_or_else(|| repo.clone()),
-        None => cwd,
+        Ok(repo) => repo.service_dir(&cwd).unwrap_or_else(|_| repo.root.clone()),
+        Err(_) => cwd,
     };
-    let manifest = load_manifest(&root).ok();
-    let (branch, commit) = git::head(&root).ok().unzip();
+    let manifest = lane_workspace::load_manifest(&root).ok();
+    let head = repo.as_ref().ok().map(|r| &r.head);
+    let error = match &repo {
+        Err(lane_workspace::WorkspaceError::NotARepository { .. }) | Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    };
     Some(serde_json::json!({
         "root": root,
-        "repo": repo,
+        "repo": repo.as_ref().ok().map(|r| &r.root),
         "service": manifest.map(|m| m.service.to_string()),
-        "branch": branch,
-        "commit": commit,
+        "branch": head.filter(|h| h.commit.is_some()).map(|h| h.branch_name()),
+        "commit": head.and_then(|h| h.commit.as_deref()),
+        "error": error,
     }))
 }
 
 async fn status(backend: &dyn Backend, json: bool) -> anyhow::Result<u8> {
     let st = backend.status().await?;
-    let ws = workspace_info();
+    let ws = crate::requests::blocking(workspace_info)
+        .await
+        .ok()
+        .flatten();
     if json {
         print_json(&serde_json::json!({ "workspace": ws, "status": st }))?;
         return Ok(0);
@@ -432,6 +328,9 @@ async fn status(backend: &dyn Backend, json: bool) -> anyhow::Result<u8> {
             .take(8)
             .collect();
         println!("workspace:   {service} on {branch} @ {commit}");
+        if let Some(error) = ws["error"].as_str() {
+            println!("             ({error})");
+        }
     }
     println!(
         "backend:     {} (router {})",
@@ -516,62 +415,6 @@ async fn deploy(
     Ok(0)
 }
 
-/// What `lane deploy` (and the IDE's deploy-current-branch) asks of the backend: the current
-/// branch of the repo containing `start`, into `lane` or else the active lane.
-pub async fn deploy_request(
-    backend: &dyn Backend,
-    start: &Path,
-    lane: Option<String>,
-    parent: Option<String>,
-    ttl: Option<String>,
-    force: bool,
-) -> anyhow::Result<DeployRequest> {
-    let root = git::repo_root(start).map_err(|e| invalid(e.to_string()))?;
-    let repo = service_dir(start, &root).ok_or_else(|| {
-        BackendError::invalid(format!(
-            "no {MANIFEST_FILE} in {} or in a directory above it up to the repository root {}",
-            start.display(),
-            root.display()
-        ))
-        .with_help(
-            "a service needs a lane.toml at its root (the repository's, or the service's \
-             directory in a monorepo); see the README's lane.toml reference",
-        )
-    })?;
-    let manifest = load_manifest(&repo)?;
-    let snapshot = manifest.snapshot;
-    let (branch, commit) = git::head(&repo).map_err(|e| invalid(e.to_string()))?;
-    let lane = match lane {
-        Some(l) => LaneRef::Lane(parse_lane(&l)?),
-        None => match backend.status().await?.active_lane {
-            LaneRef::Baseline => {
-                return Err(BackendError::invalid("no lane given and no active lane")
-                    .with_help("pass --lane <id>, or `lane switch <id>` first")
-                    .into());
-            }
-            l => l,
-        },
-    };
-    Ok(DeployRequest {
-        lane,
-        manifest,
-        source: SourceRef {
-            dir: repo,
-            branch,
-            commit,
-            build_from: if snapshot {
-                BuildFrom::Snapshot
-            } else {
-                BuildFrom::InPlace
-            },
-        },
-        owner: git::owner(),
-        ttl_secs: parse_ttl(ttl.as_deref())?,
-        parent: parent.as_deref().map(parse_lane).transpose()?,
-        force,
-    })
-}
-
 async fn baseline_up(backend: &dyn Backend, file: Option<PathBuf>) -> anyhow::Result<u8> {
     let path = match file {
         Some(f) => f,
@@ -584,11 +427,17 @@ async fn baseline_up(backend: &dyn Backend, file: Option<PathBuf>) -> anyhow::Re
     })?;
     let ws = Workspace::parse(&path, &text).map_err(|e| invalid(e.to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
+    let owner = owner_in(base.to_path_buf()).await;
     let mut reqs = Vec::new();
     for rel in &ws.services {
         let dir = base.join(rel);
-        let manifest = load_manifest(&dir)?;
-        let (branch, commit) = git::head(&dir).unwrap_or_else(|_| ("-".into(), "-".into()));
+        let manifest = lane_workspace::load_manifest(&dir).map_err(workspace_error)?;
+        let in_dir = dir.clone();
+        let (branch, commit) = crate::requests::blocking(move || {
+            Repo::discover(&in_dir).and_then(|r| r.branch_and_commit())
+        })
+        .await?
+        .unwrap_or_else(|_| ("-".into(), "-".into()));
         reqs.push(DeployRequest {
             lane: LaneRef::Baseline,
             manifest,
@@ -599,7 +448,7 @@ async fn baseline_up(backend: &dyn Backend, file: Option<PathBuf>) -> anyhow::Re
                 commit,
                 build_from: BuildFrom::InPlace,
             },
-            owner: git::owner(),
+            owner: owner.clone(),
             ttl_secs: None,
             parent: None,
             force: true,

@@ -4,10 +4,10 @@
 mod cli;
 mod commands;
 mod demo;
-mod git;
 mod http_client;
 mod lsp;
 mod output;
+mod requests;
 mod sample;
 mod trace;
 
@@ -32,7 +32,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(commands::run(cli));
+    let code = runtime.block_on(async move {
+        match cli.command {
+            cli::Command::Lsp { describe } => {
+                commands::finish(lsp::run(describe, cli.backend).await)
+            }
+            command => commands::run(cli.backend, command).await,
+        }
+    });
     // Do not wait for detached tasks (e.g. a proxy's idle connections).
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     ExitCode::from(code)

@@ -8,8 +8,8 @@ use lane_api::{Backend, InstanceId, Status};
 use lane_core::{LaneRef, LaneValue, RoutingTable, ServiceId};
 use serde::Serialize;
 
-use crate::commands::parse_lane;
 use crate::http_client;
+use crate::requests::parse_lane;
 
 #[derive(Debug, Serialize)]
 pub struct Hop {

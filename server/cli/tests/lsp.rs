@@ -61,9 +61,20 @@ impl Sandbox {
         assert!(out.status.success(), "git {args:?}: {out:?}");
     }
 
+    /// The user config names no `owner`: the identity comes from git.
+    fn without_config_owner(&self) {
+        std::fs::write(self.root.join("cfg/lane/config.toml"), "# no owner\n")
+            .expect("temp dir is writable");
+    }
+
     /// A service repo `demo.b` on branch `main` with one commit.
     fn repo(&self, build: &str) -> PathBuf {
-        let repo = self.root.join("b");
+        self.repo_named("b", build)
+    }
+
+    /// [`Sandbox::repo`] in the directory `name`.
+    fn repo_named(&self, name: &str, build: &str) -> PathBuf {
+        let repo = self.root.join(name);
         std::fs::create_dir_all(&repo).expect("temp dir is writable");
         write_manifest(&repo, build);
         self.git(&repo, &["init", "-q", "-b", "main"]);
@@ -112,8 +123,16 @@ fn frame(body: &[u8]) -> Vec<u8> {
 
 impl Client {
     fn spawn(sandbox: &mut Sandbox) -> Client {
+        Client::spawn_in(sandbox, None)
+    }
+
+    /// The daemon started in `cwd` (else in the test's own directory).
+    fn spawn_in(sandbox: &mut Sandbox, cwd: Option<&Path>) -> Client {
         let mut cmd = Command::new(LANE);
         sandbox.env(&mut cmd);
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
         let mut child = cmd
             .arg("lsp")
             .stdin(Stdio::piped())
@@ -577,6 +596,129 @@ fn a_monorepo_folder_lists_its_services_and_deploys_one() {
             .as_array()
             .is_some_and(|w| w.iter().any(|w| w["service"] == "demo.d"))
     });
+}
+
+/// A `file://` URI for `path`, with its spaces percent-encoded as IDEs send them.
+fn file_uri(path: &Path) -> String {
+    format!("file://{}", path.display()).replace(' ', "%20")
+}
+
+/// A linked worktree (its `.git` is a file naming a git dir elsewhere), in a folder whose name
+/// has a space: the status names its service and its own branch, and a branch switch in it is
+/// pushed.
+#[test]
+fn a_linked_worktree_branch_switch_reaches_lane_status_changed() {
+    let mut sandbox = Sandbox::new("lsp-worktree", "47500-47599");
+    let repo = sandbox.repo("true");
+    let wt = sandbox.root.join("linked worktree");
+    sandbox.git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "feature",
+            &wt.display().to_string(),
+        ],
+    );
+    assert!(wt.join(".git").is_file());
+
+    let mut c = Client::spawn(&mut sandbox);
+    let uri = file_uri(&wt);
+    assert!(uri.contains("%20"), "{uri}");
+    c.call(
+        "initialize",
+        json!({
+            "processId": null,
+            "capabilities": {},
+            "workspaceFolders": [{"uri": uri, "name": "linked worktree"}],
+        }),
+    );
+    c.notify("initialized", json!({}));
+    // The first push comes once the watcher is set up.
+    let st = c.status_changed("the first status", Duration::from_secs(10), |s| {
+        s["workspaces"][0]["branch"] == "feature"
+    });
+    assert_eq!(
+        st["workspaces"][0]["folder"],
+        wt.display().to_string(),
+        "{st}"
+    );
+    assert_eq!(st["workspaces"][0]["service"], "demo.b", "{st}");
+    assert!(st["workspaces"][0]["error"].is_null(), "{st}");
+
+    c.drain();
+    sandbox.git(&wt, &["switch", "-q", "-c", "other"]);
+    let st = c.status_changed(
+        "a pushed status on branch other",
+        Duration::from_secs(2),
+        |s| s["workspaces"][0]["branch"] == "other",
+    );
+    assert_eq!(st["workspaces"][0]["service"], "demo.b", "{st}");
+    // A commit in the worktree moves the shared refs: pushed too.
+    c.drain();
+    sandbox.git(&wt, &["commit", "-q", "--allow-empty", "-m", "two"]);
+    let head = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&wt)
+            .output()
+            .expect("git runs")
+            .stdout,
+    )
+    .expect("a commit id");
+    c.status_changed(
+        "a pushed status with the new commit",
+        Duration::from_secs(2),
+        |s| s["workspaces"][0]["commit"] == head.trim(),
+    );
+}
+
+/// The daemon's identity is the workspace repository's `user.email` (no `owner` in the user
+/// config), not that of the directory the daemon was started in; a deploy whose `folder` is a
+/// percent-encoded `file://` URI deploys that folder.
+#[test]
+fn the_owner_is_the_workspace_repository_s_user_email() {
+    let mut sandbox = Sandbox::new("lsp-owner", "47600-47699");
+    sandbox.without_config_owner();
+    let repo = sandbox.repo_named("my service", "true");
+    sandbox.git(&repo, &["config", "user.email", "repo-dev@example.com"]);
+    // The daemon starts in another repository, with another user.email.
+    let elsewhere = sandbox.root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("temp dir is writable");
+    sandbox.git(&elsewhere, &["init", "-q"]);
+    sandbox.git(&elsewhere, &["config", "user.email", "cwd-dev@example.com"]);
+
+    let mut c = Client::spawn_in(&mut sandbox, Some(&elsewhere));
+    let uri = file_uri(&repo);
+    c.call(
+        "initialize",
+        json!({
+            "processId": null,
+            "capabilities": {},
+            "workspaceFolders": [{"uri": uri, "name": "my service"}],
+        }),
+    );
+    c.notify("initialized", json!({}));
+
+    let created = c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.create", "arguments": [{"lane": "mine"}]}),
+    );
+    assert_eq!(created["owner"], "repo-dev@example.com", "{created}");
+
+    let id = c.command(
+        "lane.deployCurrentBranch",
+        json!({"lane": "theirs", "folder": uri}),
+    );
+    let resp = c.response(id, Duration::from_secs(90));
+    assert!(resp.get("error").is_none(), "deploy failed: {resp}");
+    assert_eq!(resp["result"]["service"], "demo.b", "{resp}");
+    assert_eq!(resp["result"]["branch"], "main", "{resp}");
+    let st = c.call("lane/status", Value::Null);
+    let theirs = lane(&st, "theirs").expect("the deploy created lane theirs");
+    assert_eq!(theirs["owner"], "repo-dev@example.com", "{st}");
 }
 
 #[test]

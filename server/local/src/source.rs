@@ -14,7 +14,9 @@
 //! clean -fd` removes files the tree does not have and git does not ignore. Ignored files (build
 //! outputs) stay, so the next build in the same copy is incremental. `core.autocrlf` is off on
 //! both sides, so line endings arrive as they are, unless `.gitattributes` asks for conversion
-//! (`text`, `eol`), which applies as in any checkout.
+//! (`text`, `eol`), which applies as in any checkout. Every git process is made and judged by
+//! `lane_workspace::git`, the runner the CLI and the IDE daemon use too (a `std` command converted
+//! to tokio's, killed when the deploy is dropped).
 //!
 //! Copies live under `<state>/src/<service>/<n>`. Each belongs to the instance that runs from it
 //! ([`InstanceRecord::source`](crate::store::InstanceRecord)), or to a deploy under way (a
@@ -33,6 +35,7 @@ use lane_core::ServiceId;
 
 use lane_api::ErrorCode;
 use lane_api::{BackendError, Result};
+use lane_workspace::{WorkspaceError, git};
 
 /// Free copies kept per service as a build cache…
 const SPARE_PER_SERVICE: usize = 1;
@@ -344,9 +347,11 @@ pub(crate) async fn sync(repo: &Path, dir: &Path) -> Result<Synced> {
     .map_err(in_repo("rev-parse", repo))?;
     let facts: Vec<&str> = facts.lines().collect();
     let [top, prefix, git_dir, index, commit, committed, branch] = facts[..] else {
-        return Err(in_repo("rev-parse", repo)(format!(
-            "unexpected output: {facts:?}"
-        )));
+        return Err(in_repo("rev-parse", repo)(WorkspaceError::Git {
+            dir: repo.to_path_buf(),
+            command: "rev-parse".into(),
+            stderr: format!("unexpected output: {facts:?}"),
+        }));
     };
     let top = Path::new(top);
     // Compared as git sees paths: with symlinks resolved.
@@ -423,9 +428,9 @@ async fn sync_tree(repo: &Path, git_dir: &Path, index: &Path, dir: &Path) -> Res
     let out = in_copy_git(&["read-tree", "--reset", "-u", &tree])
         .output()
         .await;
-    check(out).map_err(in_copy("read-tree", dir))?;
+    check(dir, out).map_err(in_copy("read-tree", dir))?;
     let out = in_copy_git(&["clean", "-f", "-d", "-q"]).output().await;
-    check(out).map_err(in_copy("clean", dir))?;
+    check(dir, out).map_err(in_copy("clean", dir))?;
     Ok(tree)
 }
 
@@ -471,7 +476,7 @@ async fn unhide_local_edits(repo: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Re
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| in_repo("update-index", repo)(format!("cannot run git: {e}")))?;
+            .map_err(|e| in_repo("update-index", repo)(git::spawn_error(repo, e)))?;
         if let Some(mut stdin) = child.stdin.take() {
             use tokio::io::AsyncWriteExt as _;
             let mut input = Vec::new();
@@ -481,7 +486,7 @@ async fn unhide_local_edits(repo: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Re
             }
             let _ = stdin.write_all(&input).await;
         }
-        check(child.wait_with_output().await).map_err(in_repo("update-index", repo))?;
+        check(repo, child.wait_with_output().await).map_err(in_repo("update-index", repo))?;
     }
     Ok(())
 }
@@ -493,17 +498,11 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// `git` in `cwd` with nothing of the caller's git environment but `env`.
+/// `git` in `cwd`, made by lane-workspace's runner (nothing of the caller's git environment, stdin
+/// null, output captured), with `env`, and killed when the deploy is dropped.
 fn command(cwd: &Path, env: &[(&str, &std::ffi::OsStr)]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new("git");
-    cmd.current_dir(cwd)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .env_remove("GIT_OBJECT_DIRECTORY")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    let mut cmd = tokio::process::Command::from(git::command(cwd));
+    cmd.envs(env.iter().copied()).kill_on_drop(true);
     cmd
 }
 
@@ -511,22 +510,37 @@ async fn git(
     cwd: &Path,
     args: &[&str],
     env: &[(&str, &std::ffi::OsStr)],
-) -> std::result::Result<String, String> {
-    check(command(cwd, env).args(args).output().await)
+) -> std::result::Result<String, WorkspaceError> {
+    check(cwd, command(cwd, env).args(args).output().await)
 }
 
-/// Stdout of a git run that succeeded, else what went wrong.
-fn check(out: std::io::Result<std::process::Output>) -> std::result::Result<String, String> {
-    let out = out.map_err(|e| format!("cannot run git: {e}"))?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+/// Stdout of a git run in `cwd` that succeeded, else what went wrong (told apart by the runner).
+fn check(
+    cwd: &Path,
+    out: std::io::Result<std::process::Output>,
+) -> std::result::Result<String, WorkspaceError> {
+    git::finish(cwd, "", out)
+}
+
+/// What git said, for a message that names the git step itself; and what to do, when the runner
+/// knows better than the step (git missing, a repository git refuses).
+fn detail(e: WorkspaceError) -> (String, Option<String>) {
+    match e {
+        WorkspaceError::Git { stderr, .. } => (stderr, None),
+        other => {
+            let help = other.help();
+            (other.to_string(), help)
+        }
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
 }
 
 /// Turns a failed git step in the developer's repository into the deploy's error.
-fn in_repo<'a>(what: &'static str, repo: &'a Path) -> impl FnOnce(String) -> BackendError + 'a {
-    move |detail| {
+fn in_repo<'a>(
+    what: &'static str,
+    repo: &'a Path,
+) -> impl FnOnce(WorkspaceError) -> BackendError + 'a {
+    move |e| {
+        let (detail, help) = detail(e);
         BackendError::new(
             ErrorCode::BuildFailed,
             format!(
@@ -534,13 +548,19 @@ fn in_repo<'a>(what: &'static str, repo: &'a Path) -> impl FnOnce(String) -> Bac
                 repo.display()
             ),
         )
-        .with_help("run `git status` in the repository to see what git makes of it")
+        .with_help(help.unwrap_or_else(|| {
+            "run `git status` in the repository to see what git makes of it".into()
+        }))
     }
 }
 
 /// Turns a failed git step in the copy (the state dir's) into the deploy's error.
-fn in_copy<'a>(what: &'static str, dir: &'a Path) -> impl FnOnce(String) -> BackendError + 'a {
-    move |detail| {
+fn in_copy<'a>(
+    what: &'static str,
+    dir: &'a Path,
+) -> impl FnOnce(WorkspaceError) -> BackendError + 'a {
+    move |e| {
+        let (detail, help) = detail(e);
         BackendError::new(
             ErrorCode::BuildFailed,
             format!(
@@ -548,10 +568,12 @@ fn in_copy<'a>(what: &'static str, dir: &'a Path) -> impl FnOnce(String) -> Back
                 dir.display()
             ),
         )
-        .with_help(format!(
-            "the copy is lane's own; delete {} and deploy again to start it afresh",
-            dir.display()
-        ))
+        .with_help(help.unwrap_or_else(|| {
+            format!(
+                "the copy is lane's own; delete {} and deploy again to start it afresh",
+                dir.display()
+            )
+        }))
     }
 }
 
@@ -919,7 +941,11 @@ mod tests {
         let e = sync(tmp.path(), &copy).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::BuildFailed);
         assert!(e.message.contains("cannot copy the working tree"), "{e}");
-        assert!(e.message.contains("not a git repository"), "{e}");
+        assert!(e.message.contains("is not inside a git repository"), "{e}");
+        assert!(
+            e.help.as_deref().unwrap_or("").contains("inside one"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -21,15 +21,14 @@ use tower_lsp_server::ls_types::{
 
 use super::ext::{self, Command};
 use super::server::{Lsp, token_key};
-use super::{to_proto, watch, workspace};
-use crate::{commands, git};
+use super::{to_proto, uri, watch, workspace};
+use crate::requests::{self, parse_lane, parse_lane_ref, parse_ttl};
 
 type Result<T, E = BackendError> = std::result::Result<T, E>;
 
-/// The CLI helpers answer `anyhow` errors that wrap a [`BackendError`].
+/// The shared helpers answer `anyhow` errors that wrap a [`BackendError`].
 fn backend_error(e: anyhow::Error) -> BackendError {
-    e.downcast::<BackendError>()
-        .unwrap_or_else(|e| BackendError::internal(format!("{e:#}")))
+    requests::to_backend_error(e)
 }
 
 /// A command's one argument: `arguments[0]`, or `{}` when there is none.
@@ -85,7 +84,7 @@ async fn lane_info(lsp: &Lsp, lane: &lane_core::Lane) -> ext::LaneInfo {
 }
 
 async fn switch(lsp: &Lsp, a: ext::SwitchArgs) -> Result<ext::SwitchResult> {
-    let lane = commands::parse_lane_ref(&a.lane).map_err(backend_error)?;
+    let lane = parse_lane_ref(&a.lane).map_err(backend_error)?;
     lsp.backend().switch(lane.clone()).await?;
     lsp.refresh();
     Ok(ext::SwitchResult {
@@ -95,15 +94,15 @@ async fn switch(lsp: &Lsp, a: ext::SwitchArgs) -> Result<ext::SwitchResult> {
 
 async fn create(lsp: &Lsp, a: ext::CreateArgs) -> Result<ext::LaneInfo> {
     let req = api::CreateLane {
-        id: commands::parse_lane(&a.lane).map_err(backend_error)?,
+        id: parse_lane(&a.lane).map_err(backend_error)?,
         parent: a
             .parent
             .as_deref()
-            .map(commands::parse_lane)
+            .map(parse_lane)
             .transpose()
             .map_err(backend_error)?,
-        ttl_secs: commands::parse_ttl(a.ttl.as_deref()).map_err(backend_error)?,
-        owner: git::owner(),
+        ttl_secs: parse_ttl(a.ttl.as_deref()).map_err(backend_error)?,
+        owner: lsp.owner().await,
     };
     let lane = lsp.backend().create_lane(req).await?;
     lsp.refresh();
@@ -111,11 +110,11 @@ async fn create(lsp: &Lsp, a: ext::CreateArgs) -> Result<ext::LaneInfo> {
 }
 
 async fn delete(lsp: &Lsp, a: ext::DeleteArgs) -> Result<ext::DeleteResult> {
-    let id = commands::parse_lane(&a.lane).map_err(backend_error)?;
+    let id = parse_lane(&a.lane).map_err(backend_error)?;
     lsp.backend()
         .delete_lane(api::DeleteLane {
             id: id.clone(),
-            actor: git::owner(),
+            actor: lsp.owner().await,
             force: a.force,
         })
         .await?;
@@ -131,9 +130,9 @@ async fn extend(lsp: &Lsp, a: ext::ExtendArgs) -> Result<ext::LaneInfo> {
     let lane = lsp
         .backend()
         .extend_lane(api::ExtendLane {
-            id: commands::parse_lane(&a.lane).map_err(backend_error)?,
+            id: parse_lane(&a.lane).map_err(backend_error)?,
             by_secs: by.as_secs(),
-            actor: git::owner(),
+            actor: lsp.owner().await,
             force: a.force,
         })
         .await?;
@@ -146,14 +145,14 @@ async fn assign(lsp: &Lsp, a: ext::AssignArgs) -> Result<ext::AssignResult> {
         .service
         .parse()
         .map_err(|e: lane_core::IdError| BackendError::invalid(e.to_string()))?;
-    let from = commands::parse_lane(&a.from).map_err(backend_error)?;
-    let to = commands::parse_lane(&a.to).map_err(backend_error)?;
+    let from = parse_lane(&a.from).map_err(backend_error)?;
+    let to = parse_lane(&a.to).map_err(backend_error)?;
     lsp.backend()
         .assign(AssignRequest {
             service,
             from: from.clone(),
             to: to.clone(),
-            actor: git::owner(),
+            actor: lsp.owner().await,
             force: a.force,
         })
         .await?;
@@ -165,14 +164,15 @@ async fn assign(lsp: &Lsp, a: ext::AssignArgs) -> Result<ext::AssignResult> {
     })
 }
 
-/// The folder to deploy: the one named, else the only service folder of the workspace.
-fn deploy_folder(lsp: &Lsp, folder: Option<String>) -> Result<PathBuf> {
+/// The folder to deploy: the one named (a path or a `file://` URI), else the only service folder
+/// of the workspace.
+async fn deploy_folder(lsp: &Lsp, folder: Option<String>) -> Result<PathBuf> {
     if let Some(f) = folder {
-        let f = f.strip_prefix("file://").map_or(f.clone(), str::to_owned);
-        return Ok(PathBuf::from(f));
+        return uri::folder_argument(&f).ok_or_else(|| {
+            BackendError::invalid(format!("folder: `{f}` is not a local path or file:// URI"))
+        });
     }
-    let folders = lsp.folders();
-    let services = workspace::services(&folders);
+    let services = workspace::read(lsp.folders()).await.services;
     match services.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(
@@ -261,8 +261,8 @@ async fn deploy(
     a: ext::DeployArgs,
     token: Option<ProgressToken>,
 ) -> Result<ext::DeployResult> {
-    let folder = deploy_folder(lsp, a.folder)?;
-    let req = commands::deploy_request(
+    let folder = deploy_folder(lsp, a.folder).await?;
+    let req = requests::deploy_request(
         lsp.backend().as_ref(),
         &folder,
         a.lane,

@@ -8,13 +8,16 @@
 //! | `server`     | the thin `LanguageServer` impl and the daemon's state                    |
 //! | `handlers`   | one free function per command                                            |
 //! | `watch`      | the status pusher: git/`lane.toml` watcher + backend long-poll, debounced |
-//! | `workspace`  | a workspace folder's service and git state                               |
+//! | `workspace`  | the folders' services, git state and watched paths (off the async threads) |
+//! | `uri`        | the IDE's `file://` URIs as paths (percent escapes decoded)              |
 //! | `log`        | tracing → `window/logMessage`                                            |
 //! | `stdio`      | stdin guard: malformed or oversized frames never reach the framework     |
 //!
 //! **Architecture invariant:** the daemon holds no lane logic. Every operation is a call of the
-//! same [`lane_api::Backend`] the CLI uses (`commands::local_backend()`), and deploy requests
-//! are built by the CLI's own `commands::deploy_request`.
+//! same [`lane_api::Backend`] the CLI uses, with requests built by the same shared helpers
+//! (`crate::requests`: `deploy_request`, the backend choice, the identity); what git and
+//! `lane.toml` say comes from `lane-workspace`, always in `spawn_blocking`. It does not import the
+//! CLI's `commands`, nor they it.
 
 pub mod ext;
 mod handlers;
@@ -22,6 +25,7 @@ mod log;
 mod server;
 mod stdio;
 mod to_proto;
+mod uri;
 mod watch;
 mod workspace;
 

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use lane_api::Backend;
+use lane_api::{Backend, BackendError};
+use lane_core::manifest::BackendKind;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tower_lsp_server::jsonrpc::Result;
@@ -19,7 +20,8 @@ use tower_lsp_server::{Client, LanguageServer};
 
 use super::log::LogHandle;
 use super::watch::{self, Pusher, Wake};
-use super::{ext, handlers, to_proto};
+use super::{ext, handlers, to_proto, uri};
+use crate::requests;
 
 /// The daemon's state. Cheap to share: handlers get `&Lsp`.
 pub struct Lsp {
@@ -32,6 +34,8 @@ pub struct Lsp {
     /// developer asks for something). A backend that cannot be opened is held as
     /// `lane_backend::Unopened`, so every call reports why.
     backends: OnceLock<(Arc<dyn Backend>, Arc<dyn Backend>)>,
+    /// The folder that chose the backend; the developer's identity is read in its repository.
+    home: OnceLock<PathBuf>,
     pub folders: Arc<Mutex<Vec<PathBuf>>>,
     pusher: OnceLock<Pusher>,
     /// Cancel signals of running deploys, by their progress token.
@@ -53,6 +57,7 @@ impl Lsp {
             client,
             backend_flag,
             backends: OnceLock::new(),
+            home: OnceLock::new(),
             folders: Arc::new(Mutex::new(Vec::new())),
             pusher: OnceLock::new(),
             cancels: Arc::new(Mutex::new(HashMap::new())),
@@ -67,13 +72,45 @@ impl Lsp {
         self.backends().0
     }
 
+    /// The backends `initialize` opened (before it, none: every call says so).
     fn backends(&self) -> (Arc<dyn Backend>, Arc<dyn Backend>) {
-        self.backends
-            .get_or_init(|| {
-                let folders = self.folders();
-                crate::commands::backends_for_folders(self.backend_flag.as_deref(), &folders)
-            })
-            .clone()
+        self.backends.get().cloned().unwrap_or_else(|| {
+            requests::unopened(
+                BackendKind::Local,
+                BackendError::unavailable("the daemon is not initialized yet"),
+            )
+        })
+    }
+
+    /// Opens the backend the folders' `lane.toml` (or the flag) names; git runs off the async
+    /// threads.
+    async fn open_backends(&self) {
+        let flag = self.backend_flag.clone();
+        let folders = self.folders();
+        let opened =
+            requests::blocking(move || requests::backends_for_folders(flag.as_deref(), &folders))
+                .await;
+        match opened {
+            Ok((home, backend, quiet)) => {
+                let _ = self.home.set(home);
+                let _ = self.backends.set((backend, quiet));
+            }
+            Err(e) => {
+                let _ = self.backends.set(requests::unopened(BackendKind::Local, e));
+            }
+        }
+    }
+
+    /// The developer as the workspace's repository knows them (read off the async threads).
+    pub async fn owner(&self) -> String {
+        let home = self
+            .home
+            .get()
+            .cloned()
+            .or_else(|| self.folders().first().cloned())
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_else(|| PathBuf::from("."));
+        requests::owner_in(home).await
     }
 
     pub fn folders(&self) -> Vec<PathBuf> {
@@ -129,18 +166,16 @@ impl Lsp {
     }
 }
 
+/// The workspace folders' paths (percent escapes decoded; URIs that are not local files skipped).
 fn folder_paths(params: &InitializeParams) -> Vec<PathBuf> {
     if let Some(folders) = &params.workspace_folders {
         return folders
             .iter()
-            .filter_map(|f| f.uri.to_file_path().map(|p| p.into_owned()))
+            .filter_map(|f| uri::file_path(&f.uri))
             .collect();
     }
     #[allow(deprecated)]
-    let root = params
-        .root_uri
-        .as_ref()
-        .and_then(|u| u.to_file_path().map(|p| p.into_owned()));
+    let root = params.root_uri.as_ref().and_then(uri::file_path);
     root.into_iter().collect()
 }
 
@@ -158,19 +193,12 @@ impl LanguageServer for Lsp {
         self.progress_supported.store(supported, Ordering::Relaxed);
         let folders = folder_paths(&params);
         if let Ok(mut f) = self.folders.lock() {
-            *f = folders.clone();
+            *f = folders;
         }
-        // The folders are known now: open the backend their lane.toml names (git and file reads,
-        // off the async threads).
-        let flag = self.backend_flag.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            crate::commands::backends_for_folders(flag.as_deref(), &folders)
-        })
-        .await;
-        if let Ok(pair) = opened {
-            tracing::info!(backend = pair.0.name(), "backend chosen");
-            let _ = self.backends.set(pair);
-        }
+        // The folders are known now: open the backend their lane.toml names.
+        self.open_backends().await;
+        let (backend, _) = self.backends();
+        tracing::info!(backend = backend.name(), "backend chosen");
         Ok(InitializeResult {
             server_info: Some(ServerInfo {
                 name: "lane".into(),
@@ -212,13 +240,13 @@ impl LanguageServer for Lsp {
     async fn did_change_workspace_folders(&self, params: DidChangeWorkspaceFoldersParams) {
         if let Ok(mut folders) = self.folders.lock() {
             for removed in &params.event.removed {
-                if let Some(p) = removed.uri.to_file_path() {
-                    folders.retain(|f| f.as_path() != p.as_ref());
+                if let Some(p) = uri::file_path(&removed.uri) {
+                    folders.retain(|f| *f != p);
                 }
             }
             for added in &params.event.added {
-                if let Some(p) = added.uri.to_file_path() {
-                    folders.push(p.into_owned());
+                if let Some(p) = uri::file_path(&added.uri) {
+                    folders.push(p);
                 }
             }
         }

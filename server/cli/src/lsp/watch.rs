@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lane_api::Backend;
+use lane_workspace::WatchPath;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tower_lsp_server::Client;
@@ -82,22 +83,8 @@ impl Pusher {
 
 /// Computes the status of `folders` from `backend`.
 pub async fn status(backend: &dyn Backend, folders: &[PathBuf]) -> ext::LaneStatus {
-    let workspaces = infos(services(folders.to_vec()).await).await;
+    let workspaces = workspace::read(folders.to_vec()).await.infos;
     status_with(backend, workspaces).await
-}
-
-/// The service directories of `folders` (git runs, off the async threads).
-async fn services(folders: Vec<PathBuf>) -> Vec<PathBuf> {
-    tokio::task::spawn_blocking(move || workspace::services(&folders))
-        .await
-        .unwrap_or_default()
-}
-
-/// What `lane.toml` and git say of each service directory (git runs, off the async threads).
-async fn infos(services: Vec<PathBuf>) -> Vec<ext::WorkspaceInfo> {
-    tokio::task::spawn_blocking(move || services.iter().map(|f| workspace::info(f)).collect())
-        .await
-        .unwrap_or_default()
 }
 
 /// The status: the backend's, with the service directories' `workspaces`.
@@ -161,13 +148,11 @@ pub fn start(
         let mut _watcher: Option<RecommendedWatcher> = None;
         let mut last: Option<ext::LaneStatus> = None;
         let mut rewatch = true;
-        // The service directories and what their `lane.toml` and git say, read again only when
-        // watched files or the folders changed (a monorepo's take a `git ls-files`, and two git
-        // runs per service), not on every backend change; and the directories the watcher
-        // watches.
-        let mut services_now: Option<Vec<PathBuf>> = None;
-        let mut infos_now: Option<Vec<ext::WorkspaceInfo>> = None;
-        let mut watched: Vec<PathBuf> = Vec::new();
+        // What `lane.toml` and git say of the folders, read again only when watched files or
+        // the folders changed (a `git rev-parse` per folder and a monorepo's `ls-files`), not on
+        // every backend change; and the paths the watcher watches.
+        let mut state_now: Option<workspace::State> = None;
+        let mut watched: Vec<WatchPath> = Vec::new();
         let mut next_expiry: Option<tokio::time::Instant> = None;
         loop {
             let first = tokio::select! {
@@ -188,24 +173,19 @@ pub fn start(
             let folders_now = folders.lock().map(|f| f.clone()).unwrap_or_default();
             // Without a watcher nothing says files changed: read them on every wake.
             if files || _watcher.is_none() {
-                services_now = None;
-                infos_now = None;
+                state_now = None;
             }
-            let services_list = match &services_now {
-                Some(s) => s.clone(),
-                None => services(folders_now.clone()).await,
+            let state = match state_now.take() {
+                Some(s) => s,
+                None => workspace::read(folders_now).await,
             };
-            services_now = Some(services_list.clone());
-            if rewatch || watched != services_list {
+            if rewatch || watched != state.watch {
                 rewatch = false;
-                watched = services_list.clone();
-                _watcher = watch(&folders_now, &watched, fs_pusher.clone());
+                watched = state.watch.clone();
+                _watcher = watch(&watched, fs_pusher.clone());
             }
-            let workspaces = match &infos_now {
-                Some(i) => i.clone(),
-                None => infos(services_list).await,
-            };
-            infos_now = Some(workspaces.clone());
+            let workspaces = state.infos.clone();
+            state_now = Some(state);
             let st = status_with(backend.as_ref(), workspaces).await;
             fs_pusher.store(seen, st.clone());
             next_expiry = st
@@ -242,36 +222,27 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Watches the folders' `lane.toml` and git state; relevant changes wake the pusher.
-fn watch(folders: &[PathBuf], services: &[PathBuf], pusher: Pusher) -> Option<RecommendedWatcher> {
+/// Watches `paths` (the folders' `lane.toml` and git state); relevant changes wake the pusher.
+fn watch(paths: &[WatchPath], pusher: Pusher) -> Option<RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(event) = res else { return };
         if matches!(event.kind, notify::EventKind::Access(_)) {
             return;
         }
-        if event.paths.iter().any(|p| workspace::is_relevant(p)) {
+        if event.paths.iter().any(|p| lane_workspace::is_relevant(p)) {
             pusher.wake(Wake::Files);
         }
     })
     .map_err(|e| tracing::warn!("cannot watch files ({e}); branch changes show on the next event"))
     .ok()?;
-    // The folders with their git state, and the services' directories (for `lane.toml`): a
-    // service is a folder or lies below one, in that folder's repository.
-    let mut paths: Vec<(PathBuf, bool)> = folders
-        .iter()
-        .flat_map(|f| workspace::watch_paths(f))
-        .chain(services.iter().map(|s| (s.clone(), false)))
-        .collect();
-    paths.sort();
-    paths.dedup();
-    for (path, recursive) in paths {
-        let mode = if recursive {
+    for p in paths {
+        let mode = if p.recursive {
             RecursiveMode::Recursive
         } else {
             RecursiveMode::NonRecursive
         };
-        if let Err(e) = watcher.watch(&path, mode) {
-            tracing::warn!("cannot watch {}: {e}", path.display());
+        if let Err(e) = watcher.watch(&p.path, mode) {
+            tracing::warn!("cannot watch {}: {e}", p.path.display());
         }
     }
     Some(watcher)
