@@ -21,6 +21,16 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+step "real kube-apiserver (tests/kube-apiserver, Go): build, start, smoke test"
+# Exit 77 means "no Go toolchain, skipped"; under CI=true that is an error (exit 1) instead.
+kube_rc=0
+tests/kube-apiserver/smoke.sh || kube_rc=$?
+if [ "$kube_rc" -eq 77 ]; then
+  echo "skipped: no Go toolchain (CI=true makes this an error)"
+elif [ "$kube_rc" -ne 0 ]; then
+  exit "$kube_rc"
+fi
+
 if [ -x vscode-extension/scripts/test.sh ]; then
   step "VS Code extension: type check, lint, unit tests, protocol drift, vsix"
   LANE_BIN="$PWD/target/debug/lane" vscode-extension/scripts/test.sh
