@@ -17,7 +17,12 @@ CTL="$ROOT/scripts/kube-apiserver.sh"
 BIN="$ROOT/target/kube-apiserver/kube-apiserver"
 
 for tool in curl jq; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "smoke: error: $tool is required" >&2; exit 1; }
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    # Debian's packages; a fresh machine may lack them (we are root there, as CI is).
+    echo "smoke: installing $tool (Debian package)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool"; } >/dev/null 2>&1 || true
+  fi
+  command -v "$tool" >/dev/null 2>&1 || { echo "smoke: error: $tool is required and could not be installed" >&2; exit 1; }
 done
 
 OUT="$(mktemp -d -t lane-kube-smoke.XXXXXX)"
