@@ -10,7 +10,7 @@ mod error;
 mod ids;
 mod types;
 
-pub use backend::{Backend, ProgressTx, find_lane};
+pub use backend::{Backend, Cancel, ProgressTx, find_lane};
 pub use error::{BackendError, Result};
 pub use ids::{DeployId, InstanceId, Revision};
 pub use types::*;

@@ -16,13 +16,14 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use crate::agent::{AgentInfo, parse_revision, revision};
-use crate::control::{Line, WaitRequest};
+use crate::control::{CancelRequest, Line, WaitRequest};
 use crate::store::StateDir;
+use crate::supervisor::{BUILD_MARKER, INSTANCE_MARKER};
 use lane_api::{
     AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport, InstanceView,
     Revision, Status,
 };
-use lane_api::{Backend, ProgressTx};
+use lane_api::{Backend, Cancel, ProgressTx};
 use lane_api::{BackendError, Result};
 
 /// How long to wait for a freshly started agent.
@@ -145,6 +146,10 @@ impl LocalBackend {
             .arg(&self.exe)
             .arg(self.dir.agent_log())
             .env("LANE_HOME", &self.dir.root)
+            // An agent started from inside an instance or a build must not look like one.
+            .env_remove(INSTANCE_MARKER)
+            .env_remove(BUILD_MARKER)
+            .env_remove("LANE_INSTANCE")
             .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .process_group(0)
@@ -189,18 +194,24 @@ impl LocalBackend {
         op: &str,
         req: &Req,
     ) -> Result<Resp> {
-        self.call_stream(op, req, None).await
+        self.call_stream(op, req, None, None).await
     }
 
+    /// Sends `op` and reads its reply. For a streaming operation, `cancel` asks the agent to stop
+    /// it (`POST /cancel` on a connection of its own) while this keeps reading the outcome.
     async fn call_stream<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         op: &str,
         req: &Req,
         progress: Option<&ProgressTx>,
+        cancel: Option<&Cancel>,
     ) -> Result<Resp> {
         let body = serde_json::to_vec(req).map_err(|e| BackendError::internal(e.to_string()))?;
         let mut incoming = self.send(op, body).await?;
         let mut buf = BytesMut::new();
+        let mut request: Option<String> = None;
+        // Whether the cancel is still to be passed on to the agent.
+        let mut to_cancel = cancel.is_some();
         loop {
             while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
                 let line = buf.split_to(pos + 1);
@@ -211,6 +222,7 @@ impl LocalBackend {
                     .with_help("the agent may be older than this binary; run `lane down` and retry")
                 })?;
                 match parsed {
+                    Line::Accepted(id) => request = Some(id),
                     Line::Progress(p) => {
                         if let Some(tx) = progress {
                             let _ = tx.send(p);
@@ -221,7 +233,24 @@ impl LocalBackend {
                     Line::Error(e) => return Err(e),
                 }
             }
-            match incoming.frame().await {
+            if to_cancel
+                && let (Some(c), Some(id)) = (cancel, &request)
+                && c.is_cancelled()
+            {
+                to_cancel = false;
+                self.send_cancel(id.clone());
+            }
+            // Until the agent named the request, a cancel waits for the next line.
+            let frame = match (cancel, &request) {
+                (Some(c), Some(_)) if to_cancel => {
+                    tokio::select! {
+                        f = incoming.frame() => f,
+                        () = c.cancelled() => continue,
+                    }
+                }
+                _ => incoming.frame().await,
+            };
+            match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         buf.extend_from_slice(&data);
@@ -231,6 +260,20 @@ impl LocalBackend {
                 None => return Err(agent_gone("the reply ended early")),
             }
         }
+    }
+}
+
+impl LocalBackend {
+    /// Asks the agent to cancel a streaming request, on a connection of its own (the request's
+    /// connection carries its reply).
+    fn send_cancel(&self, request: String) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let body = CancelRequest { request };
+            if let Err(e) = this.call::<_, bool>("cancel", &body).await {
+                tracing::warn!("cannot pass the cancel on to the agent: {e}");
+            }
+        });
     }
 }
 
@@ -262,8 +305,15 @@ impl Backend for LocalBackend {
         self.call("extend", &req).await
     }
 
-    async fn deploy(&self, req: DeployRequest, progress: ProgressTx) -> Result<InstanceView> {
-        let got: Option<InstanceView> = self.call_stream("deploy", &req, Some(&progress)).await?;
+    async fn deploy(
+        &self,
+        req: DeployRequest,
+        progress: ProgressTx,
+        cancel: Cancel,
+    ) -> Result<InstanceView> {
+        let got: Option<InstanceView> = self
+            .call_stream("deploy", &req, Some(&progress), Some(&cancel))
+            .await?;
         got.ok_or_else(|| BackendError::internal("the agent reported no instance"))
     }
 
@@ -271,8 +321,9 @@ impl Backend for LocalBackend {
         &self,
         services: Vec<DeployRequest>,
         progress: ProgressTx,
+        cancel: Cancel,
     ) -> Result<Vec<InstanceView>> {
-        self.call_stream("baseline", &services, Some(&progress))
+        self.call_stream("baseline", &services, Some(&progress), Some(&cancel))
             .await
     }
 

@@ -1,7 +1,11 @@
 //! The agent's control protocol: HTTP/1.1 over `agent.sock`, one `POST /<op>` per operation with a
-//! JSON body. Replies are newline-delimited JSON [`Line`]s: progress and heartbeats for long
-//! operations, then exactly one `ok` or `error`. A client that disconnects cancels its operation
-//! (heartbeats make the agent notice within half a second).
+//! JSON body. Replies are newline-delimited JSON [`Line`]s: for long operations (deploy, baseline)
+//! first `accepted` with the request's id, then progress and heartbeats; then exactly one `ok` or
+//! `error`.
+//!
+//! Operations run in tasks of their own, not in the connection's: a client that disconnects
+//! does not stop one half-way. It cancels a deploy that has not gone live yet (heartbeats make the
+//! agent notice within half a second), as does `POST /cancel` with the request's id.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -17,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::agent::Agent;
 use lane_api::BackendError;
@@ -33,6 +37,8 @@ const HEARTBEAT: Duration = Duration::from_millis(500);
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Line<T> {
+    /// The id of a streaming request, for `POST /cancel`.
+    Accepted(String),
     Progress(Progress),
     Heartbeat,
     Ok(T),
@@ -44,6 +50,12 @@ pub struct WaitRequest {
     /// The generation the client knows; `None`: it knows none yet (answered at once).
     pub since: Option<u64>,
     pub timeout_ms: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CancelRequest {
+    /// The id the request's `accepted` line gave.
+    pub request: String,
 }
 
 /// A response body fed from a channel.
@@ -121,6 +133,42 @@ async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, BackendE
         .map_err(|e| BackendError::invalid(format!("malformed request: {e}")))
 }
 
+/// Runs an operation in a task of its own and answers with its outcome; the operation goes on
+/// to its end when the client disconnects (its connection's future is then dropped, not the task).
+async fn detached<T, F>(op: F) -> Response<ChannelBody>
+where
+    T: Serialize + Send + 'static,
+    F: std::future::Future<Output = Result<T, BackendError>> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(op.await);
+    });
+    single(rx.await.unwrap_or_else(|_| {
+        Err(BackendError::internal(
+            "the operation ended without an answer",
+        ))
+    }))
+}
+
+/// Reads the body as `T` and runs `op` on it in a task of its own (see [`detached`]).
+async fn run<Req, T, F, Fut>(
+    agent: Arc<Agent>,
+    req: Request<Incoming>,
+    op: F,
+) -> Response<ChannelBody>
+where
+    Req: DeserializeOwned,
+    T: Serialize + Send + 'static,
+    F: FnOnce(Arc<Agent>, Req) -> Fut,
+    Fut: std::future::Future<Output = Result<T, BackendError>> + Send + 'static,
+{
+    match body::<Req>(req).await {
+        Ok(r) => detached(op(agent, r)).await,
+        Err(e) => single::<()>(Err(e)),
+    }
+}
+
 async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<ChannelBody> {
     if req.method() != Method::POST {
         let mut r = single::<()>(Err(BackendError::invalid("use POST")));
@@ -130,27 +178,41 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<ChannelBo
     let op = req.uri().path().trim_start_matches('/').to_owned();
     match op.as_str() {
         "status" => single(Ok(agent.status().await)),
-        "create" => match body::<CreateLane>(req).await {
-            Ok(r) => single(agent.create_lane(r).await),
-            Err(e) => single::<()>(Err(e)),
-        },
-        "delete" => match body::<DeleteLane>(req).await {
-            Ok(r) => single(agent.delete_lane(r).await),
-            Err(e) => single::<()>(Err(e)),
-        },
-        "extend" => match body::<ExtendLane>(req).await {
-            Ok(r) => single(agent.extend_lane(r).await),
-            Err(e) => single::<()>(Err(e)),
-        },
-        "switch" => match body::<lane_core::LaneRef>(req).await {
-            Ok(r) => single(agent.switch(r).await),
-            Err(e) => single::<()>(Err(e)),
-        },
-        "assign" => match body::<AssignRequest>(req).await {
-            Ok(r) => single(agent.assign(r).await),
-            Err(e) => single::<()>(Err(e)),
-        },
-        "gc" => single(agent.gc().await),
+        "create" => {
+            run(agent, req, |a, r: CreateLane| async move {
+                a.create_lane(r).await
+            })
+            .await
+        }
+        "delete" => {
+            run(agent, req, |a, r: DeleteLane| async move {
+                a.delete_lane(r).await
+            })
+            .await
+        }
+        "extend" => {
+            run(agent, req, |a, r: ExtendLane| async move {
+                a.extend_lane(r).await
+            })
+            .await
+        }
+        "switch" => {
+            run(agent, req, |a, r: lane_core::LaneRef| async move {
+                a.switch(r).await
+            })
+            .await
+        }
+        "assign" => {
+            run(agent, req, |a, r: AssignRequest| async move {
+                a.assign(r).await
+            })
+            .await
+        }
+        "gc" => run(agent, req, |a, (): ()| async move { a.gc().await }).await,
+        "shutdown" => {
+            agent.request_shutdown();
+            single(Ok(()))
+        }
         "wait" => match body::<WaitRequest>(req).await {
             Ok(r) => {
                 let timeout = Duration::from_millis(r.timeout_ms.min(60_000));
@@ -158,10 +220,10 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<ChannelBo
             }
             Err(e) => single::<()>(Err(e)),
         },
-        "shutdown" => {
-            agent.request_shutdown();
-            single(Ok(()))
-        }
+        "cancel" => match body::<CancelRequest>(req).await {
+            Ok(r) => single(Ok(agent.cancel_request(&r.request))),
+            Err(e) => single::<()>(Err(e)),
+        },
         "deploy" => match body::<DeployRequest>(req).await {
             Ok(r) => streaming(agent, vec![r], false),
             Err(e) => single::<()>(Err(e)),
@@ -183,6 +245,8 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<ChannelBo
 /// Runs deploys, streaming their progress. `many` answers with a list (baseline up).
 fn streaming(agent: Arc<Agent>, reqs: Vec<DeployRequest>, many: bool) -> Response<ChannelBody> {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let (id, cancel) = agent.register_request();
+    let _ = tx.try_send(encode(&Line::<()>::Accepted(id.clone())));
     tokio::spawn(async move {
         let (ptx, mut prx) = mpsc::channel::<Progress>(64);
         let out = tx.clone();
@@ -199,25 +263,35 @@ fn streaming(agent: Arc<Agent>, reqs: Vec<DeployRequest>, many: bool) -> Respons
             }
         });
         // The progress channel closes when the client is gone: `forward` stops and drops `prx`.
-        let mut done: Vec<InstanceView> = Vec::new();
-        let mut failure = None;
-        for req in reqs {
-            match agent.deploy(req, ptx.clone()).await {
-                Ok(v) => done.push(v),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+        let line = if many {
+            match agent.baseline_up(reqs, ptx, cancel).await {
+                Ok(done) => encode(&Line::Ok(done)),
+                Err(e) => encode(&Line::<()>::Error(e)),
             }
-        }
-        drop(ptx);
-        let _ = forward.await;
-        let line = match (failure, many) {
-            (Some(e), _) => encode(&Line::<()>::Error(e)),
-            (None, true) => encode(&Line::Ok(done)),
-            (None, false) => encode(&Line::Ok(done.pop())),
+        } else {
+            let mut outcome: Result<Option<InstanceView>, BackendError> = Ok(None);
+            if let Some(req) = reqs.into_iter().next() {
+                outcome = agent.deploy(req, ptx, cancel).await.map(Some);
+            }
+            match outcome {
+                Ok(v) => encode(&Line::Ok(v)),
+                Err(e) => encode(&Line::<()>::Error(e)),
+            }
         };
+        agent.forget_request(&id);
+        let _ = forward.await;
         let _ = tx.send(line).await;
     });
     Response::new(ChannelBody(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accepted_line_names_the_request() {
+        let line = encode(&Line::<()>::Accepted("r7".into()));
+        assert_eq!(&line[..], b"{\"accepted\":\"r7\"}\n");
+    }
 }
