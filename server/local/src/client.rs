@@ -16,7 +16,10 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use crate::agent::{AgentInfo, parse_revision, revision};
-use crate::control::{CancelRequest, Line, WaitRequest};
+use crate::control::{
+    CancelRequest, Line, PROTOCOL, PROTOCOL_HEADER, SHUTDOWN, WaitRequest, protocol_of,
+    version_mismatch,
+};
 use crate::store::StateDir;
 use crate::supervisor::{BUILD_MARKER, INSTANCE_MARKER};
 use lane_api::{
@@ -75,12 +78,16 @@ impl LocalBackend {
         UnixStream::connect(self.dir.socket()).await.is_ok()
     }
 
-    /// Stops the agent and everything it runs. Returns false if none was running.
+    /// Stops the agent and everything it runs. Returns false if none was running. Works with an
+    /// agent of any version: `POST /shutdown` is the one request every version answers, and its
+    /// reply is not read beyond its status.
     pub async fn down(&self) -> Result<bool> {
         if !self.is_running().await {
             return Ok(false);
         }
-        let _: () = self.call("shutdown", &()).await?;
+        let reply = self.send(SHUTDOWN, b"null".to_vec()).await?;
+        // The agent stops after answering; what it answered does not matter.
+        let _ = reply.collect().await;
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.dir.socket().exists() || self.is_running().await {
             if Instant::now() > deadline {
@@ -180,12 +187,16 @@ impl LocalBackend {
         let req = Request::post(format!("/{op}"))
             .header("host", "lane-agent")
             .header("content-type", "application/json")
+            .header(PROTOCOL_HEADER, PROTOCOL)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| BackendError::internal(e.to_string()))?;
         let resp = sender
             .send_request(req)
             .await
             .map_err(|e| agent_gone(&e.to_string()))?;
+        if op != SHUTDOWN {
+            check_protocol(resp.headers())?;
+        }
         Ok(resp.into_body())
     }
 
@@ -277,6 +288,17 @@ impl LocalBackend {
     }
 }
 
+/// Refuses a reply from an agent of another protocol version (see `control.rs`).
+fn check_protocol(headers: &http::HeaderMap) -> Result<()> {
+    let agent = match protocol_of(headers) {
+        Some(Ok(v)) if v == PROTOCOL => return Ok(()),
+        Some(Ok(v)) => v.to_string(),
+        Some(Err(text)) => format!("`{text}`"),
+        None => "1 (from before versioned agents)".to_owned(),
+    };
+    Err(version_mismatch(&PROTOCOL.to_string(), &agent))
+}
+
 fn agent_gone(detail: &str) -> BackendError {
     BackendError::unavailable(format!("lost the connection to the lane agent: {detail}")).with_help(
         "it may have been stopped or crashed; run the command again (it restarts the agent)",
@@ -351,5 +373,87 @@ impl Backend for LocalBackend {
         };
         let generation: u64 = self.call("wait", &req).await?;
         Ok(revision(generation))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An agent on `dir`'s socket that answers every request `{"ok":null}` with `version` in the
+    /// protocol header (`None`: no header, as agents before the handshake), and stops on
+    /// `/shutdown` (its socket gone). Returns the paths it was asked for.
+    fn fake_agent(
+        dir: &StateDir,
+        version: Option<&'static str>,
+    ) -> tokio::task::JoinHandle<Vec<String>> {
+        let listener = tokio::net::UnixListener::bind(dir.socket()).unwrap();
+        let socket = dir.socket();
+        tokio::spawn(async move {
+            let mut asked = Vec::new();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let _ = tx.send(req.uri().path().to_owned());
+                    async move {
+                        let mut resp =
+                            http::Response::new(Full::new(Bytes::from_static(b"{\"ok\":null}\n")));
+                        if let Some(v) = version {
+                            resp.headers_mut()
+                                .insert(PROTOCOL_HEADER, http::HeaderValue::from_static(v));
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+                while let Ok(path) = rx.try_recv() {
+                    asked.push(path);
+                }
+                if asked.last().map(String::as_str) == Some("/shutdown") {
+                    let _ = std::fs::remove_file(&socket);
+                    return asked;
+                }
+            }
+        })
+    }
+
+    fn temp_state(name: &str) -> StateDir {
+        let root =
+            std::env::temp_dir().join(format!("lane-client-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = StateDir::new(root);
+        dir.create().unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn an_agent_of_another_version_is_a_clear_error_and_lane_down_still_stops_it() {
+        for (version, named) in [(None, "1 (from before versioned agents)"), (Some("3"), "3")] {
+            let dir = temp_state(named.split(' ').next().unwrap());
+            let agent = fake_agent(&dir, version);
+            let backend =
+                LocalBackend::new(dir.clone(), PathBuf::from("/nonexistent")).without_autostart();
+
+            let err = backend.status().await.unwrap_err();
+            assert_eq!(err.code, lane_api::ErrorCode::Unavailable, "{err}");
+            assert!(
+                err.message
+                    .contains(&format!("this lane speaks agent protocol {PROTOCOL}"))
+                    && err.message.contains(&format!("agent speaks {named}")),
+                "names both versions: {err}"
+            );
+            assert!(
+                err.help.as_deref().unwrap_or("").contains("lane down"),
+                "{err:?}"
+            );
+
+            assert!(backend.down().await.unwrap(), "lane down stops it");
+            let asked = agent.await.unwrap();
+            assert_eq!(asked, ["/status", "/shutdown"]);
+            let _ = std::fs::remove_dir_all(&dir.root);
+        }
     }
 }

@@ -3,6 +3,11 @@
 //! first `accepted` with the request's id, then progress and heartbeats; then exactly one `ok` or
 //! `error`.
 //!
+//! Every request carries the client's protocol version in [`PROTOCOL_HEADER`] and every reply the
+//! agent's; a request of another version is refused with an error naming both (the client checks
+//! the reply's too, for agents older than the header). `POST /shutdown` is the exception, in both
+//! directions and in every version, so that `lane down` stops any agent.
+//!
 //! Operations run in tasks of their own, not in the connection's: a client that disconnects
 //! does not stop one half-way. It cancels a deploy that has not gone live yet (heartbeats make the
 //! agent notice within half a second), as does `POST /cancel` with the request's id.
@@ -28,6 +33,14 @@ use lane_api::BackendError;
 use lane_api::{
     AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, InstanceView, Progress,
 };
+
+/// The version of this protocol. Bump it with any change to a request or a reply (the ops, their
+/// bodies, [`Line`]); agents before the header count as version 1.
+pub const PROTOCOL: u32 = 2;
+/// The header that carries [`PROTOCOL`] on every request and every reply.
+pub const PROTOCOL_HEADER: &str = "lane-protocol";
+/// The operation every version answers, whatever the client's version.
+pub const SHUTDOWN: &str = "shutdown";
 
 /// Largest request body the agent reads.
 const MAX_BODY: usize = 4 << 20;
@@ -56,6 +69,26 @@ pub struct WaitRequest {
 pub struct CancelRequest {
     /// The id the request's `accepted` line gave.
     pub request: String,
+}
+
+/// A peer's protocol version from its header: `None` when it sends none (version 1), `Some(Err)`
+/// with the text when it is not a number.
+pub fn protocol_of(headers: &http::HeaderMap) -> Option<Result<u32, String>> {
+    let v = headers.get(PROTOCOL_HEADER)?;
+    let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
+    Some(text.trim().parse().map_err(|_| text))
+}
+
+/// The error for a client and an agent that speak different versions of this protocol.
+pub fn version_mismatch(client: &str, agent: &str) -> BackendError {
+    BackendError::unavailable(format!(
+        "this lane speaks agent protocol {client} but the running lane agent speaks {agent}: \
+         they come from different versions of lane"
+    ))
+    .with_help(
+        "run `lane down` to stop the running agent and everything it runs (it works across \
+         versions); the next command starts an agent of this version",
+    )
 }
 
 /// A response body fed from a channel.
@@ -114,7 +147,12 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let agent = agent.clone();
-                async move { Ok::<_, Infallible>(handle(agent, req).await) }
+                async move {
+                    let mut resp = handle(agent, req).await;
+                    resp.headers_mut()
+                        .insert(PROTOCOL_HEADER, http::HeaderValue::from(PROTOCOL));
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -176,6 +214,21 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<ChannelBo
         return r;
     }
     let op = req.uri().path().trim_start_matches('/').to_owned();
+    if op == SHUTDOWN {
+        agent.request_shutdown();
+        return single(Ok(()));
+    }
+    let client = match protocol_of(req.headers()) {
+        Some(Ok(v)) if v == PROTOCOL => None,
+        Some(Ok(v)) => Some(v.to_string()),
+        Some(Err(text)) => Some(format!("`{text}`")),
+        None => Some("1 (from before versioned agents)".to_owned()),
+    };
+    if let Some(client) = client {
+        let mut r = single::<()>(Err(version_mismatch(&client, &PROTOCOL.to_string())));
+        *r.status_mut() = StatusCode::CONFLICT;
+        return r;
+    }
     match op.as_str() {
         "status" => single(Ok(agent.status().await)),
         "create" => {
@@ -209,10 +262,6 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<ChannelBo
             .await
         }
         "gc" => run(agent, req, |a, (): ()| async move { a.gc().await }).await,
-        "shutdown" => {
-            agent.request_shutdown();
-            single(Ok(()))
-        }
         "wait" => match body::<WaitRequest>(req).await {
             Ok(r) => {
                 let timeout = Duration::from_millis(r.timeout_ms.min(60_000));
@@ -234,7 +283,7 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<ChannelBo
         },
         other => {
             let mut r = single::<()>(Err(BackendError::invalid(format!(
-                "unknown operation `{other}`; is the agent older than this `lane`? run `lane down`"
+                "unknown operation `{other}`"
             ))));
             *r.status_mut() = StatusCode::NOT_FOUND;
             r
@@ -288,6 +337,22 @@ fn streaming(agent: Arc<Agent>, reqs: Vec<DeployRequest>, many: bool) -> Respons
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocol_versions_are_read_from_the_header() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(protocol_of(&h), None);
+        h.insert(PROTOCOL_HEADER, http::HeaderValue::from(PROTOCOL));
+        assert_eq!(protocol_of(&h), Some(Ok(PROTOCOL)));
+        h.insert(PROTOCOL_HEADER, http::HeaderValue::from_static("two"));
+        assert_eq!(protocol_of(&h), Some(Err("two".to_owned())));
+        let e = version_mismatch("7", "2");
+        assert!(
+            e.message.contains("protocol 7") && e.message.contains("speaks 2"),
+            "{e}"
+        );
+        assert!(e.help.unwrap_or_default().contains("lane down"));
+    }
 
     #[test]
     fn the_accepted_line_names_the_request() {
