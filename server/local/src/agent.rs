@@ -200,6 +200,13 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
     let _ = std::fs::remove_file(dir.socket());
     let control =
         UnixListener::bind(dir.socket()).map_err(|e| io_err("listen on", &dir.socket(), e))?;
+    // Whoever can connect can run any command: owner only, whatever the umask (the directory is
+    // owner-only too, so nobody else could reach it before this).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.socket(), std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io_err("restrict", &dir.socket(), e))?;
+    }
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let mut sup = Supervisor::new(dir.logs(), events_tx);

@@ -13,6 +13,9 @@
 //! logs/         one log file per instance
 //! src/          working copies (see `source.rs`)
 //! ```
+//!
+//! The directory is owner-only (0700) and the socket too (0600), whatever the umask: the socket
+//! runs any command a deploy carries, and `state.json` holds every command and environment.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -78,14 +81,18 @@ impl StateDir {
         self.root.join("src")
     }
 
+    /// Creates the state dir (owner-only, whatever the umask) with its `logs/`.
     pub fn create(&self) -> Result<()> {
-        fs::create_dir_all(self.logs()).map_err(|e| {
+        use std::os::unix::fs::PermissionsExt;
+        let fail = |e: std::io::Error| {
             BackendError::internal(format!(
                 "cannot create the state dir {}: {e}",
                 self.root.display()
             ))
             .with_help("set LANE_HOME to a writable directory")
-        })
+        };
+        fs::create_dir_all(self.logs()).map_err(fail)?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(fail)
     }
 
     /// Takes the state lock (blocking) for a read-modify-write.
