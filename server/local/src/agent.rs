@@ -929,21 +929,18 @@ impl Agent {
     ) -> Result<Vec<InstanceView>> {
         let mut done: Vec<InstanceView> = Vec::new();
         for (i, req) in reqs.iter().enumerate() {
-            let outcome = if self.is_stop_requested(&progress, &cancel) {
-                Err(BackendError::cancelled())
-            } else {
-                self.deploy(req.clone(), progress.clone(), cancel.clone())
-                    .await
-            };
-            match outcome {
+            if self.is_stop_requested(&progress, &cancel) {
+                let e = BackendError::cancelled();
+                return Err(baseline_error(e, &done, None, &reqs[i..]));
+            }
+            match self
+                .deploy(req.clone(), progress.clone(), cancel.clone())
+                .await
+            {
                 Ok(v) => done.push(v),
                 Err(e) => {
-                    return Err(baseline_error(
-                        e,
-                        &done,
-                        &req.manifest.service,
-                        &reqs[i + 1..],
-                    ));
+                    let at = Some(&req.manifest.service);
+                    return Err(baseline_error(e, &done, at, &reqs[i + 1..]));
                 }
             }
         }
@@ -981,11 +978,13 @@ fn stage(service: &ServiceId, stage: Stage, message: String) -> Progress {
     }
 }
 
-/// The error of a `baseline up` that stopped at `at`: what is up stays up, and it says so.
+/// The error of a `baseline up` that stopped: at service `at` (its deploy failed or was
+/// cancelled, and rolled back), or before starting the next one (`None`). What is up stays up,
+/// and it says so.
 fn baseline_error(
     e: BackendError,
     done: &[InstanceView],
-    at: &ServiceId,
+    at: Option<&ServiceId>,
     rest: &[DeployRequest],
 ) -> BackendError {
     if done.is_empty() && rest.is_empty() {
@@ -999,13 +998,16 @@ fn baseline_error(
             .collect(),
     );
     let mut lines = Vec::new();
-    if e.code == ErrorCode::Cancelled {
-        lines.push(format!(
+    match (e.code, at) {
+        (ErrorCode::Cancelled, Some(at)) => lines.push(format!(
             "baseline up cancelled before {at} went live ({at} was rolled back)"
-        ));
-    } else {
-        lines.push(e.message.clone());
-        lines.push(format!("baseline up stopped at {at}, which did not start"));
+        )),
+        (ErrorCode::Cancelled, None) => lines.push("baseline up cancelled".to_owned()),
+        (_, Some(at)) => {
+            lines.push(e.message.clone());
+            lines.push(format!("baseline up stopped at {at}, which did not start"));
+        }
+        (_, None) => lines.push(e.message.clone()),
     }
     if !done.is_empty() {
         lines.push(format!("up and staying up (running, routed): {up}"));
