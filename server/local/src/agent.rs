@@ -300,7 +300,8 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
         dir.save(&st)?;
     }
     let _ = router_task.await;
-    let _ = server.await;
+    // Replies to the last requests are delivered before the socket goes.
+    let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
     let _ = std::fs::remove_file(dir.socket());
     let _ = std::fs::remove_file(dir.agent_info());
     drop(lock);
@@ -532,10 +533,15 @@ impl Agent {
     }
 
     /// Waits until the generation differs from `since` (at once for `None`), or `timeout`.
+    /// (At once, too, when the agent stops: a long poll holds up no shutdown.)
     pub(crate) async fn wait_for_change(&self, since: Option<u64>, timeout: Duration) -> u64 {
         let mut rx = self.changes_tx.subscribe();
         if let Some(since) = since {
-            let _ = tokio::time::timeout(timeout, rx.wait_for(|g| *g != since)).await;
+            let mut shutdown = self.shutdown_tx.subscribe();
+            tokio::select! {
+                _ = tokio::time::timeout(timeout, rx.wait_for(|g| *g != since)) => {}
+                _ = shutdown.wait_for(|v| *v) => {}
+            }
         }
         *rx.borrow()
     }

@@ -126,11 +126,15 @@ fn single<T: Serialize>(result: Result<T, BackendError>) -> Response<ChannelBody
     Response::new(ChannelBody(rx))
 }
 
+/// Serves the socket until shutdown; then lets each connection finish the request it is answering
+/// (so that a client gets the outcome of an operation that ends as the agent stops) and returns
+/// when every connection has closed.
 pub(crate) async fn serve(
     agent: Arc<Agent>,
     listener: UnixListener,
     shutdown: watch::Receiver<bool>,
 ) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
@@ -141,10 +145,13 @@ pub(crate) async fn serve(
                     continue;
                 }
             },
-            _ = crate::agent::wait_true(shutdown.clone()) => return,
+            _ = crate::agent::wait_true(shutdown.clone()) => break,
         };
+        // Forget the connections that have closed.
+        while connections.try_join_next().is_some() {}
         let agent = agent.clone();
-        tokio::spawn(async move {
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let agent = agent.clone();
                 async move {
@@ -154,11 +161,19 @@ pub(crate) async fn serve(
                     Ok::<_, Infallible>(resp)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = crate::agent::wait_true(shutdown) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
         });
     }
+    while connections.join_next().await.is_some() {}
 }
 
 async fn body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, BackendError> {

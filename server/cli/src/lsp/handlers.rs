@@ -348,15 +348,15 @@ async fn deploy(
     // The client's cancel is passed on; the backend answers how the deploy ended (rolled back
     // before it went live, or live).
     let stop = Cancel::new();
-    let pass_on = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            cancel.notified().await;
+    let deploy = backend.deploy(req, progress_tx, stop.clone());
+    tokio::pin!(deploy);
+    let result = tokio::select! {
+        r = &mut deploy => r,
+        () = cancel.notified() => {
             stop.cancel();
-        })
+            deploy.await
+        }
     };
-    let result = backend.deploy(req, progress_tx, stop).await;
-    pass_on.abort();
     // The sender is gone with the deploy future: the forwarder drains and stops, so every
     // report precedes the end.
     let _ = forward.await;
