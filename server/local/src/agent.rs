@@ -44,11 +44,14 @@ pub struct AgentConfig {
     pub router_addr: SocketAddr,
     pub lane_header: String,
     pub port_range: (u16, u16),
+    /// How often the agent reclaims expired lanes on its own (`lane gc` does it on demand).
+    pub reap_interval: Duration,
 }
 
 impl AgentConfig {
     /// `LANE_ROUTER_ADDR` (default `127.0.0.1:4080`; port 0 picks a free one), `LANE_HEADER`
-    /// (default `x-lane`), `LANE_PORT_RANGE` (default `41000-41999`).
+    /// (default `x-lane`), `LANE_PORT_RANGE` (default `41000-41999`), `LANE_REAP_INTERVAL` (how
+    /// often expired lanes are reclaimed, default `500ms`).
     pub fn from_env() -> Result<Self> {
         let router_addr = match std::env::var("LANE_ROUTER_ADDR") {
             Ok(v) if !v.is_empty() => v.parse().map_err(|_| {
@@ -71,10 +74,22 @@ impl AgentConfig {
             })?,
             _ => (41000, 41999),
         };
+        let reap_interval = match std::env::var("LANE_REAP_INTERVAL") {
+            Ok(v) if !v.is_empty() => lane_core::duration::parse_duration(&v)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    BackendError::invalid(format!(
+                        "LANE_REAP_INTERVAL `{v}` is not a duration like 500ms or 1m"
+                    ))
+                })?,
+            _ => Duration::from_millis(500),
+        };
         Ok(AgentConfig {
             router_addr,
             lane_header,
             port_range,
+            reap_interval,
         })
     }
 }
@@ -399,6 +414,7 @@ impl Agent {
     async fn housekeeping_loop(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut ticks = 0u64;
+        let mut reaped = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -409,8 +425,11 @@ impl Agent {
             if ticks.is_multiple_of(1200) {
                 self.prune_sources().await;
             }
-            if let Err(e) = self.reclaim_expired().await {
-                tracing::error!("cannot reclaim expired lanes: {e}");
+            if reaped.elapsed() >= self.config.reap_interval {
+                reaped = std::time::Instant::now();
+                if let Err(e) = self.reclaim_expired().await {
+                    tracing::error!("cannot reclaim expired lanes: {e}");
+                }
             }
             if self.sample_traffic() {
                 let mut st = self.state.lock().await;

@@ -250,37 +250,41 @@ impl Agent {
         .await
     }
 
-    /// Takes lane `id` out of the state with its instances (a deploy under way into it included:
-    /// it fails) and records a plan of `kind` to stop them. Its children move to its parent.
-    /// Does not save.
-    fn take_lane(st: &mut State, id: &LaneId, kind: PlanKind) -> (DeployId, Vec<String>) {
-        let ids: Vec<String> = st
+    /// Takes the lanes `ids` out of the state with their instances (a deploy under way into one
+    /// included: it fails) and records one plan of `kind` to stop them. Their children move to
+    /// their parents. Does not save.
+    fn take_lanes(st: &mut State, ids: &[LaneId], kind: PlanKind) -> (DeployId, Vec<String>) {
+        let instances: Vec<String> = st
             .instances
             .values()
-            .filter(|r| r.lane.lane() == Some(id))
+            .filter(|r| r.lane.lane().is_some_and(|l| ids.contains(l)))
             .map(|r| r.id.clone())
             .collect();
-        let parent = st.lanes.remove(id).and_then(|l| l.parent);
-        for child in st.children(id) {
-            if let Some(c) = st.lanes.get_mut(&child) {
-                c.parent = parent.clone();
+        for id in ids {
+            let parent = st.lanes.remove(id).and_then(|l| l.parent);
+            for child in st.children(id) {
+                if let Some(c) = st.lanes.get_mut(&child) {
+                    c.parent = parent.clone();
+                }
+            }
+            if st.active_lane.as_ref() == Some(id) {
+                st.active_lane = None;
             }
         }
-        if st.active_lane.as_ref() == Some(id) {
-            st.active_lane = None;
-        }
-        let stop = st.take_instances(&ids);
+        let stop = st.take_instances(&instances);
         for plan in st.plans.values_mut() {
-            if plan.created_lane.as_ref() == Some(id) {
+            if plan.created_lane.as_ref().is_some_and(|l| ids.contains(l)) {
                 plan.created_lane = None;
             }
         }
         let op = Self::plan_id(st, kind);
         let mut plan = Plan::new(kind, PlanPhase::Commit, now_secs());
-        plan.lane = Some(LaneRef::Lane(id.clone()));
+        if let [one] = ids {
+            plan.lane = Some(LaneRef::Lane(one.clone()));
+        }
         plan.stop = stop;
         st.plans.insert(op.clone(), plan);
-        (op, ids)
+        (op, instances)
     }
 
     pub(crate) async fn delete_lane(&self, req: DeleteLane) -> Result<()> {
@@ -303,7 +307,8 @@ impl Agent {
             }
             let before = st.clone();
             // Routes go with the records: the lane's instances leave the table before they stop.
-            let (op, _) = Self::take_lane(&mut st, &req.id, PlanKind::Delete);
+            let (op, _) =
+                Self::take_lanes(&mut st, std::slice::from_ref(&req.id), PlanKind::Delete);
             self.record(&mut st, before)?;
             op
         };
@@ -312,47 +317,44 @@ impl Agent {
         Ok(())
     }
 
-    /// Removes the lanes whose TTL ran out, each as a plan of its own.
+    /// Removes the lanes whose TTL ran out, as one plan (their processes stop all at once).
     pub(super) async fn reclaim_expired(&self) -> Result<GcReport> {
         let _op = self.op_started();
-        let mut report = GcReport {
-            lanes_removed: vec![],
-            instances_removed: vec![],
-        };
-        loop {
-            let (op, lane, ids) = {
-                let mut st = self.state.lock().await;
-                let now = now_secs();
-                // A lane a deploy under way created is that deploy's to keep or undo.
-                let making: HashSet<&LaneId> = st
-                    .plans
-                    .values()
-                    .filter_map(|p| p.created_lane.as_ref())
-                    .collect();
-                let Some(lane) = st
-                    .lanes
-                    .values()
-                    .find(|l| l.is_expired(now) && !making.contains(&l.id))
-                    .map(|l| l.id.clone())
-                else {
-                    break;
-                };
+        let (op, lanes, ids) = {
+            let mut st = self.state.lock().await;
+            let now = now_secs();
+            // A lane a deploy under way created is that deploy's to keep or undo.
+            let making: HashSet<&LaneId> = st
+                .plans
+                .values()
+                .filter_map(|p| p.created_lane.as_ref())
+                .collect();
+            let lanes: Vec<LaneId> = st
+                .lanes
+                .values()
+                .filter(|l| l.is_expired(now) && !making.contains(&l.id))
+                .map(|l| l.id.clone())
+                .collect();
+            if lanes.is_empty() {
+                return Ok(GcReport {
+                    lanes_removed: vec![],
+                    instances_removed: vec![],
+                });
+            }
+            for lane in &lanes {
                 tracing::info!(%lane, "lane expired; reclaiming it");
-                let before = st.clone();
-                let (op, ids) = Self::take_lane(&mut st, &lane, PlanKind::Expire);
-                self.record(&mut st, before)?;
-                (op, lane, ids)
-            };
-            self.finish(&op).await;
-            report
-                .instances_removed
-                .extend(ids.into_iter().map(InstanceId::new));
-            report.lanes_removed.push(lane);
-        }
-        if !report.lanes_removed.is_empty() {
-            self.prune_sources().await;
-        }
-        Ok(report)
+            }
+            let before = st.clone();
+            let (op, ids) = Self::take_lanes(&mut st, &lanes, PlanKind::Expire);
+            self.record(&mut st, before)?;
+            (op, lanes, ids)
+        };
+        self.finish(&op).await;
+        self.prune_sources().await;
+        Ok(GcReport {
+            lanes_removed: lanes,
+            instances_removed: ids.into_iter().map(InstanceId::new).collect(),
+        })
     }
 
     pub(crate) async fn assign(&self, req: AssignRequest) -> Result<()> {
