@@ -108,7 +108,17 @@ fn run_and_kill(env: &TestEnv, cases: &[Case]) -> BTreeMap<String, Out> {
     }
     running
         .into_iter()
-        .map(|(i, _, r)| (cases[i].label.clone(), r.wait(common::COMMAND_TIMEOUT)))
+        .map(|(i, _, r)| {
+            let c = &cases[i];
+            let out = r.wait(common::COMMAND_TIMEOUT);
+            // What each kill point met (shown with --nocapture).
+            let last = out.stderr.lines().last().unwrap_or_default().to_owned();
+            eprintln!(
+                "[{}] SIG{} after {:?}: exit {} {last}",
+                c.label, c.signal, c.after, out.code
+            );
+            (c.label.clone(), out)
+        })
         .collect()
 }
 
@@ -241,19 +251,24 @@ fn check(env: &TestEnv, created: &BTreeSet<String>) -> Result<Value, String> {
     Ok(status)
 }
 
-/// Waits until [`check`] holds, then asserts `lane gc` finds nothing and it still holds. Returns
-/// the status.
-fn settle(env: &TestEnv, created: &BTreeSet<String>) -> Value {
+/// Waits until [`check`] holds; returns the status.
+fn settled(env: &TestEnv, created: &BTreeSet<String>) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
+    loop {
         match check(env, created) {
-            Ok(status) => break status,
+            Ok(status) => return status,
             Err(why) if Instant::now() > deadline => {
                 panic!("state and processes did not come to agree within 30s: {why}")
             }
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
-    };
+    }
+}
+
+/// Waits until [`check`] holds, then asserts `lane gc` finds nothing and it still holds. Returns
+/// the status.
+fn settle(env: &TestEnv, created: &BTreeSet<String>) -> Value {
+    let status = settled(env, created);
     let gc = env.ok(&["gc", "--json"]).json();
     assert_eq!(
         gc,
@@ -285,7 +300,7 @@ fn branches(status: &Value, lane: &str, service: &str) -> Vec<String> {
 }
 
 #[test]
-fn create_and_extend_killed_at_any_point_happen_entirely_or_not_at_all() {
+fn create_extend_and_switch_killed_at_any_point_happen_entirely_or_not_at_all() {
     let env = TestEnv::new("fault-create", 42);
     env.ok(&["create", "base", "--ttl", "1h"]);
     let expires_before: BTreeMap<String, u64> = (0..6)
@@ -318,6 +333,12 @@ fn create_and_extend_killed_at_any_point_happen_entirely_or_not_at_all() {
             ms,
         ));
     }
+    // Switches race each other too: the active lane ends as one of them, or as it was.
+    for (i, ms) in [0, 10, 30, 80].into_iter().enumerate() {
+        let id = format!("e{i}");
+        let label = format!("switch-{id}");
+        cases.push(case(&label, &root, &["switch", &id], signal(i), ms));
+    }
     let outs = run_and_kill(&env, &cases);
     let mut created: BTreeSet<String> = expires_before.keys().cloned().collect();
     created.insert("base".into());
@@ -347,6 +368,18 @@ fn create_and_extend_killed_at_any_point_happen_entirely_or_not_at_all() {
         if out.code == 0 {
             assert!(extended, "[{id}] reported extended but expires {now}");
         }
+    }
+    let active = status["active_lane"].as_str().unwrap_or("?");
+    let switched: Vec<String> = (0..4)
+        .filter(|i| outs[&format!("switch-e{i}")].code == 0)
+        .map(|i| format!("e{i}"))
+        .collect();
+    assert!(
+        ["baseline", "e0", "e1", "e2", "e3"].contains(&active),
+        "active lane {active}"
+    );
+    if !switched.is_empty() {
+        assert_ne!(active, "baseline", "switched to {switched:?}, yet baseline");
     }
     env.finish();
 }
@@ -510,47 +543,61 @@ fn assign_killed_at_any_point_moves_the_version_entirely_or_not_at_all() {
 }
 
 #[test]
-fn gc_killed_at_any_point_reclaims_expired_lanes_entirely() {
+fn gc_killed_at_any_point_reclaims_the_expired_lanes_entirely_or_not_at_all() {
     let env = TestEnv::new("fault-gc", 46);
+    // Only `lane gc` reclaims expired lanes here: the agent's own reaping waits an hour.
+    let out = env.run_in(&env.root, &["status"], &[("LANE_REAP_INTERVAL", "1h")]);
+    assert_eq!(out.code, 0, "{out}");
     let repos: Vec<PathBuf> = ["b1", "b2"]
         .iter()
         .map(|n| service(&env, n, "true", "1.5", "x"))
         .collect();
-    let ids: Vec<String> = (0..4).map(|i| format!("g{i}")).collect();
-    for id in &ids {
-        env.ok(&["create", id, "--ttl", "8s"]);
+    for (i, ms) in [0, 60, 250, 700, 1200].into_iter().enumerate() {
+        let ids: Vec<String> = ["a", "b"].iter().map(|s| format!("g{i}{s}")).collect();
+        for id in &ids {
+            env.ok(&["create", id, "--ttl", "1s"]);
+        }
+        lanes_with(&env, &ids, &repos);
+        env.wait_for("the lanes to expire", Duration::from_secs(5), || {
+            let st = env.status();
+            let expired = ids.iter().all(|id| {
+                lane_of(&st, id).is_some_and(|l| l["expires"].as_u64() <= st["now"].as_u64())
+            });
+            expired.then_some(())
+        });
+        let label = format!("gc-{ms}ms");
+        let c = case(&label, &env.root, &["gc", "--json"], signal(i), ms);
+        let out = &run_and_kill(&env, std::slice::from_ref(&c))[&label];
+        assert_exit(&label, out, &[0, -1]);
+        let status = settled(&env, &BTreeSet::new());
+        let left: Vec<&String> = ids
+            .iter()
+            .filter(|id| lane_of(&status, id).is_some())
+            .collect();
+        if left.is_empty() {
+            continue;
+        }
+        // The killed gc never reached the agent: both lanes are still whole, and the next gc
+        // reclaims them.
+        assert_eq!(left.len(), ids.len(), "[{label}] half reclaimed: {left:?}");
+        assert_ne!(out.code, 0, "[{label}] reported done:\n{out}");
+        for id in &ids {
+            let n = lane_of(&status, id).unwrap()["instances"]
+                .as_array()
+                .map(Vec::len);
+            assert_eq!(n, Some(2), "[{label}] {id}");
+        }
+        let gc = env.ok(&["gc", "--json"]).json();
+        let mut removed: Vec<&str> = gc["lanes_removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        removed.sort();
+        assert_eq!(removed, ids, "[{label}]");
     }
-    lanes_with(&env, &ids, &repos);
-    // Until just before the lanes expire: then gc and the agent's own expiry race for them.
-    let expires = ids
-        .iter()
-        .filter_map(|id| env.lane(id)?["expires"].as_u64())
-        .max()
-        .expect("the lanes exist");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    std::thread::sleep(Duration::from_secs_f64(
-        (expires as f64 - now - 0.2).max(0.0),
-    ));
-    let root = env.root.clone();
-    let cases: Vec<Case> = [0, 150, 400, 700, 1000, 1500]
-        .into_iter()
-        .enumerate()
-        .map(|(i, ms)| case(&format!("gc{i}"), &root, &["gc"], signal(i), ms))
-        .collect();
-    let outs = run_and_kill(&env, &cases);
-    let status = settle(&env, &BTreeSet::new());
-    for (label, out) in &outs {
-        assert_exit(label, out, &[0, -1]);
-    }
-    for id in &ids {
-        assert!(
-            lane_of(&status, id).is_none(),
-            "expired lane {id} is still there"
-        );
-    }
+    settle(&env, &BTreeSet::new());
     env.finish();
 }
 
@@ -755,6 +802,34 @@ fn gc_reclaims_instance_processes_nothing_accounts_for() {
     );
     let status = child.wait().unwrap();
     assert!(!status.success(), "killed: {status:?}");
+    settle(&env, &BTreeSet::new());
+    env.finish();
+}
+
+#[test]
+fn lane_down_amid_a_deploy_rolls_it_back_and_tells_its_client() {
+    let env = TestEnv::new("fault-down", 51);
+    let repo = service(&env, "b", "sleep 30", "1.5", "x");
+    let deploy = env.spawn_in(&repo, &["deploy", "--lane", "slow"], &[]);
+    env.wait_for("the slow build", Duration::from_secs(20), || {
+        env.processes()
+            .iter()
+            .any(|(_, cmd)| cmd.contains("sleep 30"))
+            .then_some(())
+    });
+    env.ok(&["down"]);
+    let out = deploy.wait(Duration::from_secs(20));
+    assert_eq!(out.code, 130, "{out}");
+    assert!(
+        out.stderr.contains("cancelled before anything went live"),
+        "{out}"
+    );
+    assert!(env.processes().is_empty(), "{:#?}", env.processes());
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.home.join("state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["lanes"], serde_json::json!({}), "{state:#}");
+    assert!(state.get("plans").is_none(), "{state:#}");
     settle(&env, &BTreeSet::new());
     env.finish();
 }
