@@ -833,3 +833,41 @@ fn lane_down_amid_a_deploy_rolls_it_back_and_tells_its_client() {
     settle(&env, &BTreeSet::new());
     env.finish();
 }
+
+#[test]
+fn baseline_up_that_fails_half_way_keeps_what_is_up_and_names_what_is_not() {
+    let env = TestEnv::new("fault-baseline-fails", 52);
+    service(&env, "s1", "true", "0.2", "main-line");
+    service(
+        &env,
+        "s2",
+        "echo s2-build-breaks; false",
+        "0.2",
+        "main-line",
+    );
+    service(&env, "s3", "true", "0.2", "main-line");
+    let ws = env.root.join("repos").join("lane-workspace.toml");
+    std::fs::write(
+        &ws,
+        "[[service]]\npath = \"s1\"\n[[service]]\npath = \"s2\"\n[[service]]\npath = \"s3\"\n",
+    )
+    .unwrap();
+    let out = env.run(&["baseline", "up", "--file", ws.to_str().unwrap()]);
+    assert_eq!(out.code, 6, "the build failure's code: {out}");
+    for text in [
+        "s2-build-breaks",
+        "baseline up stopped at demo.s2, which did not start",
+        "up and staying up (running, routed): demo.s1",
+        "not started: demo.s3",
+    ] {
+        assert!(out.stderr.contains(text), "says `{text}`: {out}");
+    }
+    assert!(!out.stderr.contains("nothing was left behind"), "{out}");
+    let status = settle(&env, &BTreeSet::new());
+    assert_eq!(branches(&status, "baseline", "demo.s1"), ["main-line"]);
+    assert!(branches(&status, "baseline", "demo.s2").is_empty());
+    assert!(branches(&status, "baseline", "demo.s3").is_empty());
+    let r = common::http_get(env.router(), "s1.demo.localhost", "/", &[]);
+    assert_eq!(r.served_by(), ["demo.s1@baseline"], "{r:?}");
+    env.finish();
+}
