@@ -125,3 +125,25 @@ pub trait Backend: Send + Sync {
 pub fn find_lane<'a>(status: &'a Status, id: &LaneId) -> Option<&'a LaneView> {
     status.lanes.iter().find(|l| &l.lane.id == id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_cancel_reaches_every_clone_and_later_waiters_too() {
+        let cancel = Cancel::new();
+        let other = cancel.clone();
+        assert!(!other.is_cancelled());
+        let waiting = tokio::spawn({
+            let c = other.clone();
+            async move { c.cancelled().await }
+        });
+        cancel.cancel();
+        cancel.cancel();
+        waiting.await.unwrap();
+        assert!(other.is_cancelled());
+        // Already cancelled: resolves at once.
+        other.cancelled().await;
+    }
+}

@@ -373,4 +373,78 @@ mod tests {
         assert!(err.message.contains("is damaged"), "{err}");
         fs::remove_dir_all(dir).unwrap();
     }
+
+    fn record(id: &str, lane: &str, pending: Option<&str>) -> InstanceRecord {
+        InstanceRecord {
+            id: id.into(),
+            service: "demo.b".parse().unwrap(),
+            lane: lane.parse().unwrap(),
+            port: 1,
+            spec: RunSpec {
+                command: "true".into(),
+                cwd: PathBuf::from("/"),
+                env: BTreeMap::new(),
+                health: HealthCheck::Tcp,
+                health_timeout_ms: 1,
+            },
+            state: InstanceState::Healthy,
+            pid: Some(42),
+            restarts: 0,
+            version: None,
+            pending: pending.map(DeployId::from),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn plans_round_trip_and_a_legacy_field_is_read_not_written() {
+        let mut state = State::default();
+        let mut plan = Plan::new(PlanKind::Deploy, PlanPhase::Prepare, 7);
+        plan.created_lane = Some("x".parse().unwrap());
+        plan.started = vec!["x/demo.b#3".into()];
+        plan.stop = vec![Doomed {
+            id: "x/demo.b#1".into(),
+            pid: Some(9),
+        }];
+        state.plans.insert(DeployId::from("deploy-4"), plan);
+        let json = serde_json::to_string(&state).unwrap();
+        assert!(json.contains(r#""phase":"prepare""#), "{json}");
+        let back: State = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, state);
+
+        // A state file from before plans: a deploy under way recorded its lane here.
+        let old = r#"{"created_by_deploy":{"x":"d3-77"},"instances":{}}"#;
+        let old: State = serde_json::from_str(old).unwrap();
+        assert_eq!(old.created_by_deploy.len(), 1);
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(!json.contains("created_by_deploy"), "{json}");
+        assert!(!json.contains("plans"), "no plans, no field: {json}");
+    }
+
+    #[test]
+    fn taking_instances_out_takes_them_out_of_every_plan_too() {
+        let mut state = State::default();
+        let op = DeployId::from("deploy-1");
+        state.instances.insert(
+            "x/demo.b#2".into(),
+            record("x/demo.b#2", "x", Some("deploy-1")),
+        );
+        state
+            .instances
+            .insert("y/demo.b#3".into(), record("y/demo.b#3", "y", None));
+        let mut plan = Plan::new(PlanKind::Deploy, PlanPhase::Prepare, 1);
+        plan.started = vec!["x/demo.b#2".into()];
+        state.plans.insert(op.clone(), plan);
+
+        let doomed = state.take_instances(&["x/demo.b#2".into(), "nope".into()]);
+        assert_eq!(
+            doomed,
+            [Doomed {
+                id: "x/demo.b#2".into(),
+                pid: Some(42)
+            }]
+        );
+        assert!(state.plans[&op].started.is_empty());
+        assert_eq!(state.instances.len(), 1);
+    }
 }

@@ -526,3 +526,69 @@ pub(super) fn drop_unused_lane(st: &mut State, lane: &LaneId) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{InstanceRecord, RunSpec};
+
+    fn lane(st: &mut State, id: &str, parent: Option<&str>) -> LaneId {
+        let id: LaneId = id.parse().unwrap();
+        let parent = parent.map(|p| p.parse().unwrap());
+        st.lanes.insert(
+            id.clone(),
+            Lane::new(id.clone(), parent, "me", 1, Duration::from_secs(60)),
+        );
+        id
+    }
+
+    fn pending(st: &mut State, id: &str, lane: &LaneId, op: &DeployId) {
+        st.instances.insert(
+            id.into(),
+            InstanceRecord {
+                id: id.into(),
+                service: "demo.b".parse().unwrap(),
+                lane: LaneRef::Lane(lane.clone()),
+                port: 1,
+                spec: RunSpec {
+                    command: "true".into(),
+                    cwd: "/".into(),
+                    env: Default::default(),
+                    health: lane_core::manifest::HealthCheck::Tcp,
+                    health_timeout_ms: 1,
+                },
+                state: InstanceState::Starting,
+                pid: None,
+                restarts: 0,
+                version: None,
+                pending: Some(op.clone()),
+                source: None,
+            },
+        );
+    }
+
+    #[test]
+    fn a_lane_a_failed_deploy_made_goes_unless_something_else_is_in_it() {
+        let mut st = State::default();
+        let empty = lane(&mut st, "empty", None);
+        assert!(drop_unused_lane(&mut st, &empty));
+        assert!(!st.lanes.contains_key(&empty));
+
+        // Another deploy under way into it inherits it, to drop it in turn if it fails.
+        let shared = lane(&mut st, "shared", None);
+        let other = DeployId::from("deploy-9");
+        st.plans.insert(
+            other.clone(),
+            Plan::new(PlanKind::Deploy, PlanPhase::Prepare, 1),
+        );
+        pending(&mut st, "shared/demo.b#1", &shared, &other);
+        assert!(!drop_unused_lane(&mut st, &shared));
+        assert_eq!(st.plans[&other].created_lane.as_ref(), Some(&shared));
+
+        // A lane stacked on it keeps it.
+        let base = lane(&mut st, "base", None);
+        lane(&mut st, "child", Some("base"));
+        assert!(!drop_unused_lane(&mut st, &base));
+        assert!(st.lanes.contains_key(&base));
+    }
+}
