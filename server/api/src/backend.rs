@@ -7,15 +7,17 @@
 //! | kubernetes | `Lane` custom resources         | Deployments labelled by lane     | Istio VirtualService merge |
 //!
 //! **Architecture invariant:** every operation either completes or leaves nothing behind, whoever
-//! goes away. Dropping a deploy's future before its version is live cancels it and undoes what it
-//! made; once the version is live the deploy completes and reports it. Every other operation,
-//! once the backend has accepted it, completes even when its caller disconnects.
+//! goes away. A deploy asked to stop (its [`Cancel`], or its future dropped) before its version is
+//! live is rolled back; once the version is live the deploy completes, and a caller still waiting
+//! is told it succeeded. Every other operation, once the backend has accepted it, completes even
+//! when its caller disconnects.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use lane_core::{Lane, LaneId, LaneRef};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::error::Result;
 use crate::ids::Revision;
@@ -27,6 +29,43 @@ use crate::types::{
 /// A sender for progress events. Dropping the receiver does not cancel the operation; dropping
 /// the operation's future does.
 pub type ProgressTx = mpsc::UnboundedSender<Progress>;
+
+/// Asks an operation under way to stop (Ctrl-C, an IDE's cancel button), while its caller keeps
+/// waiting for the outcome. Clones share one signal; cancelling twice is cancelling once.
+///
+/// A deploy that has not gone live when the signal arrives is rolled back and answers
+/// [`BackendError::cancelled`](crate::BackendError::cancelled); one that is already live completes
+/// and answers its instance. A caller that cannot wait may drop the future instead: the backend
+/// then does the same, but nobody hears which way it went.
+#[derive(Debug, Clone)]
+pub struct Cancel(Arc<watch::Sender<bool>>);
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Cancel(Arc::new(watch::Sender::new(false)))
+    }
+}
+
+impl Cancel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once [`Cancel::cancel`] has been called (at once if it already was).
+    pub async fn cancelled(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender lives as long as `self`: `wait_for` only returns once the value is true.
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
 
 #[async_trait]
 pub trait Backend: Send + Sync {
@@ -44,14 +83,23 @@ pub trait Backend: Send + Sync {
     async fn extend_lane(&self, req: ExtendLane) -> Result<Lane>;
 
     /// Builds and runs a personal version, waits for health, registers and routes it. Creates the
-    /// lane when missing. Rolls back on failure or when the future is dropped.
-    async fn deploy(&self, req: DeployRequest, progress: ProgressTx) -> Result<InstanceView>;
+    /// lane when missing. Rolls back on failure, on `cancel` and when the future is dropped, as long
+    /// as the version is not live yet; once it is, completes (see [`Cancel`]).
+    async fn deploy(
+        &self,
+        req: DeployRequest,
+        progress: ProgressTx,
+        cancel: Cancel,
+    ) -> Result<InstanceView>;
 
-    /// Runs the baseline versions of the given services (manifests with their repo dirs).
+    /// Runs the baseline versions of the given services (manifests with their repo dirs), one
+    /// after the other, each as a deploy. When one fails or is cancelled, the ones already up stay
+    /// up (running, routed) and the error names them and the ones not started.
     async fn baseline_up(
         &self,
         services: Vec<DeployRequest>,
         progress: ProgressTx,
+        cancel: Cancel,
     ) -> Result<Vec<InstanceView>>;
 
     /// Moves a personal version between lanes.
@@ -76,4 +124,26 @@ pub trait Backend: Send + Sync {
 /// Finds a lane in a status, or says which lanes exist.
 pub fn find_lane<'a>(status: &'a Status, id: &LaneId) -> Option<&'a LaneView> {
     status.lanes.iter().find(|l| &l.lane.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_cancel_reaches_every_clone_and_later_waiters_too() {
+        let cancel = Cancel::new();
+        let other = cancel.clone();
+        assert!(!other.is_cancelled());
+        let waiting = tokio::spawn({
+            let c = other.clone();
+            async move { c.cancelled().await }
+        });
+        cancel.cancel();
+        cancel.cancel();
+        waiting.await.unwrap();
+        assert!(other.is_cancelled());
+        // Already cancelled: resolves at once.
+        other.cancelled().await;
+    }
 }

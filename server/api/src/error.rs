@@ -48,8 +48,24 @@ impl BackendError {
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Unavailable, message)
     }
+    /// A deploy stopped before its version went live, and everything it made undone. Only for
+    /// that: an operation that left something behind says what instead.
     pub fn cancelled() -> Self {
-        Self::new(ErrorCode::Cancelled, "cancelled; nothing was left behind")
+        Self::new(
+            ErrorCode::Cancelled,
+            "cancelled before anything went live; nothing was left behind",
+        )
+    }
+
+    /// The caller stopped waiting (a second Ctrl-C) without hearing how the operation ended; the
+    /// backend finishes or undoes it on its own.
+    pub fn stopped_waiting() -> Self {
+        Self::new(
+            ErrorCode::Cancelled,
+            "stopped waiting; the backend completes or rolls back the operation on its own (a \
+             deploy that had not gone live is rolled back, one that had stays)",
+        )
+        .with_help("`lane status` shows what is live")
     }
 
     /// The process exit code for this error (documented in the README).

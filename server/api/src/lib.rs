@@ -11,7 +11,7 @@ mod ids;
 mod routing;
 mod types;
 
-pub use backend::{Backend, ProgressTx, find_lane};
+pub use backend::{Backend, Cancel, ProgressTx, find_lane};
 pub use error::{BackendError, Result};
 pub use ids::{DeployId, InstanceId, Revision};
 pub use routing::routing_table;

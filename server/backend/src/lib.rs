@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lane_api::{
-    AssignRequest, Backend, BackendError, CreateLane, DeleteLane, DeployRequest, ExtendLane,
-    GcReport, InstanceView, ProgressTx, Result, Revision, Status,
+    AssignRequest, Backend, BackendError, Cancel, CreateLane, DeleteLane, DeployRequest,
+    ExtendLane, GcReport, InstanceView, ProgressTx, Result, Revision, Status,
 };
 use lane_core::manifest::{BackendChoice, BackendKind};
 use lane_core::{Lane, LaneRef};
@@ -107,10 +107,15 @@ impl Backend for Unopened {
     async fn extend_lane(&self, _: ExtendLane) -> Result<Lane> {
         self.fail()
     }
-    async fn deploy(&self, _: DeployRequest, _: ProgressTx) -> Result<InstanceView> {
+    async fn deploy(&self, _: DeployRequest, _: ProgressTx, _: Cancel) -> Result<InstanceView> {
         self.fail()
     }
-    async fn baseline_up(&self, _: Vec<DeployRequest>, _: ProgressTx) -> Result<Vec<InstanceView>> {
+    async fn baseline_up(
+        &self,
+        _: Vec<DeployRequest>,
+        _: ProgressTx,
+        _: Cancel,
+    ) -> Result<Vec<InstanceView>> {
         self.fail()
     }
     async fn assign(&self, _: AssignRequest) -> Result<()> {

@@ -10,7 +10,7 @@ use lane_api::{
     AssignRequest, BuildFrom, CreateLane, DeleteLane, DeployRequest, ExtendLane, Progress,
     SourceRef,
 };
-use lane_api::{Backend, BackendError};
+use lane_api::{Backend, BackendError, Cancel};
 use lane_core::duration::parse_duration;
 use lane_core::manifest::{WORKSPACE_FILE, Workspace};
 use lane_core::{LaneRef, ServiceId};
@@ -349,9 +349,12 @@ async fn status(backend: &dyn Backend, json: bool) -> anyhow::Result<u8> {
 }
 
 /// Collects progress from a backend operation and renders it while the operation runs.
+///
+/// Ctrl-C cancels it and waits for the backend's answer: a deploy not yet live is rolled back
+/// (`cancelled`), one already live completes (success). A second Ctrl-C stops waiting.
 async fn with_progress<T>(
     json: bool,
-    op: impl AsyncFnOnce(lane_api::ProgressTx) -> lane_api::Result<T>,
+    op: impl AsyncFnOnce(lane_api::ProgressTx, Cancel) -> lane_api::Result<T>,
 ) -> lane_api::Result<T> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
     let render = tokio::spawn(async move {
@@ -362,9 +365,18 @@ async fn with_progress<T>(
             }
         }
     });
+    let cancel = Cancel::new();
+    let interrupts = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return std::future::pending().await;
+        }
+        cancel.cancel();
+        eprintln!("\ncancelling (what is already live stays); Ctrl-C again to stop waiting");
+        let _ = tokio::signal::ctrl_c().await;
+    };
     let result = tokio::select! {
-        r = op(tx) => r,
-        _ = tokio::signal::ctrl_c() => Err(BackendError::cancelled()),
+        r = op(tx, cancel.clone()) => r,
+        () = interrupts => Err(BackendError::stopped_waiting()),
     };
     let _ = render.await;
     result
@@ -391,7 +403,10 @@ async fn deploy(
         req.source.branch,
         &req.source.commit[..req.source.commit.len().min(8)]
     );
-    let instance = with_progress(json, async |tx| backend.deploy(req, tx).await).await?;
+    let instance = with_progress(json, async |tx, cancel| {
+        backend.deploy(req, tx, cancel).await
+    })
+    .await?;
     // The backend's label says `+dirty` when uncommitted changes went in.
     let version = instance
         .version
@@ -454,7 +469,10 @@ async fn baseline_up(backend: &dyn Backend, file: Option<PathBuf>) -> anyhow::Re
             force: true,
         });
     }
-    let done = with_progress(false, async |tx| backend.baseline_up(reqs, tx).await).await?;
+    let done = with_progress(false, async |tx, cancel| {
+        backend.baseline_up(reqs, tx, cancel).await
+    })
+    .await?;
     for i in &done {
         println!(
             "baseline {} {} at {}",

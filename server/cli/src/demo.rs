@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use lane_api::{Backend, BackendError};
+use lane_api::{Backend, BackendError, Cancel};
 use lane_api::{BuildFrom, DeployRequest, SourceRef};
 use lane_core::manifest::Manifest;
 use lane_core::{LaneId, LaneRef, ServiceId};
@@ -75,7 +75,7 @@ impl Demo {
         let mut req = self.request(name, &lane_ref)?;
         req.parent = parent.map(str::parse::<LaneId>).transpose()?;
         let (tx, _rx) = mpsc::unbounded_channel();
-        let i = self.backend.deploy(req, tx).await?;
+        let i = self.backend.deploy(req, tx, Cancel::new()).await?;
         println!("  deployed {name}@{lane} ({})", i.placement.endpoint());
         Ok(())
     }
@@ -178,7 +178,7 @@ async fn scenarios(backend: &LocalBackend, root: &Path, exe: &Path) -> anyhow::R
         .map(|n| demo.request(n, &LaneRef::Baseline))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (tx, _rx) = mpsc::unbounded_channel();
-    for i in backend.baseline_up(reqs, tx).await? {
+    for i in backend.baseline_up(reqs, tx, Cancel::new()).await? {
         println!(
             "  deployed {}@baseline ({})",
             i.service.proc_(),

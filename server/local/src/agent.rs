@@ -2,16 +2,21 @@
 //! versions and runs the router. The CLI and the IDE daemon talk to it over `agent.sock`.
 //!
 //! **Architecture invariant:** the agent is the only writer of `state.json` while it runs, and it
-//! writes under the state lock, atomically. Any operation that fails, is cancelled (its client
-//! disconnects) or is interrupted by the agent's death is rolled back — immediately, or at the
-//! next agent start.
+//! writes under the state lock, atomically. Every operation that changes the state is a plan
+//! recorded in the same save as its first change ([`crate::store::Plan`]) and carried out in the
+//! agent's own task, whoever waits for it: it completes, or (a deploy that fails or is cancelled
+//! before it went live) is undone. A plan an agent did not carry out to the end because it died is
+//! finished or undone by the next agent, at its start.
 
-use std::collections::{BTreeMap, VecDeque};
+mod plans;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lane_core::lane::{DEFAULT_TTL, check_owner, check_parent};
@@ -23,16 +28,15 @@ use tokio::net::UnixListener;
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::source::{self, Sources};
-use crate::store::{InstanceRecord, RunSpec, State, StateDir, io_err};
+use crate::store::{InstanceRecord, Plan, PlanKind, PlanPhase, RunSpec, State, StateDir, io_err};
 use crate::supervisor::{
-    BUILD_MARKER, Phase, PhaseEvent, ProcessGroup, Supervisor, reclaim_stale, reclaim_stale_builds,
-};
-use lane_api::{
-    AssignRequest, BuildFrom, CreateLane, DeleteLane, DeployRequest, ErrorCode, ExtendLane,
-    GcReport, InstanceId, InstanceState, InstanceView, LaneView, Placement, Progress, Revision,
-    Stage, Status, Traffic,
+    BUILD_MARKER, INSTANCE_MARKER, Phase, PhaseEvent, ProcessGroup, Supervisor,
 };
 use lane_api::{BackendError, Result};
+use lane_api::{
+    BuildFrom, Cancel, DeployId, DeployRequest, ErrorCode, InstanceId, InstanceState, InstanceView,
+    LaneView, Placement, Progress, Revision, Stage, Status, Traffic,
+};
 
 /// Agent settings, from the environment (`lane agent` documents them).
 #[derive(Debug, Clone)]
@@ -40,11 +44,14 @@ pub struct AgentConfig {
     pub router_addr: SocketAddr,
     pub lane_header: String,
     pub port_range: (u16, u16),
+    /// How often the agent reclaims expired lanes on its own (`lane gc` does it on demand).
+    pub reap_interval: Duration,
 }
 
 impl AgentConfig {
     /// `LANE_ROUTER_ADDR` (default `127.0.0.1:4080`; port 0 picks a free one), `LANE_HEADER`
-    /// (default `x-lane`), `LANE_PORT_RANGE` (default `41000-41999`).
+    /// (default `x-lane`), `LANE_PORT_RANGE` (default `41000-41999`), `LANE_REAP_INTERVAL` (how
+    /// often expired lanes are reclaimed, default `500ms`).
     pub fn from_env() -> Result<Self> {
         let router_addr = match std::env::var("LANE_ROUTER_ADDR") {
             Ok(v) if !v.is_empty() => v.parse().map_err(|_| {
@@ -67,10 +74,22 @@ impl AgentConfig {
             })?,
             _ => (41000, 41999),
         };
+        let reap_interval = match std::env::var("LANE_REAP_INTERVAL") {
+            Ok(v) if !v.is_empty() => lane_core::duration::parse_duration(&v)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    BackendError::invalid(format!(
+                        "LANE_REAP_INTERVAL `{v}` is not a duration like 500ms or 1m"
+                    ))
+                })?,
+            _ => Duration::from_millis(500),
+        };
         Ok(AgentConfig {
             router_addr,
             lane_header,
             port_range,
+            reap_interval,
         })
     }
 }
@@ -150,7 +169,25 @@ pub(crate) struct Agent {
     shutdown_tx: watch::Sender<bool>,
     traffic: std::sync::Mutex<TrafficHistory>,
     sources: Sources,
+    /// How many operations are under way (each holds an [`OpGuard`]); shutdown waits for them.
+    ops: watch::Sender<usize>,
+    /// The cancel signals of the streaming requests under way, by request id (`POST /cancel`).
+    requests: std::sync::Mutex<HashMap<String, Cancel>>,
+    next_request: AtomicU64,
 }
+
+/// Counts an operation as under way while it lives.
+pub(crate) struct OpGuard<'a>(&'a watch::Sender<usize>);
+
+impl Drop for OpGuard<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// How long a stopping agent waits for operations under way: deploys not yet live roll back at
+/// once; the others complete (stopping a process takes up to its grace period).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(12);
 
 /// Runs the agent until it is told to stop. Returns when everything it ran has stopped.
 pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
@@ -178,10 +215,20 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
     let _ = std::fs::remove_file(dir.socket());
     let control =
         UnixListener::bind(dir.socket()).map_err(|e| io_err("listen on", &dir.socket(), e))?;
+    // Whoever can connect can run any command: owner only, whatever the umask (the directory is
+    // owner-only too, so nobody else could reach it before this).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.socket(), std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io_err("restrict", &dir.socket(), e))?;
+    }
 
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let mut sup = Supervisor::new(dir.logs(), events_tx);
-    sup.set_extra_env(vec![("LANE_ROUTER_ADDR".into(), router_addr.to_string())]);
+    sup.set_extra_env(vec![
+        ("LANE_ROUTER_ADDR".into(), router_addr.to_string()),
+        (INSTANCE_MARKER.into(), dir.root.display().to_string()),
+    ]);
     let table = TableHandle::new(RoutingTable::default());
     let header = http::HeaderName::from_bytes(config.lane_header.as_bytes()).map_err(|_| {
         BackendError::invalid(format!(
@@ -213,6 +260,9 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
         shutdown_tx,
         traffic: Default::default(),
         sources: Sources::new(dir.sources()),
+        ops: watch::Sender::new(0),
+        requests: Default::default(),
+        next_request: AtomicU64::new(1),
     });
     agent.recover().await?;
     agent.prune_sources().await;
@@ -246,6 +296,14 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
     }
     let _ = agent.shutdown_tx.send(true);
     tracing::info!("agent stopping");
+    // Deploys not yet live see the shutdown and roll back; other operations complete.
+    let mut ops = agent.ops.subscribe();
+    if tokio::time::timeout(SHUTDOWN_WAIT, ops.wait_for(|n| *n == 0))
+        .await
+        .is_err()
+    {
+        tracing::warn!("operations still under way; the next agent finishes or undoes them");
+    }
     agent.sup.stop_all().await;
     {
         let mut st = agent.state.lock().await;
@@ -257,7 +315,8 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
         dir.save(&st)?;
     }
     let _ = router_task.await;
-    let _ = server.await;
+    // Replies to the last requests are delivered before the socket goes.
+    let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
     let _ = std::fs::remove_file(dir.socket());
     let _ = std::fs::remove_file(dir.agent_info());
     drop(lock);
@@ -290,37 +349,38 @@ impl Agent {
         Ok(())
     }
 
-    /// At start: roll back deploys an earlier agent did not finish; restart everything else.
-    async fn recover(&self) -> Result<()> {
-        let mut st = self.state.lock().await;
-        let pending: Vec<String> = st
-            .instances
-            .values()
-            .filter(|r| r.pending.is_some())
-            .map(|r| r.id.clone())
-            .collect();
-        for rec in st.instances.values() {
-            if let Some(pid) = rec.pid {
-                reclaim_stale(pid, &rec.id);
-            }
+    /// Persists `state` when nothing anyone sees changed (a plan forgotten). Call with the lock
+    /// held.
+    fn save_quiet(&self, state: &State) -> Result<()> {
+        let _l = self.dir.lock()?;
+        self.dir.save(state)
+    }
+
+    pub(crate) fn op_started(&self) -> OpGuard<'_> {
+        self.ops.send_modify(|n| *n += 1);
+        OpGuard(&self.ops)
+    }
+
+    /// A new streaming request: its id (for `POST /cancel`) and its cancel signal.
+    pub(crate) fn register_request(&self) -> (String, Cancel) {
+        let id = format!("r{}", self.next_request.fetch_add(1, Ordering::Relaxed));
+        let cancel = Cancel::new();
+        if let Ok(mut r) = self.requests.lock() {
+            r.insert(id.clone(), cancel.clone());
         }
-        // Builds of deploys the earlier agent did not finish: nothing waits for them any more.
-        reclaim_stale_builds(&self.dir.root);
-        for id in pending {
-            tracing::warn!(instance = %id, "rolling back a deploy that did not finish");
-            st.instances.remove(&id);
-            let _ = std::fs::remove_file(self.sup.log_path(&id));
+        (id, cancel)
+    }
+
+    pub(crate) fn forget_request(&self, id: &str) {
+        if let Ok(mut r) = self.requests.lock() {
+            r.remove(id);
         }
-        let half_made: Vec<LaneId> = st.created_by_deploy.keys().cloned().collect();
-        for lane in drop_half_made_lanes(&mut st, half_made) {
-            tracing::warn!(%lane, "removed a lane whose first deploy did not finish");
-        }
-        for rec in st.instances.values_mut() {
-            rec.state = InstanceState::Starting;
-            rec.pid = None;
-            self.sup.start(rec);
-        }
-        self.commit(&mut st)
+    }
+
+    /// Cancels a streaming request; false when there is none by that id (it has ended).
+    pub(crate) fn cancel_request(&self, id: &str) -> bool {
+        let cancel = self.requests.lock().ok().and_then(|r| r.get(id).cloned());
+        cancel.map(|c| c.cancel()).is_some()
     }
 
     async fn phase_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<PhaseEvent>) {
@@ -354,6 +414,7 @@ impl Agent {
     async fn housekeeping_loop(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut ticks = 0u64;
+        let mut reaped = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -364,8 +425,11 @@ impl Agent {
             if ticks.is_multiple_of(1200) {
                 self.prune_sources().await;
             }
-            if let Err(e) = self.reclaim_expired().await {
-                tracing::error!("cannot reclaim expired lanes: {e}");
+            if reaped.elapsed() >= self.config.reap_interval {
+                reaped = std::time::Instant::now();
+                if let Err(e) = self.reclaim_expired().await {
+                    tracing::error!("cannot reclaim expired lanes: {e}");
+                }
             }
             if self.sample_traffic() {
                 let mut st = self.state.lock().await;
@@ -415,66 +479,6 @@ impl Agent {
         per_minute(&hist, current)
     }
 
-    async fn reclaim_expired(&self) -> Result<GcReport> {
-        let now = now_secs();
-        let expired: Vec<LaneId> = {
-            let st = self.state.lock().await;
-            st.lanes
-                .values()
-                .filter(|l| l.is_expired(now) && !st.created_by_deploy.contains_key(&l.id))
-                .map(|l| l.id.clone())
-                .collect()
-        };
-        let mut report = GcReport {
-            lanes_removed: vec![],
-            instances_removed: vec![],
-        };
-        for lane in expired {
-            tracing::info!(%lane, "lane expired; reclaiming it");
-            let removed = self.remove_lane(&lane).await?;
-            report
-                .instances_removed
-                .extend(removed.into_iter().map(InstanceId::new));
-            report.lanes_removed.push(lane);
-        }
-        Ok(report)
-    }
-
-    /// Removes a lane with its instances and logs; its children move to its parent.
-    async fn remove_lane(&self, id: &LaneId) -> Result<Vec<String>> {
-        let ids: Vec<String> = {
-            let st = self.state.lock().await;
-            st.instances
-                .values()
-                .filter(|r| r.lane.lane() == Some(id))
-                .map(|r| r.id.clone())
-                .collect()
-        };
-        // Routes first: take the lane's instances out of the table before stopping them.
-        {
-            let mut st = self.state.lock().await;
-            let Some(lane) = st.lanes.remove(id) else {
-                return Ok(vec![]);
-            };
-            for child in st.children(id) {
-                if let Some(c) = st.lanes.get_mut(&child) {
-                    c.parent = lane.parent.clone();
-                }
-            }
-            if st.active_lane.as_ref() == Some(id) {
-                st.active_lane = None;
-            }
-            for i in &ids {
-                st.instances.remove(i);
-            }
-            st.created_by_deploy.remove(id);
-            self.commit(&mut st)?;
-        }
-        self.stop_and_forget(&ids).await;
-        self.prune_sources().await;
-        Ok(ids)
-    }
-
     fn view(&self, r: &InstanceRecord) -> InstanceView {
         InstanceView {
             id: InstanceId::new(r.id.clone()),
@@ -507,14 +511,6 @@ impl Agent {
             .collect();
         dirs.extend(self.sup.dirs_in_use());
         dirs
-    }
-
-    /// Stops instances that already left the state, and deletes their logs.
-    async fn stop_and_forget(&self, ids: &[String]) {
-        for id in ids {
-            self.sup.stop(id).await;
-            let _ = std::fs::remove_file(self.sup.log_path(id));
-        }
     }
 
     pub(crate) async fn status(&self) -> Status {
@@ -555,158 +551,16 @@ impl Agent {
         }
     }
 
-    pub(crate) async fn create_lane(&self, req: CreateLane) -> Result<Lane> {
-        let mut st = self.state.lock().await;
-        let lane = new_lane(&st, &req.id, req.parent.as_ref(), &req.owner, req.ttl_secs)?;
-        st.lanes.insert(lane.id.clone(), lane.clone());
-        self.commit(&mut st)?;
-        Ok(lane)
-    }
-
-    pub(crate) async fn delete_lane(&self, req: DeleteLane) -> Result<()> {
-        {
-            let st = self.state.lock().await;
-            let lane = st.lanes.get(&req.id).ok_or_else(|| no_lane(&st, &req.id))?;
-            check_owner(lane, &req.actor, req.force)?;
-            let children = st.children(&req.id);
-            if !children.is_empty() && !req.force {
-                let names: Vec<&str> = children.iter().map(LaneId::as_str).collect();
-                return Err(BackendError::conflict(format!(
-                    "lane `{}` has lanes stacked on it: {}",
-                    req.id,
-                    names.join(", ")
-                ))
-                .with_help(
-                    "delete those first, or pass --force to move them onto this lane's parent",
-                ));
-            }
-        }
-        self.remove_lane(&req.id).await.map(|_| ())
-    }
-
-    pub(crate) async fn extend_lane(&self, req: ExtendLane) -> Result<Lane> {
-        let mut st = self.state.lock().await;
-        let now = now_secs();
-        let lane = match st.lanes.get_mut(&req.id) {
-            Some(l) => l,
-            None => return Err(no_lane(&st, &req.id)),
-        };
-        check_owner(lane, &req.actor, req.force)?;
-        lane.expires = lane.expires.max(now).saturating_add(req.by_secs);
-        let lane = lane.clone();
-        self.commit(&mut st)?;
-        Ok(lane)
-    }
-
-    pub(crate) async fn switch(&self, lane: LaneRef) -> Result<()> {
-        let mut st = self.state.lock().await;
-        if let LaneRef::Lane(id) = &lane
-            && !st.lanes.contains_key(id)
-        {
-            return Err(no_lane(&st, id));
-        }
-        st.active_lane = lane.lane().cloned();
-        self.commit(&mut st)
-    }
-
-    pub(crate) async fn assign(&self, req: AssignRequest) -> Result<()> {
-        let mut st = self.state.lock().await;
-        let from = st
-            .lanes
-            .get(&req.from)
-            .ok_or_else(|| no_lane(&st, &req.from))?;
-        check_owner(from, &req.actor, req.force)?;
-        let to = st.lanes.get(&req.to).ok_or_else(|| no_lane(&st, &req.to))?;
-        check_owner(to, &req.actor, req.force)?;
-        if req.from == req.to {
-            return Err(BackendError::invalid("source and target lane are the same"));
-        }
-        let Some(version) = from.services.get(&req.service).cloned() else {
-            return Err(BackendError::not_found(format!(
-                "lane `{}` has no version of {}",
-                req.from, req.service
-            )));
-        };
-        if to.services.contains_key(&req.service) && !req.force {
-            return Err(BackendError::conflict(format!(
-                "lane `{}` already has a version of {}",
-                req.to, req.service
-            ))
-            .with_help("remove it first, or pass --force to replace it"));
-        }
-        let from_ref = LaneRef::Lane(req.from.clone());
-        let to_ref = LaneRef::Lane(req.to.clone());
-        let replaced: Vec<String> = st
-            .instances_of(&req.service, &to_ref)
-            .map(|r| r.id.clone())
-            .collect();
-        for id in &replaced {
-            st.instances.remove(id);
-        }
-        for rec in st.instances.values_mut() {
-            if rec.service == req.service && rec.lane == from_ref {
-                rec.lane = to_ref.clone();
-            }
-        }
-        if let Some(l) = st.lanes.get_mut(&req.from) {
-            l.services.remove(&req.service);
-        }
-        if let Some(l) = st.lanes.get_mut(&req.to) {
-            l.services.insert(req.service.clone(), version);
-        }
-        self.commit(&mut st)?;
-        drop(st);
-        self.stop_and_forget(&replaced).await;
-        self.prune_sources().await;
-        Ok(())
-    }
-
-    pub(crate) async fn gc(&self) -> Result<GcReport> {
-        let mut report = self.reclaim_expired().await?;
-        // Orphans: instances of lanes that no longer exist, and logs of nothing.
-        let orphans: Vec<String> = {
-            let st = self.state.lock().await;
-            st.instances
-                .values()
-                .filter(|r| r.pending.is_none())
-                .filter(|r| r.lane.lane().is_some_and(|l| !st.lanes.contains_key(l)))
-                .map(|r| r.id.clone())
-                .collect()
-        };
-        if !orphans.is_empty() {
-            let mut st = self.state.lock().await;
-            for id in &orphans {
-                st.instances.remove(id);
-            }
-            self.commit(&mut st)?;
-        }
-        for id in orphans {
-            self.sup.stop(&id).await;
-            report.instances_removed.push(InstanceId::new(id));
-        }
-        let live: Vec<PathBuf> = {
-            let st = self.state.lock().await;
-            st.instances
-                .keys()
-                .map(|id| self.sup.log_path(id))
-                .collect()
-        };
-        if let Ok(entries) = std::fs::read_dir(self.dir.logs()) {
-            for e in entries.flatten() {
-                if !live.contains(&e.path()) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-        self.prune_sources().await;
-        Ok(report)
-    }
-
     /// Waits until the generation differs from `since` (at once for `None`), or `timeout`.
+    /// (At once, too, when the agent stops: a long poll holds up no shutdown.)
     pub(crate) async fn wait_for_change(&self, since: Option<u64>, timeout: Duration) -> u64 {
         let mut rx = self.changes_tx.subscribe();
         if let Some(since) = since {
-            let _ = tokio::time::timeout(timeout, rx.wait_for(|g| *g != since)).await;
+            let mut shutdown = self.shutdown_tx.subscribe();
+            tokio::select! {
+                _ = tokio::time::timeout(timeout, rx.wait_for(|g| *g != since)) => {}
+                _ = shutdown.wait_for(|v| *v) => {}
+            }
         }
         *rx.borrow()
     }
@@ -715,87 +569,113 @@ impl Agent {
         let _ = self.shutdown_tx.send(true);
     }
 
-    /// Deploys one version. `progress` closing (the client went away) cancels it.
+    /// Resolves when a deploy is to stop before going live: its client went away (`progress`
+    /// closed: heartbeats notice within half a second), it was cancelled, or the agent stops.
+    async fn stop_requested(&self, progress: &mpsc::Sender<Progress>, cancel: &Cancel) {
+        let mut shutdown = self.shutdown_tx.subscribe();
+        tokio::select! {
+            _ = progress.closed() => {}
+            _ = cancel.cancelled() => {}
+            _ = shutdown.wait_for(|v| *v) => {}
+        }
+    }
+
+    fn is_stop_requested(&self, progress: &mpsc::Sender<Progress>, cancel: &Cancel) -> bool {
+        progress.is_closed() || cancel.is_cancelled() || *self.shutdown_tx.borrow()
+    }
+
+    /// Deploys one version, as a plan: recorded before anything is made; undone when it fails or
+    /// is stopped (client gone, `cancel`, agent stopping) before the version went live; once live
+    /// (the Register/Route commit, one save), completed whatever happens to the client.
     pub(crate) async fn deploy(
         self: &Arc<Self>,
         req: DeployRequest,
         progress: mpsc::Sender<Progress>,
+        cancel: Cancel,
     ) -> Result<InstanceView> {
-        let deploy_id = {
-            let mut st = self.state.lock().await;
-            st.next_seq += 1;
-            format!("d{}-{}", st.next_seq, std::process::id())
+        let _op = self.op_started();
+        let op = self.begin_deploy(&req).await?;
+        let ready = tokio::select! {
+            r = self.prepare(&req, &op, &progress) => r,
+            () = self.stop_requested(&progress, &cancel) => Err(BackendError::cancelled()),
         };
-        let cancelled = progress.clone();
-        let outcome = tokio::select! {
-            r = self.deploy_inner(&req, &deploy_id, &progress) => r,
-            _ = cancelled.closed() => Err(BackendError::cancelled()),
+        let outcome = match ready {
+            Ok(ready) => {
+                let _ = progress
+                    .send(stage(
+                        &req.manifest.service,
+                        Stage::Register,
+                        "registering the version".into(),
+                    ))
+                    .await;
+                let live = {
+                    let mut st = self.state.lock().await;
+                    // Decided under the lock, in the same instant as the commit: a deploy stopped
+                    // before this point rolls back, one not stopped goes live.
+                    let stopped = self.is_stop_requested(&progress, &cancel);
+                    self.go_live(&mut st, &req, &op, &ready, stopped)
+                };
+                // The copy belongs to the instance now (or is free again).
+                drop(ready);
+                match live {
+                    Ok(view) => {
+                        let _ = progress.try_send(stage(
+                            &req.manifest.service,
+                            Stage::Route,
+                            "routed the lane to it".into(),
+                        ));
+                        self.finish(&op).await;
+                        Ok(view)
+                    }
+                    Err(e) => {
+                        self.undo(&op).await;
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => {
+                self.undo(&op).await;
+                Err(e)
+            }
         };
-        if outcome.is_err() {
-            self.rollback(&deploy_id).await;
-        }
         // The copy a replaced version ran from, or this failed deploy's, is free now.
         self.prune_sources().await;
         outcome
     }
 
-    async fn rollback(&self, deploy_id: &str) {
-        let (ids, lanes): (Vec<String>, Vec<LaneId>) = {
-            let st = self.state.lock().await;
-            (
-                st.instances
-                    .values()
-                    .filter(|r| r.pending.as_deref() == Some(deploy_id))
-                    .map(|r| r.id.clone())
-                    .collect(),
-                st.created_by_deploy
-                    .iter()
-                    .filter(|(_, d)| d.as_str() == deploy_id)
-                    .map(|(l, _)| l.clone())
-                    .collect(),
-            )
-        };
-        self.stop_and_forget(&ids).await;
+    /// Records the deploy's plan, creating its lane when missing (the plan says so).
+    async fn begin_deploy(&self, req: &DeployRequest) -> Result<DeployId> {
         let mut st = self.state.lock().await;
-        for id in &ids {
-            st.instances.remove(id);
-        }
-        drop_half_made_lanes(&mut st, lanes);
-        if let Err(e) = self.commit(&mut st) {
-            tracing::error!("cannot save state after rollback: {e}");
-        }
-    }
-
-    async fn deploy_inner(
-        self: &Arc<Self>,
-        req: &DeployRequest,
-        deploy_id: &str,
-        progress: &mpsc::Sender<Progress>,
-    ) -> Result<InstanceView> {
-        let service = req.manifest.service.clone();
-        let stage = |stage: Stage, message: String| Progress::Stage {
-            service: service.clone(),
-            stage,
-            percent: stage.percent(),
-            message,
-        };
-        // Claim the lane (creating it if missing) before doing any work.
-        {
-            let mut st = self.state.lock().await;
-            if let LaneRef::Lane(id) = &req.lane {
-                match st.lanes.get(id) {
-                    Some(lane) => check_owner(lane, &req.owner, req.force)?,
-                    None => {
-                        let lane =
-                            new_lane(&st, id, req.parent.as_ref(), &req.owner, req.ttl_secs)?;
-                        st.lanes.insert(id.clone(), lane);
-                        st.created_by_deploy
-                            .insert(id.clone(), deploy_id.to_owned());
-                        self.commit(&mut st)?;
-                    }
+        let before = st.clone();
+        let mut plan = Plan::new(PlanKind::Deploy, PlanPhase::Prepare, now_secs());
+        plan.lane = Some(req.lane.clone());
+        plan.service = Some(req.manifest.service.clone());
+        if let LaneRef::Lane(id) = &req.lane {
+            match st.lanes.get(id) {
+                Some(lane) => check_owner(lane, &req.owner, req.force)?,
+                None => {
+                    let lane = new_lane(&st, id, req.parent.as_ref(), &req.owner, req.ttl_secs)?;
+                    st.lanes.insert(id.clone(), lane);
+                    plan.created_lane = Some(id.clone());
                 }
             }
         }
+        let op = Self::plan_id(&mut st, PlanKind::Deploy);
+        st.plans.insert(op.clone(), plan);
+        self.record(&mut st, before)?;
+        Ok(op)
+    }
+
+    /// Everything before going live: copy, build, start, health. Dropping this future leaves only
+    /// what the plan lists (its undo stops it).
+    async fn prepare(
+        self: &Arc<Self>,
+        req: &DeployRequest,
+        op: &DeployId,
+        progress: &mpsc::Sender<Progress>,
+    ) -> Result<Ready<'_>> {
+        let service = req.manifest.service.clone();
+        let stage = |s: Stage, message: String| stage(&service, s, message);
         // Build and run from a copy of the working tree as it is now, when asked to.
         let copy = if req.source.build_from == BuildFrom::Snapshot {
             let cache = &req.manifest.build_cache;
@@ -886,6 +766,7 @@ impl Agent {
             let (record, mut phases) = {
                 let mut st = self.state.lock().await;
                 lane_still_there(&st, req)?;
+                let before = st.clone();
                 let port = allocate_port(&st, self.config.port_range)?;
                 st.next_seq += 1;
                 let id = format!("{}/{}#{}", req.lane, service, st.next_seq);
@@ -908,11 +789,19 @@ impl Agent {
                     pid: None,
                     restarts: 0,
                     version: Some(version.clone()),
-                    pending: Some(deploy_id.to_owned()),
+                    pending: Some(op.clone()),
                     source: copy.as_ref().map(|c| c.dir.clone()),
                 };
-                st.instances.insert(id, record.clone());
-                self.commit(&mut st)?;
+                // The record and the plan's mention of it are saved before the process starts.
+                st.instances.insert(id.clone(), record.clone());
+                match st.plans.get_mut(op) {
+                    Some(plan) => plan.started.push(id),
+                    None => {
+                        *st = before;
+                        return Err(BackendError::internal("the deploy's plan vanished"));
+                    }
+                }
+                self.record(&mut st, before)?;
                 let phases = self.sup.start(&record);
                 (record, phases)
             };
@@ -953,13 +842,18 @@ impl Agent {
             let taken = exited && !port_is_free(record.port);
             if taken && attempts < 3 {
                 tracing::warn!(port = record.port, %service, "port taken by another process; starting on another");
-                // Its process is gone already; forget it (a failed save is rolled back with the
-                // rest of the deploy, the record still pending).
-                self.stop_and_forget(std::slice::from_ref(&record.id)).await;
+                // Its process is gone already; forget it (a failed save leaves it to the undo, the
+                // record still pending and in the plan).
+                self.sup.stop(&record.id).await;
+                let _ = std::fs::remove_file(self.sup.log_path(&record.id));
                 {
                     let mut st = self.state.lock().await;
+                    let before = st.clone();
                     st.instances.remove(&record.id);
-                    self.commit(&mut st)?;
+                    if let Some(plan) = st.plans.get_mut(op) {
+                        plan.started.retain(|s| *s != record.id);
+                    }
+                    self.record(&mut st, before)?;
                 }
                 let _ = progress
                     .send(stage(
@@ -985,45 +879,97 @@ impl Agent {
                 req.source.dir.display()
             )));
         };
+        Ok(Ready {
+            record,
+            _copy: copy,
+        })
+    }
 
-        let _ = progress
-            .send(stage(Stage::Register, "registering the version".into()))
-            .await;
-        let (replaced, view) = {
-            let mut st = self.state.lock().await;
-            lane_still_there(&st, req)?;
-            let replaced: Vec<String> = st
-                .instances_of(&service, &req.lane)
-                .filter(|r| r.id != record.id)
-                .map(|r| r.id.clone())
-                .collect();
-            for id in &replaced {
-                st.instances.remove(id);
+    /// The deploy's commit point, in one save: the new instance becomes live and routed, the
+    /// version it replaces leaves the state, and the plan turns from undo to finish (it stops the
+    /// replaced version). Call with the lock held. `stopped`: the deploy was stopped before this
+    /// point, so nothing goes live.
+    fn go_live(
+        &self,
+        st: &mut State,
+        req: &DeployRequest,
+        op: &DeployId,
+        ready: &Ready<'_>,
+        stopped: bool,
+    ) -> Result<InstanceView> {
+        if stopped {
+            return Err(BackendError::cancelled());
+        }
+        lane_still_there(st, req)?;
+        let record = &ready.record;
+        if st
+            .instances
+            .get(&record.id)
+            .is_none_or(|r| r.pending.as_ref() != Some(op))
+        {
+            return Err(BackendError::internal(format!(
+                "the deployed instance {} vanished before it went live",
+                record.id
+            )));
+        }
+        let before = st.clone();
+        // Live versions only: a deploy of the same service still under way keeps its instance
+        // (and replaces this one when it goes live in turn).
+        let replaced: Vec<String> = st
+            .instances_of(&record.service, &req.lane)
+            .filter(|r| r.id != record.id && r.pending.is_none())
+            .map(|r| r.id.clone())
+            .collect();
+        let stop = st.take_instances(&replaced);
+        if let Some(rec) = st.instances.get_mut(&record.id) {
+            rec.pending = None;
+            rec.state = InstanceState::Healthy;
+        }
+        if let LaneRef::Lane(id) = &req.lane
+            && let (Some(lane), Some(version)) = (st.lanes.get_mut(id), record.version.clone())
+        {
+            lane.services.insert(record.service.clone(), version);
+        }
+        if let Some(plan) = st.plans.get_mut(op) {
+            plan.phase = PlanPhase::Commit;
+            plan.started.clear();
+            plan.created_lane = None;
+            plan.stop = stop;
+        }
+        self.record(st, before)?;
+        st.instances
+            .get(&record.id)
+            .map(|r| self.view(r))
+            .ok_or_else(|| BackendError::internal("the deployed instance vanished"))
+    }
+
+    /// `baseline up`: one deploy after the other. When one fails or is stopped, the ones already
+    /// up stay up (each is live and routed: its deploy completed), and the error names them and
+    /// the ones not started.
+    pub(crate) async fn baseline_up(
+        self: &Arc<Self>,
+        reqs: Vec<DeployRequest>,
+        progress: mpsc::Sender<Progress>,
+        cancel: Cancel,
+    ) -> Result<Vec<InstanceView>> {
+        let mut done: Vec<InstanceView> = Vec::new();
+        for (i, req) in reqs.iter().enumerate() {
+            if self.is_stop_requested(&progress, &cancel) {
+                let e = BackendError::cancelled();
+                return Err(baseline_error(e, &done, None, &reqs[i..]));
             }
-            if let Some(rec) = st.instances.get_mut(&record.id) {
-                rec.pending = None;
-                rec.state = InstanceState::Healthy;
-            }
-            if let LaneRef::Lane(id) = &req.lane {
-                st.created_by_deploy.remove(id);
-                if let (Some(lane), Some(version)) = (st.lanes.get_mut(id), record.version.clone())
-                {
-                    lane.services.insert(service.clone(), version);
+            match self
+                .deploy(req.clone(), progress.clone(), cancel.clone())
+                .await
+            {
+                Ok(v) => done.push(v),
+                Err(e) => {
+                    let at = Some(&req.manifest.service);
+                    return Err(baseline_error(e, &done, at, &reqs[i + 1..]));
                 }
             }
-            let _ = progress
-                .send(stage(Stage::Route, "routing the lane to it".into()))
-                .await;
-            self.commit(&mut st)?;
-            let view = st
-                .instances
-                .get(&record.id)
-                .map(|r| self.view(r))
-                .ok_or_else(|| BackendError::internal("the deployed instance vanished"))?;
-            (replaced, view)
-        };
-        self.stop_and_forget(&replaced).await;
-        Ok(view)
+        }
+        Ok(done)
     }
 }
 
@@ -1041,18 +987,66 @@ fn lane_still_there(st: &State, req: &DeployRequest) -> Result<()> {
     }
 }
 
-/// Forgets that `lanes` were made by a deploy, and removes those of them that have no instance
-/// (their first deploy never completed). Returns the lanes removed.
-fn drop_half_made_lanes(st: &mut State, lanes: Vec<LaneId>) -> Vec<LaneId> {
-    let mut removed = Vec::new();
-    for lane in lanes {
-        st.created_by_deploy.remove(&lane);
-        if !st.instances.values().any(|r| r.lane.lane() == Some(&lane)) {
-            st.lanes.remove(&lane);
-            removed.push(lane);
-        }
+/// What a deploy has made ready to go live: its instance (healthy, pending) and the working copy
+/// it runs from, held until the instance owns it.
+struct Ready<'a> {
+    record: InstanceRecord,
+    _copy: Option<source::Claim<'a>>,
+}
+
+fn stage(service: &ServiceId, stage: Stage, message: String) -> Progress {
+    Progress::Stage {
+        service: service.clone(),
+        stage,
+        percent: stage.percent(),
+        message,
     }
-    removed
+}
+
+/// The error of a `baseline up` that stopped: at service `at` (its deploy failed or was
+/// cancelled, and rolled back), or before starting the next one (`None`). What is up stays up,
+/// and it says so.
+fn baseline_error(
+    e: BackendError,
+    done: &[InstanceView],
+    at: Option<&ServiceId>,
+    rest: &[DeployRequest],
+) -> BackendError {
+    if done.is_empty() && rest.is_empty() {
+        return e;
+    }
+    let list = |names: Vec<String>| names.join(", ");
+    let up = list(done.iter().map(|v| v.service.to_string()).collect());
+    let not_started = list(
+        rest.iter()
+            .map(|r| r.manifest.service.to_string())
+            .collect(),
+    );
+    let mut lines = Vec::new();
+    match (e.code, at) {
+        (ErrorCode::Cancelled, Some(at)) => lines.push(format!(
+            "baseline up cancelled before {at} went live ({at} was rolled back)"
+        )),
+        (ErrorCode::Cancelled, None) => lines.push("baseline up cancelled".to_owned()),
+        (_, Some(at)) => {
+            lines.push(e.message.clone());
+            lines.push(format!("baseline up stopped at {at}, which did not start"));
+        }
+        (_, None) => lines.push(e.message.clone()),
+    }
+    if !done.is_empty() {
+        lines.push(format!("up and staying up (running, routed): {up}"));
+    }
+    if !rest.is_empty() {
+        lines.push(format!("not started: {not_started}"));
+    }
+    let help = match (&e.help, e.code) {
+        (_, ErrorCode::Cancelled) | (None, _) => {
+            "run `lane baseline up` again to start the rest (the ones up are replaced)".to_owned()
+        }
+        (Some(h), _) => format!("{h}; then run `lane baseline up` again"),
+    };
+    BackendError::new(e.code, lines.join("\n")).with_help(help)
 }
 
 fn no_lane(st: &State, id: &LaneId) -> BackendError {

@@ -16,13 +16,17 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
 use crate::agent::{AgentInfo, parse_revision, revision};
-use crate::control::{Line, WaitRequest};
+use crate::control::{
+    CancelRequest, Line, PROTOCOL, PROTOCOL_HEADER, SHUTDOWN, WaitRequest, protocol_of,
+    version_mismatch,
+};
 use crate::store::StateDir;
+use crate::supervisor::{BUILD_MARKER, INSTANCE_MARKER};
 use lane_api::{
     AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport, InstanceView,
     Revision, Status,
 };
-use lane_api::{Backend, ProgressTx};
+use lane_api::{Backend, Cancel, ProgressTx};
 use lane_api::{BackendError, Result};
 
 /// How long to wait for a freshly started agent.
@@ -75,12 +79,16 @@ impl LocalBackend {
         UnixStream::connect(self.dir.socket()).await.is_ok()
     }
 
-    /// Stops the agent and everything it runs. Returns false if none was running.
+    /// Stops the agent and everything it runs. Returns false if none was running. Works with an
+    /// agent of any version: `POST /shutdown` is the one request every version answers, and its
+    /// reply is not read beyond its status.
     pub async fn down(&self) -> Result<bool> {
         if !self.is_running().await {
             return Ok(false);
         }
-        let _: () = self.call("shutdown", &()).await?;
+        let reply = self.send(SHUTDOWN, b"null".to_vec()).await?;
+        // The agent stops after answering; what it answered does not matter.
+        let _ = reply.collect().await;
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.dir.socket().exists() || self.is_running().await {
             if Instant::now() > deadline {
@@ -146,6 +154,10 @@ impl LocalBackend {
             .arg(&self.exe)
             .arg(self.dir.agent_log())
             .env("LANE_HOME", &self.dir.root)
+            // An agent started from inside an instance or a build must not look like one.
+            .env_remove(INSTANCE_MARKER)
+            .env_remove(BUILD_MARKER)
+            .env_remove("LANE_INSTANCE")
             .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .process_group(0)
@@ -176,12 +188,16 @@ impl LocalBackend {
         let req = Request::post(format!("/{op}"))
             .header("host", "lane-agent")
             .header("content-type", "application/json")
+            .header(PROTOCOL_HEADER, PROTOCOL)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| BackendError::internal(e.to_string()))?;
         let resp = sender
             .send_request(req)
             .await
             .map_err(|e| agent_gone(&e.to_string()))?;
+        if op != SHUTDOWN {
+            check_protocol(resp.headers())?;
+        }
         Ok(resp.into_body())
     }
 
@@ -190,18 +206,24 @@ impl LocalBackend {
         op: &str,
         req: &Req,
     ) -> Result<Resp> {
-        self.call_stream(op, req, None).await
+        self.call_stream(op, req, None, None).await
     }
 
+    /// Sends `op` and reads its reply. For a streaming operation, `cancel` asks the agent to stop
+    /// it (`POST /cancel` on a connection of its own) while this keeps reading the outcome.
     async fn call_stream<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         op: &str,
         req: &Req,
         progress: Option<&ProgressTx>,
+        cancel: Option<&Cancel>,
     ) -> Result<Resp> {
         let body = serde_json::to_vec(req).map_err(|e| BackendError::internal(e.to_string()))?;
         let mut incoming = self.send(op, body).await?;
         let mut buf = BytesMut::new();
+        let mut request: Option<String> = None;
+        // Whether the cancel is still to be passed on to the agent.
+        let mut to_cancel = cancel.is_some();
         loop {
             while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
                 let line = buf.split_to(pos + 1);
@@ -212,6 +234,7 @@ impl LocalBackend {
                     .with_help("the agent may be older than this binary; run `lane down` and retry")
                 })?;
                 match parsed {
+                    Line::Accepted(id) => request = Some(id),
                     Line::Progress(p) => {
                         if let Some(tx) = progress {
                             let _ = tx.send(p);
@@ -222,7 +245,24 @@ impl LocalBackend {
                     Line::Error(e) => return Err(e),
                 }
             }
-            match incoming.frame().await {
+            if to_cancel
+                && let (Some(c), Some(id)) = (cancel, &request)
+                && c.is_cancelled()
+            {
+                to_cancel = false;
+                self.send_cancel(id.clone());
+            }
+            // Until the agent named the request, a cancel waits for the next line.
+            let frame = match (cancel, &request) {
+                (Some(c), Some(_)) if to_cancel => {
+                    tokio::select! {
+                        f = incoming.frame() => f,
+                        () = c.cancelled() => continue,
+                    }
+                }
+                _ => incoming.frame().await,
+            };
+            match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         buf.extend_from_slice(&data);
@@ -233,6 +273,31 @@ impl LocalBackend {
             }
         }
     }
+}
+
+impl LocalBackend {
+    /// Asks the agent to cancel a streaming request, on a connection of its own (the request's
+    /// connection carries its reply).
+    fn send_cancel(&self, request: String) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let body = CancelRequest { request };
+            if let Err(e) = this.call::<_, bool>("cancel", &body).await {
+                tracing::warn!("cannot pass the cancel on to the agent: {e}");
+            }
+        });
+    }
+}
+
+/// Refuses a reply from an agent of another protocol version (see `control.rs`).
+fn check_protocol(headers: &http::HeaderMap) -> Result<()> {
+    let agent = match protocol_of(headers) {
+        Some(Ok(v)) if v == PROTOCOL => return Ok(()),
+        Some(Ok(v)) => v.to_string(),
+        Some(Err(text)) => format!("`{text}`"),
+        None => "1 (from before versioned agents)".to_owned(),
+    };
+    Err(version_mismatch(&PROTOCOL.to_string(), &agent))
 }
 
 fn agent_gone(detail: &str) -> BackendError {
@@ -263,8 +328,15 @@ impl Backend for LocalBackend {
         self.call("extend", &req).await
     }
 
-    async fn deploy(&self, req: DeployRequest, progress: ProgressTx) -> Result<InstanceView> {
-        let got: Option<InstanceView> = self.call_stream("deploy", &req, Some(&progress)).await?;
+    async fn deploy(
+        &self,
+        req: DeployRequest,
+        progress: ProgressTx,
+        cancel: Cancel,
+    ) -> Result<InstanceView> {
+        let got: Option<InstanceView> = self
+            .call_stream("deploy", &req, Some(&progress), Some(&cancel))
+            .await?;
         got.ok_or_else(|| BackendError::internal("the agent reported no instance"))
     }
 
@@ -272,8 +344,9 @@ impl Backend for LocalBackend {
         &self,
         services: Vec<DeployRequest>,
         progress: ProgressTx,
+        cancel: Cancel,
     ) -> Result<Vec<InstanceView>> {
-        self.call_stream("baseline", &services, Some(&progress))
+        self.call_stream("baseline", &services, Some(&progress), Some(&cancel))
             .await
     }
 
@@ -301,5 +374,87 @@ impl Backend for LocalBackend {
         };
         let generation: u64 = self.call("wait", &req).await?;
         Ok(revision(generation))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An agent on `dir`'s socket that answers every request `{"ok":null}` with `version` in the
+    /// protocol header (`None`: no header, as agents before the handshake), and stops on
+    /// `/shutdown` (its socket gone). Returns the paths it was asked for.
+    fn fake_agent(
+        dir: &StateDir,
+        version: Option<&'static str>,
+    ) -> tokio::task::JoinHandle<Vec<String>> {
+        let listener = tokio::net::UnixListener::bind(dir.socket()).unwrap();
+        let socket = dir.socket();
+        tokio::spawn(async move {
+            let mut asked = Vec::new();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let _ = tx.send(req.uri().path().to_owned());
+                    async move {
+                        let mut resp =
+                            http::Response::new(Full::new(Bytes::from_static(b"{\"ok\":null}\n")));
+                        if let Some(v) = version {
+                            resp.headers_mut()
+                                .insert(PROTOCOL_HEADER, http::HeaderValue::from_static(v));
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+                while let Ok(path) = rx.try_recv() {
+                    asked.push(path);
+                }
+                if asked.last().map(String::as_str) == Some("/shutdown") {
+                    let _ = std::fs::remove_file(&socket);
+                    return asked;
+                }
+            }
+        })
+    }
+
+    fn temp_state(name: &str) -> StateDir {
+        let root =
+            std::env::temp_dir().join(format!("lane-client-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = StateDir::new(root);
+        dir.create().unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn an_agent_of_another_version_is_a_clear_error_and_lane_down_still_stops_it() {
+        for (version, named) in [(None, "1 (from before versioned agents)"), (Some("3"), "3")] {
+            let dir = temp_state(named.split(' ').next().unwrap());
+            let agent = fake_agent(&dir, version);
+            let backend =
+                LocalBackend::new(dir.clone(), PathBuf::from("/nonexistent")).without_autostart();
+
+            let err = backend.status().await.unwrap_err();
+            assert_eq!(err.code, lane_api::ErrorCode::Unavailable, "{err}");
+            assert!(
+                err.message
+                    .contains(&format!("this lane speaks agent protocol {PROTOCOL}"))
+                    && err.message.contains(&format!("agent speaks {named}")),
+                "names both versions: {err}"
+            );
+            assert!(
+                err.help.as_deref().unwrap_or("").contains("lane down"),
+                "{err:?}"
+            );
+
+            assert!(backend.down().await.unwrap(), "lane down stops it");
+            let asked = agent.await.unwrap();
+            assert_eq!(asked, ["/status", "/shutdown"]);
+            let _ = std::fs::remove_dir_all(&dir.root);
+        }
     }
 }

@@ -3,14 +3,19 @@
 //! Layout of the state dir (`$LANE_HOME`, else `$XDG_STATE_HOME/lane`, else `~/.local/state/lane`):
 //!
 //! ```text
-//! state.json    lanes, instances, active lane (written atomically: temp file + rename)
+//! state.json    lanes, instances, active lane, operations under way (written atomically:
+//!               temp file + rename)
 //! state.lock    flock held while reading-modifying-writing state.json
 //! agent.lock    flock held by the running agent for its whole life (one agent per state dir)
 //! agent.sock    the agent's control socket (HTTP/1.1 over a Unix socket)
 //! agent.json    the running agent's pid and router address
 //! agent.log     the agent's log
 //! logs/         one log file per instance
+//! src/          working copies (see `source.rs`)
 //! ```
+//!
+//! The directory is owner-only (0700) and the socket too (0600), whatever the umask: the socket
+//! runs any command a deploy carries, and `state.json` holds every command and environment.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -21,8 +26,8 @@ use lane_core::manifest::HealthCheck;
 use lane_core::{Lane, LaneId, LaneRef, PersonalVersion, ServiceId};
 use serde::{Deserialize, Serialize};
 
-use lane_api::InstanceState;
 use lane_api::{BackendError, Result};
+use lane_api::{DeployId, InstanceState};
 
 /// Resolves the state dir from the environment (see the module docs).
 pub fn default_state_dir() -> Result<PathBuf> {
@@ -76,14 +81,18 @@ impl StateDir {
         self.root.join("src")
     }
 
+    /// Creates the state dir (owner-only, whatever the umask) with its `logs/`.
     pub fn create(&self) -> Result<()> {
-        fs::create_dir_all(self.logs()).map_err(|e| {
+        use std::os::unix::fs::PermissionsExt;
+        let fail = |e: std::io::Error| {
             BackendError::internal(format!(
                 "cannot create the state dir {}: {e}",
                 self.root.display()
             ))
             .with_help("set LANE_HOME to a writable directory")
-        })
+        };
+        fs::create_dir_all(self.logs()).map_err(fail)?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(fail)
     }
 
     /// Takes the state lock (blocking) for a read-modify-write.
@@ -161,10 +170,10 @@ pub struct InstanceRecord {
     pub pid: Option<u32>,
     pub restarts: u32,
     pub version: Option<PersonalVersion>,
-    /// Set while the deploy that made it is still running; such records are rolled back when the
-    /// deploy fails, is cancelled, or the agent dies before it completes.
+    /// Set while the deploy that made it has not gone live: the id of its [`Plan`] (which lists
+    /// it in `started`). Not routed, not shown; undone with its plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<String>,
+    pub pending: Option<DeployId>,
     /// The working copy it was built in and runs from, when the deploy took one (`src/…` in the
     /// state dir); `None` when it runs in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,18 +187,139 @@ pub struct State {
     pub active_lane: Option<LaneId>,
     #[serde(default)]
     pub lanes: BTreeMap<LaneId, Lane>,
-    /// Lanes that a still-running deploy created, by deploy id: removed again if it fails.
-    #[serde(default)]
+    /// Written by agents before operations were plans (a lane a deploy under way created, by
+    /// deploy id); read so that a new agent can still roll those back. Never written.
+    #[serde(default, skip_serializing)]
     pub created_by_deploy: BTreeMap<LaneId, String>,
     #[serde(default)]
     pub instances: BTreeMap<String, InstanceRecord>,
+    /// Operations under way, by id (see [`Plan`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plans: BTreeMap<DeployId, Plan>,
     #[serde(default)]
     pub generation: u64,
     #[serde(default)]
     pub next_seq: u64,
 }
 
+/// An operation the agent has accepted and not yet carried out to the end, recorded in
+/// `state.json` in the same atomic save as the first change it makes to the state, and removed
+/// when its effects outside the state (processes, logs) are done. Whether a recorded plan is to be
+/// finished or undone is in the plan itself, so an agent that finds one at start (its predecessor
+/// died) knows what to do from `state.json` alone:
+///
+/// - [`PlanPhase::Prepare`] (only deploys): nothing it made is live. **Undo**: stop the instances
+///   in `started` and drop their records (they are `pending` on this plan), and drop
+///   `created_lane` unless an instance is in it.
+/// - [`PlanPhase::Commit`]: its change to the state is saved. **Finish**: stop the processes of
+///   the instances in `stop` (already out of `instances`) and delete their logs.
+///
+/// Every mutating operation is one plan (`baseline up` is one deploy plan per service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub kind: PlanKind,
+    pub phase: PlanPhase,
+    /// When it was recorded (seconds since the epoch).
+    pub since: u64,
+    /// The lane it is about, for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<LaneRef>,
+    /// The service a deploy deploys, for logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceId>,
+    /// Undo: the lane this deploy created (it did not exist when the deploy began).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_lane: Option<LaneId>,
+    /// Undo: the instances this deploy started that are not live (records `pending` on it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub started: Vec<String>,
+    /// Finish: instances taken out of the state whose processes are still to be stopped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<Doomed>,
+}
+
+/// An instance whose process a plan stops: its id (its processes carry `LANE_INSTANCE=<id>`) and
+/// its last known pid, for an agent that has to stop it without having started it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Doomed {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanKind {
+    Create,
+    Deploy,
+    Delete,
+    Extend,
+    Assign,
+    Switch,
+    Gc,
+    /// A lane's TTL ran out (the agent's housekeeping, or `lane gc`).
+    Expire,
+}
+
+impl PlanKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanKind::Create => "create",
+            PlanKind::Deploy => "deploy",
+            PlanKind::Delete => "delete",
+            PlanKind::Extend => "extend",
+            PlanKind::Assign => "assign",
+            PlanKind::Switch => "switch",
+            PlanKind::Gc => "gc",
+            PlanKind::Expire => "expire",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanPhase {
+    /// Nothing it made is live yet: undone if it does not complete.
+    Prepare,
+    /// Its change is in the state: finished, whatever happens to its client or the agent.
+    Commit,
+}
+
+impl Plan {
+    pub fn new(kind: PlanKind, phase: PlanPhase, since: u64) -> Self {
+        Plan {
+            kind,
+            phase,
+            since,
+            lane: None,
+            service: None,
+            created_lane: None,
+            started: Vec::new(),
+            stop: Vec::new(),
+        }
+    }
+}
+
 impl State {
+    /// Takes the instances `ids` out of the state for a plan to stop: their records go, and so do
+    /// the mentions other plans make of them (a deploy under way forgets an instance that a `lane
+    /// rm` now stops), so that each instance is in exactly one place.
+    pub fn take_instances(&mut self, ids: &[String]) -> Vec<Doomed> {
+        let mut doomed = Vec::new();
+        for id in ids {
+            if let Some(rec) = self.instances.remove(id) {
+                doomed.push(Doomed {
+                    id: rec.id,
+                    pid: rec.pid,
+                });
+            }
+        }
+        for plan in self.plans.values_mut() {
+            plan.started.retain(|s| !ids.contains(s));
+        }
+        doomed
+    }
+
     pub fn instances_of<'a>(
         &'a self,
         service: &'a ServiceId,
@@ -242,5 +372,79 @@ mod tests {
         let err = sd.load().unwrap_err();
         assert!(err.message.contains("is damaged"), "{err}");
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn record(id: &str, lane: &str, pending: Option<&str>) -> InstanceRecord {
+        InstanceRecord {
+            id: id.into(),
+            service: "demo.b".parse().unwrap(),
+            lane: lane.parse().unwrap(),
+            port: 1,
+            spec: RunSpec {
+                command: "true".into(),
+                cwd: PathBuf::from("/"),
+                env: BTreeMap::new(),
+                health: HealthCheck::Tcp,
+                health_timeout_ms: 1,
+            },
+            state: InstanceState::Healthy,
+            pid: Some(42),
+            restarts: 0,
+            version: None,
+            pending: pending.map(DeployId::from),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn plans_round_trip_and_a_legacy_field_is_read_not_written() {
+        let mut state = State::default();
+        let mut plan = Plan::new(PlanKind::Deploy, PlanPhase::Prepare, 7);
+        plan.created_lane = Some("x".parse().unwrap());
+        plan.started = vec!["x/demo.b#3".into()];
+        plan.stop = vec![Doomed {
+            id: "x/demo.b#1".into(),
+            pid: Some(9),
+        }];
+        state.plans.insert(DeployId::from("deploy-4"), plan);
+        let json = serde_json::to_string(&state).unwrap();
+        assert!(json.contains(r#""phase":"prepare""#), "{json}");
+        let back: State = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, state);
+
+        // A state file from before plans: a deploy under way recorded its lane here.
+        let old = r#"{"created_by_deploy":{"x":"d3-77"},"instances":{}}"#;
+        let old: State = serde_json::from_str(old).unwrap();
+        assert_eq!(old.created_by_deploy.len(), 1);
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(!json.contains("created_by_deploy"), "{json}");
+        assert!(!json.contains("plans"), "no plans, no field: {json}");
+    }
+
+    #[test]
+    fn taking_instances_out_takes_them_out_of_every_plan_too() {
+        let mut state = State::default();
+        let op = DeployId::from("deploy-1");
+        state.instances.insert(
+            "x/demo.b#2".into(),
+            record("x/demo.b#2", "x", Some("deploy-1")),
+        );
+        state
+            .instances
+            .insert("y/demo.b#3".into(), record("y/demo.b#3", "y", None));
+        let mut plan = Plan::new(PlanKind::Deploy, PlanPhase::Prepare, 1);
+        plan.started = vec!["x/demo.b#2".into()];
+        state.plans.insert(op.clone(), plan);
+
+        let doomed = state.take_instances(&["x/demo.b#2".into(), "nope".into()]);
+        assert_eq!(
+            doomed,
+            [Doomed {
+                id: "x/demo.b#2".into(),
+                pid: Some(42)
+            }]
+        );
+        assert!(state.plans[&op].started.is_empty());
+        assert_eq!(state.instances.len(), 1);
     }
 }

@@ -80,8 +80,9 @@ pub struct Supervisor {
     logs: PathBuf,
     events_tx: mpsc::UnboundedSender<PhaseEvent>,
     handles: Mutex<HashMap<String, Handle>>,
-    /// What instances being stopped run from ([`Handle::dir`]), until their processes are gone.
-    stopping: Arc<Mutex<Vec<PathBuf>>>,
+    /// Instances being stopped, with what they run from ([`Handle::dir`]), until their processes
+    /// are gone.
+    stopping: Arc<Mutex<Vec<(String, PathBuf)>>>,
     extra_env: Vec<(String, String)>,
 }
 
@@ -136,24 +137,44 @@ impl Supervisor {
         phase_rx
     }
 
-    /// Stops an instance and waits until its process group is gone.
+    /// Stops an instance and waits until its process group is gone. Returns at once when the
+    /// supervisor does not run it, or another caller is already stopping it.
     pub async fn stop(&self, id: &str) {
-        let handle = lock(&self.handles).remove(id);
-        if let Some(h) = handle {
-            lock(&self.stopping).push(h.dir.clone());
-            let _ = h.stop_tx.send(true);
-            // The directory stays reserved until the process is gone, even when the caller stops
-            // waiting (a cancelled deploy).
-            let stopping = self.stopping.clone();
-            let done = tokio::spawn(async move {
-                let _ = h.task.await;
-                let mut stopping = lock(&stopping);
-                if let Some(i) = stopping.iter().position(|d| *d == h.dir) {
-                    stopping.swap_remove(i);
-                }
-            });
+        if let Some(done) = self.begin_stop(id) {
             let _ = done.await;
         }
+    }
+
+    /// Stops instances all at once (a process that takes its time to exit holds up no other) and
+    /// waits until every process group is gone.
+    pub async fn stop_many(&self, ids: &[String]) {
+        let waits: Vec<JoinHandle<()>> = ids.iter().filter_map(|id| self.begin_stop(id)).collect();
+        for done in waits {
+            let _ = done.await;
+        }
+    }
+
+    /// Tells an instance to stop; the task returned ends when its process group is gone.
+    fn begin_stop(&self, id: &str) -> Option<JoinHandle<()>> {
+        let h = lock(&self.handles).remove(id)?;
+        lock(&self.stopping).push((id.to_owned(), h.dir.clone()));
+        let _ = h.stop_tx.send(true);
+        // The directory stays reserved until the process is gone, even when the caller stops
+        // waiting (a cancelled deploy).
+        let stopping = self.stopping.clone();
+        let id = id.to_owned();
+        Some(tokio::spawn(async move {
+            let _ = h.task.await;
+            let mut stopping = lock(&stopping);
+            if let Some(i) = stopping.iter().position(|(s, _)| *s == id) {
+                stopping.swap_remove(i);
+            }
+        }))
+    }
+
+    /// Whether a process of instance `id` runs under this supervisor or is being stopped by it.
+    pub fn knows(&self, id: &str) -> bool {
+        lock(&self.handles).contains_key(id) || lock(&self.stopping).iter().any(|(s, _)| s == id)
     }
 
     /// What every process it runs, or is still stopping, runs from: working copies, or working
@@ -163,16 +184,13 @@ impl Supervisor {
             .values()
             .map(|h| h.dir.clone())
             .collect();
-        dirs.extend(lock(&self.stopping).iter().cloned());
+        dirs.extend(lock(&self.stopping).iter().map(|(_, d)| d.clone()));
         dirs
     }
 
     pub async fn stop_all(&self) {
         let ids: Vec<String> = lock(&self.handles).keys().cloned().collect();
-        let stops = ids.iter().map(|id| self.stop(id));
-        for s in stops {
-            s.await;
-        }
+        self.stop_many(&ids).await;
     }
 }
 
@@ -503,18 +521,32 @@ pub fn reclaim_stale(pid: u32, instance_id: &str) -> bool {
 
 /// The environment variable every build carries: `LANE_BUILD=<state dir>`. A build belongs to a
 /// deploy request, so none may outlive the agent that ran it: the next agent of the same state dir
-/// finds such builds by this marker and kills them (see [`reclaim_stale_builds`]).
+/// finds such builds by this marker and kills them (see [`strays`]).
 pub const BUILD_MARKER: &str = "LANE_BUILD";
 
-/// Kills the process groups of builds that an earlier agent of `state_dir` left running (it was
-/// killed mid-deploy). Call only when no deploy runs, i.e. when the agent starts. Returns how many
-/// process groups it killed.
-pub fn reclaim_stale_builds(state_dir: &Path) -> usize {
-    let marker = format!("{BUILD_MARKER}={}", state_dir.display());
-    let own = nix::unistd::getpgrp();
-    let mut groups = std::collections::BTreeSet::new();
+/// The environment variable every instance's process carries besides `LANE_INSTANCE`:
+/// `LANE_STATE_DIR=<state dir>`, so that every process an agent started can be found by the state
+/// dir it belongs to, even one whose pid no record holds (see [`strays`]).
+pub const INSTANCE_MARKER: &str = "LANE_STATE_DIR";
+
+/// A process that carries a marker of a state dir, in a process group other than the caller's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stray {
+    pub pid: i32,
+    pub pgid: i32,
+    /// Its `LANE_INSTANCE`, when it is an instance's process (else it is a build's).
+    pub instance: Option<String>,
+}
+
+/// The live processes carrying [`BUILD_MARKER`] or [`INSTANCE_MARKER`] of `state_dir`: builds
+/// and instances, whoever started them, except those of the caller's own process group.
+pub fn strays(state_dir: &Path) -> Vec<Stray> {
+    let build = format!("{BUILD_MARKER}={}", state_dir.display());
+    let instance = format!("{INSTANCE_MARKER}={}", state_dir.display());
+    let own = nix::unistd::getpgrp().as_raw();
+    let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return found;
     };
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
@@ -523,24 +555,59 @@ pub fn reclaim_stale_builds(state_dir: &Path) -> usize {
         let Ok(environ) = std::fs::read(e.path().join("environ")) else {
             continue;
         };
-        if !environ
-            .split(|b| *b == 0)
-            .any(|var| var == marker.as_bytes())
-        {
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        let marked = vars
+            .iter()
+            .any(|v| *v == build.as_bytes() || *v == instance.as_bytes());
+        if !marked || is_zombie(pid) {
             continue;
         }
-        if let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
-            && pgid != own
-            && pgid.as_raw() > 1
-        {
-            groups.insert(pgid.as_raw());
+        let Ok(pgid) = nix::unistd::getpgid(Some(Pid::from_raw(pid))) else {
+            continue;
+        };
+        if pgid.as_raw() == own || pgid.as_raw() <= 1 {
+            continue;
         }
+        let instance = vars.iter().find_map(|v| {
+            v.strip_prefix(b"LANE_INSTANCE=")
+                .map(|id| String::from_utf8_lossy(id).into_owned())
+        });
+        found.push(Stray {
+            pid,
+            pgid: pgid.as_raw(),
+            instance,
+        });
     }
+    found
+}
+
+/// Kills the process groups of `strays` (SIGKILL); returns the pids that were alive.
+pub fn kill_strays(strays: &[Stray]) -> Vec<u32> {
+    let groups: std::collections::BTreeSet<i32> = strays.iter().map(|s| s.pgid).collect();
     for pgid in &groups {
-        tracing::warn!(pgid, "killing a build an earlier agent left running");
         let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
     }
-    groups.len()
+    strays.iter().map(|s| s.pid as u32).collect()
+}
+
+/// Waits (at most `limit`) until none of `pids` is a live process any more.
+pub async fn wait_gone(pids: &[u32], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while pids.iter().any(|p| alive(*p as i32)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X")
+    })
 }
 
 #[cfg(test)]

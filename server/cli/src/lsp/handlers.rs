@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use lane_api::BackendError;
-use lane_api::{self as api, AssignRequest, Progress};
+use lane_api::{self as api, AssignRequest, Cancel, Progress};
 use lane_core::duration::parse_duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -245,7 +245,12 @@ impl Drop for ProgressGuard {
             c.remove(&token_key(&token));
         }
         let end = WorkDoneProgress::End(WorkDoneProgressEnd {
-            message: Some("cancelled; nothing was left behind".into()),
+            // The request was dropped without hearing the outcome: the backend rolls back a
+            // deploy not yet live and completes one that is.
+            message: Some(
+                "cancelled; a deploy that had not gone live is rolled back, one that had stays"
+                    .into(),
+            ),
         });
         let client = self.client.clone();
         tokio::spawn(async move {
@@ -340,9 +345,17 @@ async fn deploy(
         })
     };
     let backend = lsp.backend();
+    // The client's cancel is passed on; the backend answers how the deploy ended (rolled back
+    // before it went live, or live).
+    let stop = Cancel::new();
+    let deploy = backend.deploy(req, progress_tx, stop.clone());
+    tokio::pin!(deploy);
     let result = tokio::select! {
-        r = backend.deploy(req, progress_tx) => r,
-        () = cancel.notified() => Err(BackendError::cancelled()),
+        r = &mut deploy => r,
+        () = cancel.notified() => {
+            stop.cancel();
+            deploy.await
+        }
     };
     // The sender is gone with the deploy future: the forwarder drains and stops, so every
     // report precedes the end.
@@ -352,7 +365,7 @@ async fn deploy(
         Ok(i) => i,
         Err(e) => {
             let message = match e.code {
-                api::ErrorCode::Cancelled => "cancelled; nothing was left behind".into(),
+                api::ErrorCode::Cancelled => e.message.clone(),
                 _ => format!("failed: {}", e.message),
             };
             guard.finish(message).await;
