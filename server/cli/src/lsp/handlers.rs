@@ -55,13 +55,13 @@ pub async fn execute(lsp: &Lsp, params: ExecuteCommandParams) -> Result<Value> {
     match name {
         ext::StatusCommand::NAME => {
             let _: ext::NoArgs = args(name, a)?;
-            to_value(watch::status(lsp.backend().as_ref(), &lsp.folders()).await)
+            to_value(watch::status(lsp.backend().await.as_ref(), &lsp.folders()).await)
         }
         ext::DeployCurrentBranch::NAME => to_value(deploy(lsp, args(name, a)?, token).await?),
         ext::SwitchTraffic::NAME => to_value(switch(lsp, args(name, a)?).await?),
         ext::ListLanes::NAME => {
             let _: ext::NoArgs = args(name, a)?;
-            let st = lsp.backend().status().await?;
+            let st = lsp.backend().await.status().await?;
             to_value(to_proto::status(&st, Vec::new()).lanes)
         }
         ext::CreateLane::NAME => to_value(create(lsp, args(name, a)?).await?),
@@ -75,7 +75,7 @@ pub async fn execute(lsp: &Lsp, params: ExecuteCommandParams) -> Result<Value> {
 
 /// The lane as the status shows it right after a change (with its chain and services).
 async fn lane_info(lsp: &Lsp, lane: &lane_core::Lane) -> ext::LaneInfo {
-    match lsp.backend().status().await {
+    match lsp.backend().await.status().await {
         Ok(st) => lane_api::find_lane(&st, &lane.id)
             .map(|lv| to_proto::lane(&st, lv))
             .unwrap_or_else(|| to_proto::bare_lane(lane, st.now)),
@@ -85,7 +85,7 @@ async fn lane_info(lsp: &Lsp, lane: &lane_core::Lane) -> ext::LaneInfo {
 
 async fn switch(lsp: &Lsp, a: ext::SwitchArgs) -> Result<ext::SwitchResult> {
     let lane = parse_lane_ref(&a.lane).map_err(backend_error)?;
-    lsp.backend().switch(lane.clone()).await?;
+    lsp.backend().await.switch(lane.clone()).await?;
     lsp.refresh();
     Ok(ext::SwitchResult {
         active_lane: lane.to_string(),
@@ -104,7 +104,7 @@ async fn create(lsp: &Lsp, a: ext::CreateArgs) -> Result<ext::LaneInfo> {
         ttl_secs: parse_ttl(a.ttl.as_deref()).map_err(backend_error)?,
         owner: lsp.owner().await,
     };
-    let lane = lsp.backend().create_lane(req).await?;
+    let lane = lsp.backend().await.create_lane(req).await?;
     lsp.refresh();
     Ok(lane_info(lsp, &lane).await)
 }
@@ -112,6 +112,7 @@ async fn create(lsp: &Lsp, a: ext::CreateArgs) -> Result<ext::LaneInfo> {
 async fn delete(lsp: &Lsp, a: ext::DeleteArgs) -> Result<ext::DeleteResult> {
     let id = parse_lane(&a.lane).map_err(backend_error)?;
     lsp.backend()
+        .await
         .delete_lane(api::DeleteLane {
             id: id.clone(),
             actor: lsp.owner().await,
@@ -129,6 +130,7 @@ async fn extend(lsp: &Lsp, a: ext::ExtendArgs) -> Result<ext::LaneInfo> {
         .map_err(|e| BackendError::invalid(format!("by: {e}")))?;
     let lane = lsp
         .backend()
+        .await
         .extend_lane(api::ExtendLane {
             id: parse_lane(&a.lane).map_err(backend_error)?,
             by_secs: by.as_secs(),
@@ -148,6 +150,7 @@ async fn assign(lsp: &Lsp, a: ext::AssignArgs) -> Result<ext::AssignResult> {
     let from = parse_lane(&a.from).map_err(backend_error)?;
     let to = parse_lane(&a.to).map_err(backend_error)?;
     lsp.backend()
+        .await
         .assign(AssignRequest {
             service,
             from: from.clone(),
@@ -268,7 +271,7 @@ async fn deploy(
 ) -> Result<ext::DeployResult> {
     let folder = deploy_folder(lsp, a.folder).await?;
     let req = requests::deploy_request(
-        lsp.backend().as_ref(),
+        lsp.backend().await.as_ref(),
         &folder,
         a.lane,
         a.parent,
@@ -344,7 +347,7 @@ async fn deploy(
             }
         })
     };
-    let backend = lsp.backend();
+    let backend = lsp.backend().await;
     // The client's cancel is passed on; the backend answers how the deploy ended (rolled back
     // before it went live, or live).
     let stop = Cancel::new();
@@ -377,7 +380,13 @@ async fn deploy(
         instance.state.as_str()
     );
     guard.finish(message).await;
-    let router = lsp.backend().status().await.ok().and_then(|st| st.router);
+    let router = lsp
+        .backend()
+        .await
+        .status()
+        .await
+        .ok()
+        .and_then(|st| st.router);
     let (_, url) = to_proto::service_url(router.as_deref(), &service);
     Ok(ext::DeployResult {
         service: service.to_string(),

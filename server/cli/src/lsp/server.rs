@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use lane_api::{Backend, BackendError};
+use lane_api::Backend;
 use lane_core::manifest::BackendKind;
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -28,12 +28,13 @@ pub struct Lsp {
     pub client: Client,
     /// `--backend`, when given; else the workspace's `lane.toml` chooses.
     backend_flag: Option<String>,
-    /// The backend, opened at `initialize` from the workspace folders' `lane.toml` (or the flag):
+    /// The backend, opened once the folders are known (after `initialize` has answered, so the
+    /// IDE does not wait for git) from the workspace folders' `lane.toml` (or the flag):
     /// one that starts the local agent when needed, like every CLI command, and the same one
     /// never starting anything, for the status pusher (a `lane down` stays down until the
     /// developer asks for something). A backend that cannot be opened is held as
     /// `lane_backend::Unopened`, so every call reports why.
-    backends: OnceLock<(Arc<dyn Backend>, Arc<dyn Backend>)>,
+    backends: tokio::sync::OnceCell<(Arc<dyn Backend>, Arc<dyn Backend>)>,
     /// The folder that chose the backend; the developer's identity is read in its repository.
     home: OnceLock<PathBuf>,
     pub folders: Arc<Mutex<Vec<PathBuf>>>,
@@ -56,7 +57,7 @@ impl Lsp {
         Lsp {
             client,
             backend_flag,
-            backends: OnceLock::new(),
+            backends: tokio::sync::OnceCell::new(),
             home: OnceLock::new(),
             folders: Arc::new(Mutex::new(Vec::new())),
             pusher: OnceLock::new(),
@@ -68,37 +69,32 @@ impl Lsp {
     }
 
     /// The backend commands go through.
-    pub fn backend(&self) -> Arc<dyn Backend> {
-        self.backends().0
+    pub async fn backend(&self) -> Arc<dyn Backend> {
+        self.backends().await.0
     }
 
-    /// The backends `initialize` opened (before it, none: every call says so).
-    fn backends(&self) -> (Arc<dyn Backend>, Arc<dyn Backend>) {
-        self.backends.get().cloned().unwrap_or_else(|| {
-            requests::unopened(
-                BackendKind::Local,
-                BackendError::unavailable("the daemon is not initialized yet"),
-            )
-        })
-    }
-
-    /// Opens the backend the folders' `lane.toml` (or the flag) names; git runs off the async
-    /// threads.
-    async fn open_backends(&self) {
-        let flag = self.backend_flag.clone();
-        let folders = self.folders();
-        let opened =
-            requests::blocking(move || requests::backends_for_folders(flag.as_deref(), &folders))
+    /// The backends the folders' `lane.toml` (or the flag) name, opened on first use; git runs
+    /// off the async threads. Requests that come while they are being opened wait for them.
+    async fn backends(&self) -> (Arc<dyn Backend>, Arc<dyn Backend>) {
+        self.backends
+            .get_or_init(|| async {
+                let flag = self.backend_flag.clone();
+                let folders = self.folders();
+                let opened = requests::blocking(move || {
+                    requests::backends_for_folders(flag.as_deref(), &folders)
+                })
                 .await;
-        match opened {
-            Ok((home, backend, quiet)) => {
-                let _ = self.home.set(home);
-                let _ = self.backends.set((backend, quiet));
-            }
-            Err(e) => {
-                let _ = self.backends.set(requests::unopened(BackendKind::Local, e));
-            }
-        }
+                match opened {
+                    Ok((home, backend, quiet)) => {
+                        let _ = self.home.set(home);
+                        tracing::info!(backend = backend.name(), "backend chosen");
+                        (backend, quiet)
+                    }
+                    Err(e) => requests::unopened(BackendKind::Local, e),
+                }
+            })
+            .await
+            .clone()
     }
 
     /// The developer as the workspace's repository knows them (read off the async threads).
@@ -131,7 +127,7 @@ impl Lsp {
         if let Some(st) = self.pusher.get().and_then(|p| p.fresh(now)) {
             return Ok(st);
         }
-        Ok(watch::status(self.backend().as_ref(), &self.folders()).await)
+        Ok(watch::status(self.backend().await.as_ref(), &self.folders()).await)
     }
 
     /// `window/workDoneProgress/cancel`: cancels the deploy reporting under that token.
@@ -195,10 +191,6 @@ impl LanguageServer for Lsp {
         if let Ok(mut f) = self.folders.lock() {
             *f = folders;
         }
-        // The folders are known now: open the backend their lane.toml names.
-        self.open_backends().await;
-        let (backend, _) = self.backends();
-        tracing::info!(backend = backend.name(), "backend chosen");
         Ok(InitializeResult {
             server_info: Some(ServerInfo {
                 name: "lane".into(),
@@ -227,7 +219,10 @@ impl LanguageServer for Lsp {
 
     async fn initialized(&self, _: InitializedParams) {
         self.log.connect(self.client.clone());
-        let pusher = watch::start(self.client.clone(), self.backends().1, self.folders.clone());
+        // The folders are known: open the backend their lane.toml names (requests that come
+        // meanwhile wait for it).
+        let (_, quiet) = self.backends().await;
+        let pusher = watch::start(self.client.clone(), quiet, self.folders.clone());
         pusher.wake(Wake::Folders);
         let _ = self.pusher.set(pusher);
         tracing::info!(folders = ?self.folders(), "lane lsp initialized");
