@@ -9,4 +9,6 @@
 //! passes `now`.
 
 pub mod crd;
+pub mod matching;
+pub mod plan;
 mod yaml;
