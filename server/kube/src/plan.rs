@@ -34,7 +34,7 @@
 //! has passed at `now` are left out entirely, as if already reclaimed: no Deployments, no routes,
 //! and their parent links are not followed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{EnvVar, Service};
@@ -321,6 +321,8 @@ pub fn desired(
         }
     }
 
+    out.deployments
+        .reserve(touched.values().map(Vec::len).sum::<usize>());
     let mut routed: Vec<Routed> = Vec::new();
     for (service, lane_idx) in touched {
         let Some(base) = bases.get(service) else {
@@ -388,17 +390,42 @@ pub fn desired(
     });
     let table = RoutingTable::from_lanes(&core_lanes, endpoints, 0);
 
-    // Each lane's matches are the same on every host: build them once.
-    let matches: Vec<Vec<VirtualServiceHttpMatch>> = live
-        .iter()
-        .map(|l| lane_matches(&l.id, options.lane_header()))
-        .collect();
+    // Which lanes to ask about on a host: only a lane whose chain (itself, its parent, …) holds a
+    // lane with a version there can be sent to a version, and those are the version lanes and
+    // their descendants. The answer for each is still `route`'s.
+    let index: HashMap<&LaneId, usize> = live.iter().enumerate().map(|(i, l)| (&l.id, i)).collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); live.len()];
+    for (i, lane) in live.iter().enumerate() {
+        if let Some(&p) = lane.parent.as_ref().and_then(|p| index.get(p)) {
+            children[p].push(i);
+        }
+    }
+    // Each lane's matches are the same on every host: built on first use.
+    let mut matches: Vec<Option<Vec<VirtualServiceHttpMatch>>> = vec![None; live.len()];
     for lane in &live {
         out.routes.insert(lane.id.to_string(), Vec::new());
     }
     for r in &routed {
-        let mut http = Vec::new();
-        for (lane, lane_matches) in live.iter().zip(&matches) {
+        let mut candidates: BTreeSet<usize> = BTreeSet::new();
+        let mut stack: Vec<usize> = r
+            .versions
+            .iter()
+            .filter_map(|v| index.get(v).copied())
+            .collect();
+        while let Some(i) = stack.pop() {
+            if candidates.insert(i) {
+                stack.extend(
+                    children[i]
+                        .iter()
+                        .copied()
+                        .filter(|c| !candidates.contains(c)),
+                );
+            }
+        }
+        let mut http = Vec::with_capacity(candidates.len() + 1);
+        // By index, that is by lane id.
+        for i in candidates {
+            let lane = &live[i];
             let Decision::Serve {
                 lane: LaneRef::Lane(target),
                 ..
@@ -406,10 +433,13 @@ pub fn desired(
             else {
                 continue;
             };
+            let lane_matches = matches[i]
+                .get_or_insert_with(|| lane_matches(&lane.id, options.lane_header()))
+                .clone();
             let subset = lane_core::naming::istio_subset(&target);
             http.push(VirtualServiceHttp {
                 name: Some(lane_core::naming::istio_subset(&lane.id)),
-                r#match: Some(lane_matches.clone()),
+                r#match: Some(lane_matches),
                 route: Some(vec![route_to(&r.host, &subset)]),
                 ..Default::default()
             });
