@@ -234,12 +234,21 @@ mod tests {
                 "services": {"shop.cart": {"image": "cart:pr-1", "version": "feat@0123abcd",
                                             "env": {"A": "1"}, "replicas": 2}}
             },
-            "status": {"phase": "Ready", "services": 1, "readyServices": 1}
+            "status": {
+                "phase": "Ready", "services": 1, "readyServices": 1,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "AllReady",
+                                "message": "", "lastTransitionTime": "2026-01-02T03:04:05Z"}],
+                "routes": [{"service": "shop.cart", "host": "cart.shop.svc.cluster.local",
+                            "lane": "team", "subset": "lane-team"}]
+            }
         });
         let lane: Lane = serde_json::from_value(yaml_like.clone()).unwrap();
         assert_eq!(lane.spec.parent.as_deref(), Some("team"));
         assert_eq!(lane.spec.expires.0.as_second(), 1_767_323_045);
-        assert_eq!(lane.status.as_ref().unwrap().phase, Some(LanePhase::Ready));
+        let status = lane.status.as_ref().unwrap();
+        assert_eq!(status.phase, Some(LanePhase::Ready));
+        assert_eq!(status.conditions[0].type_, CONDITION_READY);
+        assert_eq!(status.routes[0].subset, "lane-team");
         assert_eq!(serde_json::to_value(&lane).unwrap(), yaml_like);
     }
 }
