@@ -361,7 +361,11 @@ pub fn desired(
                 });
                 continue;
             }
-            match lane_deployment(base.deployment, service, lane, lane.services[service]) {
+            // `touched` lists this lane under this service because it has a version of it.
+            let Some(version) = lane.services.get(service) else {
+                continue;
+            };
+            match lane_deployment(base.deployment, service, lane, version) {
                 Ok(d) => {
                     out.deployments.push(d);
                     versions.push(lane.id.clone());
