@@ -31,6 +31,15 @@ elif [ "$kube_rc" -ne 0 ]; then
   exit "$kube_rc"
 fi
 
+step "lane-kube against the real kube-apiserver: deploy/crd.yaml, Lanes, the plan's Deployments"
+lk_rc=0
+tests/kube-apiserver/lane-kube.sh || lk_rc=$?
+if [ "$lk_rc" -eq 77 ]; then
+  echo "skipped: no Go toolchain (CI=true makes this an error)"
+elif [ "$lk_rc" -ne 0 ]; then
+  exit "$lk_rc"
+fi
+
 if [ -x vscode-extension/scripts/test.sh ]; then
   step "VS Code extension: type check, lint, unit tests, protocol drift, vsix"
   LANE_BIN="$PWD/target/debug/lane" vscode-extension/scripts/test.sh
