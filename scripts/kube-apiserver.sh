@@ -58,6 +58,13 @@ build() {
   fi
   need_go
   mkdir -p "$BIN_DIR"
+  # Tests may start several servers at once: one build at a time, the others then find it fresh.
+  exec 9>"$BIN_DIR/build.lock"
+  flock 9
+  if is_fresh; then
+    flock -u 9
+    return 0
+  fi
   local kver
   kver="$(awk '$1 == "k8s.io/kubernetes" { print $2; exit }' "$SRC/go.mod")"
   [ -n "$kver" ] || die "cannot find the k8s.io/kubernetes version in $SRC/go.mod"
@@ -77,6 +84,7 @@ build() {
     die "go build failed in $SRC"
   fi
   mv -f "$BIN.tmp" "$BIN"
+  flock -u 9
 }
 
 alive() { kill -0 "$1" 2>/dev/null; }

@@ -5,6 +5,8 @@
 //! server, lane }` where `lane` is the `x-lane` value the request arrived with, so a test can see
 //! which instance served it and that the lane header travelled through the router.
 
+pub mod apiserver;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
