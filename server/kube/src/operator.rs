@@ -107,6 +107,11 @@ pub enum Error {
         #[source]
         source: Box<kube::Error>,
     },
+    #[error("the API server does not serve {kind} (404 on list); install {needs}")]
+    NotServed {
+        kind: &'static str,
+        needs: &'static str,
+    },
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
     #[error("stopped after {0} writes (test hook)")]
@@ -232,10 +237,20 @@ impl Operator {
             format!("in {}", self.config.namespaces.join(","))
         };
         for api in self.apis::<K>() {
-            let list = api
-                .list(&params)
-                .await
-                .map_err(kube_err("list", kind, scope.clone()))?;
+            let list = match api.list(&params).await {
+                Ok(list) => list,
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    let needs = match kind {
+                        "Lane" => "the Lane CRD (deploy/crd.yaml)",
+                        "VirtualService" | "DestinationRule" => {
+                            "Istio (its networking.istio.io CRDs)"
+                        }
+                        _ => "it",
+                    };
+                    return Err(Error::NotServed { kind, needs });
+                }
+                Err(e) => return Err(kube_err("list", kind, scope.clone())(e)),
+            };
             out.extend(list.items);
         }
         Ok(out)
