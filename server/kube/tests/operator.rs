@@ -13,14 +13,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kcr_networking_istio_io::v1::destinationrules::DestinationRule;
 use kcr_networking_istio_io::v1::virtualservices::{VirtualService, VirtualServiceSpec};
 use kube::api::{
-    Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    Api, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
 };
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -862,7 +863,8 @@ async fn lane_applied_to_virtual_service_updated_latency() {
 }
 
 /// `deploy/operator.yaml` passes the API server's validation (server-side dry-run), and its
-/// ClusterRole lets the operator's ServiceAccount do what a pass does.
+/// ClusterRole lets the operator's ServiceAccount do everything the operator does, and no more
+/// than reading with Services.
 #[tokio::test]
 async fn operator_manifest_is_valid() {
     let c = setup("lane-system").await;
@@ -901,4 +903,80 @@ async fn operator_manifest_is_valid() {
             "ServiceAccount"
         ]
     );
+
+    // Now for real (the Deployment never gets pods here), and the operator run as its
+    // ServiceAccount: the ClusterRole is enough for watching, applying, deleting, finalizers and
+    // status.
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        let obj: DynamicObject = serde_json::from_value(v.clone()).unwrap();
+        let gvk = GroupVersionKind::try_from(obj.types.as_ref().unwrap()).unwrap();
+        let (resource, _) = kube::discovery::pinned_kind(&c, &gvk).await.unwrap();
+        let api: Api<DynamicObject> = match obj.namespace() {
+            Some(ns) => Api::namespaced_with(c.clone(), &ns, &resource),
+            None => Api::all_with(c.clone(), &resource),
+        };
+        apply_json(&api, &obj.name_any(), v).await;
+    }
+    let accounts: Api<ServiceAccount> = Api::namespaced(c.clone(), "lane-system");
+    let token = accounts
+        .create_token_request(
+            "lane-operator",
+            &PostParams::default(),
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    expiration_seconds: Some(3600),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let admin = std::fs::read_to_string(ApiServer::shared().kubeconfig("admin")).unwrap();
+    let mut kc: serde_json::Value = serde_yaml::from_str(&admin).unwrap();
+    kc["users"][0]["user"] = json!({"token": token});
+    let kc = kube::config::Kubeconfig::from_yaml(&serde_yaml::to_string(&kc).unwrap()).unwrap();
+    let sa = Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+
+    let ns = "op-rbac";
+    setup(ns).await;
+    baseline(&c, ns, "cart").await;
+    let _op = Running(tokio::spawn(
+        Operator::new(sa.clone(), config(ns))
+            .unwrap()
+            .run(std::future::pending()),
+    ));
+    lane(&c, ns, "sa", None, &[("cart", "cart:sa")], now() + 3600).await;
+    wait_routes(
+        &c,
+        ns,
+        "cart",
+        &[("lane-sa", "lane-sa"), ("baseline", "baseline")],
+    )
+    .await;
+    eventually("the status written as the ServiceAccount", || async {
+        let s = lane_status(&c, ns, "sa").await?;
+        (condition(&s, "Routed")?.status == "True").then_some(())
+    })
+    .await;
+    let lanes: Api<Lane> = Api::namespaced(c.clone(), ns);
+    lanes.delete("sa", &DeleteParams::default()).await.unwrap();
+    wait_gone(&lanes, "sa").await;
+    let vs: Api<VirtualService> = Api::namespaced(c.clone(), ns);
+    wait_gone(&vs, "cart-lanes").await;
+    // Least privilege: Services are read-only to it.
+    let services: Api<Service> = Api::namespaced(sa, ns);
+    match services.delete("cart", &DeleteParams::default()).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "{e}"),
+        other => panic!("the operator's ServiceAccount deleted a Service: {other:?}"),
+    }
 }
