@@ -17,25 +17,35 @@
 //!
 //! # One pass
 //!
-//! 1. Lanes past `spec.expires` and not yet deleting are deleted (the finalizer keeps them until
-//!    their objects are gone); Lanes without the finalizer `lane.dev/teardown` get it.
+//! 1. Live Lanes (neither deleting nor past `spec.expires`) without the finalizer
+//!    `lane.dev/teardown` get it.
 //! 2. `plan::desired` over the Lanes that are neither deleting nor expired, the baselines of the
 //!    services they touch (the Service `<proc>` in `<app>` and the unmanaged Deployments in
 //!    `<app>` whose pod template matches its selector) and every VirtualService,
 //!    DestinationRule and Deployment in scope.
 //! 3. Writes, by server-side apply with field manager `lane-operator`, forced (only objects the
 //!    plan made, all labelled `app.kubernetes.io/managed-by=lane-operator`; the plan refuses to
-//!    take any other name or host, and deletions list by that label), in an order where no
-//!    request is sent to a subset without pods:
+//!    take any other name or host, and only objects with that label are deleted), in an order
+//!    where no route names a subset that is gone and lane pods leave only after their routes:
 //!    Deployments → DestinationRules with the old subsets kept → VirtualServices → the exact
 //!    DestinationRules → VirtualServices no longer wanted cut to their `baseline` route (lane
 //!    pods are endpoints of the Service too, so the host keeps a route to baseline until they
 //!    are gone) → Deployments no longer wanted deleted → those VirtualServices and
-//!    DestinationRules deleted → finalizers of deleting Lanes removed → Lane statuses.
+//!    DestinationRules deleted → expired Lanes deleted → finalizers of deleting Lanes removed
+//!    (an expired Lane's on the next pass, once it is deleting) → Lane statuses.
 //!
 //! Any error stops the pass (later steps depend on earlier ones) and the loop retries; every
 //! write is idempotent, so an operator stopped anywhere converges to the same objects when it
 //! runs again (`tests/operator.rs` stops it after every write in turn).
+//!
+//! # Limits
+//!
+//! - A lane's route is added in the pass that applies its Deployment, not once the pods are
+//!   ready (`plan::desired` takes no readiness): until then that lane's requests to the service
+//!   fail instead of falling back. Its status says `Ready=False` meanwhile.
+//! - Foreign VirtualServices and DestinationRules are seen only in the namespaces in scope: with
+//!   `--namespace`, include every namespace that may route the lanes' hosts.
+//! - Every pass lists all Services and Deployments in scope; no leader election (one replica).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -331,26 +341,11 @@ impl Operator {
         let now = now_secs();
         let lanes: Vec<Lane> = self.list("Lane", None).await?;
 
-        // 1. Expiry and finalizers.
+        // 1. Finalizers on the Lanes that are neither deleting nor expired.
         for lane in &lanes {
-            let deleting = lane.metadata.deletion_timestamp.is_some();
-            if deleting {
-                continue;
-            }
-            if lane.spec.expires.0.as_second() <= now {
-                self.spend(&report)?;
-                let api: Api<Lane> =
-                    Api::namespaced(self.client.clone(), &lane.namespace().unwrap_or_default());
-                match api.delete(&lane.name_any(), &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(kube_err("delete", "Lane", name_of(&lane.metadata))(e)),
-                }
-                tracing::info!(lane = %name_of(&lane.metadata), "expired; deleting it");
-                report
-                    .writes
-                    .push(format!("delete Lane {}", name_of(&lane.metadata)));
-            } else if !lane.finalizers().iter().any(|f| f == FINALIZER) {
+            let live =
+                lane.metadata.deletion_timestamp.is_none() && lane.spec.expires.0.as_second() > now;
+            if live && !lane.finalizers().iter().any(|f| f == FINALIZER) {
                 let mut finalizers = lane.finalizers().to_vec();
                 finalizers.push(FINALIZER.to_owned());
                 self.set_finalizers(lane, finalizers, &mut report).await?;
@@ -468,6 +463,27 @@ impl Operator {
         for dr in &stale_dr {
             self.delete::<DestinationRule>("DestinationRule", &dr.metadata, &mut report)
                 .await?;
+        }
+
+        // Expired Lanes are deleted once their routes and Deployments are gone (the plan left
+        // them out): one with the finalizer waits for the next pass to lose it, like any other
+        // deleting Lane; one without (never seen live by an operator) goes at once.
+        for lane in &lanes {
+            if lane.metadata.deletion_timestamp.is_none() && lane.spec.expires.0.as_second() <= now
+            {
+                self.spend(&report)?;
+                let api: Api<Lane> =
+                    Api::namespaced(self.client.clone(), &lane.namespace().unwrap_or_default());
+                match api.delete(&lane.name_any(), &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(kube_err("delete", "Lane", name_of(&lane.metadata))(e)),
+                }
+                tracing::info!(lane = %name_of(&lane.metadata), "expired; deleted it");
+                report
+                    .writes
+                    .push(format!("delete Lane {}", name_of(&lane.metadata)));
+            }
         }
 
         // Finalizers: every managed Deployment of a deleting Lane is gone by now (deleted above,
