@@ -79,6 +79,8 @@ use crate::plan::{
 pub const FIELD_MANAGER: &str = "lane-operator";
 /// The finalizer that orders a Lane's teardown.
 pub const FINALIZER: &str = "lane.dev/teardown";
+/// Annotation on lane Deployments: the fingerprint of what the operator last applied.
+pub const APPLIED_ANNOTATION: &str = "lane.dev/applied";
 /// Condition type: something the operator refuses to do concerns this lane.
 pub const CONDITION_CONFLICT: &str = "Conflict";
 
@@ -231,15 +233,12 @@ impl Operator {
         }
     }
 
-    async fn list<K>(&self, kind: &'static str, labels: Option<&str>) -> Result<Vec<K>, Error>
+    async fn list<K>(&self, kind: &'static str) -> Result<Vec<K>, Error>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
         K::DynamicType: Default,
     {
-        let mut params = ListParams::default();
-        if let Some(l) = labels {
-            params = params.labels(l);
-        }
+        let params = ListParams::default();
         let mut out = Vec::new();
         let scope = if self.config.namespaces.is_empty() {
             "in all namespaces".to_owned()
@@ -335,11 +334,28 @@ impl Operator {
         Ok(())
     }
 
-    /// One pass: see the module documentation.
+    /// One pass: see the module documentation. Lane Deployments whose `lane.dev/applied`
+    /// fingerprint matches the plan are not applied again.
     pub async fn reconcile_once(&self) -> Result<PassReport, Error> {
+        self.pass(false).await
+    }
+
+    /// One pass that applies every lane Deployment, whatever its fingerprint says.
+    pub async fn reconcile_all(&self) -> Result<PassReport, Error> {
+        self.pass(true).await
+    }
+
+    async fn pass(&self, full: bool) -> Result<PassReport, Error> {
         let mut report = PassReport::default();
         let now = now_secs();
-        let lanes: Vec<Lane> = self.list("Lane", None).await?;
+        // The inputs, listed at once.
+        let (lanes, services, deployments, virtual_services, destination_rules) = futures::try_join!(
+            self.list::<Lane>("Lane"),
+            self.list::<Service>("Service"),
+            self.list::<Deployment>("Deployment"),
+            self.list::<VirtualService>("VirtualService"),
+            self.list::<DestinationRule>("DestinationRule"),
+        )?;
 
         // 1. Finalizers on the Lanes that are neither deleting nor expired.
         for lane in &lanes {
@@ -365,10 +381,6 @@ impl Operator {
             .flat_map(|l| l.spec.services.keys())
             .filter_map(|k| k.parse().ok())
             .collect();
-        let services: Vec<Service> = self.list("Service", None).await?;
-        let deployments: Vec<Deployment> = self.list("Deployment", None).await?;
-        let virtual_services: Vec<VirtualService> = self.list("VirtualService", None).await?;
-        let destination_rules: Vec<DestinationRule> = self.list("DestinationRule", None).await?;
         let baseline = baselines(&touched, &services, &deployments);
         let existing = Existing {
             deployments: deployments.clone(),
@@ -380,8 +392,24 @@ impl Operator {
         let desired = plan::desired(&live, &baseline, &existing, &options);
 
         // 3. Writes, in the order of the module documentation.
+        // A Deployment whose last apply was this very object is left alone (the API server
+        // defaults fields, so its spec cannot be compared with the plan's); a full pass applies
+        // them all, undoing changes made by hand.
         for d in &desired.deployments {
-            self.apply("Deployment", d, &mut report).await?;
+            let mut d = d.clone();
+            let print = fingerprint(&d);
+            let current = deployments
+                .iter()
+                .find(|o| same_name(&o.metadata, &d.metadata) && is_managed(&o.metadata))
+                .and_then(|o| o.metadata.annotations.as_ref())
+                .and_then(|a| a.get(APPLIED_ANNOTATION));
+            if full || current != Some(&print) {
+                d.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(APPLIED_ANNOTATION.to_owned(), print);
+                self.apply("Deployment", &d, &mut report).await?;
+            }
         }
         let mut widened = Vec::new();
         for dr in &desired.destination_rules {
@@ -595,14 +623,15 @@ impl Operator {
         let mut failures: u32 = 0;
         let mut wait = Duration::ZERO;
         loop {
-            tokio::select! {
+            // Timer wakes (start, resync, expiry, retry) run a full pass.
+            let full = tokio::select! {
                 () = &mut shutdown => break,
-                () = wake.notified() => {}
-                () = tokio::time::sleep(wait) => {}
-            }
+                () = wake.notified() => false,
+                () = tokio::time::sleep(wait) => true,
+            };
             tokio::time::sleep(self.config.debounce).await;
             let started = std::time::Instant::now();
-            match self.reconcile_once().await {
+            match self.pass(full).await {
                 Ok(report) => {
                     failures = 0;
                     if !report.writes.is_empty() {
@@ -656,6 +685,18 @@ impl Operator {
             });
         }
     }
+}
+
+/// FNV-1a over the object's JSON (maps are ordered, so the same object gives the same text), in
+/// hex: stable across runs and versions of the operator.
+fn fingerprint<T: Serialize>(object: &T) -> String {
+    let bytes = serde_json::to_vec(object).unwrap_or_default();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 fn same_name(a: &ObjectMeta, b: &ObjectMeta) -> bool {
