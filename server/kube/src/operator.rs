@@ -11,8 +11,10 @@
 //! (about 20 ms for 1,000 lanes, `docs/benchmarks.md`), then applies the difference. One pass at
 //! a time (single flight), so two passes never race each other's writes; events during a pass
 //! wake the next one. Listing afresh instead of reading reflector caches costs five LISTs per
-//! pass, and buys a consistent view right after the operator's own writes, which the teardown
-//! order below needs (a cache may still hold the route it just removed). The loop also wakes at
+//! pass (latest-state LISTs, about 70 ms on the test API server: `docs/benchmarks.md`), and buys
+//! a view no older than the operator's own last writes, so a pass never acts on a state it has
+//! already changed (a cache may still hold the route it just removed, or miss an object someone
+//! created since under the operator's name). The loop also wakes at
 //! the next `spec.expires` and at least every [`Config::resync`].
 //!
 //! # One pass
