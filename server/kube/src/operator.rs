@@ -982,3 +982,209 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, Stri
     };
     Client::try_from(config).map_err(|e| format!("cannot make a Kubernetes client: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::DeploymentSpec;
+    use k8s_openapi::api::core::v1::{PodTemplateSpec, ServiceSpec};
+
+    fn meta(ns: &str, name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn deployment(
+        ns: &str,
+        name: &str,
+        meta_labels: &[(&str, &str)],
+        pod: &[(&str, &str)],
+    ) -> Deployment {
+        Deployment {
+            metadata: meta(ns, name, meta_labels),
+            spec: Some(DeploymentSpec {
+                template: PodTemplateSpec {
+                    metadata: Some(meta(ns, name, pod)),
+                    spec: None,
+                },
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn lane(ns: &str, name: &str, services: &[&str]) -> Lane {
+        let mut lane = Lane::new(
+            name,
+            crate::crd::LaneSpec {
+                owner: "o".into(),
+                parent: None,
+                expires: Time(Timestamp::from_second(10).unwrap()),
+                services: services
+                    .iter()
+                    .map(|s| ((*s).to_owned(), Default::default()))
+                    .collect(),
+            },
+        );
+        lane.metadata.namespace = Some(ns.into());
+        lane
+    }
+
+    #[test]
+    fn baselines_pair_a_service_with_the_unmanaged_deployments_it_selects() {
+        let service = Service {
+            metadata: meta("shop", "cart", &[]),
+            spec: Some(ServiceSpec {
+                selector: Some(BTreeMap::from([("app".into(), "cart".into())])),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let deployments = vec![
+            deployment(
+                "shop",
+                "cart",
+                &[],
+                &[("app", "cart"), ("lane.dev/lane", "baseline")],
+            ),
+            deployment(
+                "shop",
+                "cart-lane-x",
+                &[(MANAGED_BY_LABEL, MANAGED_BY)],
+                &[("app", "cart")],
+            ),
+            deployment("shop", "other", &[], &[("app", "other")]),
+            deployment("elsewhere", "cart", &[], &[("app", "cart")]),
+        ];
+        let touched = BTreeSet::from(["shop.cart".parse().unwrap(), "shop.pay".parse().unwrap()]);
+        let found = baselines(&touched, &[service], &deployments);
+        let names: Vec<String> = found
+            .iter()
+            .map(|b| name_of(&b.deployment.metadata))
+            .collect();
+        assert_eq!(names, ["shop/cart"]);
+    }
+
+    #[test]
+    fn conflicts_reach_the_lanes_they_concern() {
+        let a = lane("lanes", "a", &["shop.cart"]);
+        let b = lane("lanes", "b", &["shop.pay"]);
+        let foreign = Conflict::ForeignVirtualService {
+            service: "shop.cart".into(),
+            host: "cart.shop.svc.cluster.local".into(),
+            object: "shop/x".into(),
+        };
+        assert!(concerns(&foreign, &a));
+        assert!(!concerns(&foreign, &b));
+        let no_base = Conflict::NoBaseline {
+            lane: "b".into(),
+            service: "shop.pay".into(),
+            app: "shop".into(),
+            proc_: "pay".into(),
+        };
+        assert!(concerns(&no_base, &b) && !concerns(&no_base, &a));
+        let invalid = Conflict::InvalidBaseline {
+            object: "Service shop/pay".into(),
+            reason: "r".into(),
+        };
+        assert!(concerns(&invalid, &b) && !concerns(&invalid, &a));
+        let bad_lane = Conflict::InvalidLane {
+            object: "lanes/a".into(),
+            reason: "r".into(),
+        };
+        assert!(concerns(&bad_lane, &a) && !concerns(&bad_lane, &b));
+        assert_eq!(conflict_reason(&foreign), "ForeignVirtualService");
+    }
+
+    #[test]
+    fn status_keeps_transition_times_and_says_why() {
+        let mut l = lane("lanes", "a", &["shop.cart"]);
+        let desired = plan::Desired {
+            conflicts: vec![Conflict::NoBaseline {
+                lane: "a".into(),
+                service: "shop.cart".into(),
+                app: "shop".into(),
+                proc_: "cart".into(),
+            }],
+            ..Default::default()
+        };
+        let first = lane_status(&l, &desired, &[], 100);
+        assert_eq!(first.phase, Some(LanePhase::Degraded));
+        let conflict = first
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_CONFLICT)
+            .unwrap();
+        assert_eq!(
+            (conflict.status.as_str(), conflict.reason.as_str()),
+            ("True", "NoBaseline")
+        );
+        assert!(
+            conflict.message.contains("deploy the baseline first"),
+            "{}",
+            conflict.message
+        );
+        let routed = first
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_ROUTED)
+            .unwrap();
+        assert_eq!(
+            (routed.status.as_str(), routed.reason.as_str()),
+            ("False", "Conflict")
+        );
+        // The same state later: same status, so nothing to write.
+        l.status = Some(first.clone());
+        assert_eq!(lane_status(&l, &desired, &[], 200), first);
+    }
+
+    #[test]
+    fn a_cut_virtual_service_keeps_only_the_baseline_route() {
+        let vs = VirtualService::new(
+            "cart-lanes",
+            VirtualServiceSpec {
+                hosts: Some(vec!["cart.shop.svc.cluster.local".into()]),
+                http: Some(vec![
+                    kcr_networking_istio_io::v1::virtualservices::VirtualServiceHttp {
+                        name: Some("lane-a".into()),
+                        ..Default::default()
+                    },
+                    kcr_networking_istio_io::v1::virtualservices::VirtualServiceHttp {
+                        name: Some(BASELINE.into()),
+                        ..Default::default()
+                    },
+                ]),
+                ..Default::default()
+            },
+        );
+        let cut = baseline_only(&vs);
+        let names: Vec<_> = cut
+            .spec
+            .http
+            .iter()
+            .flatten()
+            .map(|h| h.name.clone())
+            .collect();
+        assert_eq!(names, [Some(BASELINE.to_owned())]);
+        assert!(is_managed(&cut.metadata));
+        assert_eq!(cut.spec.hosts, vs.spec.hosts);
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_tell_objects_apart() {
+        let a = deployment("shop", "a", &[], &[]);
+        let b = deployment("shop", "b", &[], &[]);
+        assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        assert_eq!(fingerprint(&a).len(), 16);
+    }
+}
