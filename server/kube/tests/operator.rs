@@ -1005,3 +1005,62 @@ async fn operator_manifest_is_valid() {
         other => panic!("the operator's ServiceAccount deleted a Service: {other:?}"),
     }
 }
+
+/// A Lane in a namespace of its own, versions in the service's: no owner reference (Kubernetes
+/// ignores cross-namespace owners), the `lane.dev/lane-object` annotation instead, and the
+/// operator, not the garbage collector, removes the Deployment with the Lane.
+#[tokio::test]
+async fn a_lane_in_another_namespace_than_its_services() {
+    let (lanes_ns, shop) = ("op-split-lanes", "op-split-shop");
+    let c = setup(lanes_ns).await;
+    setup(shop).await;
+    baseline(&c, shop, "cart").await;
+    let op = Operator::new(
+        c.clone(),
+        Config {
+            namespaces: vec![lanes_ns.to_owned(), shop.to_owned()],
+            debounce: Duration::from_millis(10),
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    let _op = Running(tokio::spawn(op.run(std::future::pending())));
+    let lanes: Api<Lane> = Api::namespaced(c.clone(), lanes_ns);
+    let spec = LaneSpec {
+        owner: "bob@example.com".into(),
+        parent: None,
+        expires: time(now() + 3600),
+        services: BTreeMap::from([(
+            format!("{shop}.cart"),
+            LaneService {
+                image: "cart:x".into(),
+                version: "feature@x".into(),
+                ..Default::default()
+            },
+        )]),
+    };
+    let mut value = serde_json::to_value(Lane::new("x", spec)).unwrap();
+    value["metadata"]["namespace"] = json!(lanes_ns);
+    apply_json(&lanes, "x", value).await;
+    wait_routes(
+        &c,
+        shop,
+        "cart",
+        &[("lane-x", "lane-x"), ("baseline", "baseline")],
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(c.clone(), shop);
+    let d = deployments.get("cart-lane-x").await.unwrap();
+    assert!(d.metadata.owner_references.is_none());
+    assert_eq!(
+        d.annotations()
+            .get(plan::LANE_OBJECT_ANNOTATION)
+            .map(String::as_str),
+        Some("op-split-lanes/x")
+    );
+    lanes.delete("x", &DeleteParams::default()).await.unwrap();
+    wait_gone(&lanes, "x").await;
+    wait_gone(&deployments, "cart-lane-x").await;
+    let vs: Api<VirtualService> = Api::namespaced(c.clone(), shop);
+    wait_gone(&vs, "cart-lanes").await;
+}
