@@ -47,7 +47,11 @@
 //!   fail instead of falling back. Its status says `Ready=False` meanwhile.
 //! - Foreign VirtualServices and DestinationRules are seen only in the namespaces in scope: with
 //!   `--namespace`, include every namespace that may route the lanes' hosts.
-//! - Every pass lists all Services and Deployments in scope; no leader election (one replica).
+//! - Every pass lists all Services and Deployments in scope, and any change to one (a status
+//!   update of an unrelated Deployment included) wakes a pass: in a large, busy scope that is a
+//!   LIST of every Deployment every debounce interval. Watching only the namespaces of the
+//!   services the lanes touch would bound it; not done.
+//! - No leader election: run one replica.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
