@@ -142,6 +142,20 @@ pub enum Command {
         #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
         lane_header: String,
     },
+    /// The Kubernetes operator: reconciles Lanes into lane Deployments, DestinationRules and one
+    /// merged VirtualService per host (deploy/operator.yaml runs it in a cluster).
+    Operator {
+        /// The kubeconfig to use. Default: KUBECONFIG, else ~/.kube/config, else the in-cluster
+        /// service account.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// A namespace to watch and write (repeatable); all namespaces when omitted.
+        #[arg(long = "namespace", short = 'n', value_name = "NAMESPACE")]
+        namespaces: Vec<String>,
+        /// The lane header the VirtualServices match (the W3C `baggage` entry `lane=` is matched too).
+        #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
+        lane_header: String,
+    },
     /// The IDE daemon: the Language Server Protocol over stdio, for the VS Code and JetBrains plugins.
     Lsp {
         /// Print a JSON description of the daemon's commands, requests, notifications and their

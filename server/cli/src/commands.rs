@@ -124,6 +124,11 @@ async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u
             Ok(0)
         }
         Command::Lsp { .. } => Err(anyhow!("`lane lsp` is run by main")),
+        Command::Operator {
+            kubeconfig,
+            namespaces,
+            lane_header,
+        } => crate::operator::run(kubeconfig, namespaces, lane_header).await,
         other => {
             // `lane deploy --dir D` chooses by D's lane.toml, everything else by the current dir.
             let here = match &other {
@@ -273,6 +278,7 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
         | Command::Demo
         | Command::Router { .. }
         | Command::Lsp { .. }
+        | Command::Operator { .. }
         | Command::SampleService { .. } => Err(anyhow!("this command does not take a backend")),
     }
 }

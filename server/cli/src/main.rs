@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 mod http_client;
 mod lsp;
+mod operator;
 mod output;
 mod requests;
 mod sample;
@@ -19,7 +20,13 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // `lane lsp` sends its logs to the IDE as well as stderr; it sets up its own subscriber.
     if !matches!(cli.command, cli::Command::Lsp { .. }) {
-        init_tracing(cli.verbose);
+        // The operator is a service: its passes are logged (info) unless RUST_LOG says otherwise.
+        let operator = matches!(cli.command, cli::Command::Operator { .. });
+        init_tracing(if operator {
+            cli.verbose.max(1)
+        } else {
+            cli.verbose
+        });
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

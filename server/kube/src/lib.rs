@@ -5,10 +5,13 @@
 //!   DestinationRules and VirtualServices the operator should make, with the conflicts it must
 //!   report instead. Routing decisions come from `lane_core::RoutingTable`.
 //!
-//! No client and no clock here: the controller around [`plan::desired`] reads the cluster and
-//! passes `now`.
+//! - [`operator`]: the thin controller around [`plan::desired`] (`lane operator`): watches,
+//!   lists, applies, deletes, writes Lane statuses.
+//!
+//! `plan` has no client and no clock: the operator reads the cluster and passes `now`.
 
 pub mod crd;
 pub mod matching;
+pub mod operator;
 pub mod plan;
 mod yaml;
