@@ -5,9 +5,12 @@
 //!   DestinationRules and VirtualServices the operator should make, with the conflicts it must
 //!   report instead. Routing decisions come from `lane_core::RoutingTable`.
 //!
-//! No client and no clock here: the controller around [`plan::desired`] reads the cluster and
+//! - [`backend`]: the `kubernetes` backend, `lane_api::Backend` on a cluster's Lanes.
+//!
+//! No client and no clock in `crd` and `plan`: the controller around [`plan::desired`] reads the cluster and
 //! passes `now`.
 
+pub mod backend;
 pub mod crd;
 pub mod matching;
 pub mod plan;
