@@ -386,3 +386,64 @@ fn a_server_side_apply_conflict_names_the_field_and_the_other_manager() {
     lane_ok(&env, &repo, "bob", &["rm", "shared"]);
     env.finish();
 }
+
+#[test]
+fn a_failed_or_cancelled_image_build_applies_nothing() {
+    let ns = "kb-cancel";
+    cluster(ns);
+    let env = TestEnv::new("kube-cancel", 83);
+    let repo = env.repo("cart", &manifest(ns));
+    let script = repo.join("build-image.sh");
+    let write_script = |body: &str| {
+        std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    };
+
+    write_script("echo compiling; echo 'error: does not compile' >&2; exit 3");
+    let out = lane(&env, &repo, "alice", &["deploy", "--lane", "broken"]);
+    assert_eq!(out.code, 6, "{out}");
+    assert!(out.stderr.contains("does not compile"), "{out}");
+    assert!(out.stderr.contains("failed"), "{out}");
+    assert!(
+        lane_json(ns, "broken").is_none(),
+        "no Lane for a failed build"
+    );
+
+    // Ctrl-C during the build: the build and what it started stop, and no Lane is applied.
+    let marker = format!("kb-cancel-{}", std::process::id());
+    write_script(&format!(
+        "echo started; sh -c 'sleep 60; echo {marker}' ; echo img:1"
+    ));
+    let deploy = env.spawn_in(
+        &repo,
+        &["deploy", "--lane", "cancelled"],
+        &[(
+            "KUBECONFIG",
+            &ApiServer::shared().kubeconfig("alice").to_string_lossy(),
+        )],
+    );
+    // The second `lane` command of this test: its output is in cmd2.out and cmd2.err.
+    wait_until("the build to start", Duration::from_secs(30), || {
+        let text = ["cmd2.out", "cmd2.err"]
+            .map(|f| std::fs::read_to_string(env.root.join(f)).unwrap_or_default())
+            .concat();
+        text.contains("| started").then_some(())
+    });
+    common::kill(deploy.pid(), "INT");
+    let out = deploy.wait(common::COMMAND_TIMEOUT);
+    assert_eq!(out.code, 130, "{out}");
+    assert!(out.stderr.contains("nothing was left behind"), "{out}");
+    assert!(
+        lane_json(ns, "cancelled").is_none(),
+        "no Lane after a cancel"
+    );
+    let sleeping = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(&marker))
+        .count();
+    assert_eq!(sleeping, 0, "the build's processes were stopped");
+    env.finish();
+}

@@ -294,6 +294,8 @@ impl KubernetesBackend {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so that stopping it stops what it started too.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
@@ -305,6 +307,7 @@ impl KubernetesBackend {
                     ),
                 )
             })?;
+        let group = BuildGroup(child.id());
         let stderr_task = child.stderr.take().map(|err| {
             let (tx, service) = (progress.clone(), service.clone());
             tokio::spawn(async move {
@@ -337,10 +340,12 @@ impl KubernetesBackend {
         let exit = tokio::select! {
             exit = child.wait() => exit,
             _ = cancel.cancelled() => {
+                drop(group);
                 let _ = child.kill().await;
                 return Err(BackendError::cancelled());
             }
             _ = tokio::time::sleep(req.manifest.build_timeout) => {
+                drop(group);
                 let _ = child.kill().await;
                 return Err(BackendError::new(
                     ErrorCode::BuildFailed,
@@ -358,6 +363,8 @@ impl KubernetesBackend {
                 format!("waiting for the image build `{command}`: {e}"),
             )
         })?;
+        // Done: what it left running in its group is stopped, and its output read to the end.
+        drop(group);
         if let Some(t) = stderr_task {
             let _ = t.await;
         }
@@ -965,6 +972,21 @@ fn chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     out
+}
+
+/// The image build's process group, killed when dropped: on success, failure, cancel, timeout,
+/// and when the deploy's future is dropped.
+struct BuildGroup(Option<u32>);
+
+impl Drop for BuildGroup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 /// A client error as a backend error: the API server's answer by its code, anything else (no
