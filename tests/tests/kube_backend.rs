@@ -438,6 +438,38 @@ fn a_failed_or_cancelled_image_build_applies_nothing() {
         lane_json(ns, "cancelled").is_none(),
         "no Lane after a cancel"
     );
+
+    // Ctrl-C once the Lane is applied (no operator runs here): the version stays, and the
+    // message says what is live.
+    write_script("echo img:2");
+    let deploy = env.spawn_in(
+        &repo,
+        &["deploy", "--lane", "applied"],
+        &[(
+            "KUBECONFIG",
+            &ApiServer::shared().kubeconfig("alice").to_string_lossy(),
+        )],
+    );
+    wait_until("the Lane to be applied", Duration::from_secs(30), || {
+        let text = ["cmd3.out", "cmd3.err"]
+            .map(|f| std::fs::read_to_string(env.root.join(f)).unwrap_or_default())
+            .concat();
+        text.contains("[route").then_some(())
+    });
+    common::kill(deploy.pid(), "INT");
+    let out = deploy.wait(common::COMMAND_TIMEOUT);
+    assert_eq!(out.code, 130, "{out}");
+    assert!(
+        out.stderr
+            .contains("stopped following the rollout; Lane kb-cancel/applied is applied")
+            && out.stderr.contains("and stays"),
+        "{out}"
+    );
+    let applied = lane_json(ns, "applied").expect("the applied Lane stays");
+    assert_eq!(
+        applied["spec"]["services"][format!("{ns}.cart")]["image"],
+        "img:2"
+    );
     let sleeping = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)

@@ -853,6 +853,15 @@ fn a_kubernetes_folder_shows_the_cluster_s_lanes_with_health() {
     let st = c.call("lane/status", Value::Null);
     assert_eq!(st["backend"], "kubernetes", "{st}");
     assert!(healthy_in(&st, "cluster-lane"), "{st}");
+    // A Lane made on the cluster afterwards is pushed (a watch from the status's revision).
+    kubectl(
+        r#"{"apiVersion":"lane.dev/v1alpha1","kind":"Lane","metadata":{"name":"later","namespace":"demo"},
+            "spec":{"owner":"bob","expires":"2099-01-01T00:00:00Z"}}"#,
+    );
+    let pushed = c.status_changed("status with lane later", Duration::from_secs(30), |s| {
+        lane(s, "later").is_some()
+    });
+    assert_eq!(lane(&pushed, "later").expect("later")["owner"], "bob");
     let home = sandbox.root.join("home");
     assert!(
         !home.join("agent.json").exists(),

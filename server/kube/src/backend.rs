@@ -950,11 +950,24 @@ fn now() -> UnixSecs {
         .unwrap_or(0)
 }
 
+/// How far a kubernetes deploy is when `stage` starts. Its stages come in another order than the
+/// local backend's (the Lane is registered and routed before the operator starts the version), so
+/// the percentages are its own and keep rising, as LSP progress wants.
+pub fn stage_percent(stage: Stage) -> u8 {
+    match stage {
+        Stage::Build => 0,
+        Stage::Register => 60,
+        Stage::Route => 70,
+        Stage::Start => 80,
+        Stage::Health => 90,
+    }
+}
+
 fn stage(progress: &ProgressTx, service: &ServiceId, stage: Stage, message: String) {
     let _ = progress.send(Progress::Stage {
         service: service.clone(),
         stage,
-        percent: stage.percent(),
+        percent: stage_percent(stage),
         message,
     });
 }
