@@ -479,3 +479,58 @@ fn a_failed_or_cancelled_image_build_applies_nothing() {
     assert_eq!(sleeping, 0, "the build's processes were stopped");
     env.finish();
 }
+
+#[test]
+fn the_context_comes_from_the_flag_or_lane_toml() {
+    let ns = "kb-context";
+    let server = cluster(ns);
+    let env = TestEnv::new("kube-context", 84);
+    // The fixture's `kubeconfig` has the contexts admin (current), alice and bob.
+    let kubeconfig = server.dir.join("kubeconfig");
+    let kubeconfig = kubeconfig.to_string_lossy();
+    let with_toml_context = manifest(ns).replace(
+        "kind = \"kubernetes\"\n",
+        "kind = \"kubernetes\"\ncontext = \"alice\"\n",
+    );
+    let repo = env.repo("cart", &with_toml_context);
+    let run = |args: &[&str]| env.run_in(&repo, args, &[("KUBECONFIG", &kubeconfig)]);
+    let out = run(&["create", "from-toml"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("(owner alice"), "{out}");
+    let out = run(&["--context", "bob", "create", "from-flag"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("(owner bob"), "{out}");
+    let out = run(&["--context", "carol", "ls"]);
+    assert_eq!(out.code, 7, "{out}");
+    assert!(out.stderr.contains("carol"), "{out}");
+
+    // Deploying into someone else's lane is refused before anything is built.
+    std::fs::write(
+        repo.join("build-image.sh"),
+        "#!/bin/sh\ntouch built\necho img:1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        repo.join("build-image.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = run(&["deploy", "--lane", "from-flag"]);
+    assert_eq!(out.code, 5, "{out}");
+    assert!(out.stderr.contains("belongs to bob"), "{out}");
+    assert!(!repo.join("built").exists(), "nothing was built");
+
+    // gc removes expired Lanes.
+    let out = run(&["create", "short", "--ttl", "1s"]);
+    assert_eq!(out.code, 0, "{out}");
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = run(&["gc"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(lane_json(ns, "short").is_none(), "gc removed it: {out}");
+    assert!(lane_json(ns, "from-toml").is_some(), "gc keeps live lanes");
+    for (id, user) in [("from-toml", "alice"), ("from-flag", "bob")] {
+        let out = run(&["--context", user, "rm", id]);
+        assert_eq!(out.code, 0, "{out}");
+    }
+    env.finish();
+}

@@ -134,6 +134,14 @@ pub fn unopened(kind: BackendKind, e: BackendError) -> (Arc<dyn Backend>, Arc<dy
     (b.clone(), b)
 }
 
+/// `--context` (or `LANE_CONTEXT`), set once by `main` for every backend this process opens.
+static CONTEXT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Records `--context`; the kubernetes backend uses it over `[backend] context`.
+pub fn set_context(context: Option<String>) {
+    let _ = CONTEXT.set(context.filter(|c| !c.is_empty()));
+}
+
 /// Which backend a command in `dir` uses, who chose it, and the cluster settings of the service
 /// `dir` belongs to (its `[backend]` context and namespace, its app).
 fn choose_backend(
@@ -158,6 +166,13 @@ fn choose_backend(
             app: Some(m.service.app().to_owned()),
         })
         .unwrap_or_default();
+    let cluster = match CONTEXT.get().cloned().flatten() {
+        Some(context) => ClusterSettings {
+            context: Some(context),
+            ..cluster
+        },
+        None => cluster,
+    };
     Ok(match flag {
         Some(name) => (
             name.parse::<BackendKind>()
