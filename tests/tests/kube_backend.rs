@@ -477,6 +477,38 @@ fn a_failed_or_cancelled_image_build_applies_nothing() {
         .filter(|c| String::from_utf8_lossy(c).contains(&marker))
         .count();
     assert_eq!(sleeping, 0, "the build's processes were stopped");
+
+    // assign moves the version to another lane: one Lane gains it, the other loses it.
+    lane_ok(&env, &repo, "alice", &["create", "other"]);
+    let service = format!("{ns}.cart");
+    lane_ok(
+        &env,
+        &repo,
+        "alice",
+        &["assign", &service, "--from", "applied", "--to", "other"],
+    );
+    let other = lane_json(ns, "other").expect("other");
+    assert_eq!(other["spec"]["services"][&service]["image"], "img:2");
+    let applied = lane_json(ns, "applied").expect("applied");
+    assert!(
+        applied["spec"]["services"].get(&service).is_none(),
+        "{applied}"
+    );
+
+    // No operator rolls it out: the health timeout ends the deploy and says what stays.
+    std::fs::write(
+        repo.join("lane.toml"),
+        manifest(ns).replace("timeout = \"20s\"", "timeout = \"2s\""),
+    )
+    .unwrap();
+    let out = lane(&env, &repo, "alice", &["deploy", "--lane", "slow"]);
+    assert_eq!(out.code, 6, "{out}");
+    assert!(
+        out.stderr
+            .contains("Deployment kb-cancel/cart-lane-slow was not ready within 2s; Lane kb-cancel/slow is applied"),
+        "{out}"
+    );
+    assert!(lane_json(ns, "slow").is_some());
     env.finish();
 }
 

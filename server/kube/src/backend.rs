@@ -1009,6 +1009,11 @@ fn api_error(conn: &Conn, doing: &str, e: kube::Error) -> BackendError {
         kube::Error::Api(s) => {
             let message = format!("{doing}: {}", s.message);
             match s.code {
+                404 if s.message.contains("could not find the requested resource") => {
+                    BackendError::not_found(message).with_help(
+                        "is the Lane CRD installed? kubectl apply --server-side -f deploy/crd.yaml",
+                    )
+                }
                 404 => BackendError::not_found(message),
                 409 => BackendError::conflict(message).with_help(
                     "another field manager owns these fields with other values; reconcile with \
@@ -1130,6 +1135,57 @@ mod tests {
             deployment_state(&deployment("a", "b", "x", 0, 0)),
             InstanceState::Stopped
         );
+    }
+
+    fn status(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            message: message.into(),
+            ..Default::default()
+        }))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn api_errors_map_to_codes_with_help() {
+        let config = Config::new("https://127.0.0.1:1".parse().unwrap());
+        let conn = Conn {
+            server: "https://127.0.0.1:1/".into(),
+            namespace: "default".into(),
+            client: Client::try_from(config).unwrap(),
+        };
+        let e = api_error(
+            &conn,
+            "applying Lane a/b",
+            status(
+                409,
+                "Apply failed with 1 conflict: conflict with \"release-bot\": .spec.expires",
+            ),
+        );
+        assert_eq!(e.exit_code(), 4);
+        assert!(
+            e.message.starts_with("applying Lane a/b: Apply failed"),
+            "{e}"
+        );
+        let e = api_error(
+            &conn,
+            "deleting",
+            status(
+                403,
+                "lanes.lane.dev \"b\" is forbidden: ValidatingAdmissionPolicy 'lane-ownership' \
+                 with binding 'lane-ownership' denied request: lane b belongs to bob",
+            ),
+        );
+        assert_eq!(e.code, ErrorCode::NotOwner);
+        assert_eq!(e.exit_code(), 5);
+        let e = api_error(
+            &conn,
+            "listing Lanes in x",
+            status(404, "the server could not find the requested resource"),
+        );
+        assert_eq!(e.exit_code(), 3);
+        assert!(e.help.unwrap_or_default().contains("deploy/crd.yaml"));
+        let e = api_error(&conn, "x", status(401, "Unauthorized"));
+        assert_eq!(e.exit_code(), 7);
     }
 
     #[tokio::test(flavor = "current_thread")]
