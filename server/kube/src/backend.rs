@@ -187,11 +187,33 @@ impl KubernetesBackend {
 
     /// Server-side applies the whole spec of Lane `id`, never forced.
     async fn apply(&self, id: &LaneId, spec: &LaneSpec) -> Result<Lane> {
-        let (api, conn) = self.lanes_api().await?;
+        let conn = self.conn().await?;
+        self.apply_at(id, spec, None)
+            .await
+            .map_err(|e| api_error(conn, &format!("applying Lane {}/{id}", conn.namespace), e))
+    }
+
+    /// [`Self::apply`], only onto `resource_version` when given (else the API server answers 409
+    /// "the object has been modified").
+    async fn apply_at(
+        &self,
+        id: &LaneId,
+        spec: &LaneSpec,
+        resource_version: Option<&str>,
+    ) -> Result<Lane, kube::Error> {
+        let conn = self
+            .conn()
+            .await
+            .map_err(|e| kube::Error::Service(e.message.into()))?;
+        let api: Api<Lane> = Api::namespaced(conn.client.clone(), &conn.namespace);
+        let mut metadata = serde_json::json!({"name": id.as_str(), "namespace": conn.namespace});
+        if let Some(rv) = resource_version {
+            metadata["resourceVersion"] = rv.into();
+        }
         let body = serde_json::json!({
             "apiVersion": "lane.dev/v1alpha1",
             "kind": "Lane",
-            "metadata": {"name": id.as_str(), "namespace": conn.namespace},
+            "metadata": metadata,
             "spec": spec,
         });
         api.patch(
@@ -200,7 +222,51 @@ impl KubernetesBackend {
             &Patch::Apply(&body),
         )
         .await
-        .map_err(|e| api_error(conn, &format!("applying Lane {}/{id}", conn.namespace), e))
+    }
+
+    /// Reads Lane `id` (`fresh` when it does not exist), changes its spec with `change` and
+    /// applies it onto what was read; when someone changed the Lane in between, reads and changes
+    /// again, so that a concurrent change (another service deployed into the lane) is not lost.
+    async fn update(
+        &self,
+        id: &LaneId,
+        fresh: Option<&LaneSpec>,
+        change: impl Fn(&mut LaneSpec) -> Result<()> + Send + Sync,
+    ) -> Result<Lane> {
+        let conn = self.conn().await?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let current = self.get_lane(id).await?;
+            let mut spec = match (&current, fresh) {
+                (Some(l), _) => l.spec.clone(),
+                (None, Some(f)) => f.clone(),
+                (None, None) => {
+                    return Err(BackendError::not_found(format!(
+                        "lane `{id}` does not exist (no Lane {id} in namespace {})",
+                        conn.namespace
+                    )));
+                }
+            };
+            change(&mut spec)?;
+            let rv = current
+                .as_ref()
+                .and_then(|l| l.metadata.resource_version.as_deref());
+            match self.apply_at(id, &spec, rv).await {
+                Ok(lane) => return Ok(lane),
+                Err(kube::Error::Api(s))
+                    if s.code == 409
+                        && s.message.contains("the object has been modified")
+                        && attempts < 5 => {}
+                Err(e) => {
+                    return Err(api_error(
+                        conn,
+                        &format!("applying Lane {}/{id}", conn.namespace),
+                        e,
+                    ));
+                }
+            }
+        }
     }
 
     /// Refuses early (without `--force`) what the cluster's policy would refuse anyway.
@@ -525,10 +591,13 @@ impl Backend for KubernetesBackend {
     async fn extend_lane(&self, req: ExtendLane) -> Result<lane_core::Lane> {
         let lane = self.existing_lane(&req.id).await?;
         self.check_owner(&lane, req.force).await?;
-        let mut spec = lane.spec.clone();
-        let expires = unix(&spec.expires).max(now()).saturating_add(req.by_secs);
-        spec.expires = time_at(expires)?;
-        let applied = self.apply(&req.id, &spec).await?;
+        let applied = self
+            .update(&req.id, None, |spec| {
+                let expires = unix(&spec.expires).max(now()).saturating_add(req.by_secs);
+                spec.expires = time_at(expires)?;
+                Ok(())
+            })
+            .await?;
         core_lane(&applied, now()).ok_or_else(|| {
             BackendError::internal(format!("the applied Lane `{}` is unreadable", req.id))
         })
@@ -576,25 +645,29 @@ impl Backend for KubernetesBackend {
             return Err(BackendError::cancelled());
         }
         let now = now();
-        let mut spec = match self.get_lane(&lane_id).await? {
-            Some(l) => l.spec,
-            None => {
+        let fresh = match self.get_lane(&lane_id).await? {
+            Some(_) => None,
+            None => Some(
                 self.new_spec(req.parent.as_ref(), req.ttl_secs, now)
-                    .await?
-            }
+                    .await?,
+            ),
         };
         let version = PersonalVersion::new(&req.source.branch, &req.source.commit, &me, now);
-        let entry = spec.services.entry(service.to_string()).or_default();
-        entry.image = image.clone();
-        entry.version = version.version.clone();
-        entry.branch = Some(req.source.branch.clone());
-        entry.commit = Some(req.source.commit.clone());
         if cancel.is_cancelled() {
             return Err(BackendError::cancelled());
         }
         // From here on the version is live: the deploy completes whoever goes away.
         let conn = self.conn().await?;
-        let applied = self.apply(&lane_id, &spec).await?;
+        let applied = self
+            .update(&lane_id, fresh.as_ref(), |spec| {
+                let entry = spec.services.entry(service.to_string()).or_default();
+                entry.image = image.clone();
+                entry.version = version.version.clone();
+                entry.branch = Some(req.source.branch.clone());
+                entry.commit = Some(req.source.commit.clone());
+                Ok(())
+            })
+            .await?;
         stage(
             &progress,
             &service,
@@ -656,12 +729,27 @@ impl Backend for KubernetesBackend {
                 req.from, req.service
             )));
         };
-        let mut to_spec = to.spec.clone();
-        to_spec.services.insert(req.service.to_string(), entry);
-        self.apply(&req.to, &to_spec).await?;
-        let mut from_spec = from.spec.clone();
-        from_spec.services.remove(req.service.as_str());
-        self.apply(&req.from, &from_spec).await?;
+        // First into `to`, then out of `from`: if the second step fails the version is in both
+        // lanes (and the error says so), never in none.
+        self.update(&req.to, None, |spec| {
+            spec.services.insert(req.service.to_string(), entry.clone());
+            Ok(())
+        })
+        .await?;
+        self.update(&req.from, None, |spec| {
+            spec.services.remove(req.service.as_str());
+            Ok(())
+        })
+        .await
+        .map_err(|e| {
+            BackendError::new(
+                e.code,
+                format!(
+                    "{} is now in lane `{}` but is still in lane `{}`: {}",
+                    req.service, req.to, req.from, e.message
+                ),
+            )
+        })?;
         Ok(())
     }
 
