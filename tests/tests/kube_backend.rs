@@ -566,3 +566,94 @@ fn the_context_comes_from_the_flag_or_lane_toml() {
     }
     env.finish();
 }
+
+#[test]
+fn two_deploys_into_one_lane_at_once_both_stay() {
+    let ns = "kb-two";
+    cluster(ns);
+    let env = TestEnv::new("kube-two", 85);
+    let kubeconfig = ApiServer::shared().kubeconfig("alice");
+    let kubeconfig = kubeconfig.to_string_lossy();
+    let mut repos = Vec::new();
+    for proc_ in ["cart", "pay"] {
+        let repo = env.repo(
+            proc_,
+            &manifest(ns).replace("proc = \"cart\"", &format!("proc = \"{proc_}\"")),
+        );
+        let script = repo.join("build-image.sh");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho registry.example/{proc_}:1\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        repos.push((proc_, repo));
+    }
+    lane_ok(&env, &repos[0].1, "alice", &["create", "team"]);
+    let deploys: Vec<_> = repos
+        .iter()
+        .map(|(_, repo)| {
+            env.spawn_in(
+                repo,
+                &["deploy", "--lane", "team"],
+                &[("KUBECONFIG", &kubeconfig)],
+            )
+        })
+        .collect();
+    // As the operator and the Deployment controller, for each version as it appears.
+    for (proc_, _) in &repos {
+        wait_until(
+            &format!("{proc_} in the Lane"),
+            Duration::from_secs(60),
+            || {
+                let lane = lane_json(ns, "team")?;
+                lane["spec"]["services"][format!("{ns}.{proc_}")]["image"]
+                    .as_str()
+                    .map(|_| ())
+            },
+        );
+        let name = format!("{proc_}-lane-team");
+        let deployment = format!(
+            "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"{name}\",\
+             \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"team\"}}}},\"spec\":{{\"replicas\":1,\
+             \"selector\":{{\"matchLabels\":{{\"lane.dev/lane\":\"team\"}}}},\"template\":{{\"metadata\":\
+             {{\"labels\":{{\"lane.dev/lane\":\"team\"}}}},\"spec\":{{\"containers\":[{{\"name\":\"c\",\
+             \"image\":\"i\"}}]}}}}}}}}"
+        );
+        kubectl_ok(
+            "admin",
+            &["apply", "--server-side", "-f", "-"],
+            Some(&deployment),
+        );
+        kubectl_ok(
+            "admin",
+            &[
+                "-n",
+                ns,
+                "patch",
+                "deployment",
+                &name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                "{\"status\":{\"replicas\":1,\"readyReplicas\":1}}",
+            ],
+            None,
+        );
+    }
+    for deploy in deploys {
+        let out = deploy.wait(common::COMMAND_TIMEOUT);
+        assert_eq!(out.code, 0, "{out}");
+    }
+    let lane = lane_json(ns, "team").expect("team");
+    for (proc_, _) in &repos {
+        assert_eq!(
+            lane["spec"]["services"][format!("{ns}.{proc_}")]["image"],
+            format!("registry.example/{proc_}:1"),
+            "{lane}"
+        );
+    }
+    lane_ok(&env, &repos[0].1, "alice", &["rm", "team"]);
+    env.finish();
+}
