@@ -268,6 +268,36 @@ fn lanes_are_created_listed_deployed_and_removed_on_the_cluster() {
     assert_eq!(feat["spec"]["parent"], "team");
     assert_eq!(feat["spec"]["owner"], "alice");
 
+    // The baseline, as the team's release system deploys it: Deployment `cart` labelled
+    // `lane.dev/lane=baseline` (its replica marked ready, as the Deployment controller would).
+    let baseline = format!(
+        "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"cart\",\
+         \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"baseline\"}}}},\"spec\":{{\"replicas\":1,\
+         \"selector\":{{\"matchLabels\":{{\"app\":\"cart\"}}}},\"template\":{{\"metadata\":\
+         {{\"labels\":{{\"app\":\"cart\"}}}},\"spec\":{{\"containers\":[{{\"name\":\"cart\",\
+         \"image\":\"registry.example/kb/cart:main\"}}]}}}}}}}}"
+    );
+    kubectl_ok(
+        "admin",
+        &["apply", "--server-side", "-f", "-"],
+        Some(&baseline),
+    );
+    kubectl_ok(
+        "admin",
+        &[
+            "-n",
+            ns,
+            "patch",
+            "deployment",
+            "cart",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            "{\"status\":{\"replicas\":1,\"readyReplicas\":1}}",
+        ],
+        None,
+    );
+
     // ls and status show the cluster's lanes with health.
     let out = lane_ok(&env, &repo, "alice", &["ls"]);
     let row = out
@@ -289,6 +319,8 @@ fn lanes_are_created_listed_deployed_and_removed_on_the_cluster() {
         feat["instances"][0]["placement"],
         serde_json::json!({"kind": "pod", "namespace": ns, "name": "cart-lane-feat"})
     );
+    assert_eq!(status["baseline"][0]["service"], format!("{ns}.cart"));
+    assert_eq!(status["baseline"][0]["state"], "healthy");
 
     lane_ok(&env, &repo, "alice", &["rm", "feat"]);
     assert!(lane_json(ns, "feat").is_none(), "the Lane is deleted");
