@@ -862,6 +862,29 @@ fn a_kubernetes_folder_shows_the_cluster_s_lanes_with_health() {
         lane(s, "later").is_some()
     });
     assert_eq!(lane(&pushed, "later").expect("later")["owner"], "bob");
+    // Health changes are pushed too: as the Deployment controller, its replica is not ready.
+    let unready = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&admin)
+        .args([
+            "-n",
+            "demo",
+            "patch",
+            "deployment",
+            "b-lane-cluster-lane",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"readyReplicas":0}}"#,
+        ])
+        .output()
+        .expect("kubectl runs");
+    assert!(unready.status.success(), "{unready:?}");
+    c.status_changed(
+        "status with cluster-lane not healthy",
+        Duration::from_secs(30),
+        |s| lane(s, "cluster-lane").is_some() && !healthy_in(s, "cluster-lane"),
+    );
     let home = sandbox.root.join("home");
     assert!(
         !home.join("agent.json").exists(),

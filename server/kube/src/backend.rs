@@ -801,28 +801,44 @@ impl Backend for KubernetesBackend {
         // The API server ends a watch after `timeoutSeconds`; it takes whole seconds.
         let secs = timeout.as_secs().clamp(1, 290) as u32;
         let params = WatchParams::default().timeout(secs);
-        let stream = match api.watch(&params, since.as_str()).await {
+        let lanes = match api.watch(&params, since.as_str()).await {
             Ok(s) => s,
             // Too old a revision (410 Gone): what is current is the change.
             Err(kube::Error::Api(s)) if s.code == 410 => return self.current_revision().await,
             Err(e) => return Err(api_error(conn, "watching Lanes", e)),
         };
-        let mut stream = Box::pin(stream);
-        let next = tokio::time::timeout(timeout, async {
-            while let Some(event) = stream.next().await {
-                match event {
-                    Ok(WatchEvent::Bookmark(_)) => continue,
-                    Ok(_) | Err(_) => return true,
+        // Health changes too: the lane and baseline Deployments of the Lanes' namespace, watched
+        // from the same revision (one etcd); without them (not allowed, too old) Lanes only.
+        let deployments: Api<Deployment> = Api::namespaced(conn.client.clone(), &conn.namespace);
+        let lanes = lanes.map(|e| is_change(&e));
+        let mut events = match deployments
+            .watch(&params.clone().labels(LANE_LABEL), since.as_str())
+            .await
+        {
+            Ok(d) => {
+                futures::stream::select(lanes.boxed(), d.map(|e| is_change(&e)).boxed()).boxed()
+            }
+            Err(_) => lanes.boxed(),
+        };
+        let changed = tokio::time::timeout(timeout, async {
+            while let Some(changed) = events.next().await {
+                if changed {
+                    return true;
                 }
             }
             false
         })
         .await;
-        match next {
+        match changed {
             Ok(true) => self.current_revision().await,
             _ => Ok(since.clone()),
         }
     }
+}
+
+/// A watch event that says something changed (any but a bookmark; an error too: look again).
+fn is_change<K>(event: &Result<WatchEvent<K>, kube::Error>) -> bool {
+    !matches!(event, Ok(WatchEvent::Bookmark(_)))
 }
 
 /// A status from Lanes and Deployments (lane and baseline ones), as of `now`.
