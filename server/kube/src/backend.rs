@@ -1292,6 +1292,92 @@ mod tests {
         assert_eq!(e.exit_code(), 7);
     }
 
+    /// Against a real API server: a change made between `update`'s read and its apply (here by
+    /// the same field manager, as another `lane deploy` would) is kept, not overwritten.
+    #[tokio::test(flavor = "current_thread")]
+    async fn update_reapplies_onto_a_concurrent_change() {
+        let server = lane_tests::apiserver::ApiServer::start();
+        let admin = server.kubeconfig("admin");
+        let kubectl = |args: &[&str], stdin: &str| {
+            use std::io::Write;
+            let mut child = std::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&admin)
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "kubectl {args:?}: {out:?}");
+        };
+        let crd = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/crd.yaml"
+        ))
+        .unwrap();
+        kubectl(&["apply", "--server-side", "-f", "-"], &crd);
+        kubectl(
+            &["wait", "--for=condition=Established", "crd/lanes.lane.dev"],
+            "",
+        );
+        let kc = kube::config::Kubeconfig::read_from(&admin).unwrap();
+        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .unwrap();
+        let backend = KubernetesBackend::new(Settings::default());
+        let conn = Conn {
+            server: config.cluster_url.to_string(),
+            namespace: "default".into(),
+            client: Client::try_from(config).unwrap(),
+        };
+        assert!(backend.conn.set(conn).is_ok());
+        let id: LaneId = "team".parse().unwrap();
+        let fresh = lane("team", None, &[("a.one", "one@1")]).spec;
+        backend.update(&id, Some(&fresh), |_| Ok(())).await.unwrap();
+
+        // The other deploy applies its version right after our read.
+        let other = serde_json::json!({
+            "apiVersion": "lane.dev/v1alpha1", "kind": "Lane",
+            "metadata": {"name": "team", "namespace": "default"},
+            "spec": {"owner": "alice", "expires": "2033-05-18T03:33:20Z",
+                     "services": {"a.one": {"image": "img", "version": "one@1",
+                                            "branch": "feat", "commit": "0123abcd"},
+                                  "a.two": {"image": "img2", "version": "two@2"}}}
+        })
+        .to_string();
+        let interfered = std::sync::atomic::AtomicBool::new(false);
+        let applied = backend
+            .update(&id, None, |spec| {
+                if !interfered.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    kubectl(
+                        &["apply", "--server-side", "--field-manager=lane", "-f", "-"],
+                        &other,
+                    );
+                }
+                spec.services.insert(
+                    "a.three".into(),
+                    LaneService {
+                        image: "img3".into(),
+                        version: "three@3".into(),
+                        ..LaneService::default()
+                    },
+                );
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let services: Vec<&str> = applied.spec.services.keys().map(String::as_str).collect();
+        assert_eq!(services, ["a.one", "a.three", "a.two"]);
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn an_unreachable_cluster_is_unavailable_and_names_the_server() {
         let dir =
