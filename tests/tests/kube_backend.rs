@@ -131,22 +131,12 @@ fn lane_ok(env: &TestEnv, dir: &Path, user: &str, args: &[&str]) -> Out {
     out
 }
 
+/// The Lane `ns/id` as the API server has it (managed fields included), read without kubectl's
+/// discovery (and its cache), which may not know the CRD yet.
 fn lane_json(ns: &str, id: &str) -> Option<serde_json::Value> {
-    let (ok, out, _) = kubectl(
-        "admin",
-        &[
-            "-n",
-            ns,
-            "get",
-            "lane",
-            id,
-            "-o",
-            "json",
-            "--show-managed-fields",
-        ],
-        None,
-    );
-    ok.then(|| serde_json::from_str(&out).expect("kubectl prints JSON"))
+    let path = format!("/apis/lane.dev/v1alpha1/namespaces/{ns}/lanes/{id}");
+    let (ok, out, _) = kubectl("admin", &["get", "--raw", &path], None);
+    ok.then(|| serde_json::from_str(&out).expect("the API server answers JSON"))
 }
 
 #[test]
@@ -635,16 +625,21 @@ fn two_deploys_into_one_lane_at_once_both_stay() {
         .collect();
     // As the operator and the Deployment controller, for each version as it appears.
     for (proc_, _) in &repos {
-        wait_until(
-            &format!("{proc_} in the Lane"),
-            Duration::from_secs(60),
-            || {
-                let lane = lane_json(ns, "team")?;
-                lane["spec"]["services"][format!("{ns}.{proc_}")]["image"]
-                    .as_str()
-                    .map(|_| ())
-            },
-        );
+        let last = std::cell::RefCell::new(None);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while last.borrow().as_ref().is_none_or(|l: &serde_json::Value| {
+            l["spec"]["services"][format!("{ns}.{proc_}")]["image"]
+                .as_str()
+                .is_none()
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {proc_} in the Lane; last seen: {:?}",
+                last.borrow()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+            *last.borrow_mut() = lane_json(ns, "team");
+        }
         let name = format!("{proc_}-lane-team");
         let deployment = format!(
             "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"{name}\",\

@@ -185,15 +185,8 @@ impl KubernetesBackend {
         }
     }
 
-    /// Server-side applies the whole spec of Lane `id`, never forced.
-    async fn apply(&self, id: &LaneId, spec: &LaneSpec) -> Result<Lane> {
-        let conn = self.conn().await?;
-        self.apply_at(id, spec, None)
-            .await
-            .map_err(|e| api_error(conn, &format!("applying Lane {}/{id}", conn.namespace), e))
-    }
-
-    /// [`Self::apply`], only onto `resource_version` when given (else the API server answers 409
+    /// Server-side applies the whole spec of Lane `id` with field manager `lane`, never forced,
+    /// only onto `resource_version` when given (else the API server answers 409
     /// "the object has been modified").
     async fn apply_at(
         &self,
@@ -224,6 +217,57 @@ impl KubernetesBackend {
         .await
     }
 
+    /// Creates Lane `id`, failing (409 AlreadyExists) when it exists: a server-side apply would
+    /// merge into a Lane made meanwhile and drop the versions it has. The create's fields are then
+    /// handed to the apply manager `lane` (the create records them as `lane`'s *Update*, which
+    /// later applies would conflict with); if that hand-over loses a race it is left as it is.
+    async fn create_owned(&self, id: &LaneId, spec: &LaneSpec) -> Result<Lane, kube::Error> {
+        let conn = self
+            .conn()
+            .await
+            .map_err(|e| kube::Error::Service(e.message.into()))?;
+        let api: Api<Lane> = Api::namespaced(conn.client.clone(), &conn.namespace);
+        let mut lane = Lane::new(id.as_str(), spec.clone());
+        lane.metadata.namespace = Some(conn.namespace.clone());
+        let created = api
+            .create(
+                &PostParams {
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                    ..PostParams::default()
+                },
+                &lane,
+            )
+            .await?;
+        let entries: Vec<serde_json::Value> = created
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|entry| {
+                let mut entry = entry.clone();
+                if entry.manager.as_deref() == Some(FIELD_MANAGER)
+                    && entry.operation.as_deref() == Some("Update")
+                {
+                    entry.operation = Some("Apply".to_owned());
+                    entry.time = None;
+                }
+                serde_json::to_value(entry).unwrap_or_default()
+            })
+            .collect();
+        let handover = serde_json::json!({"metadata": {
+            "resourceVersion": created.metadata.resource_version,
+            "managedFields": entries,
+        }});
+        Ok(api
+            .patch(
+                id.as_str(),
+                &PatchParams::default(),
+                &Patch::Merge(&handover),
+            )
+            .await
+            .unwrap_or(created))
+    }
+
     /// Reads Lane `id` (`fresh` when it does not exist), changes its spec with `change` and
     /// applies it onto what was read; when someone changed the Lane in between, reads and changes
     /// again, so that a concurrent change (another service deployed into the lane) is not lost.
@@ -249,6 +293,21 @@ impl KubernetesBackend {
                 }
             };
             change(&mut spec)?;
+            if current.is_none() {
+                // A create that someone else's create beat (409 AlreadyExists) goes round again
+                // and applies onto theirs.
+                match self.create_owned(id, &spec).await {
+                    Ok(lane) => return Ok(lane),
+                    Err(kube::Error::Api(s)) if s.code == 409 && attempts < 5 => continue,
+                    Err(e) => {
+                        return Err(api_error(
+                            conn,
+                            &format!("creating Lane {}/{id}", conn.namespace),
+                            e,
+                        ));
+                    }
+                }
+            }
             let rv = current
                 .as_ref()
                 .and_then(|l| l.metadata.resource_version.as_deref());
@@ -562,7 +621,20 @@ impl Backend for KubernetesBackend {
         let spec = self
             .new_spec(req.parent.as_ref(), req.ttl_secs, now())
             .await?;
-        let lane = self.apply(&req.id, &spec).await?;
+        let conn = self.conn().await?;
+        let lane = self
+            .create_owned(&req.id, &spec)
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 409 => {
+                    BackendError::conflict(format!("lane `{}` already exists", req.id))
+                }
+                e => api_error(
+                    conn,
+                    &format!("creating Lane {}/{}", conn.namespace, req.id),
+                    e,
+                ),
+            })?;
         Ok(core_lane(&lane, now()).unwrap_or_else(|| lane_core::Lane {
             id: req.id.clone(),
             parent: req.parent.clone(),
@@ -1376,6 +1448,50 @@ mod tests {
             .unwrap();
         let services: Vec<&str> = applied.spec.services.keys().map(String::as_str).collect();
         assert_eq!(services, ["a.one", "a.three", "a.two"]);
+
+        // Creating: another deploy creates the same lane right after our read finds none; ours
+        // does not overwrite it but applies onto it.
+        let id: LaneId = "fresh".parse().unwrap();
+        let theirs = other.replace("\"team\"", "\"fresh\"");
+        let interfered = std::sync::atomic::AtomicBool::new(false);
+        let created = backend
+            .update(&id, Some(&fresh), |spec| {
+                if !interfered.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    kubectl(
+                        &["apply", "--server-side", "--field-manager=lane", "-f", "-"],
+                        &theirs,
+                    );
+                }
+                spec.services
+                    .insert("a.three".into(), LaneService::default());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let services: Vec<&str> = created.spec.services.keys().map(String::as_str).collect();
+        assert_eq!(services, ["a.one", "a.three", "a.two"]);
+
+        // A Lane this backend created is the apply manager's alone: a later apply that changes
+        // a field is no conflict with the create.
+        let id: LaneId = "mine".parse().unwrap();
+        let made = backend.update(&id, Some(&fresh), |_| Ok(())).await.unwrap();
+        let managers: Vec<(Option<&str>, Option<&str>)> = made
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|m| (m.manager.as_deref(), m.operation.as_deref()))
+            .collect();
+        assert_eq!(managers, [(Some("lane"), Some("Apply"))]);
+        let later = time_at(2_100_000_000).unwrap();
+        let extended = backend
+            .update(&id, None, |spec| {
+                spec.expires = later.clone();
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(extended.spec.expires, later);
     }
 
     #[tokio::test(flavor = "current_thread")]
