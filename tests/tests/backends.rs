@@ -1,6 +1,6 @@
 //! Choosing a backend: `[backend] kind` in lane.toml or `--backend`. A backend this build does not
-//! have is a clear error that names where it was chosen, and nothing is started for it: no agent,
-//! no build, no service process. The standalone `lane router` follows the local agent.
+//! have is a clear error that names where it was chosen, and a cluster that cannot be reached one
+//! that names the server; nothing is started for either: no agent, no build, no service process. The standalone `lane router` follows the local agent.
 
 mod common;
 
@@ -26,34 +26,45 @@ fn assert_nothing_started(env: &TestEnv) {
 }
 
 #[test]
-fn a_backend_not_built_is_a_clear_error_and_starts_nothing() {
+fn an_unreachable_cluster_is_a_clear_error_and_starts_nothing() {
     let env = TestEnv::new("backend-kind", 70);
-    let manifest =
-        sample_manifest(&env.bin, "b", None, "") + "\n[backend]\nkind = \"kubernetes\"\n";
+    let manifest = sample_manifest(&env.bin, "b", None, "")
+        + "\n[backend]\nkind = \"kubernetes\"\n[image]\nbuild = \"echo built > image-built.txt && echo img:1\"\n";
     let repo = env.repo("b", &manifest);
-    let line = manifest
-        .lines()
-        .position(|l| l.starts_with("kind = "))
-        .expect("the kind line")
-        + 1;
-    let at = format!("lane.toml:{line}:8: backend.kind: the `kubernetes` backend");
+    // A kubeconfig naming a server nobody listens on (port 1 on loopback).
+    let kubeconfig = env.root.join("unreachable.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n\
+         users:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    \
+         user: u\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
     for args in [
         &["deploy", "--lane", "feature-x"][..],
         &["status"],
         &["ls"],
         &["create", "feature-x"],
     ] {
-        let out = env.run_in(&repo, args, &[]);
-        assert_eq!(out.code, 2, "`lane {}`: {out}", args.join(" "));
-        assert!(out.stderr.contains(&at), "`lane {}`: {out}", args.join(" "));
-        assert!(out.stderr.contains("nothing was started"), "{out}");
-        assert!(out.stderr.contains("help: remove [backend]"), "{out}");
+        let out = env.run_in(&repo, args, &[("KUBECONFIG", &kubeconfig)]);
+        assert_eq!(out.code, 7, "`lane {}`: {out}", args.join(" "));
+        assert!(
+            out.stderr
+                .contains("cannot reach the Kubernetes API server https://127.0.0.1:1"),
+            "`lane {}`: {out}",
+            args.join(" ")
+        );
     }
+    assert!(
+        !repo.join("image-built.txt").exists(),
+        "no image is built when the cluster cannot be reached"
+    );
     // A subdirectory of the service chooses by the same lane.toml.
     let sub = repo.join("src");
     std::fs::create_dir_all(&sub).unwrap();
-    let out = env.run_in(&sub, &["ls"], &[]);
-    assert_eq!(out.code, 2, "{out}");
+    let out = env.run_in(&sub, &["ls"], &[("KUBECONFIG", &kubeconfig)]);
+    assert_eq!(out.code, 7, "{out}");
     assert_nothing_started(&env);
 
     // The flag wins over lane.toml, both ways.

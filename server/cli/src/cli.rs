@@ -25,6 +25,10 @@ pub struct Cli {
     /// lane.toml, else local.
     #[arg(long, global = true, env = "LANE_BACKEND", value_name = "KIND")]
     pub backend: Option<String>,
+    /// The kubeconfig context of the kubernetes backend. Default: `[backend] context` of the
+    /// nearest lane.toml, else the kubeconfig's current context (or in-cluster).
+    #[arg(long, global = true, env = "LANE_CONTEXT", value_name = "CONTEXT")]
+    pub context: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    requests::set_context(cli.context.clone());
     let code = runtime.block_on(async move {
         match cli.command {
             cli::Command::Lsp { describe } => {

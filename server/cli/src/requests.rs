@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lane_api::{Backend, BackendError, BuildFrom, DeployRequest, SourceRef};
-use lane_backend::{OpenOptions, Origin};
+use lane_backend::{ClusterSettings, OpenOptions, Origin};
 use lane_core::duration::parse_duration;
 use lane_core::manifest::BackendKind;
 use lane_core::{LaneId, LaneRef};
@@ -76,6 +76,7 @@ pub fn open_options() -> anyhow::Result<OpenOptions> {
             .map_err(|e| anyhow::anyhow!("cannot find the lane binary's own path: {e}"))?,
         state_dir: None,
         no_autostart: false,
+        cluster: ClusterSettings::default(),
     })
 }
 
@@ -83,8 +84,12 @@ pub fn open_options() -> anyhow::Result<OpenOptions> {
 /// the service `dir` belongs to (its nearest `lane.toml`), else local. A broken `lane.toml` is
 /// reported (file:line:column) rather than guessed around. Blocking (git).
 pub fn backend_for(flag: Option<&str>, dir: &Path) -> anyhow::Result<Arc<dyn Backend>> {
-    let (kind, origin) = choose_backend(flag, dir)?;
-    Ok(lane_backend::open(kind, &origin, open_options()?)?)
+    let (kind, origin, cluster) = choose_backend(flag, dir)?;
+    let opts = OpenOptions {
+        cluster,
+        ..open_options()?
+    };
+    Ok(lane_backend::open(kind, &origin, opts)?)
 }
 
 /// The IDE daemon's backends for its workspace folders, and the folder that chose them: the
@@ -104,8 +109,11 @@ pub fn backends_for_folders(
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_else(|| PathBuf::from("."));
     let opened = (|| -> Result<_, BackendError> {
-        let (kind, origin) = choose_backend(flag, &here).map_err(to_backend_error)?;
-        let opts = open_options().map_err(to_backend_error)?;
+        let (kind, origin, cluster) = choose_backend(flag, &here).map_err(to_backend_error)?;
+        let opts = OpenOptions {
+            cluster,
+            ..open_options().map_err(to_backend_error)?
+        };
         let quiet = OpenOptions {
             no_autostart: true,
             ..opts.clone()
@@ -126,20 +134,55 @@ pub fn unopened(kind: BackendKind, e: BackendError) -> (Arc<dyn Backend>, Arc<dy
     (b.clone(), b)
 }
 
-/// Which backend a command in `dir` uses, and who chose it.
-fn choose_backend(flag: Option<&str>, dir: &Path) -> anyhow::Result<(BackendKind, Origin)> {
+/// `--context` (or `LANE_CONTEXT`), set once by `main` for every backend this process opens.
+static CONTEXT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Records `--context`; the kubernetes backend uses it over `[backend] context`.
+pub fn set_context(context: Option<String>) {
+    let _ = CONTEXT.set(context.filter(|c| !c.is_empty()));
+}
+
+/// Which backend a command in `dir` uses, who chose it, and the cluster settings of the service
+/// `dir` belongs to (its `[backend]` context and namespace, its app).
+fn choose_backend(
+    flag: Option<&str>,
+    dir: &Path,
+) -> anyhow::Result<(BackendKind, Origin, ClusterSettings)> {
+    // With --backend, a lane.toml that does not parse only loses its cluster settings: the flag
+    // chooses without it.
+    let manifest = match lane_workspace::manifest_dir(dir) {
+        Some(service) => match (lane_workspace::load_manifest(&service), flag) {
+            (Ok(m), _) => Some(m),
+            (Err(_), Some(_)) => None,
+            (Err(e), None) => return Err(workspace_error(e).into()),
+        },
+        None => None,
+    };
+    let cluster = manifest
+        .as_ref()
+        .map(|m| ClusterSettings {
+            context: m.backend.context.clone(),
+            namespace: m.backend.namespace.clone(),
+            app: Some(m.service.app().to_owned()),
+        })
+        .unwrap_or_default();
+    let cluster = match CONTEXT.get().cloned().flatten() {
+        Some(context) => ClusterSettings {
+            context: Some(context),
+            ..cluster
+        },
+        None => cluster,
+    };
     Ok(match flag {
         Some(name) => (
             name.parse::<BackendKind>()
                 .map_err(|e| invalid(format!("--backend: {e}")))?,
             Origin::Flag,
+            cluster,
         ),
-        None => match lane_workspace::manifest_dir(dir) {
-            Some(service) => {
-                let m = lane_workspace::load_manifest(&service).map_err(workspace_error)?;
-                (m.backend.kind, Origin::of(&m.backend))
-            }
-            None => (BackendKind::Local, Origin::Default),
+        None => match manifest {
+            Some(m) => (m.backend.kind, Origin::of(&m.backend), cluster),
+            None => (BackendKind::Local, Origin::Default, cluster),
         },
     })
 }

@@ -726,7 +726,7 @@ fn a_folder_naming_a_backend_not_built_shows_why_and_starts_nothing() {
     let mut sandbox = Sandbox::new("lsp-kind", "47900-47999");
     let repo = sandbox.repo("true");
     let mut manifest = std::fs::read_to_string(repo.join("lane.toml")).expect("the manifest");
-    manifest.push_str("[backend]\nkind = \"kubernetes\"\n");
+    manifest.push_str("[backend]\nkind = \"consul\"\n");
     let line = manifest.lines().count();
     std::fs::write(repo.join("lane.toml"), &manifest).expect("temp dir is writable");
 
@@ -744,22 +744,150 @@ fn a_folder_naming_a_backend_not_built_shows_why_and_starts_nothing() {
     let error = st["backendError"]["message"].as_str().unwrap_or_default();
     assert!(
         error.contains(&format!(
-            "lane.toml:{line}:8: backend.kind: the `kubernetes` backend"
+            "lane.toml:{line}:8: backend.kind: the `consul` backend"
         )),
         "{st}"
     );
-    assert_eq!(st["backend"], "kubernetes", "{st}");
+    assert_eq!(st["backend"], "consul", "{st}");
     let id = c.command("lane.deployCurrentBranch", json!({"lane": "feature-x"}));
     let resp = c.response(id, Duration::from_secs(30));
     assert!(
         resp["error"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("the `kubernetes` backend")),
+            .is_some_and(|m| m.contains("the `consul` backend")),
         "{resp}"
     );
     let home = sandbox.root.join("home");
     assert!(
         !home.join("agent.json").exists() && !home.join("state.json").exists(),
+        "no local agent was started for a consul workspace"
+    );
+}
+
+/// `lane lsp` on a `kind = "kubernetes"` folder shows the cluster's lanes with health, from a
+/// real kube-apiserver (`lane_tests::apiserver`). The test writes the Lane as `admin` and plays
+/// the lane operator and the Deployment controller: it creates the lane Deployment and marks its
+/// replica ready.
+#[test]
+fn a_kubernetes_folder_shows_the_cluster_s_lanes_with_health() {
+    let server = lane_tests::apiserver::ApiServer::start();
+    let admin = server.kubeconfig("admin");
+    let kubectl = |stdin: &str| {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&admin)
+            .args(["apply", "--server-side", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(stdin.as_bytes())
+            .expect("kubectl reads stdin");
+        let out = child.wait_with_output().expect("kubectl finishes");
+        assert!(out.status.success(), "kubectl apply: {out:?}");
+    };
+    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/crd.yaml");
+    kubectl(&std::fs::read_to_string(crd).expect("deploy/crd.yaml"));
+    let wait = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&admin)
+        .args(["wait", "--for=condition=Established", "crd/lanes.lane.dev"])
+        .output()
+        .expect("kubectl runs");
+    assert!(wait.status.success(), "{wait:?}");
+    kubectl(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"demo"}}"#);
+    kubectl(
+        r#"{"apiVersion":"lane.dev/v1alpha1","kind":"Lane","metadata":{"name":"cluster-lane","namespace":"demo"},
+            "spec":{"owner":"alice","expires":"2099-01-01T00:00:00Z",
+                    "services":{"demo.b":{"image":"demo/b:1","version":"feat@0123abcd"}}}}"#,
+    );
+    // As the lane operator: the lane Deployment; as the Deployment controller: its replica ready.
+    kubectl(
+        r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"b-lane-cluster-lane",
+            "namespace":"demo","labels":{"lane.dev/lane":"cluster-lane"}},
+            "spec":{"replicas":1,"selector":{"matchLabels":{"lane.dev/lane":"cluster-lane"}},
+                    "template":{"metadata":{"labels":{"lane.dev/lane":"cluster-lane"}},
+                                "spec":{"containers":[{"name":"b","image":"demo/b:1"}]}}}}"#,
+    );
+    let ready = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&admin)
+        .args([
+            "-n",
+            "demo",
+            "patch",
+            "deployment",
+            "b-lane-cluster-lane",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"replicas":1,"readyReplicas":1}}"#,
+        ])
+        .output()
+        .expect("kubectl runs");
+    assert!(ready.status.success(), "{ready:?}");
+
+    let mut sandbox = Sandbox::new("lsp-kube", "48000-48099");
+    let repo = sandbox.repo("true");
+    let mut manifest = std::fs::read_to_string(repo.join("lane.toml")).expect("the manifest");
+    manifest.push_str("[backend]\nkind = \"kubernetes\"\n");
+    std::fs::write(repo.join("lane.toml"), &manifest).expect("temp dir is writable");
+    // The daemon finds the cluster the usual way: here `~/.kube/config` (HOME is the sandbox).
+    std::fs::create_dir_all(sandbox.root.join(".kube")).expect("temp dir is writable");
+    std::fs::copy(&admin, sandbox.root.join(".kube/config")).expect("copy the kubeconfig");
+    let mut c = Client::spawn_in(&mut sandbox, Some(&repo));
+    c.call(
+        "initialize",
+        json!({
+            "processId": null,
+            "capabilities": {},
+            "workspaceFolders": [{"uri": format!("file://{}", repo.display()), "name": "b"}],
+        }),
+    );
+    c.notify("initialized", json!({}));
+    let st = c.call("lane/status", Value::Null);
+    assert_eq!(st["backend"], "kubernetes", "{st}");
+    assert!(healthy_in(&st, "cluster-lane"), "{st}");
+    // A Lane made on the cluster afterwards is pushed (a watch from the status's revision).
+    kubectl(
+        r#"{"apiVersion":"lane.dev/v1alpha1","kind":"Lane","metadata":{"name":"later","namespace":"demo"},
+            "spec":{"owner":"bob","expires":"2099-01-01T00:00:00Z"}}"#,
+    );
+    let pushed = c.status_changed("status with lane later", Duration::from_secs(30), |s| {
+        lane(s, "later").is_some()
+    });
+    assert_eq!(lane(&pushed, "later").expect("later")["owner"], "bob");
+    // Health changes are pushed too: as the Deployment controller, its replica is not ready.
+    let unready = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&admin)
+        .args([
+            "-n",
+            "demo",
+            "patch",
+            "deployment",
+            "b-lane-cluster-lane",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"readyReplicas":0}}"#,
+        ])
+        .output()
+        .expect("kubectl runs");
+    assert!(unready.status.success(), "{unready:?}");
+    c.status_changed(
+        "status with cluster-lane not healthy",
+        Duration::from_secs(30),
+        |s| lane(s, "cluster-lane").is_some() && !healthy_in(s, "cluster-lane"),
+    );
+    let home = sandbox.root.join("home");
+    assert!(
+        !home.join("agent.json").exists(),
         "no local agent was started for a kubernetes workspace"
     );
 }

@@ -145,6 +145,12 @@ pub struct BackendChoice {
     /// `file:line:column` of `[backend] kind`; `None` when the file names none (local).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub declared_at: Option<String>,
+    /// `[backend] context`: the kubeconfig context (kubernetes); `None`: the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// `[backend] namespace`: where the Lanes live (kubernetes); `None`: the service's app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A validated `lane.toml`.
@@ -172,6 +178,10 @@ pub struct Manifest {
     /// than building and running in the repository itself.
     #[serde(default = "yes")]
     pub snapshot: bool,
+    /// `[image] build`: the shell command that builds an image of the service (kubernetes
+    /// backend), run in the service's directory; the last line it prints is the image reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_build: Option<String>,
 }
 
 fn yes() -> bool {
@@ -194,6 +204,14 @@ struct RawManifest {
     health: Option<RawHealth>,
     #[serde(default)]
     backend: Option<RawBackend>,
+    #[serde(default)]
+    image: Option<RawImage>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    build: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +249,29 @@ struct RawHealth {
 #[serde(deny_unknown_fields)]
 struct RawBackend {
     kind: Spanned<String>,
+    #[serde(default)]
+    context: Option<Spanned<String>>,
+    #[serde(default)]
+    namespace: Option<Spanned<String>>,
+}
+
+/// A Kubernetes namespace name: a DNS label.
+fn namespace_name(ns: &str) -> Result<(), String> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 63
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !ns.starts_with('-')
+        && !ns.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{ns}` is not a namespace name (lowercase letters, digits and `-`, at most 63, \
+             starting and ending alphanumeric)"
+        ))
+    }
 }
 
 /// A `[build] cache` entry: a relative path inside the service's directory.
@@ -385,10 +426,50 @@ impl Manifest {
                         format!("backend.kind: {e}"),
                     )
                 })?;
+                if let Some(ns) = &b.namespace {
+                    namespace_name(ns.get_ref()).map_err(|e| {
+                        error_at(
+                            path,
+                            source,
+                            Some(ns.span()),
+                            format!("backend.namespace: {e}"),
+                        )
+                    })?;
+                }
+                if let Some(ctx) = &b.context
+                    && ctx.get_ref().trim().is_empty()
+                {
+                    return Err(error_at(
+                        path,
+                        source,
+                        Some(ctx.span()),
+                        "backend.context is empty; name a kubeconfig context or leave it out"
+                            .into(),
+                    ));
+                }
                 BackendChoice {
                     kind,
                     declared_at: Some(format!("{}:{}:{}", at.path.display(), at.line, at.column)),
+                    context: b.context.map(Spanned::into_inner),
+                    namespace: b.namespace.map(Spanned::into_inner),
                 }
+            }
+        };
+        let image_build = match raw.image {
+            None => None,
+            Some(i) => {
+                let command = i.build.get_ref().trim().to_owned();
+                if command.is_empty() {
+                    return Err(error_at(
+                        path,
+                        source,
+                        Some(i.build.span()),
+                        "image.build is empty; give the shell command that builds the image and \
+                         prints its reference last"
+                            .into(),
+                    ));
+                }
+                Some(command)
             }
         };
         Ok(Manifest {
@@ -403,6 +484,7 @@ impl Manifest {
             health_timeout,
             backend,
             snapshot: raw.snapshot.unwrap_or(true),
+            image_build,
         })
     }
 
@@ -513,6 +595,37 @@ timeout = "10s"
         assert_eq!(m.service.as_str(), "shop.cart");
         assert_eq!(m.build_cache, [PathBuf::from("target")]);
         assert!(m.snapshot);
+    }
+
+    #[test]
+    fn kubernetes_backend_settings_and_image_build() {
+        let m = parse(
+            "app = \"shop\"\nproc = \"cart\"\n[run]\ncommand = \"x\"\n[backend]\nkind = \"kubernetes\"\n\
+             context = \"staging\"\nnamespace = \"lanes\"\n[image]\nbuild = \"./build-image.sh\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.backend.kind, BackendKind::Kubernetes);
+        assert_eq!(m.backend.context.as_deref(), Some("staging"));
+        assert_eq!(m.backend.namespace.as_deref(), Some("lanes"));
+        assert_eq!(m.image_build.as_deref(), Some("./build-image.sh"));
+        let cases: &[(&str, &str)] = &[
+            (
+                "app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[backend]\nkind = \"kubernetes\"\nnamespace = \"Bad_NS\"\n",
+                "svc/lane.toml:7:13: backend.namespace: `Bad_NS` is not a namespace name",
+            ),
+            (
+                "app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[image]\nbuild = \" \"\n",
+                "svc/lane.toml:6:9: image.build is empty",
+            ),
+            (
+                "app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[image]\ntag = \"x\"\n",
+                "svc/lane.toml:6:1: unknown field `tag`",
+            ),
+        ];
+        for (src, want) in cases {
+            let e = parse(src).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e}\n  does not start with\n{want}");
+        }
     }
 
     #[test]

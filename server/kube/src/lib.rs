@@ -7,9 +7,11 @@
 //!
 //! - [`operator`]: the thin controller around [`plan::desired`] (`lane operator`): watches,
 //!   lists, applies, deletes, writes Lane statuses.
+//! - [`backend`]: the `kubernetes` backend, `lane_api::Backend` on a cluster's Lanes.
 //!
-//! `plan` has no client and no clock: the operator reads the cluster and passes `now`.
+//! `crd` and `plan` have no client and no clock: the operator reads the cluster and passes `now`.
 
+pub mod backend;
 pub mod crd;
 pub mod matching;
 pub mod operator;
