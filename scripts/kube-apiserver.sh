@@ -168,9 +168,34 @@ stop() {
   fi
 }
 
+# Prints the path of a kubectl: the one on PATH, else one built from the same pinned
+# k8s.io/kubernetes (tests/kube-apiserver/cmd/kubectl) into target/kube-apiserver/kubectl.
+kubectl_path() {
+  if command -v kubectl >/dev/null 2>&1; then
+    command -v kubectl
+    return 0
+  fi
+  local bin="$BIN_DIR/kubectl"
+  if [ ! -x "$bin" ] || [ "$SRC/go.mod" -nt "$bin" ] || [ "$SRC/cmd/kubectl/main.go" -nt "$bin" ]; then
+    need_go
+    mkdir -p "$BIN_DIR"
+    exec 8>"$BIN_DIR/kubectl.lock"
+    flock 8
+    if [ ! -x "$bin" ] || [ "$SRC/go.mod" -nt "$bin" ] || [ "$SRC/cmd/kubectl/main.go" -nt "$bin" ]; then
+      echo "kube-apiserver.sh: no kubectl on PATH; building one into $bin" >&2
+      (cd "$SRC" && nice -n 10 go build -buildvcs=false -ldflags "-s -w" -o "$bin.tmp" ./cmd/kubectl) \
+        || { rm -f "$bin.tmp"; die "go build of kubectl failed in $SRC"; }
+      mv -f "$bin.tmp" "$bin"
+    fi
+    flock -u 8
+  fi
+  echo "$bin"
+}
+
 case "${1:-}" in
   build) build ;;
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
-  *) echo "usage: $0 build | start OUTDIR | stop [OUTDIR]" >&2; exit 2 ;;
+  kubectl) kubectl_path ;;
+  *) echo "usage: $0 build | start OUTDIR | stop [OUTDIR] | kubectl" >&2; exit 2 ;;
 esac

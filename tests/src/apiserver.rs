@@ -107,6 +107,28 @@ impl ApiServer {
     }
 }
 
+/// A `kubectl` to drive the server with: the one on `PATH`, else one built from the same pinned
+/// Kubernetes release (`scripts/kube-apiserver.sh kubectl`). Panics when neither can be had.
+pub fn kubectl() -> PathBuf {
+    static KUBECTL: OnceLock<PathBuf> = OnceLock::new();
+    KUBECTL
+        .get_or_init(|| {
+            let script = repo_root().join("scripts/kube-apiserver.sh");
+            let out = Command::new("bash")
+                .arg(&script)
+                .arg("kubectl")
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+            assert!(
+                out.status.success(),
+                "no kubectl on PATH and none could be built:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        })
+        .clone()
+}
+
 impl Drop for ApiServer {
     fn drop(&mut self) {
         if self.shared {

@@ -26,7 +26,7 @@ fn repo_root() -> PathBuf {
 /// `kubectl` as `user` against the shared server; returns (success, stdout, stderr).
 fn kubectl(user: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let server = ApiServer::shared();
-    let mut child = Command::new("kubectl")
+    let mut child = Command::new(lane_tests::apiserver::kubectl())
         .arg("--kubeconfig")
         .arg(server.kubeconfig(user))
         .args(args)

@@ -773,7 +773,7 @@ fn a_kubernetes_folder_shows_the_cluster_s_lanes_with_health() {
     let server = lane_tests::apiserver::ApiServer::start();
     let admin = server.kubeconfig("admin");
     let kubectl = |stdin: &str| {
-        let mut child = Command::new("kubectl")
+        let mut child = Command::new(lane_tests::apiserver::kubectl())
             .arg("--kubeconfig")
             .arg(&admin)
             .args(["apply", "--server-side", "-f", "-"])
@@ -793,7 +793,7 @@ fn a_kubernetes_folder_shows_the_cluster_s_lanes_with_health() {
     };
     let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/crd.yaml");
     kubectl(&std::fs::read_to_string(crd).expect("deploy/crd.yaml"));
-    let wait = Command::new("kubectl")
+    let wait = Command::new(lane_tests::apiserver::kubectl())
         .arg("--kubeconfig")
         .arg(&admin)
         .args(["wait", "--for=condition=Established", "crd/lanes.lane.dev"])
@@ -814,7 +814,7 @@ fn a_kubernetes_folder_shows_the_cluster_s_lanes_with_health() {
                     "template":{"metadata":{"labels":{"lane.dev/lane":"cluster-lane"}},
                                 "spec":{"containers":[{"name":"b","image":"demo/b:1"}]}}}}"#,
     );
-    let ready = Command::new("kubectl")
+    let ready = Command::new(lane_tests::apiserver::kubectl())
         .arg("--kubeconfig")
         .arg(&admin)
         .args([
@@ -863,7 +863,7 @@ fn a_kubernetes_folder_shows_the_cluster_s_lanes_with_health() {
     });
     assert_eq!(lane(&pushed, "later").expect("later")["owner"], "bob");
     // Health changes are pushed too: as the Deployment controller, its replica is not ready.
-    let unready = Command::new("kubectl")
+    let unready = Command::new(lane_tests::apiserver::kubectl())
         .arg("--kubeconfig")
         .arg(&admin)
         .args([

@@ -1372,7 +1372,7 @@ mod tests {
         let admin = server.kubeconfig("admin");
         let kubectl = |args: &[&str], stdin: &str| {
             use std::io::Write;
-            let mut child = std::process::Command::new("kubectl")
+            let mut child = std::process::Command::new(lane_tests::apiserver::kubectl())
                 .arg("--kubeconfig")
                 .arg(&admin)
                 .args(args)
