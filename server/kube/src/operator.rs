@@ -576,7 +576,7 @@ impl Operator {
 
         // Statuses.
         for lane in &live {
-            let status = lane_status(lane, &desired, &deployments, now);
+            let status = lane_status(lane, &desired, deployments, now);
             if lane.status.as_ref() != Some(&status) {
                 self.spend(&report)?;
                 let api: Api<Lane> =
