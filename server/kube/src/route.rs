@@ -10,7 +10,10 @@ use lane_core::ServiceId;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::crd::Lane;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{Lane, LaneService, LaneSpec};
 use crate::operator::{self, Error, Operator};
 use crate::plan::{self, CLUSTER_DOMAIN, Conflict};
 
@@ -50,19 +53,55 @@ pub fn parse_host(host: &str) -> Result<ServiceId, String> {
     })
 }
 
-/// The view of `service` from the operator's inputs, with `extra` Lanes added to them (replacing
-/// any Lane of the same namespace and name), at `now`.
+/// A lane's version of the viewed service, added in memory before planning (`--lane --image`).
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// The lane id: its Lane (in any namespace in scope) gets this image for the service; a new
+    /// Lane in the service's namespace when there is none.
+    pub lane: String,
+    pub image: String,
+}
+
+/// The view of `service` from the operator's inputs at `now`, with `preview` applied to them.
 pub async fn view(
     operator: &Operator,
     service: &ServiceId,
-    extra: Vec<Lane>,
+    preview: Option<&Preview>,
 ) -> Result<RouteView, Error> {
     let mut inputs = operator.list_inputs().await?;
-    for lane in extra {
-        inputs.lanes.retain(|l| {
-            l.metadata.namespace != lane.metadata.namespace || l.metadata.name != lane.metadata.name
-        });
-        inputs.lanes.push(lane);
+    if let Some(p) = preview {
+        let key = service.to_string();
+        let existing = inputs
+            .lanes
+            .iter_mut()
+            .find(|l| l.metadata.name.as_deref() == Some(p.lane.as_str()));
+        let lane = match existing {
+            Some(lane) => lane,
+            None => {
+                let mut lane = Lane::new(
+                    &p.lane,
+                    LaneSpec {
+                        owner: "preview".into(),
+                        parent: None,
+                        expires: Time(Timestamp::MAX),
+                        services: Default::default(),
+                    },
+                );
+                lane.metadata.namespace = Some(service.app().to_owned());
+                inputs.lanes.push(lane);
+                let last = inputs.lanes.len() - 1;
+                &mut inputs.lanes[last]
+            }
+        };
+        let version = lane
+            .spec
+            .services
+            .entry(key)
+            .or_insert_with(|| LaneService {
+                version: format!("preview@{}", p.lane),
+                ..Default::default()
+            });
+        version.image = p.image.clone();
     }
     let (_, desired) = operator.plan(&inputs, operator::now_secs());
     let name = plan::routing_object_name(service);

@@ -162,7 +162,7 @@ fn operator_for(c: &Client, ns: &str) -> Operator {
 
 async fn view(op: &Operator, host: &str) -> RouteView {
     let service = route::parse_host(host).unwrap();
-    route::view(op, &service, Vec::new()).await.unwrap()
+    route::view(op, &service, None).await.unwrap()
 }
 
 #[tokio::test]
@@ -226,11 +226,14 @@ async fn show_and_diff_follow_the_lanes_and_the_operator() {
             .contains("lane-b")
     );
 
-    // A preview Lane given in memory counts as if it were in the cluster.
+    // A preview lane given in memory counts as if it were in the cluster.
     let preview = route::view(
         &op,
         &route::parse_host(&format!("{ns}.cart")).unwrap(),
-        vec![lane_object(ns, "c", "cart", "registry.example/cart:c")],
+        Some(&route::Preview {
+            lane: "c".into(),
+            image: "registry.example/cart:c".into(),
+        }),
     )
     .await
     .unwrap();
