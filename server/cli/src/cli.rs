@@ -160,6 +160,12 @@ pub enum Command {
         #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
         lane_header: String,
     },
+    /// The merged VirtualService and DestinationRule the operator would make for a host, read
+    /// from the cluster without changing it.
+    Route {
+        #[command(subcommand)]
+        command: RouteCommand,
+    },
     /// The IDE daemon: the Language Server Protocol over stdio, for the VS Code and JetBrains plugins.
     Lsp {
         /// Print a JSON description of the daemon's commands, requests, notifications and their
@@ -197,5 +203,45 @@ pub enum BaselineCommand {
         /// The workspace file (default: ./lane-workspace.toml).
         #[arg(long)]
         file: Option<PathBuf>,
+    },
+}
+
+/// Where `lane route` reads: the same scope and header as `lane operator`.
+#[derive(Debug, Args)]
+pub struct RouteScope {
+    /// A service id `<app>.<proc>` or its host `<proc>.<app>.svc.cluster.local`.
+    pub host: String,
+    /// The kubeconfig to use. Default: KUBECONFIG, else ~/.kube/config, else the in-cluster
+    /// service account.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// A namespace the operator watches (repeatable); all namespaces when omitted.
+    #[arg(long = "namespace", short = 'n', value_name = "NAMESPACE")]
+    pub namespaces: Vec<String>,
+    /// The lane header the VirtualServices match.
+    #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
+    pub lane_header: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// Print the VirtualService and DestinationRule the plan wants for the host, as YAML, and the
+    /// conflicts that stop them.
+    Show {
+        #[command(flatten)]
+        scope: RouteScope,
+    },
+    /// A unified diff from the host's VirtualService and DestinationRule in the cluster to the
+    /// ones the plan wants. Exit 0 when equal, 1 when they differ, 4 when the plan reports a
+    /// conflict for the host.
+    Diff {
+        #[command(flatten)]
+        scope: RouteScope,
+        /// Preview this lane with `--image` as its version of the service.
+        #[arg(long, requires = "image", value_name = "LANE")]
+        lane: Option<String>,
+        /// The image of the previewed lane version.
+        #[arg(long, requires = "lane", value_name = "IMAGE")]
+        image: Option<String>,
     },
 }

@@ -129,6 +129,7 @@ async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u
             namespaces,
             lane_header,
         } => crate::operator::run(kubeconfig, namespaces, lane_header).await,
+        Command::Route { command } => crate::route::run(command).await,
         other => {
             // `lane deploy --dir D` chooses by D's lane.toml, everything else by the current dir.
             let here = match &other {
@@ -279,6 +280,7 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
         | Command::Router { .. }
         | Command::Lsp { .. }
         | Command::Operator { .. }
+        | Command::Route { .. }
         | Command::SampleService { .. } => Err(anyhow!("this command does not take a backend")),
     }
 }

@@ -9,6 +9,7 @@ mod lsp;
 mod operator;
 mod output;
 mod requests;
+mod route;
 mod sample;
 mod trace;
 

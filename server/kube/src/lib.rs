@@ -16,4 +16,5 @@ pub mod crd;
 pub mod matching;
 pub mod operator;
 pub mod plan;
+pub mod route;
 mod yaml;

@@ -145,6 +145,16 @@ pub struct PassReport {
     pub next_expiry: Option<i64>,
 }
 
+/// What a pass reads: the objects of every input kind in the operator's scope.
+#[derive(Debug, Default, Clone)]
+pub struct Inputs {
+    pub lanes: Vec<Lane>,
+    pub services: Vec<Service>,
+    pub deployments: Vec<Deployment>,
+    pub virtual_services: Vec<VirtualService>,
+    pub destination_rules: Vec<DestinationRule>,
+}
+
 /// The operator: a client, a scope, and the pass.
 #[derive(Clone)]
 pub struct Operator {
@@ -155,7 +165,8 @@ pub struct Operator {
     write_budget: Option<Arc<AtomicUsize>>,
 }
 
-fn now_secs() -> i64 {
+/// Seconds since the epoch, now.
+pub fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -340,6 +351,52 @@ impl Operator {
         Ok(())
     }
 
+    /// Every input of a pass, listed at once, in the operator's scope.
+    pub async fn list_inputs(&self) -> Result<Inputs, Error> {
+        let (lanes, services, deployments, virtual_services, destination_rules) = futures::try_join!(
+            self.list::<Lane>("Lane"),
+            self.list::<Service>("Service"),
+            self.list::<Deployment>("Deployment"),
+            self.list::<VirtualService>("VirtualService"),
+            self.list::<DestinationRule>("DestinationRule"),
+        )?;
+        Ok(Inputs {
+            lanes,
+            services,
+            deployments,
+            virtual_services,
+            destination_rules,
+        })
+    }
+
+    /// Step 2 of a pass: the Lanes that are neither deleting nor expired at `now`, and
+    /// [`plan::desired`] over them, their baselines and everything in scope.
+    pub fn plan(&self, inputs: &Inputs, now: i64) -> (Vec<Lane>, plan::Desired) {
+        let live: Vec<Lane> = inputs
+            .lanes
+            .iter()
+            .filter(|l| {
+                l.metadata.deletion_timestamp.is_none() && l.spec.expires.0.as_second() > now
+            })
+            .cloned()
+            .collect();
+        let touched: BTreeSet<ServiceId> = live
+            .iter()
+            .flat_map(|l| l.spec.services.keys())
+            .filter_map(|k| k.parse().ok())
+            .collect();
+        let baseline = baselines(&touched, &inputs.services, &inputs.deployments);
+        let existing = Existing {
+            deployments: inputs.deployments.clone(),
+            destination_rules: inputs.destination_rules.clone(),
+            virtual_services: inputs.virtual_services.clone(),
+        };
+        let mut options = self.options.clone();
+        options.now = u64::try_from(now).unwrap_or(0);
+        let desired = plan::desired(&live, &baseline, &existing, &options);
+        (live, desired)
+    }
+
     /// One pass: see the module documentation. Lane Deployments whose `lane.dev/applied`
     /// fingerprint matches the plan are not applied again.
     pub async fn reconcile_once(&self) -> Result<PassReport, Error> {
@@ -354,17 +411,17 @@ impl Operator {
     async fn pass(&self, full: bool) -> Result<PassReport, Error> {
         let mut report = PassReport::default();
         let now = now_secs();
-        // The inputs, listed at once.
-        let (lanes, services, deployments, virtual_services, destination_rules) = futures::try_join!(
-            self.list::<Lane>("Lane"),
-            self.list::<Service>("Service"),
-            self.list::<Deployment>("Deployment"),
-            self.list::<VirtualService>("VirtualService"),
-            self.list::<DestinationRule>("DestinationRule"),
-        )?;
+        let inputs = self.list_inputs().await?;
+        let Inputs {
+            lanes,
+            deployments,
+            virtual_services,
+            destination_rules,
+            ..
+        } = &inputs;
 
         // 1. Finalizers on the Lanes that are neither deleting nor expired.
-        for lane in &lanes {
+        for lane in lanes {
             let live =
                 lane.metadata.deletion_timestamp.is_none() && lane.spec.expires.0.as_second() > now;
             if live && !lane.finalizers().iter().any(|f| f == FINALIZER) {
@@ -375,27 +432,7 @@ impl Operator {
         }
 
         // 2. The plan.
-        let live: Vec<Lane> = lanes
-            .iter()
-            .filter(|l| {
-                l.metadata.deletion_timestamp.is_none() && l.spec.expires.0.as_second() > now
-            })
-            .cloned()
-            .collect();
-        let touched: BTreeSet<ServiceId> = live
-            .iter()
-            .flat_map(|l| l.spec.services.keys())
-            .filter_map(|k| k.parse().ok())
-            .collect();
-        let baseline = baselines(&touched, &services, &deployments);
-        let existing = Existing {
-            deployments: deployments.clone(),
-            destination_rules: destination_rules.clone(),
-            virtual_services: virtual_services.clone(),
-        };
-        let mut options = self.options.clone();
-        options.now = u64::try_from(now).unwrap_or(0);
-        let desired = plan::desired(&live, &baseline, &existing, &options);
+        let (live, desired) = self.plan(&inputs, now);
 
         // 3. Writes, in the order of the module documentation.
         // A Deployment whose last apply was this very object is left alone (the API server
@@ -502,7 +539,7 @@ impl Operator {
         // Expired Lanes are deleted once their routes and Deployments are gone (the plan left
         // them out): one with the finalizer waits for the next pass to lose it, like any other
         // deleting Lane; one without (never seen live by an operator) goes at once.
-        for lane in &lanes {
+        for lane in lanes {
             if lane.metadata.deletion_timestamp.is_none() && lane.spec.expires.0.as_second() <= now
             {
                 self.spend(&report)?;
@@ -539,7 +576,7 @@ impl Operator {
 
         // Statuses.
         for lane in &live {
-            let status = lane_status(lane, &desired, &deployments, now);
+            let status = lane_status(lane, &desired, deployments, now);
             if lane.status.as_ref() != Some(&status) {
                 self.spend(&report)?;
                 let api: Api<Lane> =

@@ -1,0 +1,280 @@
+//! `lane_kube::route` against a real kube-apiserver (`lane_tests::apiserver`, one server for this
+//! test binary, one namespace per test), with the operator's single pass run in-process as in
+//! `tests/operator.rs`. Istio is not installed: `operator/istio-crds.yaml` gives the server
+//! minimal VirtualService and DestinationRule CRDs.
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kcr_networking_istio_io::v1::destinationrules::DestinationRule;
+use kcr_networking_istio_io::v1::virtualservices::VirtualService;
+use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use lane_kube::crd::{Lane, LaneService, LaneSpec};
+use lane_kube::operator::{self, Config, Operator};
+use lane_kube::plan::Conflict;
+use lane_kube::route::{self, RouteView};
+use lane_tests::apiserver::ApiServer;
+use serde_json::json;
+
+const TEST_MANAGER: &str = "lane-test";
+
+async fn apply_json<K>(api: &Api<K>, name: &str, value: serde_json::Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(TEST_MANAGER).force(),
+        &Patch::Apply(&value),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {name}: {e}"));
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(t) = check().await {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The Lane and Istio CRDs (idempotent, served), and a fresh namespace `ns`.
+async fn setup(ns: &str) -> Client {
+    let c = operator::client(Some(&ApiServer::shared().kubeconfig("admin")))
+        .await
+        .expect("a client for the test server");
+    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
+    let mut all = vec![serde_json::to_value(lane_kube::crd::crd()).unwrap()];
+    for doc in serde_yaml::Deserializer::from_str(include_str!("operator/istio-crds.yaml")) {
+        all.push(serde::Deserialize::deserialize(doc).unwrap());
+    }
+    for crd in all {
+        let name = crd["metadata"]["name"].as_str().unwrap().to_owned();
+        apply_json(&crds, &name, crd).await;
+    }
+    eventually("the new kinds listable", || async {
+        let params = ListParams::default();
+        Api::<Lane>::all(c.clone()).list(&params).await.ok()?;
+        Api::<VirtualService>::all(c.clone())
+            .list(&params)
+            .await
+            .ok()?;
+        Api::<DestinationRule>::all(c.clone())
+            .list(&params)
+            .await
+            .ok()?;
+        Some(())
+    })
+    .await;
+    let namespaces: Api<Namespace> = Api::all(c.clone());
+    apply_json(
+        &namespaces,
+        ns,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    )
+    .await;
+    c
+}
+
+/// Service `<proc>` and Deployment `<proc>` in `ns`, pods labelled `lane.dev/lane=baseline`.
+async fn baseline(c: &Client, ns: &str, proc_: &str) {
+    let services: Api<Service> = Api::namespaced(c.clone(), ns);
+    apply_json(
+        &services,
+        proc_,
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": proc_, "namespace": ns},
+               "spec": {"selector": {"app": proc_}, "ports": [{"name": "http", "port": 80}]}}),
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(c.clone(), ns);
+    apply_json(
+        &deployments,
+        proc_,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": proc_, "namespace": ns, "labels": {"app": proc_}},
+               "spec": {"selector": {"matchLabels": {"app": proc_}},
+                        "template": {
+                            "metadata": {"labels": {"app": proc_, "lane.dev/lane": "baseline"}},
+                            "spec": {"containers": [{"name": proc_,
+                                                     "image": format!("registry.example/{proc_}:1")}]}}}}),
+    )
+    .await;
+}
+
+fn in_an_hour() -> Time {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    Time(Timestamp::from_second(i64::try_from(now).unwrap() + 3600).unwrap())
+}
+
+fn lane_object(ns: &str, name: &str, proc_: &str, image: &str) -> Lane {
+    let mut lane = Lane::new(
+        name,
+        LaneSpec {
+            owner: "alice@example.com".into(),
+            parent: None,
+            expires: in_an_hour(),
+            services: [(
+                format!("{ns}.{proc_}"),
+                LaneService {
+                    image: image.to_owned(),
+                    version: format!("feature@{name}"),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        },
+    );
+    lane.metadata.namespace = Some(ns.to_owned());
+    lane
+}
+
+async fn lane(c: &Client, ns: &str, name: &str, proc_: &str, image: &str) {
+    let lanes: Api<Lane> = Api::namespaced(c.clone(), ns);
+    let value = serde_json::to_value(lane_object(ns, name, proc_, image)).unwrap();
+    apply_json(&lanes, name, value).await;
+}
+
+fn operator_for(c: &Client, ns: &str) -> Operator {
+    let config = Config {
+        namespaces: vec![ns.to_owned()],
+        ..Config::default()
+    };
+    Operator::new(c.clone(), config).unwrap()
+}
+
+async fn view(op: &Operator, host: &str) -> RouteView {
+    let service = route::parse_host(host).unwrap();
+    route::view(op, &service, None).await.unwrap()
+}
+
+#[tokio::test]
+async fn show_and_diff_follow_the_lanes_and_the_operator() {
+    let ns = "route-one";
+    let c = setup(ns).await;
+    baseline(&c, ns, "cart").await;
+    lane(&c, ns, "a", "cart", "registry.example/cart:a").await;
+    let op = operator_for(&c, ns);
+
+    // Before the operator ran: the merged objects are wanted, nothing is live.
+    let before = view(&op, &format!("cart.{ns}.svc.cluster.local")).await;
+    assert!(before.conflicts.is_empty(), "{:?}", before.conflicts);
+    assert!(before.live_virtual_service.is_none());
+    let (vs, dr) = before.desired_yaml();
+    assert!(vs.contains("kind: VirtualService"), "{vs}");
+    assert!(vs.contains("name: cart-lanes"), "{vs}");
+    assert!(vs.contains("lane-a") && vs.contains("baseline"), "{vs}");
+    assert!(vs.contains("x-lane"), "{vs}");
+    assert!(!vs.contains("resourceVersion"), "{vs}");
+    assert!(dr.contains("kind: DestinationRule"), "{dr}");
+    assert!(dr.contains("lane.dev/lane: a"), "{dr}");
+    let diff = before.diff();
+    assert!(
+        diff.contains("+++ desired VirtualService route-one/cart-lanes"),
+        "{diff}"
+    );
+    assert!(
+        diff.lines().any(|l| l.starts_with("+kind: VirtualService")),
+        "{diff}"
+    );
+
+    // After one pass the cluster holds exactly what the plan wants.
+    op.reconcile_once().await.unwrap();
+    let after = view(&op, &format!("{ns}.cart")).await;
+    assert!(after.live_virtual_service.is_some());
+    assert_eq!(after.diff(), "", "live and desired differ after a pass");
+
+    // A new lane before the operator runs: its route and subset show as additions.
+    lane(&c, ns, "b", "cart", "registry.example/cart:b").await;
+    let changed = view(&op, &format!("{ns}.cart")).await;
+    let diff = changed.diff();
+    assert!(!diff.is_empty());
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with('+') && l.contains("lane-b")),
+        "{diff}"
+    );
+    assert!(
+        !diff
+            .lines()
+            .any(|l| l.starts_with('-') && l.contains("lane-a")),
+        "{diff}"
+    );
+    // Nothing was written by looking.
+    let vss: Api<VirtualService> = Api::namespaced(c.clone(), ns);
+    let live = vss.get("cart-lanes").await.unwrap();
+    assert!(
+        !serde_json::to_string(&live.spec)
+            .unwrap()
+            .contains("lane-b")
+    );
+
+    // A preview lane given in memory counts as if it were in the cluster.
+    let preview = route::view(
+        &op,
+        &route::parse_host(&format!("{ns}.cart")).unwrap(),
+        Some(&route::Preview {
+            lane: "c".into(),
+            image: "registry.example/cart:c".into(),
+        }),
+    )
+    .await
+    .unwrap();
+    let (vs, _) = preview.desired_yaml();
+    assert!(vs.contains("lane-c") && vs.contains("lane-b"), "{vs}");
+
+    op.reconcile_once().await.unwrap();
+    assert_eq!(view(&op, &format!("{ns}.cart")).await.diff(), "");
+}
+
+#[tokio::test]
+async fn a_foreign_virtual_service_is_a_named_conflict() {
+    let ns = "route-foreign";
+    let c = setup(ns).await;
+    baseline(&c, ns, "cart").await;
+    let vs: Api<VirtualService> = Api::namespaced(c.clone(), ns);
+    apply_json(
+        &vs,
+        "cart-canary",
+        json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "cart-canary", "namespace": ns},
+            "spec": {"hosts": ["cart"],
+                     "http": [{"route": [{"destination": {"host": "cart", "subset": "v2"}}]}]}
+        }),
+    )
+    .await;
+    lane(&c, ns, "f", "cart", "registry.example/cart:f").await;
+    let op = operator_for(&c, ns);
+    let v = view(&op, &format!("{ns}.cart")).await;
+    assert!(v.desired_virtual_service.is_none());
+    assert!(v.desired_destination_rule.is_none());
+    assert_eq!(v.diff(), "");
+    match v.conflicts.as_slice() {
+        [c @ Conflict::ForeignVirtualService { object, .. }] => {
+            assert_eq!(object, "route-foreign/cart-canary");
+            assert!(c.to_string().contains("route-foreign/cart-canary"));
+        }
+        other => panic!("want one ForeignVirtualService, got {other:?}"),
+    }
+    // Another service is not concerned.
+    let other = view(&op, &format!("{ns}.pay")).await;
+    assert!(other.conflicts.is_empty(), "{:?}", other.conflicts);
+}
