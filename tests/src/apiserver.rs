@@ -36,6 +36,7 @@ impl ApiServer {
     /// this test process exits). Panics with the script's output when it cannot: a test that needs
     /// the server fails, never skips.
     pub fn start() -> ApiServer {
+        sweep_leftovers();
         let dir = std::env::temp_dir().join(format!(
             "lane-kube-{}-{}",
             std::process::id(),
@@ -104,6 +105,28 @@ impl ApiServer {
             .get(user)
             .map(String::as_str)
             .unwrap_or_else(|| panic!("no token for user `{user}`"))
+    }
+}
+
+/// Removes the folders of servers whose test process is gone: a shared server is never dropped
+/// (it stops by itself when its test binary exits), so its folder would stay behind.
+fn sweep_leftovers() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("lane-kube-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
