@@ -78,7 +78,7 @@ use tokio::sync::Notify;
 use crate::crd::{CONDITION_READY, CONDITION_ROUTED, Lane, LanePhase, LaneRoute, LaneStatus};
 use crate::plan::{
     self, BASELINE, BaselineService, Conflict, Existing, LANE_OBJECT_ANNOTATION, MANAGED_BY,
-    MANAGED_BY_LABEL,
+    MANAGED_BY_LABEL, is_managed, object_name,
 };
 
 /// The field manager of every write.
@@ -171,21 +171,6 @@ pub fn now_secs() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-fn name_of(meta: &ObjectMeta) -> String {
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or(""),
-        meta.name.as_deref().unwrap_or("")
-    )
-}
-
-fn is_managed(meta: &ObjectMeta) -> bool {
-    meta.labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .is_some_and(|v| v == MANAGED_BY)
 }
 
 fn kube_err(
@@ -297,7 +282,7 @@ impl Operator {
         K::DynamicType: Default,
     {
         let meta = object.meta();
-        let label = name_of(meta);
+        let label = object_name(meta);
         self.spend(report)?;
         let api: Api<K> = Api::namespaced(
             self.client.clone(),
@@ -325,7 +310,7 @@ impl Operator {
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
         K::DynamicType: Default,
     {
-        let label = name_of(meta);
+        let label = object_name(meta);
         self.spend(report)?;
         let api: Api<K> = Api::namespaced(
             self.client.clone(),
@@ -548,12 +533,14 @@ impl Operator {
                 match api.delete(&lane.name_any(), &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(kube_err("delete", "Lane", name_of(&lane.metadata))(e)),
+                    Err(e) => {
+                        return Err(kube_err("delete", "Lane", object_name(&lane.metadata))(e));
+                    }
                 }
-                tracing::info!(lane = %name_of(&lane.metadata), "expired; deleted it");
+                tracing::info!(lane = %object_name(&lane.metadata), "expired; deleted it");
                 report
                     .writes
-                    .push(format!("delete Lane {}", name_of(&lane.metadata)));
+                    .push(format!("delete Lane {}", object_name(&lane.metadata)));
             }
         }
 
@@ -602,13 +589,13 @@ impl Operator {
                         return Err(kube_err(
                             "write the status of",
                             "Lane",
-                            name_of(&lane.metadata),
+                            object_name(&lane.metadata),
                         )(e));
                     }
                 }
                 report
                     .writes
-                    .push(format!("status Lane {}", name_of(&lane.metadata)));
+                    .push(format!("status Lane {}", object_name(&lane.metadata)));
             }
         }
         report.next_expiry = live.iter().map(|l| l.spec.expires.0.as_second()).min();
@@ -622,7 +609,7 @@ impl Operator {
         report: &mut PassReport,
     ) -> Result<(), Error> {
         self.spend(report)?;
-        let label = name_of(&lane.metadata);
+        let label = object_name(&lane.metadata);
         let api: Api<Lane> =
             Api::namespaced(self.client.clone(), &lane.namespace().unwrap_or_default());
         // The resource version makes this a compare-and-swap: a finalizer another controller added
@@ -831,7 +818,7 @@ fn concerns(conflict: &Conflict, lane: &Lane) -> bool {
     let id = lane.metadata.name.as_deref().unwrap_or("");
     let has = |service: &str| lane.spec.services.contains_key(service);
     match conflict {
-        Conflict::InvalidLane { object, .. } => *object == name_of(&lane.metadata),
+        Conflict::InvalidLane { object, .. } => *object == object_name(&lane.metadata),
         Conflict::DuplicateLane { lane: l, .. }
         | Conflict::NoBaseline { lane: l, .. }
         | Conflict::ForeignDeployment { lane: l, .. }
@@ -893,7 +880,7 @@ fn lane_status(
     now: i64,
 ) -> LaneStatus {
     let id = lane.metadata.name.as_deref().unwrap_or("");
-    let object = name_of(&lane.metadata);
+    let object = object_name(&lane.metadata);
     let generation = lane.metadata.generation;
     let old = lane.status.as_ref();
     let services = i32::try_from(lane.spec.services.len()).unwrap_or(i32::MAX);
@@ -1110,7 +1097,7 @@ mod tests {
         let found = baselines(&touched, &[service], &deployments);
         let names: Vec<String> = found
             .iter()
-            .map(|b| name_of(&b.deployment.metadata))
+            .map(|b| object_name(&b.deployment.metadata))
             .collect();
         assert_eq!(names, ["shop/cart"]);
     }

@@ -242,7 +242,7 @@ pub fn version_label_value(version: &str, lane: &LaneId) -> String {
     }
 }
 
-fn object_name(meta: &ObjectMeta) -> String {
+pub(crate) fn object_name(meta: &ObjectMeta) -> String {
     format!(
         "{}/{}",
         meta.namespace.as_deref().unwrap_or(""),
@@ -250,7 +250,7 @@ fn object_name(meta: &ObjectMeta) -> String {
     )
 }
 
-fn is_managed(meta: &ObjectMeta) -> bool {
+pub(crate) fn is_managed(meta: &ObjectMeta) -> bool {
     meta.labels
         .as_ref()
         .and_then(|l| l.get(MANAGED_BY_LABEL))
