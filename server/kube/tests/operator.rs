@@ -7,15 +7,15 @@
 //! was deleted by the operator itself. Istio is not installed: `operator/istio-crds.yaml` gives
 //! the server minimal VirtualService and DestinationRule CRDs.
 
+mod cluster;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kcr_networking_istio_io::v1::destinationrules::DestinationRule;
@@ -31,124 +31,7 @@ use lane_kube::plan::{self, BaselineService};
 use lane_tests::apiserver::ApiServer;
 use serde_json::json;
 
-const TEST_MANAGER: &str = "lane-test";
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn client(user: &str) -> Client {
-    operator::client(Some(&ApiServer::shared().kubeconfig(user)))
-        .await
-        .expect("a client for the test server")
-}
-
-async fn apply_json<K>(api: &Api<K>, name: &str, value: serde_json::Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.patch(
-        name,
-        &PatchParams::apply(TEST_MANAGER).force(),
-        &Patch::Apply(&value),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("apply {name}: {e}"));
-}
-
-/// The Lane and Istio CRDs (idempotent), and a fresh namespace `ns`.
-async fn setup(ns: &str) -> Client {
-    let c = client("admin").await;
-    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
-    let mut all = vec![serde_json::to_value(lane_kube::crd::crd()).unwrap()];
-    let istio = include_str!("operator/istio-crds.yaml");
-    for doc in serde_yaml::Deserializer::from_str(istio) {
-        let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
-        all.push(v);
-    }
-    for crd in all {
-        let name = crd["metadata"]["name"].as_str().unwrap().to_owned();
-        apply_json(&crds, &name, crd).await;
-        eventually(&format!("CRD {name} established"), || {
-            let crds = crds.clone();
-            let name = name.clone();
-            async move {
-                let crd = crds.get(&name).await.ok()?;
-                crd.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            }
-        })
-        .await;
-    }
-    // Established is not yet served: right after it, a list may answer 429 "storage is
-    // (re)initializing".
-    eventually("the new kinds listable", || async {
-        let params = ListParams::default();
-        Api::<Lane>::all(c.clone()).list(&params).await.ok()?;
-        Api::<VirtualService>::all(c.clone())
-            .list(&params)
-            .await
-            .ok()?;
-        Api::<DestinationRule>::all(c.clone())
-            .list(&params)
-            .await
-            .ok()?;
-        Some(())
-    })
-    .await;
-    let namespaces: Api<Namespace> = Api::all(c.clone());
-    apply_json(
-        &namespaces,
-        ns,
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-    )
-    .await;
-    c
-}
-
-/// Polls `check` until it answers, or fails the test naming `what`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(t) = check().await {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The baseline of `<ns>.<proc>`: Service `<proc>` and Deployment `<proc>` whose pods carry
-/// `lane.dev/lane=baseline`.
-async fn baseline(c: &Client, ns: &str, proc_: &str) {
-    let services: Api<Service> = Api::namespaced(c.clone(), ns);
-    apply_json(
-        &services,
-        proc_,
-        json!({"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": proc_, "namespace": ns},
-               "spec": {"selector": {"app": proc_}, "ports": [{"name": "http", "port": 80}]}}),
-    )
-    .await;
-    let deployments: Api<Deployment> = Api::namespaced(c.clone(), ns);
-    apply_json(
-        &deployments,
-        proc_,
-        json!({"apiVersion": "apps/v1", "kind": "Deployment",
-               "metadata": {"name": proc_, "namespace": ns, "labels": {"app": proc_}},
-               "spec": {"replicas": 2,
-                        "selector": {"matchLabels": {"app": proc_}},
-                        "template": {
-                            "metadata": {"labels": {"app": proc_, "lane.dev/lane": "baseline"}},
-                            "spec": {"containers": [{"name": proc_,
-                                                     "image": format!("registry.example/{proc_}:1")}]}}}}),
-    )
-    .await;
-}
+use cluster::{TEST_MANAGER, WAIT, apply_json, baseline, eventually, setup};
 
 fn time(secs: i64) -> Time {
     Time(Timestamp::from_second(secs).unwrap())

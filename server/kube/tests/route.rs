@@ -3,118 +3,22 @@
 //! `tests/operator.rs`. Istio is not installed: `operator/istio-crds.yaml` gives the server
 //! minimal VirtualService and DestinationRule CRDs.
 
-use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod cluster;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kcr_networking_istio_io::v1::destinationrules::DestinationRule;
 use kcr_networking_istio_io::v1::virtualservices::VirtualService;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::Api;
 use lane_kube::crd::{Lane, LaneService, LaneSpec};
-use lane_kube::operator::{self, Config, Operator};
+use lane_kube::operator::{Config, Operator};
 use lane_kube::plan::Conflict;
 use lane_kube::route::{self, RouteView};
-use lane_tests::apiserver::ApiServer;
 use serde_json::json;
 
-const TEST_MANAGER: &str = "lane-test";
-
-async fn apply_json<K>(api: &Api<K>, name: &str, value: serde_json::Value)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.patch(
-        name,
-        &PatchParams::apply(TEST_MANAGER).force(),
-        &Patch::Apply(&value),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("apply {name}: {e}"));
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(t) = check().await {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The Lane and Istio CRDs (idempotent, served), and a fresh namespace `ns`.
-async fn setup(ns: &str) -> Client {
-    let c = operator::client(Some(&ApiServer::shared().kubeconfig("admin")))
-        .await
-        .expect("a client for the test server");
-    let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
-    let mut all = vec![serde_json::to_value(lane_kube::crd::crd()).unwrap()];
-    for doc in serde_yaml::Deserializer::from_str(include_str!("operator/istio-crds.yaml")) {
-        all.push(serde::Deserialize::deserialize(doc).unwrap());
-    }
-    for crd in all {
-        let name = crd["metadata"]["name"].as_str().unwrap().to_owned();
-        apply_json(&crds, &name, crd).await;
-    }
-    eventually("the new kinds listable", || async {
-        let params = ListParams::default();
-        Api::<Lane>::all(c.clone()).list(&params).await.ok()?;
-        Api::<VirtualService>::all(c.clone())
-            .list(&params)
-            .await
-            .ok()?;
-        Api::<DestinationRule>::all(c.clone())
-            .list(&params)
-            .await
-            .ok()?;
-        Some(())
-    })
-    .await;
-    let namespaces: Api<Namespace> = Api::all(c.clone());
-    apply_json(
-        &namespaces,
-        ns,
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-    )
-    .await;
-    c
-}
-
-/// Service `<proc>` and Deployment `<proc>` in `ns`, pods labelled `lane.dev/lane=baseline`.
-async fn baseline(c: &Client, ns: &str, proc_: &str) {
-    let services: Api<Service> = Api::namespaced(c.clone(), ns);
-    apply_json(
-        &services,
-        proc_,
-        json!({"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": proc_, "namespace": ns},
-               "spec": {"selector": {"app": proc_}, "ports": [{"name": "http", "port": 80}]}}),
-    )
-    .await;
-    let deployments: Api<Deployment> = Api::namespaced(c.clone(), ns);
-    apply_json(
-        &deployments,
-        proc_,
-        json!({"apiVersion": "apps/v1", "kind": "Deployment",
-               "metadata": {"name": proc_, "namespace": ns, "labels": {"app": proc_}},
-               "spec": {"selector": {"matchLabels": {"app": proc_}},
-                        "template": {
-                            "metadata": {"labels": {"app": proc_, "lane.dev/lane": "baseline"}},
-                            "spec": {"containers": [{"name": proc_,
-                                                     "image": format!("registry.example/{proc_}:1")}]}}}}),
-    )
-    .await;
-}
+use cluster::{apply_json, baseline, setup};
 
 fn in_an_hour() -> Time {
     let now = SystemTime::now()
