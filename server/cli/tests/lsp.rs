@@ -244,6 +244,20 @@ impl Client {
         resp["result"].clone()
     }
 
+    /// `initialize` with one workspace folder (no client capabilities), then `initialized`.
+    fn open_folder(&mut self, uri: impl Into<String>, name: &str) {
+        let uri: String = uri.into();
+        self.call(
+            "initialize",
+            json!({
+                "processId": null,
+                "capabilities": {},
+                "workspaceFolders": [{"uri": uri, "name": name}],
+            }),
+        );
+        self.notify("initialized", json!({}));
+    }
+
     fn command(&mut self, command: &str, args: Value) -> i64 {
         self.request(
             "workspace/executeCommand",
@@ -544,15 +558,7 @@ fn a_monorepo_folder_lists_its_services_and_deploys_one() {
     sandbox.git(&mono, &["commit", "-q", "-m", "mono"]);
 
     let mut c = Client::spawn(&mut sandbox);
-    c.call(
-        "initialize",
-        json!({
-            "processId": null,
-            "capabilities": {},
-            "workspaceFolders": [{"uri": format!("file://{}", mono.display()), "name": "mono"}],
-        }),
-    );
-    c.notify("initialized", json!({}));
+    c.open_folder(format!("file://{}", mono.display()), "mono");
     let st = c.call("lane/status", Value::Null);
     let services: Vec<&str> = st["workspaces"]
         .as_array()
@@ -627,15 +633,7 @@ fn a_linked_worktree_branch_switch_reaches_lane_status_changed() {
     let mut c = Client::spawn(&mut sandbox);
     let uri = file_uri(&wt);
     assert!(uri.contains("%20"), "{uri}");
-    c.call(
-        "initialize",
-        json!({
-            "processId": null,
-            "capabilities": {},
-            "workspaceFolders": [{"uri": uri, "name": "linked worktree"}],
-        }),
-    );
-    c.notify("initialized", json!({}));
+    c.open_folder(uri, "linked worktree");
     // The first push comes once the watcher is set up.
     let st = c.status_changed("the first status", Duration::from_secs(10), |s| {
         s["workspaces"][0]["branch"] == "feature"
@@ -692,15 +690,7 @@ fn the_owner_is_the_workspace_repository_s_user_email() {
 
     let mut c = Client::spawn_in(&mut sandbox, Some(&elsewhere));
     let uri = file_uri(&repo);
-    c.call(
-        "initialize",
-        json!({
-            "processId": null,
-            "capabilities": {},
-            "workspaceFolders": [{"uri": uri, "name": "my service"}],
-        }),
-    );
-    c.notify("initialized", json!({}));
+    c.open_folder(uri.clone(), "my service");
 
     let created = c.call(
         "workspace/executeCommand",
@@ -731,15 +721,7 @@ fn a_folder_naming_a_backend_not_built_shows_why_and_starts_nothing() {
     std::fs::write(repo.join("lane.toml"), &manifest).expect("temp dir is writable");
 
     let mut c = Client::spawn(&mut sandbox);
-    c.call(
-        "initialize",
-        json!({
-            "processId": null,
-            "capabilities": {},
-            "workspaceFolders": [{"uri": format!("file://{}", repo.display()), "name": "b"}],
-        }),
-    );
-    c.notify("initialized", json!({}));
+    c.open_folder(format!("file://{}", repo.display()), "b");
     let st = c.call("lane/status", Value::Null);
     let error = st["backendError"]["message"].as_str().unwrap_or_default();
     assert!(
@@ -841,15 +823,7 @@ fn a_kubernetes_folder_shows_the_cluster_s_lanes_with_health() {
     std::fs::create_dir_all(sandbox.root.join(".kube")).expect("temp dir is writable");
     std::fs::copy(&admin, sandbox.root.join(".kube/config")).expect("copy the kubeconfig");
     let mut c = Client::spawn_in(&mut sandbox, Some(&repo));
-    c.call(
-        "initialize",
-        json!({
-            "processId": null,
-            "capabilities": {},
-            "workspaceFolders": [{"uri": format!("file://{}", repo.display()), "name": "b"}],
-        }),
-    );
-    c.notify("initialized", json!({}));
+    c.open_folder(format!("file://{}", repo.display()), "b");
     let st = c.call("lane/status", Value::Null);
     assert_eq!(st["backend"], "kubernetes", "{st}");
     assert!(healthy_in(&st, "cluster-lane"), "{st}");
