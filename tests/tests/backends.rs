@@ -106,6 +106,24 @@ fn a_broken_lane_toml_is_reported_before_any_backend_is_chosen() {
 }
 
 #[test]
+fn the_standalone_router_refuses_a_lane_header_that_is_no_header_name() {
+    let env = TestEnv::new("router-bad-header", 74);
+    let out = env.run_in(
+        &env.root,
+        &["router", "--listen", "127.0.0.1:0"],
+        &[("LANE_HEADER", "not a header")],
+    );
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("--lane-header / LANE_HEADER `not a header` is not a header name"),
+        "{out}"
+    );
+    assert!(env.agent_pid().is_none(), "nothing was started");
+    env.finish();
+}
+
+#[test]
 fn the_standalone_router_follows_the_agent_and_says_when_it_cannot() {
     let env = TestEnv::new("router-follows", 72);
     let port = common::free_port();
