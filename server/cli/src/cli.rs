@@ -124,6 +124,10 @@ pub enum Command {
         /// The lane to send (default: the active lane).
         #[arg(long)]
         lane: Option<String>,
+        /// Send the lane as W3C `baggage: lane=<id>` (what OpenTelemetry's baggage propagator
+        /// forwards) instead of the lane header.
+        #[arg(long)]
+        baggage: bool,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -145,6 +149,10 @@ pub enum Command {
         /// The lane header it reads (the W3C `baggage` entry `lane=` is read too).
         #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
         lane_header: String,
+        /// Forward a request that carries the lane header with `baggage: lane=<id>` too, for
+        /// services that propagate only OpenTelemetry baggage (also LANE_HEADER_TO_BAGGAGE=1).
+        #[arg(long)]
+        header_to_baggage: bool,
     },
     /// The Kubernetes operator: reconciles Lanes into lane Deployments, DestinationRules and one
     /// merged VirtualService per host (deploy/operator.yaml runs it in a cluster).

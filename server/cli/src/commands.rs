@@ -119,8 +119,11 @@ async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u
         Command::Router {
             listen,
             lane_header,
+            header_to_baggage,
         } => {
-            standalone_router(listen, &lane_header).await?;
+            let header_to_baggage =
+                header_to_baggage || lane_local::env_switch(lane_local::HEADER_TO_BAGGAGE_ENV)?;
+            standalone_router(listen, &lane_header, header_to_baggage).await?;
             Ok(0)
         }
         Command::Lsp { .. } => Err(anyhow!("`lane lsp` is run by main")),
@@ -252,8 +255,18 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
             println!("moved {service} from lane {from} to lane {to}");
             Ok(0)
         }
-        Command::Trace { target, lane, json } => {
-            trace::run(backend, &target, lane.as_deref(), json.json).await
+        Command::Trace {
+            target,
+            lane,
+            baggage,
+            json,
+        } => {
+            let carrier = if baggage {
+                trace::Carrier::Baggage
+            } else {
+                trace::Carrier::Header
+            };
+            trace::run(backend, &target, lane.as_deref(), carrier, json.json).await
         }
         Command::Gc(f) => {
             let report = backend.gc().await?;
@@ -554,7 +567,11 @@ async fn proxy(
 
 /// `lane router`: a router of its own, following the local agent's change feed (it never starts
 /// an agent, and routes with the last table it had while the agent is away).
-async fn standalone_router(listen: std::net::SocketAddr, lane_header: &str) -> anyhow::Result<()> {
+async fn standalone_router(
+    listen: std::net::SocketAddr,
+    lane_header: &str,
+    header_to_baggage: bool,
+) -> anyhow::Result<()> {
     let header = http::HeaderName::from_bytes(lane_header.to_ascii_lowercase().as_bytes())
         .map_err(|_| {
             invalid(format!(
@@ -566,14 +583,20 @@ async fn standalone_router(listen: std::net::SocketAddr, lane_header: &str) -> a
     let router = lane_router::Router::new(
         lane_router::RouterConfig {
             lane_header: header.clone(),
+            header_to_baggage,
         },
         table.clone(),
     );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| BackendError::unavailable(format!("cannot listen on {listen}: {e}")))?;
+    let as_baggage = if header_to_baggage {
+        ", forwarded as baggage too"
+    } else {
+        ""
+    };
     eprintln!(
-        "lane router on http://{listen} (lane header `{header}`), following the lane agent of {}",
+        "lane router on http://{listen} (lane header `{header}`{as_baggage}), following the lane agent of {}",
         backend.state_dir().root.display()
     );
     tokio::spawn(follow_agent(backend, table));

@@ -45,11 +45,41 @@ pub fn expected_lane(
         .unwrap_or(LaneRef::Baseline)
 }
 
-/// Compares served-by values (outermost first) with what the lane should have got.
-pub fn analyse(status: &Status, lane: &LaneRef, served: &[String]) -> (Vec<Hop>, Vec<String>) {
+/// How `lane trace` sends the lane on its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    /// The lane header (`x-lane` unless `LANE_HEADER` says otherwise).
+    Header,
+    /// A W3C `baggage: lane=<id>` header, as OpenTelemetry's baggage propagator sends it.
+    Baggage,
+}
+
+impl Carrier {
+    /// What a hop failed to forward, for the problem text.
+    fn what(self) -> &'static str {
+        match self {
+            Carrier::Header => "the lane header",
+            Carrier::Baggage => "the `lane` baggage entry",
+        }
+    }
+}
+
+/// Compares served-by values (outermost first) with what the lane, sent as `carrier` says, should
+/// have got.
+pub fn analyse(
+    status: &Status,
+    lane: &LaneRef,
+    served: &[String],
+    carrier: Carrier,
+) -> (Vec<Hop>, Vec<String>) {
     let table = lane_api::routing_table(status, 0, |i| Some(i.id.clone()));
     let mut hops = Vec::new();
     let mut problems = Vec::new();
+    let name = |v: &String| v.rsplit_once('@').map_or(v.as_str(), |(s, _)| s).to_owned();
+    // The last hop known to have received the lane: one served by a lane as it should be (the
+    // client sent the lane to the first hop). A hop served by baseline as it should be tells
+    // nothing: it could have received the lane or not.
+    let mut last_with_lane = 0;
     for (i, value) in served.iter().enumerate() {
         let (service, got) = value.rsplit_once('@').unwrap_or((value.as_str(), "?"));
         let expected = service
@@ -57,13 +87,20 @@ pub fn analyse(status: &Status, lane: &LaneRef, served: &[String]) -> (Vec<Hop>,
             .map(|s| expected_lane(&table, lane, &s).to_string())
             .unwrap_or_else(|_| "?".into());
         let ok = got == expected;
+        if ok && got != "baseline" {
+            last_with_lane = i;
+        }
         if !ok {
             let cause = if got == "baseline" && i > 0 {
+                let suspects: Vec<String> = served[last_with_lane..i].iter().map(name).collect();
+                let culprit = if let [one] = suspects.as_slice() {
+                    format!("the hop before it ({one})")
+                } else {
+                    format!("one of the hops before it ({})", suspects.join(", "))
+                };
                 format!(
-                    "{service} was served by baseline although lane {expected} has it: the hop before it ({}) did not forward the lane header",
-                    served[i - 1]
-                        .rsplit_once('@')
-                        .map_or(served[i - 1].as_str(), |(s, _)| s)
+                    "{service} was served by baseline although lane {expected} has it: {culprit} did not forward {}",
+                    carrier.what()
                 )
             } else {
                 format!("{service} was served by {got}, expected {expected}")
@@ -118,6 +155,7 @@ pub async fn run(
     backend: &dyn Backend,
     target: &str,
     lane: Option<&str>,
+    carrier: Carrier,
     json: bool,
 ) -> anyhow::Result<u8> {
     let status = backend.status().await?;
@@ -128,13 +166,17 @@ pub async fn run(
     };
     let (addr, host, path) = resolve(target, &status)?;
     let lane_str = lane.to_string();
-    let headers: Vec<(&str, &str)> = match &lane {
-        LaneRef::Baseline => vec![],
-        LaneRef::Lane(_) => vec![(status.lane_header.as_str(), lane_str.as_str())],
+    let baggage = format!("{}={lane_str}", lane_core::header::BAGGAGE_LANE_KEY);
+    let headers: Vec<(&str, &str)> = match (&lane, carrier) {
+        (LaneRef::Baseline, _) => vec![],
+        (LaneRef::Lane(_), Carrier::Header) => {
+            vec![(status.lane_header.as_str(), lane_str.as_str())]
+        }
+        (LaneRef::Lane(_), Carrier::Baggage) => vec![("baggage", baggage.as_str())],
     };
     let reply = http_client::get(addr, &host, &path, &headers).await?;
     let served = http_client::served_by(&reply.headers);
-    let (hops, mut problems) = analyse(&status, &lane, &served);
+    let (hops, mut problems) = analyse(&status, &lane, &served, carrier);
     if served.is_empty() {
         problems.push(
             "the response has no x-lane-served-by header: did it go through the lane router?"
@@ -157,8 +199,12 @@ pub async fn run(
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        let via = match (&report.lane, carrier) {
+            (LaneRef::Lane(_), Carrier::Baggage) => " via baggage",
+            _ => "",
+        };
         println!(
-            "trace of {target} in lane {} ({}):",
+            "trace of {target} in lane {}{via} ({}):",
             report.lane, reply.status
         );
         let rows: Vec<Vec<String>> = report

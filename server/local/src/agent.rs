@@ -46,12 +46,15 @@ pub struct AgentConfig {
     pub port_range: (u16, u16),
     /// How often the agent reclaims expired lanes on its own (`lane gc` does it on demand).
     pub reap_interval: Duration,
+    /// The router forwards the lane header as `baggage: lane=<id>` too (`LANE_HEADER_TO_BAGGAGE`).
+    pub header_to_baggage: bool,
 }
 
 impl AgentConfig {
     /// `LANE_ROUTER_ADDR` (default `127.0.0.1:4080`; port 0 picks a free one), `LANE_HEADER`
     /// (default `x-lane`), `LANE_PORT_RANGE` (default `41000-41999`), `LANE_REAP_INTERVAL` (how
-    /// often expired lanes are reclaimed, default `500ms`).
+    /// often expired lanes are reclaimed, default `500ms`), `LANE_HEADER_TO_BAGGAGE` (`1` makes the
+    /// router forward the lane header as `baggage: lane=<id>` too; default off).
     pub fn from_env() -> Result<Self> {
         let router_addr = match std::env::var("LANE_ROUTER_ADDR") {
             Ok(v) if !v.is_empty() => v.parse().map_err(|_| {
@@ -90,7 +93,26 @@ impl AgentConfig {
             lane_header,
             port_range,
             reap_interval,
+            header_to_baggage: env_switch(HEADER_TO_BAGGAGE_ENV)?,
         })
+    }
+}
+
+/// The environment variable that turns on the router's lane-header-to-baggage option.
+pub const HEADER_TO_BAGGAGE_ENV: &str = "LANE_HEADER_TO_BAGGAGE";
+
+/// An on/off environment variable: `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`, empty
+/// (any case); unset is off. Anything else is an invalid-input error naming the variable.
+pub fn env_switch(name: &str) -> Result<bool> {
+    let Ok(raw) = std::env::var(name) else {
+        return Ok(false);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(BackendError::invalid(format!(
+            "{name} `{raw}` is neither on (1, true, yes, on) nor off (0, false, no, off)"
+        ))),
     }
 }
 
@@ -239,6 +261,7 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
     let router = Router::new(
         RouterConfig {
             lane_header: header,
+            header_to_baggage: config.header_to_baggage,
         },
         table.clone(),
     );

@@ -11,7 +11,8 @@ pub mod store;
 pub mod supervisor;
 
 pub use agent::{
-    AgentConfig, AgentInfo, now_secs, parse_revision, revision, routing_table, run_agent,
+    AgentConfig, AgentInfo, HEADER_TO_BAGGAGE_ENV, env_switch, now_secs, parse_revision, revision,
+    routing_table, run_agent,
 };
 pub use client::LocalBackend;
 pub use store::{StateDir, default_state_dir};

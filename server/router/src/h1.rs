@@ -317,6 +317,11 @@ impl Conn {
             }
         };
 
+        let baggage = if inner.config.header_to_baggage {
+            crate::edge::baggage_for(values(headers, lane_header), values(headers, "baggage"))
+        } else {
+            None
+        };
         self.wbuf.clear();
         upstream_head(
             &mut self.wbuf,
@@ -325,6 +330,7 @@ impl Conn {
             headers,
             target_addr,
             &self.client_ip,
+            baggage.as_ref().map(http::HeaderValue::as_bytes),
         );
 
         let mut body = BodyState::new(info.framing, false);
@@ -722,7 +728,8 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// Writes the head of the request to send upstream: origin-form target, HTTP/1.1, the client's
 /// headers minus hop-by-hop ones, `Host` kept (or the absolute URI's, or the target's),
 /// `x-forwarded-for` with the client's address appended, `x-forwarded-proto: http` unless the
-/// client said otherwise, and the framing and upgrade headers this hop needs.
+/// client said otherwise, and the framing and upgrade headers this hop needs. `baggage`, when set,
+/// replaces the client's `baggage` lines (the lane header as baggage, [`crate::edge`]).
 fn upstream_head(
     w: &mut Vec<u8>,
     method: &str,
@@ -730,6 +737,7 @@ fn upstream_head(
     headers: &[Header],
     target: SocketAddr,
     client_ip: &[u8],
+    baggage: Option<&[u8]>,
 ) {
     w.extend_from_slice(method.as_bytes());
     w.push(b' ');
@@ -756,10 +764,15 @@ fn upstream_head(
             continue;
         } else if h.name.eq_ignore_ascii_case(FORWARDED_PROTO) {
             has_proto = true;
-        } else if is_hop_by_hop(h, headers) {
+        } else if is_hop_by_hop(h, headers)
+            || (baggage.is_some() && h.name.eq_ignore_ascii_case("baggage"))
+        {
             continue;
         }
         put_header(w, h.name.as_bytes(), h.value);
+    }
+    if let Some(baggage) = baggage {
+        put_header(w, b"baggage", baggage);
     }
     if !client_ip.is_empty() {
         w.extend_from_slice(FORWARDED_FOR.as_bytes());

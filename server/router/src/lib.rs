@@ -12,6 +12,7 @@
 //! [`route`](lane_core::RoutingTable::route) does. Each request takes one `Arc` snapshot of the table,
 //! so a [`TableHandle::update`] affects the next request and never an in-flight one.
 
+mod edge;
 mod forward;
 mod h1;
 mod host;
@@ -61,12 +62,17 @@ const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 pub struct RouterConfig {
     /// The header that carries the lane id (`x-lane` by default). `baggage: lane=<id>` is read too.
     pub lane_header: HeaderName,
+    /// Forward a request that carries the lane header with `baggage` saying the same lane
+    /// (`lane=<id>` added, or put in place of a different one), so that services that propagate
+    /// only OpenTelemetry baggage carry the lane on (`edge`; `docs/propagation.md`). Off by default.
+    pub header_to_baggage: bool,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
             lane_header: DEFAULT_LANE_HEADER,
+            header_to_baggage: false,
         }
     }
 }
@@ -337,6 +343,22 @@ impl Inner {
 
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        if self.config.header_to_baggage
+            && let Some(baggage) = edge::baggage_for(
+                parts
+                    .headers
+                    .get_all(&self.config.lane_header)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+                parts
+                    .headers
+                    .get_all(BAGGAGE)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+            )
+        {
+            parts.headers.insert(BAGGAGE, baggage);
+        }
         if let Some(ip) = client {
             let mut chain = Vec::new();
             for earlier in parts.headers.get_all(FORWARDED_FOR) {
