@@ -16,6 +16,10 @@ this hop's response, so the client sees the whole path (the router prepends its 
     service.py --name a --port 8000 --http --next-http b
     service.py --name b --port 8001 --http --next-grpc c
     service.py --name c --port 8002 --grpc
+
+`--call-from-thread-pool` makes the next call from a worker thread of a thread pool, as code
+that fans out work does; `--instrument-threading` turns on OpenTelemetry's threading
+instrumentation, which hands the caller's context to the pool's threads.
 """
 
 import argparse
@@ -31,6 +35,7 @@ from opentelemetry import baggage, trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.grpc import GrpcInstrumentorClient, GrpcInstrumentorServer
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
+from opentelemetry.instrumentation.threading import ThreadingInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -52,6 +57,14 @@ def parse_args():
     nxt = p.add_mutually_exclusive_group()
     nxt.add_argument("--next-http", metavar="PROC", help="call PROC over HTTP")
     nxt.add_argument("--next-grpc", metavar="PROC", help="call PROC over gRPC")
+    p.add_argument(
+        "--call-from-thread-pool", action="store_true", help="make the next call from a pool thread"
+    )
+    p.add_argument(
+        "--instrument-threading",
+        action="store_true",
+        help="OpenTelemetry's threading instrumentation: pool threads get the caller's context",
+    )
     return p.parse_args()
 
 
@@ -77,6 +90,7 @@ class Hop:
         self.version = read_version()
         self.router = router_addr() if (args.next_http or args.next_grpc) else None
         self.channel = None
+        self.pool = futures.ThreadPoolExecutor(max_workers=4) if args.call_from_thread_pool else None
         if args.next_grpc:
             # Created after GrpcInstrumentorClient().instrument(), so the channel is instrumented.
             authority = f"{args.next_grpc}.{args.app}.localhost"
@@ -99,6 +113,14 @@ class Hop:
     def answer(self):
         """This hop's answer with the next hop's, and the served-by values the router reported."""
         body = self.me_now()
+        if self.pool is None:
+            served, ok = self.call_next(body)
+        else:
+            served, ok = self.pool.submit(self.call_next, body).result()
+        return body, served, ok
+
+    def call_next(self, body):
+        """Calls the next hop, if any, and puts its answer under `next` in `body`."""
         served = []
         ok = True
         if self.args.next_http:
@@ -130,7 +152,7 @@ class Hop:
             except grpc.RpcError as e:
                 body["next"] = {"error": f"gRPC {e.code()}: {e.details()}"}
                 ok = False
-        return body, served, ok
+        return served, ok
 
 
 def serve_http(hop, port):
@@ -179,6 +201,8 @@ def main():
     RequestsInstrumentor().instrument()
     GrpcInstrumentorClient().instrument()
     GrpcInstrumentorServer().instrument()
+    if args.instrument_threading:
+        ThreadingInstrumentor().instrument()
     hop = Hop(args)
     print(
         f"{me} version {hop.version} in {os.environ.get('LANE_ID', '?')}; "

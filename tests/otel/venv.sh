@@ -29,7 +29,7 @@ if ! "$python" -c 'import sys, venv, ensurepip; sys.exit(0 if sys.version_info >
 fi
 
 hash="$( (cat "$req"; "$python" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-16)"
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/lane"
+cache="${XDG_CACHE_HOME:-${HOME:?neither XDG_CACHE_HOME nor HOME is set}/.cache}/lane"
 venv="$cache/otel-venv-$hash"
 ready="$venv/.lane-ready"
 
@@ -67,6 +67,7 @@ import opentelemetry.trace.propagation.tracecontext
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.grpc import GrpcInstrumentorClient, GrpcInstrumentorServer
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
+from opentelemetry.instrumentation.threading import ThreadingInstrumentor
 EOF
 then
   say "the installed packages do not import (see above)"

@@ -73,8 +73,9 @@ const PROCS: [(&str, &str, &str); 3] = [
 ];
 
 /// `lane.toml` of `proc`; `propagators` is its `OTEL_PROPAGATORS` (empty: OpenTelemetry's default,
-/// `tracecontext,baggage`, whatever the environment running the test says).
-fn manifest(python: &Path, proc: &str, propagators: &str) -> String {
+/// `tracecontext,baggage`, whatever the environment running the test says); `more` is added to
+/// its `service.py` flags.
+fn manifest(python: &Path, proc: &str, propagators: &str, more: &str) -> String {
     let (_, flags, health) = PROCS.iter().find(|p| p.0 == proc).expect("a known proc");
     let protocol = if flags.starts_with("--grpc") {
         "protocol = \"grpc\"\n"
@@ -83,20 +84,20 @@ fn manifest(python: &Path, proc: &str, propagators: &str) -> String {
     };
     format!(
         "app = \"otel\"\nproc = \"{proc}\"\n{protocol}\n[run]\n\
-         command = \"'{}' service.py --name {proc} --port {{port}} {flags}\"\n\
+         command = \"'{}' service.py --name {proc} --port {{port}} {flags}{more}\"\n\
          env = {{ PYTHONUNBUFFERED = \"1\", PYTHONDONTWRITEBYTECODE = \"1\", OTEL_PROPAGATORS = \"{propagators}\" }}\n\n{health}",
         python.display()
     )
 }
 
 /// Baseline a, b, c (version `<proc>-v1`) and lane feature-x with its own version (`-v2`, built
-/// from branch `feature-x-branch`) of each of `lane_procs`. `b_propagators` is b's
-/// `OTEL_PROPAGATORS`; `agent_env` goes to the command that starts the agent (and so its router).
+/// from branch `feature-x-branch`) of each of `lane_procs`. `b` is b's `OTEL_PROPAGATORS` and
+/// extra flags; `agent_env` goes to the command that starts the agent (and so its router).
 fn deploy(
     env: &TestEnv,
     python: &Path,
     lane_procs: &[&str],
-    b_propagators: &str,
+    b: (&str, &str),
     agent_env: &[(&str, &str)],
 ) {
     let service = std::fs::read_to_string(otel_dir().join("service.py")).expect("service.py");
@@ -106,8 +107,8 @@ fn deploy(
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("service.py"), &service).unwrap();
         std::fs::write(dir.join("VERSION"), format!("{proc}-v1\n")).unwrap();
-        let propagators = if proc == "b" { b_propagators } else { "" };
-        repos.push(env.repo(proc, &manifest(python, proc, propagators)));
+        let (propagators, more) = if proc == "b" { b } else { ("", "") };
+        repos.push(env.repo(proc, &manifest(python, proc, propagators, more)));
     }
     let ws = env.root.join("repos").join("lane-workspace.toml");
     std::fs::write(
@@ -176,7 +177,7 @@ fn opentelemetry_baggage_carries_the_lane_over_http_and_grpc() {
     let Some(python) = python() else { return };
     let env = TestEnv::new("otel-baggage", 85);
     // The lane has no b: baseline's b serves in between.
-    deploy(&env, &python, &["a", "c"], "", &[]);
+    deploy(&env, &python, &["a", "c"], ("", ""), &[]);
 
     // No lane: baseline everywhere, and no lane in anyone's baggage.
     let reply = get(&env, &[]);
@@ -290,30 +291,29 @@ fn opentelemetry_baggage_carries_the_lane_over_http_and_grpc() {
     env.finish();
 }
 
-#[test]
-fn lane_trace_names_the_hop_whose_baggage_propagation_is_off() {
+/// Lane feature-x has a version of every proc and b is deployed with `b` (its `OTEL_PROPAGATORS`
+/// and flags) that make it lose the baggage: b being served in the lane shows the lane reached b,
+/// the lane's c being skipped shows b lost it, and `lane trace` says so. `b_saw` is the baggage
+/// lane b's own handler sees (`-`: none).
+fn b_loses_the_lane(name: &str, slot: u16, b: (&str, &str), b_saw: &str) {
     let Some(python) = python() else { return };
-    let env = TestEnv::new("otel-no-baggage", 86);
-    // b propagates trace context only, a common misconfiguration: its calls carry no baggage.
-    // Every proc has a version in the lane, so that b being served in it shows the lane reached
-    // b, and the lane's c being skipped shows that b lost it.
-    deploy(&env, &python, &["a", "b", "c"], "tracecontext", &[]);
+    let env = TestEnv::new(name, slot);
+    deploy(&env, &python, &["a", "b", "c"], b, &[]);
 
     let reply = get(&env, &[("baggage", "lane=feature-x")]);
     assert_eq!(
         reply.served_by(),
         ["otel.a@feature-x", "otel.b@feature-x", "otel.c@baseline"]
     );
-    let (path, traces) = hops(&reply);
+    let (path, _) = hops(&reply);
     assert_eq!(
         path,
         [
-            "otel.a a-v2 feature-x feature-x",
-            "otel.b b-v2 feature-x -",
-            "otel.c c-v1 baseline -"
+            "otel.a a-v2 feature-x feature-x".to_owned(),
+            format!("otel.b b-v2 feature-x {b_saw}"),
+            "otel.c c-v1 baseline -".to_owned()
         ]
     );
-    one_trace(&traces);
 
     let out = env.run(&["trace", "otel.a", "--lane", "feature-x", "--baggage"]);
     assert_eq!(out.code, 8, "{out}");
@@ -337,7 +337,7 @@ fn lane_trace_names_the_hop_whose_baggage_propagation_is_off() {
     let report = json.json();
     let hops = report["hops"].as_array().unwrap();
     assert_eq!(hops.len(), 3, "{report:#}");
-    assert_eq!(hops[0]["ok"], true);
+    assert_eq!(hops[0]["ok"], true, "{report:#}");
     assert_eq!(hops[1]["ok"], true, "{report:#}");
     assert_eq!(hops[2]["service"], "otel.c");
     assert_eq!(hops[2]["served_by"], "baseline");
@@ -352,6 +352,56 @@ fn lane_trace_names_the_hop_whose_baggage_propagation_is_off() {
 }
 
 #[test]
+fn lane_trace_names_the_hop_whose_baggage_propagation_is_off() {
+    // b propagates trace context only, a common misconfiguration: it neither reads nor sends
+    // baggage (the request still reaches the lane's b, routed by the baggage a sent).
+    b_loses_the_lane("otel-no-baggage", 86, ("tracecontext", ""), "-");
+}
+
+#[test]
+fn a_call_from_a_thread_pool_loses_the_lane_without_threading_instrumentation() {
+    // b calls c from a pool thread, which does not inherit the request's context.
+    // b's handler has the lane in its context; the pool thread that calls c does not.
+    b_loses_the_lane(
+        "otel-pool",
+        88,
+        ("", " --call-from-thread-pool"),
+        "feature-x",
+    );
+}
+
+#[test]
+fn threading_instrumentation_carries_the_lane_into_a_thread_pool() {
+    let Some(python) = python() else { return };
+    let env = TestEnv::new("otel-pool-ok", 89);
+    deploy(
+        &env,
+        &python,
+        &["a", "b", "c"],
+        ("", " --call-from-thread-pool --instrument-threading"),
+        &[],
+    );
+    let reply = get(&env, &[("baggage", "lane=feature-x")]);
+    assert_eq!(
+        reply.served_by(),
+        ["otel.a@feature-x", "otel.b@feature-x", "otel.c@feature-x"]
+    );
+    let (path, traces) = hops(&reply);
+    assert_eq!(
+        path,
+        [
+            "otel.a a-v2 feature-x feature-x",
+            "otel.b b-v2 feature-x feature-x",
+            "otel.c c-v2 feature-x feature-x"
+        ]
+    );
+    one_trace(&traces);
+    let out = env.run(&["trace", "otel.a", "--lane", "feature-x", "--baggage"]);
+    assert_eq!(out.code, 0, "{out}");
+    env.finish();
+}
+
+#[test]
 fn the_router_can_forward_the_lane_header_as_baggage() {
     let Some(python) = python() else { return };
     let env = TestEnv::new("otel-edge", 87);
@@ -359,7 +409,7 @@ fn the_router_can_forward_the_lane_header_as_baggage() {
         &env,
         &python,
         &["a", "c"],
-        "",
+        ("", ""),
         &[("LANE_HEADER_TO_BAGGAGE", "1")],
     );
 

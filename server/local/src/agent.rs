@@ -300,7 +300,12 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
         serde_json::to_vec_pretty(&info).map_err(|e| BackendError::internal(e.to_string()))?;
     std::fs::write(dir.agent_info(), info_json)
         .map_err(|e| io_err("write", &dir.agent_info(), e))?;
-    tracing::info!(router = %router_addr, "agent started for {}", dir.root.display());
+    tracing::info!(
+        router = %router_addr,
+        header_to_baggage = agent.config.header_to_baggage,
+        "agent started for {}",
+        dir.root.display()
+    );
 
     let router_task = tokio::spawn(router.serve(listener, wait_true(shutdown_rx.clone())));
     tokio::spawn(agent.clone().phase_loop(events_rx));
