@@ -464,3 +464,26 @@ fn the_router_can_forward_the_lane_header_as_baggage() {
     assert!(!out.stdout.contains("WRONG"), "{out}");
     env.finish();
 }
+
+#[test]
+fn a_header_to_baggage_value_that_is_neither_on_nor_off_is_refused() {
+    // Starts nothing, so it may share slot 89 with the test above.
+    let env = TestEnv::new("otel-edge-bad", 89);
+    let why = "LANE_HEADER_TO_BAGGAGE `maybe` is neither on (1, true, yes, on) nor off (0, false, no, off)";
+    let out = env.run_in(
+        &env.root,
+        &["router", "--listen", "127.0.0.1:0"],
+        &[("LANE_HEADER_TO_BAGGAGE", "maybe")],
+    );
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains(why), "{out}");
+    let out = env.run_in(
+        &env.root,
+        &["status"],
+        &[("LANE_HEADER_TO_BAGGAGE", "maybe")],
+    );
+    assert_eq!(out.code, 7, "the agent cannot start: {out}");
+    assert!(out.stderr.contains(why), "{out}");
+    assert!(env.agent_pid().is_none(), "no agent runs");
+    env.finish();
+}
