@@ -47,7 +47,11 @@ pub(crate) fn baggage_for<'a>(
     out.push_str(BAGGAGE_LANE_KEY);
     out.push('=');
     out.push_str(&wanted);
-    HeaderValue::from_str(&out).ok()
+    // The kept members came from header values, so they are valid header bytes (UTF-8 beyond
+    // ASCII included); should that ever not hold, the lane entry alone still goes on.
+    HeaderValue::from_bytes(out.as_bytes())
+        .or_else(|_| HeaderValue::from_str(&format!("{BAGGAGE_LANE_KEY}={wanted}")))
+        .ok()
 }
 
 fn lane_text(value: &LaneValue) -> Option<&str> {
@@ -122,6 +126,48 @@ mod tests {
         assert_eq!(rewrite(&["Not_A_Lane"], &["lane=feature-x"]), None);
         assert_eq!(rewrite(&["a", "b"], &[]), None, "conflicting header lines");
         assert_eq!(rewrite(&["feature-x"], &["u=1, lane=Feature-X"]), None);
+    }
+
+    #[test]
+    fn members_beyond_ascii_are_kept() {
+        let v = baggage_for([b"feature-x".as_slice()], ["city=Zürich".as_bytes()]).unwrap();
+        assert_eq!(v.as_bytes(), "city=Zürich,lane=feature-x".as_bytes());
+    }
+
+    proptest::proptest! {
+        /// Whatever the baggage held, the forwarded baggage's lane is the one the request was
+        /// routed by (the header's), and every member that was not a lane entry is still there.
+        #[test]
+        fn the_forwarded_baggage_says_the_routed_lane(
+            header in "(feature-x|Feature-X|baseline|other|Not_A_Lane| lane-2 )",
+            members in proptest::collection::vec(
+                "(lane|lanes|user|x)=(feature-x|other|a%20b|v;p=1)", 0..5),
+            split in 0usize..5,
+        ) {
+            let split = split.min(members.len());
+            let lines = [members[..split].join(", "), members[split..].join(",")];
+            let lines: Vec<&[u8]> =
+                lines.iter().filter(|l| !l.is_empty()).map(|l| l.as_bytes()).collect();
+            let routed = lane_core::header::lane_value([header.as_bytes()], lines.iter().copied());
+            match baggage_for([header.as_bytes()], lines.iter().copied()) {
+                Some(v) => {
+                    proptest::prop_assert_eq!(&from_baggage([v.as_bytes()]), &routed);
+                    let text = v.to_str().unwrap();
+                    for m in members.iter().filter(|m| !is_lane_member(m)) {
+                        proptest::prop_assert!(text.contains(m.as_str()), "{} lost from {}", m, text);
+                    }
+                }
+                None => {
+                    // Untouched: no usable header, or the baggage already agrees with it.
+                    let header_value = from_lane_header([header.as_bytes()]);
+                    let usable = matches!(header_value, LaneValue::Lane(_) | LaneValue::Baseline);
+                    proptest::prop_assert!(
+                        !usable || from_baggage(lines.iter().copied()) == routed,
+                        "{:?} {:?}", header, members
+                    );
+                }
+            }
+        }
     }
 
     #[test]
