@@ -8,6 +8,8 @@
 # interrupted install never leaves a half-made venv behind; a lock keeps concurrent callers (tests
 # run in parallel) from building it twice.
 #
+# The interpreter the venv is made from: python3 on PATH, or $LANE_OTEL_PYTHON.
+#
 # Exit codes: 0 ready; 77 no usable python3 (>= 3.9 with venv) on this machine — the test treats
 # that as a failure under CI=true and as a skip otherwise; 1 anything else (pip could not install,
 # the cache is not writable, …), which always fails the test.
