@@ -17,6 +17,8 @@ data class UserError(
     val code: String? = null,
     val message: String,
     val help: String? = null,
+    /** The JSON-RPC error code, when the server answered an error. */
+    val rpcCode: Int? = null,
 )
 
 private val gson = Gson()
@@ -42,7 +44,7 @@ fun toUserError(e: Throwable): UserError {
     if (t is CancellationException) return UserError(cancelled = true, message = "cancelled")
     if (t is ResponseErrorException) {
         val err = t.responseError
-        if (err.code == ErrorCodes.REQUEST_CANCELLED) return UserError(cancelled = true, message = "cancelled")
+        if (err.code == ErrorCodes.REQUEST_CANCELLED) return UserError(cancelled = true, message = "cancelled", rpcCode = err.code)
         val info = if (err.code == ErrorCodes.LANE_ERROR) errorInfoOf(err.data) else null
         if (info != null) {
             return UserError(
@@ -50,9 +52,10 @@ fun toUserError(e: Throwable): UserError {
                 code = info.code,
                 message = info.message.ifEmpty { err.message ?: "" },
                 help = info.help,
+                rpcCode = err.code,
             )
         }
-        return UserError(cancelled = false, message = err.message ?: t.toString())
+        return UserError(cancelled = false, message = err.message ?: t.toString(), rpcCode = err.code)
     }
     return UserError(cancelled = false, message = t.message ?: t.toString())
 }

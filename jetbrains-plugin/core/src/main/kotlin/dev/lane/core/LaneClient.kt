@@ -287,7 +287,12 @@ class LaneClient private constructor(
     /** `shutdown` then `exit`, then waits for the process (killing it after [timeoutSecs]). */
     override fun close() = close(5)
 
+    @Volatile
+    private var closed = false
+
     fun close(timeoutSecs: Long) {
+        if (closed) return
+        closed = true
         try {
             server.shutdown().get(timeoutSecs, TimeUnit.SECONDS)
             server.exit()
@@ -309,14 +314,19 @@ class LaneClient private constructor(
         fun connect(input: InputStream, output: OutputStream, endpoint: LaneClientEndpoint = LaneClientEndpoint()): LaneClient =
             LaneClient(input, output, null, endpoint)
 
-        /** Starts `<bin> lsp` in [cwd] with [env] added to this process's environment. */
+        /**
+         * Starts `<bin> lsp` in [cwd] with [env] added to this process's environment (or, when
+         * [inheritEnv] is false, with only [env]).
+         */
         fun start(
             bin: String,
             cwd: File,
             env: Map<String, String> = emptyMap(),
             endpoint: LaneClientEndpoint = LaneClientEndpoint(),
+            inheritEnv: Boolean = true,
         ): LaneClient {
             val pb = ProcessBuilder(bin, "lsp").directory(cwd)
+            if (!inheritEnv) pb.environment().clear()
             pb.environment().putAll(env)
             val process = pb.start()
             val client = LaneClient(process.inputStream, process.outputStream, process, endpoint)

@@ -80,6 +80,19 @@ object InstanceState {
     val ALL: List<String> = listOf(STARTING, HEALTHY, UNHEALTHY, CRASHED, STOPPED)
 }
 
+/** The values of [WorkspaceInfo.protocol]. */
+object ServiceProtocol {
+    const val HTTP = "http"
+    const val GRPC = "grpc"
+    val ALL: List<String> = listOf(HTTP, GRPC)
+}
+
+/** The fields whose wire type is a set of string literals (kept as `String` here): their values. */
+val LITERAL_FIELDS: Map<String, List<String>> = mapOf(
+    "ServiceInfo.state" to InstanceState.ALL,
+    "WorkspaceInfo.protocol" to ServiceProtocol.ALL,
+)
+
 // ---- shapes -----------------------------------------------------------------------------------
 
 /** The status of the workspace and of every lane: what the status bar and the Lanes tree render. */
@@ -111,7 +124,7 @@ data class WorkspaceInfo(
     val folder: String,
     /** `<app>.<proc>`; null when `lane.toml` does not parse (see [error]). */
     val service: String?,
-    /** `http` or `grpc`. */
+    /** One of [ServiceProtocol]. */
     val protocol: String?,
     /** The current branch (`HEAD` when detached); null outside a git repository. */
     val branch: String?,

@@ -19,7 +19,7 @@ class MiscTest {
         val data = JsonParser.parseString("""{"code":"not_owner","message":"lane x is bob's","help":"pass force"}""")
         val e = ResponseErrorException(ResponseError(ErrorCodes.LANE_ERROR, "lane x is bob's", data))
         val u = toUserError(CompletionException(e))
-        assertEquals(UserError(false, "not_owner", "lane x is bob's", "pass force"), u)
+        assertEquals(UserError(false, "not_owner", "lane x is bob's", "pass force", ErrorCodes.LANE_ERROR), u)
         assertEquals("Lane: Deploy failed: lane x is bob's pass force", errorText("Deploy", u))
         assertTrue(deployMayForce(u))
         assertTrue(deleteMayForce(u.copy(code = "conflict")))
@@ -30,7 +30,7 @@ class MiscTest {
         val cancelled = JsonParser.parseString("""{"code":"cancelled","message":"cancelled","help":null}""")
         assertTrue(toUserError(ResponseErrorException(ResponseError(ErrorCodes.LANE_ERROR, "x", cancelled))).cancelled)
         val plain = toUserError(ResponseErrorException(ResponseError(ErrorCodes.INVALID_PARAMS, "unknown field `lan`", null)))
-        assertEquals(UserError(false, null, "unknown field `lan`", null), plain)
+        assertEquals(UserError(false, null, "unknown field `lan`", null, ErrorCodes.INVALID_PARAMS), plain)
         assertEquals("Lane: Create Lane failed: boom", errorText("Create Lane", toUserError(IllegalStateException("boom"))))
         // `data` as plain maps (another JSON reader) works too.
         assertEquals("x", errorInfoOf(mapOf("code" to "x", "message" to "m", "help" to null))?.code)
