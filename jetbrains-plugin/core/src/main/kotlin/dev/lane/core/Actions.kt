@@ -39,8 +39,9 @@ object LaneActions {
         ActionSpec(COPY_REQUEST, "Copy Request With Lane Header", "Copy a curl command that reaches the service in the active lane"),
         ActionSpec(REFRESH, "Refresh", "Ask lane lsp for the status now"),
         ActionSpec(RESTART_SERVER, "Restart Server", "Restart lane lsp"),
-        ActionSpec(SHOW_LOGS, "Show Server Logs", "Show the log of lane lsp"),
     )
+    // VS Code's `lane.showLogs` has no entry here: in the IDE, the server's log is LSP4IJ's
+    // Language Servers console.
 
     val TREE: List<ActionSpec> = listOf(
         ActionSpec(SWITCH_TO, "Switch Traffic To This Lane", "Send your requests into this lane"),
@@ -114,7 +115,7 @@ object Texts {
     const val NOT_FOUND_TEXT = "lane: not found"
     const val NOT_FOUND_TOOLTIP = "The `lane` binary was not found. Set its path in Settings → Tools → Lane."
     const val STOPPED_TEXT = "lane: stopped"
-    const val STOPPED_TOOLTIP = "`lane lsp` stopped. Click to restart it; its log is in the Lane server log."
+    const val STOPPED_TOOLTIP = "`lane lsp` stopped. Click to restart it; its log is in the Language Servers console."
     const val TOOL_WINDOW = "Lanes"
 
     fun cancelled(what: String): String = "Lane: $what cancelled."

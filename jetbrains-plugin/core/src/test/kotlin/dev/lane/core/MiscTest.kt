@@ -129,7 +129,7 @@ class MiscTest {
     fun `actions and texts`() {
         assertEquals(
             listOf("Show Status", "Deploy Current Branch", "Switch Traffic", "Create Lane", "Delete Lane", "Extend Lane",
-                "Assign Version", "Copy Request With Lane Header", "Refresh", "Restart Server", "Show Server Logs"),
+                "Assign Version", "Copy Request With Lane Header", "Refresh", "Restart Server"),
             LaneActions.MENU.map { it.title },
         )
         assertEquals("Switch Traffic To This Lane", LaneActions.spec(LaneActions.SWITCH_TO).title)
