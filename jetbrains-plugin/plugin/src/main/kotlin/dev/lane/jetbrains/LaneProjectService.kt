@@ -96,8 +96,11 @@ class LaneProjectService(private val project: Project) : Disposable {
 
     /** The running server, started if needed. */
     fun server(): CompletableFuture<LaneServer> =
-        LanguageServerManager.getInstance(project).getLanguageServer(LANE_SERVER_ID).thenApply { item ->
-            item?.server as? LaneServer ?: throw IllegalStateException("lane lsp is not running")
+        LanguageServerManager.getInstance(project).getLanguageServer(LANE_SERVER_ID).thenCompose { item ->
+            // getInitializedServer: the server may have been stopped since and must start again.
+            item?.initializedServer ?: CompletableFuture.failedFuture(IllegalStateException("lane lsp is not running"))
+        }.thenApply { ls ->
+            ls as? LaneServer ?: throw IllegalStateException("lane lsp is not running")
         }
 
     /** `lane/status`, recorded like a pushed one. */

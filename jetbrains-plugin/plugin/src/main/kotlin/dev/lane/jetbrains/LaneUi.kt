@@ -59,15 +59,15 @@ fun <T> CompletableFuture<T>.thenOnEdt(project: Project, what: String, then: (T)
 }
 
 fun iconOf(i: NodeIcon): Icon = when (i) {
-    NodeIcon.ACTIVE -> AllIcons.Debugger.Db_set_breakpoint
+    NodeIcon.ACTIVE -> AllIcons.Actions.Execute
     NodeIcon.LANE -> AllIcons.Vcs.Merge
-    NodeIcon.BASELINE -> AllIcons.Nodes.HomeFolder
-    NodeIcon.HEALTHY -> AllIcons.RunConfigurations.TestPassed
+    NodeIcon.BASELINE -> AllIcons.Vcs.Branch
+    NodeIcon.HEALTHY -> AllIcons.General.InspectionsOK
     NodeIcon.WARNING -> AllIcons.General.Warning
-    NodeIcon.STARTING -> AllIcons.Process.Step_1
+    NodeIcon.STARTING -> AllIcons.Actions.Restart
     NodeIcon.FAILED -> AllIcons.General.Error
     NodeIcon.STOPPED -> AllIcons.Actions.Suspend
-    NodeIcon.UNKNOWN -> AllIcons.RunConfigurations.TestUnknown
+    NodeIcon.UNKNOWN -> AllIcons.Actions.Help
     NodeIcon.INFO -> AllIcons.General.Information
 }
 
