@@ -524,7 +524,7 @@ fn the_daemon_serves_status_deploy_switch_and_cancel_over_stdio() {
 }
 
 /// `lane/status` and `shutdown` take no parameters: absent, `null`, `{}` and `[]` are all "none"
-/// (JSON-RPC allows each; LSP4J sends `{}`); real parameters are still refused.
+/// (JSON-RPC allows each, and client libraries differ); real parameters are still refused.
 #[test]
 fn requests_without_parameters_accept_absent_null_and_empty_params() {
     let mut sandbox = Sandbox::new("lsp-params", "26000-26099");

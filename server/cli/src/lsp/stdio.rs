@@ -7,8 +7,8 @@
 //! - a body that is not JSON-RPC is dropped, unless it carries a request id: then it becomes a
 //!   request of [`INVALID_REQUEST_METHOD`], which answers that id with `InvalidRequest`;
 //! - a message of a method without parameters ([`NO_PARAMS`]) whose `params` are empty (`{}`,
-//!   `[]` or `null`) loses them: JSON-RPC allows all of these and absent alike, clients differ
-//!   (LSP4J sends `{}`), and the framework accepts only absent or `null` there.
+//!   `[]` or `null`) loses them: JSON-RPC allows all of these and absent alike, client libraries
+//!   differ in which they send, and the framework accepts only absent or `null` there.
 //!
 //! End of stdin stays end of stdin: the daemon then exits.
 
