@@ -141,4 +141,28 @@ class MiscTest {
         assertEquals("Lane: feature-x now expires in 5h", Texts.extended(sampleStatus().lanes[1]))
         assertEquals("Lane: copied `curl x`", Texts.copied(Requests("curl x")))
     }
+
+    @Test
+    fun `progress events and initialize params`() {
+        val begin = org.eclipse.lsp4j.WorkDoneProgressBegin().apply {
+            title = "Deploying demo.b (main@01234567) into lane f"
+            cancellable = true
+            percentage = 0
+        }
+        val ev = ProgressEvent.of(org.eclipse.lsp4j.ProgressParams(org.eclipse.lsp4j.jsonrpc.messages.Either.forLeft("t-1"),
+            org.eclipse.lsp4j.jsonrpc.messages.Either.forLeft(begin)))
+        assertEquals(ProgressEvent("t-1", "begin", begin.title, null, 0, true), ev)
+        val report = org.eclipse.lsp4j.WorkDoneProgressReport().apply { message = "build: running"; percentage = 0 }
+        val byNumber = ProgressEvent.of(org.eclipse.lsp4j.ProgressParams(org.eclipse.lsp4j.jsonrpc.messages.Either.forRight(7),
+            org.eclipse.lsp4j.jsonrpc.messages.Either.forLeft(report)))
+        assertEquals(ProgressEvent("7", "report", null, "build: running", 0, null), byNumber)
+        assertNull(ProgressEvent.of(org.eclipse.lsp4j.ProgressParams(org.eclipse.lsp4j.jsonrpc.messages.Either.forLeft("x"),
+            org.eclipse.lsp4j.jsonrpc.messages.Either.forRight(mapOf("other" to 1)))))
+
+        val p = initializeParams(listOf(java.io.File("/src/b")), TraceLevel.MESSAGES)
+        assertEquals("messages", p.trace)
+        assertEquals(true, p.capabilities.window.workDoneProgress)
+        assertEquals(listOf("file:/src/b"), p.workspaceFolders.map { it.uri })
+        assertTrue(newDeployToken() != newDeployToken(), "every deploy its own token")
+    }
 }
