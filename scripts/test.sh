@@ -50,4 +50,16 @@ if [ -x vscode-extension/scripts/e2e.sh ]; then
   LANE_BIN="$PWD/target/debug/lane" vscode-extension/scripts/e2e.sh
 fi
 
+if [ -x jetbrains-plugin/scripts/test.sh ]; then
+  step "JetBrains plugin core (Maven): unit tests, wire test against lane lsp, protocol drift"
+  # Exit 77 means "no Java/Maven, skipped"; under CI=true the script fails instead.
+  jb_rc=0
+  LANE_BIN="$PWD/target/debug/lane" jetbrains-plugin/scripts/test.sh || jb_rc=$?
+  if [ "$jb_rc" -eq 77 ]; then
+    echo "skipped: no Java/Maven (CI=true makes this an error)"
+  elif [ "$jb_rc" -ne 0 ]; then
+    exit "$jb_rc"
+  fi
+fi
+
 step "all tests passed"

@@ -523,6 +523,68 @@ fn the_daemon_serves_status_deploy_switch_and_cancel_over_stdio() {
     assert!(status.success(), "lane lsp exited with {status}");
 }
 
+/// `lane/status` and `shutdown` take no parameters: absent, `null`, `{}` and `[]` are all "none"
+/// (JSON-RPC allows each, and client libraries differ); real parameters are still refused.
+#[test]
+fn requests_without_parameters_accept_absent_null_and_empty_params() {
+    let mut sandbox = Sandbox::new("lsp-params", "26000-26099");
+    let repo = sandbox.repo("true");
+    let mut c = Client::spawn(&mut sandbox);
+    c.open_folder(format!("file://{}", repo.display()), "b");
+
+    let mut ids = Vec::new();
+    for (form, params) in [
+        ("absent", None),
+        ("null", Some(Value::Null)),
+        ("{}", Some(json!({}))),
+        ("[]", Some(json!([]))),
+    ] {
+        let id = c.next_id;
+        c.next_id += 1;
+        let mut msg = json!({"jsonrpc": "2.0", "id": id, "method": "lane/status"});
+        if let Some(params) = params {
+            msg["params"] = params;
+        }
+        c.send(msg);
+        ids.push((form, id));
+    }
+    for (form, id) in ids {
+        let resp = c.response(id, Duration::from_secs(60));
+        assert!(
+            resp.get("error").is_none(),
+            "lane/status with params {form}: {resp}"
+        );
+        assert_eq!(
+            resp["result"]["workspaces"][0]["service"], "demo.b",
+            "lane/status with params {form}: {resp}"
+        );
+        assert!(resp["result"]["backendError"].is_null(), "{resp}");
+    }
+
+    let id = c.request("lane/status", json!({"folder": "b"}));
+    let resp = c.response(id, Duration::from_secs(10));
+    assert_eq!(resp["error"]["code"], json!(-32602), "{resp}");
+
+    // `shutdown` with `{}`, then `exit`: the daemon ends cleanly.
+    let id = c.request("shutdown", json!({}));
+    let resp = c.response(id, Duration::from_secs(10));
+    assert!(resp.get("error").is_none(), "shutdown with {{}}: {resp}");
+    c.notify("exit", json!({}));
+    let mut lsp = sandbox.lsp.take().expect("the daemon runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = lsp.try_wait().expect("waitable") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lane lsp did not exit after exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "lane lsp exited with {status}");
+}
+
 #[test]
 fn describe_names_every_command_and_shape() {
     let out = Command::new(LANE)

@@ -5,13 +5,17 @@
 //! - header garbage and frames without `Content-Length` are skipped (logged);
 //! - bodies over [`MAX_MESSAGE`] are discarded unread (streamed, never buffered);
 //! - a body that is not JSON-RPC is dropped, unless it carries a request id: then it becomes a
-//!   request of [`INVALID_REQUEST_METHOD`], which answers that id with `InvalidRequest`.
+//!   request of [`INVALID_REQUEST_METHOD`], which answers that id with `InvalidRequest`;
+//! - a message of a method without parameters ([`NO_PARAMS`]) whose `params` are empty (`{}`,
+//!   `[]` or `null`) loses them: JSON-RPC allows all of these and absent alike, client libraries
+//!   differ in which they send, and the framework accepts only absent or `null` there.
 //!
 //! End of stdin stays end of stdin: the daemon then exits.
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tower_lsp_server::jsonrpc;
+use tower_lsp_server::ls_types::request::Request as _;
 
 /// The largest message the daemon reads.
 pub const MAX_MESSAGE: u64 = 16 * 1024 * 1024;
@@ -19,11 +23,16 @@ pub const MAX_MESSAGE: u64 = 16 * 1024 * 1024;
 const MAX_HEADER_LINE: u64 = 8 * 1024;
 /// Internal method answering malformed requests (never sent by clients).
 pub const INVALID_REQUEST_METHOD: &str = "$/lane/invalidRequest";
+/// The methods that take no parameters: the custom requests `lane lsp --describe` lists with
+/// `"params": null`, and LSP's own `shutdown` and `exit`.
+pub const NO_PARAMS: &[&str] = &[super::ext::StatusRequest::METHOD, "shutdown", "exit"];
 
 /// What to do with one message body.
 #[derive(Debug, PartialEq)]
 pub enum Checked {
     Forward,
+    /// Valid, but to be forwarded as this body instead (empty `params` dropped).
+    Rewrite(Vec<u8>),
     /// Not a valid message, but it has an id worth answering.
     Answer {
         id: Value,
@@ -40,7 +49,7 @@ pub fn check(body: &[u8]) -> Checked {
     let as_request = serde_json::from_value::<jsonrpc::Request>(value.clone());
     let as_response = serde_json::from_value::<jsonrpc::Response>(value.clone());
     if as_request.is_ok() || as_response.is_ok() {
-        return Checked::Forward;
+        return without_empty_params(value).map_or(Checked::Forward, Checked::Rewrite);
     }
     let reason = match as_request {
         Err(e) => format!("not a JSON-RPC 2.0 message: {e}"),
@@ -55,6 +64,26 @@ pub fn check(body: &[u8]) -> Checked {
         }
         _ => Checked::Drop(reason),
     }
+}
+
+/// The message without its `params` when its method takes none and they are empty; `None` when
+/// nothing changes. Non-empty params stay, so the method answers `InvalidParams` for them.
+fn without_empty_params(mut value: Value) -> Option<Vec<u8>> {
+    let method = value.get("method")?.as_str()?;
+    if !NO_PARAMS.contains(&method) {
+        return None;
+    }
+    let empty = match value.get("params")? {
+        Value::Null => true,
+        Value::Object(o) => o.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    if !empty {
+        return None;
+    }
+    value.as_object_mut()?.remove("params");
+    serde_json::to_vec(&value).ok()
 }
 
 fn frame(body: &[u8]) -> Vec<u8> {
@@ -130,6 +159,7 @@ pub fn guard<R: AsyncRead + Unpin + Send + 'static>(input: R) -> impl AsyncRead 
             }
             let out = match check(&body) {
                 Checked::Forward => body,
+                Checked::Rewrite(rewritten) => rewritten,
                 Checked::Answer { id, reason } => {
                     tracing::warn!("answering a malformed request: {reason}");
                     serde_json::to_vec(&json!({
@@ -173,6 +203,26 @@ mod tests {
             Checked::Forward
         );
         assert!(matches!(check(b"{oops"), Checked::Drop(_)));
+        for params in ["{}", "[]", "null"] {
+            let body =
+                format!(r#"{{"jsonrpc":"2.0","id":2,"method":"lane/status","params":{params}}}"#);
+            let Checked::Rewrite(out) = check(body.as_bytes()) else {
+                panic!("empty params {params} of lane/status are not dropped");
+            };
+            assert_eq!(
+                serde_json::from_slice::<Value>(&out).ok(),
+                Some(json!({"jsonrpc": "2.0", "id": 2, "method": "lane/status"}))
+            );
+        }
+        // Non-empty params of a method without any, and params of other methods, stay.
+        assert_eq!(
+            check(br#"{"jsonrpc":"2.0","id":2,"method":"lane/status","params":{"x":1}}"#),
+            Checked::Forward
+        );
+        assert_eq!(
+            check(br#"{"jsonrpc":"2.0","id":2,"method":"lane/list","params":{}}"#),
+            Checked::Forward
+        );
         assert!(matches!(check(br#"{"hello":1}"#), Checked::Drop(_)));
         assert!(matches!(
             check(br#"{"jsonrpc":"1.0","id":7,"method":"x"}"#),

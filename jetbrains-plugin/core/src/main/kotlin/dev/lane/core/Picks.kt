@@ -1,0 +1,55 @@
+// The items of the lane choosers (the counterpart of vscode-extension/src/picks.ts). Pure; the
+// plugin shows them in a popup list.
+
+package dev.lane.core
+
+data class LanePick(
+    val label: String,
+    val icon: NodeIcon,
+    val description: String? = null,
+    val detail: String? = null,
+    /** The lane id; null for "New lane…". */
+    val lane: String? = null,
+    val isNew: Boolean = false,
+)
+
+data class PickOptions(
+    val activeLane: String,
+    val includeBaseline: Boolean = false,
+    val includeNew: Boolean = false,
+)
+
+const val NEW_LANE_LABEL = "New lane…"
+
+/** The active lane first, then the others by id; `baseline` and "New lane…" when asked for. */
+fun lanePicks(lanes: List<LaneInfo>, o: PickOptions): List<LanePick> {
+    val sorted = lanes.sortedWith(compareBy<LaneInfo> { it.id != o.activeLane }.thenBy { it.id })
+    val picks = sorted.map { l ->
+        val h = health(l.services)
+        val parts = listOfNotNull(
+            if (l.id == o.activeLane) "active" else null,
+            if (h.total > 0) healthText(h) else "empty",
+            expiryText(l),
+        )
+        val services = l.services.map { "${it.service} ${it.version ?: ""}".trim() }.distinct()
+        LanePick(
+            label = l.id,
+            icon = if (l.id == o.activeLane) NodeIcon.ACTIVE else NodeIcon.LANE,
+            description = parts.joinToString(" · "),
+            detail = if (services.isNotEmpty()) services.joinToString(", ") else "owner ${l.owner}",
+            lane = l.id,
+        )
+    }.toMutableList()
+    if (o.includeBaseline) {
+        picks.add(
+            LanePick(
+                label = BASELINE,
+                icon = NodeIcon.BASELINE,
+                description = if (o.activeLane == BASELINE) "active · no lane header" else "no lane header",
+                lane = BASELINE,
+            ),
+        )
+    }
+    if (o.includeNew) picks.add(LanePick(label = NEW_LANE_LABEL, icon = NodeIcon.INFO, isNew = true))
+    return picks
+}

@@ -1,0 +1,227 @@
+// The custom protocol of `lane lsp`: every method and command name and every type that crosses the
+// wire, mirrored from the server's `server/cli/src/lsp/ext.rs` (as `vscode-extension/src/lsp_ext.ts`
+// mirrors it for VS Code). This is the only file of the plugin that knows them. The drift test
+// (ProtocolDriftTest) compares names, fields, field types and nullability with
+// `lane lsp --describe`; docs/protocol.md documents them.
+//
+// Wire rules (from ext.rs): field names are camelCase; optional fields are always present, `null`
+// when absent. The classes are read and written by LSP4J's Gson, which fills fields directly: a
+// non-null Kotlin type here is a field the server always sends.
+
+package dev.lane.core
+
+/** Bumped by the server when a method, command or shape changes incompatibly; the server also sends
+ * it in `initialize` → `capabilities.experimental.laneProtocolVersion`. */
+const val PROTOCOL_VERSION = 2
+
+/** The lane id that means "no lane": requests reach only baseline versions. */
+const val BASELINE = "baseline"
+
+object Methods {
+    /** `lane/status` (client → server, no params): the status the status bar shows. */
+    const val STATUS = "lane/status"
+
+    /** `lane/statusChanged` (server → client): pushed whenever what `lane/status` returns changes. */
+    const val STATUS_CHANGED = "lane/statusChanged"
+
+    val REQUESTS: List<String> = listOf(STATUS)
+    val NOTIFICATIONS: List<String> = listOf(STATUS_CHANGED)
+}
+
+/** A `workspace/executeCommand` command: `arguments` is `[args]`, or `[]` for commands without. */
+class CommandSpec<A : Any, R : Any> internal constructor(
+    val name: String,
+    /** The argument class; [NoArgs] for commands without arguments. */
+    val argsClass: Class<A>,
+    /** The result type; [resultIsList] when the server answers an array of it. */
+    val resultClass: Class<R>,
+    val resultIsList: Boolean,
+    /** Whether it reports work-done progress and can be cancelled. */
+    val progress: Boolean,
+) {
+    /** The argument type as `lane lsp --describe` spells it. */
+    val argsType: String get() = argsClass.simpleName
+
+    /** The result type as `lane lsp --describe` spells it (`LaneInfo[]` for lists). */
+    val resultType: String get() = resultClass.simpleName + if (resultIsList) "[]" else ""
+
+    override fun toString(): String = name
+}
+
+object Commands {
+    val status = CommandSpec("lane.status", NoArgs::class.java, LaneStatus::class.java, false, false)
+    val deployCurrentBranch =
+        CommandSpec("lane.deployCurrentBranch", DeployArgs::class.java, DeployResult::class.java, false, true)
+    val switchTraffic = CommandSpec("lane.switchTraffic", SwitchArgs::class.java, SwitchResult::class.java, false, false)
+    val list = CommandSpec("lane.list", NoArgs::class.java, LaneInfo::class.java, true, false)
+    val create = CommandSpec("lane.create", CreateArgs::class.java, LaneInfo::class.java, false, false)
+    val delete = CommandSpec("lane.delete", DeleteArgs::class.java, DeleteResult::class.java, false, false)
+    val extend = CommandSpec("lane.extend", ExtendArgs::class.java, LaneInfo::class.java, false, false)
+    val assign = CommandSpec("lane.assign", AssignArgs::class.java, AssignResult::class.java, false, false)
+
+    val ALL: List<CommandSpec<*, *>> = listOf(status, deployCurrentBranch, switchTraffic, list, create, delete, extend, assign)
+    val NAMES: List<String> = ALL.map { it.name }
+}
+
+object ErrorCodes {
+    /** JSON-RPC error code of a lane error; `data` is an [ErrorInfo]. */
+    const val LANE_ERROR = -32001
+    const val INVALID_PARAMS = -32602
+    const val REQUEST_CANCELLED = -32800
+}
+
+/** The values of [ServiceInfo.state]. */
+object InstanceState {
+    const val STARTING = "starting"
+    const val HEALTHY = "healthy"
+    const val UNHEALTHY = "unhealthy"
+    const val CRASHED = "crashed"
+    const val STOPPED = "stopped"
+    val ALL: List<String> = listOf(STARTING, HEALTHY, UNHEALTHY, CRASHED, STOPPED)
+}
+
+/** The values of [WorkspaceInfo.protocol]. */
+object ServiceProtocol {
+    const val HTTP = "http"
+    const val GRPC = "grpc"
+    val ALL: List<String> = listOf(HTTP, GRPC)
+}
+
+/** The fields whose wire type is a set of string literals (kept as `String` here): their values. */
+val LITERAL_FIELDS: Map<String, List<String>> = mapOf(
+    "ServiceInfo.state" to InstanceState.ALL,
+    "WorkspaceInfo.protocol" to ServiceProtocol.ALL,
+)
+
+// ---- shapes -----------------------------------------------------------------------------------
+
+/** The status of the workspace and of every lane: what the status bar and the Lanes tree render. */
+data class LaneStatus(
+    /** One entry per service directory (a folder with a `lane.toml`, or a monorepo's service). */
+    val workspaces: List<WorkspaceInfo>,
+    /** `local`, `consul` or `kubernetes`. */
+    val backend: String,
+    /** Set when the backend could not be asked; lanes are then empty. */
+    val backendError: ErrorInfo?,
+    /** The lane the developer's own requests enter, or `baseline`. */
+    val activeLane: String,
+    /** The header that carries the lane id, e.g. `x-lane`. */
+    val laneHeader: String,
+    /** The router's address, e.g. `127.0.0.1:4080`. */
+    val router: String?,
+    val lanes: List<LaneInfo>,
+    /** Baseline instances. */
+    val baseline: List<ServiceInfo>,
+    /** Healthy instances of the active lane (of baseline when it is `baseline`). */
+    val healthy: Long,
+    /** All instances of the active lane (of baseline when it is `baseline`). */
+    val total: Long,
+    val revision: String,
+)
+
+/** A service directory. */
+data class WorkspaceInfo(
+    val folder: String,
+    /** `<app>.<proc>`; null when `lane.toml` does not parse (see [error]). */
+    val service: String?,
+    /** One of [ServiceProtocol]. */
+    val protocol: String?,
+    /** The current branch (`HEAD` when detached); null outside a git repository. */
+    val branch: String?,
+    val commit: String?,
+    val error: String?,
+    /** `<proc>.<app>.localhost:<port>`. */
+    val host: String?,
+    /** `http://<proc>.<app>.localhost:<port>/`. */
+    val url: String?,
+)
+
+data class LaneInfo(
+    val id: String,
+    val parent: String?,
+    val owner: String,
+    /** Seconds since the epoch. */
+    val createdAt: Long,
+    val expiresAt: Long,
+    /** Seconds left when this status was made. */
+    val expiresInSecs: Long,
+    /** The lane, its parent, …: where its requests fall back to before baseline. */
+    val chain: List<String>,
+    val services: List<ServiceInfo>,
+)
+
+/** One instance of a service (a personal version in a lane, or a baseline version). */
+data class ServiceInfo(
+    val service: String,
+    /** The lane id, or `baseline`. */
+    val lane: String,
+    /** `<branch>@<short commit>`. */
+    val version: String?,
+    val branch: String?,
+    val commit: String?,
+    val owner: String?,
+    /** One of [InstanceState]. */
+    val state: String,
+    val addr: String,
+    /** Requests the router sent it in the last minute. */
+    val requestsPerMinute: Long,
+)
+
+data class ErrorInfo(
+    /** `invalid_input`, `not_found`, `conflict`, `not_owner`, `build_failed`, `start_failed`,
+     * `unhealthy`, `cancelled`, `unavailable` or `internal`. */
+    val code: String,
+    val message: String,
+    val help: String?,
+)
+
+/** The argument of commands without arguments (sent as no argument at all). */
+class NoArgs {
+    override fun equals(other: Any?): Boolean = other is NoArgs
+    override fun hashCode(): Int = 0
+    override fun toString(): String = "NoArgs"
+}
+
+data class DeployArgs(
+    /** The service directory; may be null when the workspace has exactly one. */
+    val folder: String?,
+    /** Default: the active lane. Created if missing. */
+    val lane: String?,
+    val parent: String?,
+    val ttl: String?,
+    val force: Boolean,
+)
+
+data class DeployResult(
+    val service: String,
+    val lane: String,
+    val branch: String,
+    val commit: String,
+    val state: String,
+    val addr: String,
+    val url: String?,
+)
+
+data class SwitchArgs(val lane: String)
+
+data class SwitchResult(val activeLane: String)
+
+data class CreateArgs(val lane: String, val parent: String?, val ttl: String?)
+
+data class DeleteArgs(val lane: String, val force: Boolean)
+
+data class DeleteResult(val deleted: String)
+
+data class ExtendArgs(val lane: String, val by: String?, val force: Boolean)
+
+data class AssignArgs(val service: String, val from: String, val to: String, val force: Boolean)
+
+data class AssignResult(val service: String, val from: String, val to: String)
+
+/** Every wire type by the name `lane lsp --describe` gives it. */
+val TYPES: Map<String, Class<*>> = listOf(
+    LaneStatus::class.java, WorkspaceInfo::class.java, LaneInfo::class.java, ServiceInfo::class.java,
+    ErrorInfo::class.java, NoArgs::class.java, DeployArgs::class.java, DeployResult::class.java,
+    SwitchArgs::class.java, SwitchResult::class.java, CreateArgs::class.java, DeleteArgs::class.java,
+    DeleteResult::class.java, ExtendArgs::class.java, AssignArgs::class.java, AssignResult::class.java,
+).associateBy { it.simpleName }

@@ -1,0 +1,290 @@
+// Tools → Lane: one action per operation (ids and titles from the core's LaneActions, registered in
+// plugin.xml, so Search Everywhere finds them). They only ask, call the server's commands and report.
+
+package dev.lane.jetbrains
+
+import com.intellij.notification.NotificationType
+import com.intellij.openapi.actionSystem.ActionUpdateThread
+import com.intellij.openapi.actionSystem.AnAction
+import com.intellij.openapi.actionSystem.AnActionEvent
+import com.intellij.openapi.ide.CopyPasteManager
+import com.intellij.openapi.progress.ProcessCanceledException
+import com.intellij.openapi.progress.ProgressIndicator
+import com.intellij.openapi.progress.Task
+import com.intellij.openapi.project.DumbAware
+import com.intellij.openapi.project.Project
+import com.intellij.openapi.ui.Messages
+import com.intellij.openapi.wm.ToolWindowManager
+import dev.lane.core.AssignResult
+import dev.lane.core.BASELINE
+import dev.lane.core.Commands
+import dev.lane.core.DeleteResult
+import dev.lane.core.DeployArgs
+import dev.lane.core.DeployResult
+import dev.lane.core.LaneInfo
+import dev.lane.core.LaneStatus
+import dev.lane.core.MovableVersion
+import dev.lane.core.NodeIcon
+import dev.lane.core.NodeKind
+import dev.lane.core.RequestTarget
+import dev.lane.core.SwitchArgs
+import dev.lane.core.SwitchResult
+import dev.lane.core.Texts
+import dev.lane.core.TreeNode
+import dev.lane.core.assignArgs
+import dev.lane.core.buildRequests
+import dev.lane.core.clipboardText
+import dev.lane.core.createArgs
+import dev.lane.core.deleteArgs
+import dev.lane.core.deleteMayForce
+import dev.lane.core.deployArgs
+import dev.lane.core.deployMayForce
+import dev.lane.core.deployableWorkspaces
+import dev.lane.core.extendArgs
+import dev.lane.core.movableVersions
+import dev.lane.core.statusBarText
+import dev.lane.core.toUserError
+import java.awt.datatransfer.StringSelection
+import java.util.concurrent.TimeUnit
+import java.util.concurrent.TimeoutException
+
+/** Base: needs a project; state is read on a background thread. */
+abstract class LaneAction : AnAction(), DumbAware {
+    override fun getActionUpdateThread(): ActionUpdateThread = ActionUpdateThread.BGT
+
+    override fun update(e: AnActionEvent) {
+        e.presentation.isEnabledAndVisible = e.project != null
+    }
+
+    final override fun actionPerformed(e: AnActionEvent) {
+        perform(e.project ?: return)
+    }
+
+    abstract fun perform(project: Project)
+}
+
+private fun laneService(project: Project) = LaneProjectService.getInstance(project)
+
+class ShowStatusAction : LaneAction() {
+    override fun perform(project: Project) {
+        laneService(project).exec<LaneStatus>(Commands.status).thenOnEdt(project, "Show Status") { status ->
+            laneService(project).acceptStatus(status)
+            notify(
+                project, statusBarText(status), NotificationType.INFORMATION,
+                Texts.OPEN_LANES_VIEW to { ToolWindowManager.getInstance(project).getToolWindow(TOOL_WINDOW_ID)?.activate(null) },
+                Texts.SWITCH_TRAFFIC to { SwitchAction.ask(project) },
+            )
+        }
+    }
+}
+
+class DeployAction : LaneAction() {
+    override fun perform(project: Project) = deployInto(project, null)
+
+    companion object {
+        /** Asks for the service (when several) and the lane (unless [lane] is given), then deploys. */
+        fun deployInto(project: Project, lane: String?) {
+            chooseWorkspace(project, deployableWorkspaces(laneService(project).status)) { ws ->
+                if (ws == null) return@chooseWorkspace notify(project, Texts.NOTHING_TO_DEPLOY, NotificationType.WARNING)
+                if (lane != null) return@chooseWorkspace runDeploy(project, deployArgs(ws, lane))
+                pickLane(project, Texts.deployTitle(ws), includeNew = true) { picked -> runDeploy(project, deployArgs(ws, picked)) }
+            }
+        }
+
+        /**
+         * The deploy as a cancellable background task: the server's progress (stage messages and
+         * percentage) drives the indicator; Cancel sends `$/cancelRequest` (a deploy that has not
+         * gone live is rolled back by the server).
+         */
+        fun runDeploy(project: Project, args: DeployArgs) {
+            object : Task.Backgroundable(project, "Lane: deploying into ${args.lane}", true) {
+                private var result: DeployResult? = null
+
+                override fun run(indicator: ProgressIndicator) {
+                    indicator.isIndeterminate = false
+                    indicator.fraction = 0.0
+                    val pending = laneService(project).execWithProgress<DeployArgs, DeployResult>(Commands.deployCurrentBranch, args) { ev ->
+                        ev.title?.let { indicator.text = Texts.progressTitle(it) }
+                        ev.message?.let { indicator.text2 = it }
+                        ev.percentage?.let { indicator.fraction = it / 100.0 }
+                    }
+                    val call = pending.get(60, TimeUnit.SECONDS)
+                    while (true) {
+                        try {
+                            result = call.result.get(200, TimeUnit.MILLISECONDS)
+                            return
+                        } catch (_: TimeoutException) {
+                            // still running
+                        }
+                        if (indicator.isCanceled) {
+                            call.cancel()
+                            throw ProcessCanceledException()
+                        }
+                    }
+                }
+
+                override fun onSuccess() {
+                    val r = result ?: return
+                    val active = laneService(project).status?.activeLane ?: BASELINE
+                    val actions = Texts.afterDeploy(r, active).map { title ->
+                        title to {
+                            if (title == Texts.SWITCH_TRAFFIC_TO_IT) SwitchAction.switchTo(project, r.lane) else CopyRequestAction().perform(project)
+                        }
+                    }
+                    notify(project, Texts.deployed(r), NotificationType.INFORMATION, *actions.toTypedArray())
+                }
+
+                override fun onCancel() = notify(project, Texts.cancelled("Deploy"))
+
+                override fun onThrowable(error: Throwable) {
+                    val u = toUserError(error)
+                    if (!args.force && deployMayForce(u)) {
+                        val ok = Messages.showOkCancelDialog(project, Texts.deployAnyway(u.message), "Lane", Texts.FORCE, Messages.getCancelButton(), Messages.getWarningIcon())
+                        if (ok == Messages.OK) runDeploy(project, args.copy(force = true))
+                        return
+                    }
+                    reportFailure(project, "Deploy", error)
+                }
+            }.queue()
+        }
+    }
+}
+
+class SwitchAction : LaneAction() {
+    override fun perform(project: Project) = ask(project)
+
+    companion object {
+        fun ask(project: Project) = pickLane(project, Texts.SWITCH_TITLE, includeBaseline = true) { switchTo(project, it) }
+
+        fun switchTo(project: Project, lane: String) {
+            laneService(project).exec<SwitchArgs, SwitchResult>(Commands.switchTraffic, SwitchArgs(lane)).thenOnEdt(project, "Switch Traffic") {
+                notify(project, Texts.switched(it.activeLane))
+            }
+        }
+    }
+}
+
+class CreateLaneAction : LaneAction() {
+    override fun perform(project: Project) {
+        val lane = askLaneId(project, "Create Lane") ?: return
+        laneService(project).exec<List<LaneInfo>>(Commands.list).thenOnEdt(project, "Create Lane") { existing ->
+            fun finish(parent: String?) {
+                val ttl = askDuration(project, "Create Lane", Texts.LIFETIME_PROMPT) ?: return
+                laneService(project).exec<dev.lane.core.CreateArgs, LaneInfo>(Commands.create, createArgs(lane, parent, ttl))
+                    .thenOnEdt(project, "Create Lane") { notify(project, Texts.created(it.id, ttl)) }
+            }
+            if (existing.isEmpty()) return@thenOnEdt finish(null)
+            val none: LaneInfo? = null
+            choose(project, Texts.stackOn(lane), listOf(none) + existing, {
+                if (it == null) "${Texts.NO_PARENT}  ·  ${Texts.NO_PARENT_DETAIL}" else "${it.id}  ·  ${Texts.owner(it.owner)}"
+            }, { iconOf(if (it == null) NodeIcon.BASELINE else NodeIcon.LANE) }) { finish(it?.id) }
+        }
+    }
+}
+
+/** The lane of a tree node, when the action runs from the Lanes tree. */
+abstract class NodeAction(protected val node: TreeNode? = null) : LaneAction()
+
+class DeleteLaneAction(node: TreeNode? = null) : NodeAction(node) {
+    override fun perform(project: Project) {
+        val lane = node?.lane
+        if (lane != null) confirm(project, lane) else pickLane(project, Texts.DELETE_WHICH) { confirm(project, it) }
+    }
+
+    private fun confirm(project: Project, lane: String) {
+        if (lane == BASELINE) return
+        val ok = Messages.showOkCancelDialog(project, Texts.confirmDelete(lane), "Lane", Texts.DELETE, Messages.getCancelButton(), Messages.getWarningIcon())
+        if (ok == Messages.OK) delete(project, lane, force = false)
+    }
+
+    private fun delete(project: Project, lane: String, force: Boolean) {
+        laneService(project).exec<dev.lane.core.DeleteArgs, DeleteResult>(Commands.delete, deleteArgs(lane, force)).whenComplete { _, error ->
+            onEdt(project) {
+                if (error == null) return@onEdt notify(project, Texts.deleted(lane))
+                val u = toUserError(error)
+                if (!force && deleteMayForce(u)) {
+                    val ok = Messages.showOkCancelDialog(project, Texts.deleteAnyway(u.message), "Lane", Texts.FORCE_DELETE, Messages.getCancelButton(), Messages.getWarningIcon())
+                    if (ok == Messages.OK) delete(project, lane, force = true)
+                } else {
+                    reportFailure(project, "Delete Lane", error)
+                }
+            }
+        }
+    }
+}
+
+class ExtendLaneAction(node: TreeNode? = null) : NodeAction(node) {
+    override fun perform(project: Project) {
+        val lane = node?.lane
+        if (lane != null) extend(project, lane) else pickLane(project, Texts.EXTEND_WHICH) { extend(project, it) }
+    }
+
+    private fun extend(project: Project, lane: String) {
+        if (lane == BASELINE) return
+        val by = askDuration(project, Texts.extendTitle(lane), Texts.HOW_MUCH_LONGER) ?: return
+        laneService(project).exec<dev.lane.core.ExtendArgs, LaneInfo>(Commands.extend, extendArgs(lane, by))
+            .thenOnEdt(project, "Extend Lane") { notify(project, Texts.extended(it)) }
+    }
+}
+
+class AssignVersionAction(node: TreeNode? = null) : NodeAction(node) {
+    override fun perform(project: Project) {
+        val n = node
+        if (n != null && n.kind == NodeKind.SERVICE && n.service != null && n.lane != null) {
+            return moveTo(project, n.service!!, n.lane!!)
+        }
+        laneService(project).exec<List<LaneInfo>>(Commands.list).thenOnEdt(project, "Assign Version") { lanes ->
+            val versions = movableVersions(lanes)
+            if (versions.isEmpty()) return@thenOnEdt notify(project, Texts.NOTHING_TO_MOVE)
+            choose(project, Texts.MOVE_WHICH, versions, { v: MovableVersion -> "${v.label}  ·  ${v.description}" }, { iconOf(NodeIcon.LANE) }) {
+                moveTo(project, it.service, it.lane)
+            }
+        }
+    }
+
+    private fun moveTo(project: Project, service: String, from: String) {
+        pickLane(project, Texts.moveTo(service, from), includeNew = true, exclude = from) { to ->
+            laneService(project).exec<dev.lane.core.AssignArgs, AssignResult>(Commands.assign, assignArgs(service, from, to))
+                .thenOnEdt(project, "Assign Version") { notify(project, Texts.moved(it)) }
+        }
+    }
+}
+
+class CopyRequestAction : LaneAction() {
+    override fun perform(project: Project) {
+        val known = laneService(project).status
+        val status = if (known != null) java.util.concurrent.CompletableFuture.completedFuture(known) else laneService(project).refresh()
+        status.thenOnEdt(project, "Copy Request") { s ->
+            chooseWorkspace(project, deployableWorkspaces(s)) { ws ->
+                if (ws == null) return@chooseWorkspace notify(project, Texts.NO_SERVICE, NotificationType.WARNING)
+                val router = s.router ?: return@chooseWorkspace notify(project, Texts.NO_ROUTER, NotificationType.WARNING)
+                val header = LaneSettingsService.getInstance().settings.headerFor(s)
+                val requests = buildRequests(ws, RequestTarget(router, header, s.activeLane))
+                CopyPasteManager.getInstance().setContents(StringSelection(clipboardText(requests)))
+                notify(project, Texts.copied(requests))
+            }
+        }
+    }
+}
+
+class RefreshAction : LaneAction() {
+    override fun perform(project: Project) {
+        laneService(project).refresh().thenOnEdt(project, "Refresh") {}
+    }
+}
+
+class RestartServerAction : LaneAction() {
+    override fun perform(project: Project) = laneService(project).restart()
+}
+
+/** The tree's context action: send your requests into the node's lane. */
+class SwitchToLaneAction(node: TreeNode? = null) : NodeAction(node) {
+    override fun perform(project: Project) {
+        node?.lane?.let { SwitchAction.switchTo(project, it) }
+    }
+}
+
+/** Deploy into the node's lane (tree toolbar and context menu). */
+class DeployToLaneAction(node: TreeNode? = null) : NodeAction(node) {
+    override fun perform(project: Project) = DeployAction.deployInto(project, node?.lane?.takeIf { it != BASELINE })
+}

@@ -1,0 +1,40 @@
+// The LSP4IJ client of `lane lsp`: receives the pushed `lane/statusChanged` and hands it to the
+// project service; progress of the deploys this plugin started goes to their background task,
+// other progress to LSP4IJ as usual.
+
+package dev.lane.jetbrains
+
+import com.intellij.openapi.project.Project
+import com.redhat.devtools.lsp4ij.ServerStatus
+import com.redhat.devtools.lsp4ij.client.LanguageClientImpl
+import dev.lane.core.LaneStatus
+import dev.lane.core.Methods
+import dev.lane.core.ProgressEvent
+import org.eclipse.lsp4j.ProgressParams
+import org.eclipse.lsp4j.jsonrpc.services.JsonNotification
+
+class LaneLanguageClient(project: Project) : LanguageClientImpl(project) {
+    private val service get() = LaneProjectService.getInstance(project)
+
+    @JsonNotification(Methods.STATUS_CHANGED)
+    fun statusChanged(status: LaneStatus) {
+        service.acceptStatus(status)
+    }
+
+    override fun notifyProgress(params: ProgressParams) {
+        val event = ProgressEvent.of(params)
+        if (event != null && service.ownsProgress(event.token)) {
+            service.acceptProgress(event)
+        } else {
+            super.notifyProgress(params)
+        }
+    }
+
+    override fun handleServerStatusChanged(serverStatus: ServerStatus) {
+        when (serverStatus) {
+            ServerStatus.started -> service.serverStarted()
+            ServerStatus.stopping, ServerStatus.stopped -> service.serverStopped()
+            else -> {}
+        }
+    }
+}

@@ -1,0 +1,150 @@
+// The project's view of `lane lsp`: the last status it pushed, whether the server runs, and the
+// typed calls (through LSP4IJ's connection). The widget and the tree render what this holds; the
+// actions call through it. No lane logic: every call is one of the server's commands.
+
+package dev.lane.jetbrains
+
+import com.intellij.openapi.Disposable
+import com.intellij.openapi.application.ApplicationManager
+import com.intellij.openapi.components.Service
+import com.intellij.openapi.components.service
+import com.intellij.openapi.project.Project
+import com.intellij.openapi.util.Disposer
+import com.redhat.devtools.lsp4ij.LanguageServerManager
+import dev.lane.core.CommandCall
+import dev.lane.core.CommandSpec
+import dev.lane.core.LaneServer
+import dev.lane.core.LaneStatus
+import dev.lane.core.NoArgs
+import dev.lane.core.ProgressEvent
+import dev.lane.core.newDeployToken
+import dev.lane.core.runCommand
+import java.util.concurrent.CompletableFuture
+import java.util.concurrent.ConcurrentHashMap
+import java.util.concurrent.CopyOnWriteArrayList
+
+/** What the status-bar widget shows besides the status. */
+enum class ServerState { STARTING, RUNNING, MISSING, STOPPED }
+
+@Service(Service.Level.PROJECT)
+class LaneProjectService(private val project: Project) : Disposable {
+    @Volatile
+    var status: LaneStatus? = null
+        private set
+
+    @Volatile
+    var serverState: ServerState = ServerState.STARTING
+        private set
+
+    /** Where the binary was looked for, when it was not found. */
+    @Volatile
+    var missingTried: List<String> = emptyList()
+        private set
+
+    private val listeners = CopyOnWriteArrayList<() -> Unit>()
+    private val progress = ConcurrentHashMap<String, (ProgressEvent) -> Unit>()
+
+    /** Calls [listener] on the UI thread after every change, until [parent] is disposed. */
+    fun onChange(parent: Disposable, listener: () -> Unit) {
+        listeners.add(listener)
+        Disposer.register(parent) { listeners.remove(listener) }
+    }
+
+    private fun changed() {
+        ApplicationManager.getApplication().invokeLater({ listeners.forEach { it() } }, project.disposed)
+    }
+
+    fun acceptStatus(s: LaneStatus) {
+        status = s
+        serverState = ServerState.RUNNING
+        changed()
+    }
+
+    fun serverMissing(tried: List<String>?) {
+        missingTried = tried.orEmpty()
+        if (tried != null) {
+            serverState = ServerState.MISSING
+            changed()
+        }
+    }
+
+    fun serverStarted() {
+        serverState = ServerState.RUNNING
+        changed()
+        // The first status; later ones are pushed.
+        refresh()
+    }
+
+    fun serverStopped() {
+        if (serverState != ServerState.MISSING) serverState = ServerState.STOPPED
+        changed()
+    }
+
+    /** Starts `lane lsp` for this project even when no mapped file is open. */
+    fun start() {
+        LanguageServerManager.getInstance(project)
+            .start(LANE_SERVER_ID, LanguageServerManager.StartOptions().setForceStart(true).setForceRestart(false))
+    }
+
+    /** Stops and starts `lane lsp` (after a settings change, or when it stopped). */
+    fun restart() {
+        serverState = ServerState.STARTING
+        changed()
+        LanguageServerManager.getInstance(project)
+            .start(LANE_SERVER_ID, LanguageServerManager.StartOptions().setForceStart(true).setForceRestart(true))
+    }
+
+    /** The running server, started if needed. */
+    fun server(): CompletableFuture<LaneServer> =
+        LanguageServerManager.getInstance(project).getLanguageServer(LANE_SERVER_ID).thenCompose { item ->
+            // getInitializedServer: the server may have been stopped since and must start again.
+            item?.initializedServer ?: CompletableFuture.failedFuture(IllegalStateException("lane lsp is not running"))
+        }.thenApply { ls ->
+            ls as? LaneServer ?: throw IllegalStateException("lane lsp is not running")
+        }
+
+    /** `lane/status`, recorded like a pushed one. */
+    fun refresh(): CompletableFuture<LaneStatus> =
+        server().thenCompose { it.laneStatus() }.thenApply { it.also(::acceptStatus) }
+
+    fun <A : Any, R> exec(spec: CommandSpec<A, *>, args: A?): CompletableFuture<R> =
+        server().thenCompose { runCommand<A, R>(it, spec, args).result }
+
+    fun <R> exec(spec: CommandSpec<NoArgs, *>): CompletableFuture<R> = exec<NoArgs, R>(spec, null)
+
+    /**
+     * A command with work-done progress under a token of its own: [onProgress] gets its events
+     * (from [LaneLanguageClient.notifyProgress]); the returned call can be cancelled.
+     */
+    fun <A : Any, R> execWithProgress(
+        spec: CommandSpec<A, *>,
+        args: A,
+        onProgress: (ProgressEvent) -> Unit,
+    ): CompletableFuture<CommandCall<R>> {
+        val token = newDeployToken()
+        progress[token] = onProgress
+        return server().thenApply { server ->
+            val call = runCommand<A, R>(server, spec, args, token)
+            // The `end` report follows the answer; keep routing it for a moment.
+            call.result.whenComplete { _, _ ->
+                CompletableFuture.delayedExecutor(5, java.util.concurrent.TimeUnit.SECONDS).execute { progress.remove(token) }
+            }
+            call
+        }.whenComplete { _, e -> if (e != null) progress.remove(token) }
+    }
+
+    fun ownsProgress(token: String): Boolean = progress.containsKey(token)
+
+    fun acceptProgress(event: ProgressEvent) {
+        progress[event.token]?.invoke(event)
+    }
+
+    override fun dispose() {
+        listeners.clear()
+        progress.clear()
+    }
+
+    companion object {
+        fun getInstance(project: Project): LaneProjectService = project.service()
+    }
+}
