@@ -253,3 +253,12 @@ export const showLogs: Factory = (ctx) => () => {
     ctx.outputChannel.show(true);
     return Promise.resolve();
 };
+
+export const openReadme: Factory = (ctx) => async () => {
+    const uri = vscode.Uri.joinPath(ctx.extCtx.extensionUri, "README.md");
+    await vscode.commands.executeCommand("markdown.showPreview", uri);
+};
+
+export const openServerSettings: Factory = () => async () => {
+    await vscode.commands.executeCommand("workbench.action.openSettings", "lane.server.path");
+};

@@ -17,8 +17,9 @@ import {
     State,
 } from "vscode-languageclient/node";
 
-import { bootstrap } from "./bootstrap";
+import { locate, showServerNotFound } from "./bootstrap";
 import { Config } from "./config";
+import { serverNotFoundText } from "./locate";
 import * as ext from "./lsp_ext";
 import { registerNotificationProgress } from "./progress";
 
@@ -31,6 +32,8 @@ export class Ctx implements vscode.Disposable {
     private clientDisposables: vscode.Disposable[] = [];
     private _status?: ext.LaneStatus;
     private _serverState: ServerState = "stopped";
+    private _missing: string[] = [];
+    private starting?: Promise<void>;
     private readonly statusEmitter = new vscode.EventEmitter<void>();
     /** Fires when `status` or `serverState` changes. */
     readonly onStatus = this.statusEmitter.event;
@@ -47,6 +50,16 @@ export class Ctx implements vscode.Disposable {
         return this._serverState;
     }
 
+    /** Where the server was looked for, when it was not found (`serverState` "missing"). */
+    get missingTried(): readonly string[] {
+        return this._missing;
+    }
+
+    /** Resolves once the current start finished (found or not, started or failed). */
+    async started(): Promise<void> {
+        await this.starting;
+    }
+
     private setServerState(s: ServerState): void {
         this._serverState = s;
         this.statusEmitter.fire();
@@ -59,14 +72,27 @@ export class Ctx implements vscode.Disposable {
         this.statusEmitter.fire();
     }
 
-    async start(): Promise<void> {
+    start(): Promise<void> {
+        this.starting ??= this.startOnce().finally(() => {
+            this.starting = undefined;
+        });
+        return this.starting;
+    }
+
+    private async startOnce(): Promise<void> {
         if (this.client) return;
         this.setServerState("starting");
-        const located = await bootstrap(this.extCtx, this.config);
-        if (!located) {
+        const found = locate(this.config);
+        if (!found.ok) {
+            this._missing = found.tried;
+            this.outputChannel.appendLine(serverNotFoundText(found.tried));
             this.setServerState("missing");
+            // Not awaited: activation and every command go on while the popup waits for an answer.
+            showServerNotFound(found.tried);
             return;
         }
+        this._missing = [];
+        const located = found.located;
         this.outputChannel.appendLine(`lane: starting ${located.path} lsp (found via ${located.source})`);
         const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
         const serverOptions: ServerOptions = {
@@ -145,8 +171,9 @@ export class Ctx implements vscode.Disposable {
     }
 
     private running(): LanguageClient {
+        if (this._serverState === "missing") throw new Error(serverNotFoundText(this._missing));
         if (!this.client || this._serverState !== "running") {
-            throw new Error("`lane lsp` is not running (see the Lane output)");
+            throw new Error("lane lsp is not running (see the Lane output)");
         }
         return this.client;
     }

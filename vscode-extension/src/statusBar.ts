@@ -4,6 +4,7 @@
 import * as vscode from "vscode";
 
 import type { Ctx } from "./ctx";
+import { serverNotFoundText } from "./locate";
 import { statusBarText, statusBarTooltip, statusBarWarns } from "./summary";
 
 export function createStatusBar(ctx: Ctx): vscode.Disposable {
@@ -17,8 +18,8 @@ export function createStatusBar(ctx: Ctx): vscode.Disposable {
         switch (ctx.serverState) {
             case "missing":
                 item.text = "$(error) lane: not found";
-                item.tooltip = "The `lane` binary was not found. Set `lane.server.path`.";
-                item.command = { title: "Open Settings", command: "workbench.action.openSettings", arguments: ["lane.server.path"] };
+                item.tooltip = `${serverNotFoundText(ctx.missingTried)} Click to set the path.`;
+                item.command = "lane.openServerSettings";
                 item.backgroundColor = new vscode.ThemeColor("statusBarItem.errorBackground");
                 break;
             case "failed":

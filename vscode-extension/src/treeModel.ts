@@ -30,6 +30,8 @@ export interface TreeNode {
     lane?: string;
     service?: string;
     active?: boolean;
+    /** A command run when the node is clicked. */
+    command?: string;
     children: TreeNode[];
 }
 
@@ -139,6 +141,41 @@ function baselineNode(status: LaneStatus): TreeNode {
 
 function messageNode(id: string, label: string, lane?: string): TreeNode {
     return { id, kind: "message", label, icon: "info", lane, children: [] };
+}
+
+/**
+ * The tree's roots while the server is not there to ask: not found (with where it looked and the
+ * fixes, each a click away) or stopped. Undefined while it runs or starts.
+ */
+export function serverNodes(state: string, tried: readonly string[]): TreeNode[] | undefined {
+    if (state === "missing") {
+        return [
+            { ...messageNode("server:missing", "Server not found: no lane binary"), icon: "error", iconColor: FAILED },
+            { ...messageNode("server:tried", `Looked in ${tried.join(", ")}`), icon: "search", tooltip: tried.join("\n") },
+            {
+                ...messageNode("server:settings", "Set Lane › Server: Path (lane.server.path)…"),
+                icon: "gear",
+                command: "lane.openServerSettings",
+            },
+            {
+                ...messageNode("server:install", "Install: cargo install --path server/cli"),
+                icon: "book",
+                command: "lane.openReadme",
+            },
+            { ...messageNode("server:retry", "Look again"), icon: "refresh", command: "lane.restartServer" },
+        ];
+    }
+    if (state === "failed") {
+        return [
+            {
+                ...messageNode("server:failed", "lane lsp stopped: click to restart it (its log is in the Lane output)"),
+                icon: "error",
+                iconColor: FAILED,
+                command: "lane.restartServer",
+            },
+        ];
+    }
+    return undefined;
 }
 
 /** The tree's roots: every lane (sorted by id), then baseline. */

@@ -26,7 +26,7 @@ describe("locateServer", () => {
         assert.deepEqual(r, { ok: false, tried: ["lane.server.path=/nope"] });
     });
     it("nothing found", () => {
-        assert.deepEqual(locateServer({ pathVar: "/p", isExecutable: () => false }), { ok: false, tried: ["`lane` on PATH"] });
+        assert.deepEqual(locateServer({ pathVar: "/p", isExecutable: () => false }), { ok: false, tried: ["PATH", "/usr/local/bin"] });
     });
 });
 
