@@ -7,6 +7,7 @@ import type { Ctx } from "./ctx";
 import { errorText, laneIdProblem, toUserError } from "./errors";
 import { BASELINE, Commands, type LaneInfo, type LaneStatus, type WorkspaceInfo } from "./lsp_ext";
 import { lanePicks } from "./picks";
+import { SERVER_PATH_SETTING, findReadme, settingsCommand } from "./settings";
 import { buildRequests, clipboardText } from "./request";
 import { statusBarText, statusBarTooltip } from "./summary";
 import type { TreeNode } from "./treeModel";
@@ -254,11 +255,28 @@ export const showLogs: Factory = (ctx) => () => {
     return Promise.resolve();
 };
 
+/** The extension's README (`vsce` ships it as `readme.md`; the file system may be case-sensitive). */
 export const openReadme: Factory = (ctx) => async () => {
-    const uri = vscode.Uri.joinPath(ctx.extCtx.extensionUri, "README.md");
-    await vscode.commands.executeCommand("markdown.showPreview", uri);
+    const dir = ctx.extCtx.extensionUri;
+    const entries = await vscode.workspace.fs.readDirectory(dir);
+    const name = findReadme(entries.map(([n]) => n));
+    if (!name) {
+        void vscode.window.showErrorMessage(`Lane: the extension has no README in ${dir.fsPath}.`);
+        return;
+    }
+    await vscode.commands.executeCommand("markdown.showPreview", vscode.Uri.joinPath(dir, name));
 };
 
+/**
+ * The settings editor at `lane.server.path`, in the scope the server's path belongs to: the
+ * Remote tab when the extension host runs remotely (code-server, Remote-SSH, WSL), where the
+ * binary lives; else the User tab.
+ */
 export const openServerSettings: Factory = () => async () => {
-    await vscode.commands.executeCommand("workbench.action.openSettings", "lane.server.path");
+    const command = settingsCommand(vscode.env.remoteName);
+    try {
+        await vscode.commands.executeCommand(command, { query: SERVER_PATH_SETTING });
+    } catch {
+        await vscode.commands.executeCommand("workbench.action.openSettings", SERVER_PATH_SETTING);
+    }
 };
