@@ -5,10 +5,10 @@ import * as vscode from "vscode";
 
 import type { Ctx } from "./ctx";
 import { errorText, laneIdProblem, toUserError } from "./errors";
-import { BASELINE, Commands, type LaneInfo, type LaneStatus, type WorkspaceInfo } from "./lsp_ext";
+import { BASELINE, Commands, type DeployResult, type LaneInfo, type LaneStatus, type WorkspaceInfo } from "./lsp_ext";
 import { lanePicks } from "./picks";
 import { SERVER_PATH_SETTING, findReadme, settingsCommand } from "./settings";
-import { buildRequests, clipboardText } from "./request";
+import { type RequestTarget, type Requests, buildRequests, clipboardText, copiedText, deployedRequests } from "./request";
 import { statusBarText, statusBarTooltip } from "./summary";
 import type { TreeNode } from "./treeModel";
 
@@ -123,7 +123,7 @@ export const deploy: Factory = (ctx) => () =>
             ...actions,
         );
         if (choice === "Switch Traffic To It") await switchTo(ctx, result.lane);
-        else if (choice === "Copy Request") await vscode.commands.executeCommand("lane.copyRequest");
+        else if (choice === "Copy Request") await vscode.commands.executeCommand("lane.copyRequest", { deployed: result });
     });
 
 async function switchTo(ctx: Ctx, lane: string): Promise<void> {
@@ -228,23 +228,43 @@ export const assignVersion: Factory = (ctx) => (node) =>
         void vscode.window.showInformationMessage(`Lane: moved ${r.service} from ${r.from} to ${r.to}.`);
     });
 
-export const copyRequest: Factory = (ctx) => () =>
+/**
+ * Copies a request that reaches a service through the router. Its lane: the deploy's (after a
+ * deploy, `{ deployed }`), the tree node's, else the active lane.
+ */
+export const copyRequest: Factory = (ctx) => (arg) =>
     report("Copy Request", async () => {
         const status = ctx.status ?? (await ctx.exec(Commands.status));
-        const ws = await pickWorkspace(status);
-        if (!ws) {
-            void vscode.window.showWarningMessage("Lane: no workspace folder has a service (`lane.toml`).");
-            return;
+        const deployed = (arg as { deployed?: DeployResult } | undefined)?.deployed;
+        const header = ctx.config.laneHeader;
+        let copied: { requests: Requests; target: RequestTarget; service: string };
+        if (deployed) {
+            const protocol = status.workspaces.find((w) => w.service === deployed.service)?.protocol ?? null;
+            copied = { ...deployedRequests(deployed, protocol, header), service: deployed.service };
+        } else {
+            const node = arg as Partial<TreeNode> | undefined;
+            const ws = node?.service
+                ? status.workspaces.find((w) => w.service === node.service) ?? serviceWorkspace(node.service)
+                : await pickWorkspace(status);
+            if (!ws?.service) {
+                void vscode.window.showWarningMessage("Lane: no workspace folder has a service (lane.toml).");
+                return;
+            }
+            if (!status.router) {
+                void vscode.window.showWarningMessage("Lane: the router is not running.");
+                return;
+            }
+            const target = { router: status.router, header: header ?? status.laneHeader, lane: nodeLane(arg) ?? status.activeLane };
+            copied = { requests: buildRequests(ws, target), target, service: ws.service };
         }
-        if (!status.router) {
-            void vscode.window.showWarningMessage("Lane: the router is not running.");
-            return;
-        }
-        const header = ctx.config.laneHeader ?? status.laneHeader;
-        const requests = buildRequests(ws, { router: status.router, header, lane: status.activeLane });
-        await vscode.env.clipboard.writeText(clipboardText(requests));
-        void vscode.window.showInformationMessage(`Lane: copied \`${requests.grpcurl ?? requests.curl}\``);
+        await vscode.env.clipboard.writeText(clipboardText(copied.requests));
+        void vscode.window.showInformationMessage(copiedText(copied.service, copied.target, copied.requests));
     });
+
+/** A service that is not one of the workspace's folders (e.g. a tree node of another repo's). */
+function serviceWorkspace(service: string): WorkspaceInfo {
+    return { folder: "", service, protocol: null, branch: null, commit: null, error: null, host: null, url: null };
+}
 
 export const refresh: Factory = (ctx) => () => report("Refresh", () => ctx.refresh());
 

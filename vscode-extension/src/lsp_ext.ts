@@ -173,6 +173,11 @@ export interface DeployResult {
     state: string;
     addr: string;
     url: string | null;
+    /** The `Host` the router serves the service under. */
+    host: string | null;
+    router: string | null;
+    /** A request with `<laneHeader>: <lane>` reaches the version just deployed. */
+    laneHeader: string;
 }
 
 export interface SwitchArgs {
@@ -244,6 +249,7 @@ const noArgs: Fields<NoArgs> = {};
 const deployArgs: Fields<DeployArgs> = { folder: true, lane: true, parent: true, ttl: true, force: true };
 const deployResult: Fields<DeployResult> = {
     service: true, lane: true, branch: true, commit: true, state: true, addr: true, url: true,
+    host: true, router: true, laneHeader: true,
 };
 const switchArgs: Fields<SwitchArgs> = { lane: true };
 const switchResult: Fields<SwitchResult> = { activeLane: true };

@@ -865,3 +865,50 @@ fn a_kubernetes_folder_shows_the_cluster_s_lanes_with_health() {
         "no local agent was started for a kubernetes workspace"
     );
 }
+
+/// A GET through the router at `router` to `host` with `headers`: the status line and the body.
+fn get_via_router(router: &str, host: &str, headers: &[(&str, &str)]) -> String {
+    let mut s = std::net::TcpStream::connect(router).expect("the router listens");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("a timeout can be set");
+    let mut req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("the router reads");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Issue 14, item 3: a deploy's result says how to reach the version it made (router, host, lane
+/// header), so a copied request reaches the new lane even while the developer's traffic is on
+/// baseline.
+#[test]
+fn a_deploy_result_names_the_request_that_reaches_it() {
+    let mut sandbox = Sandbox::new("lsp-deployed", "26400-26449");
+    let repo = sandbox.repo("true");
+    let mut c = Client::spawn(&mut sandbox);
+    c.open_folder(file_uri(&repo), "b");
+    let st = c.call("lane/status", Value::Null);
+    assert_eq!(st["activeLane"], "baseline", "{st}");
+
+    let r = c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.deployCurrentBranch", "arguments": [{"lane": "copy-a"}]}),
+    );
+    assert_eq!(r["lane"], "copy-a", "{r}");
+    assert_eq!(r["laneHeader"], "x-lane", "{r}");
+    let router = r["router"].as_str().expect("the router's address");
+    let host = r["host"].as_str().expect("the service's host");
+    assert!(host.starts_with("b.demo.localhost:"), "{r}");
+    assert_eq!(r["url"], format!("http://{host}/"), "{r}");
+
+    let answer = get_via_router(router, host, &[("x-lane", "copy-a")]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("b (lane header: copy-a)"), "{answer}");
+    // Without the header the request stays on baseline, which runs no demo.b.
+    let plain = get_via_router(router, host, &[]);
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+}

@@ -3,10 +3,12 @@
 // `lane/statusChanged` notifications and the deploy's work-done progress (and its cancellation).
 
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 
 import * as ext from "../../src/lsp_ext";
 import { toUserError } from "../../src/errors";
+import { copiedText, deployedRequests } from "../../src/request";
 import { statusBarText } from "../../src/summary";
 import { buildTree } from "../../src/treeModel";
 import { Server, initializeParams, makeEnv, sampleManifest } from "./harness";
@@ -109,6 +111,30 @@ describe("lane lsp, driven like the extension drives it", () => {
         assert.match(tree[0].children[0].description ?? "", /^main@\w+ · 1\/1 healthy · \d+ req\/min$/);
     });
 
+    it("Copy Request after a deploy into a new lane, with traffic on baseline, reaches that lane's version", async () => {
+        await server.exec(ext.Commands.switchTraffic, { lane: ext.BASELINE });
+        await server.waitForStatus("traffic on baseline", (s) => s.activeLane === ext.BASELINE);
+        const r = await server.exec(ext.Commands.deployCurrentBranch, {
+            folder: server.env.repo,
+            lane: "ext-b",
+            parent: null,
+            ttl: null,
+            force: false,
+        });
+        assert.equal(r.lane, "ext-b");
+        assert.equal(r.laneHeader, "x-lane");
+        assert.match(r.host ?? "", /^b\.demo\.localhost:\d+$/);
+        const { requests, target } = deployedRequests(r, "http");
+        assert.equal(target.lane, "ext-b");
+        assert.match(requests.curl, /-H 'x-lane: ext-b'/);
+        assert.equal(copiedText("demo.b", target, requests), `Lane: copied a request to demo.b in lane ext-b (header x-lane: ext-b): ${requests.curl}`);
+        // The copied command itself, run by a shell as the user would.
+        const out = spawnSync("sh", ["-c", requests.curl], { encoding: "utf8", timeout: 20000 });
+        assert.equal(out.status, 0, `curl failed (is curl installed?): ${out.stderr}`);
+        assert.match(out.stdout, /^HTTP\/1\.1 200/, out.stdout);
+        assert.match(out.stdout, /b \(lane header: ext-b\)/, out.stdout);
+    });
+
     it("cancelling a deploy's progress cancels the deploy", async () => {
         // Re-deploy into a new lane with a build that would take a minute; cancel at the first report.
         const before = server.created.length;
@@ -133,7 +159,7 @@ describe("lane lsp, driven like the extension drives it", () => {
     });
 
     it("lane.delete → pushed status without it, traffic back on baseline", async () => {
-        for (const lane of ["ext-slow", "ext-a"]) {
+        for (const lane of ["ext-slow", "ext-b", "ext-a"]) {
             try {
                 await server.exec(ext.Commands.delete, { lane, force: true });
             } catch (e) {

@@ -256,6 +256,12 @@ pub struct DeployResult {
     pub addr: String,
     /// The service's router URL (send the lane header to reach this version).
     pub url: Option<String>,
+    /// The `Host` the router serves the service under: `<proc>.<app>.localhost:<port>`.
+    pub host: Option<String>,
+    /// The router's address, e.g. `127.0.0.1:4080`.
+    pub router: Option<String>,
+    /// The header that carries the lane id (send `<laneHeader>: <lane>` to reach this version).
+    pub lane_header: String,
 }
 
 /// Arguments of `lane.switchTraffic`.
@@ -416,6 +422,9 @@ shape!(DeployResult {
     "state": "string",
     "addr": "string",
     "url": "string | null",
+    "host": "string | null",
+    "router": "string | null",
+    "laneHeader": "string",
 });
 shape!(SwitchArgs { "lane": "string" });
 shape!(SwitchResult { "activeLane": "string" });

@@ -380,14 +380,12 @@ async fn deploy(
         instance.state.as_str()
     );
     guard.finish(message).await;
-    let router = lsp
-        .backend()
-        .await
-        .status()
-        .await
-        .ok()
-        .and_then(|st| st.router);
-    let (_, url) = to_proto::service_url(router.as_deref(), &service);
+    // What a request to this version needs: the router, the service's host there and the header.
+    let (router, lane_header) = match lsp.backend().await.status().await {
+        Ok(st) => (st.router, st.lane_header),
+        Err(_) => (None, lane_router::DEFAULT_LANE_HEADER.as_str().to_owned()),
+    };
+    let (host, url) = to_proto::service_url(router.as_deref(), &service);
     Ok(ext::DeployResult {
         service: service.to_string(),
         lane: lane.to_string(),
@@ -396,5 +394,8 @@ async fn deploy(
         state: instance.state.as_str().to_owned(),
         addr: instance.placement.endpoint(),
         url,
+        host,
+        router,
+        lane_header,
     })
 }
