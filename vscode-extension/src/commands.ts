@@ -7,6 +7,7 @@ import type { Ctx } from "./ctx";
 import { errorText, laneIdProblem, toUserError } from "./errors";
 import { BASELINE, Commands, type DeployResult, type LaneInfo, type LaneStatus, type WorkspaceInfo } from "./lsp_ext";
 import { lanePicks } from "./picks";
+import { switchText } from "./proxy";
 import { SERVER_PATH_SETTING, findReadme, settingsCommand } from "./settings";
 import { type RequestTarget, type Requests, buildRequests, clipboardText, copiedText, deployedRequests } from "./request";
 import { statusBarText, statusBarTooltip } from "./summary";
@@ -128,8 +129,30 @@ export const deploy: Factory = (ctx) => () =>
 
 async function switchTo(ctx: Ctx, lane: string): Promise<void> {
     const r = await ctx.exec(Commands.switchTraffic, { lane });
-    vscode.window.setStatusBarMessage(`Lane: your requests now enter ${r.activeLane}`, 4000);
+    const proxy = ctx.proxyState;
+    const actions = r.activeLane === BASELINE ? [] : proxy.running ? ["Copy Request"] : ["Start Proxy", "Copy Request"];
+    const choice = await vscode.window.showInformationMessage(switchText(r.activeLane, proxy), ...actions);
+    if (choice === "Start Proxy") await vscode.commands.executeCommand("lane.startProxy");
+    else if (choice === "Copy Request") await vscode.commands.executeCommand("lane.copyRequest");
 }
+
+export const startProxy: Factory = (ctx) => () =>
+    report("Start Proxy", async () => {
+        await ctx.startProxy();
+        const { listen } = ctx.proxyState;
+        const choice = await vscode.window.showInformationMessage(
+            `Lane: the lane proxy runs on ${listen}. Requests sent with HTTP_PROXY=http://${listen} enter the active lane ` +
+                `(${activeLane(ctx)}) and follow Switch Traffic.`,
+            "Copy HTTP_PROXY",
+        );
+        if (choice === "Copy HTTP_PROXY") await vscode.env.clipboard.writeText(`export HTTP_PROXY=http://${listen}\n`);
+    });
+
+export const stopProxy: Factory = (ctx) => () =>
+    report("Stop Proxy", () => {
+        ctx.stopProxy();
+        return Promise.resolve();
+    });
 
 export const switchTraffic: Factory = (ctx) => () =>
     report("Switch Traffic", async () => {

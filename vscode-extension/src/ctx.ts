@@ -20,6 +20,7 @@ import {
 import { locate, showServerNotFound } from "./bootstrap";
 import { Config } from "./config";
 import { serverNotFoundText } from "./locate";
+import { DEFAULT_PROXY_LISTEN, LaneProxy } from "./proxy";
 import * as ext from "./lsp_ext";
 import { registerNotificationProgress } from "./progress";
 
@@ -33,6 +34,8 @@ export class Ctx implements vscode.Disposable {
     private _status?: ext.LaneStatus;
     private _serverState: ServerState = "stopped";
     private _missing: string[] = [];
+    private serverBin?: string;
+    private proxy?: LaneProxy;
     private starting?: Promise<void>;
     private readonly statusEmitter = new vscode.EventEmitter<void>();
     /** Fires when `status` or `serverState` changes. */
@@ -93,6 +96,7 @@ export class Ctx implements vscode.Disposable {
         }
         this._missing = [];
         const located = found.located;
+        this.serverBin = located.path;
         this.outputChannel.appendLine(`lane: starting ${located.path} lsp (found via ${located.source})`);
         const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
         const serverOptions: ServerOptions = {
@@ -138,6 +142,30 @@ export class Ctx implements vscode.Disposable {
         }
     }
 
+    /** Whether the `lane proxy` this extension started runs, and where it listens. */
+    get proxyState(): { running: boolean; listen: string } {
+        return { running: this.proxy?.running ?? false, listen: this.proxy?.listen ?? DEFAULT_PROXY_LISTEN };
+    }
+
+    /** Starts `lane proxy` (plain requests sent with `HTTP_PROXY` then follow Switch Traffic). */
+    async startProxy(): Promise<void> {
+        if (!this.serverBin) throw new Error(serverNotFoundText(this._missing));
+        const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+        this.proxy ??= new LaneProxy(
+            this.serverBin,
+            { ...process.env, ...this.config.serverExtraEnv },
+            folder,
+            DEFAULT_PROXY_LISTEN,
+            (line) => this.outputChannel.appendLine(`[lane proxy] ${line}`),
+            () => this.statusEmitter.fire(),
+        );
+        await this.proxy.start();
+    }
+
+    stopProxy(): void {
+        this.proxy?.stop();
+    }
+
     async stop(): Promise<void> {
         const client = this.client;
         this.client = undefined;
@@ -179,6 +207,7 @@ export class Ctx implements vscode.Disposable {
     }
 
     dispose(): void {
+        this.proxy?.stop();
         void this.stop();
         this.statusEmitter.dispose();
         this.outputChannel.dispose();

@@ -49,6 +49,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     register("lane.showLogs", commands.showLogs);
     register("lane.tree.switchTo", commands.switchToNode);
     register("lane.openReadme", commands.openReadme);
+    register("lane.startProxy", commands.startProxy);
+    register("lane.stopProxy", commands.stopProxy);
     register("lane.openServerSettings", commands.openServerSettings);
 
     const tree = new LanesTree(c);

@@ -31,7 +31,11 @@ export function createStatusBar(ctx: Ctx): vscode.Disposable {
             default: {
                 const status = ctx.status;
                 item.text = status === undefined ? "$(sync~spin) lane" : statusBarText(status, folder);
-                const md = new vscode.MarkdownString(statusBarTooltip(status, folder));
+                const proxy = ctx.proxyState;
+                const proxyLine = proxy.running
+                    ? `Lane proxy: running on ${proxy.listen} (requests sent with HTTP\\_PROXY follow the active lane)`
+                    : "Lane proxy: not running (only requests copied from Lane carry the lane; run Lane: Start Proxy)";
+                const md = new vscode.MarkdownString(`${statusBarTooltip(status, folder)}\n\n${proxyLine}`);
                 md.supportThemeIcons = true;
                 item.tooltip = md;
                 item.command = "lane.switch";

@@ -4,14 +4,42 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import * as http from "node:http";
+import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
 
 import * as ext from "../../src/lsp_ext";
 import { toUserError } from "../../src/errors";
+import { LaneProxy } from "../../src/proxy";
 import { copiedText, deployedRequests } from "../../src/request";
 import { statusBarText } from "../../src/summary";
 import { buildTree } from "../../src/treeModel";
 import { Server, initializeParams, makeEnv, sampleManifest } from "./harness";
+
+function freePort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+        const srv = net.createServer();
+        srv.once("error", reject);
+        srv.listen(0, "127.0.0.1", () => {
+            const port = (srv.address() as net.AddressInfo).port;
+            srv.close(() => resolve(port));
+        });
+    });
+}
+
+/** GET `url` through the HTTP proxy on `port` (absolute-form request line, as with HTTP_PROXY). */
+function viaProxy(port: number, url: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+        const req = http.request({ host: "127.0.0.1", port, method: "GET", path: url, headers: { host: new URL(url).host } }, (res) => {
+            let body = "";
+            res.on("data", (d: Buffer) => (body += d.toString()));
+            res.on("end", () => resolve(`${res.statusCode} ${body}`));
+        });
+        req.on("error", reject);
+        req.setTimeout(20000, () => req.destroy(new Error("timed out")));
+        req.end();
+    });
+}
 
 async function rejects(p: Promise<unknown>): Promise<unknown> {
     try {
@@ -109,6 +137,28 @@ describe("lane lsp, driven like the extension drives it", () => {
         assert.equal(tree[0].label, "ext-a");
         assert.equal(tree[0].children[0].label, "demo.b");
         assert.match(tree[0].children[0].description ?? "", /^main@\w+ · 1\/1 healthy · \d+ req\/min$/);
+    });
+
+    it("the lane proxy the extension starts makes a plain request follow Switch Traffic", async () => {
+        const port = await freePort();
+        const lines: string[] = [];
+        let changes = 0;
+        const proxy = new LaneProxy(server.env.bin, server.env.env, server.env.repo, `127.0.0.1:${port}`, (l) => lines.push(l), () => changes++);
+        assert.equal(proxy.running, false);
+        await proxy.start();
+        try {
+            assert.equal(proxy.running, true, lines.join("\n"));
+            assert.equal(changes, 1);
+            const s = await server.conn.sendRequest(ext.status);
+            assert.equal(s.activeLane, "ext-a");
+            // A plain request (no lane header) sent through the proxy, as curl with HTTP_PROXY sends it.
+            const body = await viaProxy(port, s.workspaces[0].url ?? "");
+            assert.match(body, /b \(lane header: ext-a\)/, body);
+        } finally {
+            proxy.stop();
+            await server.waitFor("the proxy to stop", () => (proxy.running ? undefined : true));
+        }
+        assert.equal(changes, 2);
     });
 
     it("Copy Request after a deploy into a new lane, with traffic on baseline, reaches that lane's version", async () => {
