@@ -4,7 +4,7 @@
 import * as vscode from "vscode";
 
 import type { Ctx } from "./ctx";
-import { errorText, laneIdProblem, toUserError } from "./errors";
+import { errorAction, errorText, laneIdProblem, toUserError } from "./errors";
 import { BASELINE, Commands, type DeployResult, type LaneInfo, type LaneStatus, type WorkspaceInfo } from "./lsp_ext";
 import { lanePicks } from "./picks";
 import { switchText } from "./proxy";
@@ -17,13 +17,20 @@ export type Cmd = (...args: unknown[]) => Promise<void>;
 type Factory = (ctx: Ctx) => Cmd;
 
 /** Runs `body`, turning a failure into one notification (cancellation into none). */
-async function report(what: string, body: () => Promise<void>): Promise<void> {
+async function report(ctx: Ctx, what: string, body: () => Promise<void>): Promise<void> {
     try {
         await body();
     } catch (e) {
         const u = toUserError(e);
-        if (u.cancelled) void vscode.window.showInformationMessage(`Lane: ${what} cancelled.`);
-        else void vscode.window.showErrorMessage(errorText(what, u));
+        if (u.cancelled) {
+            void vscode.window.showInformationMessage(`Lane: ${what} cancelled.`);
+            return;
+        }
+        const action = errorAction(u);
+        const actions = action ? [action] : [];
+        void vscode.window.showErrorMessage(errorText(what, u), ...actions).then((choice) => {
+            if (choice && choice === action) ctx.outputChannel.show(true);
+        });
     }
 }
 
@@ -85,7 +92,7 @@ async function pickWorkspace(status: LaneStatus | undefined): Promise<WorkspaceI
 }
 
 export const showStatus: Factory = (ctx) => () =>
-    report("Show Status", async () => {
+    report(ctx, "Show Status", async () => {
         const status = await ctx.exec(Commands.status);
         ctx.setStatus(status);
         ctx.outputChannel.appendLine(statusBarTooltip(status).replace(/\\/g, ""));
@@ -99,7 +106,7 @@ export const showStatus: Factory = (ctx) => () =>
     });
 
 export const deploy: Factory = (ctx) => () =>
-    report("Deploy", async () => {
+    report(ctx, "Deploy", async () => {
         const ws = await pickWorkspace(ctx.status);
         if (!ws) {
             void vscode.window.showWarningMessage("Lane: no workspace folder has a valid `lane.toml` to deploy.");
@@ -137,7 +144,7 @@ async function switchTo(ctx: Ctx, lane: string): Promise<void> {
 }
 
 export const startProxy: Factory = (ctx) => () =>
-    report("Start Proxy", async () => {
+    report(ctx, "Start Proxy", async () => {
         await ctx.startProxy();
         const { listen } = ctx.proxyState;
         const choice = await vscode.window.showInformationMessage(
@@ -149,26 +156,26 @@ export const startProxy: Factory = (ctx) => () =>
     });
 
 export const stopProxy: Factory = (ctx) => () =>
-    report("Stop Proxy", () => {
+    report(ctx, "Stop Proxy", () => {
         ctx.stopProxy();
         return Promise.resolve();
     });
 
 export const switchTraffic: Factory = (ctx) => () =>
-    report("Switch Traffic", async () => {
+    report(ctx, "Switch Traffic", async () => {
         const picked = await pickLane(ctx, "Send your requests into…", { includeBaseline: true });
         if (picked) await switchTo(ctx, picked.lane);
     });
 
 /** Inline action of the tree: switch to the node's lane. */
 export const switchToNode: Factory = (ctx) => (node) =>
-    report("Switch Traffic", async () => {
+    report(ctx, "Switch Traffic", async () => {
         const lane = nodeLane(node);
         if (lane) await switchTo(ctx, lane);
     });
 
 export const createLane: Factory = (ctx) => () =>
-    report("Create Lane", async () => {
+    report(ctx, "Create Lane", async () => {
         const lane = await askLaneId("Create Lane");
         if (!lane) return;
         const existing = await lanes(ctx);
@@ -189,7 +196,7 @@ export const createLane: Factory = (ctx) => () =>
     });
 
 export const deleteLane: Factory = (ctx) => (node) =>
-    report("Delete Lane", async () => {
+    report(ctx, "Delete Lane", async () => {
         const lane = nodeLane(node) ?? (await pickLane(ctx, "Delete which lane?"))?.lane;
         if (!lane || lane === BASELINE) return;
         const ok = await vscode.window.showWarningMessage(
@@ -211,7 +218,7 @@ export const deleteLane: Factory = (ctx) => (node) =>
     });
 
 export const extendLane: Factory = (ctx) => (node) =>
-    report("Extend Lane", async () => {
+    report(ctx, "Extend Lane", async () => {
         const lane = nodeLane(node) ?? (await pickLane(ctx, "Extend which lane?"))?.lane;
         if (!lane || lane === BASELINE) return;
         const by = await askDuration(`Extend ${lane}`, "How much longer");
@@ -221,7 +228,7 @@ export const extendLane: Factory = (ctx) => (node) =>
     });
 
 export const assignVersion: Factory = (ctx) => (node) =>
-    report("Assign Version", async () => {
+    report(ctx, "Assign Version", async () => {
         const all = await lanes(ctx);
         const n = node as Partial<TreeNode> | undefined;
         let service = n?.kind === "service" ? n.service : undefined;
@@ -256,7 +263,7 @@ export const assignVersion: Factory = (ctx) => (node) =>
  * deploy, `{ deployed }`), the tree node's, else the active lane.
  */
 export const copyRequest: Factory = (ctx) => (arg) =>
-    report("Copy Request", async () => {
+    report(ctx, "Copy Request", async () => {
         const status = ctx.status ?? (await ctx.exec(Commands.status));
         const deployed = (arg as { deployed?: DeployResult } | undefined)?.deployed;
         const header = ctx.config.laneHeader;
@@ -289,9 +296,9 @@ function serviceWorkspace(service: string): WorkspaceInfo {
     return { folder: "", service, protocol: null, branch: null, commit: null, error: null, host: null, url: null };
 }
 
-export const refresh: Factory = (ctx) => () => report("Refresh", () => ctx.refresh());
+export const refresh: Factory = (ctx) => () => report(ctx, "Refresh", () => ctx.refresh());
 
-export const restartServer: Factory = (ctx) => () => report("Restart Server", () => ctx.restart());
+export const restartServer: Factory = (ctx) => () => report(ctx, "Restart Server", () => ctx.restart());
 
 export const showLogs: Factory = (ctx) => () => {
     ctx.outputChannel.show(true);

@@ -108,7 +108,9 @@ export class Ctx implements vscode.Disposable {
             documentSelector: [{ scheme: "file", pattern: "**/lane.toml" }],
             outputChannel: this.outputChannel,
             traceOutputChannel: this.outputChannel,
-            initializationOptions: { client: "vscode" },
+            // The extension shows the error each command is answered (with its button): the
+            // server's own `window/showMessage` would be a second popup with the same text.
+            initializationOptions: { client: "vscode", showErrors: false },
         };
         const client = new LanguageClient("lane", "Lane", serverOptions, clientOptions);
         this.client = client;

@@ -96,6 +96,20 @@ export interface LaneStatus {
     /** All instances of the active lane (of baseline when it is `baseline`). */
     total: number;
     revision: string;
+    /** This daemon's failed deploys, one per service and lane, each until the next deploy of that
+     * service into that lane starts. */
+    deployFailures: DeployFailure[];
+}
+
+/** A deploy that failed (not cancelled). */
+export interface DeployFailure {
+    service: string;
+    lane: string;
+    branch: string;
+    commit: string;
+    error: ErrorInfo;
+    /** Seconds since the epoch. */
+    at: number;
 }
 
 /** A workspace folder with a `lane.toml`. */
@@ -231,6 +245,10 @@ type Fields<T> = Record<keyof T, true>;
 const laneStatus: Fields<LaneStatus> = {
     workspaces: true, backend: true, backendError: true, activeLane: true, laneHeader: true,
     router: true, lanes: true, baseline: true, healthy: true, total: true, revision: true,
+    deployFailures: true,
+};
+const deployFailure: Fields<DeployFailure> = {
+    service: true, lane: true, branch: true, commit: true, error: true, at: true,
 };
 const workspaceInfo: Fields<WorkspaceInfo> = {
     folder: true, service: true, protocol: true, branch: true, commit: true, error: true,
@@ -264,7 +282,7 @@ const assignResult: Fields<AssignResult> = { service: true, from: true, to: true
 export const TYPE_FIELDS: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
     Object.entries({
         LaneStatus: laneStatus, WorkspaceInfo: workspaceInfo, LaneInfo: laneInfo,
-        ServiceInfo: serviceInfo, ErrorInfo: errorInfo, NoArgs: noArgs, DeployArgs: deployArgs,
+        ServiceInfo: serviceInfo, ErrorInfo: errorInfo, DeployFailure: deployFailure, NoArgs: noArgs, DeployArgs: deployArgs,
         DeployResult: deployResult, SwitchArgs: switchArgs, SwitchResult: switchResult,
         CreateArgs: createArgs, DeleteArgs: deleteArgs, DeleteResult: deleteResult,
         ExtendArgs: extendArgs, AssignArgs: assignArgs, AssignResult: assignResult,

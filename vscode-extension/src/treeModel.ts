@@ -1,7 +1,7 @@
 // Builds the "Lanes" tree from a `LaneStatus`: lanes → services → instances. Pure data, no `vscode`
 // import; `tree.ts` turns these nodes into `TreeItem`s.
 
-import { BASELINE, type LaneInfo, type LaneStatus, type ServiceInfo } from "./lsp_ext";
+import { BASELINE, type DeployFailure, type LaneInfo, type LaneStatus, type ServiceInfo } from "./lsp_ext";
 import { expiryText, health, healthText, perMinute } from "./summary";
 
 export type NodeKind = "lane" | "baseline" | "service" | "instance" | "message";
@@ -65,6 +65,31 @@ function instanceNode(parentId: string, i: ServiceInfo): TreeNode {
     };
 }
 
+/** `build failed` for `build_failed`. */
+function codeText(code: string): string {
+    return code.replace(/_/g, " ");
+}
+
+/** The service's last deploy failed: said on its row until the next deploy. */
+function failedServiceNode(f: DeployFailure, id: string, rest?: TreeNode): TreeNode {
+    const head = `last deploy failed: ${codeText(f.error.code)} (${f.branch}@${f.commit.slice(0, 8)})`;
+    return {
+        id,
+        kind: "service",
+        label: f.service,
+        description: rest?.description ? `${head} · ${rest.description}` : head,
+        tooltip: [`${f.service} in ${f.lane}: the deploy of ${f.branch}@${f.commit.slice(0, 8)} failed`, f.error.message, f.error.help ?? ""]
+            .filter((l) => l.length > 0)
+            .join("\n"),
+        icon: "error",
+        iconColor: FAILED,
+        lane: f.lane,
+        service: f.service,
+        command: "lane.showLogs",
+        children: rest?.children ?? [],
+    };
+}
+
 function serviceNode(lane: string, service: string, instances: ServiceInfo[]): TreeNode {
     const id = `lane:${lane}/service:${service}`;
     const h = health(instances);
@@ -86,9 +111,15 @@ function serviceNode(lane: string, service: string, instances: ServiceInfo[]): T
     };
 }
 
-function servicesOf(lane: string, instances: ServiceInfo[]): TreeNode[] {
-    const names = [...new Set(instances.map((i) => i.service))].sort();
-    return names.map((s) => serviceNode(lane, s, instances.filter((i) => i.service === s)));
+function servicesOf(lane: string, instances: ServiceInfo[], failures: readonly DeployFailure[] = []): TreeNode[] {
+    const mine = failures.filter((f) => f.lane === lane);
+    const names = [...new Set([...instances.map((i) => i.service), ...mine.map((f) => f.service)])].sort();
+    return names.map((s) => {
+        const running = instances.filter((i) => i.service === s);
+        const node = running.length > 0 ? serviceNode(lane, s, running) : undefined;
+        const failed = mine.find((f) => f.service === s);
+        return failed ? failedServiceNode(failed, `lane:${lane}/service:${s}`, node) : (node as TreeNode);
+    });
 }
 
 function laneNode(status: LaneStatus, lane: LaneInfo): TreeNode {
@@ -99,7 +130,7 @@ function laneNode(status: LaneStatus, lane: LaneInfo): TreeNode {
     if (h.total > 0) parts.push(healthText(h));
     parts.push(expiryText(lane));
     parts.push(rpmText(perMinute(lane.services)));
-    const children = servicesOf(lane.id, lane.services);
+    const children = servicesOf(lane.id, lane.services, status.deployFailures);
     return {
         id: `lane:${lane.id}`,
         kind: "lane",
@@ -185,5 +216,12 @@ export function buildTree(status: LaneStatus | undefined): TreeNode[] {
         return [messageNode("error", `lane is unavailable: ${status.backendError.message}`)];
     }
     const lanes = [...status.lanes].sort((a, b) => a.id.localeCompare(b.id)).map((l) => laneNode(status, l));
-    return [...lanes, baselineNode(status)];
+    // A failed deploy into a lane that is gone (the deploy had created it): on its own row.
+    const orphans = (status.deployFailures ?? [])
+        .filter((f) => !status.lanes.some((l) => l.id === f.lane))
+        .map((f) => {
+            const n = failedServiceNode(f, `failed:${f.lane}/${f.service}`);
+            return { ...n, description: `${n.description} · into ${f.lane}` };
+        });
+    return [...orphans, ...lanes, baselineNode(status)];
 }

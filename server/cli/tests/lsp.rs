@@ -277,6 +277,14 @@ impl Client {
             .clone()
     }
 
+    /// Reads what arrives within `wait` into `seen`.
+    fn drain_into_seen(&mut self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while let Some(m) = self.read(deadline) {
+            self.seen.push(m);
+        }
+    }
+
     /// Forgets every message read so far.
     fn drain(&mut self) {
         let deadline = Instant::now() + Duration::from_millis(300);
@@ -911,4 +919,71 @@ fn a_deploy_result_names_the_request_that_reaches_it() {
     // Without the header the request stays on baseline, which runs no demo.b.
     let plain = get_via_router(router, host, &[]);
     assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+}
+
+/// Issue 14, item 5: a failed build is one error (the client, which shows the error it is
+/// answered, turns the daemon's `window/showMessage` off) and stays on the service in the status
+/// until the next deploy.
+#[test]
+fn a_failed_deploy_stays_in_the_status_until_the_next_one_and_is_shown_once() {
+    let mut sandbox = Sandbox::new("lsp-failed", "26450-26499");
+    let repo = sandbox.repo("true");
+    let mut c = Client::spawn(&mut sandbox);
+    c.call(
+        "initialize",
+        json!({
+            "processId": null,
+            "capabilities": {},
+            "workspaceFolders": [{"uri": file_uri(&repo), "name": "b"}],
+            "initializationOptions": {"client": "test", "showErrors": false},
+        }),
+    );
+    c.notify("initialized", json!({}));
+    let st = c.call("lane/status", Value::Null);
+    assert_eq!(st["deployFailures"], json!([]), "{st}");
+
+    write_manifest(&repo, "echo boom; exit 3");
+    let id = c.command("lane.deployCurrentBranch", json!({"lane": "fail-a"}));
+    let resp = c.response(id, Duration::from_secs(60));
+    assert_eq!(resp["error"]["data"]["code"], "build_failed", "{resp}");
+    let st = c.status_changed("the failure in the status", Duration::from_secs(20), |s| {
+        s["deployFailures"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    });
+    let f = &st["deployFailures"][0];
+    assert_eq!(f["service"], "demo.b", "{st}");
+    assert_eq!(f["lane"], "fail-a", "{st}");
+    assert_eq!(f["branch"], "main", "{st}");
+    assert_eq!(f["error"]["code"], "build_failed", "{st}");
+    assert!(
+        f["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("boom")),
+        "{st}"
+    );
+    // The build's output reached the client as log lines.
+    assert!(
+        c.seen.iter().any(
+            |m| m["method"] == "window/logMessage" && m["params"]["message"] == "[demo.b] boom"
+        ),
+        "no build output in {:#?}",
+        c.seen
+    );
+    // No second popup: the client shows the error it was answered.
+    c.drain_into_seen(Duration::from_millis(500));
+    assert!(
+        !c.seen.iter().any(|m| m["method"] == "window/showMessage"),
+        "window/showMessage despite showErrors false: {:#?}",
+        c.seen
+    );
+
+    // The next deploy of the service into the lane clears it.
+    write_manifest(&repo, "true");
+    let id = c.command("lane.deployCurrentBranch", json!({"lane": "fail-a"}));
+    let resp = c.response(id, Duration::from_secs(90));
+    assert!(resp.get("error").is_none(), "{resp}");
+    c.status_changed("no failure, fail-a healthy", Duration::from_secs(30), |s| {
+        s["deployFailures"] == json!([]) && healthy_in(s, "fail-a")
+    });
 }

@@ -185,5 +185,5 @@ export const initializeParams = (env: TestEnv) => ({
     rootUri: `file://${env.repo}`,
     workspaceFolders: [{ uri: `file://${env.repo}`, name: "b" }],
     capabilities: { window: { workDoneProgress: true }, workspace: { workspaceFolders: true } },
-    initializationOptions: { client: "vscode" },
+    initializationOptions: { client: "vscode", showErrors: false },
 });

@@ -148,6 +148,23 @@ pub struct LaneStatus {
     pub total: u32,
     /// The backend's revision: an opaque token that changes with every backend change.
     pub revision: String,
+    /// The deploys of this daemon that failed, one per service and lane, each kept until the next
+    /// deploy of that service into that lane starts.
+    pub deploy_failures: Vec<DeployFailure>,
+}
+
+/// A deploy that failed (not cancelled): what the lanes view shows on the service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployFailure {
+    /// `<app>.<proc>`.
+    pub service: String,
+    pub lane: String,
+    pub branch: String,
+    pub commit: String,
+    pub error: ErrorInfo,
+    /// Seconds since the epoch.
+    pub at: u64,
 }
 
 /// A workspace folder with a `lane.toml`.
@@ -369,6 +386,15 @@ shape!(LaneStatus {
     "healthy": "number",
     "total": "number",
     "revision": "string",
+    "deployFailures": "DeployFailure[]",
+});
+shape!(DeployFailure {
+    "service": "string",
+    "lane": "string",
+    "branch": "string",
+    "commit": "string",
+    "error": "ErrorInfo",
+    "at": "number",
 });
 shape!(WorkspaceInfo {
     "folder": "string",
@@ -477,6 +503,7 @@ pub fn describe() -> Value {
         shape::<LaneInfo>(),
         shape::<ServiceInfo>(),
         shape::<ErrorInfo>(),
+        shape::<DeployFailure>(),
         shape::<NoArgs>(),
         shape::<DeployArgs>(),
         shape::<DeployResult>(),
@@ -557,6 +584,7 @@ mod tests {
             LaneInfo,
             ServiceInfo,
             ErrorInfo,
+            DeployFailure,
             NoArgs,
             DeployArgs,
             DeployResult,

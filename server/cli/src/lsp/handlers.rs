@@ -55,7 +55,9 @@ pub async fn execute(lsp: &Lsp, params: ExecuteCommandParams) -> Result<Value> {
     match name {
         ext::StatusCommand::NAME => {
             let _: ext::NoArgs = args(name, a)?;
-            to_value(watch::status(lsp.backend().await.as_ref(), &lsp.folders()).await)
+            to_value(
+                watch::status(lsp.backend().await.as_ref(), &lsp.folders(), &lsp.failures).await,
+            )
         }
         ext::DeployCurrentBranch::NAME => to_value(deploy(lsp, args(name, a)?, token).await?),
         ext::SwitchTraffic::NAME => to_value(switch(lsp, args(name, a)?).await?),
@@ -119,6 +121,9 @@ async fn delete(lsp: &Lsp, a: ext::DeleteArgs) -> Result<ext::DeleteResult> {
             force: a.force,
         })
         .await?;
+    if let Ok(mut f) = lsp.failures.lock() {
+        f.retain(|f| f.lane != id.as_str());
+    }
     lsp.refresh();
     Ok(ext::DeleteResult {
         deleted: id.to_string(),
@@ -282,6 +287,11 @@ async fn deploy(
     .map_err(backend_error)?;
     let (service, lane) = (req.manifest.service.clone(), req.lane.clone());
     let (branch, commit) = (req.source.branch.clone(), req.source.commit.clone());
+    // This deploy replaces the last one's outcome.
+    let (service_id, lane_id) = (service.to_string(), lane.to_string());
+    if let Ok(mut f) = lsp.failures.lock() {
+        f.retain(|f| f.service != service_id || f.lane != lane_id);
+    }
 
     // Progress: the client's token, else one we create (when the client supports that).
     let token = match token {
@@ -371,6 +381,19 @@ async fn deploy(
                 api::ErrorCode::Cancelled => e.message.clone(),
                 _ => format!("failed: {}", e.message),
             };
+            if e.code != api::ErrorCode::Cancelled
+                && let Ok(mut f) = lsp.failures.lock()
+            {
+                f.push(ext::DeployFailure {
+                    service: service_id,
+                    lane: lane_id,
+                    branch: branch.clone(),
+                    commit: commit.clone(),
+                    error: to_proto::error_info(&e),
+                    at: lane_local::now_secs(),
+                });
+                lsp.refresh();
+            }
             guard.finish(message).await;
             return Err(e);
         }

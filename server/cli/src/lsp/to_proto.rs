@@ -147,6 +147,7 @@ pub fn status(st: &Status, mut workspaces: Vec<ext::WorkspaceInfo>) -> ext::Lane
         healthy: u32::try_from(healthy).unwrap_or(u32::MAX),
         total: u32::try_from(counted.len()).unwrap_or(u32::MAX),
         revision: st.revision.to_string(),
+        deploy_failures: Vec::new(),
     }
 }
 
