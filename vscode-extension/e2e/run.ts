@@ -78,15 +78,15 @@ async function main(): Promise<void> {
         log(`opening ${url}`);
         await page.goto(url, { timeout: TIMEOUT });
         await page.locator(".part.statusbar").waitFor({ state: "visible", timeout: TIMEOUT });
-        const indicator = page.locator(".part.statusbar .statusbar-item", { hasText: "⛙" });
+        const indicator = page.locator(".part.statusbar .statusbar-item:has(.codicon-git-merge)");
 
         // 1. The indicator shows the lane (baseline) and the branch, from the pushed status.
-        await waitForText("indicator", indicator, /⛙ baseline · main/);
+        await waitForText("indicator", indicator, /baseline · main/);
 
         // 2. Switch Traffic from the command palette → the indicator follows.
         await runCommand(page, "Lane: Switch Traffic");
         await pick(page, /Send your requests into/, "e2e-a");
-        await waitForText("indicator after switch", indicator, /⛙ e2e-a · main/);
+        await waitForText("indicator after switch", indicator, /e2e-a · main/);
 
         // 3. Deploy Current Branch → a progress notification with Cancel, then 1/1 healthy.
         await runCommand(page, "Lane: Deploy Current Branch");
@@ -96,7 +96,7 @@ async function main(): Promise<void> {
         await toast.locator(".monaco-button", { hasText: "Cancel" }).first().waitFor({ state: "visible", timeout: 10_000 });
         log("the progress notification has a Cancel button");
         await page.screenshot({ path: path.join(outDir, "progress.png") });
-        await waitForText("indicator after deploy", indicator, /⛙ e2e-a · main · 1\/1 healthy/);
+        await waitForText("indicator after deploy", indicator, /e2e-a · main · 1\/1 healthy/);
 
         // 4. The Lanes view lists the lane and the deployed service.
         await page.locator('.activitybar .action-item a[aria-label^="Lane"]').first().click();

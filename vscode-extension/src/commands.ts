@@ -10,7 +10,7 @@ import { lanePicks } from "./picks";
 import { switchText } from "./proxy";
 import { SERVER_PATH_SETTING, findReadme, settingsCommand } from "./settings";
 import { type RequestTarget, type Requests, buildRequests, clipboardText, copiedText, deployedRequests } from "./request";
-import { statusBarText, statusBarTooltip } from "./summary";
+import { LANE_GLYPH, statusBarText, statusBarTooltip } from "./summary";
 import type { TreeNode } from "./treeModel";
 
 export type Cmd = (...args: unknown[]) => Promise<void>;
@@ -97,7 +97,7 @@ export const showStatus: Factory = (ctx) => () =>
         ctx.setStatus(status);
         ctx.outputChannel.appendLine(statusBarTooltip(status).replace(/\\/g, ""));
         const choice = await vscode.window.showInformationMessage(
-            statusBarText(status),
+            statusBarText(status).replace(LANE_GLYPH, "Lane:"),
             "Open Lanes View",
             "Switch Traffic",
         );

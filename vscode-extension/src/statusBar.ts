@@ -1,4 +1,4 @@
-// The status-bar lane indicator: `⛙ feature-x · feat/login · 3/3 healthy`. Renders `ctx.status`
+// The status-bar lane indicator: `$(git-merge) feature-x · feat/login · 3/3 healthy`. Renders `ctx.status`
 // only; it never asks the server itself. A click opens Switch Traffic.
 
 import * as vscode from "vscode";

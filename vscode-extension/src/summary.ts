@@ -4,8 +4,10 @@
 
 import { BASELINE, type LaneInfo, type LaneStatus, type ServiceInfo, type WorkspaceInfo } from "./lsp_ext";
 
-/** The lane-merge glyph that starts the status-bar text. */
-export const LANE_GLYPH = "⛙";
+/** The codicon that starts the status-bar text: the activity bar's icon. A character such as
+ * U+26D9 renders as an empty box where the fonts lack it (common on Linux); codicons ship with
+ * VS Code. */
+export const LANE_GLYPH = "$(git-merge)";
 
 export interface Health {
     healthy: number;
@@ -70,7 +72,7 @@ export function expiryText(lane: LaneInfo): string {
 }
 
 /**
- * The status-bar text: `⛙ feature-x · feat/login · 3/3 healthy`. The branch is left out outside a
+ * The status-bar text: `$(git-merge) feature-x · feat/login · 3/3 healthy`. The branch is left out outside a
  * git repository, the health when the active lane runs nothing.
  */
 export function statusBarText(status: LaneStatus | undefined, folder?: string): string {

@@ -82,7 +82,7 @@ describe("lane lsp, driven like the extension drives it", () => {
         assert.equal(ws.protocol, "http");
         assert.equal(s.activeLane, ext.BASELINE);
         assert.equal(s.laneHeader, "x-lane");
-        assert.equal(statusBarText(s), "⛙ baseline · main");
+        assert.equal(statusBarText(s), "$(git-merge) baseline · main");
     });
 
     it("lane.create → pushed status has the lane", async () => {
@@ -103,7 +103,7 @@ describe("lane lsp, driven like the extension drives it", () => {
         const r = await server.exec(ext.Commands.switchTraffic, { lane: "ext-a" });
         assert.equal(r.activeLane, "ext-a");
         const s = await server.waitForStatus("activeLane ext-a", (s) => s.activeLane === "ext-a");
-        assert.equal(statusBarText(s), "⛙ ext-a · main");
+        assert.equal(statusBarText(s), "$(git-merge) ext-a · main");
     });
 
     it("lane.list has the lane", async () => {
@@ -132,7 +132,7 @@ describe("lane lsp, driven like the extension drives it", () => {
         assert.equal(mine[0].value.cancellable, true, "deploys are cancellable");
         assert.ok(kinds.filter((k) => k === "report").length >= 2, `stage reports: ${JSON.stringify(mine)}`);
         const s = await server.waitForStatus("ext-a 1/1 healthy", (s) => s.activeLane === "ext-a" && s.healthy === 1 && s.total === 1);
-        assert.equal(statusBarText(s), "⛙ ext-a · main · 1/1 healthy");
+        assert.equal(statusBarText(s), "$(git-merge) ext-a · main · 1/1 healthy");
         const tree = buildTree(s);
         assert.equal(tree[0].label, "ext-a");
         assert.equal(tree[0].children[0].label, "demo.b");
