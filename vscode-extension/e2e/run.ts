@@ -90,7 +90,7 @@ async function main(): Promise<void> {
 
         // 3. Deploy Current Branch → a progress notification with Cancel, then 1/1 healthy.
         await runCommand(page, "Lane: Deploy Current Branch");
-        await pick(page, /Deploy demo\.b \(main\) into/, "e2e-a");
+        await pick(page, /Deploy demo\.b from branch main into which lane\?/, "e2e-a");
         const toast = page.locator(".notification-toast", { hasText: "Deploying demo.b" });
         await waitForText("progress notification", toast, /Lane: Deploying demo\.b \(main@\w+\) into lane e2e-a/);
         await toast.locator(".monaco-button", { hasText: "Cancel" }).first().waitFor({ state: "visible", timeout: 10_000 });

@@ -6,7 +6,7 @@ import * as vscode from "vscode";
 import type { Ctx } from "./ctx";
 import { errorAction, errorText, laneIdProblem, toUserError } from "./errors";
 import { BASELINE, Commands, type DeployResult, type LaneInfo, type LaneStatus, type WorkspaceInfo } from "./lsp_ext";
-import { lanePicks } from "./picks";
+import { laneNameFromBranch, lanePicks } from "./picks";
 import { switchText } from "./proxy";
 import { SERVER_PATH_SETTING, findReadme, settingsCommand } from "./settings";
 import { type RequestTarget, type Requests, buildRequests, clipboardText, copiedText, deployedRequests } from "./request";
@@ -50,23 +50,25 @@ function activeLane(ctx: Ctx): string {
 async function pickLane(
     ctx: Ctx,
     title: string,
-    o: { includeBaseline?: boolean; includeNew?: boolean; exclude?: string } = {},
+    o: { includeBaseline?: boolean; includeNew?: boolean; exclude?: string; suggestNew?: { lane: string; why: string }; newTitle?: string } = {},
 ): Promise<{ lane: string; isNew: boolean } | undefined> {
     const all = (await lanes(ctx)).filter((l) => l.id !== o.exclude);
     const items = lanePicks(all, { activeLane: activeLane(ctx), ...o });
     const picked = await vscode.window.showQuickPick(items, { title, placeHolder: "Choose a lane", matchOnDetail: true });
     if (!picked) return undefined;
+    if (picked.isNew && picked.lane) return { lane: picked.lane, isNew: true };
     if (picked.isNew) {
-        const lane = await askLaneId("New lane");
+        const lane = await askLaneId(o.newTitle ?? "New lane", o.suggestNew?.lane);
         return lane ? { lane, isNew: true } : undefined;
     }
     return picked.lane ? { lane: picked.lane, isNew: false } : undefined;
 }
 
-async function askLaneId(title: string): Promise<string | undefined> {
+async function askLaneId(title: string, value?: string): Promise<string | undefined> {
     return vscode.window.showInputBox({
         title,
-        prompt: "Lane id: lowercase letters, digits and `-`, 1–40 characters",
+        value,
+        prompt: "Lane id: lowercase letters, digits and -, 1–40 characters",
         validateInput: (v) => laneIdProblem(v.trim()),
     }).then((v) => v?.trim());
 }
@@ -78,6 +80,11 @@ async function askDuration(title: string, prompt: string): Promise<string | unde
         value: "24h",
         validateInput: (v) => (/^\s*\d+\s*[smhd]\s*$/.test(v) ? undefined : "A duration like 30m, 2h or 3d"),
     }).then((v) => v?.trim());
+}
+
+/** `Deploy demo.b from branch feature/login`. */
+function deployWhat(ws: WorkspaceInfo): string {
+    return `Deploy ${ws.service ?? ws.folder} ${ws.branch ? `from branch ${ws.branch}` : "(not a git branch)"}`;
 }
 
 /** The workspace folder to deploy: the only service folder, or the one the user picks. */
@@ -112,7 +119,13 @@ export const deploy: Factory = (ctx) => () =>
             void vscode.window.showWarningMessage("Lane: no workspace folder has a valid `lane.toml` to deploy.");
             return;
         }
-        const picked = await pickLane(ctx, `Deploy ${ws.service} (${ws.branch ?? "no branch"}) into…`, { includeNew: true });
+        const what = deployWhat(ws);
+        const suggested = laneNameFromBranch(ws.branch);
+        const picked = await pickLane(ctx, `${what} into which lane?`, {
+            includeNew: true,
+            suggestNew: suggested ? { lane: suggested, why: `named after branch ${ws.branch}` } : undefined,
+            newTitle: `${what} into a new lane`,
+        });
         if (!picked) return;
         const args = { folder: ws.folder, lane: picked.lane, parent: null, ttl: null, force: false };
         let result;

@@ -215,6 +215,9 @@ export function buildTree(status: LaneStatus | undefined): TreeNode[] {
     if (status.backendError) {
         return [messageNode("error", `lane is unavailable: ${status.backendError.message}`)];
     }
+    // Nothing at all yet: no rows, so VS Code shows the view's welcome (package.json
+    // `viewsWelcome`) with the first step, "Deploy current branch to a lane".
+    if (status.lanes.length === 0 && status.baseline.length === 0 && (status.deployFailures ?? []).length === 0) return [];
     const lanes = [...status.lanes].sort((a, b) => a.id.localeCompare(b.id)).map((l) => laneNode(status, l));
     // A failed deploy into a lane that is gone (the deploy had created it): on its own row.
     const orphans = (status.deployFailures ?? [])
