@@ -112,20 +112,40 @@ export const showStatus: Factory = (ctx) => () =>
         else if (choice === "Switch Traffic") await vscode.commands.executeCommand("lane.switch");
     });
 
-export const deploy: Factory = (ctx) => () =>
+/**
+ * Deploys the current branch of a workspace service into a lane. From the tree (a lane or a
+ * service node) the lane, and for a service node the service, are the node's.
+ */
+export const deploy: Factory = (ctx) => (arg) =>
     report(ctx, "Deploy", async () => {
-        const ws = await pickWorkspace(ctx.status);
+        const node = arg as Partial<TreeNode> | undefined;
+        const services = (ctx.status?.workspaces ?? []).filter((w) => w.service);
+        let ws: WorkspaceInfo | undefined;
+        if (node?.service) {
+            ws = services.find((w) => w.service === node.service);
+            if (!ws) {
+                void vscode.window.showWarningMessage(
+                    `Lane: ${node.service} is not a service of this workspace; open its repository to deploy it.`,
+                );
+                return;
+            }
+        } else {
+            ws = await pickWorkspace(ctx.status);
+        }
         if (!ws) {
-            void vscode.window.showWarningMessage("Lane: no workspace folder has a valid `lane.toml` to deploy.");
+            void vscode.window.showWarningMessage("Lane: no workspace folder has a valid lane.toml to deploy.");
             return;
         }
         const what = deployWhat(ws);
         const suggested = laneNameFromBranch(ws.branch);
-        const picked = await pickLane(ctx, `${what} into which lane?`, {
-            includeNew: true,
-            suggestNew: suggested ? { lane: suggested, why: `named after branch ${ws.branch}` } : undefined,
-            newTitle: `${what} into a new lane`,
-        });
+        const fromNode = node?.lane && node.lane !== BASELINE ? { lane: node.lane, isNew: false } : undefined;
+        const picked =
+            fromNode ??
+            (await pickLane(ctx, `${what} into which lane?`, {
+                includeNew: true,
+                suggestNew: suggested ? { lane: suggested, why: `named after branch ${ws.branch}` } : undefined,
+                newTitle: `${what} into a new lane`,
+            }));
         if (!picked) return;
         const args = { folder: ws.folder, lane: picked.lane, parent: null, ttl: null, force: false };
         let result;
@@ -241,7 +261,7 @@ export const extendLane: Factory = (ctx) => (node) =>
     });
 
 export const assignVersion: Factory = (ctx) => (node) =>
-    report(ctx, "Assign Version", async () => {
+    report(ctx, "Move Version", async () => {
         const all = await lanes(ctx);
         const n = node as Partial<TreeNode> | undefined;
         let service = n?.kind === "service" ? n.service : undefined;
@@ -342,4 +362,10 @@ export const openServerSettings: Factory = () => async () => {
     } catch {
         await vscode.commands.executeCommand("workbench.action.openSettings", SERVER_PATH_SETTING);
     }
+};
+
+/** "Show Logs" of a service in the tree: the Lane output, where its build and start lines go. */
+export const showServiceLogs: Factory = (ctx) => () => {
+    ctx.outputChannel.show(true);
+    return Promise.resolve();
 };

@@ -48,6 +48,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     register("lane.restartServer", commands.restartServer);
     register("lane.showLogs", commands.showLogs);
     register("lane.tree.switchTo", commands.switchToNode);
+    register("lane.tree.deployHere", commands.deploy);
+    register("lane.tree.copyRequest", commands.copyRequest);
+    register("lane.tree.showServiceLogs", commands.showServiceLogs);
     register("lane.openReadme", commands.openReadme);
     register("lane.startProxy", commands.startProxy);
     register("lane.stopProxy", commands.stopProxy);

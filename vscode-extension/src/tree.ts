@@ -31,7 +31,7 @@ export class LanesTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disp
         item.id = node.id;
         item.description = node.description;
         item.tooltip = node.tooltip;
-        item.contextValue = CONTEXT[node.kind];
+        item.contextValue = node.contextValue ?? CONTEXT[node.kind];
         if (node.command) item.command = { title: node.label, command: node.command };
         item.iconPath = new vscode.ThemeIcon(node.icon, node.iconColor ? new vscode.ThemeColor(node.iconColor) : undefined);
         return item;

@@ -30,6 +30,8 @@ export interface TreeNode {
     lane?: string;
     service?: string;
     active?: boolean;
+    /** Overrides `CONTEXT[kind]` (a baseline service has no lane to move its version from). */
+    contextValue?: string;
     /** A command run when the node is clicked. */
     command?: string;
     children: TreeNode[];
@@ -106,6 +108,7 @@ function serviceNode(lane: string, service: string, instances: ServiceInfo[]): T
         iconColor: ok ? PASSED : "problemsWarningIcon.foreground",
         lane,
         service,
+        contextValue: lane === BASELINE ? "lane.baselineService" : undefined,
         // One instance: its row would repeat the service's; show instances only when there are several.
         children: instances.length > 1 ? instances.map((i) => instanceNode(id, i)) : [],
     };
