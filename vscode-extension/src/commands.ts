@@ -10,7 +10,7 @@ import { laneNameFromBranch, lanePicks } from "./picks";
 import { switchText } from "./proxy";
 import { SERVER_PATH_SETTING, findReadme, settingsCommand } from "./settings";
 import { type RequestTarget, type Requests, buildRequests, clipboardText, copiedText, deployedRequests } from "./request";
-import { LANE_GLYPH, statusBarText, statusBarTooltip } from "./summary";
+import { LANE_GLYPH, laneInstances, statusBarText, statusPlainText } from "./summary";
 import type { TreeNode } from "./treeModel";
 
 export type Cmd = (...args: unknown[]) => Promise<void>;
@@ -102,7 +102,8 @@ export const showStatus: Factory = (ctx) => () =>
     report(ctx, "Show Status", async () => {
         const status = await ctx.exec(Commands.status);
         ctx.setStatus(status);
-        ctx.outputChannel.appendLine(statusBarTooltip(status).replace(/\\/g, ""));
+        ctx.outputChannel.appendLine(`\n${statusPlainText(status)}\n`);
+        ctx.outputChannel.show(true);
         const choice = await vscode.window.showInformationMessage(
             statusBarText(status).replace(LANE_GLYPH, "Lane:"),
             "Open Lanes View",
@@ -364,8 +365,22 @@ export const openServerSettings: Factory = () => async () => {
     }
 };
 
-/** "Show Logs" of a service in the tree: the Lane output, where its build and start lines go. */
-export const showServiceLogs: Factory = (ctx) => () => {
-    ctx.outputChannel.show(true);
-    return Promise.resolve();
-};
+/**
+ * "Show Logs" of a service in the tree: its output file (a local process's stdout and stderr),
+ * else the Lane output, where its deploy's stages and build lines go.
+ */
+export const showServiceLogs: Factory = (ctx) => (arg) =>
+    report(ctx, "Show Logs", async () => {
+        const node = arg as Partial<TreeNode> | undefined;
+        const status = ctx.status;
+        const instances = status && node?.lane ? laneInstances(status, node.lane) : [];
+        const log = instances.find((i) => i.service === node?.service && i.log)?.log;
+        if (!log) {
+            ctx.outputChannel.show(true);
+            void vscode.window.showInformationMessage(
+                `Lane: ${node?.service ?? "this service"} has no log file here (it does not run as a local process); its deploys are in the Lane output.`,
+            );
+            return;
+        }
+        await vscode.window.showTextDocument(vscode.Uri.file(log), { preview: true });
+    });

@@ -156,6 +156,8 @@ export interface ServiceInfo {
     addr: string;
     /** Requests the router sent it in the last minute. */
     requestsPerMinute: number;
+    /** Its output as a file on the daemon's machine, when it runs as a local process. */
+    log: string | null;
 }
 
 export interface ErrorInfo {
@@ -260,7 +262,7 @@ const laneInfo: Fields<LaneInfo> = {
 };
 const serviceInfo: Fields<ServiceInfo> = {
     service: true, lane: true, version: true, branch: true, commit: true, owner: true, state: true,
-    addr: true, requestsPerMinute: true,
+    addr: true, requestsPerMinute: true, log: true,
 };
 const errorInfo: Fields<ErrorInfo> = { code: true, message: true, help: true };
 const noArgs: Fields<NoArgs> = {};

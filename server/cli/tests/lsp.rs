@@ -919,6 +919,34 @@ fn a_deploy_result_names_the_request_that_reaches_it() {
     // Without the header the request stays on baseline, which runs no demo.b.
     let plain = get_via_router(router, host, &[]);
     assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+    // Issue 14, item 9: the deploy's stages reached the IDE's output (the client asked for no
+    // progress), and the status names the service's log file.
+    let logs: Vec<String> = c
+        .seen
+        .iter()
+        .filter(|m| m["method"] == "window/logMessage")
+        .filter_map(|m| m["params"]["message"].as_str().map(str::to_owned))
+        .collect();
+    for want in [
+        "[demo.b] deploying main@",
+        "[demo.b] build: ",
+        "[demo.b] health: ",
+        "[demo.b] demo.b main@",
+    ] {
+        assert!(
+            logs.iter().any(|l| l.starts_with(want)),
+            "no `{want}` in {logs:#?}"
+        );
+    }
+    let st = c.status_changed("copy-a healthy", Duration::from_secs(20), |s| {
+        healthy_in(s, "copy-a")
+    });
+    let log = lane(&st, "copy-a").expect("copy-a")["services"][0]["log"]
+        .as_str()
+        .expect("a local service has a log file")
+        .to_owned();
+    let text = std::fs::read_to_string(&log).expect("the log file exists");
+    assert!(text.contains("listening"), "{log}: {text}");
 }
 
 /// Issue 14, item 5: a failed build is one error (the client, which shows the error it is

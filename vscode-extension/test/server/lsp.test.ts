@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
@@ -12,7 +13,7 @@ import * as ext from "../../src/lsp_ext";
 import { toUserError } from "../../src/errors";
 import { LaneProxy } from "../../src/proxy";
 import { copiedText, deployedRequests } from "../../src/request";
-import { statusBarText } from "../../src/summary";
+import { statusBarText, statusPlainText } from "../../src/summary";
 import { buildTree } from "../../src/treeModel";
 import { Server, initializeParams, makeEnv, sampleManifest } from "./harness";
 
@@ -133,6 +134,14 @@ describe("lane lsp, driven like the extension drives it", () => {
         assert.ok(kinds.filter((k) => k === "report").length >= 2, `stage reports: ${JSON.stringify(mine)}`);
         const s = await server.waitForStatus("ext-a 1/1 healthy", (s) => s.activeLane === "ext-a" && s.healthy === 1 && s.total === 1);
         assert.equal(statusBarText(s), "$(git-merge) ext-a · main · 1/1 healthy");
+        // The Lane output ("Show Server Logs") got the deploy stage by stage, and the service's
+        // output is a file "Show Logs" opens.
+        for (const want of ["[demo.b] deploying main@", "[demo.b] build: ", "[demo.b] start: ", "[demo.b] health: "]) {
+            assert.ok(server.logs.some((l) => l.startsWith(want)), `no ${want} in ${JSON.stringify(server.logs)}`);
+        }
+        const log = s.lanes.find((l) => l.id === "ext-a")?.services[0].log;
+        assert.ok(log && existsSync(log), `log file ${log}`);
+        assert.match(statusPlainText(s), /^service +version +health +req\/min$/m);
         const tree = buildTree(s);
         assert.equal(tree[0].label, "ext-a");
         assert.equal(tree[0].children[0].label, "demo.b");

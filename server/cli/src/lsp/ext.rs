@@ -225,6 +225,8 @@ pub struct ServiceInfo {
     pub addr: String,
     /// Requests the router sent it in the last minute.
     pub requests_per_minute: u64,
+    /// Its output (stdout and stderr) as a file on this machine, when it runs as a local process.
+    pub log: Option<String>,
 }
 
 /// A lane error, as the `data` of a JSON-RPC error and in [`LaneStatus::backend_error`].
@@ -426,6 +428,7 @@ shape!(ServiceInfo {
     "state": "\"starting\" | \"healthy\" | \"unhealthy\" | \"crashed\" | \"stopped\"",
     "addr": "string",
     "requestsPerMinute": "number",
+    "log": "string | null",
 });
 shape!(ErrorInfo {
     "code": "string",

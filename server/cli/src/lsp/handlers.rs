@@ -319,6 +319,12 @@ async fn deploy(
         lsp_cancels: lsp.cancels.clone(),
     };
     let short = &commit[..commit.len().min(8)];
+    lsp.client
+        .log_message(
+            MessageType::INFO,
+            format!("[{service}] deploying {branch}@{short} into lane {lane}"),
+        )
+        .await;
     if let Some(t) = &token {
         let begin = WorkDoneProgress::Begin(WorkDoneProgressBegin {
             title: format!("Deploying {service} ({branch}@{short}) into lane {lane}"),
@@ -345,7 +351,11 @@ async fn deploy(
                         message,
                     } => {
                         let text = format!("{}: {message}", stage.as_str());
-                        tracing::info!("{service} {text}");
+                        // Every stage also goes to the IDE's output (not only to a progress
+                        // notification that disappears), with the build's and service's lines.
+                        client
+                            .log_message(MessageType::INFO, format!("[{service}] {text}"))
+                            .await;
                         ProgressGuard::report(&client, &token, percent, text).await;
                     }
                     Progress::Log { service, line } => {
@@ -381,6 +391,9 @@ async fn deploy(
                 api::ErrorCode::Cancelled => e.message.clone(),
                 _ => format!("failed: {}", e.message),
             };
+            lsp.client
+                .log_message(MessageType::INFO, format!("[{service}] deploy {message}"))
+                .await;
             if e.code != api::ErrorCode::Cancelled
                 && let Ok(mut f) = lsp.failures.lock()
             {
@@ -402,6 +415,13 @@ async fn deploy(
         "{service} {branch}@{short} is {} in lane {lane}",
         instance.state.as_str()
     );
+    let log = match &instance.placement {
+        api::Placement::Process { log: Some(p), .. } => format!("; its output: {}", p.display()),
+        _ => String::new(),
+    };
+    lsp.client
+        .log_message(MessageType::INFO, format!("[{service}] {message}{log}"))
+        .await;
     guard.finish(message).await;
     // What a request to this version needs: the router, the service's host there and the header.
     let (router, lane_header) = match lsp.backend().await.status().await {

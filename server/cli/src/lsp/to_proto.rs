@@ -57,6 +57,10 @@ pub fn instance(st: &Status, i: &InstanceView) -> ext::ServiceInfo {
         state: i.state.as_str().to_owned(),
         addr: i.placement.endpoint(),
         requests_per_minute: per_minute(st, &i.service, &i.lane),
+        log: match &i.placement {
+            lane_api::Placement::Process { log: Some(p), .. } => Some(p.display().to_string()),
+            _ => None,
+        },
     }
 }
 
@@ -93,6 +97,7 @@ pub fn lane(st: &Status, lv: &LaneView) -> ext::LaneInfo {
                 state: InstanceState::Stopped.as_str().to_owned(),
                 addr: String::new(),
                 requests_per_minute: 0,
+                log: None,
             });
         }
     }
