@@ -4,13 +4,14 @@
 import * as vscode from "vscode";
 
 import type { Ctx } from "./ctx";
-import { errorAction, errorText, laneIdProblem, toUserError } from "./errors";
-import { BASELINE, Commands, type DeployResult, type LaneInfo, type LaneStatus, type WorkspaceInfo } from "./lsp_ext";
+import { errorAction, errorText, laneIdProblem, plain, toUserError } from "./errors";
+import { BASELINE, Commands, type DeleteResult, type DeployResult, type LaneInfo, type LaneStatus, type WorkspaceInfo } from "./lsp_ext";
 import { laneNameFromBranch, lanePicks } from "./picks";
 import { switchText } from "./proxy";
 import { SERVER_PATH_SETTING, findReadme, settingsCommand } from "./settings";
 import { type RequestTarget, type Requests, buildRequests, clipboardText, copiedText, deployedRequests } from "./request";
 import { LANE_GLYPH, laneInstances, statusBarText, statusPlainText } from "./summary";
+import { deleteConfirmText, deletedText, extendedText } from "./texts";
 import type { TreeNode } from "./treeModel";
 
 export type Cmd = (...args: unknown[]) => Promise<void>;
@@ -155,7 +156,7 @@ export const deploy: Factory = (ctx) => (arg) =>
         } catch (e) {
             const u = toUserError(e);
             if (u.code !== "not_owner") throw e;
-            const force = await vscode.window.showWarningMessage(`${u.message} Deploy anyway?`, { modal: true }, "Force");
+            const force = await vscode.window.showWarningMessage(`${plain(u.message)} Deploy anyway?`, { modal: true }, "Force");
             if (force !== "Force") return;
             result = await ctx.exec(Commands.deployCurrentBranch, { ...args, force: true });
         }
@@ -233,22 +234,20 @@ export const deleteLane: Factory = (ctx) => (node) =>
     report(ctx, "Delete Lane", async () => {
         const lane = nodeLane(node) ?? (await pickLane(ctx, "Delete which lane?"))?.lane;
         if (!lane || lane === BASELINE) return;
-        const ok = await vscode.window.showWarningMessage(
-            `Delete lane ${lane} with everything it runs?`,
-            { modal: true },
-            "Delete",
-        );
+        const wasActive = activeLane(ctx) === lane;
+        const ok = await vscode.window.showWarningMessage(deleteConfirmText(ctx.status, lane), { modal: true }, "Delete");
         if (ok !== "Delete") return;
+        let r: DeleteResult;
         try {
-            await ctx.exec(Commands.delete, { lane, force: false });
+            r = await ctx.exec(Commands.delete, { lane, force: false });
         } catch (e) {
             const u = toUserError(e);
             if (u.code !== "not_owner" && u.code !== "conflict") throw e;
-            const force = await vscode.window.showWarningMessage(`${u.message} Delete anyway?`, { modal: true }, "Force Delete");
+            const force = await vscode.window.showWarningMessage(`${plain(u.message)} Delete anyway?`, { modal: true }, "Force Delete");
             if (force !== "Force Delete") return;
-            await ctx.exec(Commands.delete, { lane, force: true });
+            r = await ctx.exec(Commands.delete, { lane, force: true });
         }
-        vscode.window.setStatusBarMessage(`Lane: deleted ${lane}`, 4000);
+        void vscode.window.showInformationMessage(deletedText(r, wasActive));
     });
 
 export const extendLane: Factory = (ctx) => (node) =>
@@ -258,7 +257,7 @@ export const extendLane: Factory = (ctx) => (node) =>
         const by = await askDuration(`Extend ${lane}`, "How much longer");
         if (!by) return;
         const l = await ctx.exec(Commands.extend, { lane, by, force: false });
-        vscode.window.setStatusBarMessage(`Lane: ${l.id} now expires in ${Math.round(l.expiresInSecs / 3600)}h`, 4000);
+        void vscode.window.showInformationMessage(extendedText(l, by));
     });
 
 export const assignVersion: Factory = (ctx) => (node) =>

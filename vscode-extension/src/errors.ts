@@ -75,7 +75,9 @@ export function errorAction(u: UserError): string | undefined {
 export function laneIdProblem(id: string): string | undefined {
     if (id.length === 0) return "Enter a lane id.";
     if (id.length > 40) return "At most 40 characters.";
-    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(id)) return "Lowercase letters, digits and `-`, not at either end.";
-    if (id === "baseline") return "`baseline` is reserved.";
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(id)) {
+        return "Only lowercase letters, digits and hyphens (-), starting and ending with a letter or digit.";
+    }
+    if (id === "baseline") return 'The name "baseline" is reserved: it means no lane.';
     return undefined;
 }

@@ -217,6 +217,10 @@ export interface DeleteArgs {
 
 export interface DeleteResult {
     deleted: string;
+    /** The services whose personal versions in the lane were stopped. */
+    stopped: string[];
+    /** Where the developer's requests go now (`baseline` when the deleted lane was active). */
+    activeLane: string;
 }
 
 export interface ExtendArgs {
@@ -275,7 +279,7 @@ const switchArgs: Fields<SwitchArgs> = { lane: true };
 const switchResult: Fields<SwitchResult> = { activeLane: true };
 const createArgs: Fields<CreateArgs> = { lane: true, parent: true, ttl: true };
 const deleteArgs: Fields<DeleteArgs> = { lane: true, force: true };
-const deleteResult: Fields<DeleteResult> = { deleted: true };
+const deleteResult: Fields<DeleteResult> = { deleted: true, stopped: true, activeLane: true };
 const extendArgs: Fields<ExtendArgs> = { lane: true, by: true, force: true };
 const assignArgs: Fields<AssignArgs> = { service: true, from: true, to: true, force: true };
 const assignResult: Fields<AssignResult> = { service: true, from: true, to: true };

@@ -1014,4 +1014,17 @@ fn a_failed_deploy_stays_in_the_status_until_the_next_one_and_is_shown_once() {
     c.status_changed("no failure, fail-a healthy", Duration::from_secs(30), |s| {
         s["deployFailures"] == json!([]) && healthy_in(s, "fail-a")
     });
+    // Issue 14, item 10: deleting the active lane says what stops and where requests go now.
+    c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.switchTraffic", "arguments": [{"lane": "fail-a"}]}),
+    );
+    let r = c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.delete", "arguments": [{"lane": "fail-a"}]}),
+    );
+    assert_eq!(
+        r,
+        json!({"deleted": "fail-a", "stopped": ["demo.b"], "activeLane": "baseline"})
+    );
 }

@@ -220,7 +220,8 @@ describe("lane lsp, driven like the extension drives it", () => {
     it("lane.delete → pushed status without it, traffic back on baseline", async () => {
         for (const lane of ["ext-slow", "ext-b", "ext-a"]) {
             try {
-                await server.exec(ext.Commands.delete, { lane, force: true });
+                const r = await server.exec(ext.Commands.delete, { lane, force: true });
+                assert.deepEqual(r, { deleted: lane, stopped: lane === "ext-slow" ? [] : ["demo.b"], activeLane: ext.BASELINE });
             } catch (e) {
                 if (lane === "ext-a") throw e; // ext-slow exists only if the cancelled deploy created it
             }

@@ -323,6 +323,10 @@ pub struct DeleteArgs {
 #[serde(rename_all = "camelCase")]
 pub struct DeleteResult {
     pub deleted: String,
+    /// The services whose personal versions in the lane were stopped, sorted.
+    pub stopped: Vec<String>,
+    /// The lane the developer's requests enter now (`baseline` when the deleted lane was active).
+    pub active_lane: String,
 }
 
 /// Arguments of `lane.extend`.
@@ -463,7 +467,11 @@ shape!(CreateArgs {
     "ttl": "string | null",
 });
 shape!(DeleteArgs { "lane": "string", "force": "boolean" });
-shape!(DeleteResult { "deleted": "string" });
+shape!(DeleteResult {
+    "deleted": "string",
+    "stopped": "string[]",
+    "activeLane": "string",
+});
 shape!(ExtendArgs {
     "lane": "string",
     "by": "string | null",

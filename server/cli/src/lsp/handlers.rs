@@ -113,6 +113,14 @@ async fn create(lsp: &Lsp, a: ext::CreateArgs) -> Result<ext::LaneInfo> {
 
 async fn delete(lsp: &Lsp, a: ext::DeleteArgs) -> Result<ext::DeleteResult> {
     let id = parse_lane(&a.lane).map_err(backend_error)?;
+    // What the deletion stops: the lane's personal versions, as the status showed them before.
+    let mut stopped: Vec<String> = match lsp.backend().await.status().await {
+        Ok(st) => lane_api::find_lane(&st, &id)
+            .map(|lv| lv.lane.services.keys().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    stopped.sort();
     lsp.backend()
         .await
         .delete_lane(api::DeleteLane {
@@ -125,8 +133,14 @@ async fn delete(lsp: &Lsp, a: ext::DeleteArgs) -> Result<ext::DeleteResult> {
         f.retain(|f| f.lane != id.as_str());
     }
     lsp.refresh();
+    let active_lane = match lsp.backend().await.status().await {
+        Ok(st) => st.active_lane.to_string(),
+        Err(_) => lane_core::LaneRef::Baseline.to_string(),
+    };
     Ok(ext::DeleteResult {
         deleted: id.to_string(),
+        stopped,
+        active_lane,
     })
 }
 
