@@ -18,6 +18,7 @@ use tower_lsp_server::ls_types::{
 };
 use tower_lsp_server::{Client, LanguageServer};
 
+use super::ext::Command as _;
 use super::log::LogHandle;
 use super::watch::{self, Pusher, Wake};
 use super::{ext, handlers, to_proto, uri};
@@ -279,10 +280,15 @@ impl LanguageServer for Lsp {
         match handlers::execute(self, params).await {
             Ok(v) => Ok(Some(v)),
             Err(e) => {
+                // Logged once: a deploy logs its own outcome with its stages.
+                if e.code != lane_api::ErrorCode::Cancelled
+                    && command != ext::DeployCurrentBranch::NAME
+                {
+                    tracing::warn!("{command} failed: {}", e.message);
+                }
                 if e.code != lane_api::ErrorCode::Cancelled
                     && self.show_errors.load(Ordering::Relaxed)
                 {
-                    tracing::warn!("{command} failed: {}", e.message);
                     let text = match &e.help {
                         Some(help) => format!("lane: {}\nhelp: {help}", e.message),
                         None => format!("lane: {}", e.message),
