@@ -2,7 +2,10 @@
 # End-to-end: the packaged extension in a real VS Code (code-server 4.100.3) driven by
 # playwright-core in Debian's headless Chromium, against the real `lane lsp` (LANE_BIN, default
 # ../target/debug/lane). Installs code-server into a cache dir outside the repo and chromium via apt
-# when missing (scripts/e2e-setup.sh). Screenshots: e2e/progress.png, e2e/screenshot.png.
+# when missing (scripts/e2e-setup.sh). The editor starts with no `lane` to be found (not on PATH,
+# a HOME without ~/.cargo/bin/lane, no setting); the test sets `lane.server.path` in the settings
+# editor. Screenshots: media/server-not-found.png and media/first-run.png (the README's, committed),
+# e2e/progress.png, e2e/context-menu.png and e2e/screenshot.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ext_dir=$(pwd)
@@ -17,7 +20,7 @@ source scripts/e2e-setup.sh
 
 [[ -d node_modules ]] || npm ci --no-progress
 node scripts/build.mjs --minify
-npx vsce package --no-dependencies --allow-missing-repository --skip-license -o dist/lane.vsix >/dev/null
+npx vsce package --no-dependencies --allow-missing-repository --skip-license --no-rewrite-relative-links -o dist/lane.vsix >/dev/null
 npx esbuild e2e/run.ts --bundle --packages=external --platform=node --target=node20 --format=cjs --outfile=out/e2e/run.js --log-level=warning
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/lane-vscode-e2e.XXXXXX")
@@ -44,7 +47,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The service repository the editor opens: the sample service `demo.b`, on branch main.
+# The service repository the editor opens: the sample service `demo.b`, on branch feature/login.
 repo="$work/repo/b"
 mkdir -p "$repo"
 cat > "$repo/lane.toml" <<TOML
@@ -64,8 +67,14 @@ TOML
 git -C "$repo" init -q -b main
 git -C "$repo" add lane.toml
 git -C "$repo" commit -q -m initial
-# A lane to switch to (created with the CLI: the daemon shares its LANE_HOME).
-(cd "$repo" && "$LANE_BIN" create e2e-a >/dev/null)
+git -C "$repo" checkout -q -b feature/login
+mkdir -p "$work/home"
+# PATH without any directory that holds a `lane`: the extension must not find one on its own.
+e2e_path=""
+IFS=: read -ra path_dirs <<<"$PATH"
+for d in "${path_dirs[@]}"; do
+    [[ -n "$d" && ! -x "$d/lane" ]] && e2e_path="${e2e_path:+$e2e_path:}$d"
+done
 
 # code-server with its own user data, extensions and config.
 mkdir -p "$work/user-data/User" "$work/extensions"
@@ -94,7 +103,7 @@ cs_args=(--config "$work/config.yaml" --user-data-dir "$work/user-data" --extens
 # In its own session, so the whole process tree (extension host, `lane lsp`) is one group to
 # kill. The session leader writes its pid (= the group id) before exec'ing code-server; reading
 # `ps -o pgid` of $! instead races with setsid and could name this script's own group.
-LANE_SERVER_PATH="$LANE_BIN" setsid bash -c 'echo $$ > "$0"; exec "$@"' "$work/code-server.pgid" \
+env -u LANE_SERVER_PATH -u CARGO_HOME HOME="$work/home" PATH="$e2e_path" setsid bash -c 'echo $$ > "$0"; exec "$@"' "$work/code-server.pgid" \
     "$CODE_SERVER" "${cs_args[@]}" \
     --bind-addr "127.0.0.1:$port" --auth none --disable-telemetry --disable-update-check \
     --disable-workspace-trust "$repo" >"$work/code-server.log" 2>&1 &
@@ -112,5 +121,7 @@ done
 curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null || { echo "e2e: code-server did not come up" >&2; exit 1; }
 echo "e2e: code-server on 127.0.0.1:$port (pgid $pgid)"
 
-E2E_URL="http://127.0.0.1:$port/?folder=$repo" E2E_OUT="$ext_dir/e2e" node out/e2e/run.js
+mkdir -p "$ext_dir/media"
+E2E_URL="http://127.0.0.1:$port/?folder=$repo" E2E_OUT="$ext_dir/e2e" E2E_MEDIA="$ext_dir/media" E2E_LANE_BIN="$LANE_BIN" \
+    node out/e2e/run.js
 echo "e2e: passed in $((SECONDS - t0))s"

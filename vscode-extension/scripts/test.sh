@@ -38,7 +38,7 @@ step "bundle"
 node scripts/build.mjs --minify
 
 step "vsce package"
-npx vsce package --no-dependencies --allow-missing-repository --skip-license -o dist/lane.vsix
+npx vsce package --no-dependencies --allow-missing-repository --skip-license --no-rewrite-relative-links -o dist/lane.vsix
 # Read the archive's listing in one process: `unzip -l | grep -q` under pipefail fails at random
 # (grep exits at the first match, unzip dies of SIGPIPE writing the rest).
 python3 - dist/lane.vsix <<'PY' || { echo "error: the vsix has no extension/dist/main.js" >&2; exit 1; }

@@ -1,32 +1,28 @@
-// Finds the server binary (see locate.ts for the order) or tells the user how to get one.
+// Finds the server binary (see locate.ts for the order) or tells the user how to get one. Never
+// waits for the user: activation must finish whether or not the popup is answered.
 
 import * as os from "node:os";
 import * as vscode from "vscode";
 
 import type { Config } from "./config";
-import { type Located, locateServer } from "./locate";
+import { type LocateResult, locateServer, serverNotFoundText } from "./locate";
 
-export async function bootstrap(context: vscode.ExtensionContext, config: Config): Promise<Located | undefined> {
-    const result = locateServer({
+export function locate(config: Config): LocateResult {
+    return locateServer({
         env: process.env["LANE_SERVER_PATH"],
         setting: config.serverPath,
         pathVar: process.env["PATH"],
+        cargoHome: process.env["CARGO_HOME"],
         home: os.homedir(),
     });
-    if (result.ok) return result.located;
+}
+
+/** The "server not found" popup with its fixes. Returns at once; the buttons act when clicked. */
+export function showServerNotFound(tried: readonly string[]): void {
     const readme = "Open README";
     const settings = "Open Settings";
-    const choice = await vscode.window.showErrorMessage(
-        `Lane: could not find the \`lane\` binary (tried ${result.tried.join(", ")}). ` +
-            "Install it (`cargo install --path server/cli`) or set `lane.server.path`.",
-        readme,
-        settings,
-    );
-    if (choice === readme) {
-        const uri = vscode.Uri.joinPath(context.extensionUri, "README.md");
-        await vscode.commands.executeCommand("markdown.showPreview", uri);
-    } else if (choice === settings) {
-        await vscode.commands.executeCommand("workbench.action.openSettings", "lane.server.path");
-    }
-    return undefined;
+    void vscode.window.showErrorMessage(serverNotFoundText(tried), readme, settings).then(async (choice) => {
+        if (choice === readme) await vscode.commands.executeCommand("lane.openReadme");
+        else if (choice === settings) await vscode.commands.executeCommand("lane.openServerSettings");
+    });
 }

@@ -17,8 +17,10 @@ import {
     State,
 } from "vscode-languageclient/node";
 
-import { bootstrap } from "./bootstrap";
+import { locate, showServerNotFound } from "./bootstrap";
 import { Config } from "./config";
+import { serverNotFoundText } from "./locate";
+import { DEFAULT_PROXY_LISTEN, LaneProxy } from "./proxy";
 import * as ext from "./lsp_ext";
 import { registerNotificationProgress } from "./progress";
 
@@ -31,6 +33,10 @@ export class Ctx implements vscode.Disposable {
     private clientDisposables: vscode.Disposable[] = [];
     private _status?: ext.LaneStatus;
     private _serverState: ServerState = "stopped";
+    private _missing: string[] = [];
+    private serverBin?: string;
+    private proxy?: LaneProxy;
+    private starting?: Promise<void>;
     private readonly statusEmitter = new vscode.EventEmitter<void>();
     /** Fires when `status` or `serverState` changes. */
     readonly onStatus = this.statusEmitter.event;
@@ -47,6 +53,16 @@ export class Ctx implements vscode.Disposable {
         return this._serverState;
     }
 
+    /** Where the server was looked for, when it was not found (`serverState` "missing"). */
+    get missingTried(): readonly string[] {
+        return this._missing;
+    }
+
+    /** Resolves once the current start finished (found or not, started or failed). */
+    async started(): Promise<void> {
+        await this.starting;
+    }
+
     private setServerState(s: ServerState): void {
         this._serverState = s;
         this.statusEmitter.fire();
@@ -59,14 +75,28 @@ export class Ctx implements vscode.Disposable {
         this.statusEmitter.fire();
     }
 
-    async start(): Promise<void> {
+    start(): Promise<void> {
+        this.starting ??= this.startOnce().finally(() => {
+            this.starting = undefined;
+        });
+        return this.starting;
+    }
+
+    private async startOnce(): Promise<void> {
         if (this.client) return;
         this.setServerState("starting");
-        const located = await bootstrap(this.extCtx, this.config);
-        if (!located) {
+        const found = locate(this.config);
+        if (!found.ok) {
+            this._missing = found.tried;
+            this.outputChannel.appendLine(serverNotFoundText(found.tried));
             this.setServerState("missing");
+            // Not awaited: activation and every command go on while the popup waits for an answer.
+            showServerNotFound(found.tried);
             return;
         }
+        this._missing = [];
+        const located = found.located;
+        this.serverBin = located.path;
         this.outputChannel.appendLine(`lane: starting ${located.path} lsp (found via ${located.source})`);
         const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
         const serverOptions: ServerOptions = {
@@ -78,7 +108,9 @@ export class Ctx implements vscode.Disposable {
             documentSelector: [{ scheme: "file", pattern: "**/lane.toml" }],
             outputChannel: this.outputChannel,
             traceOutputChannel: this.outputChannel,
-            initializationOptions: { client: "vscode" },
+            // The extension shows the error each command is answered (with its button): the
+            // server's own `window/showMessage` would be a second popup with the same text.
+            initializationOptions: { client: "vscode", showErrors: false },
         };
         const client = new LanguageClient("lane", "Lane", serverOptions, clientOptions);
         this.client = client;
@@ -110,6 +142,30 @@ export class Ctx implements vscode.Disposable {
         } catch (e) {
             this.outputChannel.appendLine(`lane: lane/status failed: ${String(e)}`);
         }
+    }
+
+    /** Whether the `lane proxy` this extension started runs, and where it listens. */
+    get proxyState(): { running: boolean; listen: string } {
+        return { running: this.proxy?.running ?? false, listen: this.proxy?.listen ?? DEFAULT_PROXY_LISTEN };
+    }
+
+    /** Starts `lane proxy` (plain requests sent with `HTTP_PROXY` then follow Switch Traffic). */
+    async startProxy(): Promise<void> {
+        if (!this.serverBin) throw new Error(serverNotFoundText(this._missing));
+        const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+        this.proxy ??= new LaneProxy(
+            this.serverBin,
+            { ...process.env, ...this.config.serverExtraEnv },
+            folder,
+            DEFAULT_PROXY_LISTEN,
+            (line) => this.outputChannel.appendLine(`[lane proxy] ${line}`),
+            () => this.statusEmitter.fire(),
+        );
+        await this.proxy.start();
+    }
+
+    stopProxy(): void {
+        this.proxy?.stop();
     }
 
     async stop(): Promise<void> {
@@ -145,13 +201,15 @@ export class Ctx implements vscode.Disposable {
     }
 
     private running(): LanguageClient {
+        if (this._serverState === "missing") throw new Error(serverNotFoundText(this._missing));
         if (!this.client || this._serverState !== "running") {
-            throw new Error("`lane lsp` is not running (see the Lane output)");
+            throw new Error("lane lsp is not running (see the Lane output)");
         }
         return this.client;
     }
 
     dispose(): void {
+        this.proxy?.stop();
         void this.stop();
         this.statusEmitter.dispose();
         this.outputChannel.dispose();

@@ -96,6 +96,20 @@ export interface LaneStatus {
     /** All instances of the active lane (of baseline when it is `baseline`). */
     total: number;
     revision: string;
+    /** This daemon's failed deploys, one per service and lane, each until the next deploy of that
+     * service into that lane starts. */
+    deployFailures: DeployFailure[];
+}
+
+/** A deploy that failed (not cancelled). */
+export interface DeployFailure {
+    service: string;
+    lane: string;
+    branch: string;
+    commit: string;
+    error: ErrorInfo;
+    /** Seconds since the epoch. */
+    at: number;
 }
 
 /** A workspace folder with a `lane.toml`. */
@@ -142,6 +156,8 @@ export interface ServiceInfo {
     addr: string;
     /** Requests the router sent it in the last minute. */
     requestsPerMinute: number;
+    /** Its output as a file on the daemon's machine, when it runs as a local process. */
+    log: string | null;
 }
 
 export interface ErrorInfo {
@@ -173,6 +189,11 @@ export interface DeployResult {
     state: string;
     addr: string;
     url: string | null;
+    /** The `Host` the router serves the service under. */
+    host: string | null;
+    router: string | null;
+    /** A request with `<laneHeader>: <lane>` reaches the version just deployed. */
+    laneHeader: string;
 }
 
 export interface SwitchArgs {
@@ -196,6 +217,10 @@ export interface DeleteArgs {
 
 export interface DeleteResult {
     deleted: string;
+    /** The services whose personal versions in the lane were stopped. */
+    stopped: string[];
+    /** Where the developer's requests go now (`baseline` when the deleted lane was active). */
+    activeLane: string;
 }
 
 export interface ExtendArgs {
@@ -226,6 +251,10 @@ type Fields<T> = Record<keyof T, true>;
 const laneStatus: Fields<LaneStatus> = {
     workspaces: true, backend: true, backendError: true, activeLane: true, laneHeader: true,
     router: true, lanes: true, baseline: true, healthy: true, total: true, revision: true,
+    deployFailures: true,
+};
+const deployFailure: Fields<DeployFailure> = {
+    service: true, lane: true, branch: true, commit: true, error: true, at: true,
 };
 const workspaceInfo: Fields<WorkspaceInfo> = {
     folder: true, service: true, protocol: true, branch: true, commit: true, error: true,
@@ -237,19 +266,20 @@ const laneInfo: Fields<LaneInfo> = {
 };
 const serviceInfo: Fields<ServiceInfo> = {
     service: true, lane: true, version: true, branch: true, commit: true, owner: true, state: true,
-    addr: true, requestsPerMinute: true,
+    addr: true, requestsPerMinute: true, log: true,
 };
 const errorInfo: Fields<ErrorInfo> = { code: true, message: true, help: true };
 const noArgs: Fields<NoArgs> = {};
 const deployArgs: Fields<DeployArgs> = { folder: true, lane: true, parent: true, ttl: true, force: true };
 const deployResult: Fields<DeployResult> = {
     service: true, lane: true, branch: true, commit: true, state: true, addr: true, url: true,
+    host: true, router: true, laneHeader: true,
 };
 const switchArgs: Fields<SwitchArgs> = { lane: true };
 const switchResult: Fields<SwitchResult> = { activeLane: true };
 const createArgs: Fields<CreateArgs> = { lane: true, parent: true, ttl: true };
 const deleteArgs: Fields<DeleteArgs> = { lane: true, force: true };
-const deleteResult: Fields<DeleteResult> = { deleted: true };
+const deleteResult: Fields<DeleteResult> = { deleted: true, stopped: true, activeLane: true };
 const extendArgs: Fields<ExtendArgs> = { lane: true, by: true, force: true };
 const assignArgs: Fields<AssignArgs> = { service: true, from: true, to: true, force: true };
 const assignResult: Fields<AssignResult> = { service: true, from: true, to: true };
@@ -258,7 +288,7 @@ const assignResult: Fields<AssignResult> = { service: true, from: true, to: true
 export const TYPE_FIELDS: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
     Object.entries({
         LaneStatus: laneStatus, WorkspaceInfo: workspaceInfo, LaneInfo: laneInfo,
-        ServiceInfo: serviceInfo, ErrorInfo: errorInfo, NoArgs: noArgs, DeployArgs: deployArgs,
+        ServiceInfo: serviceInfo, ErrorInfo: errorInfo, DeployFailure: deployFailure, NoArgs: noArgs, DeployArgs: deployArgs,
         DeployResult: deployResult, SwitchArgs: switchArgs, SwitchResult: switchResult,
         CreateArgs: createArgs, DeleteArgs: deleteArgs, DeleteResult: deleteResult,
         ExtendArgs: extendArgs, AssignArgs: assignArgs, AssignResult: assignResult,

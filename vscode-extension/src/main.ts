@@ -4,6 +4,7 @@
 import * as vscode from "vscode";
 
 import * as commands from "./commands";
+import { showServerNotFound } from "./bootstrap";
 import { Config } from "./config";
 import { Ctx } from "./ctx";
 import { createStatusBar } from "./statusBar";
@@ -11,12 +12,29 @@ import { LanesTree } from "./tree";
 
 let ctx: Ctx | undefined;
 
+/** Commands that work without a server (they help to find or restart it). */
+const WITHOUT_SERVER = new Set(["lane.restartServer", "lane.showLogs", "lane.openReadme", "lane.openServerSettings"]);
+
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
     const c = new Ctx(context);
     ctx = c;
     context.subscriptions.push(c);
+    // Every command first waits for the server's start to finish (a command run during activation
+    // must not fail for a server that is about to answer); while no server was found, each says so
+    // with the fix instead of failing for some other reason.
     const register = (id: string, factory: (ctx: Ctx) => commands.Cmd): void => {
-        context.subscriptions.push(vscode.commands.registerCommand(id, factory(c)));
+        const handler = factory(c);
+        const needsServer = !WITHOUT_SERVER.has(id);
+        context.subscriptions.push(
+            vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+                await c.started();
+                if (needsServer && c.serverState === "missing") {
+                    showServerNotFound(c.missingTried);
+                    return;
+                }
+                await handler(...args);
+            }),
+        );
     };
     register("lane.showStatus", commands.showStatus);
     register("lane.deploy", commands.deploy);
@@ -30,6 +48,13 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     register("lane.restartServer", commands.restartServer);
     register("lane.showLogs", commands.showLogs);
     register("lane.tree.switchTo", commands.switchToNode);
+    register("lane.tree.deployHere", commands.deploy);
+    register("lane.tree.copyRequest", commands.copyRequest);
+    register("lane.tree.showServiceLogs", commands.showServiceLogs);
+    register("lane.openReadme", commands.openReadme);
+    register("lane.startProxy", commands.startProxy);
+    register("lane.stopProxy", commands.stopProxy);
+    register("lane.openServerSettings", commands.openServerSettings);
 
     const tree = new LanesTree(c);
     context.subscriptions.push(
@@ -40,6 +65,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
             if (Config.needsRestart(e)) void c.restart();
         }),
     );
+    // Not awaited by anything the user waits for: the start only locates and spawns the server.
     await c.start();
 }
 

@@ -16,6 +16,21 @@ export interface PickOptions {
     activeLane: string;
     includeBaseline?: boolean;
     includeNew?: boolean;
+    /** A new lane to propose first (e.g. named after the branch), unless it exists. */
+    suggestNew?: { lane: string; why: string };
+}
+
+/** A lane id from a branch name: `feature/login` → `feature-login` (lowercase, runs of other
+ * characters → `-`, at most 40 characters); undefined when nothing usable is left. */
+export function laneNameFromBranch(branch: string | null | undefined): string | undefined {
+    if (!branch || branch === "HEAD") return undefined;
+    const id = branch
+        .toLowerCase()
+        .replace(/[^a-z0-9]+/g, "-")
+        .replace(/^-+|-+$/g, "")
+        .slice(0, 40)
+        .replace(/-+$/, "");
+    return id.length > 0 && id !== BASELINE ? id : undefined;
 }
 
 /** The active lane first, then the others by id; `baseline` and "New lane…" when asked for. */
@@ -44,5 +59,9 @@ export function lanePicks(lanes: readonly LaneInfo[], o: PickOptions): LanePick[
         });
     }
     if (o.includeNew) picks.push({ label: "$(add) New lane…", isNew: true });
+    const suggested = o.suggestNew;
+    if (suggested && !lanes.some((l) => l.id === suggested.lane)) {
+        picks.unshift({ label: `$(add) New lane ${suggested.lane}`, description: suggested.why, lane: suggested.lane, isNew: true });
+    }
     return picks;
 }

@@ -1,7 +1,7 @@
 // Builds ready-to-run `curl` and `grpcurl` commands that reach the workspace's service through the
 // router with the active lane's header. Pure functions, no `vscode` import.
 
-import { BASELINE, type WorkspaceInfo } from "./lsp_ext";
+import { BASELINE, type DeployResult, type WorkspaceInfo } from "./lsp_ext";
 
 export interface RequestTarget {
     /** The router's address, `host:port`. */
@@ -67,4 +67,34 @@ export function buildRequests(ws: WorkspaceInfo, t: RequestTarget): Requests {
 /** The text put on the clipboard: the curl command, and the grpcurl one for gRPC services. */
 export function clipboardText(r: Requests): string {
     return r.grpcurl ? `${r.grpcurl}\n${r.curl}\n` : `${r.curl}\n`;
+}
+
+/**
+ * The request that reaches the version a deploy just made, whatever lane the developer's traffic
+ * is on: the deploy's lane header (`header` overrides the server's) via the router it names.
+ */
+export function deployedRequests(
+    result: DeployResult,
+    protocol: WorkspaceInfo["protocol"],
+    header?: string,
+): { requests: Requests; target: RequestTarget } {
+    if (!result.router) throw new Error("the router is not running");
+    const ws: WorkspaceInfo = {
+        folder: "",
+        service: result.service,
+        protocol,
+        branch: result.branch,
+        commit: result.commit,
+        error: null,
+        host: result.host,
+        url: result.url,
+    };
+    const target = { router: result.router, header: header ?? result.laneHeader, lane: result.lane };
+    return { requests: buildRequests(ws, target), target };
+}
+
+/** What a copy says: which service and lane the request targets, and with which header. */
+export function copiedText(service: string, t: RequestTarget, r: Requests): string {
+    const where = t.lane === BASELINE ? `${service} on baseline (no lane header)` : `${service} in lane ${t.lane} (header ${t.header}: ${t.lane})`;
+    return `Lane: copied a request to ${where}: ${r.grpcurl ?? r.curl}`;
 }

@@ -1,9 +1,10 @@
-// The status-bar lane indicator: `⛙ feature-x · feat/login · 3/3 healthy`. Renders `ctx.status`
+// The status-bar lane indicator: `$(git-merge) feature-x · feat/login · 3/3 healthy`. Renders `ctx.status`
 // only; it never asks the server itself. A click opens Switch Traffic.
 
 import * as vscode from "vscode";
 
 import type { Ctx } from "./ctx";
+import { serverNotFoundText } from "./locate";
 import { statusBarText, statusBarTooltip, statusBarWarns } from "./summary";
 
 export function createStatusBar(ctx: Ctx): vscode.Disposable {
@@ -17,8 +18,8 @@ export function createStatusBar(ctx: Ctx): vscode.Disposable {
         switch (ctx.serverState) {
             case "missing":
                 item.text = "$(error) lane: not found";
-                item.tooltip = "The `lane` binary was not found. Set `lane.server.path`.";
-                item.command = { title: "Open Settings", command: "workbench.action.openSettings", arguments: ["lane.server.path"] };
+                item.tooltip = `${serverNotFoundText(ctx.missingTried)} Click to set the path.`;
+                item.command = "lane.openServerSettings";
                 item.backgroundColor = new vscode.ThemeColor("statusBarItem.errorBackground");
                 break;
             case "failed":
@@ -30,7 +31,11 @@ export function createStatusBar(ctx: Ctx): vscode.Disposable {
             default: {
                 const status = ctx.status;
                 item.text = status === undefined ? "$(sync~spin) lane" : statusBarText(status, folder);
-                const md = new vscode.MarkdownString(statusBarTooltip(status, folder));
+                const proxy = ctx.proxyState;
+                const proxyLine = proxy.running
+                    ? `Lane proxy: running on ${proxy.listen} (requests sent with HTTP\\_PROXY follow the active lane)`
+                    : "Lane proxy: not running (only requests copied from Lane carry the lane; run Lane: Start Proxy)";
+                const md = new vscode.MarkdownString(`${statusBarTooltip(status, folder)}\n\n${proxyLine}`);
                 md.supportThemeIcons = true;
                 item.tooltip = md;
                 item.command = "lane.switch";

@@ -4,8 +4,10 @@
 
 import { BASELINE, type LaneInfo, type LaneStatus, type ServiceInfo, type WorkspaceInfo } from "./lsp_ext";
 
-/** The lane-merge glyph that starts the status-bar text. */
-export const LANE_GLYPH = "⛙";
+/** The codicon that starts the status-bar text: the activity bar's icon. A character such as
+ * U+26D9 renders as an empty box where the fonts lack it (common on Linux); codicons ship with
+ * VS Code. */
+export const LANE_GLYPH = "$(git-merge)";
 
 export interface Health {
     healthy: number;
@@ -70,7 +72,7 @@ export function expiryText(lane: LaneInfo): string {
 }
 
 /**
- * The status-bar text: `⛙ feature-x · feat/login · 3/3 healthy`. The branch is left out outside a
+ * The status-bar text: `$(git-merge) feature-x · feat/login · 3/3 healthy`. The branch is left out outside a
  * git repository, the health when the active lane runs nothing.
  */
 export function statusBarText(status: LaneStatus | undefined, folder?: string): string {
@@ -134,4 +136,49 @@ export function statusBarTooltip(status: LaneStatus | undefined, folder?: string
 
 export function escapeMd(s: string): string {
     return s.replace(/([\\`*_{}[\]()#+\-.!|<>])/g, "\\$1");
+}
+
+/** Columns padded to their widest cell, two spaces apart. */
+function table(rows: readonly string[][]): string[] {
+    const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+    return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join("  ").trimEnd());
+}
+
+/** The status as plain text for the Output panel (which shows no markdown): what the hover says. */
+export function statusPlainText(status: LaneStatus, folder?: string): string {
+    const lines: string[] = [];
+    if (status.backendError) {
+        const e = status.backendError;
+        lines.push(`lane is unavailable (${e.code}): ${e.message}`);
+        if (e.help) lines.push(e.help);
+        return lines.join("\n");
+    }
+    const ws = pickWorkspace(status, folder);
+    if (ws?.service) {
+        const at = ws.branch ? ` on branch ${ws.branch}${ws.commit ? ` (${ws.commit.slice(0, 8)})` : ""}` : "";
+        lines.push(`Service ${ws.service}${at}`);
+    } else if (ws?.error) {
+        lines.push(`lane.toml: ${ws.error}`);
+    }
+    const active = status.activeLane;
+    const lane = findLane(status, active);
+    if (active === BASELINE) lines.push("Your requests enter baseline (no lane header).");
+    else if (lane) {
+        lines.push(`Your requests enter lane ${active}${lane.chain.slice(1).map((c) => ` → ${c}`).join("")} → baseline`);
+        lines.push(`Owner ${lane.owner}, ${expiryText(lane)}`);
+    } else lines.push(`Your requests enter lane ${active}, which does not exist (any more).`);
+    const instances = laneInstances(status, active);
+    if (instances.length > 0) {
+        lines.push("");
+        const rows = [["service", "version", "health", "req/min"]];
+        for (const i of instances) rows.push([i.service, i.version ?? "baseline", i.state, String(i.requestsPerMinute)]);
+        lines.push(...table(rows));
+        lines.push("");
+        lines.push(`${healthText(status)}, ${perMinute(instances)} req/min`);
+    }
+    for (const f of status.deployFailures ?? []) {
+        lines.push(`Last deploy of ${f.service} into ${f.lane} failed: ${f.error.message.split("\n")[0]}`);
+    }
+    lines.push(`${status.lanes.length} lane(s) · router ${status.router ?? "not running"} · backend ${status.backend}`);
+    return lines.join("\n");
 }

@@ -4,7 +4,7 @@
 import * as vscode from "vscode";
 
 import type { Ctx } from "./ctx";
-import { CONTEXT, type TreeNode, buildTree } from "./treeModel";
+import { CONTEXT, type TreeNode, buildTree, serverNodes } from "./treeModel";
 
 export class LanesTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disposable {
     private readonly changed = new vscode.EventEmitter<void>();
@@ -16,7 +16,8 @@ export class LanesTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disp
     }
 
     getChildren(node?: TreeNode): TreeNode[] {
-        return node ? node.children : buildTree(this.ctx.status);
+        if (node) return node.children;
+        return serverNodes(this.ctx.serverState, this.ctx.missingTried) ?? buildTree(this.ctx.status);
     }
 
     getTreeItem(node: TreeNode): vscode.TreeItem {
@@ -30,7 +31,8 @@ export class LanesTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disp
         item.id = node.id;
         item.description = node.description;
         item.tooltip = node.tooltip;
-        item.contextValue = CONTEXT[node.kind];
+        item.contextValue = node.contextValue ?? CONTEXT[node.kind];
+        if (node.command) item.command = { title: node.label, command: node.command };
         item.iconPath = new vscode.ThemeIcon(node.icon, node.iconColor ? new vscode.ThemeColor(node.iconColor) : undefined);
         return item;
     }

@@ -1,7 +1,7 @@
 // Builds the "Lanes" tree from a `LaneStatus`: lanes → services → instances. Pure data, no `vscode`
 // import; `tree.ts` turns these nodes into `TreeItem`s.
 
-import { BASELINE, type LaneInfo, type LaneStatus, type ServiceInfo } from "./lsp_ext";
+import { BASELINE, type DeployFailure, type LaneInfo, type LaneStatus, type ServiceInfo } from "./lsp_ext";
 import { expiryText, health, healthText, perMinute } from "./summary";
 
 export type NodeKind = "lane" | "baseline" | "service" | "instance" | "message";
@@ -30,6 +30,10 @@ export interface TreeNode {
     lane?: string;
     service?: string;
     active?: boolean;
+    /** Overrides `CONTEXT[kind]` (a baseline service has no lane to move its version from). */
+    contextValue?: string;
+    /** A command run when the node is clicked. */
+    command?: string;
     children: TreeNode[];
 }
 
@@ -63,6 +67,31 @@ function instanceNode(parentId: string, i: ServiceInfo): TreeNode {
     };
 }
 
+/** `build failed` for `build_failed`. */
+function codeText(code: string): string {
+    return code.replace(/_/g, " ");
+}
+
+/** The service's last deploy failed: said on its row until the next deploy. */
+function failedServiceNode(f: DeployFailure, id: string, rest?: TreeNode): TreeNode {
+    const head = `last deploy failed: ${codeText(f.error.code)} (${f.branch}@${f.commit.slice(0, 8)})`;
+    return {
+        id,
+        kind: "service",
+        label: f.service,
+        description: rest?.description ? `${head} · ${rest.description}` : head,
+        tooltip: [`${f.service} in ${f.lane}: the deploy of ${f.branch}@${f.commit.slice(0, 8)} failed`, f.error.message, f.error.help ?? ""]
+            .filter((l) => l.length > 0)
+            .join("\n"),
+        icon: "error",
+        iconColor: FAILED,
+        lane: f.lane,
+        service: f.service,
+        command: "lane.showLogs",
+        children: rest?.children ?? [],
+    };
+}
+
 function serviceNode(lane: string, service: string, instances: ServiceInfo[]): TreeNode {
     const id = `lane:${lane}/service:${service}`;
     const h = health(instances);
@@ -79,14 +108,21 @@ function serviceNode(lane: string, service: string, instances: ServiceInfo[]): T
         iconColor: ok ? PASSED : "problemsWarningIcon.foreground",
         lane,
         service,
+        contextValue: lane === BASELINE ? "lane.baselineService" : undefined,
         // One instance: its row would repeat the service's; show instances only when there are several.
         children: instances.length > 1 ? instances.map((i) => instanceNode(id, i)) : [],
     };
 }
 
-function servicesOf(lane: string, instances: ServiceInfo[]): TreeNode[] {
-    const names = [...new Set(instances.map((i) => i.service))].sort();
-    return names.map((s) => serviceNode(lane, s, instances.filter((i) => i.service === s)));
+function servicesOf(lane: string, instances: ServiceInfo[], failures: readonly DeployFailure[] = []): TreeNode[] {
+    const mine = failures.filter((f) => f.lane === lane);
+    const names = [...new Set([...instances.map((i) => i.service), ...mine.map((f) => f.service)])].sort();
+    return names.map((s) => {
+        const running = instances.filter((i) => i.service === s);
+        const node = running.length > 0 ? serviceNode(lane, s, running) : undefined;
+        const failed = mine.find((f) => f.service === s);
+        return failed ? failedServiceNode(failed, `lane:${lane}/service:${s}`, node) : (node as TreeNode);
+    });
 }
 
 function laneNode(status: LaneStatus, lane: LaneInfo): TreeNode {
@@ -97,7 +133,7 @@ function laneNode(status: LaneStatus, lane: LaneInfo): TreeNode {
     if (h.total > 0) parts.push(healthText(h));
     parts.push(expiryText(lane));
     parts.push(rpmText(perMinute(lane.services)));
-    const children = servicesOf(lane.id, lane.services);
+    const children = servicesOf(lane.id, lane.services, status.deployFailures);
     return {
         id: `lane:${lane.id}`,
         kind: "lane",
@@ -141,12 +177,57 @@ function messageNode(id: string, label: string, lane?: string): TreeNode {
     return { id, kind: "message", label, icon: "info", lane, children: [] };
 }
 
+/**
+ * The tree's roots while the server is not there to ask: not found (with where it looked and the
+ * fixes, each a click away) or stopped. Undefined while it runs or starts.
+ */
+export function serverNodes(state: string, tried: readonly string[]): TreeNode[] | undefined {
+    if (state === "missing") {
+        return [
+            { ...messageNode("server:missing", "Server not found: no lane binary"), icon: "error", iconColor: FAILED },
+            { ...messageNode("server:tried", `Looked in ${tried.join(", ")}`), icon: "search", tooltip: tried.join("\n") },
+            {
+                ...messageNode("server:settings", "Set Lane › Server: Path (lane.server.path)…"),
+                icon: "gear",
+                command: "lane.openServerSettings",
+            },
+            {
+                ...messageNode("server:install", "Install: cargo install --path server/cli"),
+                icon: "book",
+                command: "lane.openReadme",
+            },
+            { ...messageNode("server:retry", "Look again"), icon: "refresh", command: "lane.restartServer" },
+        ];
+    }
+    if (state === "failed") {
+        return [
+            {
+                ...messageNode("server:failed", "lane lsp stopped: click to restart it (its log is in the Lane output)"),
+                icon: "error",
+                iconColor: FAILED,
+                command: "lane.restartServer",
+            },
+        ];
+    }
+    return undefined;
+}
+
 /** The tree's roots: every lane (sorted by id), then baseline. */
 export function buildTree(status: LaneStatus | undefined): TreeNode[] {
     if (status === undefined) return [messageNode("loading", "Waiting for lane lsp…")];
     if (status.backendError) {
         return [messageNode("error", `lane is unavailable: ${status.backendError.message}`)];
     }
+    // Nothing at all yet: no rows, so VS Code shows the view's welcome (package.json
+    // `viewsWelcome`) with the first step, "Deploy current branch to a lane".
+    if (status.lanes.length === 0 && status.baseline.length === 0 && (status.deployFailures ?? []).length === 0) return [];
     const lanes = [...status.lanes].sort((a, b) => a.id.localeCompare(b.id)).map((l) => laneNode(status, l));
-    return [...lanes, baselineNode(status)];
+    // A failed deploy into a lane that is gone (the deploy had created it): on its own row.
+    const orphans = (status.deployFailures ?? [])
+        .filter((f) => !status.lanes.some((l) => l.id === f.lane))
+        .map((f) => {
+            const n = failedServiceNode(f, `failed:${f.lane}/${f.service}`);
+            return { ...n, description: `${n.description} · into ${f.lane}` };
+        });
+    return [...orphans, ...lanes, baselineNode(status)];
 }

@@ -277,6 +277,14 @@ impl Client {
             .clone()
     }
 
+    /// Reads what arrives within `wait` into `seen`.
+    fn drain_into_seen(&mut self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while let Some(m) = self.read(deadline) {
+            self.seen.push(m);
+        }
+    }
+
     /// Forgets every message read so far.
     fn drain(&mut self) {
         let deadline = Instant::now() + Duration::from_millis(300);
@@ -925,5 +933,160 @@ fn a_kubernetes_folder_shows_the_cluster_s_lanes_with_health() {
     assert!(
         !home.join("agent.json").exists(),
         "no local agent was started for a kubernetes workspace"
+    );
+}
+
+/// A GET through the router at `router` to `host` with `headers`: the status line and the body.
+fn get_via_router(router: &str, host: &str, headers: &[(&str, &str)]) -> String {
+    let mut s = std::net::TcpStream::connect(router).expect("the router listens");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("a timeout can be set");
+    let mut req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).expect("the router reads");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Issue 14, item 3: a deploy's result says how to reach the version it made (router, host, lane
+/// header), so a copied request reaches the new lane even while the developer's traffic is on
+/// baseline.
+#[test]
+fn a_deploy_result_names_the_request_that_reaches_it() {
+    let mut sandbox = Sandbox::new("lsp-deployed", "26400-26449");
+    let repo = sandbox.repo("true");
+    let mut c = Client::spawn(&mut sandbox);
+    c.open_folder(file_uri(&repo), "b");
+    let st = c.call("lane/status", Value::Null);
+    assert_eq!(st["activeLane"], "baseline", "{st}");
+
+    let r = c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.deployCurrentBranch", "arguments": [{"lane": "copy-a"}]}),
+    );
+    assert_eq!(r["lane"], "copy-a", "{r}");
+    assert_eq!(r["laneHeader"], "x-lane", "{r}");
+    let router = r["router"].as_str().expect("the router's address");
+    let host = r["host"].as_str().expect("the service's host");
+    assert!(host.starts_with("b.demo.localhost:"), "{r}");
+    assert_eq!(r["url"], format!("http://{host}/"), "{r}");
+
+    let answer = get_via_router(router, host, &[("x-lane", "copy-a")]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("b (lane header: copy-a)"), "{answer}");
+    // Without the header the request stays on baseline, which runs no demo.b.
+    let plain = get_via_router(router, host, &[]);
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+    // Issue 14, item 9: the deploy's stages reached the IDE's output (the client asked for no
+    // progress), and the status names the service's log file.
+    let logs: Vec<String> = c
+        .seen
+        .iter()
+        .filter(|m| m["method"] == "window/logMessage")
+        .filter_map(|m| m["params"]["message"].as_str().map(str::to_owned))
+        .collect();
+    for want in [
+        "[demo.b] deploying main@",
+        "[demo.b] build: ",
+        "[demo.b] health: ",
+        "[demo.b] demo.b main@",
+    ] {
+        assert!(
+            logs.iter().any(|l| l.starts_with(want)),
+            "no `{want}` in {logs:#?}"
+        );
+    }
+    let st = c.status_changed("copy-a healthy", Duration::from_secs(20), |s| {
+        healthy_in(s, "copy-a")
+    });
+    let log = lane(&st, "copy-a").expect("copy-a")["services"][0]["log"]
+        .as_str()
+        .expect("a local service has a log file")
+        .to_owned();
+    let text = std::fs::read_to_string(&log).expect("the log file exists");
+    assert!(text.contains("listening"), "{log}: {text}");
+}
+
+/// Issue 14, item 5: a failed build is one error (the client, which shows the error it is
+/// answered, turns the daemon's `window/showMessage` off) and stays on the service in the status
+/// until the next deploy.
+#[test]
+fn a_failed_deploy_stays_in_the_status_until_the_next_one_and_is_shown_once() {
+    let mut sandbox = Sandbox::new("lsp-failed", "26450-26499");
+    let repo = sandbox.repo("true");
+    let mut c = Client::spawn(&mut sandbox);
+    c.call(
+        "initialize",
+        json!({
+            "processId": null,
+            "capabilities": {},
+            "workspaceFolders": [{"uri": file_uri(&repo), "name": "b"}],
+            "initializationOptions": {"client": "test", "showErrors": false},
+        }),
+    );
+    c.notify("initialized", json!({}));
+    let st = c.call("lane/status", Value::Null);
+    assert_eq!(st["deployFailures"], json!([]), "{st}");
+
+    write_manifest(&repo, "echo boom; exit 3");
+    let id = c.command("lane.deployCurrentBranch", json!({"lane": "fail-a"}));
+    let resp = c.response(id, Duration::from_secs(60));
+    assert_eq!(resp["error"]["data"]["code"], "build_failed", "{resp}");
+    let st = c.status_changed("the failure in the status", Duration::from_secs(20), |s| {
+        s["deployFailures"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    });
+    let f = &st["deployFailures"][0];
+    assert_eq!(f["service"], "demo.b", "{st}");
+    assert_eq!(f["lane"], "fail-a", "{st}");
+    assert_eq!(f["branch"], "main", "{st}");
+    assert_eq!(f["error"]["code"], "build_failed", "{st}");
+    assert!(
+        f["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("boom")),
+        "{st}"
+    );
+    // The build's output reached the client as log lines.
+    assert!(
+        c.seen.iter().any(
+            |m| m["method"] == "window/logMessage" && m["params"]["message"] == "[demo.b] boom"
+        ),
+        "no build output in {:#?}",
+        c.seen
+    );
+    // No second popup: the client shows the error it was answered.
+    c.drain_into_seen(Duration::from_millis(500));
+    assert!(
+        !c.seen.iter().any(|m| m["method"] == "window/showMessage"),
+        "window/showMessage despite showErrors false: {:#?}",
+        c.seen
+    );
+
+    // The next deploy of the service into the lane clears it.
+    write_manifest(&repo, "true");
+    let id = c.command("lane.deployCurrentBranch", json!({"lane": "fail-a"}));
+    let resp = c.response(id, Duration::from_secs(90));
+    assert!(resp.get("error").is_none(), "{resp}");
+    c.status_changed("no failure, fail-a healthy", Duration::from_secs(30), |s| {
+        s["deployFailures"] == json!([]) && healthy_in(s, "fail-a")
+    });
+    // Issue 14, item 10: deleting the active lane says what stops and where requests go now.
+    c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.switchTraffic", "arguments": [{"lane": "fail-a"}]}),
+    );
+    let r = c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.delete", "arguments": [{"lane": "fail-a"}]}),
+    );
+    assert_eq!(
+        r,
+        json!({"deleted": "fail-a", "stopped": ["demo.b"], "activeLane": "baseline"})
     );
 }

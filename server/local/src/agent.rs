@@ -1223,7 +1223,20 @@ async fn run_build(
                     }
                     None => closed = true,
                 },
-                status = child.wait() => return status,
+                status = child.wait() => {
+                    // The last lines may still be in the pipes: read them (the failure's tail and
+                    // the IDE's build output need them), but not for longer than a moment, as a
+                    // process the build left behind may hold the pipes open.
+                    let drain = async {
+                        while let Some(line) = rx.recv().await {
+                            if tail.len() == 12 { tail.pop_front(); }
+                            tail.push_back(line.clone());
+                            let _ = progress.send(Progress::Log { service: service.clone(), line }).await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+                    return status;
+                }
             }
         }
     };

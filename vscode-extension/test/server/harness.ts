@@ -81,6 +81,8 @@ export class Server {
     readonly statuses: ext.LaneStatus[] = [];
     readonly progress: Progress[] = [];
     readonly created: (string | number)[] = [];
+    /** `window/logMessage` texts: what the Lane output shows. */
+    readonly logs: string[] = [];
     stderr = "";
     private waiters: (() => void)[] = [];
 
@@ -108,7 +110,10 @@ export class Server {
             this.progress.push(p as Progress);
             this.wake();
         });
-        this.conn.onNotification("window/logMessage", () => undefined);
+        this.conn.onNotification("window/logMessage", (p: { message: string }) => {
+            this.logs.push(p.message);
+            this.wake();
+        });
         this.conn.onNotification("window/showMessage", () => undefined);
         this.conn.listen();
     }
@@ -185,5 +190,5 @@ export const initializeParams = (env: TestEnv) => ({
     rootUri: `file://${env.repo}`,
     workspaceFolders: [{ uri: `file://${env.repo}`, name: "b" }],
     capabilities: { window: { workDoneProgress: true }, workspace: { workspaceFolders: true } },
-    initializationOptions: { client: "vscode" },
+    initializationOptions: { client: "vscode", showErrors: false },
 });

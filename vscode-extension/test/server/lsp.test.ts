@@ -3,13 +3,44 @@
 // `lane/statusChanged` notifications and the deploy's work-done progress (and its cancellation).
 
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import * as http from "node:http";
+import * as net from "node:net";
 import { after, before, describe, it } from "node:test";
 
 import * as ext from "../../src/lsp_ext";
 import { toUserError } from "../../src/errors";
-import { statusBarText } from "../../src/summary";
+import { LaneProxy } from "../../src/proxy";
+import { copiedText, deployedRequests } from "../../src/request";
+import { statusBarText, statusPlainText } from "../../src/summary";
 import { buildTree } from "../../src/treeModel";
 import { Server, initializeParams, makeEnv, sampleManifest } from "./harness";
+
+function freePort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+        const srv = net.createServer();
+        srv.once("error", reject);
+        srv.listen(0, "127.0.0.1", () => {
+            const port = (srv.address() as net.AddressInfo).port;
+            srv.close(() => resolve(port));
+        });
+    });
+}
+
+/** GET `url` through the HTTP proxy on `port` (absolute-form request line, as with HTTP_PROXY). */
+function viaProxy(port: number, url: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+        const req = http.request({ host: "127.0.0.1", port, method: "GET", path: url, headers: { host: new URL(url).host } }, (res) => {
+            let body = "";
+            res.on("data", (d: Buffer) => (body += d.toString()));
+            res.on("end", () => resolve(`${res.statusCode} ${body}`));
+        });
+        req.on("error", reject);
+        req.setTimeout(20000, () => req.destroy(new Error("timed out")));
+        req.end();
+    });
+}
 
 async function rejects(p: Promise<unknown>): Promise<unknown> {
     try {
@@ -52,7 +83,7 @@ describe("lane lsp, driven like the extension drives it", () => {
         assert.equal(ws.protocol, "http");
         assert.equal(s.activeLane, ext.BASELINE);
         assert.equal(s.laneHeader, "x-lane");
-        assert.equal(statusBarText(s), "⛙ baseline · main");
+        assert.equal(statusBarText(s), "$(git-merge) baseline · main");
     });
 
     it("lane.create → pushed status has the lane", async () => {
@@ -73,7 +104,7 @@ describe("lane lsp, driven like the extension drives it", () => {
         const r = await server.exec(ext.Commands.switchTraffic, { lane: "ext-a" });
         assert.equal(r.activeLane, "ext-a");
         const s = await server.waitForStatus("activeLane ext-a", (s) => s.activeLane === "ext-a");
-        assert.equal(statusBarText(s), "⛙ ext-a · main");
+        assert.equal(statusBarText(s), "$(git-merge) ext-a · main");
     });
 
     it("lane.list has the lane", async () => {
@@ -102,11 +133,65 @@ describe("lane lsp, driven like the extension drives it", () => {
         assert.equal(mine[0].value.cancellable, true, "deploys are cancellable");
         assert.ok(kinds.filter((k) => k === "report").length >= 2, `stage reports: ${JSON.stringify(mine)}`);
         const s = await server.waitForStatus("ext-a 1/1 healthy", (s) => s.activeLane === "ext-a" && s.healthy === 1 && s.total === 1);
-        assert.equal(statusBarText(s), "⛙ ext-a · main · 1/1 healthy");
+        assert.equal(statusBarText(s), "$(git-merge) ext-a · main · 1/1 healthy");
+        // The Lane output ("Show Server Logs") got the deploy stage by stage, and the service's
+        // output is a file "Show Logs" opens.
+        for (const want of ["[demo.b] deploying main@", "[demo.b] build: ", "[demo.b] start: ", "[demo.b] health: "]) {
+            assert.ok(server.logs.some((l) => l.startsWith(want)), `no ${want} in ${JSON.stringify(server.logs)}`);
+        }
+        const log = s.lanes.find((l) => l.id === "ext-a")?.services[0].log;
+        assert.ok(log && existsSync(log), `log file ${log}`);
+        assert.match(statusPlainText(s), /^service +version +health +req\/min$/m);
         const tree = buildTree(s);
         assert.equal(tree[0].label, "ext-a");
         assert.equal(tree[0].children[0].label, "demo.b");
         assert.match(tree[0].children[0].description ?? "", /^main@\w+ · 1\/1 healthy · \d+ req\/min$/);
+    });
+
+    it("the lane proxy the extension starts makes a plain request follow Switch Traffic", async () => {
+        const port = await freePort();
+        const lines: string[] = [];
+        let changes = 0;
+        const proxy = new LaneProxy(server.env.bin, server.env.env, server.env.repo, `127.0.0.1:${port}`, (l) => lines.push(l), () => changes++);
+        assert.equal(proxy.running, false);
+        await proxy.start();
+        try {
+            assert.equal(proxy.running, true, lines.join("\n"));
+            assert.equal(changes, 1);
+            const s = await server.conn.sendRequest(ext.status);
+            assert.equal(s.activeLane, "ext-a");
+            // A plain request (no lane header) sent through the proxy, as curl with HTTP_PROXY sends it.
+            const body = await viaProxy(port, s.workspaces[0].url ?? "");
+            assert.match(body, /b \(lane header: ext-a\)/, body);
+        } finally {
+            proxy.stop();
+            await server.waitFor("the proxy to stop", () => (proxy.running ? undefined : true));
+        }
+        assert.equal(changes, 2);
+    });
+
+    it("Copy Request after a deploy into a new lane, with traffic on baseline, reaches that lane's version", async () => {
+        await server.exec(ext.Commands.switchTraffic, { lane: ext.BASELINE });
+        await server.waitForStatus("traffic on baseline", (s) => s.activeLane === ext.BASELINE);
+        const r = await server.exec(ext.Commands.deployCurrentBranch, {
+            folder: server.env.repo,
+            lane: "ext-b",
+            parent: null,
+            ttl: null,
+            force: false,
+        });
+        assert.equal(r.lane, "ext-b");
+        assert.equal(r.laneHeader, "x-lane");
+        assert.match(r.host ?? "", /^b\.demo\.localhost:\d+$/);
+        const { requests, target } = deployedRequests(r, "http");
+        assert.equal(target.lane, "ext-b");
+        assert.match(requests.curl, /-H 'x-lane: ext-b'/);
+        assert.equal(copiedText("demo.b", target, requests), `Lane: copied a request to demo.b in lane ext-b (header x-lane: ext-b): ${requests.curl}`);
+        // The copied command itself, run by a shell as the user would.
+        const out = spawnSync("sh", ["-c", requests.curl], { encoding: "utf8", timeout: 20000 });
+        assert.equal(out.status, 0, `curl failed (is curl installed?): ${out.stderr}`);
+        assert.match(out.stdout, /^HTTP\/1\.1 200/, out.stdout);
+        assert.match(out.stdout, /b \(lane header: ext-b\)/, out.stdout);
     });
 
     it("cancelling a deploy's progress cancels the deploy", async () => {
@@ -133,9 +218,10 @@ describe("lane lsp, driven like the extension drives it", () => {
     });
 
     it("lane.delete → pushed status without it, traffic back on baseline", async () => {
-        for (const lane of ["ext-slow", "ext-a"]) {
+        for (const lane of ["ext-slow", "ext-b", "ext-a"]) {
             try {
-                await server.exec(ext.Commands.delete, { lane, force: true });
+                const r = await server.exec(ext.Commands.delete, { lane, force: true });
+                assert.deepEqual(r, { deleted: lane, stopped: lane === "ext-slow" ? [] : ["demo.b"], activeLane: ext.BASELINE });
             } catch (e) {
                 if (lane === "ext-a") throw e; // ext-slow exists only if the cancelled deploy created it
             }

@@ -26,7 +26,7 @@ describe("locateServer", () => {
         assert.deepEqual(r, { ok: false, tried: ["lane.server.path=/nope"] });
     });
     it("nothing found", () => {
-        assert.deepEqual(locateServer({ pathVar: "/p", isExecutable: () => false }), { ok: false, tried: ["`lane` on PATH"] });
+        assert.deepEqual(locateServer({ pathVar: "/p", isExecutable: () => false }), { ok: false, tried: ["PATH", "/usr/local/bin"] });
     });
 });
 
@@ -34,7 +34,7 @@ describe("toUserError", () => {
     it("reads the lane error data", () => {
         const u = toUserError({ code: LANE_ERROR, message: "x", data: { code: "not_owner", message: "ann owns f1", help: "pass force" } });
         assert.deepEqual(u, { cancelled: false, code: "not_owner", message: "ann owns f1", help: "pass force" });
-        assert.equal(errorText("Deploy", u), "Lane: Deploy failed: ann owns f1 pass force");
+        assert.equal(errorText("Deploy", u), "Lane: Deploy failed: ann owns f1. Pass force.");
     });
     it("knows cancellation, by JSON-RPC code and by lane code", () => {
         assert.equal(toUserError({ code: REQUEST_CANCELLED, message: "c" }).cancelled, true);

@@ -1,30 +1,44 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 
 import type { LaneStatus } from "../../src/lsp_ext";
-import { formatDuration, pickWorkspace, statusBarText, statusBarTooltip, statusBarWarns } from "../../src/summary";
+import { LANE_GLYPH, formatDuration, pickWorkspace, statusBarText, statusBarTooltip, statusBarWarns } from "../../src/summary";
 import { sampleStatus } from "../fixtures/status";
 
 function withStatus(over: Partial<LaneStatus>): LaneStatus {
     return { ...sampleStatus(), ...over };
 }
 
+describe("the status-bar glyph", () => {
+    it("is the activity bar's codicon, not a character fonts may lack (U+26D9 renders as a box)", () => {
+        const pkg = JSON.parse(readFileSync(join(__dirname, "..", "..", "..", "package.json"), "utf8")) as {
+            contributes: { viewsContainers: { activitybar: { icon: string }[] } };
+        };
+        assert.equal(LANE_GLYPH, pkg.contributes.viewsContainers.activitybar[0].icon);
+        assert.match(LANE_GLYPH, /^\$\([a-z-]+\)$/);
+        assert.ok(statusBarText(sampleStatus()).startsWith("$(git-merge) "));
+        assert.doesNotMatch(statusBarText(sampleStatus()), /\u26d9/);
+    });
+});
+
 describe("statusBarText", () => {
     const cases: [string, LaneStatus | undefined, string][] = [
-        ["before the first status", undefined, "⛙ lane…"],
-        ["lane, branch and health", sampleStatus(), "⛙ feature-x · feat/login · 2/3 healthy"],
-        ["all healthy", withStatus({ healthy: 3, total: 3 }), "⛙ feature-x · feat/login · 3/3 healthy"],
-        ["baseline with nothing running", withStatus({ activeLane: "baseline", healthy: 0, total: 0 }), "⛙ baseline · feat/login"],
-        ["no workspace", withStatus({ workspaces: [] }), "⛙ feature-x · 2/3 healthy"],
+        ["before the first status", undefined, "$(git-merge) lane…"],
+        ["lane, branch and health", sampleStatus(), "$(git-merge) feature-x · feat/login · 2/3 healthy"],
+        ["all healthy", withStatus({ healthy: 3, total: 3 }), "$(git-merge) feature-x · feat/login · 3/3 healthy"],
+        ["baseline with nothing running", withStatus({ activeLane: "baseline", healthy: 0, total: 0 }), "$(git-merge) baseline · feat/login"],
+        ["no workspace", withStatus({ workspaces: [] }), "$(git-merge) feature-x · 2/3 healthy"],
         [
             "not a git repository",
             withStatus({ workspaces: [{ ...sampleStatus().workspaces[0], branch: null }] }),
-            "⛙ feature-x · 2/3 healthy",
+            "$(git-merge) feature-x · 2/3 healthy",
         ],
         [
             "backend unavailable",
             withStatus({ backendError: { code: "unavailable", message: "agent down", help: null } }),
-            "⛙ lane: unavailable",
+            "$(git-merge) lane: unavailable",
         ],
     ];
     for (const [name, status, want] of cases) {
@@ -34,8 +48,8 @@ describe("statusBarText", () => {
     it("uses the given workspace folder's branch", () => {
         const s = sampleStatus();
         s.workspaces.push({ ...s.workspaces[0], folder: "/src/c", branch: "other" });
-        assert.equal(statusBarText(s, "/src/c"), "⛙ feature-x · other · 2/3 healthy");
-        assert.equal(statusBarText(s, "/nowhere"), "⛙ feature-x · feat/login · 2/3 healthy");
+        assert.equal(statusBarText(s, "/src/c"), "$(git-merge) feature-x · other · 2/3 healthy");
+        assert.equal(statusBarText(s, "/nowhere"), "$(git-merge) feature-x · feat/login · 2/3 healthy");
     });
 
     it("in a monorepo, talks about the service of the file being edited", () => {

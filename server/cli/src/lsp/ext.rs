@@ -148,6 +148,23 @@ pub struct LaneStatus {
     pub total: u32,
     /// The backend's revision: an opaque token that changes with every backend change.
     pub revision: String,
+    /// The deploys of this daemon that failed, one per service and lane, each kept until the next
+    /// deploy of that service into that lane starts.
+    pub deploy_failures: Vec<DeployFailure>,
+}
+
+/// A deploy that failed (not cancelled): what the lanes view shows on the service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployFailure {
+    /// `<app>.<proc>`.
+    pub service: String,
+    pub lane: String,
+    pub branch: String,
+    pub commit: String,
+    pub error: ErrorInfo,
+    /// Seconds since the epoch.
+    pub at: u64,
 }
 
 /// A workspace folder with a `lane.toml`.
@@ -208,6 +225,8 @@ pub struct ServiceInfo {
     pub addr: String,
     /// Requests the router sent it in the last minute.
     pub requests_per_minute: u64,
+    /// Its output (stdout and stderr) as a file on this machine, when it runs as a local process.
+    pub log: Option<String>,
 }
 
 /// A lane error, as the `data` of a JSON-RPC error and in [`LaneStatus::backend_error`].
@@ -256,6 +275,12 @@ pub struct DeployResult {
     pub addr: String,
     /// The service's router URL (send the lane header to reach this version).
     pub url: Option<String>,
+    /// The `Host` the router serves the service under: `<proc>.<app>.localhost:<port>`.
+    pub host: Option<String>,
+    /// The router's address, e.g. `127.0.0.1:4080`.
+    pub router: Option<String>,
+    /// The header that carries the lane id (send `<laneHeader>: <lane>` to reach this version).
+    pub lane_header: String,
 }
 
 /// Arguments of `lane.switchTraffic`.
@@ -298,6 +323,10 @@ pub struct DeleteArgs {
 #[serde(rename_all = "camelCase")]
 pub struct DeleteResult {
     pub deleted: String,
+    /// The services whose personal versions in the lane were stopped, sorted.
+    pub stopped: Vec<String>,
+    /// The lane the developer's requests enter now (`baseline` when the deleted lane was active).
+    pub active_lane: String,
 }
 
 /// Arguments of `lane.extend`.
@@ -363,6 +392,15 @@ shape!(LaneStatus {
     "healthy": "number",
     "total": "number",
     "revision": "string",
+    "deployFailures": "DeployFailure[]",
+});
+shape!(DeployFailure {
+    "service": "string",
+    "lane": "string",
+    "branch": "string",
+    "commit": "string",
+    "error": "ErrorInfo",
+    "at": "number",
 });
 shape!(WorkspaceInfo {
     "folder": "string",
@@ -394,6 +432,7 @@ shape!(ServiceInfo {
     "state": "\"starting\" | \"healthy\" | \"unhealthy\" | \"crashed\" | \"stopped\"",
     "addr": "string",
     "requestsPerMinute": "number",
+    "log": "string | null",
 });
 shape!(ErrorInfo {
     "code": "string",
@@ -416,6 +455,9 @@ shape!(DeployResult {
     "state": "string",
     "addr": "string",
     "url": "string | null",
+    "host": "string | null",
+    "router": "string | null",
+    "laneHeader": "string",
 });
 shape!(SwitchArgs { "lane": "string" });
 shape!(SwitchResult { "activeLane": "string" });
@@ -425,7 +467,11 @@ shape!(CreateArgs {
     "ttl": "string | null",
 });
 shape!(DeleteArgs { "lane": "string", "force": "boolean" });
-shape!(DeleteResult { "deleted": "string" });
+shape!(DeleteResult {
+    "deleted": "string",
+    "stopped": "string[]",
+    "activeLane": "string",
+});
 shape!(ExtendArgs {
     "lane": "string",
     "by": "string | null",
@@ -468,6 +514,7 @@ pub fn describe() -> Value {
         shape::<LaneInfo>(),
         shape::<ServiceInfo>(),
         shape::<ErrorInfo>(),
+        shape::<DeployFailure>(),
         shape::<NoArgs>(),
         shape::<DeployArgs>(),
         shape::<DeployResult>(),
@@ -548,6 +595,7 @@ mod tests {
             LaneInfo,
             ServiceInfo,
             ErrorInfo,
+            DeployFailure,
             NoArgs,
             DeployArgs,
             DeployResult,

@@ -55,7 +55,9 @@ pub async fn execute(lsp: &Lsp, params: ExecuteCommandParams) -> Result<Value> {
     match name {
         ext::StatusCommand::NAME => {
             let _: ext::NoArgs = args(name, a)?;
-            to_value(watch::status(lsp.backend().await.as_ref(), &lsp.folders()).await)
+            to_value(
+                watch::status(lsp.backend().await.as_ref(), &lsp.folders(), &lsp.failures).await,
+            )
         }
         ext::DeployCurrentBranch::NAME => to_value(deploy(lsp, args(name, a)?, token).await?),
         ext::SwitchTraffic::NAME => to_value(switch(lsp, args(name, a)?).await?),
@@ -111,6 +113,14 @@ async fn create(lsp: &Lsp, a: ext::CreateArgs) -> Result<ext::LaneInfo> {
 
 async fn delete(lsp: &Lsp, a: ext::DeleteArgs) -> Result<ext::DeleteResult> {
     let id = parse_lane(&a.lane).map_err(backend_error)?;
+    // What the deletion stops: the lane's personal versions, as the status showed them before.
+    let mut stopped: Vec<String> = match lsp.backend().await.status().await {
+        Ok(st) => lane_api::find_lane(&st, &id)
+            .map(|lv| lv.lane.services.keys().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    stopped.sort();
     lsp.backend()
         .await
         .delete_lane(api::DeleteLane {
@@ -119,9 +129,18 @@ async fn delete(lsp: &Lsp, a: ext::DeleteArgs) -> Result<ext::DeleteResult> {
             force: a.force,
         })
         .await?;
+    if let Ok(mut f) = lsp.failures.lock() {
+        f.retain(|f| f.lane != id.as_str());
+    }
     lsp.refresh();
+    let active_lane = match lsp.backend().await.status().await {
+        Ok(st) => st.active_lane.to_string(),
+        Err(_) => lane_core::LaneRef::Baseline.to_string(),
+    };
     Ok(ext::DeleteResult {
         deleted: id.to_string(),
+        stopped,
+        active_lane,
     })
 }
 
@@ -282,6 +301,11 @@ async fn deploy(
     .map_err(backend_error)?;
     let (service, lane) = (req.manifest.service.clone(), req.lane.clone());
     let (branch, commit) = (req.source.branch.clone(), req.source.commit.clone());
+    // This deploy replaces the last one's outcome.
+    let (service_id, lane_id) = (service.to_string(), lane.to_string());
+    if let Ok(mut f) = lsp.failures.lock() {
+        f.retain(|f| f.service != service_id || f.lane != lane_id);
+    }
 
     // Progress: the client's token, else one we create (when the client supports that).
     let token = match token {
@@ -309,6 +333,12 @@ async fn deploy(
         lsp_cancels: lsp.cancels.clone(),
     };
     let short = &commit[..commit.len().min(8)];
+    lsp.client
+        .log_message(
+            MessageType::INFO,
+            format!("[{service}] deploying {branch}@{short} into lane {lane}"),
+        )
+        .await;
     if let Some(t) = &token {
         let begin = WorkDoneProgress::Begin(WorkDoneProgressBegin {
             title: format!("Deploying {service} ({branch}@{short}) into lane {lane}"),
@@ -335,7 +365,11 @@ async fn deploy(
                         message,
                     } => {
                         let text = format!("{}: {message}", stage.as_str());
-                        tracing::info!("{service} {text}");
+                        // Every stage also goes to the IDE's output (not only to a progress
+                        // notification that disappears), with the build's and service's lines.
+                        client
+                            .log_message(MessageType::INFO, format!("[{service}] {text}"))
+                            .await;
                         ProgressGuard::report(&client, &token, percent, text).await;
                     }
                     Progress::Log { service, line } => {
@@ -371,6 +405,22 @@ async fn deploy(
                 api::ErrorCode::Cancelled => e.message.clone(),
                 _ => format!("failed: {}", e.message),
             };
+            lsp.client
+                .log_message(MessageType::INFO, format!("[{service}] deploy {message}"))
+                .await;
+            if e.code != api::ErrorCode::Cancelled
+                && let Ok(mut f) = lsp.failures.lock()
+            {
+                f.push(ext::DeployFailure {
+                    service: service_id,
+                    lane: lane_id,
+                    branch: branch.clone(),
+                    commit: commit.clone(),
+                    error: to_proto::error_info(&e),
+                    at: lane_local::now_secs(),
+                });
+                lsp.refresh();
+            }
             guard.finish(message).await;
             return Err(e);
         }
@@ -379,15 +429,20 @@ async fn deploy(
         "{service} {branch}@{short} is {} in lane {lane}",
         instance.state.as_str()
     );
+    let log = match &instance.placement {
+        api::Placement::Process { log: Some(p), .. } => format!("; its output: {}", p.display()),
+        _ => String::new(),
+    };
+    lsp.client
+        .log_message(MessageType::INFO, format!("[{service}] {message}{log}"))
+        .await;
     guard.finish(message).await;
-    let router = lsp
-        .backend()
-        .await
-        .status()
-        .await
-        .ok()
-        .and_then(|st| st.router);
-    let (_, url) = to_proto::service_url(router.as_deref(), &service);
+    // What a request to this version needs: the router, the service's host there and the header.
+    let (router, lane_header) = match lsp.backend().await.status().await {
+        Ok(st) => (st.router, st.lane_header),
+        Err(_) => (None, lane_router::DEFAULT_LANE_HEADER.as_str().to_owned()),
+    };
+    let (host, url) = to_proto::service_url(router.as_deref(), &service);
     Ok(ext::DeployResult {
         service: service.to_string(),
         lane: lane.to_string(),
@@ -396,5 +451,8 @@ async fn deploy(
         state: instance.state.as_str().to_owned(),
         addr: instance.placement.endpoint(),
         url,
+        host,
+        router,
+        lane_header,
     })
 }

@@ -10,6 +10,7 @@ use tower_lsp_server::Client;
 use tower_lsp_server::ls_types::{MessageType, TraceValue};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -59,6 +60,21 @@ impl LogHandle {
     }
 }
 
+impl LogHandle {
+    /// Whether an event with `meta` goes to the client. Such events are not also written to
+    /// stderr, which the IDE shows in the same output (every line would show twice).
+    fn delivers(&self, meta: &tracing::Metadata<'_>) -> bool {
+        if self.sink.get().is_none() {
+            return false;
+        }
+        if meta.target().starts_with("tower_lsp_server") && *meta.level() > Level::INFO {
+            return false;
+        }
+        // With `RUST_LOG` both outputs use the same filter.
+        self.from_env || rank(*meta.level()) <= self.level.load(Ordering::Relaxed)
+    }
+}
+
 struct ClientLayer {
     handle: LogHandle,
     env: Option<EnvFilter>,
@@ -75,7 +91,7 @@ impl<S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>> Layer
         }
         let wanted = match &self.env {
             Some(env) => env.enabled(meta, ctx.clone()),
-            None => rank(*meta.level()) <= self.handle.level.load(Ordering::Relaxed),
+            None => self.handle.delivers(meta),
         };
         if !wanted {
             return;
@@ -119,6 +135,7 @@ pub fn init() -> LogHandle {
     };
     let stderr_filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let to_client = handle.clone();
     let client_layer = ClientLayer {
         handle: handle.clone(),
         env: from_env
@@ -130,9 +147,68 @@ pub fn init() -> LogHandle {
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(false)
-                .with_filter(stderr_filter),
+                .with_filter(stderr_filter.and(filter_fn(move |meta| !to_client.delivers(meta)))),
         )
         .with(client_layer)
         .try_init();
     handle
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(from_env: bool) -> LogHandle {
+        LogHandle {
+            level: Arc::new(AtomicU8::new(rank(Level::WARN))),
+            from_env,
+            sink: Arc::new(OnceLock::new()),
+        }
+    }
+
+    #[test]
+    fn once_a_client_is_connected_what_it_gets_is_not_also_on_stderr() {
+        let h = handle(false);
+        let warn = tracing::Metadata::new(
+            "w",
+            "lane::lsp",
+            Level::WARN,
+            None,
+            None,
+            None,
+            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
+            tracing::metadata::Kind::EVENT,
+        );
+        let info = tracing::Metadata::new(
+            "i",
+            "lane::lsp",
+            Level::INFO,
+            None,
+            None,
+            None,
+            tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&CALLSITE)),
+            tracing::metadata::Kind::EVENT,
+        );
+        // Before the client is there, everything goes to stderr.
+        assert!(!h.delivers(&warn));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        h.sink.set(tx).expect("set once");
+        assert!(h.delivers(&warn), "a warning goes to the client only");
+        assert!(!h.delivers(&info), "info stays on stderr at trace off");
+        h.set_trace(TraceValue::Messages);
+        assert!(h.delivers(&info));
+        let env = handle(true);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        env.sink.set(tx).expect("set once");
+        assert!(env.delivers(&info), "with RUST_LOG both use one filter");
+    }
+
+    struct Callsite;
+    impl tracing::callsite::Callsite for Callsite {
+        fn set_interest(&self, _: tracing::subscriber::Interest) {}
+        fn metadata(&self) -> &tracing::Metadata<'_> {
+            unreachable!("not registered")
+        }
+    }
+    static CALLSITE: Callsite = Callsite;
 }

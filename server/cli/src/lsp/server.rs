@@ -18,6 +18,7 @@ use tower_lsp_server::ls_types::{
 };
 use tower_lsp_server::{Client, LanguageServer};
 
+use super::ext::Command as _;
 use super::log::LogHandle;
 use super::watch::{self, Pusher, Wake};
 use super::{ext, handlers, to_proto, uri};
@@ -43,6 +44,11 @@ pub struct Lsp {
     pub cancels: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     /// Whether the client accepts `window/workDoneProgress/create`.
     pub progress_supported: AtomicBool,
+    /// Whether a failed command is also shown with `window/showMessage` (initialization option
+    /// `showErrors`, default true; a client that shows the error it answers turns it off).
+    show_errors: AtomicBool,
+    /// Failed deploys, shown in the status until the next deploy of the service into the lane.
+    pub failures: watch::Failures,
     pub next_token: AtomicU64,
     log: LogHandle,
 }
@@ -63,6 +69,8 @@ impl Lsp {
             pusher: OnceLock::new(),
             cancels: Arc::new(Mutex::new(HashMap::new())),
             progress_supported: AtomicBool::new(false),
+            show_errors: AtomicBool::new(true),
+            failures: Arc::default(),
             next_token: AtomicU64::new(1),
             log,
         }
@@ -127,7 +135,12 @@ impl Lsp {
         if let Some(st) = self.pusher.get().and_then(|p| p.fresh(now)) {
             return Ok(st);
         }
-        Ok(watch::status(self.backend().await.as_ref(), &self.folders()).await)
+        Ok(watch::status(
+            self.backend().await.as_ref(),
+            &self.folders(),
+            &self.failures,
+        )
+        .await)
     }
 
     /// `window/workDoneProgress/cancel`: cancels the deploy reporting under that token.
@@ -187,6 +200,13 @@ impl LanguageServer for Lsp {
             .and_then(|w| w.work_done_progress)
             .unwrap_or(false);
         self.progress_supported.store(supported, Ordering::Relaxed);
+        let show_errors = params
+            .initialization_options
+            .as_ref()
+            .and_then(|o| o.get("showErrors"))
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        self.show_errors.store(show_errors, Ordering::Relaxed);
         let folders = folder_paths(&params);
         if let Ok(mut f) = self.folders.lock() {
             *f = folders;
@@ -222,7 +242,12 @@ impl LanguageServer for Lsp {
         // The folders are known: open the backend their lane.toml names (requests that come
         // meanwhile wait for it).
         let (_, quiet) = self.backends().await;
-        let pusher = watch::start(self.client.clone(), quiet, self.folders.clone());
+        let pusher = watch::start(
+            self.client.clone(),
+            quiet,
+            self.folders.clone(),
+            self.failures.clone(),
+        );
         pusher.wake(Wake::Folders);
         let _ = self.pusher.set(pusher);
         tracing::info!(folders = ?self.folders(), "lane lsp initialized");
@@ -255,8 +280,15 @@ impl LanguageServer for Lsp {
         match handlers::execute(self, params).await {
             Ok(v) => Ok(Some(v)),
             Err(e) => {
-                if e.code != lane_api::ErrorCode::Cancelled {
+                // Logged once: a deploy logs its own outcome with its stages.
+                if e.code != lane_api::ErrorCode::Cancelled
+                    && command != ext::DeployCurrentBranch::NAME
+                {
                     tracing::warn!("{command} failed: {}", e.message);
+                }
+                if e.code != lane_api::ErrorCode::Cancelled
+                    && self.show_errors.load(Ordering::Relaxed)
+                {
                     let text = match &e.help {
                         Some(help) => format!("lane: {}\nhelp: {help}", e.message),
                         None => format!("lane: {}", e.message),

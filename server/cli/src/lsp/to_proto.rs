@@ -57,6 +57,10 @@ pub fn instance(st: &Status, i: &InstanceView) -> ext::ServiceInfo {
         state: i.state.as_str().to_owned(),
         addr: i.placement.endpoint(),
         requests_per_minute: per_minute(st, &i.service, &i.lane),
+        log: match &i.placement {
+            lane_api::Placement::Process { log: Some(p), .. } => Some(p.display().to_string()),
+            _ => None,
+        },
     }
 }
 
@@ -93,6 +97,7 @@ pub fn lane(st: &Status, lv: &LaneView) -> ext::LaneInfo {
                 state: InstanceState::Stopped.as_str().to_owned(),
                 addr: String::new(),
                 requests_per_minute: 0,
+                log: None,
             });
         }
     }
@@ -147,6 +152,7 @@ pub fn status(st: &Status, mut workspaces: Vec<ext::WorkspaceInfo>) -> ext::Lane
         healthy: u32::try_from(healthy).unwrap_or(u32::MAX),
         total: u32::try_from(counted.len()).unwrap_or(u32::MAX),
         revision: st.revision.to_string(),
+        deploy_failures: Vec::new(),
     }
 }
 

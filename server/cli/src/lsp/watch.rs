@@ -81,21 +81,32 @@ impl Pusher {
     }
 }
 
+/// The failed deploys the status shows (see [`ext::DeployFailure`]), shared by the deploy handler
+/// and the pusher.
+pub type Failures = Arc<Mutex<Vec<ext::DeployFailure>>>;
+
 /// Computes the status of `folders` from `backend`.
-pub async fn status(backend: &dyn Backend, folders: &[PathBuf]) -> ext::LaneStatus {
+pub async fn status(
+    backend: &dyn Backend,
+    folders: &[PathBuf],
+    failures: &Failures,
+) -> ext::LaneStatus {
     let workspaces = workspace::read(folders.to_vec()).await.infos;
-    status_with(backend, workspaces).await
+    status_with(backend, workspaces, failures).await
 }
 
-/// The status: the backend's, with the service directories' `workspaces`.
+/// The status: the backend's, with the service directories' `workspaces` and the failed deploys.
 async fn status_with(
     backend: &dyn Backend,
     workspaces: Vec<ext::WorkspaceInfo>,
+    failures: &Failures,
 ) -> ext::LaneStatus {
-    match backend.status().await {
+    let mut st = match backend.status().await {
         Ok(st) => to_proto::status(&st, workspaces),
         Err(e) => to_proto::status_unavailable(backend.name(), &e, workspaces),
-    }
+    };
+    st.deploy_failures = failures.lock().map(|f| f.clone()).unwrap_or_default();
+    st
 }
 
 /// Starts the pusher. `backend` should not start an agent on its own (a `lane down` must stay
@@ -104,6 +115,7 @@ pub fn start(
     client: Client,
     backend: Arc<dyn Backend>,
     folders: Arc<Mutex<Vec<PathBuf>>>,
+    failures: Failures,
 ) -> Pusher {
     let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Wake>();
     let pusher = Pusher {
@@ -186,7 +198,7 @@ pub fn start(
             }
             let workspaces = state.infos.clone();
             state_now = Some(state);
-            let st = status_with(backend.as_ref(), workspaces).await;
+            let st = status_with(backend.as_ref(), workspaces, &failures).await;
             fs_pusher.store(seen, st.clone());
             next_expiry = st
                 .lanes
