@@ -434,3 +434,115 @@ fn an_unreachable_consul_is_a_clear_error_and_lanes_work_again_once_it_is_back()
     );
     env.finish();
 }
+
+#[test]
+fn deploy_runs_the_version_locally_and_registers_it_and_rm_deregisters_it() {
+    let env = TestEnv::new("consul-deploy", 110);
+    let consul = double();
+    let addr = consul.addr().to_string();
+    let vars = [("CONSUL_HTTP_ADDR", addr.as_str())];
+    let repo = consul_repo(&env, "");
+    env.git(&repo, &["checkout", "-q", "-b", "feat"]);
+
+    let out = env.run_in(&repo, &["deploy", "--lane", "feature-x"], &vars);
+    assert_eq!(out.code, 0, "{out}");
+    let id = "gaia-lane.demo.b-feature-x";
+    assert_eq!(consul.service_ids(), vec![id.to_owned()]);
+    let tags = consul.tags(id).unwrap();
+    let commit = env.git(&repo, &["rev-parse", "HEAD"]);
+    for want in [
+        "lane=feature-x".to_owned(),
+        "owner=alice@example.com".to_owned(),
+        format!("version={}", commit.trim()),
+        "branch=feat".to_owned(),
+    ] {
+        assert!(tags.contains(&want), "{want} in {tags:?}");
+    }
+    let doc = lane_doc(&consul, "gaia-lane/lanes/feature-x").expect("deploy created the lane");
+    assert_eq!(doc["services"]["demo.b"]["branch"], "feat", "{doc}");
+
+    // Consul's own health check (the double probes /healthz) keeps it passing.
+    let reply = consul
+        .http(
+            "GET",
+            "/v1/health/service/gaia-lane.demo.b?passing&tag=lane%3Dfeature-x",
+            None,
+            b"",
+        )
+        .unwrap();
+    let entries: Value = serde_json::from_str(&reply.1).unwrap();
+    let entry = &entries[0];
+    assert_eq!(entry["Service"]["ID"], id, "{entries}");
+    let port = entry["Service"]["Port"].as_u64().unwrap();
+    let check = entry["Checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["ServiceID"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(check["Type"], "http", "{check}");
+    let st = env.run_in(&repo, &["status", "--json"], &vars).json()["status"].clone();
+    let inst = &st["lanes"][0]["instances"][0];
+    assert_eq!(inst["state"], "healthy", "{st}");
+    assert_eq!(
+        inst["placement"]["address"],
+        format!("127.0.0.1:{port}"),
+        "{st}"
+    );
+    assert!(
+        !env.processes().is_empty(),
+        "the version runs under the local supervisor"
+    );
+
+    // The version stops answering its health check: Consul marks it critical.
+    let service_pids: Vec<u32> = env
+        .processes()
+        .into_iter()
+        .filter(|(_, c)| c.contains("sample-service"))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(!service_pids.is_empty(), "the sample service runs");
+    for p in &service_pids {
+        common::kill(*p, "STOP");
+    }
+    common::wait_for(
+        "the check to go critical",
+        Duration::from_secs(20),
+        &mut || {
+            let (_, body) = consul
+                .http(
+                    "GET",
+                    "/v1/health/service/gaia-lane.demo.b?passing",
+                    None,
+                    b"",
+                )
+                .ok()?;
+            (body.trim() == "[]").then_some(())
+        },
+    );
+    for p in &service_pids {
+        common::kill(*p, "CONT");
+    }
+
+    let out = env.run_in(&repo, &["rm", "feature-x"], &vars);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        consul.service_ids().is_empty(),
+        "{:?}",
+        consul.service_ids()
+    );
+    assert!(lane_doc(&consul, "gaia-lane/lanes/feature-x").is_none());
+    common::wait_for(
+        "the local version to stop",
+        Duration::from_secs(20),
+        &mut || {
+            (!env
+                .processes()
+                .iter()
+                .any(|(_, c)| c.contains("sample-service")))
+            .then_some(())
+        },
+    );
+    env.finish();
+}

@@ -67,10 +67,25 @@ pub fn open(kind: BackendKind, origin: &Origin, opts: OpenOptions) -> Result<Arc
         BackendKind::Kubernetes => Ok(Arc::new(lane_kube::backend::KubernetesBackend::new(
             opts.cluster,
         ))),
-        BackendKind::Consul => match lane_consul::ConsulBackend::open(&opts.consul) {
-            Ok(b) => Ok(Arc::new(b)),
-            Err(e) => Err(chosen_at(e, origin)),
-        },
+        BackendKind::Consul => {
+            let consul =
+                lane_consul::ConsulBackend::open(&opts.consul).map_err(|e| chosen_at(e, origin))?;
+            // Personal versions run under this machine's local supervisor.
+            let quiet: Arc<dyn Backend> = Arc::new(open_local(OpenOptions {
+                no_autostart: true,
+                ..opts.clone()
+            })?);
+            let local: Arc<dyn Backend> = if opts.no_autostart {
+                quiet.clone()
+            } else {
+                Arc::new(open_local(opts)?)
+            };
+            Ok(Arc::new(consul.with_runner(lane_consul::backend::Runner {
+                local,
+                quiet,
+                advertise: lane_consul::backend::Runner::advertise_from_env(),
+            })))
+        }
     }
 }
 

@@ -14,19 +14,21 @@
 //!   decide what a token may do at all (docs/consul.md has the policy).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use lane_api::{
-    AssignRequest, Backend, BackendError, Cancel, CreateLane, DeleteLane, DeployRequest,
-    ExtendLane, GcReport, InstanceId, InstanceState, InstanceView, LaneView, Placement, ProgressTx,
-    Result, Revision, Status,
+    AssignRequest, Backend, BackendError, Cancel, CreateLane, DeleteLane, DeployRequest, ErrorCode,
+    ExtendLane, GcReport, InstanceId, InstanceState, InstanceView, LaneView, Placement, Progress,
+    ProgressTx, Result, Revision, Stage, Status,
 };
 use lane_core::lane::{DEFAULT_TTL, MAX_CHAIN_DEPTH, UnixSecs, check_owner, check_parent};
+use lane_core::manifest::HealthCheck;
 use lane_core::naming::{consul_baseline_name, consul_lane_key, consul_lane_name};
-use lane_core::{Lane, LaneId, LaneRef, ServiceId};
+use lane_core::{Lane, LaneId, LaneRef, PersonalVersion, ServiceId};
 
-use crate::client::{Blocking, Client, ServiceEntry};
+use crate::client::{Blocking, CheckDefinition, Client, Registration, ServiceEntry};
 use crate::config::{Options, Settings};
 
 /// How many times a change is re-applied after losing a check-and-set before giving up.
@@ -38,6 +40,31 @@ const LANE_HEADER: &str = "x-lane";
 /// Consul is an `unavailable` error naming the address and `CONSUL_HTTP_ADDR`.
 pub struct ConsulBackend {
     client: Client,
+    runner: Option<Runner>,
+}
+
+/// What runs personal versions on this machine: the local backend's supervisor (its agent).
+/// `lane deploy` builds and runs the version there, then registers it in Consul at `advertise`.
+#[derive(Clone)]
+pub struct Runner {
+    /// Starts the agent when needed (deploy).
+    pub local: Arc<dyn Backend>,
+    /// Never starts anything (stopping versions on rm, gc, extend).
+    pub quiet: Arc<dyn Backend>,
+    /// The host other machines reach this one's versions at: `LANE_ADVERTISE_ADDR`, else
+    /// `127.0.0.1` (a datacenter on this machine, as in the tests).
+    pub advertise: String,
+}
+
+impl Runner {
+    /// The advertised host from `LANE_ADVERTISE_ADDR` (default `127.0.0.1`).
+    pub fn advertise_from_env() -> String {
+        std::env::var("LANE_ADVERTISE_ADDR")
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "127.0.0.1".into())
+    }
 }
 
 impl ConsulBackend {
@@ -45,13 +72,116 @@ impl ConsulBackend {
     pub fn open(opts: &Options) -> Result<ConsulBackend> {
         Ok(ConsulBackend {
             client: Client::new(Settings::from_env(opts)?)?,
+            runner: None,
         })
     }
 
     pub fn with_settings(settings: Settings) -> Result<ConsulBackend> {
         Ok(ConsulBackend {
             client: Client::new(settings)?,
+            runner: None,
         })
+    }
+
+    /// Runs personal versions with `runner` (without one, `deploy` is refused).
+    pub fn with_runner(mut self, runner: Runner) -> Self {
+        self.runner = Some(runner);
+        self
+    }
+
+    /// Stops what this machine runs for lane `id` (its local lane), when anything: best effort,
+    /// the Consul side being done already.
+    async fn stop_local(&self, id: &LaneId, actor: &str) {
+        let Some(runner) = &self.runner else { return };
+        let req = DeleteLane {
+            id: id.clone(),
+            actor: actor.to_owned(),
+            force: true,
+        };
+        match runner.quiet.delete_lane(req).await {
+            Ok(()) => tracing::info!("stopped the local versions of lane {id}"),
+            Err(e) if matches!(e.code, ErrorCode::NotFound | ErrorCode::Unavailable) => {}
+            Err(e) => tracing::warn!("could not stop the local versions of lane {id}: {e}"),
+        }
+    }
+
+    /// Makes sure the Consul lane `id` exists (creating it for `req`) and `req.owner` may change
+    /// it.
+    async fn lane_for_deploy(&self, id: &LaneId, req: &DeployRequest) -> Result<()> {
+        for _ in 0..CAS_ATTEMPTS {
+            if let Some((lane, _)) = self.lane(id).await? {
+                check_owner(&lane, &req.owner, req.force)?;
+                return Ok(());
+            }
+            let created = self
+                .create_lane(CreateLane {
+                    id: id.clone(),
+                    parent: req.parent.clone(),
+                    ttl_secs: req.ttl_secs,
+                    owner: req.owner.clone(),
+                })
+                .await;
+            match created {
+                Ok(_) => return Ok(()),
+                // Created meanwhile by someone else: look again.
+                Err(e) if e.code == ErrorCode::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(BackendError::conflict(format!(
+            "lane `{id}` kept appearing and disappearing; try again"
+        )))
+    }
+
+    /// The registration of a personal version running at `advertise:port`.
+    fn registration(
+        &self,
+        req: &DeployRequest,
+        lane: &LaneId,
+        version: &PersonalVersion,
+        advertise: &str,
+        port: u16,
+    ) -> Registration {
+        let service = &req.manifest.service;
+        let name = consul_lane_name(self.prefix(), service);
+        let host = if advertise.contains(':') {
+            format!("[{advertise}]")
+        } else {
+            advertise.to_owned()
+        };
+        let (http, tcp) = match &req.manifest.health {
+            HealthCheck::Http { path } => (Some(format!("http://{host}:{port}{path}")), None),
+            // Consul runs no script checks by default: a command check is a TCP one there.
+            HealthCheck::Tcp | HealthCheck::Command { .. } => {
+                (None, Some(format!("{host}:{port}")))
+            }
+        };
+        Registration {
+            id: format!("{name}-{lane}"),
+            name,
+            tags: vec![
+                format!("lane={lane}"),
+                format!("owner={}", version.owner),
+                format!("version={}", version.commit),
+                format!("branch={}", version.branch),
+            ],
+            address: advertise.to_owned(),
+            port,
+            meta: BTreeMap::from([
+                ("lane".to_owned(), lane.to_string()),
+                ("version".to_owned(), version.version.clone()),
+            ]),
+            check: Some(CheckDefinition {
+                http,
+                tcp,
+                interval: "1s".into(),
+                timeout: "5s".into(),
+                // It passed the supervisor's health check a moment ago.
+                status: Some("passing".into()),
+                // A laptop that went away does not stay registered for ever.
+                deregister_critical_service_after: Some("30m".into()),
+            }),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -371,6 +501,7 @@ impl Backend for ConsulBackend {
             // (or a removal and a gc) exactly one wins.
             if self.client.kv_delete_cas(&key, index).await? {
                 self.deregister_lane(&lane).await?;
+                self.stop_local(&req.id, &req.actor).await;
                 return Ok(());
             }
             backoff(attempt).await;
@@ -384,27 +515,124 @@ impl Backend for ConsulBackend {
     async fn extend_lane(&self, req: ExtendLane) -> Result<Lane> {
         let (lane, _) = self.existing(&req.id).await?;
         check_owner(&lane, &req.actor, req.force)?;
-        self.update(&req.id, |lane| {
-            lane.expires = lane.expires.max(now()).saturating_add(req.by_secs);
-            Ok(())
-        })
-        .await
+        let lane = self
+            .update(&req.id, |lane| {
+                lane.expires = lane.expires.max(now()).saturating_add(req.by_secs);
+                Ok(())
+            })
+            .await?;
+        // The local lane (of versions this machine runs) lives as long.
+        if let Some(runner) = &self.runner {
+            let _ = runner.quiet.extend_lane(req.clone()).await;
+        }
+        Ok(lane)
     }
 
     async fn deploy(
         &self,
-        _req: DeployRequest,
-        _progress: ProgressTx,
-        _cancel: Cancel,
+        req: DeployRequest,
+        progress: ProgressTx,
+        cancel: Cancel,
     ) -> Result<InstanceView> {
-        Err(BackendError::invalid(
-            "`lane deploy` with the consul backend is not part of this version of lane yet: \
-             lanes (create, ls, status, extend, assign, rm, gc) work against Consul, running and \
-             registering a personal version does not; nothing was started",
-        )
-        .with_help(
-            "deploy with --backend local, or register the version yourself (docs/consul.md)",
-        ))
+        let Some(runner) = self.runner.clone() else {
+            return Err(BackendError::invalid(
+                "this consul backend has no local supervisor to run versions with",
+            ));
+        };
+        let LaneRef::Lane(lane_id) = req.lane.clone() else {
+            return Err(BackendError::invalid(format!(
+                "the consul backend deploys into lanes; the baseline is what the team's \
+                 deployments register as {}.<app>.<proc>",
+                self.prefix()
+            ))
+            .with_help("pass --lane <id>"));
+        };
+        let service = req.manifest.service.clone();
+        self.lane_for_deploy(&lane_id, &req).await?;
+        // Build, run and health-check it under the local supervisor. The chain of parents is
+        // Consul's business: the local lane has none.
+        let local_req = DeployRequest {
+            parent: None,
+            ..req.clone()
+        };
+        // Whether this machine already runs versions of the lane (then a failed registration
+        // must not stop them).
+        let had_local_lane = match runner.quiet.status().await {
+            Ok(st) => lane_api::find_lane(&st, &lane_id).is_some(),
+            Err(_) => false,
+        };
+        let instance = runner
+            .local
+            .deploy(local_req, progress.clone(), cancel.clone())
+            .await?;
+        let Placement::Process { addr, .. } = &instance.placement else {
+            return Err(BackendError::internal(
+                "the local supervisor answered an instance that is no process",
+            ));
+        };
+        let port = addr.port();
+        let version = instance.version.clone().unwrap_or_else(|| {
+            PersonalVersion::new(&req.source.branch, &req.source.commit, &req.owner, now())
+        });
+        let reg = self.registration(&req, &lane_id, &version, &runner.advertise, port);
+        let _ = progress.send(Progress::Stage {
+            service: service.clone(),
+            stage: Stage::Register,
+            percent: Stage::Register.percent(),
+            message: format!(
+                "registering {} in Consul at {}:{port}",
+                reg.id, runner.advertise
+            ),
+        });
+        let registered = async {
+            self.client.register(&reg).await?;
+            self.update(&lane_id, |lane| {
+                lane.services.insert(service.clone(), version.clone());
+                Ok(())
+            })
+            .await
+        }
+        .await;
+        if let Err(e) = registered {
+            // Not live: nothing may stay behind. Deregister (when it got that far) and stop
+            // what the supervisor runs for the lane.
+            let _ = self.client.deregister(&reg.id).await;
+            if had_local_lane {
+                return Err(BackendError::new(
+                    e.code,
+                    format!(
+                        "{service} runs on this machine (lane {lane_id}) but could not be \
+                         registered in Consul: {}",
+                        e.message
+                    ),
+                )
+                .with_help(format!("deploy again, or `lane rm {lane_id}`")));
+            }
+            self.stop_local(&lane_id, &req.owner).await;
+            return Err(BackendError::new(
+                e.code,
+                format!(
+                    "{service} ran but could not be registered in Consul, so it was stopped: {}",
+                    e.message
+                ),
+            ));
+        }
+        Ok(InstanceView {
+            id: InstanceId::new(reg.id.clone()),
+            service,
+            lane: LaneRef::Lane(lane_id),
+            placement: Placement::Registered {
+                address: if runner.advertise.contains(':') {
+                    format!("[{}]:{port}", runner.advertise)
+                } else {
+                    format!("{}:{port}", runner.advertise)
+                },
+                node: None,
+            },
+            state: InstanceState::Healthy,
+            restarts: instance.restarts,
+            version: Some(version),
+        })
     }
 
     async fn baseline_up(
@@ -493,6 +721,7 @@ impl Backend for ConsulBackend {
                 report
                     .instances_removed
                     .extend(self.deregister_lane(lane).await?);
+                self.stop_local(&lane.id, &lane.owner).await;
                 report.lanes_removed.push(lane.id.clone());
             }
         }
