@@ -546,3 +546,142 @@ fn deploy_runs_the_version_locally_and_registers_it_and_rm_deregisters_it() {
     );
     env.finish();
 }
+
+/// A tiny HTTP server answering every request with `name`, on its own thread.
+fn named_server(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
+                    name.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn the_router_follows_consul_and_serves_the_last_table_when_it_is_down() {
+    let env = TestEnv::new("consul-router", 111);
+    let consul = double();
+    let addr = consul.addr().to_string();
+    let vars = [("CONSUL_HTTP_ADDR", addr.as_str())];
+    let repo = consul_repo(&env, "");
+    assert_eq!(env.run_in(&repo, &["create", "feature-x"], &vars).code, 0);
+    let listen = format!("127.0.0.1:{}", env.ports.0);
+    let router_addr: std::net::SocketAddr = listen.parse().unwrap();
+    let router = env.spawn_in(
+        &env.root,
+        &["router", "--registry", "consul", "--listen", &listen],
+        &vars,
+    );
+    let admin = |path: &str| common::try_http_get(router_addr, "localhost", path, &[]).ok();
+    common::wait_for("the router to listen", Duration::from_secs(20), &mut || {
+        admin("/healthz").filter(|r| r.status == 200)
+    });
+    let get = |lane: Option<&str>| {
+        let headers: Vec<(&str, &str)> = lane.map(|l| vec![("x-lane", l)]).unwrap_or_default();
+        common::http_get(router_addr, "b.demo.localhost", "/", &headers)
+    };
+
+    // A baseline instance registers: the router uses it within one blocking round.
+    let base = named_server("baseline-b");
+    let registered = std::time::Instant::now();
+    register(&consul, "gaia.demo.b-1", "gaia.demo.b", &[], base);
+    common::wait_for(
+        "the baseline instance",
+        Duration::from_secs(10),
+        &mut || (get(None).body == "baseline-b").then_some(()),
+    );
+    eprintln!("registration to routed request: {:?}", registered.elapsed());
+
+    // A lane instance: requests of the lane reach it, others stay on baseline.
+    let mine = named_server("feature-x-b");
+    register(
+        &consul,
+        "gaia-lane.demo.b-feature-x",
+        "gaia-lane.demo.b",
+        &["lane=feature-x".into()],
+        mine,
+    );
+    common::wait_for("the lane instance", Duration::from_secs(10), &mut || {
+        (get(Some("feature-x")).body == "feature-x-b").then_some(())
+    });
+    let r = get(Some("feature-x"));
+    assert_eq!(r.served_by(), vec!["demo.b@feature-x"], "{r:?}");
+    assert_eq!(get(None).body, "baseline-b");
+    assert_eq!(get(Some("other")).body, "baseline-b");
+
+    // It turns critical: its lane falls back to baseline.
+    assert!(consul.force_check("gaia-lane.demo.b-feature-x", "critical"));
+    common::wait_for(
+        "the critical instance to leave",
+        Duration::from_secs(10),
+        &mut || (get(Some("feature-x")).body == "baseline-b").then_some(()),
+    );
+
+    // Consul goes away: the router keeps the last table and says so.
+    assert!(consul.force_check("gaia-lane.demo.b-feature-x", "passing"));
+    common::wait_for(
+        "the instance to pass again",
+        Duration::from_secs(10),
+        &mut || (get(Some("feature-x")).body == "feature-x-b").then_some(()),
+    );
+    consul.set_unreachable(true);
+    common::wait_for(
+        "/healthz to report Consul",
+        Duration::from_secs(20),
+        &mut || admin("/healthz").filter(|r| r.body.contains("registry consul: unreachable")),
+    );
+    let metrics = admin("/metrics").unwrap().body;
+    assert!(
+        metrics.contains("lane_router_registry_up{registry=\"consul\"} 0"),
+        "{metrics}"
+    );
+    assert_eq!(get(Some("feature-x")).body, "feature-x-b", "fail static");
+    assert_eq!(get(None).body, "baseline-b", "fail static");
+
+    // Back, with a reset index: the router follows again and sees what changed.
+    consul.reset_index();
+    consul.set_unreachable(false);
+    common::wait_for(
+        "/healthz to follow Consul again",
+        Duration::from_secs(20),
+        &mut || admin("/healthz").filter(|r| r.body.contains("registry consul: following")),
+    );
+    let (status, _) = consul
+        .http(
+            "PUT",
+            "/v1/agent/service/deregister/gaia-lane.demo.b-feature-x",
+            None,
+            b"",
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+    common::wait_for(
+        "the deregistration after the reset",
+        Duration::from_secs(10),
+        &mut || (get(Some("feature-x")).body == "baseline-b").then_some(()),
+    );
+    let out = router.kill9();
+    assert!(
+        out.stderr.contains("Consul does not answer") && out.stderr.contains("answers again"),
+        "{out}"
+    );
+    env.finish();
+}

@@ -15,6 +15,7 @@ use lane_core::manifest::{BackendChoice, BackendKind};
 use lane_core::{Lane, LaneRef};
 
 pub use lane_api;
+pub use lane_consul;
 pub use lane_consul::Options as ConsulOptions;
 pub use lane_kube::backend::Settings as ClusterSettings;
 pub use lane_local as local;

@@ -119,8 +119,18 @@ async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u
         Command::Router {
             listen,
             lane_header,
+            registry,
+            prefix,
         } => {
-            standalone_router(listen, &lane_header).await?;
+            match registry.as_str() {
+                "local" => standalone_router(listen, &lane_header).await?,
+                "consul" => crate::consul_router::run(listen, &lane_header, &prefix).await?,
+                other => {
+                    return Err(invalid(format!(
+                        "--registry `{other}` is not one of local, consul"
+                    )));
+                }
+            }
             Ok(0)
         }
         Command::Lsp { .. } => Err(anyhow!("`lane lsp` is run by main")),
