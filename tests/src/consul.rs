@@ -941,8 +941,11 @@ fn force_check(shared: &Shared, service_id: &str, status: &str, output: &str) ->
     true
 }
 
-/// Runs one check on its interval until its service is deregistered or replaced.
+/// Runs one check on its interval until its service is deregistered or replaced. As Consul's
+/// agent does, the first run comes after a random stagger within the interval (until then the
+/// check keeps the status it was registered with).
 async fn run_probe(shared: Arc<Shared>, service_id: String, generation: u64, check: Check) {
+    tokio::time::sleep(check.interval.mul_f64(fastrand::f64())).await;
     loop {
         let (status, output) = match &check.probe {
             Probe::Http(url) => http_probe(url, check.timeout).await,
