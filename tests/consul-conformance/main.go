@@ -228,6 +228,14 @@ func run(c *checker, d *double) {
 	c.ok(took >= 400*time.Millisecond && took < 3*time.Second && m3.LastIndex == m2.LastIndex,
 		"an idle blocking query returns after its wait (%v) with the same index", took.Round(time.Millisecond))
 
+	// Every check by state, blocking: wakes when a check changes.
+	checks, sm, err := health.State(api.HealthAny, nil)
+	c.must(err, "health state any")
+	c.ok(len(checks) >= 3 && sm.LastIndex > 0, "health/state/any lists the node's and the services' checks (%d)", len(checks))
+	crit, _, err := health.State(api.HealthCritical, nil)
+	c.must(err, "health state critical")
+	c.ok(len(crit) == 0, "no check is critical (%d)", len(crit))
+
 	services, _, err := root.Catalog().Services(nil)
 	c.must(err, "catalog services")
 	_, hasLane := services["gaia-lane.shop.cart"]

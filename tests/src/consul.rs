@@ -11,6 +11,7 @@
 //!   `Service.ID`, `Service.Service`, `Service.Tags`, `Service.Address`, `Service.Port`,
 //!   `Service.Meta.<key>`, `Node.Node`; anything else is a 400 as Consul answers an expression it
 //!   cannot parse);
+//! - `GET /v1/health/state/<state>` (`any`, `passing`, `warning`, `critical`): checks by state;
 //! - `GET /v1/catalog/services`;
 //! - `GET|PUT|DELETE /v1/kv/<key>` with `recurse`, `raw`, `keys`, `cas` (`true`/`false` bodies),
 //!   base64 `Value`s, 404 for a missing key;
@@ -142,6 +143,24 @@ struct Service {
     generation: u64,
 }
 
+impl Service {
+    /// No service: for the node's own check alone.
+    fn placeholder() -> Service {
+        Service {
+            id: String::new(),
+            name: String::new(),
+            tags: Vec::new(),
+            address: String::new(),
+            port: 0,
+            meta: BTreeMap::new(),
+            checks: Vec::new(),
+            create_index: 0,
+            modify_index: 0,
+            generation: 0,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// The raft index of the last write.
@@ -153,7 +172,10 @@ struct State {
     services: BTreeMap<String, Service>,
     /// Per service name: the index of the last change to its instances or their checks.
     service_index: HashMap<String, u64>,
+    /// The last registration or deregistration (the catalog's services table).
     catalog_index: u64,
+    /// The last change of any check (the checks table).
+    checks_index: u64,
     generation: u64,
 }
 
@@ -163,9 +185,18 @@ impl State {
         self.index
     }
 
+    /// A registration or deregistration of an instance of `name` at index `at`.
     fn touch_service(&mut self, name: &str, at: u64) {
         self.service_index.insert(name.to_owned(), at);
         self.catalog_index = at;
+        self.checks_index = at;
+    }
+
+    /// A check of an instance of `name` changed at index `at` (the catalog's service list did
+    /// not).
+    fn touch_check(&mut self, name: &str, at: u64) {
+        self.service_index.insert(name.to_owned(), at);
+        self.checks_index = at;
     }
 }
 
@@ -177,6 +208,8 @@ struct Shared {
     delay: Mutex<Duration>,
     /// true while the double refuses connections.
     down: watch::Sender<bool>,
+    /// true while the listener is open (the serve loop's answer to `down`).
+    listening: watch::Sender<bool>,
     requests: std::sync::atomic::AtomicU64,
 }
 
@@ -211,6 +244,7 @@ impl ConsulDouble {
             tokens: opts.tokens,
             delay: Mutex::new(Duration::ZERO),
             down: watch::Sender::new(false),
+            listening: watch::Sender::new(true),
             requests: Default::default(),
         });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
@@ -249,9 +283,14 @@ impl ConsulDouble {
         format!("http://{}", self.addr)
     }
 
-    /// Refuses connections (and drops the open ones) while `down`.
+    /// Refuses connections (and drops the open ones) while `down`. Returns once the listener is
+    /// closed (or open again).
     pub fn set_unreachable(&self, down: bool) {
         self.shared.down.send_replace(down);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while *self.shared.listening.borrow() == down && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Delays every answer by `delay`.
@@ -288,6 +327,7 @@ impl ConsulDouble {
             st.touch_service(&name, i);
         }
         st.catalog_index = st.index.max(1);
+        st.checks_index = st.index.max(1);
         drop(st);
         self.shared.changed.notify_waiters();
     }
@@ -391,6 +431,7 @@ async fn serve(shared: Arc<Shared>, addr: SocketAddr, mut listener: Option<TcpLi
     loop {
         if *down.borrow_and_update() {
             drop(listener.take());
+            shared.listening.send_replace(false);
             if down.changed().await.is_err() {
                 return;
             }
@@ -406,6 +447,7 @@ async fn serve(shared: Arc<Shared>, addr: SocketAddr, mut listener: Option<TcpLi
                 }
             },
         };
+        shared.listening.send_replace(true);
         let mut conns = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
@@ -636,6 +678,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
             return not_allowed();
         }
         return health_service(&shared, &who, name, &params).await;
+    }
+    if let Some(state) = path.strip_prefix("/v1/health/state/") {
+        if method != Method::GET {
+            return not_allowed();
+        }
+        return health_state(&shared, &who, state, &params).await;
     }
     if path == "/v1/catalog/services" {
         if method != Method::GET {
@@ -935,7 +983,7 @@ fn force_check(shared: &Shared, service_id: &str, status: &str, output: &str) ->
         c.output = output.to_owned();
         c.modify_index = at;
     }
-    st.touch_service(&name, at);
+    st.touch_check(&name, at);
     drop(st);
     shared.changed.notify_waiters();
     true
@@ -973,7 +1021,7 @@ async fn run_probe(shared: Arc<Shared>, service_id: String, generation: u64, che
                     c.output = output.clone();
                     c.modify_index = at;
                 }
-                st.touch_service(&name, at);
+                st.touch_check(&name, at);
                 drop(st);
                 shared.changed.notify_waiters();
             }
@@ -1154,6 +1202,46 @@ async fn health_service(
             })
             .collect();
         (Value::Array(entries), index)
+    })
+    .await
+}
+
+/// `GET /v1/health/state/<state>`: the checks in `state` (`any`, `passing`, `warning`,
+/// `critical`), the node's included, of the services the token may read.
+async fn health_state(
+    shared: &Shared,
+    who: &Who,
+    state: &str,
+    params: &[(String, String)],
+) -> Resp {
+    if !matches!(state, "any" | "passing" | "warning" | "critical") {
+        return reply(StatusCode::BAD_REQUEST, "Invalid check state");
+    }
+    let who_services: Vec<(String, Access)> = match who {
+        Who::Anyone => vec![(String::new(), Access::Write)],
+        Who::Token(p) => p.services.clone(),
+    };
+    let state = state.to_owned();
+    blocking(shared, params, |st| {
+        let mut out = Vec::new();
+        if state == "any" || state == "passing" {
+            // The node's own check (always passing here).
+            out.push(checks_json(&Service::placeholder())[0].clone());
+        }
+        for s in st.services.values() {
+            if Policy::access(&who_services, &s.name) < Access::Read {
+                continue;
+            }
+            if let Value::Array(checks) = checks_json(s) {
+                out.extend(
+                    checks
+                        .into_iter()
+                        .skip(1)
+                        .filter(|c| state == "any" || c["Status"] == state.as_str()),
+                );
+            }
+        }
+        (Value::Array(out), st.checks_index)
     })
     .await
 }

@@ -685,3 +685,74 @@ fn the_router_follows_consul_and_serves_the_last_table_when_it_is_down() {
     );
     env.finish();
 }
+
+#[test]
+fn status_watchers_hear_of_lane_registration_and_health_changes_at_once() {
+    use lane_api::Backend;
+    let consul = double();
+    let settings = lane_consul::Settings::from_lookup(&lane_consul::Options::default(), |k| {
+        (k == "CONSUL_HTTP_ADDR").then(|| consul.addr().to_string())
+    })
+    .unwrap();
+    let backend = lane_consul::ConsulBackend::with_settings(settings).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    register(&consul, "gaia.demo.b-1", "gaia.demo.b", &[], port);
+    let wait = Duration::from_secs(20);
+    // Each change wakes a watcher long before its wait is out.
+    type Change<'a> = (&'a str, Box<dyn Fn() + 'a>);
+    let changes: Vec<Change> = vec![
+        (
+            "a lane document",
+            Box::new(|| {
+                let (s, _) = consul
+                    .http("PUT", "/v1/kv/gaia-lane/lanes/x", None, b"{}")
+                    .unwrap();
+                assert_eq!(s, 200);
+            }),
+        ),
+        (
+            "a registration",
+            Box::new(|| register(&consul, "gaia.demo.b-2", "gaia.demo.b", &[], port)),
+        ),
+        (
+            "a check turning critical",
+            Box::new(|| assert!(consul.force_check("gaia.demo.b-1", "critical"))),
+        ),
+    ];
+    for (what, change) in changes {
+        let since = rt.block_on(backend.status()).unwrap().revision;
+        let started = std::time::Instant::now();
+        let got = rt.block_on(async {
+            let waiting = backend.wait_for_change(Some(&since), wait);
+            tokio::pin!(waiting);
+            // Let the blocking queries reach the double, then change something.
+            tokio::select! {
+                r = &mut waiting => panic!("woke before any change: {r:?}"),
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            change();
+            waiting.await
+        });
+        let got = got.unwrap();
+        assert_ne!(got, since, "{what}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: {:?}",
+            started.elapsed()
+        );
+    }
+    // Nothing changes (once the next probe has found the instance passing again): the wait runs
+    // out and the revision stays.
+    std::thread::sleep(Duration::from_millis(2500));
+    let since = rt.block_on(backend.status()).unwrap().revision;
+    let got = rt
+        .block_on(backend.wait_for_change(Some(&since), Duration::from_millis(300)))
+        .unwrap();
+    assert_eq!(got, since);
+    drop(listener);
+}

@@ -311,17 +311,21 @@ impl ConsulBackend {
     async fn current_revision(&self) -> Result<Revision> {
         let (_, kv) = self.client.kv_list(&self.lanes_prefix(), None).await?;
         let (_, catalog) = self.client.catalog_services(None).await?;
-        Ok(revision(kv, catalog))
+        let (_, checks) = self.client.health_state("any", None).await?;
+        Ok(revision([kv, catalog, checks]))
     }
 }
 
-fn revision(kv: u64, catalog: u64) -> Revision {
-    Revision::new(format!("{kv}.{catalog}"))
+/// The indexes of the lane documents, the catalog's services and every check's state.
+fn revision(indexes: [u64; 3]) -> Revision {
+    let [kv, catalog, checks] = indexes;
+    Revision::new(format!("{kv}.{catalog}.{checks}"))
 }
 
-fn parse_revision(r: &Revision) -> Option<(u64, u64)> {
-    let (a, b) = r.as_str().split_once('.')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
+fn parse_revision(r: &Revision) -> Option<[u64; 3]> {
+    let mut parts = r.as_str().split('.').map(|p| p.parse::<u64>().ok());
+    let out = [parts.next()??, parts.next()??, parts.next()??];
+    parts.next().is_none().then_some(out)
 }
 
 fn to_json(lane: &Lane) -> Result<Vec<u8>> {
@@ -392,6 +396,7 @@ impl Backend for ConsulBackend {
     async fn status(&self) -> Result<Status> {
         let (lanes, kv_index) = self.lanes().await?;
         let (services, catalog_index) = self.client.catalog_services(None).await?;
+        let (_, checks_index) = self.client.health_state("any", None).await?;
         let parents: BTreeMap<LaneId, Option<LaneId>> = lanes
             .iter()
             .map(|(l, _)| (l.id.clone(), l.parent.clone()))
@@ -466,7 +471,7 @@ impl Backend for ConsulBackend {
             lanes: views,
             baseline,
             traffic: Vec::new(),
-            revision: revision(kv_index, catalog_index),
+            revision: revision([kv_index, catalog_index, checks_index]),
         })
     }
 
@@ -750,42 +755,46 @@ impl Backend for ConsulBackend {
         since: Option<&Revision>,
         timeout: Duration,
     ) -> Result<Revision> {
-        let Some((kv, catalog)) = since.and_then(parse_revision) else {
+        let Some(since) = since.and_then(parse_revision) else {
             return self.current_revision().await;
         };
         let wait = timeout.max(Duration::from_millis(1));
+        let block = |index| Some(Blocking { index, wait });
         let prefix = self.lanes_prefix();
-        let lanes = self
-            .client
-            .kv_list(&prefix, Some(Blocking { index: kv, wait }));
-        let services = self.client.catalog_services(Some(Blocking {
-            index: catalog,
-            wait,
-        }));
-        tokio::pin!(lanes, services);
-        // Whichever answers first with a new index; an answer with the same index (the wait ran
-        // out) waits for the other.
-        let mut lanes_done = false;
-        let mut services_done = false;
-        while !(lanes_done && services_done) {
-            tokio::select! {
-                r = &mut lanes, if !lanes_done => {
-                    let (_, i) = r?;
-                    if i != kv {
-                        return self.current_revision().await;
-                    }
-                    lanes_done = true;
-                }
-                r = &mut services, if !services_done => {
-                    let (_, i) = r?;
-                    if i != catalog {
-                        return self.current_revision().await;
-                    }
-                    services_done = true;
-                }
+        let lanes = async {
+            self.client
+                .kv_list(&prefix, block(since[0]))
+                .await
+                .map(|(_, i)| i)
+        };
+        let services = async {
+            self.client
+                .catalog_services(block(since[1]))
+                .await
+                .map(|(_, i)| i)
+        };
+        let checks = async {
+            self.client
+                .health_state("any", block(since[2]))
+                .await
+                .map(|(_, i)| i)
+        };
+        tokio::pin!(lanes, services, checks);
+        // Whichever answers first with a new index; an answer with the same index (its wait ran
+        // out) waits for the others.
+        let mut done = [false; 3];
+        while done.contains(&false) {
+            let (which, index) = tokio::select! {
+                r = &mut lanes, if !done[0] => (0, r?),
+                r = &mut services, if !done[1] => (1, r?),
+                r = &mut checks, if !done[2] => (2, r?),
+            };
+            if index != since[which] {
+                return self.current_revision().await;
             }
+            done[which] = true;
         }
-        Ok(revision(kv, catalog))
+        Ok(revision(since))
     }
 }
 
@@ -795,7 +804,9 @@ mod tests {
 
     #[test]
     fn revisions_round_trip() {
-        assert_eq!(parse_revision(&revision(7, 9)), Some((7, 9)));
+        assert_eq!(parse_revision(&revision([7, 9, 11])), Some([7, 9, 11]));
+        assert_eq!(parse_revision(&Revision::new("7.9")), None);
+        assert_eq!(parse_revision(&Revision::new("7.9.1.2")), None);
         assert_eq!(parse_revision(&Revision::new("x")), None);
     }
 

@@ -476,6 +476,29 @@ impl Client {
         Ok((entries, a.index.unwrap_or(0)))
     }
 
+    /// `GET /v1/health/state/<state>`: the checks in `state` (`any`, …), blocking when asked. Its
+    /// index moves with every check's change, so it is how a watcher hears of health changes.
+    pub async fn health_state(
+        &self,
+        state: &str,
+        blocking: Option<Blocking>,
+    ) -> Result<(Vec<HealthCheck>, u64)> {
+        let path = format!("/v1/health/state/{}", encode_path(state));
+        let a = self
+            .call(Method::GET, &path, &[], blocking, Body::Empty)
+            .await?;
+        if a.status != StatusCode::OK {
+            return Err(self.refused(&format!("GET {path}"), &a));
+        }
+        let checks = serde_json::from_slice(&a.body).map_err(|e| {
+            BackendError::internal(format!(
+                "Consul at {} answered GET {path} with JSON lane cannot read: {e}",
+                self.settings.base_url
+            ))
+        })?;
+        Ok((checks, a.index.unwrap_or(0)))
+    }
+
     /// `GET /v1/catalog/services`: service names with their tags, blocking when asked.
     pub async fn catalog_services(
         &self,
