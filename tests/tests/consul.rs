@@ -756,3 +756,75 @@ fn status_watchers_hear_of_lane_registration_and_health_changes_at_once() {
     assert_eq!(got, since);
     drop(listener);
 }
+
+#[test]
+fn assign_moves_a_registered_version_to_another_lane() {
+    let env = TestEnv::new("consul-assign", 112);
+    let consul = double();
+    let addr = consul.addr().to_string();
+    let vars = [("CONSUL_HTTP_ADDR", addr.as_str())];
+    let repo = consul_repo(&env, "");
+    let out = env.run_in(&repo, &["deploy", "--lane", "first"], &vars);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(env.run_in(&repo, &["create", "second"], &vars).code, 0);
+    let port_of = |id: &str| -> Option<u64> {
+        let (_, body) = consul
+            .http("GET", "/v1/health/service/gaia-lane.demo.b", None, b"")
+            .ok()?;
+        let entries: Value = serde_json::from_str(&body).ok()?;
+        entries
+            .as_array()?
+            .iter()
+            .find(|e| e["Service"]["ID"] == id)
+            .and_then(|e| e["Service"]["Port"].as_u64())
+    };
+    let port = port_of("gaia-lane.demo.b-first").expect("registered in lane first");
+
+    let out = env.run_in(
+        &repo,
+        &["assign", "demo.b", "--from", "first", "--to", "second"],
+        &vars,
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(
+        consul.service_ids(),
+        vec!["gaia-lane.demo.b-second".to_owned()]
+    );
+    let tags = consul.tags("gaia-lane.demo.b-second").unwrap();
+    assert!(tags.contains(&"lane=second".to_owned()), "{tags:?}");
+    assert_eq!(
+        port_of("gaia-lane.demo.b-second"),
+        Some(port),
+        "the same process"
+    );
+    let second = lane_doc(&consul, "gaia-lane/lanes/second").unwrap();
+    assert!(second["services"]["demo.b"].is_object(), "{second}");
+    let first = lane_doc(&consul, "gaia-lane/lanes/first").unwrap();
+    assert!(first["services"].as_object().unwrap().is_empty(), "{first}");
+
+    // rm of the new lane deregisters it and stops the process.
+    let out = env.run_in(&repo, &["rm", "second"], &vars);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        consul.service_ids().is_empty(),
+        "{:?}",
+        consul.service_ids()
+    );
+    assert!(
+        consul
+            .kv("gaia-lane/registrations/gaia-lane.demo.b-second")
+            .is_none()
+    );
+    common::wait_for(
+        "the local version to stop",
+        Duration::from_secs(20),
+        &mut || {
+            (!env
+                .processes()
+                .iter()
+                .any(|(_, c)| c.contains("sample-service")))
+            .then_some(())
+        },
+    );
+    env.finish();
+}

@@ -196,6 +196,12 @@ impl ConsulBackend {
         format!("{}-lane/lanes/", self.prefix())
     }
 
+    /// Where the registration of instance `id` is kept (so it can be registered again under
+    /// another lane): `<prefix>-lane/registrations/<id>`.
+    fn registration_key(&self, id: &str) -> String {
+        format!("{}-lane/registrations/{id}", self.prefix())
+    }
+
     /// Every readable lane document with its `ModifyIndex`, and the KV index.
     async fn lanes(&self) -> Result<(Vec<(Lane, u64)>, u64)> {
         let (pairs, index) = self.client.kv_list(&self.lanes_prefix(), None).await?;
@@ -285,6 +291,9 @@ impl ConsulBackend {
             if self.client.deregister(&e.service.id).await? {
                 removed.push(InstanceId::new(e.service.id.clone()));
             }
+            self.client
+                .kv_delete(&self.registration_key(&e.service.id))
+                .await?;
         }
         Ok(removed)
     }
@@ -591,6 +600,11 @@ impl Backend for ConsulBackend {
         });
         let registered = async {
             self.client.register(&reg).await?;
+            let stored = serde_json::to_vec(&reg)
+                .map_err(|e| BackendError::internal(format!("a registration: {e}")))?;
+            self.client
+                .kv_put(&self.registration_key(&reg.id), stored)
+                .await?;
             self.update(&lane_id, |lane| {
                 lane.services.insert(service.clone(), version.clone());
                 Ok(())
@@ -664,19 +678,108 @@ impl Backend for ConsulBackend {
                 req.from, req.service
             )));
         };
-        let registered = self
+        if from.id == to.id {
+            return Err(BackendError::invalid("source and target lane are the same"));
+        }
+        if to.services.contains_key(&req.service) && !req.force {
+            return Err(BackendError::conflict(format!(
+                "lane `{}` already has a version of {}",
+                req.to, req.service
+            ))
+            .with_help("remove it first, or pass --force to replace it"));
+        }
+        // Registered instances move with it: this machine's supervisor relabels the process, and
+        // its registration is made again under the new lane (new id, `lane=` tag and meta).
+        let registered: Vec<ServiceEntry> = self
             .lane_instances(&from)
             .await?
             .into_iter()
             .filter(|(s, _)| s == &req.service)
-            .count();
-        if registered > 0 {
-            return Err(BackendError::conflict(format!(
-                "{} has {registered} registered instance(s) in lane `{}`; moving running \
-                 instances between lanes is not part of this version of lane",
-                req.service, req.from
-            ))
-            .with_help("stop the version (lane rm, or deregister it), then assign"));
+            .map(|(_, e)| e)
+            .collect();
+        let mut moves = Vec::new();
+        for e in &registered {
+            let (pair, _) = self
+                .client
+                .kv_get(&self.registration_key(&e.service.id))
+                .await?;
+            let Some(reg) =
+                pair.and_then(|p| serde_json::from_slice::<Registration>(&p.value).ok())
+            else {
+                return Err(BackendError::conflict(format!(
+                    "{} is registered as {} by something other than `lane deploy`, so lane cannot \
+                     move it",
+                    req.service, e.service.id
+                ))
+                .with_help("deploy it into the other lane instead"));
+            };
+            moves.push(reg);
+        }
+        if !moves.is_empty() {
+            let Some(runner) = &self.runner else {
+                return Err(BackendError::invalid(
+                    "this consul backend has no local supervisor to move running versions with",
+                ));
+            };
+            let local_to = CreateLane {
+                id: req.to.clone(),
+                parent: None,
+                ttl_secs: Some(to.expires.saturating_sub(now()).max(60)),
+                owner: req.actor.clone(),
+            };
+            match runner.local.create_lane(local_to).await {
+                Ok(_) => {}
+                Err(e) if e.code == ErrorCode::Conflict => {}
+                Err(e) => return Err(e),
+            }
+            runner.local.assign(req.clone()).await.map_err(|e| {
+                BackendError::new(
+                    e.code,
+                    format!(
+                        "the version of {} runs on another machine or not at all: {}",
+                        req.service, e.message
+                    ),
+                )
+                .with_help("assign it on the machine that deployed it")
+            })?;
+        }
+        // A version the target lane had (replaced with --force) is deregistered.
+        if to.services.contains_key(&req.service) {
+            for (s, e) in self.lane_instances(&to).await? {
+                if s == req.service {
+                    self.client.deregister(&e.service.id).await?;
+                    self.client
+                        .kv_delete(&self.registration_key(&e.service.id))
+                        .await?;
+                }
+            }
+        }
+        for old in moves {
+            let name = old.name.clone();
+            let mut reg = old.clone();
+            reg.id = format!("{name}-{}", req.to);
+            reg.tags = reg
+                .tags
+                .iter()
+                .map(|t| {
+                    if t.starts_with("lane=") {
+                        format!("lane={}", req.to)
+                    } else {
+                        t.clone()
+                    }
+                })
+                .collect();
+            reg.meta.insert("lane".into(), req.to.to_string());
+            self.client.register(&reg).await?;
+            let stored = serde_json::to_vec(&reg)
+                .map_err(|e| BackendError::internal(format!("a registration: {e}")))?;
+            self.client
+                .kv_put(&self.registration_key(&reg.id), stored)
+                .await?;
+            self.client.deregister(&old.id).await?;
+            self.client
+                .kv_delete(&self.registration_key(&old.id))
+                .await?;
         }
         // First into `to`, then out of `from`: if the second step fails the version is in both
         // lanes (and the error says so), never in none.
@@ -746,6 +849,9 @@ impl Backend for ConsulBackend {
                     .instances_removed
                     .push(InstanceId::new(e.service.id.clone()));
             }
+            self.client
+                .kv_delete(&self.registration_key(&e.service.id))
+                .await?;
         }
         Ok(report)
     }

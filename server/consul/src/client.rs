@@ -418,6 +418,31 @@ impl Client {
         self.bool_answer(&format!("PUT {path}"), &a)
     }
 
+    /// `PUT /v1/kv/<key>`: writes the value whatever was there.
+    pub async fn kv_put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        let path = format!("/v1/kv/{}", encode_path(key));
+        let a = self
+            .call(Method::PUT, &path, &[], None, Body::Bytes(value.into()))
+            .await?;
+        if self.bool_answer(&format!("PUT {path}"), &a)? {
+            Ok(())
+        } else {
+            Err(BackendError::unavailable(format!(
+                "Consul at {} did not write {key}",
+                self.settings.base_url
+            )))
+        }
+    }
+
+    /// `DELETE /v1/kv/<key>` (deleting a missing key is no error, as in Consul).
+    pub async fn kv_delete(&self, key: &str) -> Result<()> {
+        let path = format!("/v1/kv/{}", encode_path(key));
+        let a = self
+            .call(Method::DELETE, &path, &[], None, Body::Empty)
+            .await?;
+        self.bool_answer(&format!("DELETE {path}"), &a).map(|_| ())
+    }
+
     /// `DELETE /v1/kv/<key>?cas=<index>`: true when deleted.
     pub async fn kv_delete_cas(&self, key: &str, cas: u64) -> Result<bool> {
         let path = format!("/v1/kv/{}", encode_path(key));
