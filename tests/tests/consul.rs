@@ -420,6 +420,36 @@ fn an_unreachable_consul_is_a_clear_error_and_lanes_work_again_once_it_is_back()
     }
     let listed = listed.expect("lane ls works once Consul is back");
     assert!(listed.stdout.contains("\"x\""), "{listed}");
+    // A CA file that cannot be read, and TLS to an agent that speaks plain HTTP.
+    let out = env.run_in(
+        &repo,
+        &["ls"],
+        &[
+            ("CONSUL_HTTP_ADDR", addr.as_str()),
+            ("CONSUL_HTTP_SSL", "true"),
+            ("CONSUL_CACERT", "/nonexistent/ca.pem"),
+        ],
+    );
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr.contains("CONSUL_CACERT /nonexistent/ca.pem"),
+        "{out}"
+    );
+    let out = env.run_in(
+        &repo,
+        &["ls"],
+        &[
+            ("CONSUL_HTTP_ADDR", addr.as_str()),
+            ("CONSUL_HTTP_SSL", "true"),
+        ],
+    );
+    assert_eq!(out.code, 7, "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot reach Consul at https://{addr} (CONSUL_HTTP_ADDR)"
+        )),
+        "{out}"
+    );
     // A CONSUL_HTTP_ADDR that cannot be right is named with where the backend was chosen.
     let out = env.run_in(
         &repo,
