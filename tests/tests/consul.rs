@@ -657,13 +657,39 @@ fn the_router_follows_consul_and_serves_the_last_table_when_it_is_down() {
     assert_eq!(get(None).body, "baseline-b");
     assert_eq!(get(Some("other")).body, "baseline-b");
 
-    // It turns critical: its lane falls back to baseline.
+    // It turns critical (as an instance about to go away does): its lane falls back to baseline,
+    // and no request fails on the way, while requests keep coming.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match common::try_http_get(
+                    router_addr,
+                    "b.demo.localhost",
+                    "/",
+                    &[("x-lane", "feature-x")],
+                ) {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    Ok(r) => failed.push(format!("{} {}", r.status, r.body)),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
     assert!(consul.force_check("gaia-lane.demo.b-feature-x", "critical"));
     common::wait_for(
         "the critical instance to leave",
         Duration::from_secs(10),
         &mut || (get(Some("feature-x")).body == "baseline-b").then_some(()),
     );
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().unwrap();
+    assert!(ok > 0 && failed.is_empty(), "{ok} ok, failed: {failed:?}");
 
     // Consul goes away: the router keeps the last table and says so.
     assert!(consul.force_check("gaia-lane.demo.b-feature-x", "passing"));
