@@ -1,9 +1,10 @@
-//! The routing invariant (`docs/contracts.md`) on the table the Consul-fed router and resolvers
-//! build from a registry snapshot (`lane_consul::watch::table`): generated lane documents and
-//! `health/service` answers, routed by the table, checked against a reference model written here
-//! from the contract and from what Consul means (an instance is routable only when all its checks
-//! pass; a `<prefix>-lane.*` instance belongs to the lane its `lane=` tag names, and only while that
-//! lane has a document).
+//! The routing invariant (`docs/contracts.md`) on the Consul-fed router's table and on the
+//! resolver: generated lane documents and `health/service` answers are turned into the table the
+//! router and every resolver build on each blocking-query answer (`lane_consul::watch::table`),
+//! routed by it and picked from by [`lane_resolver::Resolver::pick`], and checked against a
+//! reference model written here from the contract and from what Consul means (an instance is
+//! routable only when all its checks pass; a `<prefix>-lane.*` instance belongs to the lane its
+//! `lane=` tag names, and only while that lane has a document).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -200,12 +201,23 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn the_consul_fed_table_keeps_the_routing_invariant(
+    fn the_consul_fed_table_and_the_resolver_keep_the_routing_invariant(
         snap in snapshot(),
         reqs in prop::collection::vec((0..SERVICES.len(), lane_value()), 1..12),
     ) {
         let t = table(PREFIX, &snap.lanes(), &snap.entries(), 1);
+        let resolver = lane_resolver::Resolver::new(table(PREFIX, &snap.lanes(), &snap.entries(), 1));
         for (svc, value) in &reqs {
+            // The resolver picks one of the model's targets, from the model's lane.
+            let sid_r: ServiceId = SERVICES[*svc].parse().unwrap();
+            match (resolver.pick(&sid_r, value), snap.expect(SERVICES[*svc], value)) {
+                (Ok((lane, target)), Some((want_lane, targets))) => {
+                    prop_assert_eq!(lane.lane().map(|l| l.as_str().to_owned()), want_lane);
+                    prop_assert!(targets.contains(&target), "{} not in {:?}", target, targets);
+                }
+                (Err(_), None) => {}
+                (got, want) => prop_assert!(false, "resolver {:?}, model {:?}", got, want),
+            }
             let svc = SERVICES[*svc];
             let sid: ServiceId = svc.parse().unwrap();
             let got = match t.route(&sid, value) {
