@@ -71,11 +71,20 @@ pub fn open(kind: BackendKind, origin: &Origin, opts: OpenOptions) -> Result<Arc
         BackendKind::Consul => {
             let consul =
                 lane_consul::ConsulBackend::open(&opts.consul).map_err(|e| chosen_at(e, origin))?;
-            // Personal versions run under this machine's local supervisor.
-            let quiet: Arc<dyn Backend> = Arc::new(open_local(OpenOptions {
+            // Personal versions run under this machine's local supervisor. Without a state dir
+            // for it (no HOME, no LANE_HOME) the lanes still work; deploy says why it cannot.
+            let quiet = match open_local(OpenOptions {
                 no_autostart: true,
                 ..opts.clone()
-            })?);
+            }) {
+                Ok(q) => Arc::new(q) as Arc<dyn Backend>,
+                Err(e) => {
+                    return Ok(Arc::new(consul.without_runner(format!(
+                        "lane cannot run versions on this machine: {}",
+                        e.message
+                    ))));
+                }
+            };
             let local: Arc<dyn Backend> = if opts.no_autostart {
                 quiet.clone()
             } else {

@@ -41,6 +41,8 @@ const LANE_HEADER: &str = "x-lane";
 pub struct ConsulBackend {
     client: Client,
     runner: Option<Runner>,
+    /// Why there is no runner, when there is none.
+    no_runner: Option<String>,
 }
 
 /// What runs personal versions on this machine: the local backend's supervisor (its agent).
@@ -73,6 +75,7 @@ impl ConsulBackend {
         Ok(ConsulBackend {
             client: Client::new(Settings::from_env(opts)?)?,
             runner: None,
+            no_runner: None,
         })
     }
 
@@ -80,6 +83,7 @@ impl ConsulBackend {
         Ok(ConsulBackend {
             client: Client::new(settings)?,
             runner: None,
+            no_runner: None,
         })
     }
 
@@ -87,6 +91,19 @@ impl ConsulBackend {
     pub fn with_runner(mut self, runner: Runner) -> Self {
         self.runner = Some(runner);
         self
+    }
+
+    /// Runs no personal versions, for `why` (what `deploy` and `assign` then say).
+    pub fn without_runner(mut self, why: String) -> Self {
+        self.runner = None;
+        self.no_runner = Some(why);
+        self
+    }
+
+    fn no_runner(&self) -> BackendError {
+        BackendError::invalid(self.no_runner.clone().unwrap_or_else(|| {
+            "this consul backend has no local supervisor to run versions with".into()
+        }))
     }
 
     /// Stops what this machine runs for lane `id` (its local lane), when anything: best effort,
@@ -549,9 +566,7 @@ impl Backend for ConsulBackend {
         cancel: Cancel,
     ) -> Result<InstanceView> {
         let Some(runner) = self.runner.clone() else {
-            return Err(BackendError::invalid(
-                "this consul backend has no local supervisor to run versions with",
-            ));
+            return Err(self.no_runner());
         };
         let LaneRef::Lane(lane_id) = req.lane.clone() else {
             return Err(BackendError::invalid(format!(
@@ -717,9 +732,7 @@ impl Backend for ConsulBackend {
         }
         if !moves.is_empty() {
             let Some(runner) = &self.runner else {
-                return Err(BackendError::invalid(
-                    "this consul backend has no local supervisor to move running versions with",
-                ));
+                return Err(self.no_runner());
             };
             let local_to = CreateLane {
                 id: req.to.clone(),
