@@ -49,8 +49,9 @@ pub async fn run(listen: SocketAddr, lane_header: &str, prefix: &str) -> anyhow:
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| BackendError::unavailable(format!("cannot listen on {listen}: {e}")))?;
+    let bound = listener.local_addr().unwrap_or(listen);
     eprintln!(
-        "lane router on http://{listen} (lane header `{header}`), following Consul at {base_url} \
+        "lane router on http://{bound} (lane header `{header}`), following Consul at {base_url} \
          (prefix `{prefix}`)"
     );
     let feed = table.clone();
@@ -59,16 +60,11 @@ pub async fn run(listen: SocketAddr, lane_header: &str, prefix: &str) -> anyhow:
         client,
         WAIT,
         move |t| feed.update(t),
+        // watch::follow logs each change (warn); this keeps /healthz and /metrics in step.
         move |h| match h {
-            watch::SourceHealth::Ok => {
-                eprintln!("lane router: Consul answers again; following it");
-                health.set_registry(RegistryState::ok("consul"));
-            }
+            watch::SourceHealth::Ok => health.set_registry(RegistryState::ok("consul")),
             watch::SourceHealth::Stale { since, error } => {
-                eprintln!(
-                    "lane router: Consul does not answer ({error}); serving the last known table"
-                );
-                health.set_registry(RegistryState::stale("consul", since, error));
+                health.set_registry(RegistryState::stale("consul", since, error))
             }
         },
     ));

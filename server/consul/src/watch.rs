@@ -140,7 +140,8 @@ pub async fn follow(
                 rebuild = false;
                 if health == SourceHealth::Ok {
                     tracing::warn!(
-                        "consul: {error}; serving the last known table until Consul answers"
+                        "Consul does not answer ({error}); serving the last known table until it \
+                         does"
                     );
                     health = SourceHealth::Stale {
                         since: Instant::now(),
@@ -152,7 +153,7 @@ pub async fn follow(
             Event::Answered => {
                 rebuild = false;
                 if health != SourceHealth::Ok {
-                    tracing::warn!("consul: answering again; following it");
+                    tracing::warn!("Consul answers again; following it");
                     health = SourceHealth::Ok;
                     on_health(health.clone());
                 }
