@@ -62,4 +62,14 @@ if [ -x jetbrains-plugin/scripts/test.sh ]; then
   fi
 fi
 
+step "Consul test double against HashiCorp's Go client (tests/consul-conformance)"
+# Exit 77 means "no Go toolchain, skipped"; under CI=true the script fails instead.
+cc_rc=0
+tests/consul-conformance/run.sh || cc_rc=$?
+if [ "$cc_rc" -eq 77 ]; then
+  echo "skipped: no Go toolchain (CI=true makes this an error)"
+elif [ "$cc_rc" -ne 0 ]; then
+  exit "$cc_rc"
+fi
+
 step "all tests passed"

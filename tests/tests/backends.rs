@@ -68,11 +68,15 @@ fn an_unreachable_cluster_is_a_clear_error_and_starts_nothing() {
     assert_nothing_started(&env);
 
     // The flag wins over lane.toml, both ways.
-    let out = env.run_in(&env.root, &["ls", "--backend", "consul"], &[]);
-    assert_eq!(out.code, 2, "{out}");
+    let out = env.run_in(
+        &repo,
+        &["ls", "--backend", "consul"],
+        &[("CONSUL_HTTP_ADDR", "127.0.0.1:1")],
+    );
+    assert_eq!(out.code, 7, "{out}");
     assert!(
         out.stderr
-            .contains("--backend consul: the `consul` backend"),
+            .contains("cannot reach Consul at http://127.0.0.1:1 (CONSUL_HTTP_ADDR)"),
         "{out}"
     );
     let out = env.run_in(&env.root, &["ls", "--backend", "nomad"], &[]);

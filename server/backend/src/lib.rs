@@ -15,6 +15,8 @@ use lane_core::manifest::{BackendChoice, BackendKind};
 use lane_core::{Lane, LaneRef};
 
 pub use lane_api;
+pub use lane_consul;
+pub use lane_consul::Options as ConsulOptions;
 pub use lane_kube::backend::Settings as ClusterSettings;
 pub use lane_local as local;
 
@@ -30,6 +32,9 @@ pub struct OpenOptions {
     /// The kubernetes backend's context and namespace (`[backend]` in `lane.toml`) and the
     /// service's app (the default namespace).
     pub cluster: ClusterSettings,
+    /// The consul backend's `[backend] prefix`, `datacenter` and `namespace` (`lane.toml`); the
+    /// rest comes from the environment (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, …).
+    pub consul: ConsulOptions,
 }
 
 /// Where a backend choice came from, for error messages: `lane.toml:7:8`, `--backend`.
@@ -52,17 +57,45 @@ impl Origin {
     }
 }
 
-/// Opens the backend of `kind`. A backend this build does not have is an invalid-input error
-/// that names where it was chosen; nothing is started before that check. The kubernetes backend
-/// contacts its cluster on first use (an unreachable one is then an `unavailable` error naming the
-/// server) and never starts a local process.
+/// Opens the backend of `kind`; nothing is started or contacted on the way. The kubernetes and
+/// consul backends contact their cluster or agent on first use (an unreachable one is then an
+/// `unavailable` error naming it) and never start a local process; a consul setting that cannot
+/// be right (`CONSUL_HTTP_ADDR` with another scheme, an unreadable `CONSUL_CACERT`) is an
+/// invalid-input error that names the setting and where the backend was chosen.
 pub fn open(kind: BackendKind, origin: &Origin, opts: OpenOptions) -> Result<Arc<dyn Backend>> {
     match kind {
         BackendKind::Local => Ok(Arc::new(open_local(opts)?)),
         BackendKind::Kubernetes => Ok(Arc::new(lane_kube::backend::KubernetesBackend::new(
             opts.cluster,
         ))),
-        BackendKind::Consul => Err(not_built(kind, origin)),
+        BackendKind::Consul => {
+            let consul =
+                lane_consul::ConsulBackend::open(&opts.consul).map_err(|e| chosen_at(e, origin))?;
+            // Personal versions run under this machine's local supervisor. Without a state dir
+            // for it (no HOME, no LANE_HOME) the lanes still work; deploy says why it cannot.
+            let quiet = match open_local(OpenOptions {
+                no_autostart: true,
+                ..opts.clone()
+            }) {
+                Ok(q) => Arc::new(q) as Arc<dyn Backend>,
+                Err(e) => {
+                    return Ok(Arc::new(consul.without_runner(format!(
+                        "lane cannot run versions on this machine: {}",
+                        e.message
+                    ))));
+                }
+            };
+            let local: Arc<dyn Backend> = if opts.no_autostart {
+                quiet.clone()
+            } else {
+                Arc::new(open_local(opts)?)
+            };
+            Ok(Arc::new(consul.with_runner(lane_consul::backend::Runner {
+                local,
+                quiet,
+                advertise: lane_consul::backend::Runner::advertise_from_env(),
+            })))
+        }
     }
 }
 
@@ -143,22 +176,19 @@ impl Backend for Unopened {
     }
 }
 
-fn not_built(kind: BackendKind, origin: &Origin) -> BackendError {
-    let what = format!(
-        "the `{kind}` backend is not part of this version of lane yet; nothing was started"
-    );
+/// An error opening a backend, with where it was chosen in front.
+fn chosen_at(e: BackendError, origin: &Origin) -> BackendError {
     let message = match origin {
-        Origin::Manifest(at) => format!("{at}: backend.kind: {what}"),
-        Origin::Flag => format!("--backend {kind}: {what}"),
-        Origin::Default => what,
+        Origin::Manifest(at) => format!("{at}: backend.kind = consul: {}", e.message),
+        Origin::Flag => format!("--backend consul: {}", e.message),
+        Origin::Default => e.message.clone(),
     };
-    let help = match origin {
-        Origin::Manifest(_) => {
-            "remove [backend] from lane.toml (or set kind = \"local\") to run lanes on this machine"
-        }
-        _ => "use --backend local to run lanes on this machine",
-    };
-    BackendError::invalid(message).with_help(help)
+    let help = e.help.clone();
+    let err = BackendError::new(e.code, message);
+    match help {
+        Some(h) => err.with_help(h),
+        None => err,
+    }
 }
 
 #[cfg(test)]
@@ -171,23 +201,14 @@ mod tests {
             state_dir: Some(std::env::temp_dir().join("lane-backend-open-test")),
             no_autostart: true,
             cluster: ClusterSettings::default(),
+            consul: ConsulOptions::default(),
         }
     }
 
     #[test]
-    fn a_backend_not_built_names_where_it_was_chosen() {
-        let origin = Origin::Manifest("svc/lane.toml:9:8".into());
-        let err = open(BackendKind::Consul, &origin, opts()).err().unwrap();
-        assert_eq!(err.exit_code(), 2);
-        assert!(
-            err.message
-                .starts_with("svc/lane.toml:9:8: backend.kind: the `consul` backend"),
-            "{err}"
-        );
-        let err = open(BackendKind::Consul, &Origin::Flag, opts())
-            .err()
-            .unwrap();
-        assert!(err.message.starts_with("--backend consul:"), "{err}");
+    fn consul_opens_without_contacting_anything() {
+        let b = open(BackendKind::Consul, &Origin::Default, opts()).unwrap();
+        assert_eq!(b.name(), "consul");
     }
 
     #[test]

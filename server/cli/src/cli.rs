@@ -142,7 +142,9 @@ pub enum Command {
     Down,
     /// Run the three lane scenarios end to end on this machine, then clean up.
     Demo,
-    /// Run a router of its own that follows the local agent's lanes (the agent runs one already).
+    /// Run a router of its own that follows the local agent's lanes (the agent runs one already),
+    /// or, with `--registry consul`, the lanes and instances of a Consul datacenter
+    /// (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, …).
     Router {
         #[arg(long, default_value = "127.0.0.1:4090")]
         listen: SocketAddr,
@@ -153,6 +155,12 @@ pub enum Command {
         /// services that propagate only OpenTelemetry baggage (also LANE_HEADER_TO_BAGGAGE=1).
         #[arg(long)]
         header_to_baggage: bool,
+        /// Where the table comes from: `local` (the lane agent) or `consul`.
+        #[arg(long, default_value = "local")]
+        registry: String,
+        /// The Consul name prefix (`gaia` in `gaia.<app>.<proc>`), with `--registry consul`.
+        #[arg(long, default_value = "gaia")]
+        prefix: String,
     },
     /// The Kubernetes operator: reconciles Lanes into lane Deployments, DestinationRules and one
     /// merged VirtualService per host (deploy/operator.yaml runs it in a cluster).

@@ -120,10 +120,23 @@ async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u
             listen,
             lane_header,
             header_to_baggage,
+            registry,
+            prefix,
         } => {
             let header_to_baggage =
                 header_to_baggage || lane_local::env_switch(lane_local::HEADER_TO_BAGGAGE_ENV)?;
-            standalone_router(listen, &lane_header, header_to_baggage).await?;
+            match registry.as_str() {
+                "local" => standalone_router(listen, &lane_header, header_to_baggage).await?,
+                "consul" => {
+                    crate::consul_router::run(listen, &lane_header, &prefix, header_to_baggage)
+                        .await?
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "--registry `{other}` is not one of local, consul"
+                    )));
+                }
+            }
             Ok(0)
         }
         Command::Lsp { .. } => Err(anyhow!("`lane lsp` is run by main")),

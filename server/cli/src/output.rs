@@ -94,7 +94,14 @@ pub fn lanes(status: &Status) {
 
 pub fn baseline(status: &Status) {
     if status.baseline.is_empty() {
-        println!("baseline: nothing running (`lane baseline up` starts it)");
+        match status.backend.as_str() {
+            "local" => println!("baseline: nothing running (`lane baseline up` starts it)"),
+            "consul" => println!(
+                "baseline: no <prefix>.<app>.<proc> instance is registered in Consul (the team's \
+                 deployments register them)"
+            ),
+            _ => println!("baseline: nothing running"),
+        }
         return;
     }
     let rows: Vec<Vec<String>> = status

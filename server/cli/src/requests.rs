@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lane_api::{Backend, BackendError, BuildFrom, DeployRequest, SourceRef};
-use lane_backend::{ClusterSettings, OpenOptions, Origin};
+use lane_backend::{ClusterSettings, ConsulOptions, OpenOptions, Origin};
 use lane_core::duration::parse_duration;
 use lane_core::manifest::BackendKind;
 use lane_core::{LaneId, LaneRef};
@@ -77,6 +77,7 @@ pub fn open_options() -> anyhow::Result<OpenOptions> {
         state_dir: None,
         no_autostart: false,
         cluster: ClusterSettings::default(),
+        consul: ConsulOptions::default(),
     })
 }
 
@@ -84,9 +85,10 @@ pub fn open_options() -> anyhow::Result<OpenOptions> {
 /// the service `dir` belongs to (its nearest `lane.toml`), else local. A broken `lane.toml` is
 /// reported (file:line:column) rather than guessed around. Blocking (git).
 pub fn backend_for(flag: Option<&str>, dir: &Path) -> anyhow::Result<Arc<dyn Backend>> {
-    let (kind, origin, cluster) = choose_backend(flag, dir)?;
+    let (kind, origin, cluster, consul) = choose_backend(flag, dir)?;
     let opts = OpenOptions {
         cluster,
+        consul,
         ..open_options()?
     };
     Ok(lane_backend::open(kind, &origin, opts)?)
@@ -109,9 +111,11 @@ pub fn backends_for_folders(
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_else(|| PathBuf::from("."));
     let opened = (|| -> Result<_, BackendError> {
-        let (kind, origin, cluster) = choose_backend(flag, &here).map_err(to_backend_error)?;
+        let (kind, origin, cluster, consul) =
+            choose_backend(flag, &here).map_err(to_backend_error)?;
         let opts = OpenOptions {
             cluster,
+            consul,
             ..open_options().map_err(to_backend_error)?
         };
         let quiet = OpenOptions {
@@ -142,12 +146,13 @@ pub fn set_context(context: Option<String>) {
     let _ = CONTEXT.set(context.filter(|c| !c.is_empty()));
 }
 
-/// Which backend a command in `dir` uses, who chose it, and the cluster settings of the service
-/// `dir` belongs to (its `[backend]` context and namespace, its app).
+/// Which backend a command in `dir` uses, who chose it, and the cluster and Consul settings of
+/// the service `dir` belongs to (its `[backend]` context, namespace, prefix and datacenter, its
+/// app).
 fn choose_backend(
     flag: Option<&str>,
     dir: &Path,
-) -> anyhow::Result<(BackendKind, Origin, ClusterSettings)> {
+) -> anyhow::Result<(BackendKind, Origin, ClusterSettings, ConsulOptions)> {
     // With --backend, a lane.toml that does not parse only loses its cluster settings: the flag
     // chooses without it.
     let manifest = match lane_workspace::manifest_dir(dir) {
@@ -166,6 +171,14 @@ fn choose_backend(
             app: Some(m.service.app().to_owned()),
         })
         .unwrap_or_default();
+    let consul = manifest
+        .as_ref()
+        .map(|m| ConsulOptions {
+            prefix: m.backend.prefix.clone(),
+            datacenter: m.backend.datacenter.clone(),
+            namespace: m.backend.namespace.clone(),
+        })
+        .unwrap_or_default();
     let cluster = match CONTEXT.get().cloned().flatten() {
         Some(context) => ClusterSettings {
             context: Some(context),
@@ -179,10 +192,11 @@ fn choose_backend(
                 .map_err(|e| invalid(format!("--backend: {e}")))?,
             Origin::Flag,
             cluster,
+            consul,
         ),
         None => match manifest {
-            Some(m) => (m.backend.kind, Origin::of(&m.backend), cluster),
-            None => (BackendKind::Local, Origin::Default, cluster),
+            Some(m) => (m.backend.kind, Origin::of(&m.backend), cluster, consul),
+            None => (BackendKind::Local, Origin::Default, cluster, consul),
         },
     })
 }

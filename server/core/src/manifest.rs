@@ -149,8 +149,16 @@ pub struct BackendChoice {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
     /// `[backend] namespace`: where the Lanes live (kubernetes); `None`: the service's app.
+    /// For consul: the Consul Enterprise namespace (`None`: the token's or `default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// `[backend] prefix` (consul): the service name prefix, `gaia` in `gaia.<app>.<proc>`;
+    /// `None`: the default, `gaia`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// `[backend] datacenter` (consul); `None`: the agent's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<String>,
 }
 
 /// A validated `lane.toml`.
@@ -253,6 +261,10 @@ struct RawBackend {
     context: Option<Spanned<String>>,
     #[serde(default)]
     namespace: Option<Spanned<String>>,
+    #[serde(default)]
+    prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    datacenter: Option<Spanned<String>>,
 }
 
 /// A Kubernetes namespace name: a DNS label.
@@ -270,6 +282,25 @@ fn namespace_name(ns: &str) -> Result<(), String> {
         Err(format!(
             "`{ns}` is not a namespace name (lowercase letters, digits and `-`, at most 63, \
              starting and ending alphanumeric)"
+        ))
+    }
+}
+
+/// A Consul name part (`[backend] prefix`, `datacenter`): lowercase letters, digits and `-`,
+/// starting and ending alphanumeric, as in a DNS label (Consul names services for DNS).
+fn consul_name(v: &str) -> Result<(), String> {
+    let ok = !v.is_empty()
+        && v.len() <= 63
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !v.starts_with('-')
+        && !v.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{v}` is not a valid name (lowercase letters, digits and `-`, at most 63, starting \
+             and ending alphanumeric)"
         ))
     }
 }
@@ -447,11 +478,25 @@ impl Manifest {
                             .into(),
                     ));
                 }
+                for (field, value) in [("prefix", &b.prefix), ("datacenter", &b.datacenter)] {
+                    if let Some(v) = value {
+                        consul_name(v.get_ref()).map_err(|e| {
+                            error_at(
+                                path,
+                                source,
+                                Some(v.span()),
+                                format!("backend.{field}: {e}"),
+                            )
+                        })?;
+                    }
+                }
                 BackendChoice {
                     kind,
                     declared_at: Some(format!("{}:{}:{}", at.path.display(), at.line, at.column)),
                     context: b.context.map(Spanned::into_inner),
                     namespace: b.namespace.map(Spanned::into_inner),
+                    prefix: b.prefix.map(Spanned::into_inner),
+                    datacenter: b.datacenter.map(Spanned::into_inner),
                 }
             }
         };
@@ -595,6 +640,28 @@ timeout = "10s"
         assert_eq!(m.service.as_str(), "shop.cart");
         assert_eq!(m.build_cache, [PathBuf::from("target")]);
         assert!(m.snapshot);
+    }
+
+    #[test]
+    fn consul_backend_settings() {
+        let m = Manifest::parse(
+            Path::new("svc/lane.toml"),
+            "app = \"shop\"\nproc = \"cart\"\n[run]\ncommand = \"x\"\n[backend]\nkind = \"consul\"\n\
+             prefix = \"acme\"\ndatacenter = \"dev-1\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.backend.kind, BackendKind::Consul);
+        assert_eq!(m.backend.prefix.as_deref(), Some("acme"));
+        assert_eq!(m.backend.datacenter.as_deref(), Some("dev-1"));
+        let err = Manifest::parse(
+            Path::new("svc/lane.toml"),
+            "app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[backend]\nkind = \"consul\"\nprefix = \"Gaia.X\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string().split(" is not").next().unwrap(),
+            "svc/lane.toml:7:10: backend.prefix: `Gaia.X`"
+        );
     }
 
     #[test]

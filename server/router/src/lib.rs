@@ -17,6 +17,7 @@ mod forward;
 mod h1;
 mod host;
 pub mod proxy;
+pub mod registry;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -82,13 +83,29 @@ impl Default for RouterConfig {
 #[derive(Clone)]
 pub struct TableHandle {
     current: Arc<RwLock<Arc<Table>>>,
+    /// The registry that feeds the table, when one does.
+    registry: Arc<RwLock<Option<registry::RegistryState>>>,
 }
 
 impl TableHandle {
     pub fn new(table: Table) -> Self {
         TableHandle {
             current: Arc::new(RwLock::new(Arc::new(table))),
+            registry: Arc::new(RwLock::new(None)),
         }
+    }
+
+    /// Records whether the registry feeding the table answers (`/healthz`, `/metrics`).
+    pub fn set_registry(&self, state: registry::RegistryState) {
+        *self.registry.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+    }
+
+    /// The registry feeding the table, when one does.
+    pub fn registry(&self) -> Option<registry::RegistryState> {
+        self.registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Replaces the table; the next request routes with it.
@@ -437,7 +454,14 @@ impl Inner {
     /// The router's own endpoints: status, content type and body.
     pub(crate) fn admin(&self, get: bool, path: &str) -> (StatusCode, &'static str, String) {
         match path {
-            "/healthz" if get => (StatusCode::OK, TEXT_PLAIN, "ok\n".to_owned()),
+            "/healthz" if get => {
+                let registry = self
+                    .table
+                    .registry()
+                    .map(|r| r.healthz())
+                    .unwrap_or_default();
+                (StatusCode::OK, TEXT_PLAIN, format!("ok\n{registry}"))
+            }
             "/metrics" if get => (
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -469,6 +493,9 @@ impl Inner {
             "lane_router_table_generation {}",
             self.table.current().generation()
         );
+        if let Some(r) = self.table.registry() {
+            r.metrics(&mut out);
+        }
         out.push_str(
             "# HELP lane_router_requests_total Requests routed, by service and the lane that served.\n",
         );

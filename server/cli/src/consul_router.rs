@@ -1,0 +1,83 @@
+//! `lane router --registry consul`: the lane router fed from Consul by blocking queries
+//! (`lane_consul::watch`): the lane documents in KV and the passing instances of
+//! `<prefix>.<app>.<proc>` and `<prefix>-lane.<app>.<proc>`. When Consul stops answering it keeps
+//! serving the last known table and says so in `/healthz`, `/metrics` and on stderr.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lane_api::BackendError;
+use lane_backend::lane_consul::{self, watch};
+use lane_router::registry::RegistryState;
+
+use crate::requests::invalid;
+
+/// How long each blocking query waits at most.
+const WAIT: Duration = Duration::from_secs(60);
+
+pub async fn run(
+    listen: SocketAddr,
+    lane_header: &str,
+    prefix: &str,
+    header_to_baggage: bool,
+) -> anyhow::Result<()> {
+    let header = http::HeaderName::from_bytes(lane_header.to_ascii_lowercase().as_bytes())
+        .map_err(|_| {
+            invalid(format!(
+                "--lane-header / LANE_HEADER `{lane_header}` is not a header name"
+            ))
+        })?;
+    let prefix = prefix.trim();
+    if prefix.is_empty()
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(invalid(format!(
+            "--prefix `{prefix}` is not a Consul name prefix (lowercase letters, digits and `-`)"
+        )));
+    }
+    let settings = lane_consul::Settings::from_env(&lane_consul::Options {
+        prefix: Some(prefix.to_owned()),
+        ..Default::default()
+    })?;
+    let base_url = settings.base_url.clone();
+    let client = lane_consul::client::Client::new(settings)?;
+    let table = lane_router::TableHandle::new(lane_core::RoutingTable::default());
+    table.set_registry(RegistryState::ok("consul"));
+    let router = lane_router::Router::new(
+        lane_router::RouterConfig {
+            lane_header: header.clone(),
+            header_to_baggage,
+        },
+        table.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| BackendError::unavailable(format!("cannot listen on {listen}: {e}")))?;
+    let bound = listener.local_addr().unwrap_or(listen);
+    eprintln!(
+        "lane router on http://{bound} (lane header `{header}`), following Consul at {base_url} \
+         (prefix `{prefix}`)"
+    );
+    let feed = table.clone();
+    let health = table.clone();
+    tokio::spawn(watch::follow(
+        client,
+        WAIT,
+        move |t| feed.update(t),
+        // watch::follow logs each change (warn); this keeps /healthz and /metrics in step.
+        move |h| match h {
+            watch::SourceHealth::Ok => health.set_registry(RegistryState::ok("consul")),
+            watch::SourceHealth::Stale { since, error } => {
+                health.set_registry(RegistryState::stale("consul", since, error))
+            }
+        },
+    ));
+    router
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
