@@ -48,6 +48,9 @@ pub struct AgentConfig {
     pub reap_interval: Duration,
     /// The router forwards the lane header as `baggage: lane=<id>` too (`LANE_HEADER_TO_BAGGAGE`).
     pub header_to_baggage: bool,
+    /// How long a replaced version keeps running after the route moved off it, before it is told
+    /// to stop (`LANE_DRAIN`): requests the router sent it just before the switch reach it.
+    pub drain: Duration,
 }
 
 impl AgentConfig {
@@ -94,6 +97,7 @@ impl AgentConfig {
             port_range,
             reap_interval,
             header_to_baggage: env_switch(HEADER_TO_BAGGAGE_ENV)?,
+            drain: env_duration("LANE_DRAIN", Duration::from_millis(300), true)?,
         })
     }
 }
@@ -113,6 +117,23 @@ pub fn env_switch(name: &str) -> Result<bool> {
         _ => Err(BackendError::invalid(format!(
             "{name} `{raw}` is neither on (1, true, yes, on) nor off (0, false, no, off)"
         ))),
+    }
+}
+
+/// A duration from the environment variable `name` (`500ms`, `2s`, `1m`), `default` when unset or
+/// empty; zero is refused unless `zero_ok`.
+pub fn env_duration(name: &str, default: Duration, zero_ok: bool) -> Result<Duration> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => lane_core::duration::parse_duration(v.trim())
+            .ok()
+            .filter(|d| zero_ok || !d.is_zero())
+            .ok_or_else(|| {
+                BackendError::invalid(format!(
+                    "{name} `{v}` is not a duration like 500ms, 2s or 1m{}",
+                    if zero_ok { "" } else { " (above zero)" }
+                ))
+            }),
+        _ => Ok(default),
     }
 }
 
@@ -652,6 +673,7 @@ impl Agent {
                             Stage::Route,
                             "routed the lane to it".into(),
                         ));
+                        self.drain_replaced(&op).await;
                         self.finish(&op).await;
                         Ok(view)
                     }
@@ -669,6 +691,19 @@ impl Agent {
         // The copy a replaced version ran from, or this failed deploy's, is free now.
         self.prune_sources().await;
         outcome
+    }
+
+    /// After the route moved to a new version: gives the version it replaced [`AgentConfig::drain`]
+    /// before it is told to stop (a request routed to it just before the switch still reaches a
+    /// listening process; the ones it has, it finishes while it stops).
+    async fn drain_replaced(&self, op: &DeployId) {
+        let replaces = {
+            let st = self.state.lock().await;
+            st.plans.get(op).is_some_and(|p| !p.stop.is_empty())
+        };
+        if replaces && !self.config.drain.is_zero() {
+            tokio::time::sleep(self.config.drain).await;
+        }
     }
 
     /// Records the deploy's plan, creating its lane when missing (the plan says so).

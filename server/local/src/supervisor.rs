@@ -386,16 +386,43 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// Stops a process group: SIGTERM to all of it, then the grace period for every process in it to
+/// exit (not only the leader: a shell that runs the service as its child dies of SIGTERM at once,
+/// while the service still finishes the requests it has), then SIGKILL to what is left.
 async fn terminate(child: &mut Child, group: &ProcessGroup) {
     group.kill(Signal::SIGTERM);
-    if tokio::time::timeout(STOP_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        group.kill(Signal::SIGKILL);
-        let _ = child.wait().await;
+    let deadline = Instant::now() + STOP_GRACE;
+    let leader = tokio::time::timeout(STOP_GRACE, child.wait()).await;
+    while Instant::now() < deadline && group_alive(group.0) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     group.kill(Signal::SIGKILL);
+    if leader.is_err() {
+        let _ = child.wait().await;
+    }
+}
+
+/// Whether a live (not zombie) process is in process group `pgid`.
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            return false;
+        };
+        std::fs::read_to_string(e.path().join("stat")).is_ok_and(|stat| {
+            let mut fields = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace())
+                .into_iter()
+                .flatten();
+            // After the command: state, ppid, pgrp.
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+            pid > 0 && pgrp == Some(pgid) && !matches!(state, Some("Z" | "X"))
+        })
+    })
 }
 
 /// Spawns `sh -c command` in its own process group with stdout and stderr appended to `log`.
