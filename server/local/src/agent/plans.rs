@@ -7,7 +7,7 @@
 //! These are the operations on lanes (create, delete, extend, switch, assign, gc, expiry); deploys
 //! are plans too, in `agent.rs`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use lane_core::lane::check_owner;
@@ -15,7 +15,7 @@ use lane_core::{Lane, LaneId, LaneRef};
 
 use super::{Agent, new_lane, no_lane, now_secs};
 use crate::store::{Plan, PlanKind, PlanPhase, State};
-use crate::supervisor::{kill_strays, reclaim_stale, strays, wait_gone};
+use crate::supervisor::{adoptable, kill_strays, probe, reclaim_stale, strays, wait_gone};
 use lane_api::{
     AssignRequest, BackendError, CreateLane, DeleteLane, DeployId, ExtendLane, GcReport,
     InstanceId, InstanceState, Result,
@@ -101,11 +101,23 @@ impl Agent {
         }
     }
 
-    /// At start: kills every process an earlier agent of this state dir left (instances and
-    /// builds alike: the instances are started anew), finishes or undoes the plans it left, and
-    /// restarts the instances.
+    /// At start: adopts the instances an earlier agent of this state dir started that still run
+    /// and are healthy, kills every other process it left (builds, instances that do not answer,
+    /// processes no record names), finishes or undoes the plans it left, and starts again the
+    /// instances it did not adopt.
     pub(super) async fn recover(&self) -> Result<()> {
         let mut st = self.state.lock().await;
+        // Instances an earlier agent started that still run and answer their health check are
+        // adopted as they are: no request to them fails because an agent died.
+        let mut adopted: HashMap<String, u32> = HashMap::new();
+        for rec in st.instances.values() {
+            if let (Some(pid), None) = (rec.pid, &rec.pending)
+                && adoptable(pid, &rec.id, &self.dir.root)
+                && probe(&rec.spec.health, rec.port).await
+            {
+                adopted.insert(rec.id.clone(), pid);
+            }
+        }
         let mut killed = Vec::new();
         // Named processes first (by pid, if the pid still is that instance), then any other
         // process carrying this state dir's markers: a restart the state had not caught up with,
@@ -117,12 +129,17 @@ impl Agent {
         );
         for (pid, id) in named {
             if let Some(pid) = pid
+                && adopted.get(id) != Some(&pid)
                 && reclaim_stale(pid, id)
             {
                 killed.push(pid);
             }
         }
-        let left = strays(&self.dir.root);
+        let kept: HashSet<i32> = adopted.values().map(|p| *p as i32).collect();
+        let left: Vec<_> = strays(&self.dir.root)
+            .into_iter()
+            .filter(|s| !kept.contains(&s.pgid))
+            .collect();
         if !left.is_empty() {
             tracing::warn!(
                 count = left.len(),
@@ -176,9 +193,22 @@ impl Agent {
             }
         }
         for rec in st.instances.values_mut() {
-            rec.state = InstanceState::Starting;
-            rec.pid = None;
-            self.sup.start(rec);
+            match adopted.get(&rec.id) {
+                Some(pid) => {
+                    tracing::info!(instance = %rec.id, pid, "adopted a healthy instance an earlier agent started");
+                    rec.state = InstanceState::Healthy;
+                    rec.pid = Some(*pid);
+                    self.sup.adopt(rec, *pid);
+                }
+                None => {
+                    if rec.pid.is_some() {
+                        tracing::warn!(instance = %rec.id, "instance not running (or not healthy); starting it again");
+                    }
+                    rec.state = InstanceState::Starting;
+                    rec.pid = None;
+                    self.sup.start(rec);
+                }
+            }
         }
         self.commit(&mut st)
     }
