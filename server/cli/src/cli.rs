@@ -133,6 +133,13 @@ pub enum Command {
     },
     /// Reclaim expired lanes and anything orphaned.
     Gc(JsonFlag),
+    /// Every change to a lane, oldest first: create, deploy, assign, switch, extend, delete,
+    /// reclaim, with who and why (kept after the lane is deleted for LANE_HISTORY_KEEP, default 7d).
+    History {
+        lane: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Run baseline versions.
     Baseline {
         #[command(subcommand)]

@@ -284,6 +284,16 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
             }
             Ok(0)
         }
+        Command::History { lane, json } => {
+            let id = parse_lane(&lane)?;
+            let entries = backend.history(&id).await?;
+            if json.json {
+                print_json(&entries)?;
+            } else {
+                output::history(&entries);
+            }
+            Ok(0)
+        }
         Command::Baseline {
             command: BaselineCommand::Up { file },
         } => baseline_up(backend, file).await,

@@ -34,8 +34,8 @@ use crate::supervisor::{
 };
 use lane_api::{BackendError, Result};
 use lane_api::{
-    BuildFrom, Cancel, DeployId, DeployRequest, ErrorCode, InstanceId, InstanceState, InstanceView,
-    LaneView, Placement, Progress, Revision, Stage, Status, Traffic,
+    BuildFrom, Cancel, DeployId, DeployRequest, ErrorCode, HistoryEntry, InstanceId, InstanceState,
+    InstanceView, LaneEvent, LaneView, Placement, Progress, Revision, Stage, Status, Traffic,
 };
 
 /// Agent settings, from the environment (`lane agent` documents them).
@@ -51,6 +51,8 @@ pub struct AgentConfig {
     /// How long a replaced version keeps running after the route moved off it, before it is told
     /// to stop (`LANE_DRAIN`): requests the router sent it just before the switch reach it.
     pub drain: Duration,
+    /// How long a deleted lane's history is kept after its last entry (`LANE_HISTORY_KEEP`).
+    pub history_keep: Duration,
 }
 
 impl AgentConfig {
@@ -98,6 +100,11 @@ impl AgentConfig {
             reap_interval,
             header_to_baggage: env_switch(HEADER_TO_BAGGAGE_ENV)?,
             drain: env_duration("LANE_DRAIN", Duration::from_millis(300), true)?,
+            history_keep: env_duration(
+                "LANE_HISTORY_KEEP",
+                Duration::from_secs(7 * 24 * 3600),
+                true,
+            )?,
         })
     }
 }
@@ -479,6 +486,7 @@ impl Agent {
                 if let Err(e) = self.reclaim_expired().await {
                     tracing::error!("cannot reclaim expired lanes: {e}");
                 }
+                self.prune_history().await;
             }
             if self.sample_traffic() {
                 let mut st = self.state.lock().await;
@@ -542,6 +550,62 @@ impl Agent {
             state: r.state,
             restarts: r.restarts,
             version: r.version.clone(),
+        }
+    }
+
+    /// Appends one entry to `lane`'s history; a failure to write is logged, not fatal (the change
+    /// itself is saved already).
+    pub(crate) fn note(
+        &self,
+        lane: &LaneId,
+        event: LaneEvent,
+        owner: &str,
+        actor: Option<&str>,
+        service: Option<&ServiceId>,
+        reason: String,
+    ) {
+        let entry = HistoryEntry {
+            at: now_secs(),
+            lane: lane.clone(),
+            event,
+            owner: owner.to_owned(),
+            actor: actor.map(str::to_owned),
+            service: service.cloned(),
+            reason,
+        };
+        if let Err(e) = crate::history::append(&self.dir.history(), &entry) {
+            tracing::error!(%lane, "cannot append to the lane's history: {e}");
+        }
+    }
+
+    /// The history of lane `id`: kept while it exists and for `LANE_HISTORY_KEEP` after.
+    pub(crate) async fn history(&self, id: &LaneId) -> Result<Vec<HistoryEntry>> {
+        match crate::history::read(&self.dir.history(), id)? {
+            Some(entries) => Ok(entries),
+            None => {
+                let st = self.state.lock().await;
+                Err(BackendError::not_found(format!("lane `{id}` has no history"))
+                    .with_help(if st.lanes.is_empty() {
+                        "it never existed here, or it was deleted longer ago than LANE_HISTORY_KEEP"
+                            .to_owned()
+                    } else {
+                        format!(
+                            "it never existed here, or it was deleted longer ago than \
+                             LANE_HISTORY_KEEP; lanes now: {}",
+                            st.lanes.keys().map(LaneId::as_str).collect::<Vec<_>>().join(", ")
+                        )
+                    }))
+            }
+        }
+    }
+
+    /// Forgets the histories of lanes deleted longer ago than `LANE_HISTORY_KEEP`.
+    async fn prune_history(&self) {
+        let st = self.state.lock().await;
+        for lane in crate::history::prune(&self.dir.history(), self.config.history_keep, |l| {
+            st.lanes.keys().any(|k| k.as_str() == l)
+        }) {
+            tracing::info!(%lane, "forgot the history of a lane deleted long enough ago");
         }
     }
 
@@ -993,13 +1057,47 @@ impl Agent {
         {
             lane.services.insert(record.service.clone(), version);
         }
+        let mut created = None;
         if let Some(plan) = st.plans.get_mut(op) {
             plan.phase = PlanPhase::Commit;
             plan.started.clear();
-            plan.created_lane = None;
+            created = plan.created_lane.take();
             plan.stop = stop;
         }
+        let replaced_versions: Vec<String> = plan_stop_versions(&before, &replaced);
         self.record(st, before)?;
+        if let LaneRef::Lane(id) = &req.lane
+            && let Some(lane) = st.lanes.get(id)
+        {
+            let service = &record.service;
+            if created.as_ref() == Some(id) {
+                self.note(
+                    id,
+                    LaneEvent::Create,
+                    &lane.owner,
+                    Some(&req.owner),
+                    None,
+                    format!("created by the first deploy into it ({service})"),
+                );
+            }
+            let what = record
+                .version
+                .as_ref()
+                .map_or("a version".to_owned(), |v| v.version.clone());
+            let replacing = if replaced_versions.is_empty() {
+                String::new()
+            } else {
+                format!(", replacing {}", replaced_versions.join(", "))
+            };
+            self.note(
+                id,
+                LaneEvent::Deploy,
+                &lane.owner,
+                Some(&req.owner),
+                Some(service),
+                format!("deployed {service} {what}{replacing}"),
+            );
+        }
         st.instances
             .get(&record.id)
             .map(|r| self.view(r))
@@ -1034,6 +1132,18 @@ impl Agent {
         }
         Ok(done)
     }
+}
+
+/// The versions of the instances `ids` in `st`, as history shows them.
+fn plan_stop_versions(st: &State, ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .filter_map(|id| st.instances.get(id))
+        .map(|r| {
+            r.version
+                .as_ref()
+                .map_or(r.id.clone(), |v| v.version.clone())
+        })
+        .collect()
 }
 
 /// Fails a deploy whose lane was deleted (`lane rm`) or expired while the deploy ran; the

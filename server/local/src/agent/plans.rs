@@ -18,7 +18,7 @@ use crate::store::{Plan, PlanKind, PlanPhase, State};
 use crate::supervisor::{adoptable, kill_strays, probe, reclaim_stale, strays, wait_gone};
 use lane_api::{
     AssignRequest, BackendError, CreateLane, DeleteLane, DeployId, ExtendLane, GcReport,
-    InstanceId, InstanceState, Result,
+    InstanceId, InstanceState, LaneEvent, Result,
 };
 
 /// How long a starting agent waits for the processes of its predecessor it killed to be gone
@@ -245,12 +245,29 @@ impl Agent {
 
     pub(crate) async fn create_lane(&self, req: CreateLane) -> Result<Lane> {
         let lane_ref = LaneRef::Lane(req.id.clone());
-        self.state_only(PlanKind::Create, Some(lane_ref), |st| {
-            let lane = new_lane(st, &req.id, req.parent.as_ref(), &req.owner, req.ttl_secs)?;
-            st.lanes.insert(lane.id.clone(), lane.clone());
-            Ok(lane)
-        })
-        .await
+        let lane = self
+            .state_only(PlanKind::Create, Some(lane_ref), |st| {
+                let lane = new_lane(st, &req.id, req.parent.as_ref(), &req.owner, req.ttl_secs)?;
+                st.lanes.insert(lane.id.clone(), lane.clone());
+                Ok(lane)
+            })
+            .await?;
+        let parent = lane
+            .parent
+            .as_ref()
+            .map_or(String::new(), |p| format!(" on lane {p}"));
+        self.note(
+            &lane.id,
+            LaneEvent::Create,
+            &lane.owner,
+            Some(&req.owner),
+            None,
+            format!(
+                "lane create{parent}, expiring after {}s",
+                lane.expires.saturating_sub(lane.created)
+            ),
+        );
+        Ok(lane)
     }
 
     pub(crate) async fn extend_lane(&self, req: ExtendLane) -> Result<Lane> {
@@ -265,19 +282,64 @@ impl Agent {
             Ok(lane.clone())
         })
         .await
+        .inspect(|lane| {
+            self.note(
+                &lane.id,
+                LaneEvent::Extend,
+                &lane.owner,
+                Some(&req.actor),
+                None,
+                format!(
+                    "lane extend by {}s{}; now expires at {} (Unix time)",
+                    req.by_secs,
+                    forced(&lane.owner, &req.actor, req.force),
+                    lane.expires
+                ),
+            );
+        })
     }
 
     pub(crate) async fn switch(&self, lane: LaneRef) -> Result<()> {
-        self.state_only(PlanKind::Switch, Some(lane.clone()), |st| {
-            if let LaneRef::Lane(id) = &lane
-                && !st.lanes.contains_key(id)
-            {
-                return Err(no_lane(st, id));
-            }
-            st.active_lane = lane.lane().cloned();
-            Ok(())
-        })
-        .await
+        // The lanes the switch is into and out of, with their owners.
+        let (into, out_of) = self
+            .state_only(PlanKind::Switch, Some(lane.clone()), |st| {
+                if let LaneRef::Lane(id) = &lane
+                    && !st.lanes.contains_key(id)
+                {
+                    return Err(no_lane(st, id));
+                }
+                let owner = |id: &LaneId| st.lanes.get(id).map(|l| (id.clone(), l.owner.clone()));
+                let out_of = st
+                    .active_lane
+                    .as_ref()
+                    .filter(|a| lane.lane() != Some(*a))
+                    .and_then(owner);
+                let into = lane.lane().and_then(owner);
+                st.active_lane = lane.lane().cloned();
+                Ok((into, out_of))
+            })
+            .await?;
+        if let Some((id, owner)) = into {
+            self.note(
+                &id,
+                LaneEvent::Switch,
+                &owner,
+                None,
+                None,
+                "lane switch: made the active lane".into(),
+            );
+        }
+        if let Some((id, owner)) = out_of {
+            self.note(
+                &id,
+                LaneEvent::Switch,
+                &owner,
+                None,
+                None,
+                format!("lane switch to {lane}: no longer the active lane"),
+            );
+        }
+        Ok(())
     }
 
     /// Takes the lanes `ids` out of the state with their instances (a deploy under way into one
@@ -335,11 +397,30 @@ impl Agent {
                     "delete those first, or pass --force to move them onto this lane's parent",
                 ));
             }
+            let owner = lane.owner.clone();
+            let stacked = children.len();
             let before = st.clone();
             // Routes go with the records: the lane's instances leave the table before they stop.
-            let (op, _) =
+            let (op, ids) =
                 Self::take_lanes(&mut st, std::slice::from_ref(&req.id), PlanKind::Delete);
             self.record(&mut st, before)?;
+            let stacked = if stacked > 0 {
+                format!("; {stacked} lane(s) stacked on it moved to its parent")
+            } else {
+                String::new()
+            };
+            self.note(
+                &req.id,
+                LaneEvent::Delete,
+                &owner,
+                Some(&req.actor),
+                None,
+                format!(
+                    "lane rm{}: stopped {} instance(s){stacked}",
+                    forced(&owner, &req.actor, req.force),
+                    ids.len()
+                ),
+            );
             op
         };
         self.finish(&op).await;
@@ -374,9 +455,27 @@ impl Agent {
             for lane in &lanes {
                 tracing::info!(%lane, "lane expired; reclaiming it");
             }
+            let owners: Vec<(LaneId, String, u64)> = lanes
+                .iter()
+                .filter_map(|id| st.lanes.get(id))
+                .map(|l| (l.id.clone(), l.owner.clone(), l.expires))
+                .collect();
             let before = st.clone();
             let (op, ids) = Self::take_lanes(&mut st, &lanes, PlanKind::Expire);
             self.record(&mut st, before)?;
+            for (id, owner, expires) in owners {
+                self.note(
+                    &id,
+                    LaneEvent::Reclaim,
+                    &owner,
+                    None,
+                    None,
+                    format!(
+                        "expired: its TTL ran out at {expires} (Unix time); reclaimed with its \
+                         instances"
+                    ),
+                );
+            }
             (op, lanes, ids)
         };
         self.finish(&op).await;
@@ -433,7 +532,7 @@ impl Agent {
                 l.services.remove(&req.service);
             }
             if let Some(l) = st.lanes.get_mut(&req.to) {
-                l.services.insert(req.service.clone(), version);
+                l.services.insert(req.service.clone(), version.clone());
             }
             let op = Self::plan_id(&mut st, PlanKind::Assign);
             let mut plan = Plan::new(PlanKind::Assign, PlanPhase::Commit, now_secs());
@@ -442,6 +541,34 @@ impl Agent {
             plan.stop = stop;
             st.plans.insert(op.clone(), plan);
             self.record(&mut st, before)?;
+            let owner = |id: &LaneId| st.lanes.get(id).map_or(String::new(), |l| l.owner.clone());
+            let (svc, v) = (&req.service, &version.version);
+            let from_owner = owner(&req.from);
+            self.note(
+                &req.from,
+                LaneEvent::Assign,
+                &from_owner,
+                Some(&req.actor),
+                Some(svc),
+                format!(
+                    "lane assign: moved {svc} {v} to lane {}{}",
+                    req.to,
+                    forced(&from_owner, &req.actor, req.force)
+                ),
+            );
+            let to_owner = owner(&req.to);
+            self.note(
+                &req.to,
+                LaneEvent::Assign,
+                &to_owner,
+                Some(&req.actor),
+                Some(svc),
+                format!(
+                    "lane assign: got {svc} {v} from lane {}{}",
+                    req.from,
+                    forced(&to_owner, &req.actor, req.force)
+                ),
+            );
             op
         };
         self.finish(&op).await;
@@ -522,6 +649,15 @@ impl Agent {
         }
         self.prune_sources().await;
         Ok(report)
+    }
+}
+
+/// ` (--force, as <actor>)` when someone other than the owner made a change, else nothing.
+fn forced(owner: &str, actor: &str, force: bool) -> String {
+    if force && owner != actor {
+        format!(" (--force by {actor}, not the owner)")
+    } else {
+        String::new()
     }
 }
 
