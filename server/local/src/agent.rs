@@ -53,6 +53,9 @@ pub struct AgentConfig {
     pub drain: Duration,
     /// How long a deleted lane's history is kept after its last entry (`LANE_HISTORY_KEEP`).
     pub history_keep: Duration,
+    /// The agent exits on its own once it has run nothing (no lane, no instance, no operation) for
+    /// this long (`LANE_AGENT_IDLE`, default 30m); zero: never.
+    pub idle_exit: Duration,
 }
 
 impl AgentConfig {
@@ -100,6 +103,7 @@ impl AgentConfig {
             reap_interval,
             header_to_baggage: env_switch(HEADER_TO_BAGGAGE_ENV)?,
             drain: env_duration("LANE_DRAIN", Duration::from_millis(300), true)?,
+            idle_exit: env_duration("LANE_AGENT_IDLE", Duration::from_secs(30 * 60), true)?,
             history_keep: env_duration(
                 "LANE_HISTORY_KEEP",
                 Duration::from_secs(7 * 24 * 3600),
@@ -471,6 +475,7 @@ impl Agent {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut ticks = 0u64;
         let mut reaped = std::time::Instant::now();
+        let mut idle_since = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -487,6 +492,18 @@ impl Agent {
                     tracing::error!("cannot reclaim expired lanes: {e}");
                 }
                 self.prune_history().await;
+            }
+            if self.runs_something().await {
+                idle_since = std::time::Instant::now();
+            } else if !self.config.idle_exit.is_zero()
+                && idle_since.elapsed() >= self.config.idle_exit
+            {
+                tracing::info!(
+                    idle = ?self.config.idle_exit,
+                    "the agent has run nothing for LANE_AGENT_IDLE; stopping (the next lane command starts it again)"
+                );
+                self.request_shutdown();
+                return;
             }
             if self.sample_traffic() {
                 let mut st = self.state.lock().await;
@@ -551,6 +568,16 @@ impl Agent {
             restarts: r.restarts,
             version: r.version.clone(),
         }
+    }
+
+    /// Whether the agent has anything to keep running for: a lane, an instance (baseline
+    /// included), a plan, or an operation under way.
+    async fn runs_something(&self) -> bool {
+        if *self.ops.borrow() > 0 {
+            return true;
+        }
+        let st = self.state.lock().await;
+        !st.lanes.is_empty() || !st.instances.is_empty() || !st.plans.is_empty()
     }
 
     /// Appends one entry to `lane`'s history; a failure to write is logged, not fatal (the change
