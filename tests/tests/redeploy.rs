@@ -29,17 +29,14 @@ fn twenty_redeploys_under_load_fail_no_request() {
     let mut pids = vec![pid_of(&env.instance("feature-x", "demo.b").unwrap())];
     for i in 0..20 {
         // A request in flight on the old version when the route switches completes.
-        let slow = {
-            let router = router;
-            std::thread::spawn(move || {
-                common::try_http_get(
-                    router,
-                    "b.demo.localhost",
-                    "/slow/1500",
-                    &[("x-lane", "feature-x")],
-                )
-            })
-        };
+        let slow = std::thread::spawn(move || {
+            common::try_http_get(
+                router,
+                "b.demo.localhost",
+                "/slow/1500",
+                &[("x-lane", "feature-x")],
+            )
+        });
         std::thread::sleep(Duration::from_millis(100));
         env.ok_in(&b, &["deploy", "--lane", "feature-x"]);
         let reply = slow.join().unwrap().expect("the slow request completes");

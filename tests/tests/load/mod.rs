@@ -120,7 +120,7 @@ fn client(
             read_reply(c)
         })();
         match result {
-            Ok((status, served, close)) if status == 200 => {
+            Ok((200, served, close)) => {
                 let mut t = tally.lock().unwrap();
                 t.ok += 1;
                 *t.served_by.entry(served.join(",")).or_default() += 1;
