@@ -62,7 +62,9 @@ impl AgentConfig {
     /// `LANE_ROUTER_ADDR` (default `127.0.0.1:4080`; port 0 picks a free one), `LANE_HEADER`
     /// (default `x-lane`), `LANE_PORT_RANGE` (default `41000-41999`), `LANE_REAP_INTERVAL` (how
     /// often expired lanes are reclaimed, default `500ms`), `LANE_HEADER_TO_BAGGAGE` (`1` makes the
-    /// router forward the lane header as `baggage: lane=<id>` too; default off).
+    /// router forward the lane header as `baggage: lane=<id>` too; default off), `LANE_DRAIN`
+    /// (default `300ms`), `LANE_HISTORY_KEEP` (default `7d`), `LANE_AGENT_IDLE` (default `30m`;
+    /// `0` never).
     pub fn from_env() -> Result<Self> {
         let router_addr = match std::env::var("LANE_ROUTER_ADDR") {
             Ok(v) if !v.is_empty() => v.parse().map_err(|_| {
