@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// The pause between one thread's requests.
+const PACE: Duration = Duration::from_millis(2);
+
 /// One failed request: when (since the load started), over which kind of connection, and why.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -127,6 +130,8 @@ fn client(
                 if close || !keep_alive {
                     conn = None;
                 }
+                // Paced, so the load leaves the machine's cores to the agent and other tests.
+                std::thread::sleep(PACE);
             }
             Ok((status, served, _)) => {
                 conn = None;
