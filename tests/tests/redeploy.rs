@@ -1,6 +1,7 @@
 //! Redeploys without a gap: a new version of a service is started and health-checked before the
 //! route moves to it, and the old one is drained and stopped after; requests in flight complete,
-//! and a version that fails its health check leaves the old one serving.
+//! and a version that fails its health check leaves the old one serving. (`lane baseline up` over
+//! a running baseline goes the same way: 5 of them run amid the 20 lane redeploys.)
 
 mod common;
 mod load;
@@ -27,6 +28,7 @@ fn twenty_redeploys_under_load_fail_no_request() {
     let lane_load = load::Load::start(router, "b.demo.localhost", &[("x-lane", "feature-x")], 2, 2);
     let base_load = load::Load::start(router, "b.demo.localhost", &[], 1, 1);
     let mut pids = vec![pid_of(&env.instance("feature-x", "demo.b").unwrap())];
+    let mut base_rolls = 0;
     for i in 0..20 {
         // A request in flight on the old version when the route switches completes.
         let slow = std::thread::spawn(move || {
@@ -51,11 +53,17 @@ fn twenty_redeploys_under_load_fail_no_request() {
             "redeploy {i}: the replaced version is stopped"
         );
         pids.push(pid);
-        // Baseline rolls too, every fifth time.
-        if i % 5 == 4 {
+        // Baseline rolls too, 5 times in all.
+        if i % 4 == 3 {
+            let before = pid_of(&env.instance("baseline", "demo.b").unwrap());
             env.ok(&["baseline", "up", "--file", ws.to_str().unwrap()]);
+            let after = pid_of(&env.instance("baseline", "demo.b").unwrap());
+            assert_ne!(after, before, "baseline up {i} started a new process");
+            assert!(!common::alive(before), "the replaced baseline is stopped");
+            base_rolls += 1;
         }
     }
+    assert_eq!(base_rolls, 5);
     let lane = lane_load.stop();
     let base = base_load.stop();
     eprintln!(
