@@ -128,5 +128,21 @@ fn a_new_agent_adopts_healthy_instances_and_restarts_only_what_died() {
         base.served_by.keys().collect::<Vec<_>>(),
         ["demo.b@baseline"]
     );
+
+    // An adopted instance that dies later is started again by the agent that adopted it.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{lane_b}")])
+        .status();
+    let again = env.wait_for(
+        "the adopted b to be started again after it died",
+        Duration::from_secs(20),
+        || {
+            let b = env.instance("feature-x", "demo.b")?;
+            (b["state"] == "healthy" && pid_of(&b) != lane_b).then_some(b)
+        },
+    );
+    assert!(again["restarts"].as_u64().unwrap() >= 1, "{again:#}");
+    let reply = common::http_get(router, "b.demo.localhost", "/", &[("x-lane", "feature-x")]);
+    assert_eq!(reply.served_by(), ["demo.b@feature-x"], "{reply:?}");
     env.finish();
 }
