@@ -133,11 +133,22 @@ pub fn env_switch(name: &str) -> Result<bool> {
     }
 }
 
-/// A duration from the environment variable `name` (`500ms`, `2s`, `1m`), `default` when unset or
-/// empty; zero is refused unless `zero_ok`.
+/// A duration from the environment variable `name` (`500ms`, `2s`, `1m`; `0` when `zero_ok`),
+/// `default` when unset or empty; zero is refused unless `zero_ok`.
 pub fn env_duration(name: &str, default: Duration, zero_ok: bool) -> Result<Duration> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => lane_core::duration::parse_duration(v.trim())
+    duration_setting(name, std::env::var(name).ok().as_deref(), default, zero_ok)
+}
+
+/// [`env_duration`] of the value `raw` of `name`.
+fn duration_setting(
+    name: &str,
+    raw: Option<&str>,
+    default: Duration,
+    zero_ok: bool,
+) -> Result<Duration> {
+    match raw.map(str::trim) {
+        Some("0") if zero_ok => Ok(Duration::ZERO),
+        Some(v) if !v.is_empty() => lane_core::duration::parse_duration(v)
             .ok()
             .filter(|d| zero_ok || !d.is_zero())
             .ok_or_else(|| {
@@ -1448,6 +1459,27 @@ mod tests {
         assert_eq!(parse_range("20-10"), None);
         assert_eq!(parse_range("0-10"), None);
         assert_eq!(parse_range("x"), None);
+    }
+
+    #[test]
+    fn duration_settings() {
+        let nine = Duration::from_secs(9);
+        let get = |raw, zero_ok| duration_setting("LANE_X", raw, nine, zero_ok);
+        assert_eq!(get(None, true).unwrap(), nine);
+        assert_eq!(get(Some(" "), true).unwrap(), nine);
+        assert_eq!(get(Some("0"), true).unwrap(), Duration::ZERO);
+        assert_eq!(get(Some("0s"), true).unwrap(), Duration::ZERO);
+        assert_eq!(
+            get(Some("250ms"), false).unwrap(),
+            Duration::from_millis(250)
+        );
+        let e = get(Some("0"), false).unwrap_err();
+        assert!(
+            e.message.contains("LANE_X") && e.message.contains("above zero"),
+            "{e}"
+        );
+        let e = get(Some("soon"), true).unwrap_err();
+        assert!(e.message.contains("LANE_X `soon`"), "{e}");
     }
 
     #[test]
