@@ -6,7 +6,7 @@
 // Wire rules (from ext.rs): field names are camelCase; optional fields are always present, `null`
 // when absent. No `vscode` import here: the tests load this module in plain node.
 
-import { NotificationType, RequestType0 } from "vscode-jsonrpc";
+import { NotificationType, RequestType, RequestType0 } from "vscode-jsonrpc";
 
 /** Bumped by the server when a method, command or shape changes incompatibly; the server also sends
  * it in `initialize` → `capabilities.experimental.laneProtocolVersion`. */
@@ -23,7 +23,10 @@ export const status = new RequestType0<LaneStatus, void>("lane/status");
 /** `lane/statusChanged` (server → client): pushed whenever what `lane/status` returns changes. */
 export const statusChanged = new NotificationType<LaneStatus>("lane/statusChanged");
 
-export const REQUESTS: readonly string[] = [status.method];
+/** `lane/history` (client → server): every change to a lane, oldest first. */
+export const history = new RequestType<HistoryParams, HistoryEntryInfo[], void>("lane/history");
+
+export const REQUESTS: readonly string[] = [status.method, history.method];
 export const NOTIFICATIONS: readonly string[] = [statusChanged.method];
 
 // ---- workspace/executeCommand commands --------------------------------------------------------
@@ -242,6 +245,23 @@ export interface AssignResult {
     to: string;
 }
 
+export interface HistoryParams {
+    lane: string;
+}
+
+export interface HistoryEntryInfo {
+    /** Seconds since the Unix epoch. */
+    at: number;
+    lane: string;
+    event: "create" | "deploy" | "assign" | "switch" | "extend" | "delete" | "reclaim";
+    /** The lane's owner at the time. */
+    owner: string;
+    /** Who asked; `null` for a reclaim and a switch. */
+    actor: string | null;
+    service: string | null;
+    reason: string;
+}
+
 // ---- field lists, for the drift test ----------------------------------------------------------
 // `Record<keyof T, true>` makes tsc reject a list that misses a field of T or names one T lacks,
 // so these stay equal to the interfaces above; the drift test compares them with the server's.
@@ -283,6 +303,10 @@ const deleteResult: Fields<DeleteResult> = { deleted: true, stopped: true, activ
 const extendArgs: Fields<ExtendArgs> = { lane: true, by: true, force: true };
 const assignArgs: Fields<AssignArgs> = { service: true, from: true, to: true, force: true };
 const assignResult: Fields<AssignResult> = { service: true, from: true, to: true };
+const historyParams: Fields<HistoryParams> = { lane: true };
+const historyEntryInfo: Fields<HistoryEntryInfo> = {
+    at: true, lane: true, event: true, owner: true, actor: true, service: true, reason: true,
+};
 
 /** Type name → its field names, as `lane lsp --describe` lists them under `types`. */
 export const TYPE_FIELDS: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
@@ -292,6 +316,7 @@ export const TYPE_FIELDS: Readonly<Record<string, readonly string[]>> = Object.f
         DeployResult: deployResult, SwitchArgs: switchArgs, SwitchResult: switchResult,
         CreateArgs: createArgs, DeleteArgs: deleteArgs, DeleteResult: deleteResult,
         ExtendArgs: extendArgs, AssignArgs: assignArgs, AssignResult: assignResult,
+        HistoryParams: historyParams, HistoryEntryInfo: historyEntryInfo,
     }).map(([name, fields]) => [name, Object.keys(fields).sort()]),
 );
 

@@ -19,11 +19,11 @@ use async_trait::async_trait;
 use lane_core::{Lane, LaneId, LaneRef};
 use tokio::sync::{mpsc, watch};
 
-use crate::error::Result;
+use crate::error::{BackendError, Result};
 use crate::ids::Revision;
 use crate::types::{
-    AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport, InstanceView,
-    LaneView, Progress, Status,
+    AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport, HistoryEntry,
+    InstanceView, LaneView, Progress, Status,
 };
 
 /// A sender for progress events. Dropping the receiver does not cancel the operation; dropping
@@ -119,6 +119,16 @@ pub trait Backend: Send + Sync {
         since: Option<&Revision>,
         timeout: Duration,
     ) -> Result<Revision>;
+
+    /// The history of lane `id`, oldest first: every change to it, kept for a while after the
+    /// lane is deleted. A backend that keeps none says so.
+    async fn history(&self, id: &LaneId) -> Result<Vec<HistoryEntry>> {
+        Err(BackendError::invalid(format!(
+            "the {} backend keeps no history of lane `{id}`",
+            self.name()
+        ))
+        .with_help("the local backend keeps one: `lane history` works with --backend local"))
+    }
 }
 
 /// Finds a lane in a status, or says which lanes exist.

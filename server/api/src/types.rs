@@ -307,3 +307,35 @@ pub struct GcReport {
     pub lanes_removed: Vec<LaneId>,
     pub instances_removed: Vec<InstanceId>,
 }
+
+/// What happened to a lane, as one entry of its history (`lane history`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LaneEvent {
+    Create,
+    Deploy,
+    Assign,
+    Switch,
+    Extend,
+    Delete,
+    Reclaim,
+}
+
+/// One change to a lane: when, what, whose lane, who did it (when the request says), and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub lane: LaneId,
+    pub event: LaneEvent,
+    /// The lane's owner at the time.
+    pub owner: String,
+    /// Who asked for the change; `None` for what the backend did on its own (a reclaim) or a
+    /// request that names nobody (a switch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceId>,
+    /// Why, in words: what was deployed, moved, extended, and why a lane was reclaimed.
+    pub reason: String,
+}

@@ -133,6 +133,13 @@ pub enum Command {
     },
     /// Reclaim expired lanes and anything orphaned.
     Gc(JsonFlag),
+    /// Every change to a lane, oldest first: create, deploy, assign, switch, extend, delete,
+    /// reclaim, with who and why (kept after the lane is deleted for LANE_HISTORY_KEEP, default 7d).
+    History {
+        lane: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Run baseline versions.
     Baseline {
         #[command(subcommand)]
@@ -140,6 +147,12 @@ pub enum Command {
     },
     /// Stop the agent and everything it runs.
     Down,
+    /// Print a shell completion script: `lane completions bash > ~/.local/share/bash-completion/completions/lane`,
+    /// `lane completions zsh > ~/.zfunc/_lane`, `lane completions fish > ~/.config/fish/completions/lane.fish`.
+    Completions {
+        /// bash, zsh or fish.
+        shell: CompletionShell,
+    },
     /// Run the three lane scenarios end to end on this machine, then clean up.
     Demo,
     /// Run a router of its own that follows the local agent's lanes (the agent runs one already),
@@ -260,4 +273,12 @@ pub enum RouteCommand {
         #[arg(long, requires = "lane", value_name = "IMAGE")]
         image: Option<String>,
     },
+}
+
+/// The shells `lane completions` writes a script for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }

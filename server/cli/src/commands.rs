@@ -107,6 +107,26 @@ async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u
             Ok(0)
         }
         Command::Demo => demo::run().await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let shell = match shell {
+                crate::cli::CompletionShell::Bash => clap_complete::Shell::Bash,
+                crate::cli::CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                crate::cli::CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut cmd = crate::cli::Cli::command();
+            // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "lane", &mut script);
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(&script).and_then(|()| out.flush())
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(anyhow!("cannot write the completion script: {e}"));
+            }
+            Ok(0)
+        }
         Command::Down => {
             let backend = local_backend()?.without_autostart();
             if backend.down().await? {
@@ -297,11 +317,22 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
             }
             Ok(0)
         }
+        Command::History { lane, json } => {
+            let id = parse_lane(&lane)?;
+            let entries = backend.history(&id).await?;
+            if json.json {
+                print_json(&entries)?;
+            } else {
+                output::history(&entries);
+            }
+            Ok(0)
+        }
         Command::Baseline {
             command: BaselineCommand::Up { file },
         } => baseline_up(backend, file).await,
         Command::Agent
         | Command::Down
+        | Command::Completions { .. }
         | Command::Demo
         | Command::Router { .. }
         | Command::Lsp { .. }

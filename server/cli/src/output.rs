@@ -181,3 +181,59 @@ impl ProgressView {
 pub fn remaining(secs: u64) -> String {
     format_duration(Duration::from_secs(secs))
 }
+
+/// A lane's history as a table: when (UTC), what, whose lane, who did it, which service, why.
+pub fn history(entries: &[lane_api::HistoryEntry]) {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                utc(e.at),
+                serde_json::to_value(e.event)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                e.owner.clone(),
+                e.actor.clone().unwrap_or_else(|| "-".into()),
+                e.service.as_ref().map_or("-".into(), ToString::to_string),
+                e.reason.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["WHEN (UTC)", "EVENT", "OWNER", "BY", "SERVICE", "WHY"],
+        &rows,
+    );
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod history_tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(super::utc(1_798_761_599), "2026-12-31 23:59:59");
+    }
+}

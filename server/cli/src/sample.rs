@@ -1,6 +1,7 @@
 //! The sample service behind `lane demo` and the end-to-end tests.
 //!
-//! One tiny HTTP/1.1 server per proc (`a`, `b`, `c`, …). `GET /healthz` answers 200. Any other
+//! One tiny HTTP/1.1 server per proc (`a`, `b`, `c`, …). `GET /healthz` answers 200; `GET /slow/<ms>` answers
+//! like any other request, but that many milliseconds later (for tests of requests in flight). Any other
 //! request is answered with one line naming this proc and the lane header it received; when the
 //! proc has a next hop it first calls that hop through the router (`Host: <next>.<app>.localhost`),
 //! forwarding the lane header and `baggage` the way a well-behaved app does (`docs/contracts.md`:
@@ -232,6 +233,16 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let args = &state.args;
     if req.uri().path() == "/healthz" {
         return text(StatusCode::OK, "ok\n".into());
+    }
+    // `/slow/<ms>`: answers after that long (at most a minute), for tests of requests in flight.
+    if let Some(ms) = req.uri().path().strip_prefix("/slow/") {
+        let Ok(ms) = ms.parse::<u64>() else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("`{ms}` is not a number of milliseconds\n"),
+            );
+        };
+        tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
     }
     let me = format!(
         "{} (lane header: {})",

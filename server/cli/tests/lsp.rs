@@ -604,6 +604,8 @@ fn describe_names_every_command_and_shape() {
     assert!(out.status.success());
     let d: Value = serde_json::from_slice(&out.stdout).expect("--describe prints JSON");
     assert_eq!(d["requests"][0]["method"], "lane/status");
+    assert_eq!(d["requests"][1]["method"], "lane/history");
+    assert_eq!(d["requests"][1]["params"], "HistoryParams");
     assert_eq!(d["notifications"][0]["method"], "lane/statusChanged");
     assert_eq!(d["commands"].as_array().map(Vec::len), Some(8));
     assert_eq!(d["types"]["LaneStatus"]["activeLane"], "string");
@@ -1088,4 +1090,55 @@ fn a_failed_deploy_stays_in_the_status_until_the_next_one_and_is_shown_once() {
         r,
         json!({"deleted": "fail-a", "stopped": ["demo.b"], "activeLane": "baseline"})
     );
+}
+
+#[test]
+fn lane_history_returns_every_change_to_a_lane_even_after_it_is_deleted() {
+    let mut sandbox = Sandbox::new("lsp-history", "26240-26279");
+    let repo = sandbox.repo_named("b", "true");
+    let mut c = Client::spawn(&mut sandbox);
+    c.open_folder(file_uri(&repo), "b");
+    c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.create", "arguments": [{"lane": "hist"}]}),
+    );
+    c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.extend", "arguments": [{"lane": "hist", "by": "1h"}]}),
+    );
+    c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.delete", "arguments": [{"lane": "hist"}]}),
+    );
+    let entries = c.call("lane/history", json!({"lane": "hist"}));
+    let events: Vec<&str> = entries
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|e| e["event"].as_str().expect("event is a string"))
+        .collect();
+    assert_eq!(events, ["create", "extend", "delete"], "{entries:#}");
+    for e in entries.as_array().unwrap() {
+        assert_eq!(e["lane"], "hist");
+        assert!(e["owner"].as_str().is_some_and(|o| !o.is_empty()), "{e}");
+        assert_eq!(e["actor"], e["owner"], "{e}");
+        assert!(e["reason"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
+        assert!(
+            e.get("service").is_some(),
+            "optional fields are present: {e}"
+        );
+    }
+    // A lane that never was is a lane error saying so; a bad id is invalid params.
+    let id = c.request("lane/history", json!({"lane": "never-was"}));
+    let resp = c.response(id, Duration::from_secs(30));
+    assert_eq!(resp["error"]["code"], -32001, "{resp}");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no history")),
+        "{resp}"
+    );
+    let id = c.request("lane/history", json!({"lane": "Not A Lane"}));
+    let resp = c.response(id, Duration::from_secs(30));
+    assert_eq!(resp["error"]["code"], -32602, "{resp}");
 }

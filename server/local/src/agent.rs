@@ -34,8 +34,8 @@ use crate::supervisor::{
 };
 use lane_api::{BackendError, Result};
 use lane_api::{
-    BuildFrom, Cancel, DeployId, DeployRequest, ErrorCode, InstanceId, InstanceState, InstanceView,
-    LaneView, Placement, Progress, Revision, Stage, Status, Traffic,
+    BuildFrom, Cancel, DeployId, DeployRequest, ErrorCode, HistoryEntry, InstanceId, InstanceState,
+    InstanceView, LaneEvent, LaneView, Placement, Progress, Revision, Stage, Status, Traffic,
 };
 
 /// Agent settings, from the environment (`lane agent` documents them).
@@ -48,13 +48,23 @@ pub struct AgentConfig {
     pub reap_interval: Duration,
     /// The router forwards the lane header as `baggage: lane=<id>` too (`LANE_HEADER_TO_BAGGAGE`).
     pub header_to_baggage: bool,
+    /// How long a replaced version keeps running after the route moved off it, before it is told
+    /// to stop (`LANE_DRAIN`): requests the router sent it just before the switch reach it.
+    pub drain: Duration,
+    /// How long a deleted lane's history is kept after its last entry (`LANE_HISTORY_KEEP`).
+    pub history_keep: Duration,
+    /// The agent exits on its own once it has run nothing (no lane, no instance, no operation) for
+    /// this long (`LANE_AGENT_IDLE`, default 30m); zero: never.
+    pub idle_exit: Duration,
 }
 
 impl AgentConfig {
     /// `LANE_ROUTER_ADDR` (default `127.0.0.1:4080`; port 0 picks a free one), `LANE_HEADER`
     /// (default `x-lane`), `LANE_PORT_RANGE` (default `41000-41999`), `LANE_REAP_INTERVAL` (how
     /// often expired lanes are reclaimed, default `500ms`), `LANE_HEADER_TO_BAGGAGE` (`1` makes the
-    /// router forward the lane header as `baggage: lane=<id>` too; default off).
+    /// router forward the lane header as `baggage: lane=<id>` too; default off), `LANE_DRAIN`
+    /// (default `300ms`), `LANE_HISTORY_KEEP` (default `7d`), `LANE_AGENT_IDLE` (default `30m`;
+    /// `0` never).
     pub fn from_env() -> Result<Self> {
         let router_addr = match std::env::var("LANE_ROUTER_ADDR") {
             Ok(v) if !v.is_empty() => v.parse().map_err(|_| {
@@ -94,6 +104,13 @@ impl AgentConfig {
             port_range,
             reap_interval,
             header_to_baggage: env_switch(HEADER_TO_BAGGAGE_ENV)?,
+            drain: env_duration("LANE_DRAIN", Duration::from_millis(300), true)?,
+            idle_exit: env_duration("LANE_AGENT_IDLE", Duration::from_secs(30 * 60), true)?,
+            history_keep: env_duration(
+                "LANE_HISTORY_KEEP",
+                Duration::from_secs(7 * 24 * 3600),
+                true,
+            )?,
         })
     }
 }
@@ -113,6 +130,34 @@ pub fn env_switch(name: &str) -> Result<bool> {
         _ => Err(BackendError::invalid(format!(
             "{name} `{raw}` is neither on (1, true, yes, on) nor off (0, false, no, off)"
         ))),
+    }
+}
+
+/// A duration from the environment variable `name` (`500ms`, `2s`, `1m`; `0` when `zero_ok`),
+/// `default` when unset or empty; zero is refused unless `zero_ok`.
+pub fn env_duration(name: &str, default: Duration, zero_ok: bool) -> Result<Duration> {
+    duration_setting(name, std::env::var(name).ok().as_deref(), default, zero_ok)
+}
+
+/// [`env_duration`] of the value `raw` of `name`.
+fn duration_setting(
+    name: &str,
+    raw: Option<&str>,
+    default: Duration,
+    zero_ok: bool,
+) -> Result<Duration> {
+    match raw.map(str::trim) {
+        Some("0") if zero_ok => Ok(Duration::ZERO),
+        Some(v) if !v.is_empty() => lane_core::duration::parse_duration(v)
+            .ok()
+            .filter(|d| zero_ok || !d.is_zero())
+            .ok_or_else(|| {
+                BackendError::invalid(format!(
+                    "{name} `{v}` is not a duration like 500ms, 2s or 1m{}",
+                    if zero_ok { "" } else { " (above zero)" }
+                ))
+            }),
+        _ => Ok(default),
     }
 }
 
@@ -443,6 +488,7 @@ impl Agent {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut ticks = 0u64;
         let mut reaped = std::time::Instant::now();
+        let mut idle_since = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -458,6 +504,19 @@ impl Agent {
                 if let Err(e) = self.reclaim_expired().await {
                     tracing::error!("cannot reclaim expired lanes: {e}");
                 }
+                self.prune_history().await;
+            }
+            if self.runs_something().await {
+                idle_since = std::time::Instant::now();
+            } else if !self.config.idle_exit.is_zero()
+                && idle_since.elapsed() >= self.config.idle_exit
+            {
+                tracing::info!(
+                    idle = ?self.config.idle_exit,
+                    "the agent has run nothing for LANE_AGENT_IDLE; stopping (the next lane command starts it again)"
+                );
+                self.request_shutdown();
+                return;
             }
             if self.sample_traffic() {
                 let mut st = self.state.lock().await;
@@ -521,6 +580,72 @@ impl Agent {
             state: r.state,
             restarts: r.restarts,
             version: r.version.clone(),
+        }
+    }
+
+    /// Whether the agent has anything to keep running for: a lane, an instance (baseline
+    /// included), a plan, or an operation under way.
+    async fn runs_something(&self) -> bool {
+        if *self.ops.borrow() > 0 {
+            return true;
+        }
+        let st = self.state.lock().await;
+        !st.lanes.is_empty() || !st.instances.is_empty() || !st.plans.is_empty()
+    }
+
+    /// Appends one entry to `lane`'s history; a failure to write is logged, not fatal (the change
+    /// itself is saved already).
+    pub(crate) fn note(
+        &self,
+        lane: &LaneId,
+        event: LaneEvent,
+        owner: &str,
+        actor: Option<&str>,
+        service: Option<&ServiceId>,
+        reason: String,
+    ) {
+        let entry = HistoryEntry {
+            at: now_secs(),
+            lane: lane.clone(),
+            event,
+            owner: owner.to_owned(),
+            actor: actor.map(str::to_owned),
+            service: service.cloned(),
+            reason,
+        };
+        if let Err(e) = crate::history::append(&self.dir.history(), &entry) {
+            tracing::error!(%lane, "cannot append to the lane's history: {e}");
+        }
+    }
+
+    /// The history of lane `id`: kept while it exists and for `LANE_HISTORY_KEEP` after.
+    pub(crate) async fn history(&self, id: &LaneId) -> Result<Vec<HistoryEntry>> {
+        match crate::history::read(&self.dir.history(), id)? {
+            Some(entries) => Ok(entries),
+            None => {
+                let st = self.state.lock().await;
+                Err(BackendError::not_found(format!("lane `{id}` has no history"))
+                    .with_help(if st.lanes.is_empty() {
+                        "it never existed here, or it was deleted longer ago than LANE_HISTORY_KEEP"
+                            .to_owned()
+                    } else {
+                        format!(
+                            "it never existed here, or it was deleted longer ago than \
+                             LANE_HISTORY_KEEP; lanes now: {}",
+                            st.lanes.keys().map(LaneId::as_str).collect::<Vec<_>>().join(", ")
+                        )
+                    }))
+            }
+        }
+    }
+
+    /// Forgets the histories of lanes deleted longer ago than `LANE_HISTORY_KEEP`.
+    async fn prune_history(&self) {
+        let st = self.state.lock().await;
+        for lane in crate::history::prune(&self.dir.history(), self.config.history_keep, |l| {
+            st.lanes.keys().any(|k| k.as_str() == l)
+        }) {
+            tracing::info!(%lane, "forgot the history of a lane deleted long enough ago");
         }
     }
 
@@ -652,6 +777,7 @@ impl Agent {
                             Stage::Route,
                             "routed the lane to it".into(),
                         ));
+                        self.drain_replaced(&op).await;
                         self.finish(&op).await;
                         Ok(view)
                     }
@@ -669,6 +795,19 @@ impl Agent {
         // The copy a replaced version ran from, or this failed deploy's, is free now.
         self.prune_sources().await;
         outcome
+    }
+
+    /// After the route moved to a new version: gives the version it replaced [`AgentConfig::drain`]
+    /// before it is told to stop (a request routed to it just before the switch still reaches a
+    /// listening process; the ones it has, it finishes while it stops).
+    async fn drain_replaced(&self, op: &DeployId) {
+        let replaces = {
+            let st = self.state.lock().await;
+            st.plans.get(op).is_some_and(|p| !p.stop.is_empty())
+        };
+        if replaces && !self.config.drain.is_zero() {
+            tokio::time::sleep(self.config.drain).await;
+        }
     }
 
     /// Records the deploy's plan, creating its lane when missing (the plan says so).
@@ -958,13 +1097,47 @@ impl Agent {
         {
             lane.services.insert(record.service.clone(), version);
         }
+        let mut created = None;
         if let Some(plan) = st.plans.get_mut(op) {
             plan.phase = PlanPhase::Commit;
             plan.started.clear();
-            plan.created_lane = None;
+            created = plan.created_lane.take();
             plan.stop = stop;
         }
+        let replaced_versions: Vec<String> = plan_stop_versions(&before, &replaced);
         self.record(st, before)?;
+        if let LaneRef::Lane(id) = &req.lane
+            && let Some(lane) = st.lanes.get(id)
+        {
+            let service = &record.service;
+            if created.as_ref() == Some(id) {
+                self.note(
+                    id,
+                    LaneEvent::Create,
+                    &lane.owner,
+                    Some(&req.owner),
+                    None,
+                    format!("created by the first deploy into it ({service})"),
+                );
+            }
+            let what = record
+                .version
+                .as_ref()
+                .map_or("a version".to_owned(), |v| v.version.clone());
+            let replacing = if replaced_versions.is_empty() {
+                String::new()
+            } else {
+                format!(", replacing {}", replaced_versions.join(", "))
+            };
+            self.note(
+                id,
+                LaneEvent::Deploy,
+                &lane.owner,
+                Some(&req.owner),
+                Some(service),
+                format!("deployed {service} {what}{replacing}"),
+            );
+        }
         st.instances
             .get(&record.id)
             .map(|r| self.view(r))
@@ -999,6 +1172,18 @@ impl Agent {
         }
         Ok(done)
     }
+}
+
+/// The versions of the instances `ids` in `st`, as history shows them.
+fn plan_stop_versions(st: &State, ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .filter_map(|id| st.instances.get(id))
+        .map(|r| {
+            r.version
+                .as_ref()
+                .map_or(r.id.clone(), |v| v.version.clone())
+        })
+        .collect()
 }
 
 /// Fails a deploy whose lane was deleted (`lane rm`) or expired while the deploy ran; the
@@ -1287,6 +1472,27 @@ mod tests {
         assert_eq!(parse_range("20-10"), None);
         assert_eq!(parse_range("0-10"), None);
         assert_eq!(parse_range("x"), None);
+    }
+
+    #[test]
+    fn duration_settings() {
+        let nine = Duration::from_secs(9);
+        let get = |raw, zero_ok| duration_setting("LANE_X", raw, nine, zero_ok);
+        assert_eq!(get(None, true).unwrap(), nine);
+        assert_eq!(get(Some(" "), true).unwrap(), nine);
+        assert_eq!(get(Some("0"), true).unwrap(), Duration::ZERO);
+        assert_eq!(get(Some("0s"), true).unwrap(), Duration::ZERO);
+        assert_eq!(
+            get(Some("250ms"), false).unwrap(),
+            Duration::from_millis(250)
+        );
+        let e = get(Some("0"), false).unwrap_err();
+        assert!(
+            e.message.contains("LANE_X") && e.message.contains("above zero"),
+            "{e}"
+        );
+        let e = get(Some("soon"), true).unwrap_err();
+        assert!(e.message.contains("LANE_X `soon`"), "{e}");
     }
 
     #[test]

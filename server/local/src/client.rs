@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use lane_core::{Lane, LaneRef};
+use lane_core::{Lane, LaneId, LaneRef};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
@@ -23,8 +23,8 @@ use crate::control::{
 use crate::store::StateDir;
 use crate::supervisor::{BUILD_MARKER, INSTANCE_MARKER};
 use lane_api::{
-    AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport, InstanceView,
-    Revision, Status,
+    AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport, HistoryEntry,
+    InstanceView, Revision, Status,
 };
 use lane_api::{Backend, Cancel, ProgressTx};
 use lane_api::{BackendError, Result};
@@ -360,6 +360,10 @@ impl Backend for LocalBackend {
 
     async fn gc(&self) -> Result<GcReport> {
         self.call("gc", &()).await
+    }
+
+    async fn history(&self, id: &LaneId) -> Result<Vec<HistoryEntry>> {
+        self.call("history", id).await
     }
 
     async fn wait_for_change(

@@ -277,6 +277,12 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<ChannelBo
             .await
         }
         "gc" => run(agent, req, |a, (): ()| async move { a.gc().await }).await,
+        "history" => {
+            run(agent, req, |a, r: lane_core::LaneId| async move {
+                a.history(&r).await
+            })
+            .await
+        }
         "wait" => match body::<WaitRequest>(req).await {
             Ok(r) => {
                 let timeout = Duration::from_millis(r.timeout_ms.min(60_000));

@@ -6,6 +6,7 @@
 mod agent;
 mod client;
 mod control;
+mod history;
 mod source;
 pub mod store;
 pub mod supervisor;

@@ -76,6 +76,10 @@ impl StateDir {
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
+    /// Per-lane histories (see `history.rs`).
+    pub fn history(&self) -> PathBuf {
+        self.root.join("history")
+    }
     /// Working copies deploys build and run from (see `source.rs`).
     pub fn sources(&self) -> PathBuf {
         self.root.join("src")

@@ -108,6 +108,17 @@ impl Supervisor {
 
     /// Starts `record` and returns a receiver of its phases.
     pub fn start(&self, record: &InstanceRecord) -> watch::Receiver<Phase> {
+        self.run(record, None)
+    }
+
+    /// Takes over the running process group `pid` of `record`, which an earlier agent started
+    /// (see [`adoptable`]): it is health-checked and stopped like one this supervisor started, and
+    /// started anew when it dies.
+    pub fn adopt(&self, record: &InstanceRecord, pid: u32) -> watch::Receiver<Phase> {
+        self.run(record, Some(pid))
+    }
+
+    fn run(&self, record: &InstanceRecord, adopted: Option<u32>) -> watch::Receiver<Phase> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (phase_tx, phase_rx) = watch::channel(Phase::Stopped);
         let run = InstanceRun {
@@ -118,6 +129,7 @@ impl Supervisor {
             stop_rx,
             restarts: record.restarts,
             extra_env: self.extra_env.clone(),
+            adopted,
         };
         let task = tokio::spawn(run.run());
         let old = lock(&self.handles).insert(
@@ -211,6 +223,8 @@ struct InstanceRun {
     stop_rx: watch::Receiver<bool>,
     restarts: u32,
     extra_env: Vec<(String, String)>,
+    /// The process group of a process an earlier agent started, watched until it dies.
+    adopted: Option<u32>,
 }
 
 enum Outcome {
@@ -233,9 +247,16 @@ impl InstanceRun {
     async fn run(mut self) {
         let mut ever_healthy = false;
         let mut backoff = BACKOFF_FIRST;
+        let mut adopted = self.adopted.take();
         loop {
             let started = Instant::now();
-            let outcome = self.run_once(&mut ever_healthy).await;
+            let outcome = match adopted.take() {
+                Some(pid) => {
+                    ever_healthy = true;
+                    self.watch_adopted(pid).await
+                }
+                None => self.run_once(&mut ever_healthy).await,
+            };
             match outcome {
                 Outcome::Stop => {
                     self.set(Phase::Stopped);
@@ -352,6 +373,46 @@ impl InstanceRun {
         }
     }
 
+    /// Watches an adopted process group (not a child of this process: it cannot be waited for)
+    /// like [`Self::run_once`] watches a healthy one, until it is gone or told to stop.
+    async fn watch_adopted(&mut self, pid: u32) -> Outcome {
+        let group = AdoptedGroup(ProcessGroup(pid));
+        self.set(Phase::Healthy { pid });
+        let mut failures = 0u32;
+        loop {
+            tokio::select! {
+                _ = self.stop_rx.changed() => {
+                    group.terminate().await;
+                    return Outcome::Stop;
+                }
+                _ = tokio::time::sleep(STARTING_PROBE) => {
+                    if !group_alive(pid) {
+                        group.0.kill(Signal::SIGKILL);
+                        return Outcome::Exited("exited (an earlier agent had started it)".into());
+                    }
+                }
+            }
+            if probe(&self.record.spec.health, self.record.port).await {
+                if failures >= UNHEALTHY_AFTER {
+                    self.set(Phase::Healthy { pid });
+                }
+                failures = 0;
+            } else {
+                failures += 1;
+                if failures == UNHEALTHY_AFTER {
+                    self.set(Phase::Unhealthy { pid });
+                }
+            }
+            tokio::select! {
+                _ = self.stop_rx.changed() => {
+                    group.terminate().await;
+                    return Outcome::Stop;
+                }
+                _ = tokio::time::sleep(HEALTHY_PROBE - STARTING_PROBE) => {}
+            }
+        }
+    }
+
     fn env(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self
             .record
@@ -386,16 +447,77 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// Stops a process group: SIGTERM to all of it, then the grace period for every process in it to
+/// exit (not only the leader: a shell that runs the service as its child dies of SIGTERM at once,
+/// while the service still finishes the requests it has), then SIGKILL to what is left.
 async fn terminate(child: &mut Child, group: &ProcessGroup) {
     group.kill(Signal::SIGTERM);
-    if tokio::time::timeout(STOP_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        group.kill(Signal::SIGKILL);
-        let _ = child.wait().await;
+    let deadline = Instant::now() + STOP_GRACE;
+    let leader = tokio::time::timeout(STOP_GRACE, child.wait()).await;
+    while Instant::now() < deadline && group_alive(group.0) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     group.kill(Signal::SIGKILL);
+    if leader.is_err() {
+        let _ = child.wait().await;
+    }
+}
+
+/// An adopted process group: stopped like [`terminate`] stops a child's, but waited for by
+/// looking, since it is not a child.
+struct AdoptedGroup(ProcessGroup);
+
+impl AdoptedGroup {
+    async fn terminate(&self) {
+        self.0.kill(Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline && group_alive(self.0.0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.0.kill(Signal::SIGKILL);
+    }
+}
+
+/// Whether `pid` is a process group an earlier agent of `state_dir` started for instance `id`
+/// and still runs: its leader is alive and carries `LANE_INSTANCE=<id>` and
+/// `LANE_STATE_DIR=<state_dir>`, and leads its own process group.
+pub fn adoptable(pid: u32, id: &str, state_dir: &Path) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let instance = format!("LANE_INSTANCE={id}");
+    let dir = format!("{INSTANCE_MARKER}={}", state_dir.display());
+    let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    let leads = nix::unistd::getpgid(Some(Pid::from_raw(pid as i32)))
+        .is_ok_and(|g| g.as_raw() == pid as i32);
+    pid > 1
+        && alive(pid as i32)
+        && leads
+        && vars.contains(&instance.as_bytes())
+        && vars.contains(&dir.as_bytes())
+}
+
+/// Whether a live (not zombie) process is in process group `pgid`.
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            return false;
+        };
+        std::fs::read_to_string(e.path().join("stat")).is_ok_and(|stat| {
+            let mut fields = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace())
+                .into_iter()
+                .flatten();
+            // After the command: state, ppid, pgrp.
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+            pid > 0 && pgrp == Some(pgid) && !matches!(state, Some("Z" | "X"))
+        })
+    })
 }
 
 /// Spawns `sh -c command` in its own process group with stdout and stderr appended to `log`.

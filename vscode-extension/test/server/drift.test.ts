@@ -25,7 +25,10 @@ describe("lsp_ext.ts matches lane lsp --describe", () => {
         assert.deepEqual(sorted(d.requests.map((r) => r.method)), sorted(ext.REQUESTS));
         assert.deepEqual(
             d.requests.map((r) => [r.method, r.direction, r.result]),
-            [[ext.status.method, "clientToServer", "LaneStatus"]],
+            [
+                [ext.status.method, "clientToServer", "LaneStatus"],
+                [ext.history.method, "clientToServer", "HistoryEntryInfo[]"],
+            ],
         );
     });
 

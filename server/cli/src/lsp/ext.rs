@@ -42,6 +42,16 @@ impl Notification for StatusChanged {
     const METHOD: &'static str = "lane/statusChanged";
 }
 
+/// `lane/history` (client → server request): every change to a lane, oldest first, kept after the
+/// lane is deleted for a while (the local backend's `LANE_HISTORY_KEEP`).
+pub enum HistoryRequest {}
+
+impl Request for HistoryRequest {
+    type Params = HistoryParams;
+    type Result = Vec<HistoryEntryInfo>;
+    const METHOD: &'static str = "lane/history";
+}
+
 // ---------------------------------------------------------------------------------------------
 // Commands (`workspace/executeCommand`; `arguments` is `[args]`, or `[]` when args are optional)
 
@@ -361,6 +371,30 @@ pub struct AssignResult {
     pub to: String,
 }
 
+/// The params of `lane/history`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryParams {
+    pub lane: String,
+}
+
+/// One change to a lane, as `lane history --json` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntryInfo {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub lane: String,
+    /// `create`, `deploy`, `assign`, `switch`, `extend`, `delete` or `reclaim`.
+    pub event: String,
+    /// The lane's owner at the time.
+    pub owner: String,
+    /// Who asked; `null` for a reclaim and a switch.
+    pub actor: Option<String>,
+    pub service: Option<String>,
+    pub reason: String,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Description (`lane lsp --describe`)
 
@@ -488,6 +522,16 @@ shape!(AssignResult {
     "from": "string",
     "to": "string",
 });
+shape!(HistoryParams { "lane": "string" });
+shape!(HistoryEntryInfo {
+    "at": "number",
+    "lane": "string",
+    "event": "\"create\" | \"deploy\" | \"assign\" | \"switch\" | \"extend\" | \"delete\" | \"reclaim\"",
+    "owner": "string",
+    "actor": "string | null",
+    "service": "string | null",
+    "reason": "string",
+});
 
 fn shape<T: Shape>() -> (String, Value) {
     let fields: serde_json::Map<String, Value> = T::FIELDS
@@ -526,6 +570,8 @@ pub fn describe() -> Value {
         shape::<ExtendArgs>(),
         shape::<AssignArgs>(),
         shape::<AssignResult>(),
+        shape::<HistoryParams>(),
+        shape::<HistoryEntryInfo>(),
     ]
     .into_iter()
     .collect();
@@ -533,6 +579,7 @@ pub fn describe() -> Value {
         "protocolVersion": PROTOCOL_VERSION,
         "requests": [
             { "method": StatusRequest::METHOD, "direction": "clientToServer", "params": null, "result": "LaneStatus" },
+            { "method": HistoryRequest::METHOD, "direction": "clientToServer", "params": "HistoryParams", "result": "HistoryEntryInfo[]" },
         ],
         "notifications": [
             { "method": StatusChanged::METHOD, "direction": "serverToClient", "params": "LaneStatus" },
@@ -606,7 +653,9 @@ mod tests {
             DeleteResult,
             ExtendArgs,
             AssignArgs,
-            AssignResult
+            AssignResult,
+            HistoryParams,
+            HistoryEntryInfo
         );
     }
 

@@ -45,6 +45,7 @@ pub async fn run(describe: bool, backend: Option<String>) -> anyhow::Result<u8> 
     let log = log::init();
     let (service, socket) = LspService::build(|client| server::Lsp::new(client, backend, log))
         .custom_method(ext::StatusRequest::METHOD, server::Lsp::status)
+        .custom_method(ext::HistoryRequest::METHOD, server::Lsp::history)
         .custom_method(
             "window/workDoneProgress/cancel",
             server::Lsp::cancel_progress,

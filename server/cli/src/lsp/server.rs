@@ -143,6 +143,35 @@ impl Lsp {
         .await)
     }
 
+    /// `lane/history`: the lane's history from the backend; a bad lane id is invalid params, a
+    /// lane without history (or a backend that keeps none) a lane error saying so.
+    pub async fn history(&self, params: ext::HistoryParams) -> Result<Vec<ext::HistoryEntryInfo>> {
+        let id: lane_core::LaneId = params.lane.parse().map_err(|e: lane_core::IdError| {
+            crate::lsp::to_proto::rpc_error(&lane_api::BackendError::invalid(e.to_string()))
+        })?;
+        let entries = self
+            .backend()
+            .await
+            .history(&id)
+            .await
+            .map_err(|e| crate::lsp::to_proto::rpc_error(&e))?;
+        Ok(entries
+            .into_iter()
+            .map(|e| ext::HistoryEntryInfo {
+                at: e.at,
+                lane: e.lane.to_string(),
+                event: serde_json::to_value(e.event)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                owner: e.owner,
+                actor: e.actor,
+                service: e.service.map(|s| s.to_string()),
+                reason: e.reason,
+            })
+            .collect())
+    }
+
     /// `window/workDoneProgress/cancel`: cancels the deploy reporting under that token.
     pub async fn cancel_progress(&self, params: WorkDoneProgressCancelParams) {
         let key = token_key(&params.token);

@@ -7,7 +7,7 @@
 //! These are the operations on lanes (create, delete, extend, switch, assign, gc, expiry); deploys
 //! are plans too, in `agent.rs`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use lane_core::lane::check_owner;
@@ -15,10 +15,10 @@ use lane_core::{Lane, LaneId, LaneRef};
 
 use super::{Agent, new_lane, no_lane, now_secs};
 use crate::store::{Plan, PlanKind, PlanPhase, State};
-use crate::supervisor::{kill_strays, reclaim_stale, strays, wait_gone};
+use crate::supervisor::{adoptable, kill_strays, probe, reclaim_stale, strays, wait_gone};
 use lane_api::{
     AssignRequest, BackendError, CreateLane, DeleteLane, DeployId, ExtendLane, GcReport,
-    InstanceId, InstanceState, Result,
+    InstanceId, InstanceState, LaneEvent, Result,
 };
 
 /// How long a starting agent waits for the processes of its predecessor it killed to be gone
@@ -101,11 +101,23 @@ impl Agent {
         }
     }
 
-    /// At start: kills every process an earlier agent of this state dir left (instances and
-    /// builds alike: the instances are started anew), finishes or undoes the plans it left, and
-    /// restarts the instances.
+    /// At start: adopts the instances an earlier agent of this state dir started that still run
+    /// and are healthy, kills every other process it left (builds, instances that do not answer,
+    /// processes no record names), finishes or undoes the plans it left, and starts again the
+    /// instances it did not adopt.
     pub(super) async fn recover(&self) -> Result<()> {
         let mut st = self.state.lock().await;
+        // Instances an earlier agent started that still run and answer their health check are
+        // adopted as they are: no request to them fails because an agent died.
+        let mut adopted: HashMap<String, u32> = HashMap::new();
+        for rec in st.instances.values() {
+            if let (Some(pid), None) = (rec.pid, &rec.pending)
+                && adoptable(pid, &rec.id, &self.dir.root)
+                && probe(&rec.spec.health, rec.port).await
+            {
+                adopted.insert(rec.id.clone(), pid);
+            }
+        }
         let mut killed = Vec::new();
         // Named processes first (by pid, if the pid still is that instance), then any other
         // process carrying this state dir's markers: a restart the state had not caught up with,
@@ -117,12 +129,17 @@ impl Agent {
         );
         for (pid, id) in named {
             if let Some(pid) = pid
+                && adopted.get(id) != Some(&pid)
                 && reclaim_stale(pid, id)
             {
                 killed.push(pid);
             }
         }
-        let left = strays(&self.dir.root);
+        let kept: HashSet<i32> = adopted.values().map(|p| *p as i32).collect();
+        let left: Vec<_> = strays(&self.dir.root)
+            .into_iter()
+            .filter(|s| !kept.contains(&s.pgid))
+            .collect();
         if !left.is_empty() {
             tracing::warn!(
                 count = left.len(),
@@ -176,9 +193,22 @@ impl Agent {
             }
         }
         for rec in st.instances.values_mut() {
-            rec.state = InstanceState::Starting;
-            rec.pid = None;
-            self.sup.start(rec);
+            match adopted.get(&rec.id) {
+                Some(pid) => {
+                    tracing::info!(instance = %rec.id, pid, "adopted a healthy instance an earlier agent started");
+                    rec.state = InstanceState::Healthy;
+                    rec.pid = Some(*pid);
+                    self.sup.adopt(rec, *pid);
+                }
+                None => {
+                    if rec.pid.is_some() {
+                        tracing::warn!(instance = %rec.id, "instance not running (or not healthy); starting it again");
+                    }
+                    rec.state = InstanceState::Starting;
+                    rec.pid = None;
+                    self.sup.start(rec);
+                }
+            }
         }
         self.commit(&mut st)
     }
@@ -215,12 +245,29 @@ impl Agent {
 
     pub(crate) async fn create_lane(&self, req: CreateLane) -> Result<Lane> {
         let lane_ref = LaneRef::Lane(req.id.clone());
-        self.state_only(PlanKind::Create, Some(lane_ref), |st| {
-            let lane = new_lane(st, &req.id, req.parent.as_ref(), &req.owner, req.ttl_secs)?;
-            st.lanes.insert(lane.id.clone(), lane.clone());
-            Ok(lane)
-        })
-        .await
+        let lane = self
+            .state_only(PlanKind::Create, Some(lane_ref), |st| {
+                let lane = new_lane(st, &req.id, req.parent.as_ref(), &req.owner, req.ttl_secs)?;
+                st.lanes.insert(lane.id.clone(), lane.clone());
+                Ok(lane)
+            })
+            .await?;
+        let parent = lane
+            .parent
+            .as_ref()
+            .map_or(String::new(), |p| format!(" on lane {p}"));
+        self.note(
+            &lane.id,
+            LaneEvent::Create,
+            &lane.owner,
+            Some(&req.owner),
+            None,
+            format!(
+                "lane create{parent}, expiring after {}s",
+                lane.expires.saturating_sub(lane.created)
+            ),
+        );
+        Ok(lane)
     }
 
     pub(crate) async fn extend_lane(&self, req: ExtendLane) -> Result<Lane> {
@@ -235,19 +282,64 @@ impl Agent {
             Ok(lane.clone())
         })
         .await
+        .inspect(|lane| {
+            self.note(
+                &lane.id,
+                LaneEvent::Extend,
+                &lane.owner,
+                Some(&req.actor),
+                None,
+                format!(
+                    "lane extend by {}s{}; now expires at {} (Unix time)",
+                    req.by_secs,
+                    forced(&lane.owner, &req.actor, req.force),
+                    lane.expires
+                ),
+            );
+        })
     }
 
     pub(crate) async fn switch(&self, lane: LaneRef) -> Result<()> {
-        self.state_only(PlanKind::Switch, Some(lane.clone()), |st| {
-            if let LaneRef::Lane(id) = &lane
-                && !st.lanes.contains_key(id)
-            {
-                return Err(no_lane(st, id));
-            }
-            st.active_lane = lane.lane().cloned();
-            Ok(())
-        })
-        .await
+        // The lanes the switch is into and out of, with their owners.
+        let (into, out_of) = self
+            .state_only(PlanKind::Switch, Some(lane.clone()), |st| {
+                if let LaneRef::Lane(id) = &lane
+                    && !st.lanes.contains_key(id)
+                {
+                    return Err(no_lane(st, id));
+                }
+                let owner = |id: &LaneId| st.lanes.get(id).map(|l| (id.clone(), l.owner.clone()));
+                let out_of = st
+                    .active_lane
+                    .as_ref()
+                    .filter(|a| lane.lane() != Some(*a))
+                    .and_then(owner);
+                let into = lane.lane().and_then(owner);
+                st.active_lane = lane.lane().cloned();
+                Ok((into, out_of))
+            })
+            .await?;
+        if let Some((id, owner)) = into {
+            self.note(
+                &id,
+                LaneEvent::Switch,
+                &owner,
+                None,
+                None,
+                "lane switch: made the active lane".into(),
+            );
+        }
+        if let Some((id, owner)) = out_of {
+            self.note(
+                &id,
+                LaneEvent::Switch,
+                &owner,
+                None,
+                None,
+                format!("lane switch to {lane}: no longer the active lane"),
+            );
+        }
+        Ok(())
     }
 
     /// Takes the lanes `ids` out of the state with their instances (a deploy under way into one
@@ -305,11 +397,30 @@ impl Agent {
                     "delete those first, or pass --force to move them onto this lane's parent",
                 ));
             }
+            let owner = lane.owner.clone();
+            let stacked = children.len();
             let before = st.clone();
             // Routes go with the records: the lane's instances leave the table before they stop.
-            let (op, _) =
+            let (op, ids) =
                 Self::take_lanes(&mut st, std::slice::from_ref(&req.id), PlanKind::Delete);
             self.record(&mut st, before)?;
+            let stacked = if stacked > 0 {
+                format!("; {stacked} lane(s) stacked on it moved to its parent")
+            } else {
+                String::new()
+            };
+            self.note(
+                &req.id,
+                LaneEvent::Delete,
+                &owner,
+                Some(&req.actor),
+                None,
+                format!(
+                    "lane rm{}: stopped {} instance(s){stacked}",
+                    forced(&owner, &req.actor, req.force),
+                    ids.len()
+                ),
+            );
             op
         };
         self.finish(&op).await;
@@ -344,9 +455,27 @@ impl Agent {
             for lane in &lanes {
                 tracing::info!(%lane, "lane expired; reclaiming it");
             }
+            let owners: Vec<(LaneId, String, u64)> = lanes
+                .iter()
+                .filter_map(|id| st.lanes.get(id))
+                .map(|l| (l.id.clone(), l.owner.clone(), l.expires))
+                .collect();
             let before = st.clone();
             let (op, ids) = Self::take_lanes(&mut st, &lanes, PlanKind::Expire);
             self.record(&mut st, before)?;
+            for (id, owner, expires) in owners {
+                self.note(
+                    &id,
+                    LaneEvent::Reclaim,
+                    &owner,
+                    None,
+                    None,
+                    format!(
+                        "expired: its TTL ran out at {expires} (Unix time); reclaimed with its \
+                         instances"
+                    ),
+                );
+            }
             (op, lanes, ids)
         };
         self.finish(&op).await;
@@ -403,7 +532,7 @@ impl Agent {
                 l.services.remove(&req.service);
             }
             if let Some(l) = st.lanes.get_mut(&req.to) {
-                l.services.insert(req.service.clone(), version);
+                l.services.insert(req.service.clone(), version.clone());
             }
             let op = Self::plan_id(&mut st, PlanKind::Assign);
             let mut plan = Plan::new(PlanKind::Assign, PlanPhase::Commit, now_secs());
@@ -412,6 +541,34 @@ impl Agent {
             plan.stop = stop;
             st.plans.insert(op.clone(), plan);
             self.record(&mut st, before)?;
+            let owner = |id: &LaneId| st.lanes.get(id).map_or(String::new(), |l| l.owner.clone());
+            let (svc, v) = (&req.service, &version.version);
+            let from_owner = owner(&req.from);
+            self.note(
+                &req.from,
+                LaneEvent::Assign,
+                &from_owner,
+                Some(&req.actor),
+                Some(svc),
+                format!(
+                    "lane assign: moved {svc} {v} to lane {}{}",
+                    req.to,
+                    forced(&from_owner, &req.actor, req.force)
+                ),
+            );
+            let to_owner = owner(&req.to);
+            self.note(
+                &req.to,
+                LaneEvent::Assign,
+                &to_owner,
+                Some(&req.actor),
+                Some(svc),
+                format!(
+                    "lane assign: got {svc} {v} from lane {}{}",
+                    req.from,
+                    forced(&to_owner, &req.actor, req.force)
+                ),
+            );
             op
         };
         self.finish(&op).await;
@@ -492,6 +649,15 @@ impl Agent {
         }
         self.prune_sources().await;
         Ok(report)
+    }
+}
+
+/// ` (--force, as <actor>)` when someone other than the owner made a change, else nothing.
+fn forced(owner: &str, actor: &str, force: bool) -> String {
+    if force && owner != actor {
+        format!(" (--force by {actor}, not the owner)")
+    } else {
+        String::new()
     }
 }
 
