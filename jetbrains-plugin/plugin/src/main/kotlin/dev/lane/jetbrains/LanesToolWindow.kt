@@ -121,7 +121,7 @@ private class LanesPanel(private val project: Project) : SimpleToolWindowPanel(t
     private inner class ContextGroup : DefaultActionGroup(), DumbAware {
         override fun getChildren(e: com.intellij.openapi.actionSystem.AnActionEvent?): Array<AnAction> {
             val node = tree.selectionPath?.let(::nodeOf) ?: return AnAction.EMPTY_ARRAY
-            return nodeActions(node).mapNotNull { id ->
+            return nodeActions(node).mapNotNull<String, AnAction> { id ->
                 val action: AnAction = laneActionFor(id, node) ?: return@mapNotNull null
                 action.templatePresentation.text = LaneActions.spec(id).title
                 action.templatePresentation.description = LaneActions.spec(id).description
