@@ -216,6 +216,9 @@ class WireTest {
 
         val s = waitForStatus("jb-a 1/1 healthy") { it.activeLane == "jb-a" && it.healthy == 1L && it.total == 1L }
         assertEquals("Lane: jb-a · main · 1/1 healthy", statusBarText(s))
+        // Show Logs opens the service's output file, which the status names (ServiceInfo.log).
+        val log = File(assertNotNull(serviceLog(s, "jb-a", "demo.b"), "ServiceInfo.log of a local service"))
+        waitUntil("output in ${log.path}", 10_000) { log.takeIf { it.isFile && it.length() > 0 } }
         val tree = buildTree(s)
         assertEquals("jb-a", tree[0].label)
         assertEquals("demo.b", tree[0].children[0].label)
