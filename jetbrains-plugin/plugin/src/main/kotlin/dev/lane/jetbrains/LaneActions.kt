@@ -27,6 +27,8 @@ import dev.lane.core.MovableVersion
 import dev.lane.core.NodeIcon
 import dev.lane.core.NodeKind
 import dev.lane.core.RequestTarget
+import dev.lane.core.ServerState
+import dev.lane.core.serverNotFoundText
 import dev.lane.core.SwitchArgs
 import dev.lane.core.SwitchResult
 import dev.lane.core.Texts
@@ -71,11 +73,28 @@ abstract class LaneAction : AnAction(), DumbAware {
     }
 
     final override fun actionPerformed(e: AnActionEvent) {
-        perform(e.project ?: return)
+        runFor(e.project ?: return)
+    }
+
+    /** Whether it needs `lane lsp` (false for the actions that help to find or restart it). */
+    open val needsServer: Boolean = true
+
+    /**
+     * Runs it; while no `lane` binary was found, says so with the fix instead (a command must not
+     * fail for some other reason, e.g. "no workspace folder has a valid lane.toml").
+     */
+    fun runFor(project: Project) {
+        val service = laneService(project)
+        if (needsServer && service.serverState == ServerState.MISSING) return notifyServerNotFound(project, service.missingTried)
+        perform(project)
     }
 
     abstract fun perform(project: Project)
 }
+
+/** The "server not found" notification with its fix. */
+fun notifyServerNotFound(project: Project, tried: List<String>) =
+    notify(project, serverNotFoundText(tried), NotificationType.ERROR, Texts.OPEN_SETTINGS to { OpenServerSettingsAction().perform(project) })
 
 private fun laneService(project: Project) = LaneProjectService.getInstance(project)
 
@@ -356,11 +375,15 @@ class StopProxyAction : LaneAction() {
 
 /** What `lane lsp` logged: deploy stages, build and service output. */
 class ShowServerLogsAction : LaneAction() {
+    override val needsServer: Boolean = false
+
     override fun perform(project: Project) = showServerLog(project)
 }
 
 /** Settings → Tools → Lane (the server path). */
 class OpenServerSettingsAction : LaneAction() {
+    override val needsServer: Boolean = false
+
     override fun perform(project: Project) =
         com.intellij.openapi.options.ShowSettingsUtil.getInstance().showSettingsDialog(project, LaneConfigurable::class.java)
 }
@@ -382,6 +405,8 @@ class RefreshAction : LaneAction() {
 }
 
 class RestartServerAction : LaneAction() {
+    override val needsServer: Boolean = false
+
     override fun perform(project: Project) = laneService(project).restart()
 }
 

@@ -79,6 +79,8 @@ class LaneProjectService(private val project: Project) : Disposable {
         missingTried = tried.orEmpty()
         if (tried != null) {
             appendLog(serverNotFoundText(tried))
+            // Not waited for: the status bar and the tree say it too, with the fixes.
+            ApplicationManager.getApplication().invokeLater({ notifyServerNotFound(project, tried) }, project.disposed)
             serverState = ServerState.MISSING
             changed()
         }
@@ -112,6 +114,13 @@ class LaneProjectService(private val project: Project) : Disposable {
 
     /** The running server, started if needed. */
     fun server(): CompletableFuture<LaneServer> =
+        if (serverState == ServerState.MISSING) {
+            CompletableFuture.failedFuture(IllegalStateException(serverNotFoundText(missingTried)))
+        } else {
+            runningServer()
+        }
+
+    private fun runningServer(): CompletableFuture<LaneServer> =
         LanguageServerManager.getInstance(project).getLanguageServer(LANE_SERVER_ID).thenCompose { item ->
             // getInitializedServer: the server may have been stopped since and must start again.
             item?.initializedServer ?: CompletableFuture.failedFuture(IllegalStateException("lane lsp is not running"))

@@ -70,7 +70,7 @@ private class LanesPanel(private val project: Project) : SimpleToolWindowPanel(t
             override fun onDoubleClick(event: MouseEvent): Boolean {
                 val node = tree.selectionPath?.let(::nodeOf) ?: return false
                 val action = node.action?.let { laneActionFor(it, node) } ?: return false
-                action.perform(project)
+                action.runFor(project)
                 return true
             }
         }.installOn(tree)
@@ -80,7 +80,7 @@ private class LanesPanel(private val project: Project) : SimpleToolWindowPanel(t
             val action = line.action
             when {
                 action != null -> tree.emptyText.appendLine(line.text, SimpleTextAttributes.LINK_PLAIN_ATTRIBUTES) {
-                    laneActionFor(action, null)?.perform(project)
+                    laneActionFor(action, null)?.runFor(project)
                 }
                 i == 0 -> tree.emptyText.appendText(line.text)
                 else -> tree.emptyText.appendLine(line.text)
