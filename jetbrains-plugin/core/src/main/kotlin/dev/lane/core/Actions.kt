@@ -4,6 +4,11 @@
 
 package dev.lane.core
 
+import java.time.Instant
+import java.time.ZoneOffset
+import java.time.format.DateTimeFormatter
+import java.util.Locale
+
 /** One action under Tools → Lane (and in Search Everywhere): id, title, description. */
 data class ActionSpec(val id: String, val title: String, val description: String)
 
@@ -19,9 +24,15 @@ object LaneActions {
     const val REFRESH = "lane.refresh"
     const val RESTART_SERVER = "lane.restartServer"
     const val SHOW_LOGS = "lane.showLogs"
+    const val START_PROXY = "lane.startProxy"
+    const val STOP_PROXY = "lane.stopProxy"
+    const val OPEN_SETTINGS = "lane.openServerSettings"
 
-    /** The tree's context action: switch to the selected lane. */
+    /** The tree's context actions, on the selected node. */
     const val SWITCH_TO = "lane.tree.switchTo"
+    const val DEPLOY_HERE = "lane.tree.deployHere"
+    const val TREE_COPY_REQUEST = "lane.tree.copyRequest"
+    const val SHOW_SERVICE_LOGS = "lane.tree.showServiceLogs"
 
     /** The menu group under Tools. */
     const val GROUP = "lane.ToolsGroup"
@@ -35,16 +46,22 @@ object LaneActions {
         ActionSpec(CREATE, "Create Lane", "Create a lane, optionally stacked on another"),
         ActionSpec(DELETE, "Delete Lane", "Delete a lane with everything it runs"),
         ActionSpec(EXTEND, "Extend Lane", "Make a lane live longer"),
-        ActionSpec(ASSIGN, "Assign Version", "Move a personal version from one lane to another"),
+        ActionSpec(ASSIGN, "Move Version To Another Lane…", "Move a personal version from one lane to another"),
         ActionSpec(COPY_REQUEST, "Copy Request With Lane Header", "Copy a curl command that reaches the service in the active lane"),
+        ActionSpec(START_PROXY, "Start Proxy", "Run lane proxy: requests sent with HTTP_PROXY enter the active lane"),
+        ActionSpec(STOP_PROXY, "Stop Proxy", "Stop the lane proxy this IDE started"),
         ActionSpec(REFRESH, "Refresh", "Ask lane lsp for the status now"),
         ActionSpec(RESTART_SERVER, "Restart Server", "Restart lane lsp"),
+        ActionSpec(SHOW_LOGS, "Show Server Logs", "Show what lane lsp logged: deploy stages, build and service output"),
+        ActionSpec(OPEN_SETTINGS, "Set Server Path", "Open Settings → Tools → Lane"),
     )
-    // VS Code's `lane.showLogs` has no entry here: in the IDE, the server's log is LSP4IJ's
-    // Language Servers console.
 
+    /** The Lanes tree's context actions (not in Tools → Lane: they act on the selected node). */
     val TREE: List<ActionSpec> = listOf(
         ActionSpec(SWITCH_TO, "Switch Traffic To This Lane", "Send your requests into this lane"),
+        ActionSpec(DEPLOY_HERE, "Deploy Current Branch Here", "Build the current branch and deploy it into this lane"),
+        ActionSpec(TREE_COPY_REQUEST, "Copy Request", "Copy a curl command that reaches this service or lane"),
+        ActionSpec(SHOW_SERVICE_LOGS, "Show Logs", "Open the service's output file"),
     )
 
     fun spec(id: String): ActionSpec = (MENU + TREE).first { it.id == id }
@@ -85,11 +102,12 @@ fun deleteMayForce(u: UserError): Boolean = u.code == "not_owner" || u.code == "
 
 // ---- texts ------------------------------------------------------------------------------------
 
-/** Every message the actions show, word for word those of the VS Code extension. */
+/** Every message the actions show, word for word those of the VS Code extension where the concept
+ * is the same in the IDE. */
 object Texts {
     const val CHOOSE_LANE = "Choose a lane"
     const val NEW_LANE_TITLE = "New lane"
-    const val LANE_ID_PROMPT = "Lane id: lowercase letters, digits and `-`, 1–40 characters"
+    const val LANE_ID_PROMPT = "Lane id: lowercase letters, digits and -, 1–40 characters"
     const val DEFAULT_DURATION = "24h"
     const val LIFETIME_PROMPT = "Lifetime"
     const val HOW_MUCH_LONGER = "How much longer"
@@ -104,40 +122,91 @@ object Texts {
     const val SWITCH_TRAFFIC = "Switch Traffic"
     const val SWITCH_TRAFFIC_TO_IT = "Switch Traffic To It"
     const val COPY_REQUEST = "Copy Request"
+    const val START_PROXY = "Start Proxy"
+    const val COPY_HTTP_PROXY = "Copy HTTP_PROXY"
     const val FORCE = "Force"
     const val DELETE = "Delete"
     const val FORCE_DELETE = "Force Delete"
-    const val NOTHING_TO_DEPLOY = "Lane: no workspace folder has a valid `lane.toml` to deploy."
+    const val OPEN_SETTINGS = "Open Settings"
+    const val NOTHING_TO_DEPLOY = "Lane: no workspace folder has a valid lane.toml to deploy."
     const val NOTHING_TO_MOVE = "Lane: no lane has a personal version to move."
-    const val NO_SERVICE = "Lane: no workspace folder has a service (`lane.toml`)."
+    const val NO_SERVICE = "Lane: no workspace folder has a service (lane.toml)."
     const val NO_ROUTER = "Lane: the router is not running."
     const val WAITING = "Waiting for `lane lsp`…"
     const val NOT_FOUND_TEXT = "lane: not found"
-    const val NOT_FOUND_TOOLTIP = "The `lane` binary was not found. Set its path in Settings → Tools → Lane."
     const val STOPPED_TEXT = "lane: stopped"
-    const val STOPPED_TOOLTIP = "`lane lsp` stopped. Click to restart it; its log is in the Language Servers console."
+    const val STOPPED_TOOLTIP = "lane lsp stopped. Click to restart it; its log: Tools → Lane → Show Server Logs."
     const val TOOL_WINDOW = "Lanes"
 
+    /** The status-bar tooltip while no server was found: where it looked, the fix, the click. */
+    fun notFoundTooltip(tried: List<String>): String = "${serverNotFoundText(tried)} Click to set the path."
     fun cancelled(what: String): String = "Lane: $what cancelled."
-    fun deployTitle(ws: WorkspaceInfo): String = "Deploy ${ws.service} (${ws.branch ?: "no branch"}) into…"
-    fun deployAnyway(message: String): String = "$message Deploy anyway?"
+
+    /** `Deploy demo.b from branch feature/login`. */
+    fun deployWhat(ws: WorkspaceInfo): String =
+        "Deploy ${ws.service ?: ws.folder} ${ws.branch?.let { "from branch $it" } ?: "(not a git branch)"}"
+    fun deployTitle(ws: WorkspaceInfo): String = "${deployWhat(ws)} into which lane?"
+    fun deployNewTitle(ws: WorkspaceInfo): String = "${deployWhat(ws)} into a new lane"
+    fun notAWorkspaceService(service: String): String =
+        "Lane: $service is not a service of this workspace; open its repository to deploy it."
+    fun deployAnyway(message: String): String = "${plain(message)} Deploy anyway?"
     fun deployed(r: DeployResult): String =
         "Lane: deployed ${r.service} (${r.branch}@${r.commit.take(8)}) into ${r.lane}: ${r.state}."
     /** The buttons after a deploy: switching is offered when the lane is not the active one. */
     fun afterDeploy(r: DeployResult, activeLane: String): List<String> =
         if (r.lane != activeLane) listOf(SWITCH_TRAFFIC_TO_IT, COPY_REQUEST) else listOf(COPY_REQUEST)
-    fun switched(activeLane: String): String = "Lane: your requests now enter $activeLane"
+    /** The buttons after a switch: the proxy is offered while it does not run. */
+    fun afterSwitch(activeLane: String, proxyRunning: Boolean): List<String> = when {
+        activeLane == BASELINE -> emptyList()
+        proxyRunning -> listOf(COPY_REQUEST)
+        else -> listOf(START_PROXY, COPY_REQUEST)
+    }
     fun stackOn(lane: String): String = "Stack $lane on a parent lane?"
     fun owner(owner: String): String = "owner $owner"
     fun created(id: String, ttl: String): String = "Lane: created $id (expires in $ttl)."
-    fun confirmDelete(lane: String): String = "Delete lane $lane with everything it runs?"
-    fun deleteAnyway(message: String): String = "$message Delete anyway?"
-    fun deleted(lane: String): String = "Lane: deleted $lane"
+    fun deleteAnyway(message: String): String = "${plain(message)} Delete anyway?"
     fun extendTitle(lane: String): String = "Extend $lane"
-    fun extended(l: LaneInfo): String = "Lane: ${l.id} now expires in ${Math.round(l.expiresInSecs / 3600.0)}h"
     fun moveTo(service: String, from: String): String = "Move $service from $from to…"
     fun moved(r: AssignResult): String = "Lane: moved ${r.service} from ${r.from} to ${r.to}."
-    fun copied(r: Requests): String = "Lane: copied `${r.grpcurl ?: r.curl}`"
+    fun noLogFile(service: String?): String =
+        "Lane: ${service ?: "this service"} has no log file here (it does not run as a local process); " +
+            "its deploys are in the server log (Tools → Lane → Show Server Logs)."
     /** The title of a deploy's progress (the server's `begin` title). */
     fun progressTitle(serverTitle: String): String = "Lane: $serverTitle"
 }
+
+private val EXACT_TIME = DateTimeFormatter.ofPattern("EEE, dd MMM yyyy HH:mm 'UTC'", Locale.ENGLISH).withZone(ZoneOffset.UTC)
+
+/** `Lane: extended feature-x by 30m; it now expires in 3d (Thu, 03 Dec 2026 10:25 UTC).`: the same
+ * rounding as the Lanes tree, and the exact time. */
+fun extendedText(lane: LaneInfo, by: String): String =
+    "Lane: extended ${lane.id} by $by; it now ${expiryText(lane)} (${EXACT_TIME.format(Instant.ofEpochSecond(lane.expiresAt))})."
+
+/** The delete confirmation: what stops, and where the developer's requests go when it is theirs. */
+fun deleteConfirmText(status: LaneStatus?, lane: String): String {
+    val info = status?.let { findLane(it, lane) }
+    val services = info?.services.orEmpty().map { it.service }.distinct().sorted()
+    val parts = mutableListOf("Delete lane $lane?")
+    parts.add(if (services.isNotEmpty()) "Its versions of ${services.joinToString(", ")} stop." else "It runs no personal version.")
+    if (status?.activeLane == lane) parts.add("It is the lane your requests enter: they fall back to baseline.")
+    val stacked = status?.lanes.orEmpty().filter { it.parent == lane }.map { it.id }
+    if (stacked.isNotEmpty()) parts.add("Lanes stacked on it: ${stacked.joinToString(", ")}.")
+    return parts.joinToString(" ")
+}
+
+/** After a delete: what stopped and where requests go now. */
+fun deletedText(r: DeleteResult, wasActive: Boolean): String {
+    val stopped = if (r.stopped.isNotEmpty()) "; stopped ${r.stopped.joinToString(", ")}" else ""
+    val traffic = if (wasActive && r.activeLane == BASELINE) "; your requests fall back to baseline" else ""
+    return "Lane: deleted ${r.deleted}$stopped$traffic."
+}
+
+/** The log file of [service]'s instance in [lane] (a local process's output), when there is one. */
+fun serviceLog(status: LaneStatus?, lane: String?, service: String?): String? {
+    if (status == null || lane == null || service == null) return null
+    return laneInstances(status, lane).firstOrNull { it.service == service && !it.log.isNullOrEmpty() }?.log
+}
+
+/** The service folder a tree node's service is deployed from; null when it is another repo's. */
+fun workspaceOf(status: LaneStatus?, service: String): WorkspaceInfo? =
+    deployableWorkspaces(status).firstOrNull { it.service == service }

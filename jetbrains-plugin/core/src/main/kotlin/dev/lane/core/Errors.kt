@@ -60,10 +60,32 @@ fun toUserError(e: Throwable): UserError {
     return UserError(cancelled = false, message = t.message ?: t.toString())
 }
 
-/** One line for a notification: `Lane: <what> failed: <message>. <help>` */
+/** Ends [t] as a sentence. */
+private fun sentence(t: String): String {
+    val s = t.trim().removeSuffix(":")
+    return if (s.endsWith(".") || s.endsWith("!") || s.endsWith("?")) s else "$s."
+}
+
+private val BACKTICKED = Regex("`([^`]*)`")
+
+/** Notifications show no markdown: `x` reads better as "x". */
+fun plain(t: String): String = BACKTICKED.replace(t) { "\"${it.groupValues[1]}\"" }
+
+/**
+ * One notification: `Lane: <what> failed: <message>. <Help>.` Only the message's first line: the
+ * rest (a build's last output lines) is in the output the notification's button opens.
+ */
 fun errorText(what: String, u: UserError): String {
-    val help = if (!u.help.isNullOrEmpty()) " ${u.help}" else ""
-    return "Lane: $what failed: ${u.message}$help"
+    val first = u.message.lineSequence().first()
+    val help = if (!u.help.isNullOrEmpty()) " " + sentence(plain(u.help)).replaceFirstChar { it.uppercaseChar() } else ""
+    return "Lane: $what failed: ${sentence(plain(first))}$help"
+}
+
+/** The button a failure's notification offers, for the lane error codes whose cause is in the output. */
+fun errorAction(u: UserError): String? = when (u.code) {
+    "build_failed" -> "Show Build Output"
+    "start_failed", "unhealthy" -> "Show Service Output"
+    else -> null
 }
 
 private val LANE_ID = Regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -74,8 +96,8 @@ private val DURATION = Regex("""^\s*\d+\s*[smhd]\s*$""")
 fun laneIdProblem(id: String): String? = when {
     id.isEmpty() -> "Enter a lane id."
     id.length > 40 -> "At most 40 characters."
-    !LANE_ID.matches(id) -> "Lowercase letters, digits and `-`, not at either end."
-    id == BASELINE -> "`baseline` is reserved."
+    !LANE_ID.matches(id) -> "Only lowercase letters, digits and hyphens (-), starting and ending with a letter or digit."
+    id == BASELINE -> "The name \"baseline\" is reserved: it means no lane."
     else -> null
 }
 

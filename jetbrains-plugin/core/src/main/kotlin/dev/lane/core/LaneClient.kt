@@ -148,6 +148,7 @@ open class LaneClientEndpoint : LanguageClient, LaneNotifications {
     private val statusListeners = CopyOnWriteArrayList<(LaneStatus) -> Unit>()
     private val progressListeners = CopyOnWriteArrayList<(ProgressEvent) -> Unit>()
     private val logListeners = CopyOnWriteArrayList<(MessageParams) -> Unit>()
+    private val shownListeners = CopyOnWriteArrayList<(MessageParams) -> Unit>()
 
     @Volatile
     var latestStatus: LaneStatus? = null
@@ -167,6 +168,12 @@ open class LaneClientEndpoint : LanguageClient, LaneNotifications {
     fun onLog(l: (MessageParams) -> Unit): AutoCloseable {
         logListeners.add(l)
         return AutoCloseable { logListeners.remove(l) }
+    }
+
+    /** `window/showMessage` only (a popup the server asks for). */
+    fun onShowMessage(l: (MessageParams) -> Unit): AutoCloseable {
+        shownListeners.add(l)
+        return AutoCloseable { shownListeners.remove(l) }
     }
 
     /** Records a status (pushed, or answered to `lane/status`) and tells the listeners. */
@@ -189,7 +196,10 @@ open class LaneClientEndpoint : LanguageClient, LaneNotifications {
 
     override fun publishDiagnostics(diagnostics: PublishDiagnosticsParams?) {}
 
-    override fun showMessage(params: MessageParams) = logListeners.forEach { it(params) }
+    override fun showMessage(params: MessageParams) {
+        shownListeners.forEach { it(params) }
+        logListeners.forEach { it(params) }
+    }
 
     override fun showMessageRequest(params: ShowMessageRequestParams?): CompletableFuture<MessageActionItem?> =
         CompletableFuture.completedFuture(null)
@@ -197,13 +207,22 @@ open class LaneClientEndpoint : LanguageClient, LaneNotifications {
     override fun logMessage(params: MessageParams) = logListeners.forEach { it(params) }
 }
 
-/** What `initialize` sends: the folders, the trace level and work-done progress support. */
+/**
+ * `initialize`'s `initializationOptions`: `showErrors: false`, as the plugin shows the error each
+ * command is answered (with its button); the server's own `window/showMessage` would be a second
+ * popup with the same text.
+ */
+fun laneInitializationOptions(): Map<String, Any> = mapOf("client" to "jetbrains", "showErrors" to false)
+
+/** What `initialize` sends: the folders, the trace level, work-done progress support and
+ * [laneInitializationOptions]. */
 fun initializeParams(folders: List<File>, trace: TraceLevel, processId: Int? = null): InitializeParams {
     val p = InitializeParams()
     p.processId = processId
     p.clientInfo = org.eclipse.lsp4j.ClientInfo("lane-jetbrains", "0.1.0")
     p.workspaceFolders = folders.map { WorkspaceFolder(it.toURI().toString().removeSuffix("/"), it.name) }
     p.trace = trace.wire
+    p.initializationOptions = laneInitializationOptions()
     val window = WindowClientCapabilities()
     window.workDoneProgress = true
     val caps = ClientCapabilities()

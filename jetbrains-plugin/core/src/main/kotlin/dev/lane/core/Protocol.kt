@@ -117,6 +117,20 @@ data class LaneStatus(
     /** All instances of the active lane (of baseline when it is `baseline`). */
     val total: Long,
     val revision: String,
+    /** This daemon's failed deploys, one per service and lane, each until the next deploy of that
+     * service into that lane starts. */
+    val deployFailures: List<DeployFailure>,
+)
+
+/** A deploy that failed (not cancelled). */
+data class DeployFailure(
+    val service: String,
+    val lane: String,
+    val branch: String,
+    val commit: String,
+    val error: ErrorInfo,
+    /** Seconds since the epoch. */
+    val at: Long,
 )
 
 /** A service directory. */
@@ -165,6 +179,8 @@ data class ServiceInfo(
     val addr: String,
     /** Requests the router sent it in the last minute. */
     val requestsPerMinute: Long,
+    /** Its output as a file on the daemon's machine, when it runs as a local process. */
+    val log: String?,
 )
 
 data class ErrorInfo(
@@ -200,6 +216,11 @@ data class DeployResult(
     val state: String,
     val addr: String,
     val url: String?,
+    /** The `Host` the router serves the service under. */
+    val host: String?,
+    val router: String?,
+    /** A request with `<laneHeader>: <lane>` reaches the version just deployed. */
+    val laneHeader: String,
 )
 
 data class SwitchArgs(val lane: String)
@@ -210,7 +231,13 @@ data class CreateArgs(val lane: String, val parent: String?, val ttl: String?)
 
 data class DeleteArgs(val lane: String, val force: Boolean)
 
-data class DeleteResult(val deleted: String)
+data class DeleteResult(
+    val deleted: String,
+    /** The services whose personal versions in the lane were stopped. */
+    val stopped: List<String>,
+    /** Where the developer's requests go now (`baseline` when the deleted lane was active). */
+    val activeLane: String,
+)
 
 data class ExtendArgs(val lane: String, val by: String?, val force: Boolean)
 
@@ -221,7 +248,7 @@ data class AssignResult(val service: String, val from: String, val to: String)
 /** Every wire type by the name `lane lsp --describe` gives it. */
 val TYPES: Map<String, Class<*>> = listOf(
     LaneStatus::class.java, WorkspaceInfo::class.java, LaneInfo::class.java, ServiceInfo::class.java,
-    ErrorInfo::class.java, NoArgs::class.java, DeployArgs::class.java, DeployResult::class.java,
+    ErrorInfo::class.java, DeployFailure::class.java, NoArgs::class.java, DeployArgs::class.java, DeployResult::class.java,
     SwitchArgs::class.java, SwitchResult::class.java, CreateArgs::class.java, DeleteArgs::class.java,
     DeleteResult::class.java, ExtendArgs::class.java, AssignArgs::class.java, AssignResult::class.java,
 ).associateBy { it.simpleName }

@@ -68,3 +68,33 @@ fun buildRequests(ws: WorkspaceInfo, t: RequestTarget): Requests {
 
 /** The text put on the clipboard: the curl command, and the grpcurl one for gRPC services. */
 fun clipboardText(r: Requests): String = if (r.grpcurl != null) "${r.grpcurl}\n${r.curl}\n" else "${r.curl}\n"
+
+/** Requests and what they target. */
+data class CopiedRequest(val requests: Requests, val target: RequestTarget, val service: String)
+
+/**
+ * The request that reaches the version a deploy just made, whatever lane the developer's traffic
+ * is on: the deploy's lane header ([header] overrides the server's) via the router it names.
+ */
+fun deployedRequests(result: DeployResult, protocol: String?, header: String? = null): CopiedRequest {
+    val router = requireNotNull(result.router) { "the router is not running" }
+    val ws = WorkspaceInfo(
+        folder = "",
+        service = result.service,
+        protocol = protocol,
+        branch = result.branch,
+        commit = result.commit,
+        error = null,
+        host = result.host,
+        url = result.url,
+    )
+    val target = RequestTarget(router, header?.takeIf { it.isNotBlank() } ?: result.laneHeader, result.lane)
+    return CopiedRequest(buildRequests(ws, target), target, result.service)
+}
+
+/** What a copy says: which service and lane the request targets, and with which header. */
+fun copiedText(c: CopiedRequest): String {
+    val t = c.target
+    val where = if (t.lane == BASELINE) "${c.service} on baseline (no lane header)" else "${c.service} in lane ${t.lane} (header ${t.header}: ${t.lane})"
+    return "Lane: copied a request to $where: ${c.requests.grpcurl ?: c.requests.curl}"
+}

@@ -4,8 +4,12 @@
 
 package dev.lane.core
 
-/** The lane-merge glyph that starts the status-bar text. */
-const val LANE_GLYPH = "⛙"
+/**
+ * What starts the status-bar text. Not a glyph such as U+26D9, which renders as an empty box where
+ * the fonts lack it (common on Linux; the VS Code extension uses its `$(git-merge)` codicon
+ * instead): the widget shows the Lanes tool window's icon beside this text.
+ */
+const val LANE_PREFIX = "Lane:"
 
 data class Health(val healthy: Long, val total: Long)
 
@@ -58,13 +62,14 @@ fun expiryText(lane: LaneInfo): String =
     if (lane.expiresInSecs > 0) "expires in ${formatDuration(lane.expiresInSecs)}" else "expired"
 
 /**
- * The status-bar text: `⛙ feature-x · feat/login · 3/3 healthy`. The branch is left out outside a
- * git repository, the health when the active lane runs nothing.
+ * The status-bar text: `Lane: feature-x · feat/login · 3/3 healthy` (what the VS Code extension's
+ * Show Status popup says). The branch is left out outside a git repository, the health when the
+ * active lane runs nothing.
  */
 fun statusBarText(status: LaneStatus?, folder: String? = null): String {
-    if (status == null) return "$LANE_GLYPH lane…"
-    status.backendError?.let { return "$LANE_GLYPH lane: ${it.code}" }
-    val parts = mutableListOf("$LANE_GLYPH ${status.activeLane}")
+    if (status == null) return "Lane…"
+    status.backendError?.let { return "lane: ${it.code}" }
+    val parts = mutableListOf("$LANE_PREFIX ${status.activeLane}")
     pickWorkspace(status, folder)?.branch?.takeIf { it.isNotEmpty() }?.let { parts.add(it) }
     if (status.total > 0) parts.add(healthText(status))
     return parts.joinToString(" · ")
@@ -123,12 +128,70 @@ private val MD_SPECIAL = Regex("""([\\`*_{}\[\]()#+\-.!|<>])""")
 
 fun escapeMd(s: String): String = MD_SPECIAL.replace(s) { "\\" + it.value }
 
+/** The line about `lane proxy` the status-bar tooltip ends with: whether plain requests follow. */
+fun proxyLine(running: Boolean, listen: String): String =
+    if (running) {
+        "Lane proxy: running on $listen (requests sent with HTTP\\_PROXY follow the active lane)"
+    } else {
+        "Lane proxy: not running (only requests copied from Lane carry the lane; run Tools → Lane → Start Proxy)"
+    }
+
+/** Columns padded to their widest cell, two spaces apart. */
+private fun table(rows: List<List<String>>): List<String> {
+    val widths = rows[0].indices.map { c -> rows.maxOf { it.getOrElse(c) { "" }.length } }
+    return rows.map { r -> r.mapIndexed { c, cell -> if (c == r.size - 1) cell else cell.padEnd(widths[c]) }.joinToString("  ").trimEnd() }
+}
+
+/** The status as plain text (Show Status writes it to its console): what the tooltip says. */
+fun statusPlainText(status: LaneStatus, folder: String? = null): String {
+    val lines = mutableListOf<String>()
+    status.backendError?.let { e ->
+        lines.add("lane is unavailable (${e.code}): ${e.message}")
+        e.help?.takeIf { it.isNotEmpty() }?.let { lines.add(it) }
+        return lines.joinToString("\n")
+    }
+    val ws = pickWorkspace(status, folder)
+    if (!ws?.service.isNullOrEmpty()) {
+        val commit = ws!!.commit?.takeIf { it.isNotEmpty() }?.let { " (${it.take(8)})" } ?: ""
+        val at = ws.branch?.takeIf { it.isNotEmpty() }?.let { " on branch $it$commit" } ?: ""
+        lines.add("Service ${ws.service}$at")
+    } else if (!ws?.error.isNullOrEmpty()) {
+        lines.add("lane.toml: ${ws!!.error}")
+    }
+    val active = status.activeLane
+    val lane = findLane(status, active)
+    when {
+        active == BASELINE -> lines.add("Your requests enter baseline (no lane header).")
+        lane != null -> {
+            lines.add("Your requests enter lane $active${lane.chain.drop(1).joinToString("") { " → $it" }} → baseline")
+            lines.add("Owner ${lane.owner}, ${expiryText(lane)}")
+        }
+        else -> lines.add("Your requests enter lane $active, which does not exist (any more).")
+    }
+    val instances = laneInstances(status, active)
+    if (instances.isNotEmpty()) {
+        lines.add("")
+        val rows = listOf(listOf("service", "version", "health", "req/min")) +
+            instances.map { listOf(it.service, it.version ?: "baseline", it.state, it.requestsPerMinute.toString()) }
+        lines.addAll(table(rows))
+        lines.add("")
+        lines.add("${healthText(status)}, ${perMinute(instances)} req/min")
+    }
+    for (f in status.deployFailures) {
+        lines.add("Last deploy of ${f.service} into ${f.lane} failed: ${f.error.message.lineSequence().first()}")
+    }
+    lines.add("${status.lanes.size} lane(s) · router ${status.router ?: "not running"} · backend ${status.backend}")
+    return lines.joinToString("\n")
+}
+
 /**
  * The tooltip as HTML for the IDE's status bar (which renders HTML, not Markdown): the same text as
- * [statusBarTooltip], converted by [markdownToHtml].
+ * [statusBarTooltip] (then [proxy], the [proxyLine], when given), converted by [markdownToHtml].
  */
-fun statusBarTooltipHtml(status: LaneStatus?, folder: String? = null): String =
-    "<html>" + markdownToHtml(statusBarTooltip(status, folder)) + "</html>"
+fun statusBarTooltipHtml(status: LaneStatus?, folder: String? = null, proxy: String? = null): String {
+    val md = statusBarTooltip(status, folder) + if (status != null && proxy != null) "\n\n$proxy" else ""
+    return "<html>" + markdownToHtml(md) + "</html>"
+}
 
 /**
  * The Markdown that [statusBarTooltip] writes, as HTML: paragraphs, `**bold**`, `` `code` ``,

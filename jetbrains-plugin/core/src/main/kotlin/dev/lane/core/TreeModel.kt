@@ -19,6 +19,11 @@ enum class NodeIcon(val codicon: String) {
     STOPPED("circle-slash"),
     UNKNOWN("circle-outline"),
     INFO("info"),
+    NEW("add"),
+    SEARCH("search"),
+    SETTINGS("gear"),
+    HELP("book"),
+    REFRESH("refresh"),
 }
 
 data class TreeNode(
@@ -35,17 +40,31 @@ data class TreeNode(
     val lane: String? = null,
     val service: String? = null,
     val active: Boolean = false,
+    /** The action ([LaneActions]) a double-click (or Enter) runs on this node. */
+    val action: String? = null,
+    /** Its last deploy failed ([DeployFailure]); shown on the row until the next deploy. */
+    val failed: Boolean = false,
     val children: List<TreeNode> = emptyList(),
 ) {
     /** Expanded on first show: the active lane and every service. */
     val expandedByDefault: Boolean get() = children.isNotEmpty() && (active || kind == NodeKind.SERVICE)
 }
 
-/** The actions the context menu offers on a node, by action id ([LaneActions]). */
+/** The actions the context menu offers on a node, by action id ([LaneActions]), in menu order. */
 fun nodeActions(node: TreeNode): List<String> = when (node.kind) {
-    NodeKind.LANE -> listOf(LaneActions.SWITCH_TO, LaneActions.EXTEND, LaneActions.DELETE)
-    NodeKind.BASELINE -> listOf(LaneActions.SWITCH_TO)
-    NodeKind.SERVICE -> if (node.lane == BASELINE) emptyList() else listOf(LaneActions.ASSIGN)
+    NodeKind.LANE -> listOf(
+        LaneActions.SWITCH_TO, LaneActions.TREE_COPY_REQUEST, LaneActions.DEPLOY_HERE, LaneActions.EXTEND, LaneActions.DELETE,
+    )
+    NodeKind.BASELINE -> listOf(LaneActions.SWITCH_TO, LaneActions.TREE_COPY_REQUEST)
+    NodeKind.SERVICE -> if (node.lane == BASELINE) {
+        // A baseline service has no lane to move its version from, nor one to switch to.
+        listOf(LaneActions.TREE_COPY_REQUEST, LaneActions.DEPLOY_HERE, LaneActions.SHOW_SERVICE_LOGS)
+    } else {
+        listOf(
+            LaneActions.TREE_COPY_REQUEST, LaneActions.SWITCH_TO, LaneActions.DEPLOY_HERE, LaneActions.SHOW_SERVICE_LOGS,
+            LaneActions.ASSIGN,
+        )
+    }
     NodeKind.INSTANCE, NodeKind.MESSAGE -> emptyList()
 }
 
@@ -71,6 +90,30 @@ private fun instanceNode(parentId: String, i: ServiceInfo): TreeNode = TreeNode(
     service = i.service,
 )
 
+/** `build failed` for `build_failed`. */
+private fun codeText(code: String): String = code.replace('_', ' ')
+
+/** The service's last deploy failed: said on its row until the next deploy. */
+private fun failedServiceNode(f: DeployFailure, id: String, rest: TreeNode? = null): TreeNode {
+    val at = "${f.branch}@${f.commit.take(8)}"
+    val head = "last deploy failed: ${codeText(f.error.code)} ($at)"
+    return TreeNode(
+        id = id,
+        kind = NodeKind.SERVICE,
+        label = f.service,
+        description = rest?.description?.let { "$head · $it" } ?: head,
+        tooltip = listOf("${f.service} in ${f.lane}: the deploy of $at failed", f.error.message, f.error.help ?: "")
+            .filter { it.isNotEmpty() }
+            .joinToString("\n"),
+        icon = NodeIcon.FAILED,
+        lane = f.lane,
+        service = f.service,
+        action = LaneActions.SHOW_SERVICE_LOGS,
+        failed = true,
+        children = rest?.children ?: emptyList(),
+    )
+}
+
 private fun serviceNode(lane: String, service: String, instances: List<ServiceInfo>): TreeNode {
     val id = "lane:$lane/service:$service"
     val h = health(instances)
@@ -91,8 +134,16 @@ private fun serviceNode(lane: String, service: String, instances: List<ServiceIn
     )
 }
 
-private fun servicesOf(lane: String, instances: List<ServiceInfo>): List<TreeNode> =
-    instances.map { it.service }.distinct().sorted().map { s -> serviceNode(lane, s, instances.filter { it.service == s }) }
+private fun servicesOf(lane: String, instances: List<ServiceInfo>, failures: List<DeployFailure> = emptyList()): List<TreeNode> {
+    val mine = failures.filter { it.lane == lane }
+    val names = (instances.map { it.service } + mine.map { it.service }).distinct().sorted()
+    return names.map { s ->
+        val running = instances.filter { it.service == s }
+        val node = if (running.isNotEmpty()) serviceNode(lane, s, running) else null
+        val failed = mine.find { it.service == s }
+        if (failed != null) failedServiceNode(failed, "lane:$lane/service:$s", node) else node!!
+    }
+}
 
 private fun laneNode(status: LaneStatus, lane: LaneInfo): TreeNode {
     val active = lane.id == status.activeLane
@@ -102,7 +153,7 @@ private fun laneNode(status: LaneStatus, lane: LaneInfo): TreeNode {
     if (h.total > 0) parts.add(healthText(h))
     parts.add(expiryText(lane))
     parts.add(rpmText(perMinute(lane.services)))
-    val children = servicesOf(lane.id, lane.services)
+    val children = servicesOf(lane.id, lane.services, status.deployFailures)
     return TreeNode(
         id = "lane:${lane.id}",
         kind = NodeKind.LANE,
@@ -145,10 +196,52 @@ private fun baselineNode(status: LaneStatus): TreeNode {
 private fun messageNode(id: String, label: String, lane: String? = null): TreeNode =
     TreeNode(id = id, kind = NodeKind.MESSAGE, label = label, icon = NodeIcon.INFO, lane = lane)
 
-/** The tree's roots: every lane (sorted by id), then baseline. */
+/** The tree's roots: failed deploys into lanes that are gone, every lane (sorted by id), then
+ * baseline. None at all when nothing runs yet: the tool window then shows [WELCOME]. */
 fun buildTree(status: LaneStatus?): List<TreeNode> {
     if (status == null) return listOf(messageNode("loading", "Waiting for lane lsp…"))
     status.backendError?.let { return listOf(messageNode("error", "lane is unavailable: ${it.message}")) }
+    if (status.lanes.isEmpty() && status.baseline.isEmpty() && status.deployFailures.isEmpty()) return emptyList()
     val lanes = status.lanes.sortedBy { it.id }.map { laneNode(status, it) }
-    return lanes + baselineNode(status)
+    // A failed deploy into a lane that is gone (the deploy had created it): on its own row.
+    val orphans = status.deployFailures.filter { f -> status.lanes.none { it.id == f.lane } }.map { f ->
+        val n = failedServiceNode(f, "failed:${f.lane}/${f.service}")
+        n.copy(description = "${n.description} · into ${f.lane}")
+    }
+    return orphans + lanes + baselineNode(status)
+}
+
+/** One line of the empty tool window's welcome: text, and the action a click on it runs. */
+data class WelcomeLine(val text: String, val action: String? = null)
+
+/** The empty Lanes tool window (the VS Code view's welcome): the first step, a click away. */
+val WELCOME: List<WelcomeLine> = listOf(
+    WelcomeLine("No lanes yet. Deploy the branch you are on into a lane of your own:"),
+    WelcomeLine("requests that carry the lane reach your version, every other service answers from baseline."),
+    WelcomeLine("Deploy current branch to a lane", LaneActions.DEPLOY),
+    WelcomeLine("Or create an empty lane first", LaneActions.CREATE),
+)
+
+/** What the server's state is, for [serverNodes]. */
+enum class ServerState { STARTING, RUNNING, MISSING, STOPPED }
+
+/**
+ * The tree's roots while the server is not there to ask: not found (with where it looked and the
+ * fixes, each a double-click away) or stopped. Null while it runs or starts.
+ */
+fun serverNodes(state: ServerState, tried: List<String>): List<TreeNode>? = when (state) {
+    ServerState.MISSING -> listOf(
+        messageNode("server:missing", "Server not found: no lane binary").copy(icon = NodeIcon.FAILED),
+        messageNode("server:tried", "Looked in ${tried.joinToString(", ")}")
+            .copy(icon = NodeIcon.SEARCH, tooltip = tried.joinToString("\n")),
+        messageNode("server:settings", "Set $SERVER_PATH_SETTING_NAME…")
+            .copy(icon = NodeIcon.SETTINGS, action = LaneActions.OPEN_SETTINGS),
+        messageNode("server:install", "Install: cargo install --path server/cli").copy(icon = NodeIcon.HELP),
+        messageNode("server:retry", "Look again").copy(icon = NodeIcon.REFRESH, action = LaneActions.RESTART_SERVER),
+    )
+    ServerState.STOPPED -> listOf(
+        messageNode("server:failed", "lane lsp stopped: double-click to restart it (its log: Tools → Lane → Show Server Logs)")
+            .copy(icon = NodeIcon.FAILED, action = LaneActions.RESTART_SERVER),
+    )
+    else -> null
 }

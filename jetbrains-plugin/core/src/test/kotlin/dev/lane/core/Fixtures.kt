@@ -19,20 +19,21 @@ const val SAMPLE_STATUS_JSON = """
     {"id": "feature-x", "parent": "team", "owner": "bob", "createdAt": 1000, "expiresAt": 20000,
      "expiresInSecs": 18727, "chain": ["feature-x", "team"], "services": [
        {"service": "demo.b", "lane": "feature-x", "version": "feat/login@01234567", "branch": "feat/login",
-        "commit": "01234567", "owner": "bob", "state": "healthy", "addr": "127.0.0.1:46010", "requestsPerMinute": 12},
+        "commit": "01234567", "owner": "bob", "state": "healthy", "addr": "127.0.0.1:46010", "requestsPerMinute": 12,
+        "log": "/home/bob/.lane/logs/feature-x/demo.b.log"},
        {"service": "demo.c", "lane": "feature-x", "version": "fix@89abcdef", "branch": null, "commit": null,
-        "owner": "bob", "state": "healthy", "addr": "127.0.0.1:46011", "requestsPerMinute": 3},
+        "owner": "bob", "state": "healthy", "addr": "127.0.0.1:46011", "requestsPerMinute": 3, "log": null},
        {"service": "demo.c", "lane": "feature-x", "version": "fix@89abcdef", "branch": null, "commit": null,
-        "owner": "bob", "state": "starting", "addr": "127.0.0.1:46012", "requestsPerMinute": 0}
+        "owner": "bob", "state": "starting", "addr": "127.0.0.1:46012", "requestsPerMinute": 0, "log": null}
     ]}
   ],
   "baseline": [
     {"service": "demo.a", "lane": "baseline", "version": null, "branch": null, "commit": null, "owner": null,
-     "state": "healthy", "addr": "127.0.0.1:46000", "requestsPerMinute": 40},
+     "state": "healthy", "addr": "127.0.0.1:46000", "requestsPerMinute": 40, "log": null},
     {"service": "demo.b", "lane": "baseline", "version": null, "branch": null, "commit": null, "owner": null,
-     "state": "healthy", "addr": "127.0.0.1:46001", "requestsPerMinute": 7}
+     "state": "healthy", "addr": "127.0.0.1:46001", "requestsPerMinute": 7, "log": null}
   ],
-  "healthy": 2, "total": 3, "revision": "42"
+  "healthy": 2, "total": 3, "revision": "42", "deployFailures": []
 }
 """
 

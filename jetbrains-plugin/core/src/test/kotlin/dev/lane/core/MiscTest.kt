@@ -20,7 +20,7 @@ class MiscTest {
         val e = ResponseErrorException(ResponseError(ErrorCodes.LANE_ERROR, "lane x is bob's", data))
         val u = toUserError(CompletionException(e))
         assertEquals(UserError(false, "not_owner", "lane x is bob's", "pass force", ErrorCodes.LANE_ERROR), u)
-        assertEquals("Lane: Deploy failed: lane x is bob's pass force", errorText("Deploy", u))
+        assertEquals("Lane: Deploy failed: lane x is bob's. Pass force.", errorText("Deploy", u))
         assertTrue(deployMayForce(u))
         assertTrue(deleteMayForce(u.copy(code = "conflict")))
         assertFalse(deleteMayForce(u.copy(code = "not_found")))
@@ -31,7 +31,7 @@ class MiscTest {
         assertTrue(toUserError(ResponseErrorException(ResponseError(ErrorCodes.LANE_ERROR, "x", cancelled))).cancelled)
         val plain = toUserError(ResponseErrorException(ResponseError(ErrorCodes.INVALID_PARAMS, "unknown field `lan`", null)))
         assertEquals(UserError(false, null, "unknown field `lan`", null, ErrorCodes.INVALID_PARAMS), plain)
-        assertEquals("Lane: Create Lane failed: boom", errorText("Create Lane", toUserError(IllegalStateException("boom"))))
+        assertEquals("Lane: Create Lane failed: boom.", errorText("Create Lane", toUserError(IllegalStateException("boom"))))
         // `data` as plain maps (another JSON reader) works too.
         assertEquals("x", errorInfoOf(mapOf("code" to "x", "message" to "m", "help" to null))?.code)
         assertNull(errorInfoOf("just a string"))
@@ -41,9 +41,10 @@ class MiscTest {
     fun `lane id and duration hints`() {
         assertEquals("Enter a lane id.", laneIdProblem(""))
         assertEquals("At most 40 characters.", laneIdProblem("a".repeat(41)))
-        assertEquals("Lowercase letters, digits and `-`, not at either end.", laneIdProblem("Feature"))
-        assertEquals("Lowercase letters, digits and `-`, not at either end.", laneIdProblem("-x"))
-        assertEquals("`baseline` is reserved.", laneIdProblem("baseline"))
+        val chars = "Only lowercase letters, digits and hyphens (-), starting and ending with a letter or digit."
+        assertEquals(chars, laneIdProblem("Feature"))
+        assertEquals(chars, laneIdProblem("-x"))
+        assertEquals("The name \"baseline\" is reserved: it means no lane.", laneIdProblem("baseline"))
         assertNull(laneIdProblem("feature-x"))
         assertNull(laneIdProblem("a".repeat(40)))
         assertNull(durationProblem("30m"))
@@ -69,7 +70,7 @@ class MiscTest {
     }
 
     @Test
-    fun `server lookup - env, then setting, then PATH`() {
+    fun `server lookup - env, then setting, then PATH, then the install directories`() {
         val exe = setOf("/opt/lane", "/home/me/bin/lane", "/usr/bin/lane")
         val l = Lookup(pathVar = "/nope:/usr/bin", home = "/home/me", isExecutable = { it in exe })
         assertEquals(LocateResult.Found(Located("/usr/bin/lane", Source.PATH)), locateServer(l))
@@ -77,7 +78,24 @@ class MiscTest {
         assertEquals(LocateResult.Found(Located("/opt/lane", Source.ENV)), locateServer(l.copy(env = "/opt/lane", setting = "~/bin/lane")))
         // A wrong explicit choice is an error, not a fall-through to PATH.
         assertEquals(LocateResult.NotFound(listOf("server path setting=/bad")), locateServer(l.copy(setting = "/bad")))
-        assertEquals(LocateResult.NotFound(listOf("`lane` on PATH")), locateServer(l.copy(pathVar = "/nope")))
+        assertEquals(
+            LocateResult.NotFound(listOf("PATH", "/home/me/.cargo/bin", "/home/me/.local/bin", "/usr/local/bin")),
+            locateServer(l.copy(pathVar = "/nope")),
+        )
+        // An IDE started from a desktop launcher may lack the login shell's PATH: cargo install's directory.
+        val cargo = l.copy(pathVar = "/nope", isExecutable = { it == "/home/me/.cargo/bin/lane" })
+        assertEquals(LocateResult.Found(Located("/home/me/.cargo/bin/lane", Source.INSTALL_DIR)), locateServer(cargo))
+        val custom = l.copy(pathVar = "/usr/local/bin", cargoHome = "~/cargo", isExecutable = { false })
+        assertEquals(
+            LocateResult.NotFound(listOf("PATH", "/home/me/cargo/bin", "/home/me/.cargo/bin", "/home/me/.local/bin")),
+            locateServer(custom),
+            "CARGO_HOME first; a directory already on PATH is not looked in twice",
+        )
+        assertEquals(
+            "Lane: server not found: no lane binary (looked in PATH, /usr/local/bin). Install it with " +
+                "\"cargo install --path server/cli\" in the lane repository, or set Settings → Tools → Lane → Path to lane to the binary.",
+            serverNotFoundText(listOf("PATH", "/usr/local/bin")),
+        )
     }
 
     @Test
@@ -129,17 +147,22 @@ class MiscTest {
     fun `actions and texts`() {
         assertEquals(
             listOf("Show Status", "Deploy Current Branch", "Switch Traffic", "Create Lane", "Delete Lane", "Extend Lane",
-                "Assign Version", "Copy Request With Lane Header", "Refresh", "Restart Server"),
+                "Move Version To Another Lane…", "Copy Request With Lane Header", "Start Proxy", "Stop Proxy", "Refresh",
+                "Restart Server", "Show Server Logs", "Set Server Path"),
             LaneActions.MENU.map { it.title },
         )
-        assertEquals("Switch Traffic To This Lane", LaneActions.spec(LaneActions.SWITCH_TO).title)
-        val r = DeployResult("demo.b", "feature-x", "main", "0123456789abcdef", "healthy", "127.0.0.1:1", null)
+        assertEquals(
+            listOf("Switch Traffic To This Lane", "Deploy Current Branch Here", "Copy Request", "Show Logs"),
+            LaneActions.TREE.map { it.title },
+        )
+        val r = DeployResult("demo.b", "feature-x", "main", "0123456789abcdef", "healthy", "127.0.0.1:1", null, null, "127.0.0.1:4080", "x-lane")
         assertEquals("Lane: deployed demo.b (main@01234567) into feature-x: healthy.", Texts.deployed(r))
         assertEquals(listOf(Texts.SWITCH_TRAFFIC_TO_IT, Texts.COPY_REQUEST), Texts.afterDeploy(r, BASELINE))
         assertEquals(listOf(Texts.COPY_REQUEST), Texts.afterDeploy(r, "feature-x"))
-        assertEquals("Deploy demo.b (feat/login) into…", Texts.deployTitle(sampleStatus().workspaces[0]))
-        assertEquals("Lane: feature-x now expires in 5h", Texts.extended(sampleStatus().lanes[1]))
-        assertEquals("Lane: copied `curl x`", Texts.copied(Requests("curl x")))
+        assertEquals("Lane id: lowercase letters, digits and -, 1–40 characters", Texts.LANE_ID_PROMPT)
+        assertEquals("Lane: no workspace folder has a valid lane.toml to deploy.", Texts.NOTHING_TO_DEPLOY)
+        assertEquals("lane is bob's. Deploy anyway?", Texts.deployAnyway("lane is bob's."))
+        assertEquals("lane \"x\" is bob's. Delete anyway?", Texts.deleteAnyway("lane `x` is bob's."))
     }
 
     @Test
@@ -161,6 +184,7 @@ class MiscTest {
 
         val p = initializeParams(listOf(java.io.File("/src/b")), TraceLevel.MESSAGES)
         assertEquals("messages", p.trace)
+        assertEquals(mapOf("client" to "jetbrains", "showErrors" to false), p.initializationOptions, "one popup per failure: the plugin's")
         assertEquals(true, p.capabilities.window.workDoneProgress)
         assertEquals(listOf("file:/src/b"), p.workspaceFolders.map { it.uri })
         assertTrue(newDeployToken() != newDeployToken(), "every deploy its own token")

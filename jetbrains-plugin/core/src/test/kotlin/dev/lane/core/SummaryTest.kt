@@ -19,17 +19,17 @@ class SummaryTest {
 
     @Test
     fun `status bar text`() {
-        assertEquals("⛙ lane…", statusBarText(null))
-        assertEquals("⛙ feature-x · feat/login · 2/3 healthy", statusBarText(s))
-        assertEquals("⛙ feature-x · feat/login · 3/3 healthy", statusBarText(s.copy(healthy = 3, total = 3)))
-        assertEquals("⛙ baseline · feat/login", statusBarText(s.copy(activeLane = BASELINE, healthy = 0, total = 0)))
-        assertEquals("⛙ feature-x · 2/3 healthy", statusBarText(s.copy(workspaces = emptyList())))
+        assertEquals("Lane…", statusBarText(null))
+        assertEquals("Lane: feature-x · feat/login · 2/3 healthy", statusBarText(s))
+        assertEquals("Lane: feature-x · feat/login · 3/3 healthy", statusBarText(s.copy(healthy = 3, total = 3)))
+        assertEquals("Lane: baseline · feat/login", statusBarText(s.copy(activeLane = BASELINE, healthy = 0, total = 0)))
+        assertEquals("Lane: feature-x · 2/3 healthy", statusBarText(s.copy(workspaces = emptyList())))
         assertEquals(
-            "⛙ feature-x · 2/3 healthy",
+            "Lane: feature-x · 2/3 healthy",
             statusBarText(s.copy(workspaces = listOf(s.workspaces[0].copy(branch = null)))),
         )
         assertEquals(
-            "⛙ lane: unavailable",
+            "lane: unavailable",
             statusBarText(s.copy(backendError = ErrorInfo("unavailable", "agent down", null))),
         )
     }
@@ -37,8 +37,8 @@ class SummaryTest {
     @Test
     fun `the given folder's branch, the innermost service folder in a monorepo`() {
         val two = s.copy(workspaces = s.workspaces + s.workspaces[0].copy(folder = "/src/c", branch = "other"))
-        assertEquals("⛙ feature-x · other · 2/3 healthy", statusBarText(two, "/src/c"))
-        assertEquals("⛙ feature-x · feat/login · 2/3 healthy", statusBarText(two, "/nowhere"))
+        assertEquals("Lane: feature-x · other · 2/3 healthy", statusBarText(two, "/src/c"))
+        assertEquals("Lane: feature-x · feat/login · 2/3 healthy", statusBarText(two, "/nowhere"))
         val w = s.workspaces[0]
         val mono = s.copy(
             workspaces = listOf(

@@ -64,10 +64,22 @@ class TreeModelTest {
     @Test
     fun `context actions per node kind`() {
         val roots = buildTree(sampleStatus())
-        assertEquals(listOf(LaneActions.SWITCH_TO, LaneActions.EXTEND, LaneActions.DELETE), nodeActions(roots[0]))
-        assertEquals(listOf(LaneActions.ASSIGN), nodeActions(roots[0].children[0]))
-        assertEquals(listOf(LaneActions.SWITCH_TO), nodeActions(roots[2]))
-        assertEquals(emptyList(), nodeActions(roots[2].children[0]), "baseline versions are not moved")
+        assertEquals(
+            listOf(LaneActions.SWITCH_TO, LaneActions.TREE_COPY_REQUEST, LaneActions.DEPLOY_HERE, LaneActions.EXTEND, LaneActions.DELETE),
+            nodeActions(roots[0]),
+        )
+        assertEquals(
+            listOf(LaneActions.TREE_COPY_REQUEST, LaneActions.SWITCH_TO, LaneActions.DEPLOY_HERE, LaneActions.SHOW_SERVICE_LOGS, LaneActions.ASSIGN),
+            nodeActions(roots[0].children[0]),
+        )
+        assertEquals(listOf(LaneActions.SWITCH_TO, LaneActions.TREE_COPY_REQUEST), nodeActions(roots[2]))
+        assertEquals(
+            listOf(LaneActions.TREE_COPY_REQUEST, LaneActions.DEPLOY_HERE, LaneActions.SHOW_SERVICE_LOGS),
+            nodeActions(roots[2].children[0]),
+            "baseline versions are not moved",
+        )
         assertEquals(emptyList(), nodeActions(roots[1].children[0]))
+        // Every action a node offers has a title.
+        for (id in (roots + roots.flatMap { it.children }).flatMap(::nodeActions).toSet()) LaneActions.spec(id)
     }
 }

@@ -47,6 +47,9 @@ class WireTest {
     )
     private lateinit var client: LaneClient
     private val statuses = mutableListOf<LaneStatus>()
+    private val logs = java.util.Collections.synchronizedList(mutableListOf<String>())
+    private val shown = java.util.Collections.synchronizedList(mutableListOf<String>())
+    private var deployed: DeployResult? = null
     private val lock = java.util.concurrent.locks.ReentrantLock()
     private val changed = lock.newCondition()
 
@@ -107,6 +110,8 @@ class WireTest {
         run("git", "add", ".")
         run("git", "commit", "-q", "-m", "initial")
         client = LaneClient.start(bin, repo, env, inheritEnv = false)
+        client.endpoint.onLog { logs.add(it.message) }
+        client.endpoint.onShowMessage { shown.add(it.message) }
         client.endpoint.onStatus { s ->
             lock.lock()
             try {
@@ -146,7 +151,7 @@ class WireTest {
         assertEquals(repo.canonicalPath, File(ws.folder).canonicalPath)
         assertEquals(BASELINE, s.activeLane)
         assertEquals("x-lane", s.laneHeader)
-        assertEquals("⛙ baseline · main", statusBarText(s))
+        assertEquals("Lane: baseline · main", statusBarText(s))
         // The same through the command, and the latest status is what the widget shows.
         assertEquals(s.workspaces, client.statusCommand().get(30, TimeUnit.SECONDS).workspaces)
         assertEquals(s.workspaces, client.endpoint.latestStatus?.workspaces)
@@ -172,7 +177,7 @@ class WireTest {
     fun `switch traffic - the status bar follows the push`() {
         assertEquals("jb-a", client.switchTraffic("jb-a").get(30, TimeUnit.SECONDS).activeLane)
         val s = waitForStatus("activeLane jb-a") { it.activeLane == "jb-a" }
-        assertEquals("⛙ jb-a · main", statusBarText(s))
+        assertEquals("Lane: jb-a · main", statusBarText(s))
         assertEquals(listOf("jb-a"), client.list().get(30, TimeUnit.SECONDS).map { it.id })
     }
 
@@ -187,6 +192,12 @@ class WireTest {
         assertEquals("jb-a", r.lane)
         assertEquals("main", r.branch)
         assertEquals(InstanceState.HEALTHY, r.state)
+        // What Copy Request after the deploy needs: the router, the host and the lane header.
+        assertEquals("x-lane", r.laneHeader)
+        assertEquals(client.endpoint.latestStatus!!.router ?: r.router, r.router)
+        assertNotNull(r.router, "the deploy names its router")
+        assertEquals("b.demo.localhost:${r.router!!.substringAfterLast(':')}", r.host)
+        deployed = r
         assertEquals("Lane: deployed demo.b (main@${r.commit.take(8)}) into jb-a: healthy.", Texts.deployed(r))
         waitUntil("progress end", 5_000) { events.lastOrNull()?.takeIf { it.kind == "end" } }
         val begin = events.first()
@@ -199,9 +210,15 @@ class WireTest {
         val percents = events.mapNotNull { it.percentage }
         assertEquals(percents.sorted(), percents, "percentages only grow")
         assertEquals("demo.b main@${r.commit.take(8)} is healthy in lane jb-a", events.last().message)
+        // The stages and the outcome are logged too (the plugin's server log), even with progress.
+        waitUntil("the outcome in window/logMessage", 5_000) { logs.firstOrNull { it.contains("is healthy in lane jb-a") } }
+        assertTrue(logs.any { it.contains("[demo.b]") }, "build and service lines: $logs")
 
         val s = waitForStatus("jb-a 1/1 healthy") { it.activeLane == "jb-a" && it.healthy == 1L && it.total == 1L }
-        assertEquals("⛙ jb-a · main · 1/1 healthy", statusBarText(s))
+        assertEquals("Lane: jb-a · main · 1/1 healthy", statusBarText(s))
+        // Show Logs opens the service's output file, which the status names (ServiceInfo.log).
+        val log = File(assertNotNull(serviceLog(s, "jb-a", "demo.b"), "ServiceInfo.log of a local service"))
+        waitUntil("output in ${log.path}", 10_000) { log.takeIf { it.isFile && it.length() > 0 } }
         val tree = buildTree(s)
         assertEquals("jb-a", tree[0].label)
         assertEquals("demo.b", tree[0].children[0].label)
@@ -226,6 +243,53 @@ class WireTest {
         }
         assertTrue(response.startsWith("HTTP/1.1 200"), response)
         assertContains(response, "jb-a")
+    }
+
+    @Test
+    @Order(6)
+    fun `Copy Request after the deploy reaches the deployed version with traffic on baseline`() {
+        val r = assertNotNull(deployed)
+        assertEquals(BASELINE, client.switchTraffic(BASELINE).get(30, TimeUnit.SECONDS).activeLane)
+        waitForStatus("activeLane baseline") { it.activeLane == BASELINE }
+        val c = deployedRequests(r, ServiceProtocol.HTTP, LaneSettings().laneHeader)
+        assertEquals("Lane: copied a request to demo.b in lane jb-a (header x-lane: jb-a): ${c.requests.curl}", copiedText(c))
+        val url = c.requests.curl.substringAfterLast(' ')
+        val host = url.removePrefix("http://").substringBefore('/')
+        val router = r.router!!
+        val response = Socket(router.substringBeforeLast(':'), router.substringAfterLast(':').toInt()).use { sock ->
+            sock.soTimeout = 10_000
+            sock.getOutputStream().write("GET / HTTP/1.1\r\nHost: $host\r\nx-lane: jb-a\r\nConnection: close\r\n\r\n".toByteArray())
+            sock.getInputStream().readBytes().decodeToString()
+        }
+        assertTrue(response.startsWith("HTTP/1.1 200"), response)
+        assertContains(response, "jb-a")
+        assertEquals("jb-a", client.switchTraffic("jb-a").get(30, TimeUnit.SECONDS).activeLane)
+        waitForStatus("activeLane jb-a again") { it.activeLane == "jb-a" }
+    }
+
+    @Test
+    @Order(6)
+    fun `Start Proxy runs lane proxy until Stop Proxy`() {
+        val port = java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress()).use { it.localPort }
+        val lines = java.util.Collections.synchronizedList(mutableListOf<String>())
+        var changes = 0
+        val proxy = LaneProxy(bin, env, repo, "127.0.0.1:$port", { lines.add(it) }, { changes++ })
+        try {
+            proxy.start().get(30, TimeUnit.SECONDS)
+            assertTrue(proxy.running)
+            assertTrue(lines.first().startsWith("lane proxy on http://127.0.0.1:$port"), "$lines")
+            proxy.start().get(1, TimeUnit.SECONDS)
+            assertEquals(1, processesWith("proxy --listen 127.0.0.1:$port"), "a second start starts nothing")
+        } finally {
+            proxy.stop()
+        }
+        waitUntil("the proxy gone", 10_000) { (!proxy.running && processesWith("proxy --listen 127.0.0.1:$port") == 0).takeIf { it } }
+        assertEquals(2, changes, "started, stopped")
+        // A port taken: the start fails with what lane proxy said.
+        java.net.ServerSocket(port, 1, java.net.InetAddress.getLoopbackAddress()).use {
+            val e = assertFailsWithCause { LaneProxy(bin, env, repo, "127.0.0.1:$port").start().get(30, TimeUnit.SECONDS) }
+            assertContains(e.message ?: "", "cannot listen on 127.0.0.1:$port")
+        }
     }
 
     /** A slow deploy into [lane], cancelled by [cancel] once its build runs: nothing stays behind. */
@@ -260,23 +324,61 @@ class WireTest {
 
     @Test
     @Order(8)
-    fun `a branch switch is pushed`() {
-        run("git", "checkout", "-q", "-b", "other")
-        val s = waitForStatus("branch other", 10_000) { it.workspaces.singleOrNull()?.branch == "other" }
-        assertEquals("⛙ jb-a · other · 1/1 healthy", statusBarText(s))
+    fun `a failed build - one error for the client, the failure on the service until the next deploy`() {
+        File(repo, "lane.toml").writeText(manifest("sh -c 'echo compiling; echo oops >&2; exit 3'"))
+        shown.clear()
+        try {
+            val ws = client.endpoint.latestStatus!!.workspaces.single()
+            val e = assertFailsWithCause { client.deploy(deployArgs(ws, "jb-fail")).result.get(120, TimeUnit.SECONDS) }
+            val u = toUserError(e)
+            assertEquals("build_failed", u.code, "$u")
+            assertEquals("Show Build Output", errorAction(u))
+            assertTrue(errorText("Deploy", u).startsWith("Lane: Deploy failed: "), errorText("Deploy", u))
+            val s = waitForStatus("the failure") { st -> st.deployFailures.any { it.lane == "jb-fail" } }
+            val f = s.deployFailures.single { it.lane == "jb-fail" }
+            assertEquals("demo.b", f.service)
+            assertEquals(ws.branch, f.branch)
+            assertEquals("build_failed", f.error.code)
+            // The lane the deploy had created is gone again: the failure has its own row.
+            assertTrue(s.lanes.none { it.id == "jb-fail" })
+            val row = buildTree(s).first { it.id == "failed:jb-fail/demo.b" }
+            assertTrue(row.description!!.startsWith("last deploy failed: build failed ("), row.description)
+            assertTrue(row.description!!.endsWith(" · into jb-fail"), row.description)
+            assertContains(statusPlainText(s), "Last deploy of demo.b into jb-fail failed: ")
+            // showErrors false: the client shows the error; the server asks for no popup of its own.
+            Thread.sleep(300)
+            assertEquals(emptyList(), shown.toList())
+        } finally {
+            File(repo, "lane.toml").writeText(manifest("echo building"))
+        }
     }
 
     @Test
     @Order(9)
+    fun `a branch switch is pushed`() {
+        run("git", "checkout", "-q", "-b", "other")
+        val s = waitForStatus("branch other", 10_000) { it.workspaces.singleOrNull()?.branch == "other" }
+        assertEquals("Lane: jb-a · other · 1/1 healthy", statusBarText(s))
+    }
+
+    @Test
+    @Order(10)
     fun `delete pushes a status without the lane, traffic back on baseline`() {
-        assertEquals("jb-a", client.delete(deleteArgs("jb-a", force = true)).get(60, TimeUnit.SECONDS).deleted)
+        val before = client.endpoint.latestStatus!!
+        assertEquals(
+            "Delete lane jb-a? Its versions of demo.b stop. It is the lane your requests enter: they fall back to baseline.",
+            deleteConfirmText(before, "jb-a"),
+        )
+        val r = client.delete(deleteArgs("jb-a", force = true)).get(60, TimeUnit.SECONDS)
+        assertEquals(DeleteResult("jb-a", listOf("demo.b"), BASELINE), r)
+        assertEquals("Lane: deleted jb-a; stopped demo.b; your requests fall back to baseline.", deletedText(r, wasActive = true))
         val s = waitForStatus("no lanes") { it.lanes.isEmpty() }
         assertEquals(BASELINE, s.activeLane)
         assertEquals(emptyList(), client.list().get(30, TimeUnit.SECONDS))
     }
 
     @Test
-    @Order(10)
+    @Order(11)
     fun `shutdown and exit end the server cleanly`() {
         client.close(10)
         assertEquals(0, client.exitCode(), stderrTail())

@@ -27,6 +27,8 @@ import dev.lane.core.MovableVersion
 import dev.lane.core.NodeIcon
 import dev.lane.core.NodeKind
 import dev.lane.core.RequestTarget
+import dev.lane.core.ServerState
+import dev.lane.core.serverNotFoundText
 import dev.lane.core.SwitchArgs
 import dev.lane.core.SwitchResult
 import dev.lane.core.Texts
@@ -42,8 +44,22 @@ import dev.lane.core.deployMayForce
 import dev.lane.core.deployableWorkspaces
 import dev.lane.core.extendArgs
 import dev.lane.core.movableVersions
+import dev.lane.core.copiedText
+import dev.lane.core.deleteConfirmText
+import dev.lane.core.deletedText
+import dev.lane.core.deployedRequests
+import dev.lane.core.extendedText
+import dev.lane.core.httpProxyExport
+import dev.lane.core.proxyStartedText
+import dev.lane.core.serviceLog
 import dev.lane.core.statusBarText
+import dev.lane.core.statusPlainText
+import dev.lane.core.suggestedLane
+import dev.lane.core.switchText
 import dev.lane.core.toUserError
+import dev.lane.core.workspaceOf
+import dev.lane.core.CopiedRequest
+import dev.lane.core.WorkspaceInfo
 import java.awt.datatransfer.StringSelection
 import java.util.concurrent.TimeUnit
 import java.util.concurrent.TimeoutException
@@ -57,11 +73,28 @@ abstract class LaneAction : AnAction(), DumbAware {
     }
 
     final override fun actionPerformed(e: AnActionEvent) {
-        perform(e.project ?: return)
+        runFor(e.project ?: return)
+    }
+
+    /** Whether it needs `lane lsp` (false for the actions that help to find or restart it). */
+    open val needsServer: Boolean = true
+
+    /**
+     * Runs it; while no `lane` binary was found, says so with the fix instead (a command must not
+     * fail for some other reason, e.g. "no workspace folder has a valid lane.toml").
+     */
+    fun runFor(project: Project) {
+        val service = laneService(project)
+        if (needsServer && service.serverState == ServerState.MISSING) return notifyServerNotFound(project, service.missingTried)
+        perform(project)
     }
 
     abstract fun perform(project: Project)
 }
+
+/** The "server not found" notification with its fix. */
+fun notifyServerNotFound(project: Project, tried: List<String>) =
+    notify(project, serverNotFoundText(tried), NotificationType.ERROR, Texts.OPEN_SETTINGS to { OpenServerSettingsAction().perform(project) })
 
 private fun laneService(project: Project) = LaneProjectService.getInstance(project)
 
@@ -69,6 +102,7 @@ class ShowStatusAction : LaneAction() {
     override fun perform(project: Project) {
         laneService(project).exec<LaneStatus>(Commands.status).thenOnEdt(project, "Show Status") { status ->
             laneService(project).acceptStatus(status)
+            laneService(project).appendLog("\n" + statusPlainText(status, project.basePath) + "\n")
             notify(
                 project, statusBarText(status), NotificationType.INFORMATION,
                 Texts.OPEN_LANES_VIEW to { ToolWindowManager.getInstance(project).getToolWindow(TOOL_WINDOW_ID)?.activate(null) },
@@ -82,13 +116,34 @@ class DeployAction : LaneAction() {
     override fun perform(project: Project) = deployInto(project, null)
 
     companion object {
-        /** Asks for the service (when several) and the lane (unless [lane] is given), then deploys. */
-        fun deployInto(project: Project, lane: String?) {
-            chooseWorkspace(project, deployableWorkspaces(laneService(project).status)) { ws ->
-                if (ws == null) return@chooseWorkspace notify(project, Texts.NOTHING_TO_DEPLOY, NotificationType.WARNING)
-                if (lane != null) return@chooseWorkspace runDeploy(project, deployArgs(ws, lane))
-                pickLane(project, Texts.deployTitle(ws), includeNew = true) { picked -> runDeploy(project, deployArgs(ws, picked)) }
+        /**
+         * Deploys the current branch of a project service into a lane. From the tree, [node]'s lane
+         * (unless baseline) and, for a service node, its service; otherwise the user picks (the only
+         * service is taken as is; a lane named after the branch is proposed first).
+         */
+        fun deployInto(project: Project, node: TreeNode?) {
+            val status = laneService(project).status
+            val nodeService = node?.service
+            if (nodeService != null) {
+                val ws = workspaceOf(status, nodeService)
+                    ?: return notify(project, Texts.notAWorkspaceService(nodeService), NotificationType.WARNING)
+                return deployWorkspace(project, ws, node?.lane)
             }
+            chooseWorkspace(project, deployableWorkspaces(status)) { ws ->
+                if (ws == null) return@chooseWorkspace notify(project, Texts.NOTHING_TO_DEPLOY, NotificationType.WARNING)
+                deployWorkspace(project, ws, node?.lane)
+            }
+        }
+
+        private fun deployWorkspace(project: Project, ws: WorkspaceInfo, lane: String?) {
+            if (lane != null && lane != BASELINE) return runDeploy(project, deployArgs(ws, lane))
+            pickLane(
+                project,
+                Texts.deployTitle(ws),
+                includeNew = true,
+                suggestNew = suggestedLane(ws),
+                newTitle = Texts.deployNewTitle(ws),
+            ) { picked -> runDeploy(project, deployArgs(ws, picked)) }
         }
 
         /**
@@ -128,7 +183,7 @@ class DeployAction : LaneAction() {
                     val active = laneService(project).status?.activeLane ?: BASELINE
                     val actions = Texts.afterDeploy(r, active).map { title ->
                         title to {
-                            if (title == Texts.SWITCH_TRAFFIC_TO_IT) SwitchAction.switchTo(project, r.lane) else CopyRequestAction().perform(project)
+                            if (title == Texts.SWITCH_TRAFFIC_TO_IT) SwitchAction.switchTo(project, r.lane) else CopyRequestAction.copyDeployed(project, r)
                         }
                     }
                     notify(project, Texts.deployed(r), NotificationType.INFORMATION, *actions.toTypedArray())
@@ -158,7 +213,12 @@ class SwitchAction : LaneAction() {
 
         fun switchTo(project: Project, lane: String) {
             laneService(project).exec<SwitchArgs, SwitchResult>(Commands.switchTraffic, SwitchArgs(lane)).thenOnEdt(project, "Switch Traffic") {
-                notify(project, Texts.switched(it.activeLane))
+                val service = laneService(project)
+                val running = service.proxyRunning
+                val actions = Texts.afterSwitch(it.activeLane, running).map { title ->
+                    title to { if (title == Texts.START_PROXY) StartProxyAction().perform(project) else CopyRequestAction().perform(project) }
+                }
+                notify(project, switchText(it.activeLane, running, service.proxyListen), NotificationType.INFORMATION, *actions.toTypedArray())
             }
         }
     }
@@ -193,18 +253,19 @@ class DeleteLaneAction(node: TreeNode? = null) : NodeAction(node) {
 
     private fun confirm(project: Project, lane: String) {
         if (lane == BASELINE) return
-        val ok = Messages.showOkCancelDialog(project, Texts.confirmDelete(lane), "Lane", Texts.DELETE, Messages.getCancelButton(), Messages.getWarningIcon())
-        if (ok == Messages.OK) delete(project, lane, force = false)
+        val status = laneService(project).status
+        val ok = Messages.showOkCancelDialog(project, deleteConfirmText(status, lane), "Lane", Texts.DELETE, Messages.getCancelButton(), Messages.getWarningIcon())
+        if (ok == Messages.OK) delete(project, lane, force = false, wasActive = status?.activeLane == lane)
     }
 
-    private fun delete(project: Project, lane: String, force: Boolean) {
-        laneService(project).exec<dev.lane.core.DeleteArgs, DeleteResult>(Commands.delete, deleteArgs(lane, force)).whenComplete { _, error ->
+    private fun delete(project: Project, lane: String, force: Boolean, wasActive: Boolean) {
+        laneService(project).exec<dev.lane.core.DeleteArgs, DeleteResult>(Commands.delete, deleteArgs(lane, force)).whenComplete { r, error ->
             onEdt(project) {
-                if (error == null) return@onEdt notify(project, Texts.deleted(lane))
+                if (error == null) return@onEdt notify(project, deletedText(r, wasActive))
                 val u = toUserError(error)
                 if (!force && deleteMayForce(u)) {
                     val ok = Messages.showOkCancelDialog(project, Texts.deleteAnyway(u.message), "Lane", Texts.FORCE_DELETE, Messages.getCancelButton(), Messages.getWarningIcon())
-                    if (ok == Messages.OK) delete(project, lane, force = true)
+                    if (ok == Messages.OK) delete(project, lane, force = true, wasActive = wasActive)
                 } else {
                     reportFailure(project, "Delete Lane", error)
                 }
@@ -223,7 +284,7 @@ class ExtendLaneAction(node: TreeNode? = null) : NodeAction(node) {
         if (lane == BASELINE) return
         val by = askDuration(project, Texts.extendTitle(lane), Texts.HOW_MUCH_LONGER) ?: return
         laneService(project).exec<dev.lane.core.ExtendArgs, LaneInfo>(Commands.extend, extendArgs(lane, by))
-            .thenOnEdt(project, "Extend Lane") { notify(project, Texts.extended(it)) }
+            .thenOnEdt(project, "Extend Lane") { notify(project, extendedText(it, by)) }
     }
 }
 
@@ -233,7 +294,7 @@ class AssignVersionAction(node: TreeNode? = null) : NodeAction(node) {
         if (n != null && n.kind == NodeKind.SERVICE && n.service != null && n.lane != null) {
             return moveTo(project, n.service!!, n.lane!!)
         }
-        laneService(project).exec<List<LaneInfo>>(Commands.list).thenOnEdt(project, "Assign Version") { lanes ->
+        laneService(project).exec<List<LaneInfo>>(Commands.list).thenOnEdt(project, "Move Version") { lanes ->
             val versions = movableVersions(lanes)
             if (versions.isEmpty()) return@thenOnEdt notify(project, Texts.NOTHING_TO_MOVE)
             choose(project, Texts.MOVE_WHICH, versions, { v: MovableVersion -> "${v.label}  ·  ${v.description}" }, { iconOf(NodeIcon.LANE) }) {
@@ -245,25 +306,95 @@ class AssignVersionAction(node: TreeNode? = null) : NodeAction(node) {
     private fun moveTo(project: Project, service: String, from: String) {
         pickLane(project, Texts.moveTo(service, from), includeNew = true, exclude = from) { to ->
             laneService(project).exec<dev.lane.core.AssignArgs, AssignResult>(Commands.assign, assignArgs(service, from, to))
-                .thenOnEdt(project, "Assign Version") { notify(project, Texts.moved(it)) }
+                .thenOnEdt(project, "Move Version") { notify(project, Texts.moved(it)) }
         }
     }
 }
 
-class CopyRequestAction : LaneAction() {
+/**
+ * Copies a request that reaches a service through the router: the node's service and lane (from
+ * the tree), else the project's service in the active lane. After a deploy, [copyDeployed].
+ */
+class CopyRequestAction(node: TreeNode? = null) : NodeAction(node) {
     override fun perform(project: Project) {
         val known = laneService(project).status
         val status = if (known != null) java.util.concurrent.CompletableFuture.completedFuture(known) else laneService(project).refresh()
         status.thenOnEdt(project, "Copy Request") { s ->
-            chooseWorkspace(project, deployableWorkspaces(s)) { ws ->
-                if (ws == null) return@chooseWorkspace notify(project, Texts.NO_SERVICE, NotificationType.WARNING)
-                val router = s.router ?: return@chooseWorkspace notify(project, Texts.NO_ROUTER, NotificationType.WARNING)
+            val n = node
+            val nodeService = n?.service
+            fun copyFor(ws: WorkspaceInfo?) {
+                if (ws == null || ws.service.isNullOrEmpty()) return notify(project, Texts.NO_SERVICE, NotificationType.WARNING)
+                val router = s.router ?: return notify(project, Texts.NO_ROUTER, NotificationType.WARNING)
                 val header = LaneSettingsService.getInstance().settings.headerFor(s)
-                val requests = buildRequests(ws, RequestTarget(router, header, s.activeLane))
-                CopyPasteManager.getInstance().setContents(StringSelection(clipboardText(requests)))
-                notify(project, Texts.copied(requests))
+                val target = RequestTarget(router, header, n?.lane ?: s.activeLane)
+                copy(project, CopiedRequest(buildRequests(ws, target), target, ws.service!!))
+            }
+            if (nodeService != null) {
+                // A service of another repository: its router host is derived from its id.
+                copyFor(workspaceOf(s, nodeService) ?: WorkspaceInfo("", nodeService, null, null, null, null, null, null))
+            } else {
+                chooseWorkspace(project, deployableWorkspaces(s)) { copyFor(it) }
             }
         }
+    }
+
+    companion object {
+        /** The request for the lane a deploy just made (header included), whatever lane traffic is on. */
+        fun copyDeployed(project: Project, r: DeployResult) {
+            try {
+                val protocol = laneService(project).status?.let { workspaceOf(it, r.service) }?.protocol
+                copy(project, deployedRequests(r, protocol, LaneSettingsService.getInstance().settings.laneHeader))
+            } catch (e: IllegalArgumentException) {
+                reportFailure(project, "Copy Request", e)
+            }
+        }
+
+        private fun copy(project: Project, c: CopiedRequest) {
+            CopyPasteManager.getInstance().setContents(StringSelection(clipboardText(c.requests)))
+            notify(project, copiedText(c))
+        }
+    }
+}
+
+class StartProxyAction : LaneAction() {
+    override fun perform(project: Project) {
+        val service = laneService(project)
+        service.startProxy().thenOnEdt(project, "Start Proxy") {
+            val listen = service.proxyListen
+            notify(
+                project, proxyStartedText(listen, service.status?.activeLane ?: BASELINE), NotificationType.INFORMATION,
+                Texts.COPY_HTTP_PROXY to { CopyPasteManager.getInstance().setContents(StringSelection(httpProxyExport(listen))) },
+            )
+        }
+    }
+}
+
+class StopProxyAction : LaneAction() {
+    override fun perform(project: Project) = laneService(project).stopProxy()
+}
+
+/** What `lane lsp` logged: deploy stages, build and service output. */
+class ShowServerLogsAction : LaneAction() {
+    override val needsServer: Boolean = false
+
+    override fun perform(project: Project) = showServerLog(project)
+}
+
+/** Settings → Tools → Lane (the server path). */
+class OpenServerSettingsAction : LaneAction() {
+    override val needsServer: Boolean = false
+
+    override fun perform(project: Project) =
+        com.intellij.openapi.options.ShowSettingsUtil.getInstance().showSettingsDialog(project, LaneConfigurable::class.java)
+}
+
+/** A service's "Show Logs": its output file (a local process's), else the server log with its deploys. */
+class ShowServiceLogsAction(node: TreeNode? = null) : NodeAction(node) {
+    override fun perform(project: Project) {
+        val log = serviceLog(laneService(project).status, node?.lane, node?.service)
+        if (log != null && openLocalFile(project, log)) return
+        showServerLog(project)
+        notify(project, Texts.noLogFile(node?.service))
     }
 }
 
@@ -274,6 +405,8 @@ class RefreshAction : LaneAction() {
 }
 
 class RestartServerAction : LaneAction() {
+    override val needsServer: Boolean = false
+
     override fun perform(project: Project) = laneService(project).restart()
 }
 
@@ -284,7 +417,25 @@ class SwitchToLaneAction(node: TreeNode? = null) : NodeAction(node) {
     }
 }
 
-/** Deploy into the node's lane (tree toolbar and context menu). */
+/** Deploy Current Branch Here: into the node's lane (for a service node, that service). */
 class DeployToLaneAction(node: TreeNode? = null) : NodeAction(node) {
-    override fun perform(project: Project) = DeployAction.deployInto(project, node?.lane?.takeIf { it != BASELINE })
+    override fun perform(project: Project) = DeployAction.deployInto(project, node)
+}
+
+/** The action of [id] ([dev.lane.core.LaneActions]) bound to [node] (for the tree's context menu,
+ * a node's double-click and the welcome's links); null for an id the tree does not run. */
+fun laneActionFor(id: String, node: TreeNode?): LaneAction? = when (id) {
+    dev.lane.core.LaneActions.SWITCH_TO -> SwitchToLaneAction(node)
+    dev.lane.core.LaneActions.TREE_COPY_REQUEST -> CopyRequestAction(node)
+    dev.lane.core.LaneActions.DEPLOY_HERE -> DeployToLaneAction(node)
+    dev.lane.core.LaneActions.SHOW_SERVICE_LOGS -> ShowServiceLogsAction(node)
+    dev.lane.core.LaneActions.EXTEND -> ExtendLaneAction(node)
+    dev.lane.core.LaneActions.DELETE -> DeleteLaneAction(node)
+    dev.lane.core.LaneActions.ASSIGN -> AssignVersionAction(node)
+    dev.lane.core.LaneActions.DEPLOY -> DeployAction()
+    dev.lane.core.LaneActions.CREATE -> CreateLaneAction()
+    dev.lane.core.LaneActions.RESTART_SERVER -> RestartServerAction()
+    dev.lane.core.LaneActions.OPEN_SETTINGS -> OpenServerSettingsAction()
+    dev.lane.core.LaneActions.SHOW_LOGS -> ShowServerLogsAction()
+    else -> null
 }

@@ -1,5 +1,5 @@
-// The LSP4IJ client of `lane lsp`: receives the pushed `lane/statusChanged` and hands it to the
-// project service; progress of the deploys this plugin started goes to their background task,
+// The LSP4IJ client of `lane lsp`: receives the pushed `lane/statusChanged` and the log lines and
+// hands them to the project service; progress of the deploys this plugin started goes to their background task,
 // other progress to LSP4IJ as usual.
 
 package dev.lane.jetbrains
@@ -10,6 +10,7 @@ import com.redhat.devtools.lsp4ij.client.LanguageClientImpl
 import dev.lane.core.LaneStatus
 import dev.lane.core.Methods
 import dev.lane.core.ProgressEvent
+import org.eclipse.lsp4j.MessageParams
 import org.eclipse.lsp4j.ProgressParams
 import org.eclipse.lsp4j.jsonrpc.services.JsonNotification
 
@@ -28,6 +29,12 @@ class LaneLanguageClient(project: Project) : LanguageClientImpl(project) {
         } else {
             super.notifyProgress(params)
         }
+    }
+
+    /** Deploy stages, build and service output: kept for Show Server Logs, and LSP4IJ's console. */
+    override fun logMessage(message: MessageParams) {
+        service.appendLog(message.message)
+        super.logMessage(message)
     }
 
     override fun handleServerStatusChanged(serverStatus: ServerStatus) {

@@ -13,18 +13,19 @@ import com.intellij.openapi.util.Disposer
 import com.redhat.devtools.lsp4ij.LanguageServerManager
 import dev.lane.core.CommandCall
 import dev.lane.core.CommandSpec
+import dev.lane.core.DEFAULT_PROXY_LISTEN
+import dev.lane.core.LaneProxy
 import dev.lane.core.LaneServer
 import dev.lane.core.LaneStatus
 import dev.lane.core.NoArgs
 import dev.lane.core.ProgressEvent
+import dev.lane.core.ServerState
+import dev.lane.core.serverNotFoundText
 import dev.lane.core.newDeployToken
 import dev.lane.core.runCommand
 import java.util.concurrent.CompletableFuture
 import java.util.concurrent.ConcurrentHashMap
 import java.util.concurrent.CopyOnWriteArrayList
-
-/** What the status-bar widget shows besides the status. */
-enum class ServerState { STARTING, RUNNING, MISSING, STOPPED }
 
 @Service(Service.Level.PROJECT)
 class LaneProjectService(private val project: Project) : Disposable {
@@ -40,6 +41,18 @@ class LaneProjectService(private val project: Project) : Disposable {
     @Volatile
     var missingTried: List<String> = emptyList()
         private set
+
+    /** The `lane` binary the server runs from, once found. */
+    @Volatile
+    var serverBin: String? = null
+        private set
+
+    /** What the server logged (`window/logMessage`: deploy stages, build and service output), the
+     * newest [MAX_LOG_LINES] lines; Show Server Logs and "Show Build Output" open it. */
+    private val logLines = java.util.ArrayDeque<String>()
+
+    @Volatile
+    private var proxy: LaneProxy? = null
 
     private val listeners = CopyOnWriteArrayList<() -> Unit>()
     private val progress = ConcurrentHashMap<String, (ProgressEvent) -> Unit>()
@@ -60,9 +73,14 @@ class LaneProjectService(private val project: Project) : Disposable {
         changed()
     }
 
-    fun serverMissing(tried: List<String>?) {
+    /** The connection provider's lookup: [bin] found, or not found after looking in [tried]. */
+    fun serverLocated(bin: String?, tried: List<String>?) {
+        serverBin = bin
         missingTried = tried.orEmpty()
         if (tried != null) {
+            appendLog(serverNotFoundText(tried))
+            // Not waited for: the status bar and the tree say it too, with the fixes.
+            ApplicationManager.getApplication().invokeLater({ notifyServerNotFound(project, tried) }, project.disposed)
             serverState = ServerState.MISSING
             changed()
         }
@@ -96,6 +114,13 @@ class LaneProjectService(private val project: Project) : Disposable {
 
     /** The running server, started if needed. */
     fun server(): CompletableFuture<LaneServer> =
+        if (serverState == ServerState.MISSING) {
+            CompletableFuture.failedFuture(IllegalStateException(serverNotFoundText(missingTried)))
+        } else {
+            runningServer()
+        }
+
+    private fun runningServer(): CompletableFuture<LaneServer> =
         LanguageServerManager.getInstance(project).getLanguageServer(LANE_SERVER_ID).thenCompose { item ->
             // getInitializedServer: the server may have been stopped since and must start again.
             item?.initializedServer ?: CompletableFuture.failedFuture(IllegalStateException("lane lsp is not running"))
@@ -133,6 +158,36 @@ class LaneProjectService(private val project: Project) : Disposable {
         }.whenComplete { _, e -> if (e != null) progress.remove(token) }
     }
 
+    fun appendLog(line: String) {
+        synchronized(logLines) {
+            logLines.addLast(line)
+            while (logLines.size > MAX_LOG_LINES) logLines.removeFirst()
+        }
+    }
+
+    fun logText(): String = synchronized(logLines) { logLines.joinToString("\n", postfix = "\n") }
+
+    /** Whether the `lane proxy` this project started runs, and where it listens. */
+    val proxyRunning: Boolean get() = proxy?.running == true
+    val proxyListen: String get() = proxy?.listen ?: DEFAULT_PROXY_LISTEN
+
+    /** Starts `lane proxy` (plain requests sent with `HTTP_PROXY` then follow Switch Traffic). */
+    fun startProxy(): CompletableFuture<Unit> {
+        val bin = serverBin ?: return CompletableFuture.failedFuture(IllegalStateException(serverNotFoundText(missingTried)))
+        val p = proxy ?: LaneProxy(
+            bin = bin,
+            cwd = project.basePath?.let { java.io.File(it) },
+            listen = DEFAULT_PROXY_LISTEN,
+            onLine = { line: String -> appendLog("[lane proxy] $line") },
+            onChange = { changed() },
+        ).also { proxy = it }
+        return p.start()
+    }
+
+    fun stopProxy() {
+        proxy?.stop()
+    }
+
     fun ownsProgress(token: String): Boolean = progress.containsKey(token)
 
     fun acceptProgress(event: ProgressEvent) {
@@ -140,11 +195,14 @@ class LaneProjectService(private val project: Project) : Disposable {
     }
 
     override fun dispose() {
+        proxy?.stop()
         listeners.clear()
         progress.clear()
     }
 
     companion object {
+        const val MAX_LOG_LINES = 5000
+
         fun getInstance(project: Project): LaneProjectService = project.service()
     }
 }

@@ -11,6 +11,7 @@ import com.redhat.devtools.lsp4ij.client.features.LSPClientFeatures
 import com.redhat.devtools.lsp4ij.server.OSProcessStreamConnectionProvider
 import com.redhat.devtools.lsp4ij.server.StreamConnectionProvider
 import dev.lane.core.LaneServer
+import dev.lane.core.laneInitializationOptions
 import dev.lane.core.LocateResult
 import dev.lane.core.Lookup
 import dev.lane.core.locateServer
@@ -41,17 +42,18 @@ class LaneConnectionProvider(project: Project) : OSProcessStreamConnectionProvid
                 env = System.getenv("LANE_SERVER_PATH"),
                 setting = settings.serverPath,
                 pathVar = System.getenv("PATH"),
+                cargoHome = System.getenv("CARGO_HOME"),
                 home = System.getProperty("user.home"),
             ),
         )
         val service = LaneProjectService.getInstance(project)
         val exe = when (found) {
             is LocateResult.Found -> {
-                service.serverMissing(null)
+                service.serverLocated(found.located.path, null)
                 found.located.path
             }
             is LocateResult.NotFound -> {
-                service.serverMissing(found.tried)
+                service.serverLocated(null, found.tried)
                 // LSP4IJ reports the failed start in its console; the widget says "lane: not found".
                 "lane"
             }
@@ -67,9 +69,14 @@ class LaneClientFeatures : LSPClientFeatures() {
     /** The status bar and the Lanes tree need the server whether or not a file is open. */
     override fun keepServerAlive(): Boolean = true
 
-    /** The trace level from the settings, and work-done progress for deploys. */
+    /**
+     * The trace level from the settings, work-done progress for deploys, and `showErrors: false`:
+     * the actions show the error each command is answered (with its button), so the server's own
+     * `window/showMessage` would be a second popup with the same text.
+     */
     override fun initializeParams(params: InitializeParams) {
         params.trace = LaneSettingsService.getInstance().settings.trace.wire
+        params.initializationOptions = laneInitializationOptions()
         val caps = params.capabilities ?: ClientCapabilities().also { params.capabilities = it }
         val window = caps.window ?: WindowClientCapabilities().also { caps.window = it }
         window.workDoneProgress = true

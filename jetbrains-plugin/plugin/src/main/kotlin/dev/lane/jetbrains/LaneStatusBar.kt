@@ -1,4 +1,5 @@
-// The status-bar lane indicator: `⛙ feature-x · feat/login · 3/3 healthy`. It renders the pushed
+// The status-bar lane indicator: `Lane: feature-x · feat/login · 3/3 healthy` (no U+26D9 glyph: it
+// renders as an empty box where fonts lack it). It renders the pushed
 // status only (never asks the server itself); a click opens Switch Traffic, or the settings when
 // the binary is missing, or restarts a stopped server.
 
@@ -14,6 +15,8 @@ import com.intellij.openapi.wm.StatusBarWidget
 import com.intellij.openapi.wm.StatusBarWidgetFactory
 import com.intellij.util.Consumer
 import dev.lane.core.LaneActions
+import dev.lane.core.ServerState
+import dev.lane.core.proxyLine
 import dev.lane.core.Texts
 import dev.lane.core.statusBarText
 import dev.lane.core.statusBarTooltipHtml
@@ -63,12 +66,9 @@ class LaneStatusBarWidget(private val project: Project) : StatusBarWidget, Statu
     override fun getAlignment(): Float = Component.LEFT_ALIGNMENT
 
     override fun getTooltipText(): String = when (service.serverState) {
-        ServerState.MISSING -> {
-            val tried = service.missingTried
-            if (tried.isEmpty()) Texts.NOT_FOUND_TOOLTIP else Texts.NOT_FOUND_TOOLTIP + " Tried: " + tried.joinToString(", ")
-        }
+        ServerState.MISSING -> Texts.notFoundTooltip(service.missingTried)
         ServerState.STOPPED -> Texts.STOPPED_TOOLTIP
-        else -> statusBarTooltipHtml(service.status, folder())
+        else -> statusBarTooltipHtml(service.status, folder(), proxyLine(service.proxyRunning, service.proxyListen))
     }
 
     override fun getClickConsumer(): Consumer<MouseEvent> = Consumer { e ->

@@ -18,9 +18,11 @@ import dev.lane.core.LaneInfo
 import dev.lane.core.LanePick
 import dev.lane.core.NodeIcon
 import dev.lane.core.PickOptions
+import dev.lane.core.SuggestedLane
 import dev.lane.core.Texts
 import dev.lane.core.WorkspaceInfo
 import dev.lane.core.durationProblem
+import dev.lane.core.errorAction
 import dev.lane.core.errorText
 import dev.lane.core.lanePicks
 import dev.lane.core.laneIdProblem
@@ -38,10 +40,33 @@ fun notify(project: Project, text: String, type: NotificationType = Notification
     n.notify(project)
 }
 
-/** A failure as one notification: a cancellation quietly, anything else as an error with help. */
+/**
+ * A failure as one notification: a cancellation quietly, anything else as an error with help and,
+ * when its cause is in the output (a failed build, a service that did not start), a button to it.
+ */
 fun reportFailure(project: Project, what: String, e: Throwable) {
     val u = toUserError(e)
-    if (u.cancelled) notify(project, Texts.cancelled(what)) else notify(project, errorText(what, u), NotificationType.ERROR)
+    if (u.cancelled) return notify(project, Texts.cancelled(what))
+    val action = errorAction(u)
+    if (action == null) {
+        notify(project, errorText(what, u), NotificationType.ERROR)
+    } else {
+        notify(project, errorText(what, u), NotificationType.ERROR, action to { showServerLog(project) })
+    }
+}
+
+/** What `lane lsp` logged (deploy stages, build and service output) in a read-only editor tab. */
+fun showServerLog(project: Project) {
+    val file = com.intellij.testFramework.LightVirtualFile("lane lsp.log", LaneProjectService.getInstance(project).logText())
+    file.isWritable = false
+    com.intellij.openapi.fileEditor.FileEditorManager.getInstance(project).openFile(file, true)
+}
+
+/** A file on this machine (a service's log) in an editor tab. False when it does not exist. */
+fun openLocalFile(project: Project, path: String): Boolean {
+    val file = com.intellij.openapi.vfs.LocalFileSystem.getInstance().refreshAndFindFileByPath(path) ?: return false
+    com.intellij.openapi.fileEditor.FileEditorManager.getInstance(project).openFile(file, true)
+    return true
 }
 
 /** Runs [body] on the UI thread. */
@@ -69,11 +94,16 @@ fun iconOf(i: NodeIcon): Icon = when (i) {
     NodeIcon.STOPPED -> AllIcons.Actions.Suspend
     NodeIcon.UNKNOWN -> AllIcons.Actions.Help
     NodeIcon.INFO -> AllIcons.General.Information
+    NodeIcon.NEW -> AllIcons.General.Add
+    NodeIcon.SEARCH -> AllIcons.Actions.Find
+    NodeIcon.SETTINGS -> AllIcons.General.Settings
+    NodeIcon.HELP -> AllIcons.Actions.Help
+    NodeIcon.REFRESH -> AllIcons.Actions.Refresh
 }
 
 /** A lane id from an input box; null when cancelled. */
-fun askLaneId(project: Project, title: String): String? =
-    Messages.showInputDialog(project, Texts.LANE_ID_PROMPT, title, null, "", object : InputValidatorEx {
+fun askLaneId(project: Project, title: String, initial: String = ""): String? =
+    Messages.showInputDialog(project, Texts.LANE_ID_PROMPT, title, null, initial, object : InputValidatorEx {
         override fun getErrorText(inputString: String): String? = laneIdProblem(inputString.trim())
         override fun checkInput(inputString: String): Boolean = getErrorText(inputString) == null
         override fun canClose(inputString: String): Boolean = checkInput(inputString)
@@ -102,8 +132,9 @@ private fun pickText(p: LanePick): String =
     listOfNotNull(p.label, p.description, p.detail).joinToString("  ·  ")
 
 /**
- * Asks for a lane: the server's lanes (active first), `baseline` and "New lane…" when asked for.
- * [picked] gets the lane id (a new one asked for with an input box).
+ * Asks for a lane: the server's lanes (active first), `baseline` and "New lane…" when asked for, and
+ * [suggestNew] (a lane named after the branch) first. [picked] gets the lane id (a new one asked for
+ * with an input box titled [newTitle]).
  */
 fun pickLane(
     project: Project,
@@ -111,14 +142,20 @@ fun pickLane(
     includeBaseline: Boolean = false,
     includeNew: Boolean = false,
     exclude: String? = null,
+    suggestNew: SuggestedLane? = null,
+    newTitle: String = Texts.NEW_LANE_TITLE,
     picked: (String) -> Unit,
 ) {
     val service = LaneProjectService.getInstance(project)
     service.exec<List<LaneInfo>>(Commands.list).thenOnEdt(project, title) { lanes ->
         val active = service.status?.activeLane ?: dev.lane.core.BASELINE
-        val picks = lanePicks(lanes.filter { it.id != exclude }, PickOptions(active, includeBaseline, includeNew))
+        val picks = lanePicks(lanes.filter { it.id != exclude }, PickOptions(active, includeBaseline, includeNew, suggestNew))
         choose(project, title, picks, ::pickText, { iconOf(it.icon) }) { p ->
-            if (p.isNew) askLaneId(project, Texts.NEW_LANE_TITLE)?.let(picked) else p.lane?.let(picked)
+            when {
+                p.isNew && p.lane != null -> picked(p.lane!!)
+                p.isNew -> askLaneId(project, newTitle, suggestNew?.lane ?: "")?.let(picked)
+                else -> p.lane?.let(picked)
+            }
         }
     }
 }

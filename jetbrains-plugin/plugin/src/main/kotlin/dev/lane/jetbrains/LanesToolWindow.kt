@@ -1,6 +1,7 @@
 // The Lanes tool window: lanes → services → instances, built by the core's buildTree from the pushed
-// status, with health, expiry and traffic in grey after each label; actions in the context menu and
-// a toolbar (Deploy, Create Lane, Refresh).
+// status, with health, expiry and traffic in grey after each label (a failed deploy on its service);
+// actions in the context menu, a double-click runs a node's own action, a toolbar (Deploy, Create
+// Lane, Refresh); the empty tree welcomes with the first step; server not found says the fixes.
 
 package dev.lane.jetbrains
 
@@ -20,11 +21,15 @@ import com.intellij.ui.SimpleTextAttributes
 import com.intellij.ui.content.ContentFactory
 import com.intellij.ui.treeStructure.Tree
 import com.intellij.util.ui.tree.TreeUtil
+import com.intellij.ui.DoubleClickListener
 import dev.lane.core.LaneActions
 import dev.lane.core.TreeNode
+import dev.lane.core.WELCOME
 import dev.lane.core.buildTree
 import dev.lane.core.escapeHtml
 import dev.lane.core.nodeActions
+import dev.lane.core.serverNodes
+import java.awt.event.MouseEvent
 import javax.swing.JTree
 import javax.swing.tree.DefaultMutableTreeNode
 import javax.swing.tree.DefaultTreeModel
@@ -60,6 +65,27 @@ private class LanesPanel(private val project: Project) : SimpleToolWindowPanel(t
         setToolbar(toolbar.component)
         setContent(ScrollPaneFactory.createScrollPane(tree))
         PopupHandler.installPopupMenu(tree, ContextGroup(), ActionPlaces.TOOLWINDOW_POPUP)
+        // A double-click runs the node's action (a failed deploy: its logs; server not found: the fix).
+        object : DoubleClickListener() {
+            override fun onDoubleClick(event: MouseEvent): Boolean {
+                val node = tree.selectionPath?.let(::nodeOf) ?: return false
+                val action = node.action?.let { laneActionFor(it, node) } ?: return false
+                action.runFor(project)
+                return true
+            }
+        }.installOn(tree)
+        // The empty tree (nothing runs yet): the first step, a click away (VS Code's view welcome).
+        tree.emptyText.clear()
+        for ((i, line) in WELCOME.withIndex()) {
+            val action = line.action
+            when {
+                action != null -> tree.emptyText.appendLine(line.text, SimpleTextAttributes.LINK_PLAIN_ATTRIBUTES) {
+                    laneActionFor(action, null)?.runFor(project)
+                }
+                i == 0 -> tree.emptyText.appendText(line.text)
+                else -> tree.emptyText.appendLine(line.text)
+            }
+        }
         LaneProjectService.getInstance(project).onChange(this) { render() }
         render()
     }
@@ -78,7 +104,8 @@ private class LanesPanel(private val project: Project) : SimpleToolWindowPanel(t
                 add(child, n.children)
             }
         }
-        add(root, buildTree(LaneProjectService.getInstance(project).status))
+        val service = LaneProjectService.getInstance(project)
+        add(root, serverNodes(service.serverState, service.missingTried) ?: buildTree(service.status))
         model.reload()
         TreeUtil.treeNodeTraverser(root).forEach { t ->
             val node = (t as? DefaultMutableTreeNode)?.userObject as? TreeNode ?: return@forEach
@@ -94,15 +121,10 @@ private class LanesPanel(private val project: Project) : SimpleToolWindowPanel(t
     private inner class ContextGroup : DefaultActionGroup(), DumbAware {
         override fun getChildren(e: com.intellij.openapi.actionSystem.AnActionEvent?): Array<AnAction> {
             val node = tree.selectionPath?.let(::nodeOf) ?: return AnAction.EMPTY_ARRAY
-            return nodeActions(node).map { id ->
-                val action: AnAction = when (id) {
-                    LaneActions.SWITCH_TO -> SwitchToLaneAction(node)
-                    LaneActions.EXTEND -> ExtendLaneAction(node)
-                    LaneActions.DELETE -> DeleteLaneAction(node)
-                    LaneActions.ASSIGN -> AssignVersionAction(node)
-                    else -> DeployToLaneAction(node)
-                }
+            return nodeActions(node).mapNotNull<String, AnAction> { id ->
+                val action: AnAction = laneActionFor(id, node) ?: return@mapNotNull null
                 action.templatePresentation.text = LaneActions.spec(id).title
+                action.templatePresentation.description = LaneActions.spec(id).description
                 action
             }.toTypedArray()
         }
@@ -129,7 +151,8 @@ private class Renderer : ColoredTreeCellRenderer() {
             else -> SimpleTextAttributes.REGULAR_ATTRIBUTES
         }
         append(node.label, attrs)
-        node.description?.let { append("  $it", SimpleTextAttributes.GRAYED_ATTRIBUTES) }
+        val descAttrs = if (node.failed) SimpleTextAttributes.ERROR_ATTRIBUTES else SimpleTextAttributes.GRAYED_ATTRIBUTES
+        node.description?.let { append("  $it", descAttrs) }
         toolTipText = node.tooltip?.let { "<html>" + escapeHtml(it).replace("\n", "<br>") + "</html>" }
     }
 }
