@@ -46,6 +46,10 @@ interface LaneServer : LanguageServer {
     /** `lane/status`: no params. */
     @JsonRequest(Methods.STATUS)
     fun laneStatus(): CompletableFuture<LaneStatus>
+
+    /** `lane/history`: every change to one lane, oldest first. */
+    @JsonRequest(Methods.HISTORY)
+    fun laneHistory(params: HistoryParams): CompletableFuture<List<HistoryEntryInfo>>
 }
 
 /** The server → client notifications of the lane protocol (the plugin's LSP4IJ client has it too). */
@@ -272,6 +276,9 @@ class LaneClient private constructor(
 
     /** `lane/status`; the answer also becomes [LaneClientEndpoint.latestStatus]. */
     fun status(): CompletableFuture<LaneStatus> = server.laneStatus().thenApply { it.also(endpoint::acceptStatus) }
+
+    /** `lane/history` of [lane]: what happened to it, by whom and why (also after it was deleted). */
+    fun history(lane: String): CompletableFuture<List<HistoryEntryInfo>> = server.laneHistory(HistoryParams(lane))
 
     fun <A : Any, R> exec(spec: CommandSpec<A, *>, args: A?, workDoneToken: String? = null): CommandCall<R> =
         runCommand(server, spec, args, workDoneToken)

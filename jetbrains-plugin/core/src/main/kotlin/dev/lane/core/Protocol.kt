@@ -24,7 +24,11 @@ object Methods {
     /** `lane/statusChanged` (server → client): pushed whenever what `lane/status` returns changes. */
     const val STATUS_CHANGED = "lane/statusChanged"
 
-    val REQUESTS: List<String> = listOf(STATUS)
+    /** `lane/history` (client → server, [HistoryParams]): every change to a lane, oldest first,
+     * kept for a while after the lane is deleted. */
+    const val HISTORY = "lane/history"
+
+    val REQUESTS: List<String> = listOf(STATUS, HISTORY)
     val NOTIFICATIONS: List<String> = listOf(STATUS_CHANGED)
 }
 
@@ -87,9 +91,22 @@ object ServiceProtocol {
     val ALL: List<String> = listOf(HTTP, GRPC)
 }
 
+/** The values of [HistoryEntryInfo.event]. */
+object LaneEvent {
+    const val CREATE = "create"
+    const val DEPLOY = "deploy"
+    const val ASSIGN = "assign"
+    const val SWITCH = "switch"
+    const val EXTEND = "extend"
+    const val DELETE = "delete"
+    const val RECLAIM = "reclaim"
+    val ALL: List<String> = listOf(CREATE, DEPLOY, ASSIGN, SWITCH, EXTEND, DELETE, RECLAIM)
+}
+
 /** The fields whose wire type is a set of string literals (kept as `String` here): their values. */
 val LITERAL_FIELDS: Map<String, List<String>> = mapOf(
     "ServiceInfo.state" to InstanceState.ALL,
+    "HistoryEntryInfo.event" to LaneEvent.ALL,
     "WorkspaceInfo.protocol" to ServiceProtocol.ALL,
 )
 
@@ -245,10 +262,28 @@ data class AssignArgs(val service: String, val from: String, val to: String, val
 
 data class AssignResult(val service: String, val from: String, val to: String)
 
+data class HistoryParams(val lane: String)
+
+/** One change to a lane, as `lane history` lists it. */
+data class HistoryEntryInfo(
+    /** Seconds since the Unix epoch. */
+    val at: Long,
+    val lane: String,
+    /** One of [LaneEvent.ALL]. */
+    val event: String,
+    /** The lane's owner at the time. */
+    val owner: String,
+    /** Who asked; `null` for a reclaim and a switch. */
+    val actor: String?,
+    val service: String?,
+    val reason: String,
+)
+
 /** Every wire type by the name `lane lsp --describe` gives it. */
 val TYPES: Map<String, Class<*>> = listOf(
     LaneStatus::class.java, WorkspaceInfo::class.java, LaneInfo::class.java, ServiceInfo::class.java,
     ErrorInfo::class.java, DeployFailure::class.java, NoArgs::class.java, DeployArgs::class.java, DeployResult::class.java,
     SwitchArgs::class.java, SwitchResult::class.java, CreateArgs::class.java, DeleteArgs::class.java,
     DeleteResult::class.java, ExtendArgs::class.java, AssignArgs::class.java, AssignResult::class.java,
+    HistoryParams::class.java, HistoryEntryInfo::class.java,
 ).associateBy { it.simpleName }

@@ -32,7 +32,10 @@ class ProtocolDriftTest {
     @Test
     fun requests() {
         assertEquals(
-            listOf(listOf(Methods.STATUS, "clientToServer", "null", "LaneStatus")),
+            listOf(
+                listOf(Methods.STATUS, "clientToServer", "null", "LaneStatus"),
+                listOf(Methods.HISTORY, "clientToServer", "\"HistoryParams\"", "HistoryEntryInfo[]"),
+            ),
             d.objects("requests").map {
                 listOf(it.get("method").asString, it.get("direction").asString, it.get("params").toString(), it.get("result").asString)
             },

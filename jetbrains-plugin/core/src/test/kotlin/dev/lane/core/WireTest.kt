@@ -375,6 +375,13 @@ class WireTest {
         val s = waitForStatus("no lanes") { it.lanes.isEmpty() }
         assertEquals(BASELINE, s.activeLane)
         assertEquals(emptyList(), client.list().get(30, TimeUnit.SECONDS))
+        // The lane is gone but its history is kept: it starts with its creation, ends with the
+        // delete, and every entry names the owner and why.
+        val h = client.history("jb-a").get(30, TimeUnit.SECONDS)
+        assertEquals(LaneEvent.CREATE, h.first().event, "$h")
+        assertEquals(LaneEvent.DELETE, h.last().event, "$h")
+        assertTrue(h.any { it.event == LaneEvent.DEPLOY && it.service == "demo.b" }, "$h")
+        assertTrue(h.all { it.lane == "jb-a" && it.owner.isNotEmpty() && it.reason.isNotEmpty() }, "$h")
     }
 
     @Test
