@@ -328,9 +328,9 @@ impl Conn {
         );
 
         let mut body = BodyState::new(info.framing, false);
-        if body.take(&mut self.rbuf, &mut self.wbuf).is_err() {
-            self.reply_and_close(StatusCode::BAD_REQUEST, "malformed chunked request body")
-                .await;
+        if let Err(e) = body.take(&mut self.rbuf, &mut self.wbuf) {
+            let why = format!("malformed chunked request body: {e}");
+            self.reply_and_close(StatusCode::BAD_REQUEST, &why).await;
             return Next::Close;
         }
         let ctx = RespCtx {
@@ -365,9 +365,9 @@ impl Conn {
                 Duplex::Failed(why) => {
                     return self.gateway_error(&ctx, &why, false).await;
                 }
-                Duplex::BadBody => {
-                    self.reply_and_close(StatusCode::BAD_REQUEST, "malformed chunked request body")
-                        .await;
+                Duplex::BadBody(e) => {
+                    let why = format!("malformed chunked request body: {e}");
+                    self.reply_and_close(StatusCode::BAD_REQUEST, &why).await;
                     return Next::Close;
                 }
                 Duplex::Gone => return Next::Close,
@@ -497,7 +497,7 @@ impl Conn {
                         return if head_sent {
                             Duplex::Done(Next::Abort)
                         } else {
-                            Duplex::BadBody
+                            Duplex::BadBody(e)
                         };
                     }
                     // The client went away mid-body: nothing to answer.
@@ -825,7 +825,7 @@ enum Duplex {
     /// No usable response head came; the text says why.
     Failed(String),
     /// The request body's chunked framing is broken.
-    BadBody,
+    BadBody(std::io::Error),
     /// The client went away.
     Gone,
 }
@@ -938,6 +938,15 @@ fn request_info<'h>(
     v11: bool,
     headers: &'h [Header<'h>],
 ) -> Result<ReqInfo<'h>, String> {
+    // No request target form holds a fragment (RFC 9112 §3.2): `#` is never part of one, and a
+    // router that cut the authority at it differently from the upstream would route by a name the
+    // upstream never sees.
+    if target.contains('#') {
+        return Err(format!(
+            "the request target `{}` holds a fragment (`#`), which no request target may",
+            target.escape_default()
+        ));
+    }
     let (absolute, authority, path) = if target.starts_with('/') || target == "*" {
         (false, None, target)
     } else if let Some((scheme, rest)) = target.split_once("://")
@@ -947,9 +956,13 @@ fn request_info<'h>(
             .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
     {
         let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let authority = &rest[..end];
-        // Drop any `user:password@` (RFC 9110 §4.2.4: not to be sent on).
-        let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+        // Any `user:password@` is dropped (RFC 9110 §4.2.4: not to be sent on).
+        let authority = crate::uri::authority_host(&rest[..end]).ok_or_else(|| {
+            format!(
+                "the authority `{}` of the request target is not a valid `[userinfo@]host[:port]`",
+                rest[..end].escape_default()
+            )
+        })?;
         (true, Some(authority), &rest[end..])
     } else {
         return Err(format!(
@@ -966,10 +979,22 @@ fn request_info<'h>(
             if host_header.is_some() {
                 return Err("the request has more than one Host header".into());
             }
-            host_header = Some(std::str::from_utf8(h.value).unwrap_or(""));
+            let value = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|v| crate::uri::is_valid_host(v))
+                .ok_or_else(|| {
+                    format!(
+                        "the Host header `{}` is not a valid `host[:port]`",
+                        h.value.escape_ascii()
+                    )
+                })?;
+            host_header = Some(value);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = Some(ends_in_chunked(h.value));
         }
+    }
+    if v11 && host_header.is_none() {
+        return Err("the HTTP/1.1 request has no Host header (RFC 9112 §3.2 requires one)".into());
     }
     let length = content_length(headers).map_err(|e| match e {
         LengthError::NotANumber => "the request's Content-Length is not a number",
@@ -1455,27 +1480,67 @@ impl BodyState {
 }
 
 /// A scanner for chunked transfer coding (RFC 9112 §7.1): finds where a chunked body ends, checking
-/// its framing, and hands out the data.
+/// its framing, and hands out the data. The whole grammar is checked, not only the sizes: a chunk
+/// size is hex digits, optionally followed by extensions (`;name`, `;name=token` or
+/// `;name="quoted"`, with optional whitespace around `;` and `=`); each trailer line is a field
+/// (`name: value`, a token name and a value without control bytes). Anything else (`5 junk`, a NUL
+/// in an extension, a request line smuggled after the last chunk) is an error.
 #[derive(Debug, Default)]
 struct Chunked {
     state: ChunkState,
     size: u64,
-    digits: bool,
+    /// Bytes of the trailer section so far (bounded like a head).
+    trailer: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
+    /// Before the first digit of a chunk size.
     #[default]
+    SizeStart,
     Size,
-    Extension,
+    /// Whitespace after the size or an extension: only `;` may follow.
+    ExtWs,
+    /// After `;`: whitespace, then an extension name.
+    ExtNameStart,
+    ExtName,
+    /// Whitespace after an extension name: `=` or `;` may follow.
+    ExtNameWs,
+    /// After `=`: whitespace, then a token or a quoted string.
+    ExtValStart,
+    ExtToken,
+    ExtQuoted,
+    ExtQuotedEscape,
+    /// Just after a closing quote.
+    ExtQuotedEnd,
     SizeLf,
     Data,
     DataCr,
     DataLf,
     TrailerStart,
-    TrailerLine,
+    TrailerName,
+    TrailerValue,
     TrailerLf,
     EndLf,
+}
+
+/// RFC 9110 §5.6.2 `tchar`: the bytes of a token.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// RFC 9110 §5.5 `field-vchar` or whitespace: what a field value may hold.
+fn is_field_byte(b: u8) -> bool {
+    is_ws(b) || (0x21..=0x7e).contains(&b) || b >= 0x80
+}
+
+/// RFC 9110 §5.6.4 `qdtext`.
+fn is_qdtext(b: u8) -> bool {
+    is_ws(b) || b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b) || b >= 0x80
 }
 
 impl Chunked {
@@ -1501,36 +1566,71 @@ impl Chunked {
             }
             let b = input[i];
             i += 1;
+            if matches!(
+                self.state,
+                TrailerStart | TrailerName | TrailerValue | TrailerLf | EndLf
+            ) {
+                self.trailer += 1;
+                if self.trailer > MAX_HEAD {
+                    return Err("trailer section too large");
+                }
+            }
             self.state = match (self.state, b) {
-                (Size, b) if b.is_ascii_hexdigit() => {
+                (SizeStart | Size, b) if b.is_ascii_hexdigit() => {
                     if self.size > (u64::MAX >> 8) {
                         return Err("chunk size too large");
                     }
                     let digit = char::from(b).to_digit(16).unwrap_or(0);
                     self.size = self.size * 16 + u64::from(digit);
-                    self.digits = true;
                     Size
                 }
-                (Size, b';' | b' ' | b'\t') if self.digits => Extension,
-                (Size, b'\r') if self.digits => SizeLf,
+                (SizeStart, _) => return Err("invalid chunk size"),
+                (Size | ExtToken | ExtQuotedEnd | ExtName, b'\r') => SizeLf,
+                (Size | ExtToken | ExtQuotedEnd | ExtName, b';') => ExtNameStart,
+                (Size | ExtToken | ExtQuotedEnd | ExtWs, b) if is_ws(b) => ExtWs,
+                (ExtWs | ExtNameWs, b';') => ExtNameStart,
                 (Size, _) => return Err("invalid chunk size"),
-                (Extension, b'\r') => SizeLf,
-                (Extension, b'\n') => return Err("bare LF in a chunk extension"),
-                (Extension, _) => Extension,
+                (ExtWs, _) => return Err("invalid chunk extension"),
+                (ExtNameStart, b) if is_ws(b) => ExtNameStart,
+                (ExtNameStart | ExtName, b) if is_tchar(b) => ExtName,
+                (ExtName | ExtNameWs, b) if is_ws(b) => ExtNameWs,
+                (ExtName | ExtNameWs, b'=') => ExtValStart,
+                (ExtValStart, b) if is_ws(b) => ExtValStart,
+                (ExtValStart, b'"') => ExtQuoted,
+                (ExtValStart | ExtToken, b) if is_tchar(b) => ExtToken,
+                (ExtQuoted, b'"') => ExtQuotedEnd,
+                (ExtQuoted, b'\\') => ExtQuotedEscape,
+                (ExtQuoted, b) if is_qdtext(b) => ExtQuoted,
+                (ExtQuotedEscape, b) if is_ws(b) || (0x21..=0x7e).contains(&b) || b >= 0x80 => {
+                    ExtQuoted
+                }
+                (
+                    ExtNameStart | ExtName | ExtNameWs | ExtValStart | ExtToken | ExtQuoted
+                    | ExtQuotedEscape | ExtQuotedEnd,
+                    _,
+                ) => return Err("invalid chunk extension"),
                 (SizeLf, b'\n') => {
-                    self.digits = false;
-                    if self.size == 0 { TrailerStart } else { Data }
+                    if self.size == 0 {
+                        TrailerStart
+                    } else {
+                        Data
+                    }
                 }
                 (SizeLf, _) => return Err("chunk size line not ended by CRLF"),
                 (DataCr, b'\r') => DataLf,
                 (DataCr, _) => return Err("chunk data longer than its size"),
-                (DataLf, b'\n') => Size,
+                (DataLf, b'\n') => SizeStart,
                 (DataLf, _) => return Err("chunk data not ended by CRLF"),
                 (TrailerStart, b'\r') => EndLf,
-                (TrailerStart | TrailerLine, b'\n') => return Err("bare LF in a trailer"),
-                (TrailerStart, _) => TrailerLine,
-                (TrailerLine, b'\r') => TrailerLf,
-                (TrailerLine, _) => TrailerLine,
+                (TrailerStart | TrailerName, b) if is_tchar(b) => TrailerName,
+                (TrailerStart | TrailerName | TrailerValue, b'\n') => {
+                    return Err("bare LF in a trailer");
+                }
+                (TrailerName, b':') => TrailerValue,
+                (TrailerStart | TrailerName, _) => return Err("invalid trailer field"),
+                (TrailerValue, b'\r') => TrailerLf,
+                (TrailerValue, b) if is_field_byte(b) => TrailerValue,
+                (TrailerValue, _) => return Err("invalid trailer field value"),
                 (TrailerLf, b'\n') => TrailerStart,
                 (TrailerLf, _) => return Err("trailer line not ended by CRLF"),
                 (EndLf, b'\n') => {
@@ -1589,10 +1689,26 @@ mod tests {
             b"5\r\nhello\n",
             b"ffffffffffffffffff\r\n",
             b"0\r\n\r\x00",
+            b"5 junk\r\n",
+            b"5 \r\n",
+            b"5;\r\n",
+            b"5;a\x00\r\n",
+            b"5;a=\x01\r\n",
+            b"5;a=\"x\x7f\"\r\n",
+            b"5;a=b c\r\n",
+            b"0\r\nGET /smuggled HTTP/1.1\r\n",
+            b"0\r\n: no name\r\n",
+            b"0\r\nx: a\x00b\r\n",
         ] {
             assert!(scan_all(bad, 100).is_err(), "{}", bad.escape_ascii());
         }
         assert!(!scan_all(b"5\r\nhel", 100).unwrap().1);
+        for good in [
+            &b"5 ; a = b ;c;d=\"q\\\"\\x\"\r\nhello\r\n0\r\n\r\n"[..],
+            b"00;x\r\nt:\r\nu: v w \r\n\r\n",
+        ] {
+            assert!(scan_all(good, 100).unwrap().1, "{}", good.escape_ascii());
+        }
     }
 
     fn parsed(raw: &'static [u8]) -> (String, bool, Vec<Header<'static>>) {
@@ -1634,30 +1750,35 @@ mod tests {
             )
         );
         assert_eq!(
-            info(b"GET http://b.demo.localhost?q HTTP/1.1\r\n\r\n")
+            info(b"GET http://b.demo.localhost?q HTTP/1.1\r\nHost: b.demo.localhost\r\n\r\n")
                 .unwrap()
                 .1,
             "?q"
         );
         assert_eq!(
-            info(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n")
+            info(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n")
                 .unwrap()
                 .2,
             Framing::Length(5)
         );
         assert_eq!(
-            info(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+            info(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
                 .unwrap()
                 .2,
             Framing::Chunked
         );
         for bad in [
-            &b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
-            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             b"GET nonsense HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: b.demo.localhost@evil\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: b.demo.localhost, c.demo.localhost\r\n\r\n",
+            b"GET http://b.demo.localhost#@c.demo.localhost/ HTTP/1.1\r\nHost: b\r\n\r\n",
+            b"GET http://a@b@c.demo.localhost/ HTTP/1.1\r\nHost: b\r\n\r\n",
         ] {
             assert!(info(bad).is_err(), "{}", bad.escape_ascii());
         }

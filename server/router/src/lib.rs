@@ -16,6 +16,7 @@ mod forward;
 mod h1;
 mod host;
 pub mod proxy;
+mod uri;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
