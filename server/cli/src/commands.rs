@@ -563,9 +563,14 @@ async fn standalone_router(listen: std::net::SocketAddr, lane_header: &str) -> a
         })?;
     let backend = local_backend()?.without_autostart();
     let table = lane_router::TableHandle::new(lane_core::RoutingTable::default());
+    let limits = lane_router::Limits::from_env().map_err(invalid)?;
+    if let Err(e) = lane_router::raise_open_file_limit() {
+        eprintln!("lane router: {e}");
+    }
     let router = lane_router::Router::new(
         lane_router::RouterConfig {
             lane_header: header.clone(),
+            limits,
         },
         table.clone(),
     );

@@ -46,12 +46,16 @@ pub struct AgentConfig {
     pub port_range: (u16, u16),
     /// How often the agent reclaims expired lanes on its own (`lane gc` does it on demand).
     pub reap_interval: Duration,
+    /// The router's timeouts and connection cap (`LANE_ROUTER_*_TIMEOUT`,
+    /// `LANE_ROUTER_MAX_CONNECTIONS`).
+    pub router_limits: lane_router::Limits,
 }
 
 impl AgentConfig {
     /// `LANE_ROUTER_ADDR` (default `127.0.0.1:4080`; port 0 picks a free one), `LANE_HEADER`
     /// (default `x-lane`), `LANE_PORT_RANGE` (default `41000-41999`), `LANE_REAP_INTERVAL` (how
-    /// often expired lanes are reclaimed, default `500ms`).
+    /// often expired lanes are reclaimed, default `500ms`), and the router's limits
+    /// ([`lane_router::Limits::from_env`]).
     pub fn from_env() -> Result<Self> {
         let router_addr = match std::env::var("LANE_ROUTER_ADDR") {
             Ok(v) if !v.is_empty() => v.parse().map_err(|_| {
@@ -85,11 +89,13 @@ impl AgentConfig {
                 })?,
             _ => Duration::from_millis(500),
         };
+        let router_limits = lane_router::Limits::from_env().map_err(BackendError::invalid)?;
         Ok(AgentConfig {
             router_addr,
             lane_header,
             port_range,
             reap_interval,
+            router_limits,
         })
     }
 }
@@ -236,9 +242,14 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
             config.lane_header
         ))
     })?;
+    // Every proxied connection takes two descriptors: a desktop's soft limit of 1024 is soon spent.
+    if let Err(e) = lane_router::raise_open_file_limit() {
+        tracing::warn!("{e}");
+    }
     let router = Router::new(
         RouterConfig {
             lane_header: header,
+            limits: config.router_limits.clone(),
         },
         table.clone(),
     );

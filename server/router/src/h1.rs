@@ -38,8 +38,45 @@ const MAX_HEADERS: usize = 128;
 const READ_CHUNK: usize = 16 * 1024;
 /// Upstream connections one downstream connection keeps (one per target, oldest dropped first).
 const MAX_KEPT: usize = 4;
-/// How long a connection to an upstream instance may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection's one timer, for every deadline it has in turn (the request head, the idle
+/// keep-alive wait, the upstream's response head). Moving the deadline later costs no system
+/// call and no timer-wheel work: the timer keeps its old expiry, and when it fires early it is
+/// re-armed for the real deadline. Only moving it earlier re-arms it at once. (A fresh timer per
+/// request would cost a driver wake-up per request, measured with the benchmark.)
+pub(crate) struct Watchdog {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+}
+
+impl Watchdog {
+    pub(crate) fn new(deadline: tokio::time::Instant) -> Self {
+        Watchdog {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline,
+        }
+    }
+
+    /// Sets the deadline `after` from now.
+    fn set(&mut self, after: Duration) {
+        self.deadline = tokio::time::Instant::now() + after;
+        if self.deadline < self.sleep.deadline() {
+            self.sleep.as_mut().reset(self.deadline);
+        }
+    }
+
+    /// Resolves once the deadline has passed.
+    pub(crate) async fn expired(&mut self) {
+        loop {
+            (&mut self.sleep).await;
+            if tokio::time::Instant::now() >= self.deadline {
+                return;
+            }
+            let deadline = self.deadline;
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+}
 
 /// Serves HTTP/1.x requests on `down` until the client closes, an error ends the connection, or
 /// `stop` turns true while the connection is idle. `rbuf` holds bytes already read from `down`.
@@ -48,6 +85,7 @@ pub(crate) async fn serve(
     down: TcpStream,
     rbuf: BytesMut,
     stop: watch::Receiver<bool>,
+    watchdog: Watchdog,
 ) {
     // For `x-forwarded-for`: the client's address, without port (IPv6 without brackets).
     let client_ip = down
@@ -66,6 +104,8 @@ pub(crate) async fn serve(
         wbuf: Vec::with_capacity(1024),
         scratch: Vec::new(),
         kept: Vec::new(),
+        watchdog,
+        head_started: true,
     };
     loop {
         let len = match conn.next_head().await {
@@ -74,6 +114,15 @@ pub(crate) async fn serve(
             Err(HeadError::TooLarge) => {
                 let why = format!("the request head is larger than {} KiB", MAX_HEAD / 1024);
                 conn.reply_and_close(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &why)
+                    .await;
+                return linger(&mut conn.down).await;
+            }
+            Err(HeadError::TimedOut) => {
+                let why = format!(
+                    "the request head did not arrive within {:?} (LANE_ROUTER_HEAD_TIMEOUT)",
+                    conn.inner.config.limits.head_timeout
+                );
+                conn.reply_and_close(StatusCode::REQUEST_TIMEOUT, &why)
                     .await;
                 return linger(&mut conn.down).await;
             }
@@ -86,6 +135,9 @@ pub(crate) async fn serve(
         conn.rbuf.advance(len);
         let next = conn.exchange(&head).await;
         conn.head = head;
+        // Between requests: the idle timeout, until the next head starts.
+        conn.watchdog.set(conn.inner.config.limits.idle_timeout);
+        conn.head_started = false;
         match next {
             Next::KeepAlive if !conn.stopping() => {}
             Next::Abort => {
@@ -143,6 +195,10 @@ struct Conn {
     scratch: Vec<u8>,
     /// Upstream connections kept for this downstream connection's next requests.
     kept: Vec<Upstream>,
+    /// The deadline of whatever the connection waits for.
+    watchdog: Watchdog,
+    /// Bytes of the next request head have come (its timeout runs).
+    head_started: bool,
 }
 
 /// A connection to one upstream instance.
@@ -156,6 +212,8 @@ struct Upstream {
 
 enum HeadError {
     TooLarge,
+    /// Part of a head came, not all of it, within the request-head timeout.
+    TimedOut,
     Io,
 }
 
@@ -214,14 +272,18 @@ impl Conn {
                 None if self.rbuf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
                 None => {}
             }
+            if !self.rbuf.is_empty() && !self.head_started {
+                self.head_started = true;
+                self.watchdog.set(self.inner.config.limits.head_timeout);
+            }
             self.rbuf.reserve(READ_CHUNK);
-            let read = if self.rbuf.is_empty() {
-                tokio::select! {
-                    read = self.down.read_buf(&mut self.rbuf) => read,
-                    _ = self.stop.wait_for(|stop| *stop) => return Ok(None),
+            let idle = self.rbuf.is_empty();
+            let read = tokio::select! {
+                read = self.down.read_buf(&mut self.rbuf) => read,
+                _ = self.stop.wait_for(|stop| *stop), if idle => return Ok(None),
+                () = self.watchdog.expired() => {
+                    return if idle { Ok(None) } else { Err(HeadError::TimedOut) };
                 }
-            } else {
-                self.down.read_buf(&mut self.rbuf).await
             };
             match read {
                 Ok(0) if self.rbuf.is_empty() => return Ok(None),
@@ -345,7 +407,7 @@ impl Conn {
         let mut up = match self.upstream(target_addr).await {
             Ok(up) => up,
             Err(e) => {
-                return self.gateway_error(&ctx, &e, body.is_done()).await;
+                return self.gateway_error(&ctx, e, body.is_done()).await;
             }
         };
         let mut resp_head = std::mem::take(&mut self.rhead);
@@ -353,7 +415,7 @@ impl Conn {
         if !body.is_done() {
             // The body streams up while the response comes down: full duplex until both end.
             if let Err(e) = up.stream.write_all(&self.wbuf).await {
-                return self.gateway_error(&ctx, &e, false).await;
+                return self.gateway_error(&ctx, Failure::bad(e), false).await;
             }
             let next = match self.duplex(&mut up, &mut body, &mut resp_head, &ctx).await {
                 Duplex::Done(next) => next,
@@ -363,7 +425,7 @@ impl Conn {
                     Next::KeepAlive
                 }
                 Duplex::Failed(why) => {
-                    return self.gateway_error(&ctx, &why, false).await;
+                    return self.gateway_error(&ctx, why, false).await;
                 }
                 Duplex::BadBody(e) => {
                     let why = format!("malformed chunked request body: {e}");
@@ -387,15 +449,19 @@ impl Conn {
                     received: false,
                 }),
                 Ok(()) => {
-                    read_response_head(
-                        &mut up.stream,
-                        &mut up.buf,
-                        &mut resp_head,
-                        &mut self.down,
-                        v11,
-                        &mut self.scratch,
-                    )
-                    .await
+                    let timeout = self.inner.config.limits.response_timeout;
+                    self.watchdog.set(timeout);
+                    tokio::select! {
+                        got = read_response_head(
+                            &mut up.stream,
+                            &mut up.buf,
+                            &mut resp_head,
+                            &mut self.down,
+                            v11,
+                            &mut self.scratch,
+                        ) => got,
+                        () = self.watchdog.expired() => Err(UpError::TimedOut(timeout)),
+                    }
                 }
             };
             match got {
@@ -404,12 +470,12 @@ impl Conn {
                     match self.connect(target_addr).await {
                         Ok(fresh) => up = fresh,
                         Err(e) => {
-                            return self.gateway_error(&ctx, &e, true).await;
+                            return self.gateway_error(&ctx, e, true).await;
                         }
                     }
                 }
                 Err(e) => {
-                    return self.gateway_error(&ctx, &e, true).await;
+                    return self.gateway_error(&ctx, Failure::from(e), true).await;
                 }
             }
         }
@@ -419,7 +485,7 @@ impl Conn {
         let prepared = match prepare_response(&resp_head, &mut self.wbuf, &ctx, keep_ok) {
             Ok(prepared) => prepared,
             Err(why) => {
-                return self.gateway_error(&ctx, &why, true).await;
+                return self.gateway_error(&ctx, Failure::bad(why), true).await;
             }
         };
         self.inner.stats.status(prepared.status);
@@ -441,7 +507,7 @@ impl Conn {
         let mut rbody = BodyState::new(prepared.framing, prepared.decode);
         if rbody.take(&mut up.buf, &mut self.wbuf).is_err() {
             return self
-                .gateway_error(&ctx, &"its chunked body is malformed", true)
+                .gateway_error(&ctx, Failure::bad("its chunked body is malformed"), true)
                 .await;
         }
         if self.down.write_all(&self.wbuf).await.is_err() {
@@ -525,13 +591,23 @@ impl Conn {
                 ctx.v11,
                 &mut self.scratch,
             ));
+            // The response timeout runs once the whole request is sent.
+            let timeout = self.inner.config.limits.response_timeout;
+            let mut armed = false;
             loop {
+                if !pumping && !armed {
+                    armed = true;
+                    self.watchdog.set(timeout);
+                }
                 tokio::select! {
                     sent = &mut request, if pumping => on_request!(sent),
                     got = &mut head => match got {
                         Ok(()) => break,
-                        Err(e) => return Duplex::Failed(e.to_string()),
+                        Err(e) => return Duplex::Failed(Failure::from(e)),
                     },
+                    () = self.watchdog.expired(), if armed => {
+                        return Duplex::Failed(Failure::from(UpError::TimedOut(timeout)));
+                    }
                 }
             }
         }
@@ -541,17 +617,17 @@ impl Conn {
         self.wbuf.clear();
         let prepared = match prepare_response(resp_head, &mut self.wbuf, ctx, keep_ok) {
             Ok(p) if p.upgraded => {
-                return Duplex::Failed(
-                    "it switched protocols before the request body was sent".into(),
-                );
+                return Duplex::Failed(Failure::bad(
+                    "it switched protocols before the request body was sent",
+                ));
             }
             Ok(p) => p,
-            Err(why) => return Duplex::Failed(why),
+            Err(why) => return Duplex::Failed(Failure::bad(why)),
         };
         self.inner.stats.status(prepared.status);
         let mut rbody = BodyState::new(prepared.framing, prepared.decode);
         if rbody.take(&mut up.buf, &mut self.wbuf).is_err() {
-            return Duplex::Failed("its chunked body is malformed".into());
+            return Duplex::Failed(Failure::bad("its chunked body is malformed"));
         }
         if dw.write_all(&self.wbuf).await.is_err() {
             return Duplex::Done(Next::Close);
@@ -585,7 +661,7 @@ impl Conn {
     }
 
     /// A kept connection to `addr` that upstream has not closed, or a new one.
-    async fn upstream(&mut self, addr: SocketAddr) -> Result<Upstream, String> {
+    async fn upstream(&mut self, addr: SocketAddr) -> Result<Upstream, Failure> {
         while let Some(i) = self.kept.iter().position(|u| u.addr == addr) {
             let up = self.kept.swap_remove(i);
             if idle(&up.stream) {
@@ -595,15 +671,19 @@ impl Conn {
         self.connect(addr).await
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<Upstream, String> {
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+    async fn connect(&self, addr: SocketAddr) -> Result<Upstream, Failure> {
+        let timeout = self.inner.config.limits.connect_timeout;
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(format!("connect: {e}")),
+            Ok(Err(e)) => return Err(Failure::bad(format_args!("connect: {e}"))),
             Err(_) => {
-                return Err(format!(
-                    "connect: no answer within {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                ));
+                return Err(Failure {
+                    timeout: true,
+                    why: format!(
+                        "it did not accept the connection within {timeout:?} \
+                         (LANE_ROUTER_CONNECT_TIMEOUT)"
+                    ),
+                });
             }
         };
         let _ = stream.set_nodelay(true);
@@ -648,34 +728,34 @@ impl Conn {
         if keep { Next::KeepAlive } else { Next::Close }
     }
 
-    /// Answers 502 for a request that could not be forwarded, saying `why`. `body_done`: the request
-    /// body was read whole (otherwise the connection closes).
+    /// Answers 502 (504 for a timeout) for a request that could not be forwarded, naming the
+    /// instance and saying why. `body_done`: the request body was read whole (otherwise the
+    /// connection closes).
     async fn gateway_error(
         &mut self,
         ctx: &RespCtx<'_>,
-        why: &(dyn std::fmt::Display + Sync),
+        failure: Failure,
         body_done: bool,
     ) -> Next {
-        self.inner.stats.status(StatusCode::BAD_GATEWAY);
+        let (status, what) = if failure.timeout {
+            (StatusCode::GATEWAY_TIMEOUT, "timed out")
+        } else {
+            (StatusCode::BAD_GATEWAY, "could not be reached")
+        };
+        self.inner.stats.status(status);
         let body = format!(
-            "lane router: could not reach {} at {}: {why}\n",
+            "lane router: {} at {} {what}: {}\n",
             ctx.served_by.to_str().unwrap_or(""),
-            ctx.target
+            ctx.target,
+            failure.why
         );
         let mut extra: Vec<(&str, &[u8])> = vec![(SERVED_BY, ctx.served_by.as_bytes())];
         if let Some(why) = ctx.invalid {
             extra.push((INVALID, why.as_bytes()));
         }
         let keep = ctx.keep && body_done && !self.stopping();
-        self.reply(
-            StatusCode::BAD_GATEWAY,
-            TEXT,
-            body.as_bytes(),
-            &extra,
-            keep,
-            ctx.head_only,
-        )
-        .await;
+        self.reply(status, TEXT, body.as_bytes(), &extra, keep, ctx.head_only)
+            .await;
         if keep { Next::KeepAlive } else { Next::Close }
     }
 
@@ -822,8 +902,8 @@ enum Duplex {
     Done(Next),
     /// Done, both connections reusable.
     Reusable,
-    /// No usable response head came; the text says why.
-    Failed(String),
+    /// No usable response head came.
+    Failed(Failure),
     /// The request body's chunked framing is broken.
     BadBody(std::io::Error),
     /// The client went away.
@@ -1236,6 +1316,30 @@ fn host_for(target: SocketAddr) -> String {
     }
 }
 
+/// Why a request could not be forwarded: a 502, or a 504 when the instance was too slow.
+struct Failure {
+    timeout: bool,
+    why: String,
+}
+
+impl Failure {
+    fn bad(why: impl std::fmt::Display) -> Failure {
+        Failure {
+            timeout: false,
+            why: why.to_string(),
+        }
+    }
+}
+
+impl From<UpError> for Failure {
+    fn from(e: UpError) -> Failure {
+        Failure {
+            timeout: matches!(e, UpError::TimedOut(_)),
+            why: e.to_string(),
+        }
+    }
+}
+
 /// Why an upstream response head could not be had.
 enum UpError {
     /// A read or write failed; `received`: bytes of a response had come (or an interim response
@@ -1252,6 +1356,8 @@ enum UpError {
     TooLarge,
     /// Relaying an interim (1xx) response to the client failed.
     Downstream,
+    /// No response head within the response timeout.
+    TimedOut(Duration),
 }
 
 impl UpError {
@@ -1290,6 +1396,10 @@ impl std::fmt::Display for UpError {
                 MAX_HEAD / 1024
             ),
             UpError::Downstream => f.write_str("the client went away"),
+            UpError::TimedOut(after) => write!(
+                f,
+                "it sent no response head within {after:?} (LANE_ROUTER_RESPONSE_TIMEOUT)"
+            ),
         }
     }
 }

@@ -15,6 +15,7 @@
 mod forward;
 mod h1;
 mod host;
+mod limits;
 pub mod proxy;
 mod uri;
 
@@ -39,6 +40,7 @@ use crate::forward::{
 use crate::host::HostKind;
 
 pub use crate::host::{SERVICE_DOMAIN, is_loopback_name};
+pub use crate::limits::{LIMIT_VARS, Limits, raise_open_file_limit};
 
 /// The routing table the router serves from: instances are socket addresses.
 pub type Table = lane_core::RoutingTable<SocketAddr>;
@@ -62,12 +64,15 @@ const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 pub struct RouterConfig {
     /// The header that carries the lane id (`x-lane` by default). `baggage: lane=<id>` is read too.
     pub lane_header: HeaderName,
+    /// Timeouts and the connection cap ([`Limits::from_env`] reads them from the environment).
+    pub limits: Limits,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
             lane_header: DEFAULT_LANE_HEADER,
+            limits: Limits::default(),
         }
     }
 }
@@ -132,17 +137,23 @@ struct Inner {
     clients: Clients,
     next: AtomicUsize,
     stats: Stats,
+    /// Downstream connections open now.
+    connections: AtomicUsize,
 }
 
 impl Router {
     pub fn new(config: RouterConfig, table: TableHandle) -> Router {
         Router {
             inner: Arc::new(Inner {
-                config,
                 table,
-                clients: Clients::new(hyper_util::client::legacy::connect::dns::GaiResolver::new()),
+                clients: Clients::new(
+                    hyper_util::client::legacy::connect::dns::GaiResolver::new(),
+                    config.limits.connect_timeout,
+                ),
+                config,
                 next: AtomicUsize::new(0),
                 stats: Stats::new(),
+                connections: AtomicUsize::new(0),
             }),
         }
     }
@@ -174,8 +185,12 @@ impl Router {
                             continue;
                         }
                     };
+                    let Some(slot) = ConnectionSlot::take(&self.inner) else {
+                        tokio::spawn(refuse(stream, self.inner.config.limits.max_connections));
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(self.inner.clone(), stream, stop_rx.clone()));
+                    tokio::spawn(serve_connection(self.inner.clone(), stream, stop_rx.clone(), slot));
                 }
                 () = &mut shutdown => break,
             }
@@ -359,20 +374,46 @@ impl Inner {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = upstream_uri(target, path);
-        let resp = match self
-            .clients
-            .h2
-            .request(Request::from_parts(parts, body))
-            .await
-        {
-            Ok(resp) => resp,
-            Err(e) => {
+        let timeout = self.config.limits.response_timeout;
+        let sent = tokio::time::timeout(
+            timeout,
+            self.clients.h2.request(Request::from_parts(parts, body)),
+        )
+        .await;
+        let resp = match sent {
+            Ok(Ok(resp)) => resp,
+            failed => {
+                let (status, what, why) = match failed {
+                    Err(_) => (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "timed out",
+                        format!(
+                            "it sent no response head within {timeout:?} \
+                             (LANE_ROUTER_RESPONSE_TIMEOUT)"
+                        ),
+                    ),
+                    Ok(Err(e)) if is_timeout(&e) => (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "timed out",
+                        format!(
+                            "it did not accept the connection within {:?} \
+                             (LANE_ROUTER_CONNECT_TIMEOUT): {}",
+                            self.config.limits.connect_timeout,
+                            error_chain(&e)
+                        ),
+                    ),
+                    Ok(Err(e)) => (
+                        StatusCode::BAD_GATEWAY,
+                        "could not be reached",
+                        error_chain(&e),
+                    ),
+                    Ok(Ok(_)) => unreachable!("matched above"),
+                };
                 let body = format!(
-                    "lane router: could not reach {} at {target}: {}\n",
+                    "lane router: {} at {target} {what}: {why}\n",
                     served_by.to_str().unwrap_or(""),
-                    error_chain(&e)
                 );
-                let mut resp = error_response(grpc, StatusCode::BAD_GATEWAY, body);
+                let mut resp = error_response(grpc, status, body);
                 resp.headers_mut().insert(SERVED_BY_HEADER, served_by);
                 return self.counted(with_invalid(resp, invalid));
             }
@@ -478,14 +519,69 @@ const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 /// The HTTP/2 connection preface (RFC 9113 §3.4): how an h2c client opens.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// One of the [`Limits::max_connections`] places; given back when dropped.
+struct ConnectionSlot(Arc<Inner>);
+
+impl ConnectionSlot {
+    fn take(inner: &Arc<Inner>) -> Option<ConnectionSlot> {
+        let max = inner.config.limits.max_connections;
+        inner
+            .connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(ConnectionSlot(inner.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Turns away a connection over the cap: a `503` that says why, then close (after reading, for a
+/// moment, what the client sent, so that the answer is not lost to a reset).
+async fn refuse(mut stream: tokio::net::TcpStream, max: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tracing::warn!(
+        "refusing a connection: {max} connections are open (LANE_ROUTER_MAX_CONNECTIONS)"
+    );
+    let body = format!(
+        "lane router: too many connections: {max} are open, the most it serves at once \
+         (LANE_ROUTER_MAX_CONNECTIONS); try again later\n"
+    );
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let sent = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        stream.write_all(resp.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if let Ok(Err(e)) = sent {
+        tracing::debug!("refused connection: {e}");
+    }
+}
+
 /// Serves one accepted connection: h2c if it opens with the HTTP/2 preface, HTTP/1.x otherwise.
 async fn serve_connection(
     inner: Arc<Inner>,
     mut stream: tokio::net::TcpStream,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    _slot: ConnectionSlot,
 ) {
     use tokio::io::AsyncReadExt;
     let mut buf = bytes::BytesMut::with_capacity(16 * 1024);
+    // The first bytes, within the request-head timeout (the HTTP/1.x side checks the rest).
+    let deadline = tokio::time::Instant::now() + inner.config.limits.head_timeout;
+    let mut watchdog = h1::Watchdog::new(deadline);
     while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) {
         tokio::select! {
             read = stream.read_buf(&mut buf) => match read {
@@ -493,10 +589,11 @@ async fn serve_connection(
                 Ok(_) => {}
             },
             _ = stop.wait_for(|stop| *stop) => return,
+            () = watchdog.expired() => return,
         }
     }
     if !buf.starts_with(H2_PREFACE) {
-        return h1::serve(inner, stream, buf, stop).await;
+        return h1::serve(inner, stream, buf, stop, watchdog).await;
     }
     let client = stream.peer_addr().ok().map(|a| a.ip());
     let service = hyper::service::service_fn(move |req| {
@@ -527,6 +624,20 @@ async fn serve_connection(
     }
 }
 
+/// Whether an upstream error is a timeout (the connector's connect timeout).
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<RouterBody> {
     text_response(status, body)
 }
@@ -547,6 +658,7 @@ fn error_response(grpc: bool, status: StatusCode, body: String) -> Response<Rout
     let code: &'static str = match status {
         StatusCode::NOT_FOUND => "12",
         StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE => "14",
+        StatusCode::GATEWAY_TIMEOUT => "4",
         _ => "2",
     };
     let mut message = String::with_capacity(body.len());
