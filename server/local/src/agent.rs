@@ -355,6 +355,12 @@ impl Agent {
             let _l = self.dir.lock()?;
             self.dir.save(state)?;
         }
+        self.table.set_protocols(
+            state
+                .instances
+                .values()
+                .map(|r| (SocketAddr::from(([127, 0, 0, 1], r.port)), r.protocol)),
+        );
         self.table.update(routing_table(state));
         let _ = self.changes_tx.send(state.generation);
         Ok(())
@@ -802,6 +808,7 @@ impl Agent {
                     version: Some(version.clone()),
                     pending: Some(op.clone()),
                     source: copy.as_ref().map(|c| c.dir.clone()),
+                    protocol: req.manifest.protocol,
                 };
                 // The record and the plan's mention of it are saved before the process starts.
                 st.instances.insert(id.clone(), record.clone());

@@ -634,6 +634,7 @@ mod tests {
             version: None,
             pending: None,
             source: None,
+            protocol: Default::default(),
         }
     }
 

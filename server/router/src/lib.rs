@@ -82,13 +82,40 @@ impl Default for RouterConfig {
 #[derive(Clone)]
 pub struct TableHandle {
     current: Arc<RwLock<Arc<Table>>>,
+    /// What each instance speaks (`protocol` in its `lane.toml`), when its table source knows.
+    protocols: Arc<RwLock<Arc<HashMap<SocketAddr, Protocol>>>>,
 }
+
+/// The protocol a service speaks (`protocol` in `lane.toml`): `http` services get HTTP/1.1
+/// upstream, `grpc` services HTTP/2, whatever the client spoke.
+pub use lane_core::manifest::Protocol;
 
 impl TableHandle {
     pub fn new(table: Table) -> Self {
         TableHandle {
             current: Arc::new(RwLock::new(Arc::new(table))),
+            protocols: Arc::default(),
         }
+    }
+
+    /// Says what each instance speaks. An instance left out is spoken to in the client's own
+    /// protocol (HTTP/1.x upstream for HTTP/1.x clients, h2 for h2c ones).
+    pub fn set_protocols(&self, protocols: impl IntoIterator<Item = (SocketAddr, Protocol)>) {
+        let protocols = Arc::new(protocols.into_iter().collect());
+        let old = {
+            let mut slot = self.protocols.write().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *slot, protocols)
+        };
+        drop(old);
+    }
+
+    /// What `target` speaks, when known.
+    pub fn protocol(&self, target: SocketAddr) -> Option<Protocol> {
+        self.protocols
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&target)
+            .copied()
     }
 
     /// Replaces the table; the next request routes with it.
@@ -368,6 +395,22 @@ impl Inner {
             .headers
             .entry(FORWARDED_PROTO)
             .or_insert(HeaderValue::from_static("http"));
+        // Upstream speaks what the service declared; HTTP/1.1 needs the authority as `Host`.
+        let h1_upstream = self.table.protocol(target) == Some(Protocol::Http);
+        if h1_upstream {
+            parts.version = http::Version::HTTP_11;
+            if let Some(authority) = parts.uri.authority()
+                && !parts.headers.contains_key(header::HOST)
+                && let Ok(host) = HeaderValue::from_str(authority.as_str())
+            {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+        let upstream = if h1_upstream {
+            &self.clients.h1
+        } else {
+            &self.clients.h2
+        };
         let path = parts
             .uri
             .path_and_query()
@@ -375,11 +418,8 @@ impl Inner {
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = upstream_uri(target, path);
         let timeout = self.config.limits.response_timeout;
-        let sent = tokio::time::timeout(
-            timeout,
-            self.clients.h2.request(Request::from_parts(parts, body)),
-        )
-        .await;
+        let sent =
+            tokio::time::timeout(timeout, upstream.request(Request::from_parts(parts, body))).await;
         let resp = match sent {
             Ok(Ok(resp)) => resp,
             failed => {
