@@ -18,6 +18,7 @@ mod host;
 mod limits;
 pub mod proxy;
 mod uri;
+mod workers;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -200,6 +201,7 @@ impl Router {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut workers = workers::Workers::start(self.inner.config.limits.workers, &self.inner)?;
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
@@ -217,7 +219,12 @@ impl Router {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(self.inner.clone(), stream, stop_rx.clone(), slot));
+                    match workers.as_mut() {
+                        Some(workers) => workers.dispatch(stream, stop_rx.clone(), slot),
+                        None => {
+                            tokio::spawn(serve_connection(self.inner.clone(), stream, stop_rx.clone(), slot));
+                        }
+                    }
                 }
                 () = &mut shutdown => break,
             }
@@ -231,6 +238,7 @@ impl Router {
                 tracing::warn!("connections still open 10 s after shutdown; leaving them");
             }
         }
+        drop(workers);
         Ok(())
     }
 

@@ -21,6 +21,9 @@ pub struct Limits {
     pub response_timeout: Duration,
     /// Downstream connections served at once; more are refused with a `503` that says so.
     pub max_connections: usize,
+    /// Threads that serve connections, each with its own single-threaded runtime (a connection
+    /// stays on one); 0 serves them on the runtime that runs [`crate::Router::serve`].
+    pub workers: usize,
 }
 
 impl Default for Limits {
@@ -31,12 +34,13 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            workers: 1,
         }
     }
 }
 
 /// The environment variables [`Limits::from_env`] reads, with what each sets.
-pub const LIMIT_VARS: [(&str, &str); 5] = [
+pub const LIMIT_VARS: [(&str, &str); 6] = [
     (
         "LANE_ROUTER_HEAD_TIMEOUT",
         "request-head timeout (default 30s)",
@@ -56,6 +60,10 @@ pub const LIMIT_VARS: [(&str, &str); 5] = [
     (
         "LANE_ROUTER_MAX_CONNECTIONS",
         "concurrent downstream connections (default 10000)",
+    ),
+    (
+        "LANE_ROUTER_WORKERS",
+        "threads serving connections; 0 = the process's runtime (default 1)",
     ),
 ];
 
@@ -90,6 +98,11 @@ impl Limits {
         if let Some(v) = var("LANE_ROUTER_MAX_CONNECTIONS").filter(|v| !v.trim().is_empty()) {
             limits.max_connections = v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                 format!("LANE_ROUTER_MAX_CONNECTIONS `{v}` is not a number above zero")
+            })?;
+        }
+        if let Some(v) = var("LANE_ROUTER_WORKERS").filter(|v| !v.trim().is_empty()) {
+            limits.workers = v.trim().parse().ok().filter(|n| *n <= 256).ok_or_else(|| {
+                format!("LANE_ROUTER_WORKERS `{v}` is not a number of threads (0 to 256)")
             })?;
         }
         Ok(limits)
@@ -146,6 +159,7 @@ mod tests {
             ("LANE_ROUTER_CONNECT_TIMEOUT", "1s"),
             ("LANE_ROUTER_RESPONSE_TIMEOUT", "1m"),
             ("LANE_ROUTER_MAX_CONNECTIONS", "7"),
+            ("LANE_ROUTER_WORKERS", "0"),
         ])
         .unwrap();
         assert_eq!(l.head_timeout, Duration::from_millis(250));
@@ -153,6 +167,7 @@ mod tests {
         assert_eq!(l.connect_timeout, Duration::from_secs(1));
         assert_eq!(l.response_timeout, Duration::from_secs(60));
         assert_eq!(l.max_connections, 7);
+        assert_eq!(l.workers, 0);
         assert_eq!(
             lookup(&[("LANE_ROUTER_IDLE_TIMEOUT", "")]).unwrap(),
             Limits::default()
@@ -163,6 +178,7 @@ mod tests {
             ("LANE_ROUTER_RESPONSE_TIMEOUT", "soon"),
             ("LANE_ROUTER_MAX_CONNECTIONS", "0"),
             ("LANE_ROUTER_MAX_CONNECTIONS", "many"),
+            ("LANE_ROUTER_WORKERS", "lots"),
         ] {
             let e = lookup(&[(name, bad)]).unwrap_err();
             assert!(e.contains(name) && e.contains(bad), "{e}");
