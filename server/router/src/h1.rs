@@ -144,6 +144,18 @@ pub(crate) async fn serve(
                 let _ = conn.down.set_zero_linger();
                 return;
             }
+            Next::Handoff => {
+                let mut prefix = BytesMut::with_capacity(conn.head.len() + conn.rbuf.len());
+                prefix.extend_from_slice(&conn.head);
+                prefix.extend_from_slice(&conn.rbuf);
+                return crate::serve_h1_via_hyper(
+                    conn.inner,
+                    conn.down,
+                    prefix.freeze(),
+                    conn.stop,
+                )
+                .await;
+            }
             _ => return linger(&mut conn.down).await,
         }
     }
@@ -224,6 +236,9 @@ enum Next {
     /// Reset the connection: a response was cut short after its head went out, and a clean close
     /// could pass for its end.
     Abort,
+    /// The request (still unanswered, in `head`) is for a service that speaks HTTP/2 only
+    /// (`protocol = "grpc"`): the connection goes on through hyper, which proxies to h2.
+    Handoff,
 }
 
 /// How a message body is delimited.
@@ -379,6 +394,11 @@ impl Conn {
             }
         };
 
+        if inner.table.speaks_h2_only(target_addr) {
+            // Counted again when hyper routes it.
+            inner.stats.forget(&served_by);
+            return Next::Handoff;
+        }
         self.wbuf.clear();
         upstream_head(
             &mut self.wbuf,

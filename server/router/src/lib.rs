@@ -85,6 +85,8 @@ pub struct TableHandle {
     current: Arc<RwLock<Arc<Table>>>,
     /// What each instance speaks (`protocol` in its `lane.toml`), when its table source knows.
     protocols: Arc<RwLock<Arc<HashMap<SocketAddr, Protocol>>>>,
+    /// Some instance speaks `grpc` (so HTTP/1.x requests must look their target up).
+    any_h2: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The protocol a service speaks (`protocol` in `lane.toml`): `http` services get HTTP/1.1
@@ -96,18 +98,29 @@ impl TableHandle {
         TableHandle {
             current: Arc::new(RwLock::new(Arc::new(table))),
             protocols: Arc::default(),
+            any_h2: Arc::default(),
         }
     }
 
     /// Says what each instance speaks. An instance left out is spoken to in the client's own
     /// protocol (HTTP/1.x upstream for HTTP/1.x clients, h2 for h2c ones).
     pub fn set_protocols(&self, protocols: impl IntoIterator<Item = (SocketAddr, Protocol)>) {
-        let protocols = Arc::new(protocols.into_iter().collect());
+        let protocols: Arc<HashMap<SocketAddr, Protocol>> =
+            Arc::new(protocols.into_iter().collect());
+        self.any_h2.store(
+            protocols.values().any(|p| *p == Protocol::Grpc),
+            Ordering::Relaxed,
+        );
         let old = {
             let mut slot = self.protocols.write().unwrap_or_else(|e| e.into_inner());
             std::mem::replace(&mut *slot, protocols)
         };
         drop(old);
+    }
+
+    /// Whether `target` speaks HTTP/2 only (`grpc`). One atomic load when no instance does.
+    pub(crate) fn speaks_h2_only(&self, target: SocketAddr) -> bool {
+        self.any_h2.load(Ordering::Relaxed) && self.protocol(target) == Some(Protocol::Grpc)
     }
 
     /// What `target` speaks, when known.
@@ -342,7 +355,9 @@ impl Inner {
         }
     }
 
-    /// Serves an h2c request from `client` (HTTP/1.x requests are served by [`h1`]).
+    /// Serves a request through hyper from `client`: every h2c request, and HTTP/1.x ones on a
+    /// connection handed over because it asked for an HTTP/2-only service (the others are served
+    /// by [`h1`]).
     async fn handle(
         &self,
         req: Request<Incoming>,
@@ -403,9 +418,16 @@ impl Inner {
             .headers
             .entry(FORWARDED_PROTO)
             .or_insert(HeaderValue::from_static("http"));
-        // Upstream speaks what the service declared; HTTP/1.1 needs the authority as `Host`.
-        let h1_upstream = self.table.protocol(target) == Some(Protocol::Http);
-        if h1_upstream {
+        // Upstream speaks what the service declared (else what the client spoke); HTTP/1.1 needs
+        // the authority as `Host`.
+        let h1_upstream = match self.table.protocol(target) {
+            Some(Protocol::Http) => true,
+            Some(Protocol::Grpc) => false,
+            None => parts.version != http::Version::HTTP_2,
+        };
+        if !h1_upstream {
+            parts.version = http::Version::HTTP_2;
+        } else {
             parts.version = http::Version::HTTP_11;
             if let Some(authority) = parts.uri.authority()
                 && !parts.headers.contains_key(header::HOST)
@@ -686,6 +708,43 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Serves an HTTP/1.x connection through hyper (after the router's own loop met a request for an
+/// HTTP/2-only service): each request goes through [`Inner::handle`], which proxies in the protocol
+/// its target speaks. `prefix` holds the bytes already read.
+pub(crate) async fn serve_h1_via_hyper(
+    inner: Arc<Inner>,
+    stream: tokio::net::TcpStream,
+    prefix: Bytes,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = stream.peer_addr().ok().map(|a| a.ip());
+    let service = hyper::service::service_fn(move |req| {
+        let inner = inner.clone();
+        async move { Ok::<_, Infallible>(inner.handle(req, client).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(
+            hyper_util::rt::TokioIo::new(forward::Prefixed::new(prefix, stream)),
+            service,
+        );
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        ended = conn.as_mut() => {
+            if let Err(e) = ended {
+                tracing::debug!("HTTP/1.x connection ended: {e}");
+            }
+            return;
+        }
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    if let Err(e) = conn.await {
+        tracing::debug!("HTTP/1.x connection ended: {e}");
+    }
+}
+
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<RouterBody> {
     text_response(status, body)
 }
@@ -792,6 +851,18 @@ impl Stats {
             served_by: served_by.clone(),
         });
         served_by
+    }
+
+    /// Takes back one request counted by [`Stats::record`] (whose `served_by` it returned).
+    fn forget(&self, served_by: &HeaderValue) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(stat) = lanes
+            .values_mut()
+            .flat_map(|stats| stats.iter_mut())
+            .find(|s| s.served_by == served_by)
+        {
+            stat.requests = stat.requests.saturating_sub(1);
+        }
     }
 
     fn status(&self, status: StatusCode) {

@@ -176,3 +176,71 @@ async fn a_grpc_service_gets_h2_and_its_trailers() {
     );
     assert_eq!(resp.into_inner().message, "hello ann from base");
 }
+
+/// A server that speaks only HTTP/2 (prior knowledge), answering with the version it saw.
+async fn http2_only() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let text = format!("{:?} {}", req.version(), req.uri().path());
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_http_1_1_client_reaches_a_service_declared_grpc_over_h2() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = http2_only().await;
+    let (other, _s) = backend("c-base").await;
+    let r = router(table(
+        vec![
+            ep("demo.g", "baseline", true, up),
+            ep("demo.c", "baseline", true, other),
+        ],
+        &[],
+        1,
+    ))
+    .await;
+    r.table
+        .set_protocols([(up, Protocol::Grpc), (other, Protocol::Http)]);
+    let mut s = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+    // Two requests on one connection, the second for an HTTP/1.1 service.
+    s.write_all(
+        b"GET /one HTTP/1.1\r\nHost: g.demo.localhost\r\n\r\n\
+          GET /two HTTP/1.1\r\nHost: c.demo.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("HTTP/2.0 /one"), "{text}");
+    assert!(text.contains("x-lane-served-by: demo.g@baseline"), "{text}");
+    assert!(text.contains("c-base"), "{text}");
+    assert!(text.contains("x-lane-served-by: demo.c@baseline"), "{text}");
+    let traffic: Vec<(String, u64)> = r
+        .router
+        .traffic()
+        .into_iter()
+        .map(|t| (t.service.to_string(), t.requests))
+        .collect();
+    assert_eq!(
+        traffic,
+        [("demo.c".to_owned(), 1), ("demo.g".to_owned(), 1)],
+        "each request counted once"
+    );
+}
