@@ -34,7 +34,10 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             max_connections: 10_000,
-            workers: 1,
+            // Measured (docs/benchmarks.md, wrk-vs-nginx): dedicated worker threads showed no
+            // better tail than the process's runtime on a loaded 2-core machine, and one thread
+            // lost throughput at 32 connections; so they stay a setting, not the default.
+            workers: 0,
         }
     }
 }
@@ -63,7 +66,7 @@ pub const LIMIT_VARS: [(&str, &str); 6] = [
     ),
     (
         "LANE_ROUTER_WORKERS",
-        "threads serving connections; 0 = the process's runtime (default 1)",
+        "threads serving connections; 0 = the process's runtime (default 0)",
     ),
 ];
 
@@ -159,7 +162,7 @@ mod tests {
             ("LANE_ROUTER_CONNECT_TIMEOUT", "1s"),
             ("LANE_ROUTER_RESPONSE_TIMEOUT", "1m"),
             ("LANE_ROUTER_MAX_CONNECTIONS", "7"),
-            ("LANE_ROUTER_WORKERS", "0"),
+            ("LANE_ROUTER_WORKERS", "2"),
         ])
         .unwrap();
         assert_eq!(l.head_timeout, Duration::from_millis(250));
@@ -167,7 +170,7 @@ mod tests {
         assert_eq!(l.connect_timeout, Duration::from_secs(1));
         assert_eq!(l.response_timeout, Duration::from_secs(60));
         assert_eq!(l.max_connections, 7);
-        assert_eq!(l.workers, 0);
+        assert_eq!(l.workers, 2);
         assert_eq!(
             lookup(&[("LANE_ROUTER_IDLE_TIMEOUT", "")]).unwrap(),
             Limits::default()

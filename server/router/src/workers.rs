@@ -2,8 +2,10 @@
 //! connections the accept loop hands it (round-robin). A connection and both of its sides then stay
 //! on one thread, as in nginx's workers: no work stealing, no cross-thread wake-up per request, and
 //! the router's latency does not depend on what else the process's runtime is doing (the agent's
-//! supervisor, health checks, control socket). `LANE_ROUTER_WORKERS=0` serves connections on the
-//! caller's runtime instead.
+//! supervisor, health checks, control socket). Off by default (`LANE_ROUTER_WORKERS=0`: connections
+//! are served on the caller's runtime): on the benchmark's loaded 2-core machine the workers showed
+//! fewer futex wake-ups but no better tail, and one worker thread less throughput at 32
+//! connections (docs/benchmarks.md, "wrk vs nginx").
 
 use std::sync::Arc;
 

@@ -314,3 +314,39 @@ async fn connections_over_the_cap_are_refused_with_a_503_that_says_so() {
     }
     assert!(served, "a freed place is given to a new connection");
 }
+
+#[tokio::test]
+async fn connections_are_served_on_worker_threads_when_asked() {
+    let (base, _s) = backend("b-base").await;
+    let limits = Limits {
+        workers: 2,
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, base)], &[], 1),
+    )
+    .await;
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(TcpStream::connect(r.addr).await.unwrap());
+    }
+    for _ in 0..3 {
+        for s in &mut conns {
+            s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let (status, _, body) = response(s).await;
+            assert_eq!((status, body.as_str()), (200, "b-base"));
+        }
+    }
+    // The workers' timers run too: idle connections are closed.
+    for s in &mut conns {
+        let got = read_until_closed(s, Duration::from_secs(10))
+            .await
+            .expect("closed when idle");
+        assert!(got.is_empty());
+    }
+    assert_eq!(r.router.traffic()[0].requests, 12);
+}
