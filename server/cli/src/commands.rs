@@ -624,10 +624,15 @@ async fn standalone_router(
         })?;
     let backend = local_backend()?.without_autostart();
     let table = lane_router::TableHandle::new(lane_core::RoutingTable::default());
+    let limits = lane_router::Limits::from_env().map_err(invalid)?;
+    if let Err(e) = lane_router::raise_open_file_limit() {
+        eprintln!("lane router: {e}");
+    }
     let router = lane_router::Router::new(
         lane_router::RouterConfig {
             lane_header: header.clone(),
             header_to_baggage,
+            limits,
         },
         table.clone(),
     );

@@ -44,11 +44,16 @@ pub async fn run(
     let base_url = settings.base_url.clone();
     let client = lane_consul::client::Client::new(settings)?;
     let table = lane_router::TableHandle::new(lane_core::RoutingTable::default());
+    let limits = lane_router::Limits::from_env().map_err(invalid)?;
+    if let Err(e) = lane_router::raise_open_file_limit() {
+        eprintln!("lane router: {e}");
+    }
     table.set_registry(RegistryState::ok("consul"));
     let router = lane_router::Router::new(
         lane_router::RouterConfig {
             lane_header: header.clone(),
             header_to_baggage,
+            limits,
         },
         table.clone(),
     );

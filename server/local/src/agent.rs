@@ -56,6 +56,9 @@ pub struct AgentConfig {
     /// The agent exits on its own once it has run nothing (no lane, no instance, no operation) for
     /// this long (`LANE_AGENT_IDLE`, default 30m); zero: never.
     pub idle_exit: Duration,
+    /// The router's timeouts and connection cap (`LANE_ROUTER_*_TIMEOUT`,
+    /// `LANE_ROUTER_MAX_CONNECTIONS`).
+    pub router_limits: lane_router::Limits,
 }
 
 impl AgentConfig {
@@ -65,6 +68,8 @@ impl AgentConfig {
     /// router forward the lane header as `baggage: lane=<id>` too; default off), `LANE_DRAIN`
     /// (default `300ms`), `LANE_HISTORY_KEEP` (default `7d`), `LANE_AGENT_IDLE` (default `30m`;
     /// `0` never).
+    /// often expired lanes are reclaimed, default `500ms`), and the router's limits
+    /// ([`lane_router::Limits::from_env`]).
     pub fn from_env() -> Result<Self> {
         let router_addr = match std::env::var("LANE_ROUTER_ADDR") {
             Ok(v) if !v.is_empty() => v.parse().map_err(|_| {
@@ -98,6 +103,7 @@ impl AgentConfig {
                 })?,
             _ => Duration::from_millis(500),
         };
+        let router_limits = lane_router::Limits::from_env().map_err(BackendError::invalid)?;
         Ok(AgentConfig {
             router_addr,
             lane_header,
@@ -111,6 +117,7 @@ impl AgentConfig {
                 Duration::from_secs(7 * 24 * 3600),
                 true,
             )?,
+            router_limits,
         })
     }
 }
@@ -303,10 +310,15 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
             config.lane_header
         ))
     })?;
+    // Every proxied connection takes two descriptors: a desktop's soft limit of 1024 is soon spent.
+    if let Err(e) = lane_router::raise_open_file_limit() {
+        tracing::warn!("{e}");
+    }
     let router = Router::new(
         RouterConfig {
             lane_header: header,
             header_to_baggage: config.header_to_baggage,
+            limits: config.router_limits.clone(),
         },
         table.clone(),
     );
@@ -417,6 +429,12 @@ impl Agent {
             let _l = self.dir.lock()?;
             self.dir.save(state)?;
         }
+        self.table.set_protocols(
+            state
+                .instances
+                .values()
+                .map(|r| (SocketAddr::from(([127, 0, 0, 1], r.port)), r.protocol)),
+        );
         self.table.update(routing_table(state));
         let _ = self.changes_tx.send(state.generation);
         Ok(())
@@ -958,6 +976,7 @@ impl Agent {
                     version: Some(version.clone()),
                     pending: Some(op.clone()),
                     source: copy.as_ref().map(|c| c.dir.clone()),
+                    protocol: req.manifest.protocol,
                 };
                 // The record and the plan's mention of it are saved before the process starts.
                 st.instances.insert(id.clone(), record.clone());

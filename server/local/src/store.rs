@@ -182,6 +182,9 @@ pub struct InstanceRecord {
     /// state dir); `None` when it runs in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<PathBuf>,
+    /// What it speaks (`protocol` in its `lane.toml`): the router talks to it in that protocol.
+    #[serde(default)]
+    pub protocol: lane_core::manifest::Protocol,
 }
 
 /// The whole local state.
@@ -397,6 +400,7 @@ mod tests {
             version: None,
             pending: pending.map(DeployId::from),
             source: None,
+            protocol: Default::default(),
         }
     }
 

@@ -756,6 +756,7 @@ mod tests {
             version: None,
             pending: None,
             source: None,
+            protocol: Default::default(),
         }
     }
 

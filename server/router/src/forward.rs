@@ -73,10 +73,10 @@ where
     R::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     R::Future: Send,
 {
-    pub(crate) fn new(resolver: R) -> Self {
+    pub(crate) fn new(resolver: R, connect_timeout: Duration) -> Self {
         let mut connector = HttpConnector::new_with_resolver(resolver);
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.set_connect_timeout(Some(connect_timeout));
         let h1 = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))

@@ -38,8 +38,45 @@ const MAX_HEADERS: usize = 128;
 const READ_CHUNK: usize = 16 * 1024;
 /// Upstream connections one downstream connection keeps (one per target, oldest dropped first).
 const MAX_KEPT: usize = 4;
-/// How long a connection to an upstream instance may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection's one timer, for every deadline it has in turn (the request head, the idle
+/// keep-alive wait, the upstream's response head). Moving the deadline later costs no system
+/// call and no timer-wheel work: the timer keeps its old expiry, and when it fires early it is
+/// re-armed for the real deadline. Only moving it earlier re-arms it at once. (A fresh timer per
+/// request would cost a driver wake-up per request, measured with the benchmark.)
+pub(crate) struct Watchdog {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+}
+
+impl Watchdog {
+    pub(crate) fn new(deadline: tokio::time::Instant) -> Self {
+        Watchdog {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline,
+        }
+    }
+
+    /// Sets the deadline `after` from now.
+    fn set(&mut self, after: Duration) {
+        self.deadline = tokio::time::Instant::now() + after;
+        if self.deadline < self.sleep.deadline() {
+            self.sleep.as_mut().reset(self.deadline);
+        }
+    }
+
+    /// Resolves once the deadline has passed.
+    pub(crate) async fn expired(&mut self) {
+        loop {
+            (&mut self.sleep).await;
+            if tokio::time::Instant::now() >= self.deadline {
+                return;
+            }
+            let deadline = self.deadline;
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+}
 
 /// Serves HTTP/1.x requests on `down` until the client closes, an error ends the connection, or
 /// `stop` turns true while the connection is idle. `rbuf` holds bytes already read from `down`.
@@ -48,6 +85,7 @@ pub(crate) async fn serve(
     down: TcpStream,
     rbuf: BytesMut,
     stop: watch::Receiver<bool>,
+    watchdog: Watchdog,
 ) {
     // For `x-forwarded-for`: the client's address, without port (IPv6 without brackets).
     let client_ip = down
@@ -66,6 +104,8 @@ pub(crate) async fn serve(
         wbuf: Vec::with_capacity(1024),
         scratch: Vec::new(),
         kept: Vec::new(),
+        watchdog,
+        head_started: true,
     };
     loop {
         let len = match conn.next_head().await {
@@ -74,6 +114,15 @@ pub(crate) async fn serve(
             Err(HeadError::TooLarge) => {
                 let why = format!("the request head is larger than {} KiB", MAX_HEAD / 1024);
                 conn.reply_and_close(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &why)
+                    .await;
+                return linger(&mut conn.down).await;
+            }
+            Err(HeadError::TimedOut) => {
+                let why = format!(
+                    "the request head did not arrive within {:?} (LANE_ROUTER_HEAD_TIMEOUT)",
+                    conn.inner.config.limits.head_timeout
+                );
+                conn.reply_and_close(StatusCode::REQUEST_TIMEOUT, &why)
                     .await;
                 return linger(&mut conn.down).await;
             }
@@ -86,11 +135,26 @@ pub(crate) async fn serve(
         conn.rbuf.advance(len);
         let next = conn.exchange(&head).await;
         conn.head = head;
+        // Between requests: the idle timeout, until the next head starts.
+        conn.watchdog.set(conn.inner.config.limits.idle_timeout);
+        conn.head_started = false;
         match next {
             Next::KeepAlive if !conn.stopping() => {}
             Next::Abort => {
                 let _ = conn.down.set_zero_linger();
                 return;
+            }
+            Next::Handoff => {
+                let mut prefix = BytesMut::with_capacity(conn.head.len() + conn.rbuf.len());
+                prefix.extend_from_slice(&conn.head);
+                prefix.extend_from_slice(&conn.rbuf);
+                return crate::serve_h1_via_hyper(
+                    conn.inner,
+                    conn.down,
+                    prefix.freeze(),
+                    conn.stop,
+                )
+                .await;
             }
             _ => return linger(&mut conn.down).await,
         }
@@ -143,6 +207,10 @@ struct Conn {
     scratch: Vec<u8>,
     /// Upstream connections kept for this downstream connection's next requests.
     kept: Vec<Upstream>,
+    /// The deadline of whatever the connection waits for.
+    watchdog: Watchdog,
+    /// Bytes of the next request head have come (its timeout runs).
+    head_started: bool,
 }
 
 /// A connection to one upstream instance.
@@ -156,6 +224,8 @@ struct Upstream {
 
 enum HeadError {
     TooLarge,
+    /// Part of a head came, not all of it, within the request-head timeout.
+    TimedOut,
     Io,
 }
 
@@ -166,6 +236,9 @@ enum Next {
     /// Reset the connection: a response was cut short after its head went out, and a clean close
     /// could pass for its end.
     Abort,
+    /// The request (still unanswered, in `head`) is for a service that speaks HTTP/2 only
+    /// (`protocol = "grpc"`): the connection goes on through hyper, which proxies to h2.
+    Handoff,
 }
 
 /// How a message body is delimited.
@@ -214,14 +287,18 @@ impl Conn {
                 None if self.rbuf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
                 None => {}
             }
+            if !self.rbuf.is_empty() && !self.head_started {
+                self.head_started = true;
+                self.watchdog.set(self.inner.config.limits.head_timeout);
+            }
             self.rbuf.reserve(READ_CHUNK);
-            let read = if self.rbuf.is_empty() {
-                tokio::select! {
-                    read = self.down.read_buf(&mut self.rbuf) => read,
-                    _ = self.stop.wait_for(|stop| *stop) => return Ok(None),
+            let idle = self.rbuf.is_empty();
+            let read = tokio::select! {
+                read = self.down.read_buf(&mut self.rbuf) => read,
+                _ = self.stop.wait_for(|stop| *stop), if idle => return Ok(None),
+                () = self.watchdog.expired() => {
+                    return if idle { Ok(None) } else { Err(HeadError::TimedOut) };
                 }
-            } else {
-                self.down.read_buf(&mut self.rbuf).await
             };
             match read {
                 Ok(0) if self.rbuf.is_empty() => return Ok(None),
@@ -317,6 +394,11 @@ impl Conn {
             }
         };
 
+        if inner.table.speaks_h2_only(target_addr) {
+            // Counted again when hyper routes it.
+            inner.stats.forget(&served_by);
+            return Next::Handoff;
+        }
         let baggage = if inner.config.header_to_baggage {
             crate::edge::baggage_for(values(headers, lane_header), values(headers, "baggage"))
         } else {
@@ -334,9 +416,9 @@ impl Conn {
         );
 
         let mut body = BodyState::new(info.framing, false);
-        if body.take(&mut self.rbuf, &mut self.wbuf).is_err() {
-            self.reply_and_close(StatusCode::BAD_REQUEST, "malformed chunked request body")
-                .await;
+        if let Err(e) = body.take(&mut self.rbuf, &mut self.wbuf) {
+            let why = format!("malformed chunked request body: {e}");
+            self.reply_and_close(StatusCode::BAD_REQUEST, &why).await;
             return Next::Close;
         }
         let ctx = RespCtx {
@@ -351,7 +433,7 @@ impl Conn {
         let mut up = match self.upstream(target_addr).await {
             Ok(up) => up,
             Err(e) => {
-                return self.gateway_error(&ctx, &e, body.is_done()).await;
+                return self.gateway_error(&ctx, e, body.is_done()).await;
             }
         };
         let mut resp_head = std::mem::take(&mut self.rhead);
@@ -359,7 +441,7 @@ impl Conn {
         if !body.is_done() {
             // The body streams up while the response comes down: full duplex until both end.
             if let Err(e) = up.stream.write_all(&self.wbuf).await {
-                return self.gateway_error(&ctx, &e, false).await;
+                return self.gateway_error(&ctx, Failure::bad(e), false).await;
             }
             let next = match self.duplex(&mut up, &mut body, &mut resp_head, &ctx).await {
                 Duplex::Done(next) => next,
@@ -369,11 +451,11 @@ impl Conn {
                     Next::KeepAlive
                 }
                 Duplex::Failed(why) => {
-                    return self.gateway_error(&ctx, &why, false).await;
+                    return self.gateway_error(&ctx, why, false).await;
                 }
-                Duplex::BadBody => {
-                    self.reply_and_close(StatusCode::BAD_REQUEST, "malformed chunked request body")
-                        .await;
+                Duplex::BadBody(e) => {
+                    let why = format!("malformed chunked request body: {e}");
+                    self.reply_and_close(StatusCode::BAD_REQUEST, &why).await;
                     return Next::Close;
                 }
                 Duplex::Gone => return Next::Close,
@@ -393,15 +475,19 @@ impl Conn {
                     received: false,
                 }),
                 Ok(()) => {
-                    read_response_head(
-                        &mut up.stream,
-                        &mut up.buf,
-                        &mut resp_head,
-                        &mut self.down,
-                        v11,
-                        &mut self.scratch,
-                    )
-                    .await
+                    let timeout = self.inner.config.limits.response_timeout;
+                    self.watchdog.set(timeout);
+                    tokio::select! {
+                        got = read_response_head(
+                            &mut up.stream,
+                            &mut up.buf,
+                            &mut resp_head,
+                            &mut self.down,
+                            v11,
+                            &mut self.scratch,
+                        ) => got,
+                        () = self.watchdog.expired() => Err(UpError::TimedOut(timeout)),
+                    }
                 }
             };
             match got {
@@ -410,12 +496,12 @@ impl Conn {
                     match self.connect(target_addr).await {
                         Ok(fresh) => up = fresh,
                         Err(e) => {
-                            return self.gateway_error(&ctx, &e, true).await;
+                            return self.gateway_error(&ctx, e, true).await;
                         }
                     }
                 }
                 Err(e) => {
-                    return self.gateway_error(&ctx, &e, true).await;
+                    return self.gateway_error(&ctx, Failure::from(e), true).await;
                 }
             }
         }
@@ -425,7 +511,7 @@ impl Conn {
         let prepared = match prepare_response(&resp_head, &mut self.wbuf, &ctx, keep_ok) {
             Ok(prepared) => prepared,
             Err(why) => {
-                return self.gateway_error(&ctx, &why, true).await;
+                return self.gateway_error(&ctx, Failure::bad(why), true).await;
             }
         };
         self.inner.stats.status(prepared.status);
@@ -447,7 +533,7 @@ impl Conn {
         let mut rbody = BodyState::new(prepared.framing, prepared.decode);
         if rbody.take(&mut up.buf, &mut self.wbuf).is_err() {
             return self
-                .gateway_error(&ctx, &"its chunked body is malformed", true)
+                .gateway_error(&ctx, Failure::bad("its chunked body is malformed"), true)
                 .await;
         }
         if self.down.write_all(&self.wbuf).await.is_err() {
@@ -503,7 +589,7 @@ impl Conn {
                         return if head_sent {
                             Duplex::Done(Next::Abort)
                         } else {
-                            Duplex::BadBody
+                            Duplex::BadBody(e)
                         };
                     }
                     // The client went away mid-body: nothing to answer.
@@ -531,13 +617,23 @@ impl Conn {
                 ctx.v11,
                 &mut self.scratch,
             ));
+            // The response timeout runs once the whole request is sent.
+            let timeout = self.inner.config.limits.response_timeout;
+            let mut armed = false;
             loop {
+                if !pumping && !armed {
+                    armed = true;
+                    self.watchdog.set(timeout);
+                }
                 tokio::select! {
                     sent = &mut request, if pumping => on_request!(sent),
                     got = &mut head => match got {
                         Ok(()) => break,
-                        Err(e) => return Duplex::Failed(e.to_string()),
+                        Err(e) => return Duplex::Failed(Failure::from(e)),
                     },
+                    () = self.watchdog.expired(), if armed => {
+                        return Duplex::Failed(Failure::from(UpError::TimedOut(timeout)));
+                    }
                 }
             }
         }
@@ -547,17 +643,17 @@ impl Conn {
         self.wbuf.clear();
         let prepared = match prepare_response(resp_head, &mut self.wbuf, ctx, keep_ok) {
             Ok(p) if p.upgraded => {
-                return Duplex::Failed(
-                    "it switched protocols before the request body was sent".into(),
-                );
+                return Duplex::Failed(Failure::bad(
+                    "it switched protocols before the request body was sent",
+                ));
             }
             Ok(p) => p,
-            Err(why) => return Duplex::Failed(why),
+            Err(why) => return Duplex::Failed(Failure::bad(why)),
         };
         self.inner.stats.status(prepared.status);
         let mut rbody = BodyState::new(prepared.framing, prepared.decode);
         if rbody.take(&mut up.buf, &mut self.wbuf).is_err() {
-            return Duplex::Failed("its chunked body is malformed".into());
+            return Duplex::Failed(Failure::bad("its chunked body is malformed"));
         }
         if dw.write_all(&self.wbuf).await.is_err() {
             return Duplex::Done(Next::Close);
@@ -591,7 +687,7 @@ impl Conn {
     }
 
     /// A kept connection to `addr` that upstream has not closed, or a new one.
-    async fn upstream(&mut self, addr: SocketAddr) -> Result<Upstream, String> {
+    async fn upstream(&mut self, addr: SocketAddr) -> Result<Upstream, Failure> {
         while let Some(i) = self.kept.iter().position(|u| u.addr == addr) {
             let up = self.kept.swap_remove(i);
             if idle(&up.stream) {
@@ -601,15 +697,19 @@ impl Conn {
         self.connect(addr).await
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<Upstream, String> {
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+    async fn connect(&self, addr: SocketAddr) -> Result<Upstream, Failure> {
+        let timeout = self.inner.config.limits.connect_timeout;
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(format!("connect: {e}")),
+            Ok(Err(e)) => return Err(Failure::bad(format_args!("connect: {e}"))),
             Err(_) => {
-                return Err(format!(
-                    "connect: no answer within {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                ));
+                return Err(Failure {
+                    timeout: true,
+                    why: format!(
+                        "it did not accept the connection within {timeout:?} \
+                         (LANE_ROUTER_CONNECT_TIMEOUT)"
+                    ),
+                });
             }
         };
         let _ = stream.set_nodelay(true);
@@ -654,34 +754,34 @@ impl Conn {
         if keep { Next::KeepAlive } else { Next::Close }
     }
 
-    /// Answers 502 for a request that could not be forwarded, saying `why`. `body_done`: the request
-    /// body was read whole (otherwise the connection closes).
+    /// Answers 502 (504 for a timeout) for a request that could not be forwarded, naming the
+    /// instance and saying why. `body_done`: the request body was read whole (otherwise the
+    /// connection closes).
     async fn gateway_error(
         &mut self,
         ctx: &RespCtx<'_>,
-        why: &(dyn std::fmt::Display + Sync),
+        failure: Failure,
         body_done: bool,
     ) -> Next {
-        self.inner.stats.status(StatusCode::BAD_GATEWAY);
+        let (status, what) = if failure.timeout {
+            (StatusCode::GATEWAY_TIMEOUT, "timed out")
+        } else {
+            (StatusCode::BAD_GATEWAY, "could not be reached")
+        };
+        self.inner.stats.status(status);
         let body = format!(
-            "lane router: could not reach {} at {}: {why}\n",
+            "lane router: {} at {} {what}: {}\n",
             ctx.served_by.to_str().unwrap_or(""),
-            ctx.target
+            ctx.target,
+            failure.why
         );
         let mut extra: Vec<(&str, &[u8])> = vec![(SERVED_BY, ctx.served_by.as_bytes())];
         if let Some(why) = ctx.invalid {
             extra.push((INVALID, why.as_bytes()));
         }
         let keep = ctx.keep && body_done && !self.stopping();
-        self.reply(
-            StatusCode::BAD_GATEWAY,
-            TEXT,
-            body.as_bytes(),
-            &extra,
-            keep,
-            ctx.head_only,
-        )
-        .await;
+        self.reply(status, TEXT, body.as_bytes(), &extra, keep, ctx.head_only)
+            .await;
         if keep { Next::KeepAlive } else { Next::Close }
     }
 
@@ -835,10 +935,10 @@ enum Duplex {
     Done(Next),
     /// Done, both connections reusable.
     Reusable,
-    /// No usable response head came; the text says why.
-    Failed(String),
+    /// No usable response head came.
+    Failed(Failure),
     /// The request body's chunked framing is broken.
-    BadBody,
+    BadBody(std::io::Error),
     /// The client went away.
     Gone,
 }
@@ -951,6 +1051,15 @@ fn request_info<'h>(
     v11: bool,
     headers: &'h [Header<'h>],
 ) -> Result<ReqInfo<'h>, String> {
+    // No request target form holds a fragment (RFC 9112 §3.2): `#` is never part of one, and a
+    // router that cut the authority at it differently from the upstream would route by a name the
+    // upstream never sees.
+    if target.contains('#') {
+        return Err(format!(
+            "the request target `{}` holds a fragment (`#`), which no request target may",
+            target.escape_default()
+        ));
+    }
     let (absolute, authority, path) = if target.starts_with('/') || target == "*" {
         (false, None, target)
     } else if let Some((scheme, rest)) = target.split_once("://")
@@ -960,9 +1069,13 @@ fn request_info<'h>(
             .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
     {
         let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let authority = &rest[..end];
-        // Drop any `user:password@` (RFC 9110 §4.2.4: not to be sent on).
-        let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+        // Any `user:password@` is dropped (RFC 9110 §4.2.4: not to be sent on).
+        let authority = crate::uri::authority_host(&rest[..end]).ok_or_else(|| {
+            format!(
+                "the authority `{}` of the request target is not a valid `[userinfo@]host[:port]`",
+                rest[..end].escape_default()
+            )
+        })?;
         (true, Some(authority), &rest[end..])
     } else {
         return Err(format!(
@@ -979,10 +1092,22 @@ fn request_info<'h>(
             if host_header.is_some() {
                 return Err("the request has more than one Host header".into());
             }
-            host_header = Some(std::str::from_utf8(h.value).unwrap_or(""));
+            let value = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|v| crate::uri::is_valid_host(v))
+                .ok_or_else(|| {
+                    format!(
+                        "the Host header `{}` is not a valid `host[:port]`",
+                        h.value.escape_ascii()
+                    )
+                })?;
+            host_header = Some(value);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = Some(ends_in_chunked(h.value));
         }
+    }
+    if v11 && host_header.is_none() {
+        return Err("the HTTP/1.1 request has no Host header (RFC 9112 §3.2 requires one)".into());
     }
     let length = content_length(headers).map_err(|e| match e {
         LengthError::NotANumber => "the request's Content-Length is not a number",
@@ -1224,6 +1349,30 @@ fn host_for(target: SocketAddr) -> String {
     }
 }
 
+/// Why a request could not be forwarded: a 502, or a 504 when the instance was too slow.
+struct Failure {
+    timeout: bool,
+    why: String,
+}
+
+impl Failure {
+    fn bad(why: impl std::fmt::Display) -> Failure {
+        Failure {
+            timeout: false,
+            why: why.to_string(),
+        }
+    }
+}
+
+impl From<UpError> for Failure {
+    fn from(e: UpError) -> Failure {
+        Failure {
+            timeout: matches!(e, UpError::TimedOut(_)),
+            why: e.to_string(),
+        }
+    }
+}
+
 /// Why an upstream response head could not be had.
 enum UpError {
     /// A read or write failed; `received`: bytes of a response had come (or an interim response
@@ -1240,6 +1389,8 @@ enum UpError {
     TooLarge,
     /// Relaying an interim (1xx) response to the client failed.
     Downstream,
+    /// No response head within the response timeout.
+    TimedOut(Duration),
 }
 
 impl UpError {
@@ -1278,6 +1429,10 @@ impl std::fmt::Display for UpError {
                 MAX_HEAD / 1024
             ),
             UpError::Downstream => f.write_str("the client went away"),
+            UpError::TimedOut(after) => write!(
+                f,
+                "it sent no response head within {after:?} (LANE_ROUTER_RESPONSE_TIMEOUT)"
+            ),
         }
     }
 }
@@ -1468,27 +1623,67 @@ impl BodyState {
 }
 
 /// A scanner for chunked transfer coding (RFC 9112 §7.1): finds where a chunked body ends, checking
-/// its framing, and hands out the data.
+/// its framing, and hands out the data. The whole grammar is checked, not only the sizes: a chunk
+/// size is hex digits, optionally followed by extensions (`;name`, `;name=token` or
+/// `;name="quoted"`, with optional whitespace around `;` and `=`); each trailer line is a field
+/// (`name: value`, a token name and a value without control bytes). Anything else (`5 junk`, a NUL
+/// in an extension, a request line smuggled after the last chunk) is an error.
 #[derive(Debug, Default)]
 struct Chunked {
     state: ChunkState,
     size: u64,
-    digits: bool,
+    /// Bytes of the trailer section so far (bounded like a head).
+    trailer: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
+    /// Before the first digit of a chunk size.
     #[default]
+    SizeStart,
     Size,
-    Extension,
+    /// Whitespace after the size or an extension: only `;` may follow.
+    ExtWs,
+    /// After `;`: whitespace, then an extension name.
+    ExtNameStart,
+    ExtName,
+    /// Whitespace after an extension name: `=` or `;` may follow.
+    ExtNameWs,
+    /// After `=`: whitespace, then a token or a quoted string.
+    ExtValStart,
+    ExtToken,
+    ExtQuoted,
+    ExtQuotedEscape,
+    /// Just after a closing quote.
+    ExtQuotedEnd,
     SizeLf,
     Data,
     DataCr,
     DataLf,
     TrailerStart,
-    TrailerLine,
+    TrailerName,
+    TrailerValue,
     TrailerLf,
     EndLf,
+}
+
+/// RFC 9110 §5.6.2 `tchar`: the bytes of a token.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// RFC 9110 §5.5 `field-vchar` or whitespace: what a field value may hold.
+fn is_field_byte(b: u8) -> bool {
+    is_ws(b) || (0x21..=0x7e).contains(&b) || b >= 0x80
+}
+
+/// RFC 9110 §5.6.4 `qdtext`.
+fn is_qdtext(b: u8) -> bool {
+    is_ws(b) || b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b) || b >= 0x80
 }
 
 impl Chunked {
@@ -1514,36 +1709,71 @@ impl Chunked {
             }
             let b = input[i];
             i += 1;
+            if matches!(
+                self.state,
+                TrailerStart | TrailerName | TrailerValue | TrailerLf | EndLf
+            ) {
+                self.trailer += 1;
+                if self.trailer > MAX_HEAD {
+                    return Err("trailer section too large");
+                }
+            }
             self.state = match (self.state, b) {
-                (Size, b) if b.is_ascii_hexdigit() => {
+                (SizeStart | Size, b) if b.is_ascii_hexdigit() => {
                     if self.size > (u64::MAX >> 8) {
                         return Err("chunk size too large");
                     }
                     let digit = char::from(b).to_digit(16).unwrap_or(0);
                     self.size = self.size * 16 + u64::from(digit);
-                    self.digits = true;
                     Size
                 }
-                (Size, b';' | b' ' | b'\t') if self.digits => Extension,
-                (Size, b'\r') if self.digits => SizeLf,
+                (SizeStart, _) => return Err("invalid chunk size"),
+                (Size | ExtToken | ExtQuotedEnd | ExtName, b'\r') => SizeLf,
+                (Size | ExtToken | ExtQuotedEnd | ExtName, b';') => ExtNameStart,
+                (Size | ExtToken | ExtQuotedEnd | ExtWs, b) if is_ws(b) => ExtWs,
+                (ExtWs | ExtNameWs, b';') => ExtNameStart,
                 (Size, _) => return Err("invalid chunk size"),
-                (Extension, b'\r') => SizeLf,
-                (Extension, b'\n') => return Err("bare LF in a chunk extension"),
-                (Extension, _) => Extension,
+                (ExtWs, _) => return Err("invalid chunk extension"),
+                (ExtNameStart, b) if is_ws(b) => ExtNameStart,
+                (ExtNameStart | ExtName, b) if is_tchar(b) => ExtName,
+                (ExtName | ExtNameWs, b) if is_ws(b) => ExtNameWs,
+                (ExtName | ExtNameWs, b'=') => ExtValStart,
+                (ExtValStart, b) if is_ws(b) => ExtValStart,
+                (ExtValStart, b'"') => ExtQuoted,
+                (ExtValStart | ExtToken, b) if is_tchar(b) => ExtToken,
+                (ExtQuoted, b'"') => ExtQuotedEnd,
+                (ExtQuoted, b'\\') => ExtQuotedEscape,
+                (ExtQuoted, b) if is_qdtext(b) => ExtQuoted,
+                (ExtQuotedEscape, b) if is_ws(b) || (0x21..=0x7e).contains(&b) || b >= 0x80 => {
+                    ExtQuoted
+                }
+                (
+                    ExtNameStart | ExtName | ExtNameWs | ExtValStart | ExtToken | ExtQuoted
+                    | ExtQuotedEscape | ExtQuotedEnd,
+                    _,
+                ) => return Err("invalid chunk extension"),
                 (SizeLf, b'\n') => {
-                    self.digits = false;
-                    if self.size == 0 { TrailerStart } else { Data }
+                    if self.size == 0 {
+                        TrailerStart
+                    } else {
+                        Data
+                    }
                 }
                 (SizeLf, _) => return Err("chunk size line not ended by CRLF"),
                 (DataCr, b'\r') => DataLf,
                 (DataCr, _) => return Err("chunk data longer than its size"),
-                (DataLf, b'\n') => Size,
+                (DataLf, b'\n') => SizeStart,
                 (DataLf, _) => return Err("chunk data not ended by CRLF"),
                 (TrailerStart, b'\r') => EndLf,
-                (TrailerStart | TrailerLine, b'\n') => return Err("bare LF in a trailer"),
-                (TrailerStart, _) => TrailerLine,
-                (TrailerLine, b'\r') => TrailerLf,
-                (TrailerLine, _) => TrailerLine,
+                (TrailerStart | TrailerName, b) if is_tchar(b) => TrailerName,
+                (TrailerStart | TrailerName | TrailerValue, b'\n') => {
+                    return Err("bare LF in a trailer");
+                }
+                (TrailerName, b':') => TrailerValue,
+                (TrailerStart | TrailerName, _) => return Err("invalid trailer field"),
+                (TrailerValue, b'\r') => TrailerLf,
+                (TrailerValue, b) if is_field_byte(b) => TrailerValue,
+                (TrailerValue, _) => return Err("invalid trailer field value"),
                 (TrailerLf, b'\n') => TrailerStart,
                 (TrailerLf, _) => return Err("trailer line not ended by CRLF"),
                 (EndLf, b'\n') => {
@@ -1602,10 +1832,26 @@ mod tests {
             b"5\r\nhello\n",
             b"ffffffffffffffffff\r\n",
             b"0\r\n\r\x00",
+            b"5 junk\r\n",
+            b"5 \r\n",
+            b"5;\r\n",
+            b"5;a\x00\r\n",
+            b"5;a=\x01\r\n",
+            b"5;a=\"x\x7f\"\r\n",
+            b"5;a=b c\r\n",
+            b"0\r\nGET /smuggled HTTP/1.1\r\n",
+            b"0\r\n: no name\r\n",
+            b"0\r\nx: a\x00b\r\n",
         ] {
             assert!(scan_all(bad, 100).is_err(), "{}", bad.escape_ascii());
         }
         assert!(!scan_all(b"5\r\nhel", 100).unwrap().1);
+        for good in [
+            &b"5 ; a = b ;c;d=\"q\\\"\\x\"\r\nhello\r\n0\r\n\r\n"[..],
+            b"00;x\r\nt:\r\nu: v w \r\n\r\n",
+        ] {
+            assert!(scan_all(good, 100).unwrap().1, "{}", good.escape_ascii());
+        }
     }
 
     fn parsed(raw: &'static [u8]) -> (String, bool, Vec<Header<'static>>) {
@@ -1647,30 +1893,35 @@ mod tests {
             )
         );
         assert_eq!(
-            info(b"GET http://b.demo.localhost?q HTTP/1.1\r\n\r\n")
+            info(b"GET http://b.demo.localhost?q HTTP/1.1\r\nHost: b.demo.localhost\r\n\r\n")
                 .unwrap()
                 .1,
             "?q"
         );
         assert_eq!(
-            info(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n")
+            info(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n")
                 .unwrap()
                 .2,
             Framing::Length(5)
         );
         assert_eq!(
-            info(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+            info(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
                 .unwrap()
                 .2,
             Framing::Chunked
         );
         for bad in [
-            &b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
-            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             b"GET nonsense HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: b.demo.localhost@evil\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: b.demo.localhost, c.demo.localhost\r\n\r\n",
+            b"GET http://b.demo.localhost#@c.demo.localhost/ HTTP/1.1\r\nHost: b\r\n\r\n",
+            b"GET http://a@b@c.demo.localhost/ HTTP/1.1\r\nHost: b\r\n\r\n",
         ] {
             assert!(info(bad).is_err(), "{}", bad.escape_ascii());
         }

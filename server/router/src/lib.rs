@@ -16,8 +16,11 @@ mod edge;
 mod forward;
 mod h1;
 mod host;
+mod limits;
 pub mod proxy;
 pub mod registry;
+mod uri;
+mod workers;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -40,6 +43,7 @@ use crate::forward::{
 use crate::host::HostKind;
 
 pub use crate::host::{SERVICE_DOMAIN, is_loopback_name};
+pub use crate::limits::{LIMIT_VARS, Limits, raise_open_file_limit};
 
 /// The routing table the router serves from: instances are socket addresses.
 pub type Table = lane_core::RoutingTable<SocketAddr>;
@@ -67,6 +71,8 @@ pub struct RouterConfig {
     /// (`lane=<id>` added, or put in place of a different one), so that services that propagate
     /// only OpenTelemetry baggage carry the lane on (`edge`; `docs/propagation.md`). Off by default.
     pub header_to_baggage: bool,
+    /// Timeouts and the connection cap ([`Limits::from_env`] reads them from the environment).
+    pub limits: Limits,
 }
 
 impl Default for RouterConfig {
@@ -74,6 +80,7 @@ impl Default for RouterConfig {
         RouterConfig {
             lane_header: DEFAULT_LANE_HEADER,
             header_to_baggage: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -85,13 +92,23 @@ pub struct TableHandle {
     current: Arc<RwLock<Arc<Table>>>,
     /// The registry that feeds the table, when one does.
     registry: Arc<RwLock<Option<registry::RegistryState>>>,
+    /// What each instance speaks (`protocol` in its `lane.toml`), when its table source knows.
+    protocols: Arc<RwLock<Arc<HashMap<SocketAddr, Protocol>>>>,
+    /// Some instance speaks `grpc` (so HTTP/1.x requests must look their target up).
+    any_h2: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// The protocol a service speaks (`protocol` in `lane.toml`): `http` services get HTTP/1.1
+/// upstream, `grpc` services HTTP/2, whatever the client spoke.
+pub use lane_core::manifest::Protocol;
 
 impl TableHandle {
     pub fn new(table: Table) -> Self {
         TableHandle {
             current: Arc::new(RwLock::new(Arc::new(table))),
             registry: Arc::new(RwLock::new(None)),
+            protocols: Arc::default(),
+            any_h2: Arc::default(),
         }
     }
 
@@ -106,6 +123,36 @@ impl TableHandle {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Says what each instance speaks. An instance left out is spoken to in the client's own
+    /// protocol (HTTP/1.x upstream for HTTP/1.x clients, h2 for h2c ones).
+    pub fn set_protocols(&self, protocols: impl IntoIterator<Item = (SocketAddr, Protocol)>) {
+        let protocols: Arc<HashMap<SocketAddr, Protocol>> =
+            Arc::new(protocols.into_iter().collect());
+        self.any_h2.store(
+            protocols.values().any(|p| *p == Protocol::Grpc),
+            Ordering::Relaxed,
+        );
+        let old = {
+            let mut slot = self.protocols.write().unwrap_or_else(|e| e.into_inner());
+            std::mem::replace(&mut *slot, protocols)
+        };
+        drop(old);
+    }
+
+    /// Whether `target` speaks HTTP/2 only (`grpc`). One atomic load when no instance does.
+    pub(crate) fn speaks_h2_only(&self, target: SocketAddr) -> bool {
+        self.any_h2.load(Ordering::Relaxed) && self.protocol(target) == Some(Protocol::Grpc)
+    }
+
+    /// What `target` speaks, when known.
+    pub fn protocol(&self, target: SocketAddr) -> Option<Protocol> {
+        self.protocols
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&target)
+            .copied()
     }
 
     /// Replaces the table; the next request routes with it.
@@ -154,17 +201,23 @@ struct Inner {
     clients: Clients,
     next: AtomicUsize,
     stats: Stats,
+    /// Downstream connections open now.
+    connections: AtomicUsize,
 }
 
 impl Router {
     pub fn new(config: RouterConfig, table: TableHandle) -> Router {
         Router {
             inner: Arc::new(Inner {
-                config,
                 table,
-                clients: Clients::new(hyper_util::client::legacy::connect::dns::GaiResolver::new()),
+                clients: Clients::new(
+                    hyper_util::client::legacy::connect::dns::GaiResolver::new(),
+                    config.limits.connect_timeout,
+                ),
+                config,
                 next: AtomicUsize::new(0),
                 stats: Stats::new(),
+                connections: AtomicUsize::new(0),
             }),
         }
     }
@@ -184,6 +237,7 @@ impl Router {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut workers = workers::Workers::start(self.inner.config.limits.workers, &self.inner)?;
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
@@ -196,8 +250,17 @@ impl Router {
                             continue;
                         }
                     };
+                    let Some(slot) = ConnectionSlot::take(&self.inner) else {
+                        tokio::spawn(refuse(stream, self.inner.config.limits.max_connections));
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(self.inner.clone(), stream, stop_rx.clone()));
+                    match workers.as_mut() {
+                        Some(workers) => workers.dispatch(stream, stop_rx.clone(), slot),
+                        None => {
+                            tokio::spawn(serve_connection(self.inner.clone(), stream, stop_rx.clone(), slot));
+                        }
+                    }
                 }
                 () = &mut shutdown => break,
             }
@@ -211,6 +274,7 @@ impl Router {
                 tracing::warn!("connections still open 10 s after shutdown; leaving them");
             }
         }
+        drop(workers);
         Ok(())
     }
 
@@ -314,7 +378,9 @@ impl Inner {
         }
     }
 
-    /// Serves an h2c request from `client` (HTTP/1.x requests are served by [`h1`]).
+    /// Serves a request through hyper from `client`: every h2c request, and HTTP/1.x ones on a
+    /// connection handed over because it asked for an HTTP/2-only service (the others are served
+    /// by [`h1`]).
     async fn handle(
         &self,
         req: Request<Incoming>,
@@ -391,26 +457,72 @@ impl Inner {
             .headers
             .entry(FORWARDED_PROTO)
             .or_insert(HeaderValue::from_static("http"));
+        // Upstream speaks what the service declared (else what the client spoke); HTTP/1.1 needs
+        // the authority as `Host`.
+        let h1_upstream = match self.table.protocol(target) {
+            Some(Protocol::Http) => true,
+            Some(Protocol::Grpc) => false,
+            None => parts.version != http::Version::HTTP_2,
+        };
+        if !h1_upstream {
+            parts.version = http::Version::HTTP_2;
+        } else {
+            parts.version = http::Version::HTTP_11;
+            if let Some(authority) = parts.uri.authority()
+                && !parts.headers.contains_key(header::HOST)
+                && let Ok(host) = HeaderValue::from_str(authority.as_str())
+            {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+        let upstream = if h1_upstream {
+            &self.clients.h1
+        } else {
+            &self.clients.h2
+        };
         let path = parts
             .uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = upstream_uri(target, path);
-        let resp = match self
-            .clients
-            .h2
-            .request(Request::from_parts(parts, body))
-            .await
-        {
-            Ok(resp) => resp,
-            Err(e) => {
+        let timeout = self.config.limits.response_timeout;
+        let sent =
+            tokio::time::timeout(timeout, upstream.request(Request::from_parts(parts, body))).await;
+        let resp = match sent {
+            Ok(Ok(resp)) => resp,
+            failed => {
+                let (status, what, why) = match failed {
+                    Err(_) => (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "timed out",
+                        format!(
+                            "it sent no response head within {timeout:?} \
+                             (LANE_ROUTER_RESPONSE_TIMEOUT)"
+                        ),
+                    ),
+                    Ok(Err(e)) if is_timeout(&e) => (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "timed out",
+                        format!(
+                            "it did not accept the connection within {:?} \
+                             (LANE_ROUTER_CONNECT_TIMEOUT): {}",
+                            self.config.limits.connect_timeout,
+                            error_chain(&e)
+                        ),
+                    ),
+                    Ok(Err(e)) => (
+                        StatusCode::BAD_GATEWAY,
+                        "could not be reached",
+                        error_chain(&e),
+                    ),
+                    Ok(Ok(_)) => unreachable!("matched above"),
+                };
                 let body = format!(
-                    "lane router: could not reach {} at {target}: {}\n",
+                    "lane router: {} at {target} {what}: {why}\n",
                     served_by.to_str().unwrap_or(""),
-                    error_chain(&e)
                 );
-                let mut resp = error_response(grpc, StatusCode::BAD_GATEWAY, body);
+                let mut resp = error_response(grpc, status, body);
                 resp.headers_mut().insert(SERVED_BY_HEADER, served_by);
                 return self.counted(with_invalid(resp, invalid));
             }
@@ -526,14 +638,69 @@ const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 /// The HTTP/2 connection preface (RFC 9113 §3.4): how an h2c client opens.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// One of the [`Limits::max_connections`] places; given back when dropped.
+struct ConnectionSlot(Arc<Inner>);
+
+impl ConnectionSlot {
+    fn take(inner: &Arc<Inner>) -> Option<ConnectionSlot> {
+        let max = inner.config.limits.max_connections;
+        inner
+            .connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(ConnectionSlot(inner.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Turns away a connection over the cap: a `503` that says why, then close (after reading, for a
+/// moment, what the client sent, so that the answer is not lost to a reset).
+async fn refuse(mut stream: tokio::net::TcpStream, max: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tracing::warn!(
+        "refusing a connection: {max} connections are open (LANE_ROUTER_MAX_CONNECTIONS)"
+    );
+    let body = format!(
+        "lane router: too many connections: {max} are open, the most it serves at once \
+         (LANE_ROUTER_MAX_CONNECTIONS); try again later\n"
+    );
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let sent = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        stream.write_all(resp.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if let Ok(Err(e)) = sent {
+        tracing::debug!("refused connection: {e}");
+    }
+}
+
 /// Serves one accepted connection: h2c if it opens with the HTTP/2 preface, HTTP/1.x otherwise.
 async fn serve_connection(
     inner: Arc<Inner>,
     mut stream: tokio::net::TcpStream,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    _slot: ConnectionSlot,
 ) {
     use tokio::io::AsyncReadExt;
     let mut buf = bytes::BytesMut::with_capacity(16 * 1024);
+    // The first bytes, within the request-head timeout (the HTTP/1.x side checks the rest).
+    let deadline = tokio::time::Instant::now() + inner.config.limits.head_timeout;
+    let mut watchdog = h1::Watchdog::new(deadline);
     while buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&buf) {
         tokio::select! {
             read = stream.read_buf(&mut buf) => match read {
@@ -541,10 +708,11 @@ async fn serve_connection(
                 Ok(_) => {}
             },
             _ = stop.wait_for(|stop| *stop) => return,
+            () = watchdog.expired() => return,
         }
     }
     if !buf.starts_with(H2_PREFACE) {
-        return h1::serve(inner, stream, buf, stop).await;
+        return h1::serve(inner, stream, buf, stop, watchdog).await;
     }
     let client = stream.peer_addr().ok().map(|a| a.ip());
     let service = hyper::service::service_fn(move |req| {
@@ -575,6 +743,57 @@ async fn serve_connection(
     }
 }
 
+/// Whether an upstream error is a timeout (the connector's connect timeout).
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Serves an HTTP/1.x connection through hyper (after the router's own loop met a request for an
+/// HTTP/2-only service): each request goes through [`Inner::handle`], which proxies in the protocol
+/// its target speaks. `prefix` holds the bytes already read.
+pub(crate) async fn serve_h1_via_hyper(
+    inner: Arc<Inner>,
+    stream: tokio::net::TcpStream,
+    prefix: Bytes,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = stream.peer_addr().ok().map(|a| a.ip());
+    let service = hyper::service::service_fn(move |req| {
+        let inner = inner.clone();
+        async move { Ok::<_, Infallible>(inner.handle(req, client).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(
+            hyper_util::rt::TokioIo::new(forward::Prefixed::new(prefix, stream)),
+            service,
+        );
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        ended = conn.as_mut() => {
+            if let Err(e) = ended {
+                tracing::debug!("HTTP/1.x connection ended: {e}");
+            }
+            return;
+        }
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    if let Err(e) = conn.await {
+        tracing::debug!("HTTP/1.x connection ended: {e}");
+    }
+}
+
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<RouterBody> {
     text_response(status, body)
 }
@@ -595,6 +814,7 @@ fn error_response(grpc: bool, status: StatusCode, body: String) -> Response<Rout
     let code: &'static str = match status {
         StatusCode::NOT_FOUND => "12",
         StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE => "14",
+        StatusCode::GATEWAY_TIMEOUT => "4",
         _ => "2",
     };
     let mut message = String::with_capacity(body.len());
@@ -680,6 +900,18 @@ impl Stats {
             served_by: served_by.clone(),
         });
         served_by
+    }
+
+    /// Takes back one request counted by [`Stats::record`] (whose `served_by` it returned).
+    fn forget(&self, served_by: &HeaderValue) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(stat) = lanes
+            .values_mut()
+            .flat_map(|stats| stats.iter_mut())
+            .find(|s| s.served_by == served_by)
+        {
+            stat.requests = stat.requests.saturating_sub(1);
+        }
     }
 
     fn status(&self, status: StatusCode) {

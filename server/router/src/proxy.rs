@@ -33,7 +33,10 @@ pub async fn serve(
     let state = Arc::new(Proxy {
         header,
         lane,
-        clients: Clients::new(LocalhostResolver(GaiResolver::new())),
+        clients: Clients::new(
+            LocalhostResolver(GaiResolver::new()),
+            std::time::Duration::from_secs(5),
+        ),
     });
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();

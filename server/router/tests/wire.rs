@@ -771,3 +771,100 @@ async fn bare_lf_in_a_chunked_trailer_is_refused() {
     assert_eq!(got.status, 400, "{}", got.text());
     assert!(got.text().contains("malformed chunked"), "{}", got.text());
 }
+
+/// RFC 9112 §3.2 and §7.1, RFC 3986: requests whose framing or target the router cannot trust are
+/// refused with a 400 that says why, and the connection closes; none reaches a service.
+#[tokio::test]
+async fn strict_framing_and_targets_get_a_400_and_the_connection_closes() {
+    let (base, _s) = backend("b-base").await;
+    let (other, _o) = backend("c-base").await;
+    let r = router(table(
+        vec![
+            ep("demo.b", "baseline", true, base),
+            ep("demo.c", "baseline", true, other),
+        ],
+        &[],
+        1,
+    ))
+    .await;
+    let chunked = |body: &str| {
+        format!("POST / HTTP/1.1\r\nHost: {B}\r\nTransfer-Encoding: chunked\r\n\r\n{body}")
+    };
+    for (raw, says) in [
+        (
+            chunked("5 junk\r\nhello\r\n0\r\n\r\n"),
+            "invalid chunk extension",
+        ),
+        (
+            chunked("5;a\x00b\r\nhello\r\n0\r\n\r\n"),
+            "invalid chunk extension",
+        ),
+        (
+            chunked("5;a=\x07\r\nhello\r\n0\r\n\r\n"),
+            "invalid chunk extension",
+        ),
+        (
+            chunked("0\r\nGET /smuggled HTTP/1.1\r\nHost: c.demo.localhost\r\n\r\n"),
+            "invalid trailer field",
+        ),
+        (
+            chunked("0\r\nx-t: a\x01b\r\n\r\n"),
+            "invalid trailer field value",
+        ),
+        (
+            "GET / HTTP/1.1\r\nx-lane: a\r\n\r\n".to_owned(),
+            "no Host header",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: b.demo.localhost@evil\r\n\r\n".to_owned(),
+            "is not a valid `host[:port]`",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: b.demo.localhost, c.demo.localhost\r\n\r\n".to_owned(),
+            "is not a valid `host[:port]`",
+        ),
+        (
+            format!("GET http://b.demo.localhost#@c.demo.localhost/ HTTP/1.1\r\nHost: {B}\r\n\r\n"),
+            "holds a fragment",
+        ),
+        (
+            format!("GET /a#b HTTP/1.1\r\nHost: {B}\r\n\r\n"),
+            "holds a fragment",
+        ),
+        (
+            format!("GET http://x@y@c.demo.localhost/ HTTP/1.1\r\nHost: {B}\r\n\r\n"),
+            "not a valid `[userinfo@]host[:port]`",
+        ),
+    ] {
+        let mut s = TcpStream::connect(r.addr).await.unwrap();
+        s.write_all(raw.as_bytes()).await.unwrap();
+        let got = read_response(&mut s, &mut Vec::new(), false).await;
+        assert_eq!(got.status, 400, "{raw:?}: {}", got.text());
+        assert!(got.text().contains(says), "{raw:?}: {}", got.text());
+        assert_eq!(got.header("connection"), Some("close"));
+        assert_eq!(got.header("x-lane-served-by"), None, "{raw:?}");
+        assert!(closes(&mut s).await);
+    }
+    // Bad bodies are found while they stream (their requests were routed to `demo.b`); nothing
+    // ever reached `demo.c`, which the smuggled request and the fragment named.
+    assert!(
+        r.router
+            .traffic()
+            .iter()
+            .all(|t| t.service.as_str() == "demo.b"),
+        "{:?}",
+        r.router.traffic()
+    );
+    // HTTP/1.0 needs no Host (it goes to the router's own endpoints); valid extensions and
+    // trailers still pass.
+    let mut s = open(r.addr, "GET /healthz HTTP/1.0\r\n\r\n").await;
+    let got = read_response(&mut s, &mut Vec::new(), false).await;
+    assert_eq!((got.status, got.text().as_str()), (200, "ok\n"));
+    let mut s = open(
+        r.addr,
+        chunked("5 ; a = \"q\\\"\" ;b\r\nhello\r\n0\r\nx-t: 1\r\n\r\n"),
+    )
+    .await;
+    let got = read_response(&mut s, &mut Vec::new(), false).await;
+    assert_eq!((got.status, got.text().as_str()), (200, "b-base got hello"));
+}

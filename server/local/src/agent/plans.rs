@@ -729,6 +729,7 @@ mod tests {
                 version: None,
                 pending: Some(op.clone()),
                 source: None,
+                protocol: Default::default(),
             },
         );
     }

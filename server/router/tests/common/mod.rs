@@ -141,10 +141,15 @@ pub struct RunningRouter {
 }
 
 pub async fn router(table: Table) -> RunningRouter {
+    router_with(RouterConfig::default(), table).await
+}
+
+/// A router with `config` (small timeouts, a low connection cap…) on loopback.
+pub async fn router_with(config: RouterConfig, table: Table) -> RunningRouter {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = TableHandle::new(table);
-    let router = Router::new(RouterConfig::default(), handle.clone());
+    let router = Router::new(config, handle.clone());
     let (stop, shutdown) = stop_pair();
     tokio::spawn(router.clone().serve(listener, shutdown));
     RunningRouter {

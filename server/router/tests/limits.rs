@@ -1,0 +1,352 @@
+//! The router's timeouts and connection cap, against real stalled sockets: clients that send half a
+//! head or nothing, idle keep-alive connections, upstreams that never accept or never answer, and
+//! more connections than the cap. Each test configures small limits so that it ends quickly.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use lane_router::{Limits, RouterConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const B: &str = "b.demo.localhost";
+
+fn config(limits: Limits) -> RouterConfig {
+    RouterConfig {
+        limits,
+        ..RouterConfig::default()
+    }
+}
+
+/// Everything the peer sends until it closes (or `within` passes: `None`).
+async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    tokio::time::timeout(within, async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .ok()?;
+    Some(got)
+}
+
+/// Reads one response with a `Content-Length` body: (status, head, body).
+async fn response(s: &mut TcpStream) -> (u16, String, String) {
+    let mut buf = Vec::new();
+    loop {
+        let mut hs = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut hs);
+        if let httparse::Status::Complete(len) = resp.parse(&buf).unwrap() {
+            let length: usize = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                .unwrap_or(0);
+            let code = resp.code.unwrap();
+            if buf.len() >= len + length {
+                let head = String::from_utf8_lossy(&buf[..len]).into_owned();
+                let body = String::from_utf8_lossy(&buf[len..len + length]).into_owned();
+                return (code, head, body);
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn half_sent_heads_get_408_and_silent_connections_are_closed() {
+    let (base, _s) = backend("b-base").await;
+    let limits = Limits {
+        head_timeout: Duration::from_millis(400),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, base)], &[], 1),
+    )
+    .await;
+
+    // 40 stalled clients: half send part of a head, half nothing at all.
+    let mut stalled = Vec::new();
+    for i in 0..40 {
+        let mut s = TcpStream::connect(r.addr).await.unwrap();
+        if i % 2 == 0 {
+            s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n").as_bytes())
+                .await
+                .unwrap();
+        }
+        stalled.push((i % 2 == 0, s));
+    }
+    // A slow client that keeps dripping bytes is still held to the head timeout.
+    let mut drip = TcpStream::connect(r.addr).await.unwrap();
+    let dripping = tokio::spawn(async move {
+        for b in b"GET / HTTP/1.1\r\nHost: b.demo.localhost\r\nx-pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if drip.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        read_until_closed(&mut drip, Duration::from_secs(10)).await
+    });
+    // A client that sends its head in two parts, well within the timeout, is served.
+    let mut slow = TcpStream::connect(r.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    slow.write_all(format!("Host: {B}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (status, _, body) = response(&mut slow).await;
+    assert_eq!((status, body.as_str()), (200, "b-base"));
+
+    for (partial, mut s) in stalled {
+        let got = read_until_closed(&mut s, Duration::from_secs(10))
+            .await
+            .expect("a stalled connection is closed");
+        let text = String::from_utf8_lossy(&got);
+        if partial {
+            assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+            assert!(text.contains("LANE_ROUTER_HEAD_TIMEOUT"), "{text}");
+            assert!(text.contains("connection: close"), "{text}");
+        } else {
+            assert!(got.is_empty(), "{text}");
+        }
+    }
+    let got = dripping
+        .await
+        .unwrap()
+        .expect("the dripping client is cut off");
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408 "),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let (base, _s) = backend("b-base").await;
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, base)], &[], 1),
+    )
+    .await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    // Requests in quick succession keep the connection.
+    for _ in 0..3 {
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let (status, head, body) = response(&mut s).await;
+        assert_eq!((status, body.as_str()), (200, "b-base"));
+        assert!(!head.contains("connection: close"), "{head}");
+    }
+    // Then nothing: the router closes, without a word.
+    let got = read_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("an idle connection is closed");
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+}
+
+/// An upstream that reads requests and never answers (it keeps the connection open).
+async fn silent_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut sink = [0u8; 4096];
+                while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_gets_a_504_naming_the_instance() {
+    let up = silent_upstream().await;
+    let limits = Limits {
+        response_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "lane-a", true, up)], &[], 1),
+    )
+    .await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\nx-lane: lane-a\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (status, head, body) = response(&mut s).await;
+    assert_eq!(status, 504, "{head}{body}");
+    assert!(
+        body.contains(&format!("demo.b@lane-a at {up} timed out")),
+        "{body}"
+    );
+    assert!(body.contains("LANE_ROUTER_RESPONSE_TIMEOUT"), "{body}");
+    assert!(head.contains("x-lane-served-by: demo.b@lane-a"), "{head}");
+    // The connection goes on: the router's own endpoint answers on it.
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(response(&mut s).await.0, 200);
+
+    // The same with a request body still streaming when the request is forwarded.
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST / HTTP/1.1\r\nHost: {B}\r\nx-lane: lane-a\r\nContent-Length: 10\r\n\r\nhello"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b"world").await.unwrap();
+    let (status, _, body) = response(&mut s).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("timed out"), "{body}");
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_accepts_gets_a_504() {
+    // A listener whose accept queue is full and never drained: further connects hang in SYN-SENT.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let up = listener.local_addr().unwrap();
+    let mut filling = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(up)).await {
+            Ok(Ok(s)) => filling.push(s),
+            Ok(Err(e)) => panic!("connect: {e}"),
+            Err(_) => break,
+        }
+        assert!(filling.len() < 64, "the accept queue never filled");
+    }
+    let limits = Limits {
+        connect_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
+    )
+    .await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (status, _, body) = response(&mut s).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        body.contains(&format!("demo.b@baseline at {up} timed out")),
+        "{body}"
+    );
+    assert!(body.contains("LANE_ROUTER_CONNECT_TIMEOUT"), "{body}");
+    drop(listener);
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_with_a_503_that_says_so() {
+    let (base, _s) = backend("b-base").await;
+    let limits = Limits {
+        max_connections: 3,
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, base)], &[], 1),
+    )
+    .await;
+    let request = format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n");
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(r.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        assert_eq!(response(&mut s).await.0, 200);
+        open.push(s);
+    }
+    let mut over = TcpStream::connect(r.addr).await.unwrap();
+    over.write_all(request.as_bytes()).await.unwrap();
+    let got = read_until_closed(&mut over, Duration::from_secs(10))
+        .await
+        .expect("the refused connection is closed");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+    assert!(text.contains("too many connections: 3 are open"), "{text}");
+    assert!(text.contains("LANE_ROUTER_MAX_CONNECTIONS"), "{text}");
+
+    // The open ones still work; once one closes, a new connection is served.
+    let mut first = open.remove(0);
+    first.write_all(request.as_bytes()).await.unwrap();
+    assert_eq!(response(&mut first).await.0, 200);
+    drop(first);
+    let mut served = false;
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(r.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        if response(&mut s).await.0 == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "a freed place is given to a new connection");
+}
+
+#[tokio::test]
+async fn connections_are_served_on_worker_threads_when_asked() {
+    let (base, _s) = backend("b-base").await;
+    let limits = Limits {
+        workers: 2,
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, base)], &[], 1),
+    )
+    .await;
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(TcpStream::connect(r.addr).await.unwrap());
+    }
+    for _ in 0..3 {
+        for s in &mut conns {
+            s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let (status, _, body) = response(s).await;
+            assert_eq!((status, body.as_str()), (200, "b-base"));
+        }
+    }
+    // The workers' timers run too: idle connections are closed.
+    for s in &mut conns {
+        let got = read_until_closed(s, Duration::from_secs(10))
+            .await
+            .expect("closed when idle");
+        assert!(got.is_empty());
+    }
+    assert_eq!(r.router.traffic()[0].requests, 12);
+}
