@@ -55,13 +55,32 @@ fn lane_doc(consul: &ConsulDouble, key: &str) -> Option<Value> {
 /// Registers an instance the way a deployment (or `lane deploy`) would, with a TCP check on a
 /// listener of this test, already passing.
 fn register(consul: &ConsulDouble, id: &str, name: &str, tags: &[String], port: u16) {
+    let check = json!({"TCP": format!("127.0.0.1:{port}"), "Interval": "1s", "Status": "passing"});
+    register_checked(consul, id, name, tags, port, check);
+}
+
+/// Registers with a TTL check: its status changes only when set (`force_check`), never by a probe,
+/// so a test that turns it critical sees it stay critical however slow the machine is.
+fn register_ttl(consul: &ConsulDouble, id: &str, name: &str, tags: &[String], port: u16) {
+    let check = json!({"TTL": "10m", "Status": "passing"});
+    register_checked(consul, id, name, tags, port, check);
+}
+
+fn register_checked(
+    consul: &ConsulDouble,
+    id: &str,
+    name: &str,
+    tags: &[String],
+    port: u16,
+    check: serde_json::Value,
+) {
     let body = json!({
         "ID": id,
         "Name": name,
         "Tags": tags,
         "Address": "127.0.0.1",
         "Port": port,
-        "Check": {"TCP": format!("127.0.0.1:{port}"), "Interval": "1s", "Status": "passing"},
+        "Check": check,
     });
     let (status, text) = consul
         .http(
@@ -642,7 +661,7 @@ fn the_router_follows_consul_and_serves_the_last_table_when_it_is_down() {
 
     // A lane instance: requests of the lane reach it, others stay on baseline.
     let mine = named_server("feature-x-b");
-    register(
+    register_ttl(
         &consul,
         "gaia-lane.demo.b-feature-x",
         "gaia-lane.demo.b",
