@@ -794,11 +794,18 @@ impl Agent {
             let (record, mut phases) = {
                 let mut st = self.state.lock().await;
                 lane_still_there(&st, req)?;
+                // The data bindings' addresses: baseline's, or the lane's own copies'.
+                let lane_doc = match &req.lane {
+                    LaneRef::Lane(id) => st.lanes.get(id),
+                    LaneRef::Baseline => None,
+                };
+                let data_env = lane_api::data_env(&req.manifest, &req.lane, lane_doc)?;
                 let before = st.clone();
                 let port = allocate_port(&st, self.config.port_range)?;
                 st.next_seq += 1;
                 let id = format!("{}/{}#{}", req.lane, service, st.next_seq);
                 let mut env = req.manifest.env.clone();
+                env.extend(data_env.clone());
                 env.extend(version_env.clone());
                 env.insert("LANE_HEADER".into(), self.config.lane_header.clone());
                 let record = InstanceRecord {
