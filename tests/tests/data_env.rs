@@ -21,11 +21,13 @@ fn var(env: &[(String, String)], name: &str) -> Option<String> {
     env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
 
+/// Bindings whose lane names derive from the lane id alone (nothing to provision).
 const BINDINGS: &str = r#"
-[data.orders]
-kind = "mysql"
-url = "mysql://app:pw@127.0.0.1:1/orders"
-env = "ORDERS_DSN"
+[data.sessions]
+kind = "redis"
+url = "redis://127.0.0.1:1/0"
+env = "SESSIONS_URL"
+prefix_env = "SESSIONS_PREFIX"
 
 [data.events]
 kind = "kafka"
@@ -33,6 +35,12 @@ url = "kafka://127.0.0.1:1"
 env = "KAFKA_BROKERS"
 topics = { ORDERS_TOPIC = "orders.created" }
 groups = { GROUP_ID = "cart" }
+
+[data.config]
+kind = "apollo"
+url = "http://127.0.0.1:1"
+env = "APOLLO_PORTAL"
+app = "cart"
 "#;
 
 #[test]
@@ -53,19 +61,25 @@ fn lane_processes_get_their_own_addresses_and_baseline_keeps_its_own() {
     };
     let base = environ(pid_of("baseline"));
     assert_eq!(
-        var(&base, "ORDERS_DSN").as_deref(),
-        Some("mysql://app:pw@127.0.0.1:1/orders")
+        var(&base, "SESSIONS_URL").as_deref(),
+        Some("redis://127.0.0.1:1/0")
     );
+    assert_eq!(var(&base, "SESSIONS_PREFIX").as_deref(), Some(""));
     assert_eq!(
         var(&base, "ORDERS_TOPIC").as_deref(),
         Some("orders.created")
     );
     assert_eq!(var(&base, "GROUP_ID").as_deref(), Some("cart"));
+    assert_eq!(var(&base, "APOLLO_CLUSTER").as_deref(), Some("default"));
 
     let lane = environ(pid_of("feat-a"));
     assert_eq!(
-        var(&lane, "ORDERS_DSN").as_deref(),
-        Some("mysql://app:pw@127.0.0.1:1/orders__lane_feat_a")
+        var(&lane, "SESSIONS_URL").as_deref(),
+        Some("redis://127.0.0.1:1/0")
+    );
+    assert_eq!(
+        var(&lane, "SESSIONS_PREFIX").as_deref(),
+        Some("lane:feat-a:")
     );
     assert_eq!(
         var(&lane, "KAFKA_BROKERS").as_deref(),
@@ -76,6 +90,36 @@ fn lane_processes_get_their_own_addresses_and_baseline_keeps_its_own() {
         Some("orders.created.lane-feat-a")
     );
     assert_eq!(var(&lane, "GROUP_ID").as_deref(), Some("cart.lane-feat-a"));
+    assert_eq!(var(&lane, "APOLLO_CLUSTER").as_deref(), Some("lane-feat-a"));
+    env.finish();
+}
+
+#[test]
+fn an_unreachable_data_server_fails_the_deploy_and_leaves_nothing() {
+    let env = TestEnv::new("data-unreachable", 138);
+    let manifest = format!(
+        "{}\n[data.orders]\nkind = \"mysql\"\nurl = \"mysql://app:secret@127.0.0.1:1/orders\"\n\
+         env = \"ORDERS_DSN\"\n",
+        sample_manifest(&env.bin, "b", None, "")
+    );
+    let repo = env.repo("b", &manifest);
+    let out = env.run_in(&repo, &["deploy", "--lane", "feat-a"], &[]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        out.stderr.contains(
+            "data binding `orders`: cannot reach MySQL at mysql://app:***@127.0.0.1:1/orders"
+        ),
+        "{out}"
+    );
+    assert!(
+        !out.stderr.contains("secret"),
+        "no password in messages: {out}"
+    );
+    assert!(
+        env.lane("feat-a").is_none(),
+        "the lane the deploy created is gone again"
+    );
+    assert!(env.instance("feat-a", "demo.b").is_none());
     env.finish();
 }
 
