@@ -121,6 +121,37 @@ fn a_lane_gets_its_own_database_and_redis_index_and_rm_removes_only_them() {
     );
     assert!(base_env.contains(&format!("REDIS_URL={redis_url}/{base_index}\0")));
 
+    // `lane data ls`: what the lane owns, with sizes and quotas from the lane.toml here.
+    let ls = env.ok_in(&repo, &["data", "ls", "--json"]).json();
+    let rows = ls.as_array().expect("an array");
+    let row = |binding: &str| {
+        rows.iter()
+            .find(|r| r["lane"] == "feat-d" && r["binding"] == binding)
+            .unwrap_or_else(|| panic!("{binding} in {ls:#}"))
+            .clone()
+    };
+    assert_eq!(row("orders")["target"], lane_db.as_str(), "{ls:#}");
+    assert_eq!(row("orders")["kind"], "mysql");
+    assert_eq!(
+        row("orders")["quota"],
+        "2 rows/table, 1048576 bytes",
+        "{ls:#}"
+    );
+    assert!(
+        row("orders")["size"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(" bytes")),
+        "{ls:#}"
+    );
+    assert_eq!(row("cache")["target"], "41");
+    assert_eq!(row("cache")["size"], "0 keys", "{ls:#}");
+    assert_eq!(row("cache")["quota"], "pool 41..=44");
+    let text = env.ok_in(&repo, &["data", "ls"]).stdout;
+    assert!(
+        text.starts_with("LANE") && text.contains("feat-d") && text.contains(&lane_db),
+        "{text}"
+    );
+
     // Deploying again keeps the lane's data.
     rt.block_on(m.execute(&[&format!(
         "INSERT INTO {}.t VALUES (9, 'lane')",
@@ -134,6 +165,7 @@ fn a_lane_gets_its_own_database_and_redis_index_and_rm_removes_only_them() {
     assert_eq!(rows, ["3"]);
 
     env.ok(&["rm", "feat-d"]);
+    assert_eq!(env.ok(&["data", "ls"]).stdout.trim(), "no lane owns data");
     assert!(
         !rt.block_on(m.database_exists(&lane_db)).unwrap(),
         "the lane database is gone"

@@ -168,6 +168,11 @@ pub enum Command {
         #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
         lane_header: String,
     },
+    /// Lanes' own data (MySQL databases, Redis databases) from `[data.<name>]` bindings.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// The merged VirtualService and DestinationRule the operator would make for a host, read
     /// from the cluster without changing it.
     Route {
@@ -202,6 +207,13 @@ pub enum Command {
         #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
         lane_header: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// What each lane owns: binding, kind, its own copy, size and quota (sizes and quotas of the
+    /// bindings in the lane.toml around the current directory).
+    Ls(JsonFlag),
 }
 
 #[derive(Debug, Subcommand)]

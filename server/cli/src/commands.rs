@@ -268,6 +268,9 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
             };
             trace::run(backend, &target, lane.as_deref(), carrier, json.json).await
         }
+        Command::Data {
+            command: crate::cli::DataCommand::Ls(f),
+        } => crate::data::ls(backend, &std::env::current_dir()?, f.json).await,
         Command::Gc(f) => {
             let report = backend.gc().await?;
             if f.json {

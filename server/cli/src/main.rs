@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod data;
 mod demo;
 mod http_client;
 mod lsp;
