@@ -164,6 +164,18 @@ fn a_lane_gets_its_own_database_and_redis_index_and_rm_removes_only_them() {
         .unwrap();
     assert_eq!(rows, ["3"]);
 
+    // The dry run names exactly the lane's own data and removes nothing.
+    let plan = env.ok_in(&repo, &["rm", "feat-d", "--dry-run"]).stdout;
+    assert!(
+        plan.contains(&format!("orders: drop MySQL database `{lane_db}`"))
+            && plan.contains("cache: flush Redis database 41")
+            && plan.contains("nothing was removed"),
+        "{plan}"
+    );
+    assert!(!plan.contains(":lane@"), "no password: {plan}");
+    assert!(rt.block_on(m.database_exists(&lane_db)).unwrap());
+    assert!(env.lane("feat-d").is_some());
+
     env.ok(&["rm", "feat-d"]);
     assert_eq!(env.ok(&["data", "ls"]).stdout.trim(), "no lane owns data");
     assert!(

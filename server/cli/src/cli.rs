@@ -65,6 +65,10 @@ pub enum Command {
         /// Delete even if someone else owns it, or lanes are stacked on it.
         #[arg(long)]
         force: bool,
+        /// Print what would be removed of the lane's data (the bindings of the lane.toml here),
+        /// and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Give a lane more time.
     Extend {

@@ -183,7 +183,15 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
             }
             Ok(0)
         }
-        Command::Rm { lane, force } => {
+        Command::Rm {
+            lane,
+            dry_run: true,
+            ..
+        } => {
+            let id = parse_lane(&lane)?;
+            crate::data::rm_plan(backend, &std::env::current_dir()?, &id).await
+        }
+        Command::Rm { lane, force, .. } => {
             let id = parse_lane(&lane)?;
             backend
                 .delete_lane(DeleteLane {

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use lane_api::Backend;
+use lane_api::{Backend, BackendError, find_lane};
+use lane_core::LaneId;
 use lane_core::data::{DataOptions, DataSpec, RedisMode};
 use lane_core::lane::DataKind;
 use serde::Serialize;
@@ -131,5 +132,31 @@ pub async fn ls(backend: &dyn Backend, here: &Path, json: bool) -> anyhow::Resul
     for row in &table {
         line(row.iter().map(String::as_str).collect());
     }
+    Ok(0)
+}
+
+/// `lane rm <lane> --dry-run`: the data teardown plan, from the lane's records and the bindings of
+/// the lane.toml here, checked by the same guard as the real teardown. Removes nothing.
+pub async fn rm_plan(backend: &dyn Backend, here: &Path, id: &LaneId) -> anyhow::Result<u8> {
+    let status = backend.status().await?;
+    let view = find_lane(&status, id)
+        .ok_or_else(|| BackendError::not_found(format!("lane `{id}` does not exist")))?;
+    let specs: Vec<DataSpec> = lane_workspace::load_manifest(here)
+        .map(|m| m.data)
+        .unwrap_or_default();
+    let plan = lane_data::teardown::plan(id, &specs, &view.lane.data)
+        .map_err(|e| BackendError::invalid(e.to_string()))?;
+    println!("dry run: `lane rm {id}` would stop the lane's versions and remove its routes, and:");
+    print!("{plan}");
+    for d in &view.lane.data {
+        if !specs.iter().any(|s| s.name == d.name && s.kind() == d.kind) {
+            println!(
+                "{}: the lane holds `{}` ({}), from a binding the lane.toml here does not declare \
+                 (run this in that service's directory to see its server)",
+                d.name, d.target, d.kind
+            );
+        }
+    }
+    println!("nothing was removed");
     Ok(0)
 }
