@@ -166,6 +166,10 @@ which_ones() {
   esac
 }
 
+# An unknown name is an error here (inside `$(which_ones ...)` it would only end a subshell).
+case "${1:-all}" in env|stop|all|mariadb|redis) ;; *) which_ones "$1" ;; esac
+[ "${1:-}" != stop ] || which_ones "${2:-all}" >/dev/null
+
 case "${1:-all}" in
   env)
     echo "export LANE_TEST_MYSQL_URL=${LANE_TEST_MYSQL_URL:-$mysql_url_default}"
