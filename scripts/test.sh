@@ -14,6 +14,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build the lane binary (the end-to-end tests drive it)"
 cargo build --workspace --bins --locked
 
+step "data servers for the tests: MariaDB and Redis on loopback (scripts/services.sh)"
+# Installs them from Debian's packages when missing and starts them under ~/.cache/lane/services;
+# fails (never skips) when it cannot. LANE_TEST_MYSQL_URL / LANE_TEST_REDIS_URL point the tests at
+# servers of your own instead.
+scripts/services.sh all
+eval "$(scripts/services.sh env)"
+
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

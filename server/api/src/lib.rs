@@ -6,12 +6,14 @@
 //! backends depend on it, never the other way round.
 
 mod backend;
+mod data;
 mod error;
 mod ids;
 mod routing;
 mod types;
 
 pub use backend::{Backend, Cancel, ProgressTx, find_lane};
+pub use data::data_env;
 pub use error::{BackendError, Result};
 pub use ids::{DeployId, InstanceId, Revision};
 pub use routing::routing_table;

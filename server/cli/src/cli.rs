@@ -65,6 +65,10 @@ pub enum Command {
         /// Delete even if someone else owns it, or lanes are stacked on it.
         #[arg(long)]
         force: bool,
+        /// Print what would be removed of the lane's data (the bindings of the lane.toml here),
+        /// and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Give a lane more time.
     Extend {
@@ -189,6 +193,11 @@ pub enum Command {
         #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
         lane_header: String,
     },
+    /// Lanes' own data (MySQL databases, Redis databases) from `[data.<name>]` bindings.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// The merged VirtualService and DestinationRule the operator would make for a host, read
     /// from the cluster without changing it.
     Route {
@@ -223,6 +232,13 @@ pub enum Command {
         #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
         lane_header: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// What each lane owns: binding, kind, its own copy, size and quota (sizes and quotas of the
+    /// bindings in the lane.toml around the current directory).
+    Ls(JsonFlag),
 }
 
 #[derive(Debug, Subcommand)]

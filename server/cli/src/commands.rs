@@ -216,7 +216,15 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
             }
             Ok(0)
         }
-        Command::Rm { lane, force } => {
+        Command::Rm {
+            lane,
+            dry_run: true,
+            ..
+        } => {
+            let id = parse_lane(&lane)?;
+            crate::data::rm_plan(backend, &std::env::current_dir()?, &id).await
+        }
+        Command::Rm { lane, force, .. } => {
             let id = parse_lane(&lane)?;
             backend
                 .delete_lane(DeleteLane {
@@ -301,6 +309,9 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
             };
             trace::run(backend, &target, lane.as_deref(), carrier, json.json).await
         }
+        Command::Data {
+            command: crate::cli::DataCommand::Ls(f),
+        } => crate::data::ls(backend, &std::env::current_dir()?, f.json).await,
         Command::Gc(f) => {
             let report = backend.gc().await?;
             if f.json {

@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod consul_router;
+mod data;
 mod demo;
 mod http_client;
 mod lsp;

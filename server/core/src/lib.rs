@@ -3,6 +3,7 @@
 //! **Architecture invariant:** this crate does no I/O, reads no clock and knows no protocol. Every
 //! other crate converts to and from these types at its edge.
 
+pub mod data;
 pub mod duration;
 pub mod header;
 pub mod id;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::data::{self, DataOptions, DataSpec, RedisMode, Sample};
 use crate::duration::parse_duration;
 use crate::id::ServiceId;
 
@@ -190,6 +191,9 @@ pub struct Manifest {
     /// backend), run in the service's directory; the last line it prints is the image reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_build: Option<String>,
+    /// `[data.<name>]`: the data sources a lane gets its own copies of, in name order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<DataSpec>,
 }
 
 fn yes() -> bool {
@@ -214,6 +218,284 @@ struct RawManifest {
     backend: Option<RawBackend>,
     #[serde(default)]
     image: Option<RawImage>,
+    #[serde(default)]
+    data: BTreeMap<Spanned<String>, Spanned<RawData>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawData {
+    kind: Spanned<String>,
+    url: Spanned<String>,
+    env: Spanned<String>,
+    // mysql
+    #[serde(default)]
+    sample: Option<Spanned<RawSample>>,
+    // redis
+    #[serde(default)]
+    pool: Option<Spanned<Vec<i64>>>,
+    #[serde(default)]
+    prefix_env: Option<Spanned<String>>,
+    // kafka
+    #[serde(default)]
+    topics: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    groups: BTreeMap<Spanned<String>, Spanned<String>>,
+    // apollo
+    #[serde(default)]
+    app: Option<Spanned<String>>,
+    #[serde(default)]
+    cluster_env: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSample {
+    rows: Spanned<i64>,
+    bytes: Spanned<RawSize>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Int(i64),
+    Text(String),
+}
+
+/// The redis database indexes when `pool` is not given: 1 to 15 of Redis's default 16.
+const DEFAULT_REDIS_POOL: (u32, u32) = (1, 15);
+
+fn data_spec(
+    path: &Path,
+    source: &str,
+    name: &Spanned<String>,
+    raw: &Spanned<RawData>,
+) -> Result<DataSpec, ManifestError> {
+    let n = name.get_ref();
+    let at = |span: Range<usize>, message: String| {
+        error_at(path, source, Some(span), format!("data.{n}: {message}"))
+    };
+    data::check_binding_name(n)
+        .map_err(|e| error_at(path, source, Some(name.span()), format!("data: {e}")))?;
+    let raw_ref = raw.get_ref();
+    let kind = raw_ref.kind.get_ref().as_str();
+    let url = raw_ref.url.get_ref();
+    let addr =
+        data::Address::parse(url).map_err(|e| at(raw_ref.url.span(), format!("url: {e}")))?;
+    data::check_env_name(raw_ref.env.get_ref())
+        .map_err(|e| at(raw_ref.env.span(), format!("env: {e}")))?;
+    let only = |field: &str, present: Option<Range<usize>>| match present {
+        Some(span) => Err(at(
+            span,
+            format!("`{field}` does not apply to a {kind} binding"),
+        )),
+        None => Ok(()),
+    };
+    let first_key =
+        |m: &BTreeMap<Spanned<String>, Spanned<String>>| m.keys().next().map(|k| k.span());
+    let want_scheme = |schemes: &[&str]| {
+        if schemes.contains(&addr.scheme.as_str()) {
+            Ok(())
+        } else {
+            Err(at(
+                raw_ref.url.span(),
+                format!(
+                    "url: a {kind} address starts with {}",
+                    schemes
+                        .iter()
+                        .map(|s| format!("`{s}://`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            ))
+        }
+    };
+    if kind != "mysql" {
+        only("sample", raw_ref.sample.as_ref().map(|s| s.span()))?;
+    }
+    if kind != "redis" {
+        only("pool", raw_ref.pool.as_ref().map(|s| s.span()))?;
+        only("prefix_env", raw_ref.prefix_env.as_ref().map(|s| s.span()))?;
+    }
+    if kind != "kafka" {
+        only("topics", first_key(&raw_ref.topics))?;
+        only("groups", first_key(&raw_ref.groups))?;
+    }
+    if kind != "apollo" {
+        only("app", raw_ref.app.as_ref().map(|s| s.span()))?;
+        only(
+            "cluster_env",
+            raw_ref.cluster_env.as_ref().map(|s| s.span()),
+        )?;
+    }
+    let options = match kind {
+        "mysql" => {
+            want_scheme(&["mysql"])?;
+            data::check_mysql_ident(&addr.path)
+                .map_err(|e| at(raw_ref.url.span(), format!("url: the database: {e}")))?;
+            let sample = match &raw_ref.sample {
+                None => None,
+                Some(s) => {
+                    let s = s.get_ref();
+                    let rows = *s.rows.get_ref();
+                    if rows <= 0 {
+                        return Err(at(
+                            s.rows.span(),
+                            format!(
+                                "sample.rows must be at least 1 (it is {rows}); leave `sample` \
+                                 out to clone the schema without rows"
+                            ),
+                        ));
+                    }
+                    let bytes = match s.bytes.get_ref() {
+                        RawSize::Int(b) => u64::try_from(*b).map_err(|_| {
+                            at(s.bytes.span(), format!("sample.bytes: `{b}` is negative"))
+                        })?,
+                        RawSize::Text(t) => data::parse_size(t)
+                            .map_err(|e| at(s.bytes.span(), format!("sample.bytes: {e}")))?,
+                    };
+                    if bytes == 0 {
+                        return Err(at(
+                            s.bytes.span(),
+                            "sample.bytes is a quota of zero; give the most bytes of rows to \
+                             copy (e.g. `4MiB`), or leave `sample` out"
+                                .into(),
+                        ));
+                    }
+                    Some(Sample {
+                        rows: rows as u64,
+                        bytes,
+                    })
+                }
+            };
+            DataOptions::Mysql {
+                database: addr.path.clone(),
+                sample,
+            }
+        }
+        "redis" => {
+            want_scheme(&["redis", "rediss"])?;
+            let index: u32 = if addr.path.is_empty() {
+                0
+            } else {
+                addr.path.parse().map_err(|_| {
+                    at(
+                        raw_ref.url.span(),
+                        format!("url: `{}` is not a database index", addr.path),
+                    )
+                })?
+            };
+            let mode = match (&raw_ref.pool, &raw_ref.prefix_env) {
+                (Some(p), Some(_)) => {
+                    return Err(at(
+                        p.span(),
+                        "set either `pool` (a database per lane) or `prefix_env` (a key prefix \
+                         per lane), not both"
+                            .into(),
+                    ));
+                }
+                (None, Some(pe)) => {
+                    data::check_env_name(pe.get_ref())
+                        .map_err(|e| at(pe.span(), format!("prefix_env: {e}")))?;
+                    RedisMode::Prefix {
+                        prefix_env: pe.get_ref().clone(),
+                    }
+                }
+                (pool, None) => {
+                    let (first, last) = match pool {
+                        None => DEFAULT_REDIS_POOL,
+                        Some(p) => match p.get_ref().as_slice() {
+                            [a, b] if 0 <= *a && a <= b && *b < 1 << 20 => (*a as u32, *b as u32),
+                            _ => {
+                                return Err(at(
+                                    p.span(),
+                                    "pool must be `[first, last]`, two database indexes with \
+                                     first <= last"
+                                        .into(),
+                                ));
+                            }
+                        },
+                    };
+                    if (first..=last).contains(&index) {
+                        let span = pool.as_ref().map_or(raw_ref.url.span(), |p| p.span());
+                        return Err(at(
+                            span,
+                            format!(
+                                "pool {first}..={last} contains the baseline's database {index}; \
+                                 a lane must never be given baseline's database"
+                            ),
+                        ));
+                    }
+                    RedisMode::Database { first, last }
+                }
+            };
+            DataOptions::Redis { index, mode }
+        }
+        "kafka" => {
+            want_scheme(&["kafka"])?;
+            let mut topics = BTreeMap::new();
+            for (var, topic) in &raw_ref.topics {
+                data::check_env_name(var.get_ref())
+                    .map_err(|e| at(var.span(), format!("topics: {e}")))?;
+                data::check_topic(topic.get_ref())
+                    .map_err(|e| at(topic.span(), format!("topics: {e}")))?;
+                topics.insert(var.get_ref().clone(), topic.get_ref().clone());
+            }
+            if topics.is_empty() {
+                return Err(at(
+                    raw_ref.kind.span(),
+                    "a kafka binding names its topics: `topics = { ORDERS_TOPIC = \"orders\" }` \
+                     (variable = baseline topic)"
+                        .into(),
+                ));
+            }
+            let mut groups = BTreeMap::new();
+            for (var, group) in &raw_ref.groups {
+                data::check_env_name(var.get_ref())
+                    .map_err(|e| at(var.span(), format!("groups: {e}")))?;
+                data::check_topic(group.get_ref())
+                    .map_err(|e| at(group.span(), format!("groups: {e}")))?;
+                groups.insert(var.get_ref().clone(), group.get_ref().clone());
+            }
+            DataOptions::Kafka { topics, groups }
+        }
+        "apollo" => {
+            want_scheme(&["http", "https"])?;
+            let app = raw_ref.app.as_ref().ok_or_else(|| {
+                at(
+                    raw_ref.kind.span(),
+                    "an apollo binding names its `app` (the Apollo app id)".into(),
+                )
+            })?;
+            if app.get_ref().trim().is_empty() {
+                return Err(at(app.span(), "app is empty".into()));
+            }
+            let cluster_env = match &raw_ref.cluster_env {
+                Some(c) => {
+                    data::check_env_name(c.get_ref())
+                        .map_err(|e| at(c.span(), format!("cluster_env: {e}")))?;
+                    c.get_ref().clone()
+                }
+                None => "APOLLO_CLUSTER".to_owned(),
+            };
+            DataOptions::Apollo {
+                app: app.get_ref().clone(),
+                cluster_env,
+            }
+        }
+        other => {
+            return Err(at(
+                raw_ref.kind.span(),
+                format!("kind: `{other}` is not one of `mysql`, `redis`, `kafka`, `apollo`"),
+            ));
+        }
+    };
+    Ok(DataSpec {
+        name: n.clone(),
+        address: url.clone(),
+        env: raw_ref.env.get_ref().clone(),
+        options,
+    })
 }
 
 #[derive(Deserialize)]
@@ -517,7 +799,32 @@ impl Manifest {
                 Some(command)
             }
         };
+        let data = raw
+            .data
+            .iter()
+            .map(|(name, d)| data_spec(path, source, name, d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut envs: BTreeMap<&str, &str> = BTreeMap::new();
+        for d in &data {
+            if let Some(other) = envs.insert(&d.env, &d.name) {
+                let span = raw
+                    .data
+                    .iter()
+                    .find(|(n, _)| n.get_ref() == &d.name)
+                    .map(|(_, r)| r.get_ref().env.span());
+                return Err(error_at(
+                    path,
+                    source,
+                    span,
+                    format!(
+                        "data.{}: env `{}` is already the address of data.{other}",
+                        d.name, d.env
+                    ),
+                ));
+            }
+        }
         Ok(Manifest {
+            data,
             service,
             protocol,
             build,
@@ -760,6 +1067,195 @@ timeout = "10s"
         ];
         for (src, want) in cases {
             let err = parse(src).unwrap_err().to_string();
+            assert!(err.starts_with(want), "want {want:?}\n got {err:?}");
+        }
+    }
+
+    const HEAD: &str = "app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n";
+
+    #[test]
+    fn data_bindings() {
+        let m = parse(&format!(
+            "{HEAD}{}",
+            r#"
+[data.orders]
+kind = "mysql"
+url = "mysql://app:pw@10.0.0.1:3306/orders"
+env = "ORDERS_DSN"
+sample = { rows = 100, bytes = "4MiB" }
+
+[data.cache]
+kind = "redis"
+url = "redis://10.0.0.1:6379/1"
+env = "REDIS_URL"
+pool = [2, 15]
+
+[data.sessions]
+kind = "redis"
+url = "redis://10.0.0.2:6379"
+env = "SESSIONS_URL"
+prefix_env = "SESSIONS_PREFIX"
+
+[data.events]
+kind = "kafka"
+url = "kafka://b1:9092,b2:9092"
+env = "KAFKA_BROKERS"
+topics = { ORDERS_TOPIC = "orders.created" }
+groups = { GROUP_ID = "cart" }
+
+[data.config]
+kind = "apollo"
+url = "http://apollo-portal:8070"
+env = "APOLLO_PORTAL"
+app = "cart"
+"#
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = m.data.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["cache", "config", "events", "orders", "sessions"]);
+        let by = |n: &str| m.data.iter().find(|d| d.name == n).unwrap();
+        assert_eq!(
+            by("orders").options,
+            DataOptions::Mysql {
+                database: "orders".into(),
+                sample: Some(Sample {
+                    rows: 100,
+                    bytes: 4 << 20
+                }),
+            }
+        );
+        assert_eq!(by("orders").env, "ORDERS_DSN");
+        assert_eq!(
+            by("cache").options,
+            DataOptions::Redis {
+                index: 1,
+                mode: RedisMode::Database { first: 2, last: 15 }
+            }
+        );
+        assert_eq!(
+            by("sessions").options,
+            DataOptions::Redis {
+                index: 0,
+                mode: RedisMode::Prefix {
+                    prefix_env: "SESSIONS_PREFIX".into()
+                }
+            }
+        );
+        assert_eq!(
+            by("config").options,
+            DataOptions::Apollo {
+                app: "cart".into(),
+                cluster_env: "APOLLO_CLUSTER".into()
+            }
+        );
+        assert_eq!(by("events").kind(), crate::lane::DataKind::Kafka);
+        // Without bindings, none.
+        assert!(parse(HEAD).unwrap().data.is_empty());
+    }
+
+    #[test]
+    fn bad_data_bindings_name_file_line_and_column() {
+        let d = |body: &str| format!("{HEAD}{body}");
+        let cases = [
+            (
+                d("[data.\"ord;ers\"]\nkind = \"mysql\"\nurl = \"mysql://h/o\"\nenv = \"E\"\n"),
+                "svc/lane.toml:5:7: data: `ord;ers` is not a binding name",
+            ),
+            (
+                d("[data.orders]\nkind = \"mysql\"\nurl = \"mysql://h/ord`ers\"\nenv = \"E\"\n"),
+                "svc/lane.toml:7:7: data.orders: url: the database: `ord`ers` is not a database name",
+            ),
+            (
+                d(
+                    "[data.orders]\nkind = \"mysql\"\nurl = \"mysql://h/o;DROP TABLE x\"\nenv = \"E\"\n",
+                ),
+                "svc/lane.toml:7:7: data.orders: url: the database: `o;DROP TABLE x` is not",
+            ),
+            (
+                d("[data.orders]\nkind = \"postgres\"\nurl = \"mysql://h/o\"\nenv = \"E\"\n"),
+                "svc/lane.toml:6:8: data.orders: kind: `postgres` is not one of",
+            ),
+            (
+                d("[data.orders]\nkind = \"mysql\"\nurl = \"redis://h/1\"\nenv = \"E\"\n"),
+                "svc/lane.toml:7:7: data.orders: url: a mysql address starts with `mysql://`",
+            ),
+            (
+                d("[data.orders]\nkind = \"mysql\"\nurl = \"h:3306\"\nenv = \"E\"\n"),
+                "svc/lane.toml:7:7: data.orders: url: `h:3306` is not an address",
+            ),
+            (
+                d("[data.orders]\nkind = \"mysql\"\nurl = \"mysql://h/o\"\nenv = \"1E\"\n"),
+                "svc/lane.toml:8:7: data.orders: env: `1E` is not an environment variable name",
+            ),
+            (
+                d(
+                    "[data.orders]\nkind = \"mysql\"\nurl = \"mysql://h/o\"\nenv = \"E\"\nsample = { rows = 10, bytes = 0 }\n",
+                ),
+                "svc/lane.toml:9:31: data.orders: sample.bytes is a quota of zero",
+            ),
+            (
+                d(
+                    "[data.orders]\nkind = \"mysql\"\nurl = \"mysql://h/o\"\nenv = \"E\"\nsample = { rows = 0, bytes = 10 }\n",
+                ),
+                "svc/lane.toml:9:19: data.orders: sample.rows must be at least 1",
+            ),
+            (
+                d(
+                    "[data.orders]\nkind = \"mysql\"\nurl = \"mysql://h/o\"\nenv = \"E\"\nsample = { rows = 1, bytes = \"3 cups\" }\n",
+                ),
+                "svc/lane.toml:9:30: data.orders: sample.bytes: `cups` is not a size unit",
+            ),
+            (
+                d(
+                    "[data.orders]\nkind = \"mysql\"\nurl = \"mysql://h/o\"\nenv = \"E\"\npool = [1, 2]\n",
+                ),
+                "svc/lane.toml:9:8: data.orders: `pool` does not apply to a mysql binding",
+            ),
+            (
+                d(
+                    "[data.c]\nkind = \"redis\"\nurl = \"redis://h/3\"\nenv = \"E\"\npool = [1, 5]\n",
+                ),
+                "svc/lane.toml:9:8: data.c: pool 1..=5 contains the baseline's database 3",
+            ),
+            (
+                d("[data.c]\nkind = \"redis\"\nurl = \"redis://h\"\nenv = \"E\"\npool = [5, 1]\n"),
+                "svc/lane.toml:9:8: data.c: pool must be `[first, last]`",
+            ),
+            (
+                d("[data.c]\nkind = \"redis\"\nurl = \"redis://h/x\"\nenv = \"E\"\n"),
+                "svc/lane.toml:7:7: data.c: url: `x` is not a database index",
+            ),
+            (
+                d("[data.e]\nkind = \"kafka\"\nurl = \"kafka://b:9092\"\nenv = \"E\"\n"),
+                "svc/lane.toml:6:8: data.e: a kafka binding names its topics",
+            ),
+            (
+                d(
+                    "[data.e]\nkind = \"kafka\"\nurl = \"kafka://b:9092\"\nenv = \"E\"\ntopics = { T = \"a b\" }\n",
+                ),
+                "svc/lane.toml:9:16: data.e: topics: `a b` is not a Kafka topic name",
+            ),
+            (
+                d("[data.a]\nkind = \"apollo\"\nurl = \"http://p:8070\"\nenv = \"E\"\n"),
+                "svc/lane.toml:6:8: data.a: an apollo binding names its `app`",
+            ),
+            (
+                d(
+                    "[data.a]\nkind = \"mysql\"\nurl = \"mysql://h/a\"\nenv = \"E\"\n[data.b]\nkind = \"mysql\"\nurl = \"mysql://h/b\"\nenv = \"E\"\n",
+                ),
+                "svc/lane.toml:12:7: data.b: env `E` is already the address of data.a",
+            ),
+            (
+                d("[data.a]\nkind = \"mysql\"\nurl = \"mysql://h/a\"\n"),
+                "svc/lane.toml:5:1: missing field `env`",
+            ),
+            (
+                d("[data.a]\nkind = \"mysql\"\nurl = \"mysql://h/a\"\nenv = \"E\"\ncolour = 1\n"),
+                "svc/lane.toml:9:1: unknown field `colour`",
+            ),
+        ];
+        for (src, want) in cases {
+            let err = parse(&src).unwrap_err().to_string();
             assert!(err.starts_with(want), "want {want:?}\n got {err:?}");
         }
     }

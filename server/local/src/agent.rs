@@ -8,6 +8,7 @@
 //! before it went live) is undone. A plan an agent did not carry out to the end because it died is
 //! finished or undone by the next agent, at its start.
 
+mod data;
 mod plans;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -766,6 +767,32 @@ impl Agent {
     ) -> Result<InstanceView> {
         let _op = self.op_started();
         let op = self.begin_deploy(&req).await?;
+        // The lane's own copies of the service's data, before anything runs (not cancellable
+        // half-way: a clone stopped mid-way would leave a partial database behind).
+        if let LaneRef::Lane(id) = &req.lane
+            && !req.manifest.data.is_empty()
+        {
+            let _ = progress
+                .send(stage(
+                    &req.manifest.service,
+                    Stage::Build,
+                    format!(
+                        "provisioning the lane's data ({} binding{})",
+                        req.manifest.data.len(),
+                        if req.manifest.data.len() == 1 {
+                            ""
+                        } else {
+                            "s"
+                        }
+                    ),
+                ))
+                .await;
+            if let Err(e) = self.provision_data(id, &req.manifest.data).await {
+                self.undo(&op).await;
+                let _ = self.sweep_data().await;
+                return Err(e);
+            }
+        }
         let ready = tokio::select! {
             r = self.prepare(&req, &op, &progress) => r,
             () = self.stop_requested(&progress, &cancel) => Err(BackendError::cancelled()),
@@ -807,6 +834,8 @@ impl Agent {
             }
             Err(e) => {
                 self.undo(&op).await;
+                // A lane the deploy had created is gone again, and its data with it.
+                let _ = self.sweep_data().await;
                 Err(e)
             }
         };
@@ -951,11 +980,18 @@ impl Agent {
             let (record, mut phases) = {
                 let mut st = self.state.lock().await;
                 lane_still_there(&st, req)?;
+                // The data bindings' addresses: baseline's, or the lane's own copies'.
+                let lane_doc = match &req.lane {
+                    LaneRef::Lane(id) => st.lanes.get(id),
+                    LaneRef::Baseline => None,
+                };
+                let data_env = lane_api::data_env(&req.manifest, &req.lane, lane_doc)?;
                 let before = st.clone();
                 let port = allocate_port(&st, self.config.port_range)?;
                 st.next_seq += 1;
                 let id = format!("{}/{}#{}", req.lane, service, st.next_seq);
                 let mut env = req.manifest.env.clone();
+                env.extend(data_env.clone());
                 env.extend(version_env.clone());
                 env.insert("LANE_HEADER".into(), self.config.lane_header.clone());
                 let record = InstanceRecord {

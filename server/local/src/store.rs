@@ -207,6 +207,19 @@ pub struct State {
     pub generation: u64,
     #[serde(default)]
     pub next_seq: u64,
+    /// Data provisioned for lanes (`lane-data`), with the bindings it was made for (their
+    /// addresses are needed to remove it). Entries of lanes that are gone (`lane rm`, expiry, gc,
+    /// an undone deploy) are torn down by the agent, then dropped.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lane_data: BTreeMap<LaneId, Vec<ProvisionedData>>,
+}
+
+/// One binding a lane has data for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionedData {
+    pub spec: lane_core::data::DataSpec,
+    /// What the lane was given (as in its document's `data`).
+    pub record: lane_core::lane::DataBinding,
 }
 
 /// An operation the agent has accepted and not yet carried out to the end, recorded in

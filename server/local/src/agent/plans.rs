@@ -425,7 +425,8 @@ impl Agent {
         };
         self.finish(&op).await;
         self.prune_sources().await;
-        Ok(())
+        // The lane's data goes with it.
+        self.sweep_data().await
     }
 
     /// Removes the lanes whose TTL ran out, as one plan (their processes stop all at once).
@@ -480,6 +481,9 @@ impl Agent {
         };
         self.finish(&op).await;
         self.prune_sources().await;
+        if let Err(e) = self.sweep_data().await {
+            tracing::warn!(error = %e, "expired lanes' data not removed yet");
+        }
         Ok(GcReport {
             lanes_removed: lanes,
             instances_removed: ids.into_iter().map(InstanceId::new).collect(),
@@ -581,6 +585,10 @@ impl Agent {
     pub(crate) async fn gc(&self) -> Result<GcReport> {
         let _op = self.op_started();
         let mut report = self.reclaim_expired().await?;
+        // Data of lanes gone earlier whose teardown failed then (a server was down).
+        if let Err(e) = self.sweep_data().await {
+            tracing::warn!(error = %e, "lanes' data not removed yet");
+        }
         let orphans = {
             let mut st = self.state.lock().await;
             let started: HashSet<&String> =

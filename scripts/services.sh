@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Real data servers for the tests: MariaDB and Redis on loopback, as the current user, on
+# non-default ports, with their files under a cache directory.
+#
+#   scripts/services.sh [mariadb|redis|all]        install when missing, start when not running
+#   scripts/services.sh stop [mariadb|redis|all]   stop what this script started
+#   scripts/services.sh env                        print the addresses as `export` lines
+#
+# Idempotent: a server that already answers is left alone. Missing programs are installed from
+# Debian's packages (apt-get; as root, or through passwordless sudo). When anything cannot be
+# installed or started the script exits non-zero; it never skips.
+#
+# Addresses (override to use servers of your own; the script then only checks they answer):
+#   LANE_TEST_MYSQL_URL  default mysql://lane:lane@127.0.0.1:${LANE_TEST_MYSQL_PORT:-23306}
+#   LANE_TEST_REDIS_URL  default redis://127.0.0.1:${LANE_TEST_REDIS_PORT:-26379}
+# Files: ${LANE_SERVICES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lane/services}/{mariadb,redis}
+set -euo pipefail
+
+dir="${LANE_SERVICES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lane/services}"
+mysql_port="${LANE_TEST_MYSQL_PORT:-23306}"
+redis_port="${LANE_TEST_REDIS_PORT:-26379}"
+mysql_url_default="mysql://lane:lane@127.0.0.1:${mysql_port}"
+redis_url_default="redis://127.0.0.1:${redis_port}"
+user="$(id -un)"
+
+say() { printf 'services: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# Runs apt-get as root: directly, or through sudo without a password.
+apt_install() {
+  local run=()
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo -n true 2>/dev/null || die "need root or passwordless sudo to apt-get install $*"
+    run=(sudo -n)
+  fi
+  command -v apt-get >/dev/null || die "apt-get is missing; install $* yourself or set the LANE_TEST_*_URL variables"
+  say "installing $* from Debian's packages"
+  # The packages' own services are not wanted: keep maintainer scripts from starting them.
+  local policy=/usr/sbin/policy-rc.d added=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${run[@]}" tee "$policy" >/dev/null
+    "${run[@]}" chmod +x "$policy"
+    added=1
+  fi
+  local rc=0
+  "${run[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    say "apt-get install failed; updating the package lists and trying again"
+    "${run[@]}" apt-get update -q >/dev/null
+    rc=0
+    "${run[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null || rc=$?
+  fi
+  if [ "$added" -eq 1 ]; then "${run[@]}" rm -f "$policy"; fi
+  [ "$rc" -eq 0 ] || die "apt-get install $* failed"
+}
+
+find_prog() {
+  local p
+  for p in "$@"; do
+    if command -v "$p" >/dev/null 2>&1; then command -v "$p"; return 0; fi
+    if [ -x "/usr/sbin/$p" ]; then echo "/usr/sbin/$p"; return 0; fi
+  done
+  return 1
+}
+
+# host and port of a URL like scheme://[user[:pw]@]host:port[/...]
+url_host() { local r="${1#*://}"; r="${r##*@}"; r="${r%%/*}"; echo "${r%:*}"; }
+url_port() { local r="${1#*://}"; r="${r##*@}"; r="${r%%/*}"; echo "${r##*:}"; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_port() {
+  local host="$1" port="$2" what="$3" log="$4" i
+  for i in $(seq 1 300); do
+    port_open "$host" "$port" && return 0
+    sleep 0.1
+  done
+  [ -f "$log" ] && tail -n 20 "$log" >&2
+  die "$what did not start listening on $host:$port in 30s (log: $log)"
+}
+
+mariadb_up() {
+  if [ -n "${LANE_TEST_MYSQL_URL:-}" ]; then
+    port_open "$(url_host "$LANE_TEST_MYSQL_URL")" "$(url_port "$LANE_TEST_MYSQL_URL")" \
+      || die "LANE_TEST_MYSQL_URL=$LANE_TEST_MYSQL_URL does not answer"
+    return 0
+  fi
+  local d="$dir/mariadb"
+  if port_open 127.0.0.1 "$mysql_port" && [ -f "$d/ready" ]; then
+    say "mariadb already running on 127.0.0.1:$mysql_port"
+    return 0
+  fi
+  port_open 127.0.0.1 "$mysql_port" && die "port $mysql_port is taken by something that is not this script's MariaDB"
+  local mariadbd install_db client
+  if ! mariadbd="$(find_prog mariadbd mysqld)" || ! install_db="$(find_prog mariadb-install-db mysql_install_db)" \
+     || ! client="$(find_prog mariadb mysql)"; then
+    apt_install mariadb-server mariadb-client
+    mariadbd="$(find_prog mariadbd mysqld)" || die "mariadbd is missing after the install"
+    install_db="$(find_prog mariadb-install-db mysql_install_db)" || die "mariadb-install-db is missing"
+    client="$(find_prog mariadb mysql)" || die "the mariadb client is missing"
+  fi
+  mkdir -p "$d"
+  rm -f "$d/ready"
+  if [ ! -d "$d/data/mysql" ]; then
+    say "initialising a MariaDB data directory in $d/data"
+    rm -rf "$d/data"
+    "$install_db" --no-defaults --datadir="$d/data" --user="$user" --skip-test-db \
+      --auth-root-authentication-method=socket >"$d/install.log" 2>&1 \
+      || { tail -n 20 "$d/install.log" >&2; die "mariadb-install-db failed (log: $d/install.log)"; }
+  fi
+  say "starting MariaDB on 127.0.0.1:$mysql_port"
+  setsid "$mariadbd" --no-defaults --datadir="$d/data" --socket="$d/mysqld.sock" \
+    --port="$mysql_port" --bind-address=127.0.0.1 --pid-file="$d/mysqld.pid" \
+    --log-error="$d/error.log" --user="$user" --skip-name-resolve \
+    --innodb-buffer-pool-size=64M --max-connections=500 </dev/null >/dev/null 2>&1 9>&- &
+  wait_port 127.0.0.1 "$mysql_port" MariaDB "$d/error.log"
+  # The tests' account: lane/lane over TCP from loopback, allowed everything (creates databases).
+  "$client" --no-defaults --socket="$d/mysqld.sock" -uroot -e "
+    CREATE USER IF NOT EXISTS 'lane'@'127.0.0.1' IDENTIFIED BY 'lane';
+    GRANT ALL PRIVILEGES ON *.* TO 'lane'@'127.0.0.1' WITH GRANT OPTION;
+    FLUSH PRIVILEGES;" || die "could not create the test account"
+  touch "$d/ready"
+}
+
+redis_up() {
+  if [ -n "${LANE_TEST_REDIS_URL:-}" ]; then
+    port_open "$(url_host "$LANE_TEST_REDIS_URL")" "$(url_port "$LANE_TEST_REDIS_URL")" \
+      || die "LANE_TEST_REDIS_URL=$LANE_TEST_REDIS_URL does not answer"
+    return 0
+  fi
+  local d="$dir/redis"
+  if port_open 127.0.0.1 "$redis_port"; then
+    say "redis already running on 127.0.0.1:$redis_port"
+    return 0
+  fi
+  local server
+  if ! server="$(find_prog redis-server)"; then
+    apt_install redis-server
+    server="$(find_prog redis-server)" || die "redis-server is missing after the install"
+  fi
+  mkdir -p "$d"
+  say "starting Redis on 127.0.0.1:$redis_port"
+  "$server" --port "$redis_port" --bind 127.0.0.1 --dir "$d" --daemonize yes \
+    --pidfile "$d/redis.pid" --logfile "$d/redis.log" --databases 64 --save "" \
+    --appendonly no >/dev/null 9>&- || die "redis-server failed to start (log: $d/redis.log)"
+  wait_port 127.0.0.1 "$redis_port" Redis "$d/redis.log"
+}
+
+stop_pidfile() {
+  local pidfile="$1" what="$2" pid
+  [ -f "$pidfile" ] || return 0
+  pid="$(cat "$pidfile")"
+  if kill "$pid" 2>/dev/null; then
+    say "stopping $what (pid $pid)"
+    local i
+    for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$pidfile"
+}
+
+which_ones() {
+  case "${1:-all}" in
+    all) echo "mariadb redis" ;;
+    mariadb|redis) echo "$1" ;;
+    *) die "unknown service \`$1\`; use mariadb, redis or all" ;;
+  esac
+}
+
+# An unknown name is an error here (inside `$(which_ones ...)` it would only end a subshell).
+case "${1:-all}" in env|stop|all|mariadb|redis) ;; *) which_ones "$1" ;; esac
+[ "${1:-}" != stop ] || which_ones "${2:-all}" >/dev/null
+
+case "${1:-all}" in
+  env)
+    echo "export LANE_TEST_MYSQL_URL=${LANE_TEST_MYSQL_URL:-$mysql_url_default}"
+    echo "export LANE_TEST_REDIS_URL=${LANE_TEST_REDIS_URL:-$redis_url_default}"
+    ;;
+  stop)
+    for s in $(which_ones "${2:-all}"); do
+      case "$s" in
+        mariadb) rm -f "$dir/mariadb/ready"; stop_pidfile "$dir/mariadb/mysqld.pid" MariaDB ;;
+        redis) stop_pidfile "$dir/redis/redis.pid" Redis ;;
+      esac
+    done
+    ;;
+  *)
+    # One caller at a time (tests may call this concurrently).
+    mkdir -p "$dir"
+    exec 9>"$dir/lock"
+    flock 9
+    for s in $(which_ones "${1:-all}"); do
+      case "$s" in
+        mariadb) mariadb_up ;;
+        redis) redis_up ;;
+      esac
+    done
+    ;;
+esac

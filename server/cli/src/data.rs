@@ -1,0 +1,162 @@
+//! `lane data ls`: what each lane owns of its data sources (the bindings recorded in the lane
+//! documents), with sizes and quotas where the service's `lane.toml` around the current directory
+//! declares the binding (its address is needed to ask the server).
+
+use std::path::Path;
+
+use lane_api::{Backend, BackendError, find_lane};
+use lane_core::LaneId;
+use lane_core::data::{DataOptions, DataSpec, RedisMode};
+use lane_core::lane::DataKind;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+struct Row {
+    lane: String,
+    binding: String,
+    kind: DataKind,
+    /// The lane's own copy: a database, a Redis index, a cluster.
+    target: String,
+    /// Bytes (MySQL: data and indexes) or keys (Redis), when the server could be asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<String>,
+    /// The sample quota (MySQL) or the pool (Redis), from lane.toml here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota: Option<String>,
+}
+
+/// The quota or pool of a binding, for people.
+fn quota(spec: &DataSpec) -> Option<String> {
+    match &spec.options {
+        DataOptions::Mysql {
+            sample: Some(s), ..
+        } => Some(format!("{} rows/table, {} bytes", s.rows, s.bytes)),
+        DataOptions::Mysql { sample: None, .. } => Some("schema only".into()),
+        DataOptions::Redis {
+            mode: RedisMode::Database { first, last },
+            ..
+        } => Some(format!("pool {first}..={last}")),
+        _ => None,
+    }
+}
+
+async fn size(spec: &DataSpec, target: &str) -> Option<String> {
+    match &spec.options {
+        DataOptions::Mysql { .. } => {
+            let m = lane_data::mysql::Mysql::connect(&spec.address).await.ok()?;
+            let dbs = m.lane_databases().await.ok();
+            m.close().await;
+            dbs?.into_iter()
+                .find(|(name, _)| name == target)
+                .map(|(_, bytes)| format!("{bytes} bytes"))
+        }
+        DataOptions::Redis {
+            mode: RedisMode::Database { .. },
+            ..
+        } => {
+            let index: u32 = target.parse().ok()?;
+            let mut r = lane_data::redis::Redis::connect(&spec.address).await.ok()?;
+            let slot = r.slots(index, index).await.ok()?.pop()?;
+            Some(format!("{} keys", slot.keys))
+        }
+        _ => None,
+    }
+}
+
+pub async fn ls(backend: &dyn Backend, here: &Path, json: bool) -> anyhow::Result<u8> {
+    let status = backend.status().await?;
+    let specs: Vec<DataSpec> = lane_workspace::load_manifest(here)
+        .map(|m| m.data)
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    for view in &status.lanes {
+        for d in &view.lane.data {
+            let spec = specs
+                .iter()
+                .find(|s| s.name == d.name && s.kind() == d.kind);
+            let (size, quota) = match spec {
+                Some(s) => (size(s, &d.target).await, quota(s)),
+                None => (None, None),
+            };
+            rows.push(Row {
+                lane: view.lane.id.to_string(),
+                binding: d.name.clone(),
+                kind: d.kind,
+                target: d.target.clone(),
+                size,
+                quota,
+            });
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("no lane owns data");
+        return Ok(0);
+    }
+    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.lane.clone(),
+                r.binding.clone(),
+                r.kind.to_string(),
+                r.target.clone(),
+                dash(&r.size),
+                dash(&r.quota),
+            ]
+        })
+        .collect();
+    let head = ["LANE", "BINDING", "KIND", "TARGET", "SIZE", "QUOTA"];
+    let mut widths = head.map(str::len);
+    for row in &table {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(head.to_vec());
+    for row in &table {
+        line(row.iter().map(String::as_str).collect());
+    }
+    Ok(0)
+}
+
+/// `lane rm <lane> --dry-run`: the data teardown plan, from the lane's records and the bindings of
+/// the lane.toml here, checked by the same guard as the real teardown. Removes nothing.
+pub async fn rm_plan(backend: &dyn Backend, here: &Path, id: &LaneId) -> anyhow::Result<u8> {
+    let status = backend.status().await?;
+    let view = find_lane(&status, id)
+        .ok_or_else(|| BackendError::not_found(format!("lane `{id}` does not exist")))?;
+    let specs: Vec<DataSpec> = lane_workspace::load_manifest(here)
+        .map(|m| m.data)
+        .unwrap_or_default();
+    let plan = lane_data::teardown::plan(id, &specs, &view.lane.data)
+        .map_err(|e| BackendError::invalid(e.to_string()))?;
+    println!("dry run: `lane rm {id}` would stop the lane's versions and remove its routes, and:");
+    print!("{plan}");
+    for d in &view.lane.data {
+        if !specs.iter().any(|s| s.name == d.name && s.kind() == d.kind) {
+            println!(
+                "{}: the lane holds `{}` ({}), from a binding the lane.toml here does not declare \
+                 (run this in that service's directory to see its server)",
+                d.name, d.target, d.kind
+            );
+        }
+    }
+    println!("nothing was removed");
+    Ok(0)
+}

@@ -1,0 +1,19 @@
+//! `lane-data`: a lane's own copies of its data sources.
+//!
+//! - [`mysql`]: the lane's database `<db>__lane_<id>`, with baseline's schema (tables with their
+//!   indexes, keys, defaults and foreign keys; views; triggers) and optionally a bounded sample of
+//!   rows (a per-table row limit and a total byte quota, both respected exactly).
+//! - [`redis`]: a database index per lane from a pool, claimed atomically on the server so two
+//!   lanes never hold the same index, even when they ask at the same instant.
+//! - [`teardown`]: the plan of what deleting a lane drops, checked by a guard that refuses any
+//!   name that is not the lane's own; the plan can be printed without running it.
+//!
+//! Identifiers are validated (`lane_core::data::check_mysql_ident`) and quoted wherever they are
+//! written into SQL; values travel as parameters.
+
+pub mod error;
+pub mod mysql;
+pub mod redis;
+pub mod teardown;
+
+pub use error::{DataError, Result};

@@ -1,0 +1,373 @@
+//! What deleting a lane does to its data, as a plan that can be printed (`--dry-run`) or run,
+//! and the guard every destructive step passes first: it refuses any name that is not the lane's
+//! own (`<db>__lane_<id>` of one of the lane's bindings; a Redis database the lane's claim holds;
+//! the lane's key prefix). Baseline's names never pass it.
+
+use std::fmt;
+
+use lane_core::LaneId;
+use lane_core::data::{DataOptions, DataSpec, RedisMode, mysql_database, redact, redis_prefix};
+use lane_core::lane::{DataBinding, DataKind};
+use serde::Serialize;
+
+use crate::error::{DataError, Result};
+use crate::mysql::Mysql;
+use crate::redis::Redis;
+
+/// One step of a teardown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// `DROP DATABASE <database>` on the binding's server.
+    DropDatabase {
+        binding: String,
+        /// The server, without the password.
+        server: String,
+        baseline: String,
+        database: String,
+    },
+    /// `FLUSHDB` of the lane's Redis database, when the lane's claim holds it.
+    FlushRedis {
+        binding: String,
+        server: String,
+        index: u32,
+    },
+    /// Delete the lane's keys (prefix mode).
+    DeletePrefix {
+        binding: String,
+        server: String,
+        index: u32,
+        prefix: String,
+    },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::DropDatabase {
+                binding,
+                server,
+                database,
+                ..
+            } => write!(f, "{binding}: drop MySQL database `{database}` on {server}"),
+            Action::FlushRedis {
+                binding,
+                server,
+                index,
+            } => write!(f, "{binding}: flush Redis database {index} on {server}"),
+            Action::DeletePrefix {
+                binding,
+                server,
+                index,
+                prefix,
+            } => write!(
+                f,
+                "{binding}: delete keys `{prefix}*` in Redis database {index} on {server}"
+            ),
+        }
+    }
+}
+
+/// A lane's teardown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub lane: LaneId,
+    pub actions: Vec<Action>,
+    /// Bindings whose kind lane cannot tear down yet (kafka, apollo), named so nobody assumes.
+    pub not_handled: Vec<String>,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.actions.is_empty() {
+            writeln!(f, "lane `{}` owns no data to remove", self.lane)?;
+        }
+        for a in &self.actions {
+            writeln!(f, "{a}")?;
+        }
+        for n in &self.not_handled {
+            writeln!(
+                f,
+                "{n}: not handled (this kind is not provisioned by lane yet)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The guard for dropping a MySQL database: `database` must be exactly lane `lane`'s database
+/// for baseline database `baseline`, and never the baseline itself.
+pub fn check_mysql_drop(baseline: &str, lane: &LaneId, database: &str) -> Result<()> {
+    let own = mysql_database("", baseline, lane)
+        .map_err(|e| DataError::Guard(format!("`{database}`: {e}")))?;
+    if database == baseline || database != own || !own.starts_with(baseline) {
+        return Err(DataError::Guard(format!(
+            "`{database}` is not lane `{lane}`'s database (that is `{own}`); nothing was dropped"
+        )));
+    }
+    Ok(())
+}
+
+/// The guard for a plan's step, against the lane's bindings.
+pub fn check(lane: &LaneId, specs: &[DataSpec], action: &Action) -> Result<()> {
+    let spec = |name: &str| {
+        specs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| DataError::Guard(format!("`{name}` is not one of the lane's bindings")))
+    };
+    match action {
+        Action::DropDatabase {
+            binding,
+            baseline,
+            database,
+            ..
+        } => {
+            let s = spec(binding)?;
+            match &s.options {
+                DataOptions::Mysql { database: b, .. } if b == baseline => {}
+                _ => {
+                    return Err(DataError::Guard(format!(
+                        "binding `{binding}` is not a MySQL binding of database `{baseline}`"
+                    )));
+                }
+            }
+            check_mysql_drop(baseline, lane, database)
+        }
+        Action::FlushRedis { binding, index, .. } => {
+            let s = spec(binding)?;
+            match &s.options {
+                DataOptions::Redis {
+                    index: base,
+                    mode: RedisMode::Database { first, last },
+                } if index != base && (first..=last).contains(&index) => Ok(()),
+                _ => Err(DataError::Guard(format!(
+                    "Redis database {index} is not in binding `{binding}`'s pool, or is baseline's"
+                ))),
+            }
+        }
+        Action::DeletePrefix {
+            binding, prefix, ..
+        } => {
+            spec(binding)?;
+            if *prefix == redis_prefix(lane) {
+                Ok(())
+            } else {
+                Err(DataError::Guard(format!(
+                    "`{prefix}` is not lane `{lane}`'s key prefix"
+                )))
+            }
+        }
+    }
+}
+
+/// The plan for tearing down lane `lane`'s data: its bindings (`specs`) and what was recorded as
+/// provisioned (`records`). Pure.
+pub fn plan(lane: &LaneId, specs: &[DataSpec], records: &[DataBinding]) -> Result<Plan> {
+    let mut actions = Vec::new();
+    let mut not_handled = Vec::new();
+    for s in specs {
+        let server = redact(&s.address);
+        match &s.options {
+            DataOptions::Mysql { database, .. } => actions.push(Action::DropDatabase {
+                binding: s.name.clone(),
+                server,
+                baseline: database.clone(),
+                database: mysql_database(&s.name, database, lane)
+                    .map_err(|e| DataError::Invalid(e.to_string()))?,
+            }),
+            DataOptions::Redis { mode, index } => match mode {
+                RedisMode::Database { .. } => {
+                    if let Some(r) = records
+                        .iter()
+                        .find(|r| r.kind == DataKind::Redis && r.name == s.name)
+                    {
+                        let index = r.target.parse::<u32>().map_err(|_| {
+                            DataError::Invalid(format!(
+                                "the lane's record for `{}` holds `{}`, not a database index",
+                                s.name, r.target
+                            ))
+                        })?;
+                        actions.push(Action::FlushRedis {
+                            binding: s.name.clone(),
+                            server,
+                            index,
+                        });
+                    }
+                }
+                RedisMode::Prefix { .. } => actions.push(Action::DeletePrefix {
+                    binding: s.name.clone(),
+                    server,
+                    index: *index,
+                    prefix: redis_prefix(lane),
+                }),
+            },
+            DataOptions::Kafka { .. } | DataOptions::Apollo { .. } => {
+                not_handled.push(s.name.clone())
+            }
+        }
+    }
+    let plan = Plan {
+        lane: lane.clone(),
+        actions,
+        not_handled,
+    };
+    for a in &plan.actions {
+        check(lane, specs, a)?;
+    }
+    Ok(plan)
+}
+
+/// What running a plan did, step by step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Done {
+    pub action: Action,
+    /// `false`: there was nothing to remove (never provisioned, or removed before).
+    pub removed: bool,
+}
+
+/// Runs `plan`, each step guarded again. Stops at the first failure.
+pub async fn execute(plan: &Plan, specs: &[DataSpec]) -> Result<Vec<Done>> {
+    let mut done = Vec::new();
+    for action in &plan.actions {
+        check(&plan.lane, specs, action)?;
+        let url = |binding: &str| {
+            specs
+                .iter()
+                .find(|s| s.name == binding)
+                .map(|s| s.address.clone())
+                .expect("checked by the guard")
+        };
+        let removed = match action {
+            Action::DropDatabase {
+                binding,
+                baseline,
+                database,
+                ..
+            } => {
+                let m = Mysql::connect(&url(binding)).await?;
+                let r = m.drop_lane_database(baseline, &plan.lane, database).await;
+                m.close().await;
+                r?
+            }
+            Action::FlushRedis { binding, index, .. } => {
+                let mut r = Redis::connect(&url(binding)).await?;
+                r.release(&plan.lane, *index).await?
+            }
+            Action::DeletePrefix {
+                binding,
+                index,
+                prefix,
+                ..
+            } => {
+                let mut r = Redis::connect(&url(binding)).await?;
+                r.delete_prefix(*index, prefix).await? > 0
+            }
+        };
+        done.push(Done {
+            action: action.clone(),
+            removed,
+        });
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn specs() -> Vec<DataSpec> {
+        lane_core::manifest::Manifest::parse(
+            Path::new("lane.toml"),
+            r#"
+app = "a"
+proc = "b"
+[run]
+command = "x"
+[data.orders]
+kind = "mysql"
+url = "mysql://u:secret@db/orders"
+env = "DSN"
+[data.cache]
+kind = "redis"
+url = "redis://r/1"
+env = "R"
+pool = [2, 5]
+[data.events]
+kind = "kafka"
+url = "kafka://k:9092"
+env = "K"
+topics = { T = "t" }
+"#,
+        )
+        .unwrap()
+        .data
+    }
+
+    #[test]
+    fn the_plan_names_only_the_lanes_own() {
+        let lane: LaneId = "feat-a".parse().unwrap();
+        let records = vec![DataBinding {
+            kind: DataKind::Redis,
+            name: "cache".into(),
+            target: "3".into(),
+        }];
+        let p = plan(&lane, &specs(), &records).unwrap();
+        assert_eq!(
+            p.to_string(),
+            "cache: flush Redis database 3 on redis://r/1\n\
+             orders: drop MySQL database `orders__lane_feat_a` on mysql://u:***@db/orders\n\
+             events: not handled (this kind is not provisioned by lane yet)\n"
+        );
+    }
+
+    #[test]
+    fn the_guard_refuses_anything_else() {
+        let lane: LaneId = "feat-a".parse().unwrap();
+        let specs = specs();
+        let drop = |database: &str| Action::DropDatabase {
+            binding: "orders".into(),
+            server: String::new(),
+            baseline: "orders".into(),
+            database: database.into(),
+        };
+        assert!(check(&lane, &specs, &drop("orders__lane_feat_a")).is_ok());
+        for bad in [
+            "orders",
+            "orders__lane_feat_b",
+            "orders__lane_feat_a_x",
+            "other__lane_feat_a",
+            "mysql",
+            "orders__lane_feat_a`; DROP DATABASE orders; --",
+        ] {
+            let err = check(&lane, &specs, &drop(bad)).unwrap_err();
+            assert!(matches!(err, DataError::Guard(_)), "{bad}: {err}");
+        }
+        let wrong_binding = Action::DropDatabase {
+            binding: "cache".into(),
+            server: String::new(),
+            baseline: "orders".into(),
+            database: "orders__lane_feat_a".into(),
+        };
+        assert!(check(&lane, &specs, &wrong_binding).is_err());
+        let flush = |index| Action::FlushRedis {
+            binding: "cache".into(),
+            server: String::new(),
+            index,
+        };
+        assert!(check(&lane, &specs, &flush(2)).is_ok());
+        assert!(check(&lane, &specs, &flush(1)).is_err(), "baseline's index");
+        assert!(check(&lane, &specs, &flush(6)).is_err(), "outside the pool");
+        let prefix = |p: &str| Action::DeletePrefix {
+            binding: "cache".into(),
+            server: String::new(),
+            index: 1,
+            prefix: p.into(),
+        };
+        assert!(check(&lane, &specs, &prefix("lane:feat-a:")).is_ok());
+        assert!(check(&lane, &specs, &prefix("")).is_err());
+        assert!(check(&lane, &specs, &prefix("lane:")).is_err());
+        assert!(check_mysql_drop("orders", &lane, "orders").is_err());
+    }
+}

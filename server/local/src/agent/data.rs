@@ -1,0 +1,137 @@
+//! Data isolation in the local backend. A deploy into a lane first provisions the lane's copies
+//! of the service's data bindings (`lane-data`: the MySQL clone, a Redis database) and records
+//! them in the lane's document and in `State::lane_data`; the version then starts with the
+//! rewritten addresses (`lane_api::data_env`). The data of lanes that are gone (`lane rm`, expiry,
+//! gc, a deploy undone that had created its lane) is torn down by [`Agent::sweep_data`], guarded
+//! so that nothing but the lane's own names is ever dropped. Kafka topics and Apollo clusters are
+//! not provisioned yet (their names are rewritten only).
+
+use lane_core::LaneId;
+use lane_core::data::{DataOptions, DataSpec, RedisMode, record};
+use lane_core::lane::DataBinding;
+use lane_data::mysql::Mysql;
+use lane_data::redis::Redis;
+use lane_data::{DataError, teardown};
+
+use super::Agent;
+use crate::store::ProvisionedData;
+use lane_api::{BackendError, Result};
+
+/// A `lane-data` error as the backend's error, naming the binding.
+fn data_error(binding: &str, e: DataError) -> BackendError {
+    let message = format!("data binding `{binding}`: {e}");
+    match e {
+        DataError::Unreachable { .. } => BackendError::unavailable(message)
+            .with_help("start the server, or fix the binding's `url` in lane.toml"),
+        DataError::Auth { .. } => BackendError::invalid(message)
+            .with_help("fix the user or password in the binding's `url`"),
+        DataError::MissingBaseline { .. } | DataError::Invalid(_) => {
+            BackendError::invalid(message).with_help("fix the binding in lane.toml")
+        }
+        DataError::PoolFull { .. } | DataError::Guard(_) => BackendError::conflict(message),
+        DataError::Server { .. } => BackendError::internal(message),
+    }
+}
+
+impl Agent {
+    /// Gives lane `lane` its copies of `specs` (what it has already is kept), and records them.
+    pub(super) async fn provision_data(&self, lane: &LaneId, specs: &[DataSpec]) -> Result<()> {
+        let mut made = Vec::new();
+        for spec in specs {
+            let err = |e| data_error(&spec.name, e);
+            let target = match &spec.options {
+                DataOptions::Mysql { database, sample } => {
+                    let m = Mysql::connect(&spec.address).await.map_err(err)?;
+                    let r = m.clone_schema(database, lane, *sample).await;
+                    m.close().await;
+                    let r = r.map_err(err)?;
+                    tracing::info!(%lane, binding = %spec.name, database = %r.database, created = r.created, rows = r.rows, bytes = r.bytes, "lane database ready");
+                    r.database
+                }
+                DataOptions::Redis {
+                    index,
+                    mode: RedisMode::Database { first, last },
+                } => {
+                    let mut r = Redis::connect(&spec.address).await.map_err(err)?;
+                    let got = r.allocate(lane, *first, *last, *index).await.map_err(err)?;
+                    tracing::info!(%lane, binding = %spec.name, index = got, "lane Redis database ready");
+                    got.to_string()
+                }
+                // Prefix mode needs nothing made; Kafka and Apollo are not provisioned yet.
+                _ => continue,
+            };
+            made.push(ProvisionedData {
+                spec: spec.clone(),
+                record: record(spec, target),
+            });
+        }
+        if made.is_empty() {
+            return Ok(());
+        }
+        let mut st = self.state.lock().await;
+        let before = st.clone();
+        if let Some(l) = st.lanes.get_mut(lane) {
+            for p in &made {
+                l.data
+                    .retain(|d| !(d.name == p.record.name && d.kind == p.record.kind));
+                l.data.push(p.record.clone());
+            }
+        }
+        // Recorded even when the lane went away meanwhile: the sweep then removes it.
+        let entry = st.lane_data.entry(lane.clone()).or_default();
+        for p in made {
+            entry.retain(|e| !(e.spec.name == p.spec.name && e.spec.address == p.spec.address));
+            entry.push(p);
+        }
+        self.record(&mut st, before)
+    }
+
+    /// Tears down the data of every lane that is gone, and forgets it. A lane whose teardown
+    /// fails (a server down) keeps its entry, to be tried again by the next sweep (`lane gc`);
+    /// the first failure is returned.
+    pub(super) async fn sweep_data(&self) -> Result<()> {
+        let gone: Vec<(LaneId, Vec<ProvisionedData>)> = {
+            let st = self.state.lock().await;
+            st.lane_data
+                .iter()
+                .filter(|(l, _)| !st.lanes.contains_key(*l))
+                .map(|(l, d)| (l.clone(), d.clone()))
+                .collect()
+        };
+        let mut first_error = None;
+        for (lane, items) in gone {
+            let specs: Vec<DataSpec> = items.iter().map(|p| p.spec.clone()).collect();
+            let records: Vec<DataBinding> = items.iter().map(|p| p.record.clone()).collect();
+            let result = match teardown::plan(&lane, &specs, &records) {
+                Ok(plan) => teardown::execute(&plan, &specs).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(done) => {
+                    for d in &done {
+                        tracing::info!(%lane, removed = d.removed, "{}", d.action);
+                    }
+                    let mut st = self.state.lock().await;
+                    if !st.lanes.contains_key(&lane) {
+                        let before = st.clone();
+                        st.lane_data.remove(&lane);
+                        self.record(&mut st, before)?;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%lane, error = %e, "could not remove the lane's data; lane gc tries again");
+                    first_error.get_or_insert(
+                        BackendError::unavailable(format!(
+                            "lane `{lane}` is gone but its data could not be removed yet: {e}"
+                        ))
+                        .with_help("`lane gc` tries again"),
+                    );
+                }
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}
