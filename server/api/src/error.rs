@@ -57,6 +57,26 @@ impl BackendError {
         )
     }
 
+    /// `switch` on a backend whose lanes are chosen per request (`consul`, `kubernetes`): there is
+    /// no developer-wide active lane to set.
+    pub fn no_active_lane(backend: &str) -> Self {
+        Self::invalid(format!(
+            "the {backend} backend has no active lane: requests choose their lane with the lane \
+             header (x-lane) or the `lane` baggage entry"
+        ))
+    }
+
+    /// An `assign` that added `service` to lane `to` but could not take it out of lane `from`.
+    pub fn assign_half_done(service: &str, to: &str, from: &str, cause: BackendError) -> Self {
+        Self::new(
+            cause.code,
+            format!(
+                "{service} is now in lane `{to}` but is still in lane `{from}`: {}",
+                cause.message
+            ),
+        )
+    }
+
     /// The caller stopped waiting (a second Ctrl-C) without hearing how the operation ended; the
     /// backend finishes or undoes it on its own.
     pub fn stopped_waiting() -> Self {

@@ -620,6 +620,38 @@ async fn proxy(
     Ok(0)
 }
 
+/// The configuration of a `lane router` of its own (`--registry local` or `consul`): the lane
+/// header checked, the limits read from `LANE_ROUTER_*`, and the open-file limit raised.
+pub(crate) fn router_config(
+    lane_header: &str,
+    header_to_baggage: bool,
+) -> anyhow::Result<lane_router::RouterConfig> {
+    let lane_header = http::HeaderName::from_bytes(lane_header.to_ascii_lowercase().as_bytes())
+        .map_err(|_| {
+            invalid(format!(
+                "--lane-header / LANE_HEADER `{lane_header}` is not a header name"
+            ))
+        })?;
+    let limits = lane_router::Limits::from_env().map_err(invalid)?;
+    if let Err(e) = lane_router::raise_open_file_limit() {
+        eprintln!("lane router: {e}");
+    }
+    Ok(lane_router::RouterConfig {
+        lane_header,
+        header_to_baggage,
+        limits,
+    })
+}
+
+/// The listening socket of a `lane router` of its own.
+pub(crate) async fn bind_router(
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    Ok(tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| BackendError::unavailable(format!("cannot listen on {listen}: {e}")))?)
+}
+
 /// `lane router`: a router of its own, following the local agent's change feed (it never starts
 /// an agent, and routes with the last table it had while the agent is away).
 async fn standalone_router(
@@ -627,29 +659,12 @@ async fn standalone_router(
     lane_header: &str,
     header_to_baggage: bool,
 ) -> anyhow::Result<()> {
-    let header = http::HeaderName::from_bytes(lane_header.to_ascii_lowercase().as_bytes())
-        .map_err(|_| {
-            invalid(format!(
-                "--lane-header / LANE_HEADER `{lane_header}` is not a header name"
-            ))
-        })?;
+    let config = router_config(lane_header, header_to_baggage)?;
+    let header = config.lane_header.clone();
     let backend = local_backend()?.without_autostart();
     let table = lane_router::TableHandle::new(lane_core::RoutingTable::default());
-    let limits = lane_router::Limits::from_env().map_err(invalid)?;
-    if let Err(e) = lane_router::raise_open_file_limit() {
-        eprintln!("lane router: {e}");
-    }
-    let router = lane_router::Router::new(
-        lane_router::RouterConfig {
-            lane_header: header.clone(),
-            header_to_baggage,
-            limits,
-        },
-        table.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| BackendError::unavailable(format!("cannot listen on {listen}: {e}")))?;
+    let router = lane_router::Router::new(config, table.clone());
+    let listener = bind_router(listen).await?;
     let as_baggage = if header_to_baggage {
         ", forwarded as baggage too"
     } else {

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lane_api::BackendError;
 use lane_backend::lane_consul::{self, watch};
 use lane_router::registry::RegistryState;
 
@@ -21,12 +20,8 @@ pub async fn run(
     prefix: &str,
     header_to_baggage: bool,
 ) -> anyhow::Result<()> {
-    let header = http::HeaderName::from_bytes(lane_header.to_ascii_lowercase().as_bytes())
-        .map_err(|_| {
-            invalid(format!(
-                "--lane-header / LANE_HEADER `{lane_header}` is not a header name"
-            ))
-        })?;
+    let config = crate::commands::router_config(lane_header, header_to_baggage)?;
+    let header = config.lane_header.clone();
     let prefix = prefix.trim();
     if prefix.is_empty()
         || !prefix
@@ -44,22 +39,9 @@ pub async fn run(
     let base_url = settings.base_url.clone();
     let client = lane_consul::client::Client::new(settings)?;
     let table = lane_router::TableHandle::new(lane_core::RoutingTable::default());
-    let limits = lane_router::Limits::from_env().map_err(invalid)?;
-    if let Err(e) = lane_router::raise_open_file_limit() {
-        eprintln!("lane router: {e}");
-    }
     table.set_registry(RegistryState::ok("consul"));
-    let router = lane_router::Router::new(
-        lane_router::RouterConfig {
-            lane_header: header.clone(),
-            header_to_baggage,
-            limits,
-        },
-        table.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| BackendError::unavailable(format!("cannot listen on {listen}: {e}")))?;
+    let router = lane_router::Router::new(config, table.clone());
+    let listener = crate::commands::bind_router(listen).await?;
     let bound = listener.local_addr().unwrap_or(listen);
     eprintln!(
         "lane router on http://{bound} (lane header `{header}`), following Consul at {base_url} \

@@ -807,22 +807,18 @@ impl Backend for ConsulBackend {
         })
         .await
         .map_err(|e| {
-            BackendError::new(
-                e.code,
-                format!(
-                    "{} is now in lane `{}` but is still in lane `{}`: {}",
-                    req.service, req.to, req.from, e.message
-                ),
+            BackendError::assign_half_done(
+                req.service.as_ref(),
+                req.to.as_ref(),
+                req.from.as_ref(),
+                e,
             )
         })?;
         Ok(())
     }
 
     async fn switch(&self, _lane: LaneRef) -> Result<()> {
-        Err(BackendError::invalid(
-            "the consul backend has no active lane: requests choose their lane with the lane \
-             header (x-lane) or the `lane` baggage entry",
-        ))
+        Err(BackendError::no_active_lane("consul"))
     }
 
     async fn gc(&self) -> Result<GcReport> {

@@ -814,22 +814,18 @@ impl Backend for KubernetesBackend {
         })
         .await
         .map_err(|e| {
-            BackendError::new(
-                e.code,
-                format!(
-                    "{} is now in lane `{}` but is still in lane `{}`: {}",
-                    req.service, req.to, req.from, e.message
-                ),
+            BackendError::assign_half_done(
+                req.service.as_ref(),
+                req.to.as_ref(),
+                req.from.as_ref(),
+                e,
             )
         })?;
         Ok(())
     }
 
     async fn switch(&self, _lane: LaneRef) -> Result<()> {
-        Err(BackendError::invalid(
-            "the kubernetes backend has no active lane: requests choose their lane with the lane \
-             header (x-lane) or the `lane` baggage entry",
-        ))
+        Err(BackendError::no_active_lane("kubernetes"))
     }
 
     async fn gc(&self) -> Result<GcReport> {
