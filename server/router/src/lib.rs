@@ -15,6 +15,7 @@
 mod edge;
 mod forward;
 mod h1;
+mod h2idle;
 mod host;
 mod limits;
 pub mod proxy;
@@ -715,33 +716,62 @@ async fn serve_connection(
         return h1::serve(inner, stream, buf, stop, watchdog).await;
     }
     let client = stream.peer_addr().ok().map(|a| a.ip());
+    let idle_timeout = inner.config.limits.idle_timeout;
+    let streams = h2idle::Streams::new();
+    let mut open = streams.watch();
     let service = hyper::service::service_fn(move |req| {
         let inner = inner.clone();
-        async move { Ok::<_, Infallible>(inner.handle(req, client).await) }
+        let guard = streams.open();
+        async move {
+            let resp = inner.handle(req, client).await;
+            Ok::<_, Infallible>(resp.map(|body| h2idle::Tracked::new(body, guard)))
+        }
     });
     let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
         .timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(1024)
         .adaptive_window(true)
+        // A peer that stops answering pings while streams are open is let go too.
+        .keep_alive_interval(idle_timeout)
+        .keep_alive_timeout(KEEP_ALIVE_PING_TIMEOUT)
         .serve_connection(
             hyper_util::rt::TokioIo::new(forward::Prefixed::new(buf.freeze(), stream)),
             service,
         );
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        ended = conn.as_mut() => {
-            if let Err(e) = ended {
-                tracing::debug!("h2c connection ended: {e}");
+    // Served until it ends, the router stops, or no stream has been open for the idle timeout.
+    loop {
+        let idle = *open.borrow_and_update() == 0;
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!("h2c connection ended: {e}");
+                }
+                return;
             }
-            return;
+            _ = stop.wait_for(|stop| *stop) => break,
+            changed = open.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            () = tokio::time::sleep(idle_timeout), if idle => {
+                tracing::debug!(
+                    "closing an h2c connection idle for {idle_timeout:?} (LANE_ROUTER_IDLE_TIMEOUT)"
+                );
+                break;
+            }
         }
-        _ = stop.wait_for(|stop| *stop) => {}
     }
     conn.as_mut().graceful_shutdown();
     if let Err(e) = conn.await {
         tracing::debug!("h2c connection ended: {e}");
     }
 }
+
+/// How long an h2c peer has to answer a keep-alive ping (sent every idle timeout while streams are
+/// open) before its connection is closed.
+const KEEP_ALIVE_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Whether an upstream error is a timeout (the connector's connect timeout).
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {

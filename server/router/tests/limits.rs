@@ -350,3 +350,82 @@ async fn connections_are_served_on_worker_threads_when_asked() {
     }
     assert_eq!(r.router.traffic()[0].requests, 12);
 }
+
+/// An HTTP/1.1 upstream that answers every request with `ab`, `cd`, `ef` in three parts, `gap`
+/// apart (a slow response body).
+async fn slow_body_upstream(gap: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.clear();
+                    let head = "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n";
+                    for part in [head, "ab", "cd", "ef"] {
+                        if s.write_all(part.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(gap).await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn idle_h2c_connections_are_closed_but_busy_ones_are_not() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let up = slow_body_upstream(Duration::from_millis(250)).await;
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
+    )
+    .await;
+    r.table.set_protocols([(up, lane_router::Protocol::Http)]);
+    let stream = TcpStream::connect(r.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake::<_, Full<bytes::Bytes>>(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let mut conn = tokio::spawn(conn);
+    let uri = format!("http://{B}:{}/", r.addr.port());
+    // A response that takes longer than the idle timeout (its stream is open all along) comes
+    // whole, and so does another one on the same connection.
+    for _ in 0..2 {
+        let resp = send
+            .send_request(http::Request::get(&uri).body(Full::default()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"abcdef");
+    }
+    assert!(!conn.is_finished());
+    // Then nothing: the router closes the connection (GOAWAY, then close) after the idle timeout.
+    let ended = tokio::time::timeout(Duration::from_secs(10), &mut conn)
+        .await
+        .expect("an idle h2c connection is closed");
+    assert!(ended.unwrap().is_ok(), "closed cleanly, with a GOAWAY");
+    assert!(
+        send.send_request(http::Request::get(&uri).body(Full::default()).unwrap())
+            .await
+            .is_err()
+    );
+}
