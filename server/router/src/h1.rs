@@ -459,6 +459,15 @@ impl Conn {
                     return Next::Close;
                 }
                 Duplex::Gone => return Next::Close,
+                Duplex::ClientStalled(after) => {
+                    let why = format!(
+                        "lane router: the request body stalled: no byte of it came for {after:?} \
+                         (LANE_ROUTER_BODY_TIMEOUT)"
+                    );
+                    self.reply_and_close(StatusCode::REQUEST_TIMEOUT, &why)
+                        .await;
+                    return Next::Close;
+                }
             };
             self.rhead = resp_head;
             return next;
@@ -546,10 +555,11 @@ impl Conn {
                 &mut self.down,
                 &mut rbody,
                 &mut self.scratch,
+                self.inner.config.limits.body_timeout,
             )
             .await;
             if let Err(e) = relayed {
-                return relay_failed(e);
+                return relay_failed(e, &self.inner, &ctx);
             }
         }
         if prepared.upstream_keeps && up.buf.is_empty() {
@@ -576,7 +586,15 @@ impl Conn {
         let (mut ur, mut uw) = up.stream.split();
         let (mut dr, mut dw) = self.down.split();
         let mut out = Vec::new();
-        let mut request = std::pin::pin!(pump(&mut dr, &mut self.rbuf, &mut uw, body, &mut out));
+        let body_timeout = self.inner.config.limits.body_timeout;
+        let mut request = std::pin::pin!(pump(
+            &mut dr,
+            &mut self.rbuf,
+            &mut uw,
+            body,
+            &mut out,
+            body_timeout
+        ));
         let mut pumping = true;
         let mut sent_whole = true;
         let mut head_sent = false;
@@ -590,6 +608,22 @@ impl Conn {
                             Duplex::Done(Next::Abort)
                         } else {
                             Duplex::BadBody(e)
+                        };
+                    }
+                    // The client stopped sending its body: a 408 unless a response is under way
+                    // (then it is cut); the upstream connection is not kept either way.
+                    Err(PumpError::Stalled(after)) => {
+                        self.inner.stats.body_timed_out(Side::Client);
+                        tracing::info!(
+                            "a request body to {} at {} stalled for {after:?} \
+                             (LANE_ROUTER_BODY_TIMEOUT); closing the client's connection",
+                            ctx.served_by.to_str().unwrap_or(""),
+                            ctx.target
+                        );
+                        return if head_sent {
+                            Duplex::Done(Next::Abort)
+                        } else {
+                            Duplex::ClientStalled(after)
                         };
                     }
                     // The client went away mid-body: nothing to answer.
@@ -665,14 +699,15 @@ impl Conn {
                 &mut up.buf,
                 &mut dw,
                 &mut rbody,
-                &mut self.scratch
+                &mut self.scratch,
+                body_timeout
             ));
             loop {
                 tokio::select! {
                     sent = &mut request, if pumping => on_request!(sent),
                     relayed = &mut relay => match relayed {
                         Ok(()) => break,
-                        Err(e) => return Duplex::Done(relay_failed(e)),
+                        Err(e) => return Duplex::Done(relay_failed(e, &self.inner, ctx)),
                     },
                 }
             }
@@ -941,6 +976,8 @@ enum Duplex {
     BadBody(std::io::Error),
     /// The client went away.
     Gone,
+    /// The client sent no byte of its request body for this long, before any response went out.
+    ClientStalled(Duration),
 }
 
 /// Checks the upstream response head `head` and writes the head to send downstream into `w`:
@@ -1488,9 +1525,29 @@ where
     }
 }
 
+/// Which side of a relayed body stalled.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Side {
+    /// The client, sending its request body.
+    Client = 0,
+    /// The instance, sending its response body.
+    Upstream = 1,
+}
+
+impl Side {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+        }
+    }
+}
+
 enum PumpError {
     Source(std::io::Error),
     Sink(std::io::Error),
+    /// No byte came from the source for this long (the body timeout).
+    Stalled(Duration),
 }
 
 impl std::fmt::Display for PumpError {
@@ -1498,15 +1555,28 @@ impl std::fmt::Display for PumpError {
         match self {
             PumpError::Source(e) => write!(f, "reading: {e}"),
             PumpError::Sink(e) => write!(f, "writing: {e}"),
+            PumpError::Stalled(after) => {
+                write!(f, "no byte came for {after:?} (LANE_ROUTER_BODY_TIMEOUT)")
+            }
         }
     }
 }
 
 /// What becomes of the downstream connection when relaying a response body failed after its head
-/// went out: upstream cut it short (reset, so the client cannot take it for whole), or the client
-/// went away (close).
-fn relay_failed(e: PumpError) -> Next {
+/// went out: upstream cut it short or stalled (reset, so the client cannot take it for whole), or
+/// the client went away (close).
+fn relay_failed(e: PumpError, inner: &crate::Inner, ctx: &RespCtx<'_>) -> Next {
     match e {
+        PumpError::Stalled(_) => {
+            inner.stats.body_timed_out(Side::Upstream);
+            tracing::warn!(
+                "{} at {} stalled in the middle of its response body: {e}; \
+                 cutting the response to the client",
+                ctx.served_by.to_str().unwrap_or(""),
+                ctx.target
+            );
+            Next::Abort
+        }
         PumpError::Source(_) => {
             tracing::debug!("response from upstream cut short: {e}");
             Next::Abort
@@ -1525,6 +1595,7 @@ async fn pump<R, W>(
     dst: &mut W,
     body: &mut BodyState,
     out: &mut Vec<u8>,
+    timeout: Duration,
 ) -> Result<(), PumpError>
 where
     R: AsyncRead + Unpin,
@@ -1540,7 +1611,10 @@ where
             return Ok(());
         }
         buf.reserve(READ_CHUNK);
-        if src.read_buf(buf).await.map_err(PumpError::Source)? == 0 {
+        let read = tokio::time::timeout(timeout, src.read_buf(buf))
+            .await
+            .map_err(|_| PumpError::Stalled(timeout))?;
+        if read.map_err(PumpError::Source)? == 0 {
             body.at_eof().map_err(PumpError::Source)?;
             return Ok(());
         }

@@ -630,6 +630,19 @@ impl Inner {
                 let _ = writeln!(out, "lane_router_responses_total{{code=\"{code}\"}} {n}");
             }
         }
+        out.push_str(
+            "# HELP lane_router_body_timeouts_total Bodies that stalled longer than \
+             LANE_ROUTER_BODY_TIMEOUT, by the side that stalled.\n",
+        );
+        out.push_str("# TYPE lane_router_body_timeouts_total counter\n");
+        for side in [h1::Side::Client, h1::Side::Upstream] {
+            let _ = writeln!(
+                out,
+                "lane_router_body_timeouts_total{{side=\"{}\"}} {}",
+                side.name(),
+                self.stats.body_timeouts[side as usize].load(Ordering::Relaxed)
+            );
+        }
         out
     }
 }
@@ -893,6 +906,8 @@ fn upstream_uri(target: SocketAddr, path: PathAndQuery) -> Uri {
 struct Stats {
     lanes: Mutex<HashMap<ServiceId, Vec<LaneStat>>>,
     statuses: Box<[AtomicU64]>,
+    /// Bodies cut for a stall ([`Limits::body_timeout`]), by [`h1::Side`].
+    body_timeouts: [AtomicU64; 2],
 }
 
 struct LaneStat {
@@ -906,7 +921,13 @@ impl Stats {
         Stats {
             lanes: Mutex::new(HashMap::new()),
             statuses: (0..600).map(|_| AtomicU64::new(0)).collect(),
+            body_timeouts: Default::default(),
         }
+    }
+
+    /// Counts a body cut because `side` stalled.
+    pub(crate) fn body_timed_out(&self, side: h1::Side) {
+        self.body_timeouts[side as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one request and returns its `x-lane-served-by` value.

@@ -19,6 +19,13 @@ pub struct Limits {
     /// How long an instance may take to start its response (its head) once the request is sent,
     /// before the router answers `504` (nginx `proxy_read_timeout`: 60 s).
     pub response_timeout: Duration,
+    /// How long a body being relayed may go without a byte, either way (nginx
+    /// `client_body_timeout` and `proxy_read_timeout`: 60 s between two reads, not for the whole
+    /// body). A client that stalls its request body gets `408` (if no response has started) and
+    /// its connection closed; an instance that stalls its response body has the client's
+    /// connection cut (reset: the response is incomplete). Either way the upstream connection is
+    /// closed.
+    pub body_timeout: Duration,
     /// Downstream connections served at once; more are refused with a `503` that says so.
     pub max_connections: usize,
     /// Threads that serve connections, each with its own single-threaded runtime (a connection
@@ -33,6 +40,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(75),
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             // Measured (docs/benchmarks.md, wrk-vs-nginx): dedicated worker threads showed no
             // better tail than the process's runtime on a loaded 2-core machine, and one thread
@@ -43,7 +51,7 @@ impl Default for Limits {
 }
 
 /// The environment variables [`Limits::from_env`] reads, with what each sets.
-pub const LIMIT_VARS: [(&str, &str); 6] = [
+pub const LIMIT_VARS: [(&str, &str); 7] = [
     (
         "LANE_ROUTER_HEAD_TIMEOUT",
         "request-head timeout (default 30s)",
@@ -61,6 +69,10 @@ pub const LIMIT_VARS: [(&str, &str); 6] = [
         "upstream response-head timeout (default 60s)",
     ),
     (
+        "LANE_ROUTER_BODY_TIMEOUT",
+        "longest pause within a request or response body (default 60s)",
+    ),
+    (
         "LANE_ROUTER_MAX_CONNECTIONS",
         "concurrent downstream connections (default 10000)",
     ),
@@ -72,7 +84,7 @@ pub const LIMIT_VARS: [(&str, &str); 6] = [
 
 impl Limits {
     /// The defaults, overridden by `LANE_ROUTER_HEAD_TIMEOUT`, `LANE_ROUTER_IDLE_TIMEOUT`,
-    /// `LANE_ROUTER_CONNECT_TIMEOUT`, `LANE_ROUTER_RESPONSE_TIMEOUT` (durations like `30s`,
+    /// `LANE_ROUTER_CONNECT_TIMEOUT`, `LANE_ROUTER_RESPONSE_TIMEOUT`, `LANE_ROUTER_BODY_TIMEOUT` (durations like `30s`,
     /// `500ms`) and `LANE_ROUTER_MAX_CONNECTIONS` (a positive number). Empty means unset.
     pub fn from_env() -> Result<Limits, String> {
         Limits::from_lookup(|name| std::env::var(name).ok())
@@ -98,6 +110,7 @@ impl Limits {
         duration("LANE_ROUTER_IDLE_TIMEOUT", &mut limits.idle_timeout)?;
         duration("LANE_ROUTER_CONNECT_TIMEOUT", &mut limits.connect_timeout)?;
         duration("LANE_ROUTER_RESPONSE_TIMEOUT", &mut limits.response_timeout)?;
+        duration("LANE_ROUTER_BODY_TIMEOUT", &mut limits.body_timeout)?;
         if let Some(v) = var("LANE_ROUTER_MAX_CONNECTIONS").filter(|v| !v.trim().is_empty()) {
             limits.max_connections = v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                 format!("LANE_ROUTER_MAX_CONNECTIONS `{v}` is not a number above zero")
@@ -161,6 +174,7 @@ mod tests {
             ("LANE_ROUTER_IDLE_TIMEOUT", "2s"),
             ("LANE_ROUTER_CONNECT_TIMEOUT", "1s"),
             ("LANE_ROUTER_RESPONSE_TIMEOUT", "1m"),
+            ("LANE_ROUTER_BODY_TIMEOUT", "3s"),
             ("LANE_ROUTER_MAX_CONNECTIONS", "7"),
             ("LANE_ROUTER_WORKERS", "2"),
         ])
@@ -169,6 +183,7 @@ mod tests {
         assert_eq!(l.idle_timeout, Duration::from_secs(2));
         assert_eq!(l.connect_timeout, Duration::from_secs(1));
         assert_eq!(l.response_timeout, Duration::from_secs(60));
+        assert_eq!(l.body_timeout, Duration::from_secs(3));
         assert_eq!(l.max_connections, 7);
         assert_eq!(l.workers, 2);
         assert_eq!(
@@ -179,6 +194,7 @@ mod tests {
             ("LANE_ROUTER_HEAD_TIMEOUT", "5"),
             ("LANE_ROUTER_IDLE_TIMEOUT", "0s"),
             ("LANE_ROUTER_RESPONSE_TIMEOUT", "soon"),
+            ("LANE_ROUTER_BODY_TIMEOUT", "-1s"),
             ("LANE_ROUTER_MAX_CONNECTIONS", "0"),
             ("LANE_ROUTER_MAX_CONNECTIONS", "many"),
             ("LANE_ROUTER_WORKERS", "lots"),

@@ -429,3 +429,130 @@ async fn idle_h2c_connections_are_closed_but_busy_ones_are_not() {
             .is_err()
     );
 }
+
+/// An upstream that takes one connection, sends `answer` (nothing if empty) once it has a request
+/// head, and then reads on; reports everything it read once the router closes the connection.
+async fn stalling_upstream(
+    answer: &'static str,
+) -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut answered = answer.is_empty();
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+            if !answered && got.windows(4).any(|w| w == b"\r\n\r\n") {
+                answered = true;
+                s.write_all(answer.as_bytes()).await.unwrap();
+            }
+        }
+        let _ = tx.send(got);
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_its_body_gets_408_and_both_connections_close() {
+    let (up, upstream_saw) = stalling_upstream("").await;
+    let limits = Limits {
+        body_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
+    )
+    .await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(
+        format!("POST / HTTP/1.1\r\nHost: {B}\r\nContent-Length: 10\r\n\r\nhel").as_bytes(),
+    )
+    .await
+    .unwrap();
+    // More of the body, each part well within the timeout, then nothing.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    s.write_all(b"lo").await.unwrap();
+    let got = read_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("the stalled client's connection is closed");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(text.contains("LANE_ROUTER_BODY_TIMEOUT"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    // The upstream connection is closed too, having had what the client sent.
+    let seen = tokio::time::timeout(Duration::from_secs(10), upstream_saw)
+        .await
+        .expect("the upstream connection is closed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&seen).ends_with("\r\n\r\nhello"));
+    assert!(
+        r.router
+            .metrics()
+            .contains("lane_router_body_timeouts_total{side=\"client\"} 1\n"),
+        "{}",
+        r.router.metrics()
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_stalls_its_body_has_the_client_connection_cut() {
+    let (stalled, upstream_saw) =
+        stalling_upstream("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello").await;
+    let slow = slow_body_upstream(Duration::from_millis(150)).await;
+    let limits = Limits {
+        body_timeout: Duration::from_millis(400),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(
+            vec![
+                ep("demo.b", "baseline", true, stalled),
+                ep("demo.c", "baseline", true, slow),
+            ],
+            &[],
+            1,
+        ),
+    )
+    .await;
+    // A body that comes slowly, each part within the timeout, comes whole (the timeout is
+    // between two reads, not for the whole body).
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: c.demo.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _, body) = response(&mut s).await;
+    assert_eq!((status, body.as_str()), (200, "abcdef"));
+
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let got = read_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("the client's connection is cut");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+    let seen = tokio::time::timeout(Duration::from_secs(10), upstream_saw)
+        .await
+        .expect("the upstream connection is closed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&seen).starts_with("GET / HTTP/1.1\r\n"));
+    let metrics = r.router.metrics();
+    assert!(
+        metrics.contains("lane_router_body_timeouts_total{side=\"upstream\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lane_router_body_timeouts_total{side=\"client\"} 0\n"),
+        "{metrics}"
+    );
+}
