@@ -18,8 +18,57 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 /// The body of every response the router sends: streamed from upstream, or a small one it made.
 pub(crate) enum RouterBody {
     Upstream(Incoming),
+    /// Streamed from upstream, held to a body timeout between two frames.
+    Timed(Box<Timed>),
     Full(Option<Bytes>),
 }
+
+/// An upstream body that fails (so that the client's stream is reset, not ended as if whole) when
+/// upstream sends nothing for `timeout` while the router waits for it; `on_stall` runs then.
+pub(crate) struct Timed {
+    body: Incoming,
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    waiting: bool,
+    on_stall: Option<Box<dyn FnOnce() -> String + Send>>,
+}
+
+impl Timed {
+    pub(crate) fn new(
+        body: Incoming,
+        timeout: Duration,
+        on_stall: impl FnOnce() -> String + Send + 'static,
+    ) -> Self {
+        Timed {
+            body,
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+            waiting: false,
+            on_stall: Some(Box::new(on_stall)),
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Poll::Ready(got) = Pin::new(&mut self.body).poll_frame(cx) {
+            self.waiting = false;
+            return Poll::Ready(got.map(|r| r.map_err(Into::into)));
+        }
+        // The time runs from when the router starts waiting for upstream, not while the client is
+        // slow to take what came.
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            self.sleep.as_mut().reset(deadline);
+        }
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let why = self.on_stall.take().map(|f| f()).unwrap_or_default();
+        Poll::Ready(Some(Err(why.into())))
+    }
+}
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl RouterBody {
     pub(crate) fn text(text: impl Into<Bytes>) -> Self {
@@ -29,14 +78,17 @@ impl RouterBody {
 
 impl Body for RouterBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            RouterBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            RouterBody::Upstream(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|got| got.map(|r| r.map_err(Into::into))),
+            RouterBody::Timed(timed) => timed.poll_frame(cx),
             RouterBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
@@ -44,6 +96,7 @@ impl Body for RouterBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RouterBody::Upstream(body) => body.is_end_stream(),
+            RouterBody::Timed(timed) => timed.body.is_end_stream(),
             RouterBody::Full(data) => data.is_none(),
         }
     }
@@ -51,6 +104,7 @@ impl Body for RouterBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RouterBody::Upstream(body) => body.size_hint(),
+            RouterBody::Timed(timed) => timed.body.size_hint(),
             RouterBody::Full(Some(data)) => SizeHint::with_exact(data.len() as u64),
             RouterBody::Full(None) => SizeHint::with_exact(0),
         }

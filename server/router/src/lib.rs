@@ -528,7 +528,23 @@ impl Inner {
                 return self.counted(with_invalid(resp, invalid));
             }
         };
-        let mut resp = resp.map(RouterBody::Upstream);
+        let body_timeout = self.config.limits.body_timeout;
+        let stalled = {
+            let counts = self.stats.body_timeouts.clone();
+            let who = served_by.to_str().unwrap_or("").to_owned();
+            move || {
+                counts[h1::Side::Upstream as usize].fetch_add(1, Ordering::Relaxed);
+                let why = format!(
+                    "{who} at {target} sent no byte of its response body for {body_timeout:?} \
+                     (LANE_ROUTER_BODY_TIMEOUT)"
+                );
+                tracing::warn!("{why}; resetting the response to the client");
+                why
+            }
+        };
+        let mut resp = resp.map(|body| {
+            RouterBody::Timed(Box::new(forward::Timed::new(body, body_timeout, stalled)))
+        });
         let headers = resp.headers_mut();
         strip_hop_by_hop(headers);
         match headers.entry(SERVED_BY_HEADER) {
@@ -907,7 +923,7 @@ struct Stats {
     lanes: Mutex<HashMap<ServiceId, Vec<LaneStat>>>,
     statuses: Box<[AtomicU64]>,
     /// Bodies cut for a stall ([`Limits::body_timeout`]), by [`h1::Side`].
-    body_timeouts: [AtomicU64; 2],
+    body_timeouts: Arc<[AtomicU64; 2]>,
 }
 
 struct LaneStat {

@@ -556,3 +556,84 @@ async fn an_upstream_that_stalls_its_body_has_the_client_connection_cut() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_upstream_that_stalls_its_body_has_the_h2c_stream_reset() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let (stalled, upstream_saw) =
+        stalling_upstream("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello").await;
+    let slow = slow_body_upstream(Duration::from_millis(150)).await;
+    let limits = Limits {
+        body_timeout: Duration::from_millis(400),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(
+            vec![
+                ep("demo.b", "baseline", true, stalled),
+                ep("demo.c", "baseline", true, slow),
+            ],
+            &[],
+            1,
+        ),
+    )
+    .await;
+    r.table.set_protocols([
+        (stalled, lane_router::Protocol::Http),
+        (slow, lane_router::Protocol::Http),
+    ]);
+    let stream = TcpStream::connect(r.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake::<_, Full<bytes::Bytes>>(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let port = r.addr.port();
+    // A slow body, each part within the timeout, comes whole.
+    let req = http::Request::get(format!("http://c.demo.localhost:{port}/"))
+        .body(Full::default())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"abcdef");
+    // A stalled one: the stream is reset after what came, not ended as if whole.
+    let req = http::Request::get(format!("http://{B}:{port}/"))
+        .body(Full::default())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => got.extend_from_slice(frame.data_ref().unwrap()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })
+    .await
+    .expect("the stalled stream ends");
+    assert!(ended.is_err(), "the stream is reset, not ended");
+    assert_eq!(got, b"hello");
+    tokio::time::timeout(Duration::from_secs(10), upstream_saw)
+        .await
+        .expect("the upstream connection is closed")
+        .unwrap();
+    let metrics = r.router.metrics();
+    assert!(
+        metrics.contains("lane_router_body_timeouts_total{side=\"upstream\"} 1\n"),
+        "{metrics}"
+    );
+    // The connection serves on.
+    let req = http::Request::get(format!("http://c.demo.localhost:{port}/"))
+        .body(Full::default())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"abcdef");
+}
