@@ -760,7 +760,7 @@ async fn serve_connection(
         .timer(hyper_util::rt::TokioTimer::new())
         .max_concurrent_streams(1024)
         .adaptive_window(true)
-        // A peer that stops answering pings while streams are open is let go too.
+        // A peer that stops answering pings (sent every idle timeout) is let go too.
         .keep_alive_interval(idle_timeout)
         .keep_alive_timeout(KEEP_ALIVE_PING_TIMEOUT)
         .serve_connection(
@@ -768,7 +768,10 @@ async fn serve_connection(
             service,
         );
     let mut conn = std::pin::pin!(conn);
-    // Served until it ends, the router stops, or no stream has been open for the idle timeout.
+    // Served until it ends, the router stops, or no stream has been open for the idle timeout: then
+    // a GOAWAY, and if the peer has still not let the connection end (hyper waits for the ACK of a
+    // ping before it closes) after another idle period with no stream open, it is dropped.
+    let mut closing = false;
     loop {
         let idle = *open.borrow_and_update() == 0;
         tokio::select! {
@@ -778,28 +781,35 @@ async fn serve_connection(
                 }
                 return;
             }
-            _ = stop.wait_for(|stop| *stop) => break,
+            _ = stop.wait_for(|stop| *stop), if !closing => break,
             changed = open.changed() => {
                 if changed.is_err() {
                     break;
                 }
             }
             () = tokio::time::sleep(idle_timeout), if idle => {
+                if closing {
+                    tracing::debug!("dropping an h2c connection whose peer did not close it after GOAWAY");
+                    return;
+                }
                 tracing::debug!(
                     "closing an h2c connection idle for {idle_timeout:?} (LANE_ROUTER_IDLE_TIMEOUT)"
                 );
-                break;
+                closing = true;
+                conn.as_mut().graceful_shutdown();
             }
         }
     }
-    conn.as_mut().graceful_shutdown();
+    if !closing {
+        conn.as_mut().graceful_shutdown();
+    }
     if let Err(e) = conn.await {
         tracing::debug!("h2c connection ended: {e}");
     }
 }
 
-/// How long an h2c peer has to answer a keep-alive ping (sent every idle timeout while streams are
-/// open) before its connection is closed.
+/// How long an h2c peer has to answer a keep-alive ping (sent every idle timeout) before its
+/// connection is closed.
 const KEEP_ALIVE_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Whether an upstream error is a timeout (the connector's connect timeout).

@@ -637,3 +637,40 @@ async fn an_upstream_that_stalls_its_body_has_the_h2c_stream_reset() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"abcdef");
 }
+
+#[tokio::test]
+async fn an_h2c_request_whose_headers_never_end_is_closed_by_the_idle_timeout() {
+    // hyper's HTTP/2 server has no header read timeout; such a connection has no open stream, so
+    // the idle timeout closes it.
+    let (base, _s) = backend("b-base").await;
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, base)], &[], 1),
+    )
+    .await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // An empty SETTINGS frame, then a HEADERS frame on stream 1 without END_HEADERS (`:method GET`
+    // and nothing more), and no CONTINUATION.
+    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&[0, 0, 1, 0x1, 0, 0, 0, 0, 1, 0x82]);
+    s.write_all(&out).await.unwrap();
+    // It does not answer the router's ping either: it is dropped after another idle period.
+    let got = read_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("the connection is closed");
+    // The router's SETTINGS, its ACK of ours, and a GOAWAY (type 7) before the close.
+    assert!(got.len() >= 9, "{got:?}");
+    let mut frames = Vec::new();
+    let mut rest = &got[..];
+    while rest.len() >= 9 {
+        let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        frames.push(rest[3]);
+        rest = &rest[(9 + len).min(rest.len())..];
+    }
+    assert!(frames.contains(&0x7), "frame types {frames:?}");
+}
