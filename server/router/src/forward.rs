@@ -15,7 +15,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-/// The body of every response the router sends: streamed from upstream, or a small one it made.
+/// The body of every response the router sends (streamed from upstream, or a small one it made),
+/// and of every request it forwards through hyper.
 pub(crate) enum RouterBody {
     Upstream(Incoming),
     /// Streamed from upstream, held to a body timeout between two frames.
@@ -23,8 +24,8 @@ pub(crate) enum RouterBody {
     Full(Option<Bytes>),
 }
 
-/// An upstream body that fails (so that the client's stream is reset, not ended as if whole) when
-/// upstream sends nothing for `timeout` while the router waits for it; `on_stall` runs then.
+/// A relayed body that fails (so that the stream it feeds is reset, not ended as if whole) when its
+/// sender sends nothing for `timeout` while the router waits for it; `on_stall` runs then.
 pub(crate) struct Timed {
     body: Incoming,
     timeout: Duration,
@@ -111,7 +112,8 @@ impl Body for RouterBody {
     }
 }
 
-pub(crate) type Upstream<R> = Client<HttpConnector<R>, Incoming>;
+/// A pooled upstream client; request bodies are [`RouterBody`]s too (a client's, maybe timed).
+pub(crate) type Upstream<R> = Client<HttpConnector<R>, RouterBody>;
 
 /// The two pooled upstream clients: HTTP/1.1 keep-alive and HTTP/2 prior knowledge (h2c).
 #[derive(Clone)]

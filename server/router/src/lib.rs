@@ -426,6 +426,29 @@ impl Inner {
         };
 
         let (mut parts, body) = req.into_parts();
+        let client_h2 = parts.version == http::Version::HTTP_2;
+        // The client's body, held to the body timeout; a stall before the response head is a 408.
+        let body_timeout = self.config.limits.body_timeout;
+        let client_stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let body = {
+            let counts = self.stats.body_timeouts.clone();
+            let stalled = client_stalled.clone();
+            let who = served_by.to_str().unwrap_or("").to_owned();
+            RouterBody::Timed(Box::new(forward::Timed::new(
+                body,
+                body_timeout,
+                move || {
+                    counts[h1::Side::Client as usize].fetch_add(1, Ordering::Relaxed);
+                    stalled.store(true, Ordering::Relaxed);
+                    let why = format!(
+                        "the request body stalled: no byte of it came for {body_timeout:?} \
+                     (LANE_ROUTER_BODY_TIMEOUT)"
+                    );
+                    tracing::info!("a request body to {who} at {target}: {why}");
+                    why
+                },
+            )))
+        };
         strip_hop_by_hop(&mut parts.headers);
         if self.config.header_to_baggage
             && let Some(baggage) = edge::baggage_for(
@@ -492,6 +515,18 @@ impl Inner {
             tokio::time::timeout(timeout, upstream.request(Request::from_parts(parts, body))).await;
         let resp = match sent {
             Ok(Ok(resp)) => resp,
+            Ok(Err(_)) if client_stalled.load(Ordering::Relaxed) => {
+                let body = format!(
+                    "lane router: the request body stalled: no byte of it came for \
+                     {body_timeout:?} (LANE_ROUTER_BODY_TIMEOUT)\n"
+                );
+                let mut resp = error_response(grpc, StatusCode::REQUEST_TIMEOUT, body);
+                if !client_h2 {
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                return self.counted(resp);
+            }
             failed => {
                 let (status, what, why) = match failed {
                     Err(_) => (
@@ -528,7 +563,6 @@ impl Inner {
                 return self.counted(with_invalid(resp, invalid));
             }
         };
-        let body_timeout = self.config.limits.body_timeout;
         let stalled = {
             let counts = self.stats.body_timeouts.clone();
             let who = served_by.to_str().unwrap_or("").to_owned();

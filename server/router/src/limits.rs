@@ -24,8 +24,8 @@ pub struct Limits {
     /// body). A client that stalls its request body gets `408` (if no response has started) and
     /// its connection closed; an instance that stalls its response body has the client's
     /// connection cut (reset: the response is incomplete). Either way the upstream connection is
-    /// closed. Requests served through hyper (h2c) have their response bodies timed (the stream is
-    /// reset), not their request bodies.
+    /// closed. The same holds for requests served through hyper (h2c), where a stalled body
+    /// resets the stream it feeds.
     pub body_timeout: Duration,
     /// Downstream connections served at once; more are refused with a `503` that says so.
     pub max_connections: usize,

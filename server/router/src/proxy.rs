@@ -97,6 +97,7 @@ impl<F: Fn() -> LaneRef> Proxy<F> {
             parts.version = Version::HTTP_11;
         }
         let client = self.clients.for_version(parts.version);
+        let body = RouterBody::Upstream(body);
         match client.request(Request::from_parts(parts, body)).await {
             Ok(resp) => {
                 let mut resp = resp.map(RouterBody::Upstream);

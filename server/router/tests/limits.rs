@@ -674,3 +674,69 @@ async fn an_h2c_request_whose_headers_never_end_is_closed_by_the_idle_timeout() 
     }
     assert!(frames.contains(&0x7), "frame types {frames:?}");
 }
+
+/// A request body fed from a channel: it stalls when nothing is sent and the sender is kept.
+struct ChannelBody(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|got| got.map(|data| Ok(hyper::body::Frame::data(data))))
+    }
+}
+
+#[tokio::test]
+async fn an_h2c_client_that_stalls_its_body_gets_408_and_the_upstream_connection_closes() {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let (up, upstream_saw) = stalling_upstream("").await;
+    let limits = Limits {
+        body_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
+    )
+    .await;
+    r.table.set_protocols([(up, lane_router::Protocol::Http)]);
+    let stream = TcpStream::connect(r.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake::<_, ChannelBody>(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(bytes::Bytes::from_static(b"hel")).await.unwrap();
+    let req = http::Request::post(format!("http://{B}:{}/", r.addr.port()))
+        .header("content-length", "10")
+        .body(ChannelBody(rx))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert_eq!(resp.status(), 408);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("LANE_ROUTER_BODY_TIMEOUT"), "{body}");
+    let seen = tokio::time::timeout(Duration::from_secs(10), upstream_saw)
+        .await
+        .expect("the upstream connection is closed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&seen).ends_with("\r\n\r\nhel"));
+    assert!(
+        r.router
+            .metrics()
+            .contains("lane_router_body_timeouts_total{side=\"client\"} 1\n")
+    );
+    drop(tx);
+}
