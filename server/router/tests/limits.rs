@@ -462,7 +462,7 @@ async fn stalling_upstream(
 async fn a_client_that_stalls_its_body_gets_408_and_both_connections_close() {
     let (up, upstream_saw) = stalling_upstream("").await;
     let limits = Limits {
-        body_timeout: Duration::from_millis(300),
+        body_timeout: Duration::from_millis(600),
         ..Limits::default()
     };
     let r = router_with(
@@ -507,7 +507,7 @@ async fn an_upstream_that_stalls_its_body_has_the_client_connection_cut() {
         stalling_upstream("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello").await;
     let slow = slow_body_upstream(Duration::from_millis(150)).await;
     let limits = Limits {
-        body_timeout: Duration::from_millis(400),
+        body_timeout: Duration::from_millis(600),
         ..Limits::default()
     };
     let r = router_with(
@@ -566,7 +566,7 @@ async fn an_upstream_that_stalls_its_body_has_the_h2c_stream_reset() {
         stalling_upstream("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello").await;
     let slow = slow_body_upstream(Duration::from_millis(150)).await;
     let limits = Limits {
-        body_timeout: Duration::from_millis(400),
+        body_timeout: Duration::from_millis(600),
         ..Limits::default()
     };
     let r = router_with(
