@@ -4,8 +4,9 @@
 # ../target/debug/lane). Installs code-server into a cache dir outside the repo and chromium via apt
 # when missing (scripts/e2e-setup.sh). The editor starts with no `lane` to be found (not on PATH,
 # a HOME without ~/.cargo/bin/lane, no setting); the test sets `lane.server.path` in the settings
-# editor. Screenshots: media/server-not-found.png and media/first-run.png (the README's, committed),
-# e2e/progress.png, e2e/context-menu.png and e2e/screenshot.png.
+# editor. Screenshots: e2e/progress.png, e2e/context-menu.png, e2e/screenshot.png, and the README's
+# server-not-found.png and first-run.png: into e2e/ too (untracked), or into media/ (committed, in
+# the vsix) with E2E_UPDATE_MEDIA=1, so a test run leaves the checkout as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ext_dir=$(pwd)
@@ -14,6 +15,9 @@ export LANE_BIN="${LANE_BIN:-$(cd .. && pwd)/target/debug/lane}"
 [[ -x "$LANE_BIN" ]] || { echo "e2e: $LANE_BIN is not an executable; build it or set LANE_BIN" >&2; exit 1; }
 export npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false
 t0=$SECONDS
+
+media_dir="$ext_dir/e2e"
+[[ "${E2E_UPDATE_MEDIA:-}" == 1 ]] && media_dir="$ext_dir/media"
 
 # shellcheck source=e2e-setup.sh
 source scripts/e2e-setup.sh
@@ -122,6 +126,6 @@ curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null || { echo "e2e: code-serve
 echo "e2e: code-server on 127.0.0.1:$port (pgid $pgid)"
 
 mkdir -p "$ext_dir/media"
-E2E_URL="http://127.0.0.1:$port/?folder=$repo" E2E_OUT="$ext_dir/e2e" E2E_MEDIA="$ext_dir/media" E2E_LANE_BIN="$LANE_BIN" \
+E2E_URL="http://127.0.0.1:$port/?folder=$repo" E2E_OUT="$ext_dir/e2e" E2E_MEDIA="$media_dir" E2E_LANE_BIN="$LANE_BIN" \
     node out/e2e/run.js
 echo "e2e: passed in $((SECONDS - t0))s"
