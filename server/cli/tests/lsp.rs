@@ -21,6 +21,23 @@ struct Sandbox {
 }
 
 impl Sandbox {
+    /// Waits (10 s at most) for the daemon to exit after `after`, and checks it exited with 0.
+    fn wait_for_clean_exit(&mut self, after: &str) {
+        let mut lsp = self.lsp.take().expect("the daemon runs");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = lsp.try_wait().expect("waitable") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lane lsp did not exit after {after}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "lane lsp exited with {status}");
+    }
+
     fn new(name: &str, ports: &'static str) -> Sandbox {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -518,19 +535,7 @@ fn the_daemon_serves_status_deploy_switch_and_cancel_over_stdio() {
     // The client goes away: the daemon exits cleanly.
     let Client { stdin, .. } = c;
     drop(stdin);
-    let mut lsp = sandbox.lsp.take().expect("the daemon runs");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = lsp.try_wait().expect("waitable") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lane lsp did not exit after stdin closed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "lane lsp exited with {status}");
+    sandbox.wait_for_clean_exit("stdin closed");
 }
 
 /// `lane/status` and `shutdown` take no parameters: absent, `null`, `{}` and `[]` are all "none"
@@ -580,19 +585,7 @@ fn requests_without_parameters_accept_absent_null_and_empty_params() {
     let resp = c.response(id, Duration::from_secs(10));
     assert!(resp.get("error").is_none(), "shutdown with {{}}: {resp}");
     c.notify("exit", json!({}));
-    let mut lsp = sandbox.lsp.take().expect("the daemon runs");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = lsp.try_wait().expect("waitable") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "lane lsp did not exit after exit"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "lane lsp exited with {status}");
+    sandbox.wait_for_clean_exit("exit");
 }
 
 #[test]

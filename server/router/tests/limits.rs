@@ -501,8 +501,16 @@ async fn a_client_that_stalls_its_body_gets_408_and_both_connections_close() {
     );
 }
 
-#[tokio::test]
-async fn an_upstream_that_stalls_its_body_has_the_client_connection_cut() {
+/// A router with a 600 ms body timeout in front of two upstreams: `demo.b`, which sends a head
+/// and half its body and then stalls, and `demo.c`, which sends its body in parts 150 ms apart
+/// (each within the timeout). Also: the stalled upstream's address, the slow one's, and what the
+/// stalled one read, once the router closes its connection.
+async fn upstream_body_stall_router() -> (
+    RunningRouter,
+    SocketAddr,
+    SocketAddr,
+    tokio::sync::oneshot::Receiver<Vec<u8>>,
+) {
     let (stalled, upstream_saw) =
         stalling_upstream("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello").await;
     let slow = slow_body_upstream(Duration::from_millis(150)).await;
@@ -522,6 +530,12 @@ async fn an_upstream_that_stalls_its_body_has_the_client_connection_cut() {
         ),
     )
     .await;
+    (r, stalled, slow, upstream_saw)
+}
+
+#[tokio::test]
+async fn an_upstream_that_stalls_its_body_has_the_client_connection_cut() {
+    let (r, _, _, upstream_saw) = upstream_body_stall_router().await;
     // A body that comes slowly, each part within the timeout, comes whole (the timeout is
     // between two reads, not for the whole body).
     let mut s = TcpStream::connect(r.addr).await.unwrap();
@@ -562,25 +576,7 @@ async fn an_upstream_that_stalls_its_body_has_the_h2c_stream_reset() {
     use http_body_util::{BodyExt, Full};
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
-    let (stalled, upstream_saw) =
-        stalling_upstream("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello").await;
-    let slow = slow_body_upstream(Duration::from_millis(150)).await;
-    let limits = Limits {
-        body_timeout: Duration::from_millis(600),
-        ..Limits::default()
-    };
-    let r = router_with(
-        config(limits),
-        table(
-            vec![
-                ep("demo.b", "baseline", true, stalled),
-                ep("demo.c", "baseline", true, slow),
-            ],
-            &[],
-            1,
-        ),
-    )
-    .await;
+    let (r, stalled, slow, upstream_saw) = upstream_body_stall_router().await;
     r.table.set_protocols([
         (stalled, lane_router::Protocol::Http),
         (slow, lane_router::Protocol::Http),
