@@ -128,6 +128,44 @@ fn the_standalone_router_refuses_a_lane_header_that_is_no_header_name() {
 }
 
 #[test]
+fn the_standalone_router_refuses_an_unknown_registry_and_a_bad_consul_prefix() {
+    let env = TestEnv::new("router-bad-registry", 150);
+    let out = env.run_in(
+        &env.root,
+        &["router", "--listen", "127.0.0.1:0", "--registry", "nomad"],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("--registry `nomad` is not one of local, consul"),
+        "{out}"
+    );
+    let out = env.run_in(
+        &env.root,
+        &[
+            "router",
+            "--listen",
+            "127.0.0.1:0",
+            "--registry",
+            "consul",
+            "--prefix",
+            "Gaia;drop",
+        ],
+        &[("CONSUL_HTTP_ADDR", "127.0.0.1:1")],
+    );
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr.contains(
+            "--prefix `Gaia;drop` is not a Consul name prefix (lowercase letters, digits and `-`)"
+        ),
+        "{out}"
+    );
+    assert!(env.agent_pid().is_none(), "nothing was started");
+    env.finish();
+}
+
+#[test]
 fn the_standalone_router_follows_the_agent_and_says_when_it_cannot() {
     let env = TestEnv::new("router-follows", 72);
     let port = common::free_port();
