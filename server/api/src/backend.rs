@@ -22,8 +22,8 @@ use tokio::sync::{mpsc, watch};
 use crate::error::{BackendError, Result};
 use crate::ids::Revision;
 use crate::types::{
-    AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport, HistoryEntry,
-    InstanceView, LaneView, Progress, Status,
+    AssignRequest, BaselineSync, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport,
+    HistoryEntry, InstanceView, LaneView, Progress, Status,
 };
 
 /// A sender for progress events. Dropping the receiver does not cancel the operation; dropping
@@ -119,6 +119,21 @@ pub trait Backend: Send + Sync {
         since: Option<&Revision>,
         timeout: Duration,
     ) -> Result<Revision>;
+
+    /// Checks now what production runs (fetching what must be fetched) and rolls baseline
+    /// forward where it is behind; answers every followed service as it stands afterwards. What
+    /// the backend also does on its own (a ref watch, the operator's reconcile), on demand:
+    /// `lane baseline sync`.
+    async fn baseline_sync(
+        &self,
+        _progress: ProgressTx,
+        _cancel: Cancel,
+    ) -> Result<Vec<BaselineSync>> {
+        Err(BackendError::invalid(format!(
+            "the {} backend does not follow production",
+            self.name()
+        )))
+    }
 
     /// The history of lane `id`, oldest first: every change to it, kept for a while after the
     /// lane is deleted. A backend that keeps none says so.

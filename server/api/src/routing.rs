@@ -85,6 +85,7 @@ mod tests {
                 inst("demo.b", "baseline", InstanceState::Healthy),
                 inst("demo.c", "baseline", InstanceState::Healthy),
             ],
+            baseline_sync: vec![],
             traffic: vec![],
             revision: Revision::new("1"),
         };

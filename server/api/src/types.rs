@@ -154,6 +154,10 @@ pub struct Status {
     pub now: u64,
     pub lanes: Vec<LaneView>,
     pub baseline: Vec<InstanceView>,
+    /// For each baseline service that follows production: what production runs, what baseline
+    /// runs, and any drift. Empty when nothing follows production.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_sync: Vec<BaselineSync>,
     pub traffic: Vec<Traffic>,
     /// Changes with every change; watchers hand it back to `wait_for_change`.
     pub revision: Revision,
@@ -338,4 +342,56 @@ pub struct HistoryEntry {
     pub service: Option<ServiceId>,
     /// Why, in words: what was deployed, moved, extended, and why a lane was reclaimed.
     pub reason: String,
+}
+
+/// How a baseline service stands against what production runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Drift {
+    /// Baseline runs what production runs.
+    InSync,
+    /// Production moved and baseline has not caught up yet (a roll-forward is due or under way).
+    Behind,
+    /// The roll-forward failed to build or start; the previous version keeps serving.
+    BuildFailed,
+    /// Baseline runs production's version but it is not healthy.
+    Unhealthy,
+    /// What production runs cannot be read right now (a ref that does not resolve, a namespace
+    /// that cannot be listed).
+    Unknown,
+}
+
+impl Drift {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Drift::InSync => "in_sync",
+            Drift::Behind => "behind",
+            Drift::BuildFailed => "build_failed",
+            Drift::Unhealthy => "unhealthy",
+            Drift::Unknown => "unknown",
+        }
+    }
+}
+
+/// One baseline service that follows production: the backend's answer to "is baseline what
+/// production runs?". The local backend follows a git ref of the service's repository (versions
+/// are commits); the Kubernetes operator follows a production namespace (versions are images).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaselineSync {
+    pub service: ServiceId,
+    /// What is followed, in the backend's words: `origin/main`, `refs/tags/v*`,
+    /// `namespace prod`.
+    pub follows: String,
+    /// Production's version (a commit, an image); `None` when it cannot be read.
+    pub production: Option<String>,
+    /// The version baseline runs now; `None` when baseline runs nothing yet.
+    pub running: Option<String>,
+    pub drift: Drift,
+    /// Why, when not in sync: the build error's tail, the ref that does not resolve, ….
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Seconds since the Unix epoch of the last time baseline was brought to production's
+    /// version (or found equal to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<u64>,
 }

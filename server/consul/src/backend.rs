@@ -496,6 +496,7 @@ impl Backend for ConsulBackend {
             now: now(),
             lanes: views,
             baseline,
+            baseline_sync: Vec::new(),
             traffic: Vec::new(),
             revision: revision([kv_index, catalog_index, checks_index]),
         })

@@ -1008,6 +1008,7 @@ pub fn status_of(
         now,
         lanes: views,
         baseline,
+        baseline_sync: Vec::new(),
         traffic: Vec::new(),
         revision,
     }

@@ -718,6 +718,7 @@ impl Agent {
             now,
             lanes,
             baseline,
+            baseline_sync: Vec::new(),
             traffic: self.traffic_view(),
             revision: revision(st.generation),
         }

@@ -244,6 +244,7 @@ mod tests {
                 inst("demo.a", LaneRef::Baseline, InstanceState::Healthy),
                 inst("demo.b", LaneRef::Baseline, InstanceState::Crashed),
             ],
+            baseline_sync: vec![],
             traffic: vec![Traffic {
                 service: b,
                 lane: lane_ref,
