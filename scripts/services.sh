@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# Real data servers for the tests: MariaDB and Redis on loopback, as the current user, on
-# non-default ports, with their files under a cache directory.
+# Real data servers for the tests: MariaDB, Redis and an Apache Kafka broker on loopback, as the
+# current user, on non-default ports, with their files under a cache directory.
 #
-#   scripts/services.sh [mariadb|redis|all]        install when missing, start when not running
-#   scripts/services.sh stop [mariadb|redis|all]   stop what this script started
+#   scripts/services.sh [mariadb|redis|kafka|all]        install when missing, start when not running
+#   scripts/services.sh stop [mariadb|redis|kafka|all]   stop what this script started
 #   scripts/services.sh env                        print the addresses as `export` lines
 #
 # Idempotent: a server that already answers is left alone. Missing programs are installed from
-# Debian's packages (apt-get; as root, or through passwordless sudo). When anything cannot be
-# installed or started the script exits non-zero; it never skips.
+# Debian's packages (apt-get; as root, or through passwordless sudo). Kafka runs from its own jars,
+# resolved from Maven Central by Maven (tests/kafka/pom.xml; ~/.m2 is the download cache) with the
+# machine's JDK, as one KRaft node (broker and controller). When anything cannot be installed or
+# started the script exits non-zero; it never skips.
 #
 # Addresses (override to use servers of your own; the script then only checks they answer):
 #   LANE_TEST_MYSQL_URL  default mysql://lane:lane@127.0.0.1:${LANE_TEST_MYSQL_PORT:-23306}
 #   LANE_TEST_REDIS_URL  default redis://127.0.0.1:${LANE_TEST_REDIS_PORT:-26379}
-# Files: ${LANE_SERVICES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lane/services}/{mariadb,redis}
+#   LANE_TEST_KAFKA_BOOTSTRAP  default 127.0.0.1:${LANE_TEST_KAFKA_PORT:-31092} (its controller
+#                        listens on ${LANE_TEST_KAFKA_CONTROLLER_PORT:-31093})
+# Files: ${LANE_SERVICES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lane/services}/{mariadb,redis,kafka}
 set -euo pipefail
 
 dir="${LANE_SERVICES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lane/services}"
@@ -21,6 +25,10 @@ mysql_port="${LANE_TEST_MYSQL_PORT:-23306}"
 redis_port="${LANE_TEST_REDIS_PORT:-26379}"
 mysql_url_default="mysql://lane:lane@127.0.0.1:${mysql_port}"
 redis_url_default="redis://127.0.0.1:${redis_port}"
+kafka_port="${LANE_TEST_KAFKA_PORT:-31092}"
+kafka_controller_port="${LANE_TEST_KAFKA_CONTROLLER_PORT:-31093}"
+kafka_bootstrap_default="127.0.0.1:${kafka_port}"
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 user="$(id -un)"
 
 say() { printf 'services: %s\n' "$*" >&2; }
@@ -146,6 +154,106 @@ redis_up() {
   wait_port 127.0.0.1 "$redis_port" Redis "$d/redis.log"
 }
 
+# The broker's class path: Kafka's jars and their dependencies, resolved by Maven from
+# tests/kafka/pom.xml into a directory named after the pom's checksum (a changed pom resolves
+# anew). Prints the directory.
+kafka_jars() {
+  local pom="$repo_root/tests/kafka/pom.xml" sum lib
+  [ -f "$pom" ] || die "$pom is missing"
+  sum="$(sha256sum "$pom" | cut -c1-16)"
+  lib="$dir/kafka/lib-$sum"
+  if [ ! -f "$lib/.complete" ]; then
+    local mvn
+    if ! command -v java >/dev/null 2>&1 || ! mvn="$(find_prog mvn)"; then
+      apt_install openjdk-17-jdk-headless maven
+      command -v java >/dev/null 2>&1 || die "java is missing after the install"
+      mvn="$(find_prog mvn)" || die "mvn is missing after the install"
+    fi
+    say "resolving Kafka's jars from Maven Central into $lib (~/.m2 caches the downloads)"
+    rm -rf "$lib"
+    mkdir -p "$lib"
+    "$mvn" -B -q -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$lib" >"$dir/kafka/mvn.log" 2>&1 \
+      || { tail -n 30 "$dir/kafka/mvn.log" >&2; die "mvn could not resolve Kafka's jars (log: $dir/kafka/mvn.log)"; }
+    ls "$lib"/kafka_2.13-*.jar >/dev/null 2>&1 || die "no kafka_2.13 jar in $lib after mvn"
+    touch "$lib/.complete"
+  fi
+  echo "$lib"
+}
+
+kafka_up() {
+  if [ -n "${LANE_TEST_KAFKA_BOOTSTRAP:-}" ]; then
+    local first="${LANE_TEST_KAFKA_BOOTSTRAP%%,*}"
+    port_open "${first%:*}" "${first##*:}" \
+      || die "LANE_TEST_KAFKA_BOOTSTRAP=$LANE_TEST_KAFKA_BOOTSTRAP does not answer"
+    return 0
+  fi
+  local d="$dir/kafka"
+  if port_open 127.0.0.1 "$kafka_port" && [ -f "$d/ready" ]; then
+    say "kafka already running on 127.0.0.1:$kafka_port"
+    return 0
+  fi
+  port_open 127.0.0.1 "$kafka_port" && die "port $kafka_port is taken by something that is not this script's Kafka broker"
+  port_open 127.0.0.1 "$kafka_controller_port" && die "port $kafka_controller_port (Kafka's controller) is taken"
+  mkdir -p "$d"
+  local lib cp
+  lib="$(kafka_jars)"
+  cp="$(printf '%s:' "$lib"/*.jar)"
+  rm -f "$d/ready"
+  # One node that is broker and controller, on loopback; no automatic topics, no delays.
+  cat >"$d/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$kafka_controller_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$kafka_controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$d/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+EOF
+  # Formatted for other ports or other jars: format again.
+  if [ "$(cat "$d/formatted-with" 2>/dev/null)" != "$lib $kafka_controller_port" ]; then
+    rm -rf "$d/data" "$d/formatted-with"
+  fi
+  local jvm=(java -Xms64m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
+    -Dorg.slf4j.simpleLogger.defaultLogLevel=warn
+    -Dorg.slf4j.simpleLogger.log.kafka.server.KafkaRaftServer=info -cp "$cp")
+  if [ ! -f "$d/data/meta.properties" ]; then
+    say "formatting Kafka's storage in $d/data"
+    rm -rf "$d/data"
+    local id
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)"
+    "${jvm[@]}" kafka.tools.StorageTool format -t "$id" -c "$d/server.properties" >"$d/format.log" 2>&1 \
+      || { tail -n 20 "$d/format.log" >&2; die "formatting Kafka's storage failed (log: $d/format.log)"; }
+    echo "$lib $kafka_controller_port" >"$d/formatted-with"
+  fi
+  say "starting Kafka on 127.0.0.1:$kafka_port (controller on $kafka_controller_port)"
+  setsid "${jvm[@]}" kafka.Kafka "$d/server.properties" </dev/null >"$d/server.log" 2>&1 9>&- &
+  local pid=$! i
+  echo "$pid" >"$d/kafka.pid"
+  # Ready when the broker says so (it has registered with its controller) and its port answers.
+  for i in $(seq 1 600); do
+    grep -q 'Kafka Server started' "$d/server.log" && port_open 127.0.0.1 "$kafka_port" && break
+    kill -0 "$pid" 2>/dev/null || { tail -n 30 "$d/server.log" >&2; die "the Kafka broker exited (log: $d/server.log)"; }
+    sleep 0.1
+  done
+  if ! grep -q 'Kafka Server started' "$d/server.log"; then
+    tail -n 30 "$d/server.log" >&2
+    die "the Kafka broker did not start in 60s (log: $d/server.log)"
+  fi
+  touch "$d/ready"
+}
+
 stop_pidfile() {
   local pidfile="$1" what="$2" pid
   [ -f "$pidfile" ] || return 0
@@ -160,26 +268,28 @@ stop_pidfile() {
 
 which_ones() {
   case "${1:-all}" in
-    all) echo "mariadb redis" ;;
-    mariadb|redis) echo "$1" ;;
-    *) die "unknown service \`$1\`; use mariadb, redis or all" ;;
+    all) echo "mariadb redis kafka" ;;
+    mariadb|redis|kafka) echo "$1" ;;
+    *) die "unknown service \`$1\`; use mariadb, redis, kafka or all" ;;
   esac
 }
 
 # An unknown name is an error here (inside `$(which_ones ...)` it would only end a subshell).
-case "${1:-all}" in env|stop|all|mariadb|redis) ;; *) which_ones "$1" ;; esac
+case "${1:-all}" in env|stop|all|mariadb|redis|kafka) ;; *) which_ones "$1" ;; esac
 [ "${1:-}" != stop ] || which_ones "${2:-all}" >/dev/null
 
 case "${1:-all}" in
   env)
     echo "export LANE_TEST_MYSQL_URL=${LANE_TEST_MYSQL_URL:-$mysql_url_default}"
     echo "export LANE_TEST_REDIS_URL=${LANE_TEST_REDIS_URL:-$redis_url_default}"
+    echo "export LANE_TEST_KAFKA_BOOTSTRAP=${LANE_TEST_KAFKA_BOOTSTRAP:-$kafka_bootstrap_default}"
     ;;
   stop)
     for s in $(which_ones "${2:-all}"); do
       case "$s" in
         mariadb) rm -f "$dir/mariadb/ready"; stop_pidfile "$dir/mariadb/mysqld.pid" MariaDB ;;
         redis) stop_pidfile "$dir/redis/redis.pid" Redis ;;
+        kafka) rm -f "$dir/kafka/ready"; stop_pidfile "$dir/kafka/kafka.pid" Kafka ;;
       esac
     done
     ;;
@@ -192,6 +302,7 @@ case "${1:-all}" in
       case "$s" in
         mariadb) mariadb_up ;;
         redis) redis_up ;;
+        kafka) kafka_up ;;
       esac
     done
     ;;

@@ -14,10 +14,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build the lane binary (the end-to-end tests drive it)"
 cargo build --workspace --bins --locked
 
-step "data servers for the tests: MariaDB and Redis on loopback (scripts/services.sh)"
-# Installs them from Debian's packages when missing and starts them under ~/.cache/lane/services;
-# fails (never skips) when it cannot. LANE_TEST_MYSQL_URL / LANE_TEST_REDIS_URL point the tests at
-# servers of your own instead.
+step "data servers for the tests: MariaDB, Redis and Kafka on loopback (scripts/services.sh)"
+# Installs MariaDB and Redis from Debian's packages when missing, resolves Kafka's jars from Maven
+# Central (tests/kafka/pom.xml) and runs one KRaft broker, all under ~/.cache/lane/services; fails
+# (never skips) when it cannot. LANE_TEST_MYSQL_URL / LANE_TEST_REDIS_URL /
+# LANE_TEST_KAFKA_BOOTSTRAP point the tests at servers of your own instead.
 scripts/services.sh all
 eval "$(scripts/services.sh env)"
 
