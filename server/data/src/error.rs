@@ -23,6 +23,9 @@ pub enum DataError {
     /// The baseline database is not on the server.
     #[error("the baseline database `{database}` does not exist on {address}")]
     MissingBaseline { database: String, address: String },
+    /// A baseline Kafka topic is not on the cluster.
+    #[error("the baseline topic `{topic}` does not exist on {address}")]
+    MissingTopic { topic: String, address: String },
     /// Bad input (a name, a quota, an address).
     #[error("{0}")]
     Invalid(String),

@@ -1,16 +1,20 @@
 //! What deleting a lane does to its data, as a plan that can be printed (`--dry-run`) or run,
 //! and the guard every destructive step passes first: it refuses any name that is not the lane's
 //! own (`<db>__lane_<id>` of one of the lane's bindings; a Redis database the lane's claim holds;
-//! the lane's key prefix). Baseline's names never pass it.
+//! the lane's key prefix; `<topic>.lane-<id>` of a topic one of the lane's bindings lists).
+//! Baseline's names never pass it.
 
 use std::fmt;
 
 use lane_core::LaneId;
-use lane_core::data::{DataOptions, DataSpec, RedisMode, mysql_database, redact, redis_prefix};
+use lane_core::data::{
+    DataOptions, DataSpec, RedisMode, mysql_database, redact, redis_prefix, rewrite_topic,
+};
 use lane_core::lane::{DataBinding, DataKind};
 use serde::Serialize;
 
 use crate::error::{DataError, Result};
+use crate::kafka::{Kafka, check_topic_delete};
 use crate::mysql::Mysql;
 use crate::redis::Redis;
 
@@ -39,6 +43,13 @@ pub enum Action {
         index: u32,
         prefix: String,
     },
+    /// Delete the lane's Kafka topic `<topic>.lane-<id>`.
+    DeleteTopic {
+        binding: String,
+        server: String,
+        baseline: String,
+        topic: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -64,6 +75,12 @@ impl fmt::Display for Action {
                 f,
                 "{binding}: delete keys `{prefix}*` in Redis database {index} on {server}"
             ),
+            Action::DeleteTopic {
+                binding,
+                server,
+                topic,
+                ..
+            } => write!(f, "{binding}: delete Kafka topic `{topic}` on {server}"),
         }
     }
 }
@@ -73,7 +90,7 @@ impl fmt::Display for Action {
 pub struct Plan {
     pub lane: LaneId,
     pub actions: Vec<Action>,
-    /// Bindings whose kind lane cannot tear down yet (kafka, apollo), named so nobody assumes.
+    /// Bindings whose kind lane cannot tear down yet (apollo), named so nobody assumes.
     pub not_handled: Vec<String>,
 }
 
@@ -158,6 +175,23 @@ pub fn check(lane: &LaneId, specs: &[DataSpec], action: &Action) -> Result<()> {
                 )))
             }
         }
+        Action::DeleteTopic {
+            binding,
+            baseline,
+            topic,
+            ..
+        } => {
+            let s = spec(binding)?;
+            match &s.options {
+                DataOptions::Kafka { topics, .. } if topics.values().any(|t| t == baseline) => {}
+                _ => {
+                    return Err(DataError::Guard(format!(
+                        "binding `{binding}` is not a Kafka binding of topic `{baseline}`"
+                    )));
+                }
+            }
+            check_topic_delete(baseline, lane, topic)
+        }
     }
 }
 
@@ -202,9 +236,20 @@ pub fn plan(lane: &LaneId, specs: &[DataSpec], records: &[DataBinding]) -> Resul
                     prefix: redis_prefix(lane),
                 }),
             },
-            DataOptions::Kafka { .. } | DataOptions::Apollo { .. } => {
-                not_handled.push(s.name.clone())
+            DataOptions::Kafka { topics, .. } => {
+                let mut baselines: Vec<&String> = topics.values().collect();
+                baselines.sort();
+                baselines.dedup();
+                for t in baselines {
+                    actions.push(Action::DeleteTopic {
+                        binding: s.name.clone(),
+                        server: server.clone(),
+                        baseline: t.clone(),
+                        topic: rewrite_topic(t, lane),
+                    });
+                }
             }
+            DataOptions::Apollo { .. } => not_handled.push(s.name.clone()),
         }
     }
     let plan = Plan {
@@ -263,6 +308,15 @@ pub async fn execute(plan: &Plan, specs: &[DataSpec]) -> Result<Vec<Done>> {
                 let mut r = Redis::connect(&url(binding)).await?;
                 r.delete_prefix(*index, prefix).await? > 0
             }
+            Action::DeleteTopic {
+                binding,
+                baseline,
+                topic,
+                ..
+            } => {
+                let mut k = Kafka::connect(&url(binding)).await?;
+                k.delete_lane_topic(baseline, &plan.lane, topic).await?
+            }
         };
         done.push(Done {
             action: action.clone(),
@@ -317,8 +371,8 @@ topics = { T = "t" }
         assert_eq!(
             p.to_string(),
             "cache: flush Redis database 3 on redis://r/1\n\
-             orders: drop MySQL database `orders__lane_feat_a` on mysql://u:***@db/orders\n\
-             events: not handled (this kind is not provisioned by lane yet)\n"
+             events: delete Kafka topic `t.lane-feat-a` on kafka://k:9092\n\
+             orders: drop MySQL database `orders__lane_feat_a` on mysql://u:***@db/orders\n"
         );
     }
 
@@ -369,5 +423,27 @@ topics = { T = "t" }
         assert!(check(&lane, &specs, &prefix("")).is_err());
         assert!(check(&lane, &specs, &prefix("lane:")).is_err());
         assert!(check_mysql_drop("orders", &lane, "orders").is_err());
+        let topic = |binding: &str, baseline: &str, t: &str| Action::DeleteTopic {
+            binding: binding.into(),
+            server: String::new(),
+            baseline: baseline.into(),
+            topic: t.into(),
+        };
+        assert!(check(&lane, &specs, &topic("events", "t", "t.lane-feat-a")).is_ok());
+        for (b, base, t) in [
+            ("events", "t", "t"),
+            ("events", "t", "t.lane-feat-b"),
+            ("events", "u", "u.lane-feat-a"),
+            ("orders", "t", "t.lane-feat-a"),
+            ("events", "t", "t.lane-feat-a,t"),
+        ] {
+            assert!(
+                matches!(
+                    check(&lane, &specs, &topic(b, base, t)),
+                    Err(DataError::Guard(_))
+                ),
+                "{b} {base} {t}"
+            );
+        }
     }
 }

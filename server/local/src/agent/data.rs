@@ -25,7 +25,9 @@ fn data_error(binding: &str, e: DataError) -> BackendError {
             .with_help("start the server, or fix the binding's `url` in lane.toml"),
         DataError::Auth { .. } => BackendError::invalid(message)
             .with_help("fix the user or password in the binding's `url`"),
-        DataError::MissingBaseline { .. } | DataError::Invalid(_) => {
+        DataError::MissingBaseline { .. }
+        | DataError::MissingTopic { .. }
+        | DataError::Invalid(_) => {
             BackendError::invalid(message).with_help("fix the binding in lane.toml")
         }
         DataError::PoolFull { .. } | DataError::Guard(_) => BackendError::conflict(message),
