@@ -15,9 +15,10 @@ struct Row {
     lane: String,
     binding: String,
     kind: DataKind,
-    /// The lane's own copy: a database, a Redis index, a cluster.
+    /// The lane's own copy: a database, a Redis index, its topics (comma-separated), a cluster.
     target: String,
-    /// Bytes (MySQL: data and indexes) or keys (Redis), when the server could be asked.
+    /// Bytes (MySQL: data and indexes), keys (Redis) or partitions and records (Kafka), when
+    /// the server could be asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     size: Option<String>,
     /// The sample quota (MySQL) or the pool (Redis), from lane.toml here.
@@ -58,6 +59,15 @@ async fn size(spec: &DataSpec, target: &str) -> Option<String> {
             let mut r = lane_data::redis::Redis::connect(&spec.address).await.ok()?;
             let slot = r.slots(index, index).await.ok()?.pop()?;
             Some(format!("{} keys", slot.keys))
+        }
+        DataOptions::Kafka { .. } => {
+            let mut k = lane_data::kafka::Kafka::connect(&spec.address).await.ok()?;
+            let (mut partitions, mut records) = (0, 0);
+            for topic in target.split(',').filter(|t| !t.is_empty()) {
+                partitions += k.shape(topic).await.ok()??.partitions;
+                records += k.records(topic).await.ok()?;
+            }
+            Some(format!("{partitions} partitions, {records} records"))
         }
         _ => None,
     }

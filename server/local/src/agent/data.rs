@@ -3,12 +3,14 @@
 //! them in the lane's document and in `State::lane_data`; the version then starts with the
 //! rewritten addresses (`lane_api::data_env`). The data of lanes that are gone (`lane rm`, expiry,
 //! gc, a deploy undone that had created its lane) is torn down by [`Agent::sweep_data`], guarded
-//! so that nothing but the lane's own names is ever dropped. Kafka topics and Apollo clusters are
-//! not provisioned yet (their names are rewritten only).
+//! so that nothing but the lane's own names is ever dropped. Kafka bindings get the lane's topics
+//! `<topic>.lane-<id>` (baseline's partitions and configs). Apollo clusters are not provisioned
+//! yet (their names are rewritten only).
 
 use lane_core::LaneId;
 use lane_core::data::{DataOptions, DataSpec, RedisMode, record};
 use lane_core::lane::DataBinding;
+use lane_data::kafka::Kafka;
 use lane_data::mysql::Mysql;
 use lane_data::redis::Redis;
 use lane_data::{DataError, teardown};
@@ -36,37 +38,74 @@ fn data_error(binding: &str, e: DataError) -> BackendError {
 }
 
 impl Agent {
+    /// Makes lane `lane`'s copy of one binding; `None` when the binding needs nothing made.
+    async fn provision_one(lane: &LaneId, spec: &DataSpec) -> Result<Option<String>> {
+        let err = |e| data_error(&spec.name, e);
+        let target = match &spec.options {
+            DataOptions::Mysql { database, sample } => {
+                let m = Mysql::connect(&spec.address).await.map_err(err)?;
+                let r = m.clone_schema(database, lane, *sample).await;
+                m.close().await;
+                let r = r.map_err(err)?;
+                tracing::info!(%lane, binding = %spec.name, database = %r.database, created = r.created, rows = r.rows, bytes = r.bytes, "lane database ready");
+                r.database
+            }
+            DataOptions::Redis {
+                index,
+                mode: RedisMode::Database { first, last },
+            } => {
+                let mut r = Redis::connect(&spec.address).await.map_err(err)?;
+                let got = r.allocate(lane, *first, *last, *index).await.map_err(err)?;
+                tracing::info!(%lane, binding = %spec.name, index = got, "lane Redis database ready");
+                got.to_string()
+            }
+            DataOptions::Kafka { topics, .. } => {
+                let mut baselines: Vec<String> = topics.values().cloned().collect();
+                baselines.sort();
+                baselines.dedup();
+                let mut k = Kafka::connect(&spec.address).await.map_err(err)?;
+                let made = k.create_lane_topics(lane, &baselines).await.map_err(err)?;
+                for t in &made {
+                    tracing::info!(%lane, binding = %spec.name, topic = %t.topic, partitions = t.partitions, configs = t.configs.len(), created = t.created, "lane Kafka topic ready");
+                }
+                made.iter()
+                    .map(|t| t.topic.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+            // Prefix mode needs nothing made; Apollo is not provisioned yet.
+            _ => return Ok(None),
+        };
+        Ok(Some(target))
+    }
+
     /// Gives lane `lane` its copies of `specs` (what it has already is kept), and records them.
+    /// What was made before a binding failed is recorded too, so the teardown that follows the
+    /// failed deploy removes it: nothing is left behind.
     pub(super) async fn provision_data(&self, lane: &LaneId, specs: &[DataSpec]) -> Result<()> {
         let mut made = Vec::new();
+        let mut failure = None;
         for spec in specs {
-            let err = |e| data_error(&spec.name, e);
-            let target = match &spec.options {
-                DataOptions::Mysql { database, sample } => {
-                    let m = Mysql::connect(&spec.address).await.map_err(err)?;
-                    let r = m.clone_schema(database, lane, *sample).await;
-                    m.close().await;
-                    let r = r.map_err(err)?;
-                    tracing::info!(%lane, binding = %spec.name, database = %r.database, created = r.created, rows = r.rows, bytes = r.bytes, "lane database ready");
-                    r.database
+            match Self::provision_one(lane, spec).await {
+                Ok(Some(target)) => made.push(ProvisionedData {
+                    spec: spec.clone(),
+                    record: record(spec, target),
+                }),
+                Ok(None) => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
                 }
-                DataOptions::Redis {
-                    index,
-                    mode: RedisMode::Database { first, last },
-                } => {
-                    let mut r = Redis::connect(&spec.address).await.map_err(err)?;
-                    let got = r.allocate(lane, *first, *last, *index).await.map_err(err)?;
-                    tracing::info!(%lane, binding = %spec.name, index = got, "lane Redis database ready");
-                    got.to_string()
-                }
-                // Prefix mode needs nothing made; Kafka and Apollo are not provisioned yet.
-                _ => continue,
-            };
-            made.push(ProvisionedData {
-                spec: spec.clone(),
-                record: record(spec, target),
-            });
+            }
         }
+        let recorded = self.record_data(lane, made).await;
+        match failure {
+            Some(e) => Err(e),
+            None => recorded,
+        }
+    }
+
+    async fn record_data(&self, lane: &LaneId, made: Vec<ProvisionedData>) -> Result<()> {
         if made.is_empty() {
             return Ok(());
         }
