@@ -8,6 +8,10 @@
 //! apps forward both), and appends the downstream line after ` -> `. Every `x-lane-served-by` value of the
 //! downstream response is copied, in order, into this proc's response, so that once the router in
 //! front of this proc prepends its own value the client sees the whole path: a → b → c.
+//! `GET /data/<word>` writes the word to the data sources the process was given and reads them
+//! back ([`data`]), for the end-to-end tests of data isolation.
+
+mod data;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -233,6 +237,15 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let args = &state.args;
     if req.uri().path() == "/healthz" {
         return text(StatusCode::OK, "ok\n".into());
+    }
+    if let Some(word) = req.uri().path().strip_prefix("/data/") {
+        return match data::touch(word).await {
+            Ok(line) => text(StatusCode::OK, format!("{line}\n")),
+            Err(e) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("data {word}: {e}\n"),
+            ),
+        };
     }
     // `/slow/<ms>`: answers after that long (at most a minute), for tests of requests in flight.
     if let Some(ms) = req.uri().path().strip_prefix("/slow/") {
