@@ -196,6 +196,7 @@ kafka_up() {
   port_open 127.0.0.1 "$kafka_port" && die "port $kafka_port is taken by something that is not this script's Kafka broker"
   port_open 127.0.0.1 "$kafka_controller_port" && die "port $kafka_controller_port (Kafka's controller) is taken"
   mkdir -p "$d"
+  command -v java >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
   local lib cp
   lib="$(kafka_jars)"
   cp="$(printf '%s:' "$lib"/*.jar)"
