@@ -269,3 +269,39 @@ fn bad_input_is_a_clear_error_and_leaves_nothing_behind() {
         drop_baseline(&mut k, &a).await;
     });
 }
+
+#[test]
+fn twenty_lane_cycles_leave_baselines_end_offsets_as_they_were() {
+    let rt = rt();
+    rt.block_on(async {
+        let url = kafka_url();
+        let mut k = Kafka::connect(url).await.unwrap();
+        let a = topic();
+        k.create_topic(&a, 2, 1, &[("retention.ms".into(), "600000".into())])
+            .await
+            .unwrap();
+        for p in 0..2 {
+            k.produce(&a, p, None, b"base").await.unwrap();
+        }
+        let before = k.end_offsets(&a).await.unwrap();
+        let specs = specs(url, &[&a]);
+        for i in 0..20 {
+            let l = lane("kc-");
+            let made = k
+                .create_lane_topics(&l, std::slice::from_ref(&a))
+                .await
+                .unwrap();
+            let own = &made[0].topic;
+            k.produce(own, i % 2, None, format!("lane-{i}").as_bytes())
+                .await
+                .unwrap();
+            assert_eq!(k.records(own).await.unwrap(), 1, "cycle {i}");
+            let plan = teardown::plan(&l, &specs, &[]).unwrap();
+            let done = teardown::execute(&plan, &specs).await.unwrap();
+            assert!(done.iter().all(|d| d.removed), "cycle {i}");
+            assert!(!k.topic_exists(own).await.unwrap(), "cycle {i}");
+            assert_eq!(k.end_offsets(&a).await.unwrap(), before, "cycle {i}");
+        }
+        drop_baseline(&mut k, &a).await;
+    });
+}
