@@ -270,7 +270,7 @@ impl Kafka {
         }))
     }
 
-    /// Creates `topic` with `partitions`, `replication` (-1: the cluster's default) and
+    /// Creates `topic` with `partitions`, `replication` (at least 1) and
     /// `configs`; `false` when it exists already.
     pub async fn create_topic(
         &mut self,
@@ -280,6 +280,12 @@ impl Kafka {
         configs: &[(String, String)],
     ) -> Result<bool> {
         check_topic(topic).map_err(DataError::Invalid)?;
+        if partitions < 1 || replication < 1 {
+            return Err(DataError::Invalid(format!(
+                "`{topic}`: {partitions} partitions and replication factor {replication}; both \
+                 must be at least 1"
+            )));
+        }
         let new = NewTopic {
             name: topic.to_owned(),
             partitions,

@@ -1,7 +1,7 @@
 //! The three admin requests lane needs that `rskafka` does not offer, on Kafka's own wire format:
 //! `Metadata` v4 (partition count and replication factor of a topic, and the controller),
-//! `DescribeConfigs` v1 (a topic's configs with where each value comes from) and `CreateTopics` v4
-//! (a topic created with configs). These are the non-flexible versions that Kafka 1.0 and every
+//! `DescribeConfigs` v1 (a topic's configs with where each value comes from) and `CreateTopics` v2
+//! (a topic created with configs). These are the non-flexible versions that Kafka 1.1 and every
 //! later broker (4.x included) answer. A request is a frame `size:i32` + header v1 (`api_key:i16`,
 //! `api_version:i16`, `correlation_id:i32`, `client_id:string`) + body; the answer is `size:i32` +
 //! `correlation_id:i32` + body (Kafka's protocol guide).
@@ -73,7 +73,7 @@ pub const SOURCE_TOPIC: i8 = 1;
 pub struct NewTopic {
     pub name: String,
     pub partitions: i32,
-    /// -1: the cluster's `default.replication.factor`.
+    /// At least 1 (`CreateTopics` v2 takes no -1 for the cluster's default).
     pub replication: i16,
     pub configs: Vec<(String, String)>,
 }
@@ -266,7 +266,7 @@ impl Conn {
         })
     }
 
-    /// `CreateTopics` v4 of `topics`, waiting up to `timeout_ms` for them to be created.
+    /// `CreateTopics` v2 of `topics`, waiting up to `timeout_ms` for them to be created.
     pub async fn create_topics(
         &mut self,
         topics: &[NewTopic],
@@ -287,7 +287,7 @@ impl Conn {
         }
         e.i32(timeout_ms);
         e.bool(false); // validate_only
-        let buf = self.call(CREATE_TOPICS, 4, &e.0).await?;
+        let buf = self.call(CREATE_TOPICS, 2, &e.0).await?;
         let mut d = Dec::new(&buf);
         d.i32()?; // throttle_time_ms
         d.array(|d| {
