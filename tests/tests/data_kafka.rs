@@ -132,6 +132,15 @@ fn a_lane_process_writes_only_its_own_database_redis_and_topic() {
         .expect("the lane's topic");
     assert_eq!(shape.partitions, 2, "baseline's partitions");
     assert_eq!(shape.configs, retention, "baseline's configs");
+    // The lane's Redis database: whichever of the pool it was given (the server is shared).
+    let lane_doc = env.lane("feat-k").expect("the lane");
+    let index: u32 = lane_doc["data"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["name"] == "cache"))
+        .and_then(|d| d["target"].as_str())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("the lane's Redis index in {lane_doc:#}"));
+    assert!((first..=last).contains(&index), "{index}");
     let pid_of = |lane: &str| {
         env.instance(lane, "demo.b").expect("instance")["placement"]["pid"]
             .as_u64()
@@ -162,7 +171,7 @@ fn a_lane_process_writes_only_its_own_database_redis_and_topic() {
     assert_eq!(
         reply.body.trim(),
         format!(
-            "data lanewrite: mysql {lane_db} rows=1; redis {first} notes=1; \
+            "data lanewrite: mysql {lane_db} rows=1; redis {index} notes=1; \
              kafka {lane_topic} records=1 group cart.lane-feat-k"
         )
     );
@@ -199,7 +208,7 @@ fn a_lane_process_writes_only_its_own_database_redis_and_topic() {
         Reply::Array(Some(vec![Reply::Bulk(Some(b"base".to_vec()))])),
         "baseline's Redis list"
     );
-    rt.block_on(r.cmd(&[b"SELECT", first.to_string().as_bytes()]))
+    rt.block_on(r.cmd(&[b"SELECT", index.to_string().as_bytes()]))
         .unwrap();
     assert_eq!(
         rt.block_on(r.cmd(&[b"LRANGE", b"notes", b"0", b"-1"]))
