@@ -86,7 +86,9 @@ pub fn resolve(dir: &Path, follow: &Follow) -> Result<Resolved> {
                 .lines()
                 .filter_map(|l| {
                     let mut parts = l.split('\t');
-                    let (name, object, peeled) = (parts.next()?, parts.next()?, parts.next()?);
+                    // The output's last line lost its empty peeled field to trimming.
+                    let (name, object) = (parts.next()?, parts.next()?);
+                    let peeled = parts.next().unwrap_or_default();
                     Some((name, if peeled.is_empty() { object } else { peeled }))
                 })
                 .collect();
@@ -180,4 +182,14 @@ pub fn is_ref_change(common_dir: &Path, path: &Path) -> bool {
     };
     let name = rel.to_string_lossy();
     name.starts_with("refs") || name.starts_with("packed-refs")
+}
+
+/// The `lane.toml` of the service in `dir` as it is at `commit` (not in the working tree): what a
+/// baseline that follows production builds and runs with.
+pub fn manifest_at(dir: &Path, commit: &str) -> Result<lane_core::manifest::Manifest> {
+    let spec = format!("{commit}:./{}", lane_core::manifest::MANIFEST_FILE);
+    let text = git::run(dir, &["show", &spec])?;
+    let short = commit.get(..12).unwrap_or(commit);
+    let path = dir.join(format!("{}@{short}", lane_core::manifest::MANIFEST_FILE));
+    Ok(lane_core::manifest::Manifest::parse(&path, &text)?)
 }

@@ -197,6 +197,11 @@ impl Agent {
         };
         req.source.commit = resolved.commit.clone();
         req.source.branch = resolved.name.clone();
+        // The commit's own lane.toml: a new version may build or run differently.
+        let manifest = {
+            let (d, c) = (req.source.dir.clone(), resolved.commit.clone());
+            blocking(move || git_follow::manifest_at(&d, &c)).await
+        };
         {
             let mut st = self.state.lock().await;
             if let Some(rec) = st.follows.get_mut(service) {
@@ -213,7 +218,20 @@ impl Agent {
             }
         }
         tracing::info!(%service, commit = %resolved.commit, name = %resolved.name, "rolling baseline forward");
-        let outcome = self.deploy(req, progress, cancel).await;
+        let outcome = match manifest {
+            Ok(m) if m.service == *service => {
+                req.manifest = m;
+                self.deploy(req, progress, cancel).await
+            }
+            Ok(m) => Err(BackendError::new(
+                ErrorCode::BuildFailed,
+                format!(
+                    "lane.toml at this commit is of service {}, not {service}",
+                    m.service
+                ),
+            )),
+            Err(e) => Err(BackendError::new(ErrorCode::BuildFailed, e.message)),
+        };
         let mut st = self.state.lock().await;
         if let Some(rec) = st.follows.get_mut(service) {
             match &outcome {
