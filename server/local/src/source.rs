@@ -494,7 +494,7 @@ async fn bring_to(git_dir: &Path, dir: &Path, tree: &str) -> Result<()> {
     };
     // Files as they are in the tree (only those that differ are rewritten), then away with files
     // the tree does not have and git does not ignore: left by a build, or by a sync cut short.
-    let out = in_copy_git(&["read-tree", "--reset", "-u", &tree])
+    let out = in_copy_git(&["read-tree", "--reset", "-u", tree])
         .output()
         .await;
     check(dir, out).map_err(in_copy("read-tree", dir))?;

@@ -153,6 +153,20 @@ pub fn status(st: &Status, mut workspaces: Vec<ext::WorkspaceInfo>) -> ext::Lane
         total: u32::try_from(counted.len()).unwrap_or(u32::MAX),
         revision: st.revision.to_string(),
         deploy_failures: Vec::new(),
+        baseline_sync: st.baseline_sync.iter().map(baseline_sync).collect(),
+    }
+}
+
+/// A followed baseline service, as the IDE shows its drift.
+pub fn baseline_sync(b: &lane_api::BaselineSync) -> ext::BaselineSyncInfo {
+    ext::BaselineSyncInfo {
+        service: b.service.to_string(),
+        follows: b.follows.clone(),
+        production: b.production.clone(),
+        running: b.running.clone(),
+        drift: b.drift.as_str().to_owned(),
+        reason: b.reason.clone(),
+        last_sync: b.last_sync,
     }
 }
 
