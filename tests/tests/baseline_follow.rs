@@ -203,6 +203,19 @@ fn a_roll_forward_that_fails_to_build_keeps_the_old_version_serving_and_says_why
         reason.contains("error: boom in main.rs") && reason.contains("failed"),
         "the reason has the build's last lines: {reason}"
     );
+    // Asked again, sync tries the commit again, with progress and the build's output.
+    let text = env.run(&["baseline", "sync"]);
+    assert_eq!(text.code, 6, "{text}");
+    assert!(
+        text.stderr.contains("fetching origin/main")
+            && text.stderr.contains("rolling forward")
+            && text.stderr.contains("error: boom in main.rs"),
+        "{text}"
+    );
+    assert!(
+        text.stdout.contains("build_failed") && text.stdout.contains("boom in main.rs"),
+        "{text}"
+    );
     // The old version serves on, and every request through the router succeeded.
     assert_eq!(served(&env), "v1");
     let tally = load.stop();

@@ -167,6 +167,8 @@ impl Agent {
 
     /// A service `baseline up` now runs as it is: it follows nothing any more.
     pub(super) async fn stop_following(&self, service: &ServiceId) -> Result<()> {
+        // After a roll-forward under way: it must not replace what `baseline up` deploys next.
+        let _turn = self.follow_turn.lock().await;
         let mut st = self.state.lock().await;
         if st.follows.contains_key(service) {
             let before = st.clone();
