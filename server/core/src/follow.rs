@@ -124,6 +124,9 @@ fn check_ref_name(name: &str) -> Result<(), &'static str> {
         if part.starts_with('.') {
             return Err("a component starts with `.`");
         }
+        if part.starts_with('-') {
+            return Err("a component starts with `-`");
+        }
         if part.ends_with(".lock") {
             return Err("a component ends with `.lock`");
         }
@@ -291,6 +294,7 @@ mod tests {
             ("feature/", "ends with `/`"),
             ("my branch", "contains a space"),
             ("x.lock", "ends with `.lock`"),
+            ("-main", "starts with `-`"),
             ("refs/tags/v*.lock", "ends with `.lock`"),
         ] {
             let e = Follow::parse(bad).unwrap_err();

@@ -61,7 +61,8 @@ pub fn resolve(dir: &Path, follow: &Follow) -> Result<Resolved> {
                 &[
                     "rev-parse",
                     "--symbolic-full-name",
-                    "--end-of-options",
+                    // `Follow::parse` lets no name start with `-`; git before 2.43 prints
+                    // `--end-of-options` back here.
                     name,
                 ],
             )
@@ -127,7 +128,8 @@ pub fn fetch(dir: &Path, follow: &Follow) -> Result<Vec<String>> {
                 &[
                     "rev-parse",
                     "--symbolic-full-name",
-                    "--end-of-options",
+                    // `Follow::parse` lets no name start with `-`; git before 2.43 prints
+                    // `--end-of-options` back here.
                     name,
                 ],
             )

@@ -303,6 +303,33 @@ mod tests {
     }
 
     #[test]
+    fn baseline_drift_is_passed_on_camel_cased() {
+        let mut st = sample();
+        st.baseline_sync = vec![lane_api::BaselineSync {
+            service: "demo.b".parse().expect("a valid service id"),
+            follows: "origin/main".into(),
+            production: Some("2222".into()),
+            running: Some("1111".into()),
+            drift: lane_api::Drift::BuildFailed,
+            reason: Some("the build `make` failed".into()),
+            last_sync: Some(150),
+        }];
+        let s = status(&st, vec![]);
+        assert_eq!(
+            serde_json::to_value(&s.baseline_sync).expect("serializes"),
+            serde_json::json!([{
+                "service": "demo.b", "follows": "origin/main", "production": "2222",
+                "running": "1111", "drift": "build_failed",
+                "reason": "the build `make` failed", "lastSync": 150
+            }])
+        );
+        // A change of drift alone is a change the IDE is told about.
+        let mut later = st.clone();
+        later.baseline_sync[0].drift = lane_api::Drift::InSync;
+        assert!(!same_shown(&s, &status(&later, vec![])));
+    }
+
+    #[test]
     fn errors_keep_code_and_help() {
         let e = BackendError::not_found("no lane x").with_help("lane ls");
         let rpc = rpc_error(&e);

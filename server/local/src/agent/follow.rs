@@ -355,7 +355,7 @@ impl Agent {
                     continue;
                 }
             };
-            let (running, healthy) = {
+            let (running, live) = {
                 let st = self.state.lock().await;
                 let live = st
                     .instances_of(&service, &LaneRef::Baseline)
@@ -366,7 +366,7 @@ impl Agent {
                     live.is_some(),
                 )
             };
-            if healthy && running.as_deref() == Some(&resolved.commit) {
+            if live && running.as_deref() == Some(&resolved.commit) {
                 let (drift, reason) = match fetch_failed {
                     Some(f) => (
                         Drift::Unknown,
