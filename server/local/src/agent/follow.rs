@@ -521,3 +521,113 @@ async fn watch_refs(
 fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use lane_api::{BuildFrom, SourceRef};
+    use lane_core::PersonalVersion;
+    use lane_core::manifest::Manifest;
+
+    use super::*;
+    use crate::store::{InstanceRecord, RunSpec};
+
+    const OLD: &str = "1111111111111111111111111111111111111111";
+    const NEW: &str = "2222222222222222222222222222222222222222";
+
+    fn state(running: Option<(&str, InstanceState)>, drift: Drift) -> State {
+        let manifest = Manifest::parse(
+            std::path::Path::new("lane.toml"),
+            "app = \"demo\"\nproc = \"b\"\n[run]\ncommand = \"true\"\n",
+        )
+        .unwrap();
+        let service = manifest.service.clone();
+        let mut st = State::default();
+        st.follows.insert(
+            service.clone(),
+            FollowRecord {
+                follows: "refs/tags/v*".into(),
+                request: DeployRequest {
+                    lane: LaneRef::Baseline,
+                    manifest,
+                    source: SourceRef {
+                        dir: PathBuf::from("/src/b"),
+                        branch: "main".into(),
+                        commit: OLD.into(),
+                        build_from: BuildFrom::InPlace,
+                        follow: Some("refs/tags/v*".into()),
+                    },
+                    owner: "me".into(),
+                    ttl_secs: None,
+                    parent: None,
+                    force: true,
+                },
+                production: Some(NEW.into()),
+                production_name: Some("v1.10.0".into()),
+                running: Some(NEW.into()),
+                drift,
+                reason: None,
+                last_sync: Some(5),
+                failed: None,
+            },
+        );
+        if let Some((commit, state)) = running {
+            st.instances.insert(
+                "baseline/demo.b#1".into(),
+                InstanceRecord {
+                    id: "baseline/demo.b#1".into(),
+                    service,
+                    lane: LaneRef::Baseline,
+                    port: 41000,
+                    spec: RunSpec {
+                        command: "true".into(),
+                        cwd: PathBuf::from("/tmp"),
+                        env: Default::default(),
+                        health: lane_core::manifest::HealthCheck::Tcp,
+                        health_timeout_ms: 1000,
+                    },
+                    state,
+                    pid: Some(1),
+                    restarts: 0,
+                    version: Some(PersonalVersion::new("v1.10.0", commit, "me", 1)),
+                    pending: None,
+                    source: None,
+                    protocol: Default::default(),
+                },
+            );
+        }
+        st
+    }
+
+    #[test]
+    fn drift_is_read_from_the_record_and_the_live_instance() {
+        let v = view(&state(Some((NEW, InstanceState::Healthy)), Drift::InSync));
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].drift, Drift::InSync);
+        assert_eq!(v[0].running.as_deref(), Some(NEW));
+        assert_eq!(v[0].follows, "refs/tags/v* (v1.10.0)");
+        assert_eq!(v[0].last_sync, Some(5));
+
+        let v = view(&state(Some((NEW, InstanceState::Unhealthy)), Drift::InSync));
+        assert_eq!(v[0].drift, Drift::Unhealthy);
+        assert!(
+            v[0].reason.as_deref().unwrap().contains("unhealthy"),
+            "{v:?}"
+        );
+
+        let v = view(&state(Some((OLD, InstanceState::Healthy)), Drift::InSync));
+        assert_eq!(v[0].drift, Drift::Behind);
+        assert_eq!(v[0].running.as_deref(), Some(OLD));
+
+        let v = view(&state(None, Drift::InSync));
+        assert_eq!((v[0].drift, v[0].running.as_deref()), (Drift::Behind, None));
+
+        // A failed roll-forward stays so, whatever the old version's health.
+        let v = view(&state(
+            Some((OLD, InstanceState::Healthy)),
+            Drift::BuildFailed,
+        ));
+        assert_eq!(v[0].drift, Drift::BuildFailed);
+    }
+}
