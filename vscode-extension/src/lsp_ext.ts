@@ -102,6 +102,27 @@ export interface LaneStatus {
     /** This daemon's failed deploys, one per service and lane, each until the next deploy of that
      * service into that lane starts. */
     deployFailures: DeployFailure[];
+    /** Each baseline service that follows production, with its drift; empty when none does. */
+    baselineSync: BaselineSyncInfo[];
+}
+
+/** How a baseline service that follows production stands against it. */
+export type Drift = "in_sync" | "behind" | "build_failed" | "unhealthy" | "unknown";
+
+/** A baseline service that follows production: what it runs against what production runs. */
+export interface BaselineSyncInfo {
+    service: string;
+    /** What is followed: `origin/main`, `refs/tags/v* (v1.10.0)`, `namespace prod`. */
+    follows: string;
+    /** Production's version (a commit, an image); null when it cannot be read. */
+    production: string | null;
+    /** The version baseline runs; null when it runs nothing yet. */
+    running: string | null;
+    drift: Drift;
+    /** Why, when not in sync (a failed build's last lines, …). */
+    reason: string | null;
+    /** Seconds since the epoch. */
+    lastSync: number | null;
 }
 
 /** A deploy that failed (not cancelled). */
@@ -271,7 +292,11 @@ type Fields<T> = Record<keyof T, true>;
 const laneStatus: Fields<LaneStatus> = {
     workspaces: true, backend: true, backendError: true, activeLane: true, laneHeader: true,
     router: true, lanes: true, baseline: true, healthy: true, total: true, revision: true,
-    deployFailures: true,
+    deployFailures: true, baselineSync: true,
+};
+const baselineSyncInfo: Fields<BaselineSyncInfo> = {
+    service: true, follows: true, production: true, running: true, drift: true, reason: true,
+    lastSync: true,
 };
 const deployFailure: Fields<DeployFailure> = {
     service: true, lane: true, branch: true, commit: true, error: true, at: true,
@@ -312,7 +337,8 @@ const historyEntryInfo: Fields<HistoryEntryInfo> = {
 export const TYPE_FIELDS: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
     Object.entries({
         LaneStatus: laneStatus, WorkspaceInfo: workspaceInfo, LaneInfo: laneInfo,
-        ServiceInfo: serviceInfo, ErrorInfo: errorInfo, DeployFailure: deployFailure, NoArgs: noArgs, DeployArgs: deployArgs,
+        ServiceInfo: serviceInfo, ErrorInfo: errorInfo, DeployFailure: deployFailure,
+        BaselineSyncInfo: baselineSyncInfo, NoArgs: noArgs, DeployArgs: deployArgs,
         DeployResult: deployResult, SwitchArgs: switchArgs, SwitchResult: switchResult,
         CreateArgs: createArgs, DeleteArgs: deleteArgs, DeleteResult: deleteResult,
         ExtendArgs: extendArgs, AssignArgs: assignArgs, AssignResult: assignResult,

@@ -2,6 +2,7 @@
 // unit tests run this module in plain node. The server computes health and traffic; this only
 // formats them.
 
+import { driftParagraph } from "./drift";
 import { BASELINE, type LaneInfo, type LaneStatus, type ServiceInfo, type WorkspaceInfo } from "./lsp_ext";
 
 /** The codicon that starts the status-bar text: the activity bar's icon. A character such as
@@ -128,6 +129,8 @@ export function statusBarTooltip(status: LaneStatus | undefined, folder?: string
         paragraphs.push(rows.join("\n"));
         paragraphs.push(`${healthText(status)}, ${perMinute(instances)} req/min`);
     }
+    const drift = driftParagraph(status);
+    if (drift) paragraphs.push(drift);
     const router = status.router ?? "not running";
     paragraphs.push(`${status.lanes.length} lane(s) · router ${router} · backend ${status.backend}`);
     paragraphs.push("Click to switch traffic.");

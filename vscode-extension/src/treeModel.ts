@@ -2,6 +2,7 @@
 // import; `tree.ts` turns these nodes into `TreeItem`s.
 
 import { BASELINE, type DeployFailure, type LaneInfo, type LaneStatus, type ServiceInfo } from "./lsp_ext";
+import { withDrift } from "./drift";
 import { expiryText, health, healthText, perMinute } from "./summary";
 
 export type NodeKind = "lane" | "baseline" | "service" | "instance" | "message";
@@ -169,7 +170,7 @@ function baselineNode(status: LaneStatus): TreeNode {
         icon: active ? "debug-stackframe" : "home",
         lane: BASELINE,
         active,
-        children: servicesOf(BASELINE, status.baseline),
+        children: servicesOf(BASELINE, status.baseline).map((n) => withDrift(n, status)),
     };
 }
 

@@ -209,6 +209,11 @@ pub struct SourceRef {
     pub branch: String,
     pub commit: String,
     pub build_from: BuildFrom,
+    /// A baseline service that follows production (`follow` in `lane-workspace.toml`): the ref or
+    /// release tag pattern of its repository. The backend builds the commit it names (not the
+    /// checkout's working tree) and rolls baseline forward when it moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<String>,
 }
 
 /// Deploy a personal version of `manifest`'s service, built from `source`, into `lane`.

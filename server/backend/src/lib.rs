@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lane_api::{
-    AssignRequest, Backend, BackendError, Cancel, CreateLane, DeleteLane, DeployRequest,
-    ExtendLane, GcReport, InstanceView, ProgressTx, Result, Revision, Status,
+    AssignRequest, Backend, BackendError, BaselineSync, Cancel, CreateLane, DeleteLane,
+    DeployRequest, ExtendLane, GcReport, InstanceView, ProgressTx, Result, Revision, Status,
 };
 use lane_core::manifest::{BackendChoice, BackendKind};
 use lane_core::{Lane, LaneRef};
@@ -158,6 +158,9 @@ impl Backend for Unopened {
         _: ProgressTx,
         _: Cancel,
     ) -> Result<Vec<InstanceView>> {
+        self.fail()
+    }
+    async fn baseline_sync(&self, _: ProgressTx, _: Cancel) -> Result<Vec<BaselineSync>> {
         self.fail()
     }
     async fn assign(&self, _: AssignRequest) -> Result<()> {

@@ -249,6 +249,10 @@ pub enum BaselineCommand {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// Fetch what each followed baseline service's ref (`follow` in lane-workspace.toml) is
+    /// about, check what production runs now, and roll baseline forward where it is behind.
+    /// Exit 6 when a service is left drifting (its roll-forward failed; the old version serves).
+    Sync(JsonFlag),
 }
 
 /// Where `lane route` reads: the same scope and header as `lane operator`.

@@ -65,7 +65,7 @@ pub fn local_backend() -> anyhow::Result<LocalBackend> {
     Ok(lane_backend::open_local(open_options()?)?)
 }
 
-fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -188,6 +188,10 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
                 print_json(&st.lanes)?;
             } else {
                 output::lanes(&st);
+                if !st.baseline_sync.is_empty() {
+                    println!();
+                    output::baseline_follow(&st.baseline_sync);
+                }
             }
             Ok(0)
         }
@@ -341,6 +345,9 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
         Command::Baseline {
             command: BaselineCommand::Up { file },
         } => baseline_up(backend, file).await,
+        Command::Baseline {
+            command: BaselineCommand::Sync(f),
+        } => crate::baseline_sync::run(backend, f.json).await,
         Command::Agent
         | Command::Down
         | Command::Completions { .. }
@@ -421,6 +428,10 @@ async fn status(backend: &dyn Backend, json: bool) -> anyhow::Result<u8> {
     output::lanes(&st);
     println!();
     output::baseline(&st);
+    if !st.baseline_sync.is_empty() {
+        println!();
+        output::baseline_follow(&st.baseline_sync);
+    }
     Ok(0)
 }
 
@@ -428,7 +439,7 @@ async fn status(backend: &dyn Backend, json: bool) -> anyhow::Result<u8> {
 ///
 /// Ctrl-C cancels it and waits for the backend's answer: a deploy not yet live is rolled back
 /// (`cancelled`), one already live completes (success). A second Ctrl-C stops waiting.
-async fn with_progress<T>(
+pub(crate) async fn with_progress<T>(
     json: bool,
     op: impl AsyncFnOnce(lane_api::ProgressTx, Cancel) -> lane_api::Result<T>,
 ) -> lane_api::Result<T> {
@@ -520,8 +531,8 @@ async fn baseline_up(backend: &dyn Backend, file: Option<PathBuf>) -> anyhow::Re
     let base = path.parent().unwrap_or(Path::new("."));
     let owner = owner_in(base.to_path_buf()).await;
     let mut reqs = Vec::new();
-    for rel in &ws.services {
-        let dir = base.join(rel);
+    for entry in &ws.entries {
+        let dir = base.join(&entry.path);
         let manifest = lane_workspace::load_manifest(&dir).map_err(workspace_error)?;
         let in_dir = dir.clone();
         let (branch, commit) = crate::requests::blocking(move || {
@@ -538,6 +549,8 @@ async fn baseline_up(backend: &dyn Backend, file: Option<PathBuf>) -> anyhow::Re
                 branch,
                 commit,
                 build_from: BuildFrom::InPlace,
+                // Or, when it follows production, from a working copy of the commit the ref names.
+                follow: entry.followed_ref(),
             },
             owner: owner.clone(),
             ttl_secs: None,

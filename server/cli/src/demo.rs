@@ -62,6 +62,7 @@ impl Demo {
                 },
                 commit: "0000000000000000".into(),
                 build_from: BuildFrom::InPlace,
+                follow: None,
             },
             owner: "demo@lane".into(),
             ttl_secs: Some(3600),

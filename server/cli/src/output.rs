@@ -129,6 +129,50 @@ pub fn baseline(status: &Status) {
     );
 }
 
+/// The baseline services that follow production: what production is at, what baseline runs,
+/// the drift and why. Prints nothing when nothing follows production.
+pub fn baseline_follow(rows: &[lane_api::BaselineSync]) {
+    if rows.is_empty() {
+        return;
+    }
+    let short = |c: &Option<String>| {
+        c.as_deref()
+            .map_or("-".to_owned(), |c| c.chars().take(12).collect())
+    };
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|b| {
+            vec![
+                b.service.to_string(),
+                b.follows.clone(),
+                short(&b.production),
+                short(&b.running),
+                b.drift.as_str().to_owned(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "FOLLOWING SERVICE",
+            "FOLLOWS",
+            "PRODUCTION",
+            "RUNNING",
+            "DRIFT",
+        ],
+        &table_rows,
+    );
+    for b in rows {
+        if let Some(reason) = &b.reason {
+            println!(
+                "  {} {}: {}",
+                b.service,
+                b.drift.as_str(),
+                reason.replace('\n', "\n    ")
+            );
+        }
+    }
+}
+
 /// Renders deploy progress on stderr: a redrawn bar on a terminal, one line per stage otherwise.
 pub struct ProgressView {
     tty: bool,

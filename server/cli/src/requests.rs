@@ -246,6 +246,7 @@ pub async fn deploy_request(
             branch,
             commit,
             build_from,
+            follow: None,
         },
         owner,
         ttl_secs: parse_ttl(ttl.as_deref())?,

@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod duration;
+pub mod follow;
 pub mod header;
 pub mod id;
 pub mod lane;

@@ -849,8 +849,29 @@ impl Manifest {
 /// `lane-workspace.toml`: the services whose baseline versions `lane baseline up` runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workspace {
-    /// Service directories, relative to the workspace file's directory.
+    /// Service directories, relative to the workspace file's directory (the `path` of each
+    /// entry of [`Workspace::entries`], in order).
     pub services: Vec<PathBuf>,
+    /// Each `[[service]]` entry, in order.
+    pub entries: Vec<WorkspaceService>,
+}
+
+/// One `[[service]]` of `lane-workspace.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceService {
+    /// The service's directory, relative to the workspace file's directory.
+    pub path: PathBuf,
+    /// `follow`: what production runs, a ref or a release tag pattern of the service's
+    /// repository; `None`: baseline runs the checkout as it is.
+    pub follow: Option<crate::follow::Follow>,
+}
+
+impl WorkspaceService {
+    /// The ref (or tag pattern) this baseline service follows, as written (`origin/main`,
+    /// `refs/tags/v*`); `None` when it runs its checkout as it is.
+    pub fn followed_ref(&self) -> Option<String> {
+        self.follow.as_ref().map(crate::follow::Follow::as_written)
+    }
 }
 
 #[derive(Deserialize)]
@@ -863,18 +884,34 @@ struct RawWorkspace {
 #[serde(deny_unknown_fields)]
 struct RawWorkspaceService {
     path: String,
+    follow: Option<Spanned<String>>,
 }
 
 impl Workspace {
     pub fn parse(path: &Path, source: &str) -> Result<Workspace, ManifestError> {
         let raw: RawWorkspace = toml::from_str(source)
             .map_err(|e| error_at(path, source, e.span(), e.message().trim_end().to_owned()))?;
+        let mut entries = Vec::new();
+        for s in raw.service {
+            let follow = match s.follow {
+                None => None,
+                Some(f) => Some(crate::follow::Follow::parse(f.get_ref()).map_err(|why| {
+                    error_at(
+                        path,
+                        source,
+                        Some(f.span()),
+                        format!("service.follow: {why}"),
+                    )
+                })?),
+            };
+            entries.push(WorkspaceService {
+                path: PathBuf::from(s.path),
+                follow,
+            });
+        }
         Ok(Workspace {
-            services: raw
-                .service
-                .into_iter()
-                .map(|s| PathBuf::from(s.path))
-                .collect(),
+            services: entries.iter().map(|e| e.path.clone()).collect(),
+            entries,
         })
     }
 }
@@ -1278,5 +1315,40 @@ app = "cart"
         assert_eq!(w.services, [PathBuf::from("a"), PathBuf::from("b")]);
         let err = Workspace::parse(Path::new("w.toml"), "[[service]]\nname = \"a\"\n").unwrap_err();
         assert_eq!((err.line, err.column), (2, 1));
+    }
+
+    #[test]
+    fn workspace_follow_settings() {
+        let path = Path::new("lane-workspace.toml");
+        let ws = Workspace::parse(
+            path,
+            "[[service]]\npath = \"a\"\nfollow = \"origin/main\"\n\n[[service]]\npath = \"b\"\n\
+             follow = \"refs/tags/v*\"\n\n[[service]]\npath = \"c\"\n",
+        )
+        .unwrap();
+        assert_eq!(ws.services, [PathBuf::from("a"), "b".into(), "c".into()]);
+        let follows: Vec<Option<String>> = ws.entries.iter().map(|e| e.followed_ref()).collect();
+        assert_eq!(
+            follows,
+            [
+                Some("origin/main".into()),
+                Some("refs/tags/v*".into()),
+                None
+            ]
+        );
+        let e = Workspace::parse(path, "[[service]]\npath = \"a\"\nfollow = \"origin/*\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("lane-workspace.toml:3:10: service.follow: `origin/*`: a pattern"),
+            "{e}"
+        );
+        let e = Workspace::parse(path, "[[service]]\npath = \"a\"\nfollow = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("lane-workspace.toml:3:10: invalid type"),
+            "{e}"
+        );
     }
 }

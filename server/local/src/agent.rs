@@ -9,7 +9,10 @@
 //! finished or undone by the next agent, at its start.
 
 mod data;
+mod follow;
 mod plans;
+
+pub(crate) use follow::Trigger as FollowTrigger;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
@@ -249,6 +252,9 @@ pub(crate) struct Agent {
     /// The cancel signals of the streaming requests under way, by request id (`POST /cancel`).
     requests: std::sync::Mutex<HashMap<String, Cancel>>,
     next_request: AtomicU64,
+    /// One look at the followed refs at a time (`follow.rs`): the ref watch, `lane baseline
+    /// sync` and a followed service's `baseline up`.
+    follow_turn: Mutex<()>,
 }
 
 /// Counts an operation as under way while it lives.
@@ -344,6 +350,7 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
         ops: watch::Sender::new(0),
         requests: Default::default(),
         next_request: AtomicU64::new(1),
+        follow_turn: Mutex::new(()),
     });
     agent.recover().await?;
     agent.prune_sources().await;
@@ -368,6 +375,7 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
     let router_task = tokio::spawn(router.serve(listener, wait_true(shutdown_rx.clone())));
     tokio::spawn(agent.clone().phase_loop(events_rx));
     tokio::spawn(agent.clone().housekeeping_loop(shutdown_rx.clone()));
+    tokio::spawn(agent.clone().follow_watch_loop(shutdown_rx.clone()));
     let server = tokio::spawn(crate::control::serve(
         agent.clone(),
         control,
@@ -718,7 +726,7 @@ impl Agent {
             now,
             lanes,
             baseline,
-            baseline_sync: Vec::new(),
+            baseline_sync: follow::view(&st),
             traffic: self.traffic_view(),
             revision: revision(st.generation),
         }
@@ -892,18 +900,43 @@ impl Agent {
         let service = req.manifest.service.clone();
         let stage = |s: Stage, message: String| stage(&service, s, message);
         // Build and run from a copy of the working tree as it is now, when asked to.
-        let copy = if req.source.build_from == BuildFrom::Snapshot {
+        // A baseline that follows production: from a copy of the commit its ref names.
+        let copy = if req.source.build_from == BuildFrom::Snapshot || req.source.follow.is_some() {
             let cache = &req.manifest.build_cache;
             let claim =
                 self.sources
                     .claim(&service, &self.sources_in_use().await, !cache.is_empty())?;
-            let _ = progress
-                .send(stage(
-                    Stage::Build,
-                    format!("copying the working tree to {}", claim.dir.display()),
-                ))
-                .await;
-            let synced = source::sync(&req.source.dir, &claim.dir).await?;
+            let synced = match &req.source.follow {
+                Some(follow) => {
+                    let _ = progress
+                        .send(stage(
+                            Stage::Build,
+                            format!(
+                                "copying commit {} ({follow}: {}) to {}",
+                                req.source.commit,
+                                req.source.branch,
+                                claim.dir.display()
+                            ),
+                        ))
+                        .await;
+                    source::checkout(
+                        &req.source.dir,
+                        &req.source.commit,
+                        &req.source.branch,
+                        &claim.dir,
+                    )
+                    .await?
+                }
+                None => {
+                    let _ = progress
+                        .send(stage(
+                            Stage::Build,
+                            format!("copying the working tree to {}", claim.dir.display()),
+                        ))
+                        .await;
+                    source::sync(&req.source.dir, &claim.dir).await?
+                }
+            };
             tracing::info!(%service, tree = synced.tree, dirty = synced.dirty, dir = %claim.dir.display(), "working tree copied");
             if let Some(from) = &claim.seed {
                 let _ = progress
@@ -1215,10 +1248,21 @@ impl Agent {
                 let e = BackendError::cancelled();
                 return Err(baseline_error(e, &done, None, &reqs[i..]));
             }
-            match self
-                .deploy(req.clone(), progress.clone(), cancel.clone())
-                .await
-            {
+            // A service that follows production runs the commit its ref names; one that does
+            // not runs its checkout as it is (and follows nothing any more).
+            let deployed = if req.source.follow.is_some() {
+                self.deploy_following(req.clone(), progress.clone(), cancel.clone())
+                    .await
+            } else {
+                match self.stop_following(&req.manifest.service).await {
+                    Ok(()) => {
+                        self.deploy(req.clone(), progress.clone(), cancel.clone())
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            match deployed {
                 Ok(v) => done.push(v),
                 Err(e) => {
                     let at = Some(&req.manifest.service);

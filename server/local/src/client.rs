@@ -23,8 +23,8 @@ use crate::control::{
 use crate::store::StateDir;
 use crate::supervisor::{BUILD_MARKER, INSTANCE_MARKER};
 use lane_api::{
-    AssignRequest, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport, HistoryEntry,
-    InstanceView, Revision, Status,
+    AssignRequest, BaselineSync, CreateLane, DeleteLane, DeployRequest, ExtendLane, GcReport,
+    HistoryEntry, InstanceView, Revision, Status,
 };
 use lane_api::{Backend, Cancel, ProgressTx};
 use lane_api::{BackendError, Result};
@@ -347,6 +347,15 @@ impl Backend for LocalBackend {
         cancel: Cancel,
     ) -> Result<Vec<InstanceView>> {
         self.call_stream("baseline", &services, Some(&progress), Some(&cancel))
+            .await
+    }
+
+    async fn baseline_sync(
+        &self,
+        progress: ProgressTx,
+        cancel: Cancel,
+    ) -> Result<Vec<BaselineSync>> {
+        self.call_stream("baseline-sync", &(), Some(&progress), Some(&cancel))
             .await
     }
 

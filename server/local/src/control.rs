@@ -302,6 +302,16 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<ChannelBo
             Ok(r) => streaming(agent, r, true),
             Err(e) => single::<()>(Err(e)),
         },
+        // `lane baseline sync`: fetch, check what production runs, roll forward.
+        "baseline-sync" => stream_op(agent, |agent, ptx, cancel| async move {
+            match agent
+                .sync_followed(crate::agent::FollowTrigger::Asked, ptx, cancel)
+                .await
+            {
+                Ok(v) => encode(&Line::Ok(v)),
+                Err(e) => encode(&Line::<()>::Error(e)),
+            }
+        }),
         other => {
             let mut r = single::<()>(Err(BackendError::invalid(format!(
                 "unknown operation `{other}`"
@@ -314,6 +324,32 @@ async fn handle(agent: Arc<Agent>, req: Request<Incoming>) -> Response<ChannelBo
 
 /// Runs deploys, streaming their progress. `many` answers with a list (baseline up).
 fn streaming(agent: Arc<Agent>, reqs: Vec<DeployRequest>, many: bool) -> Response<ChannelBody> {
+    stream_op(agent, move |agent, ptx, cancel| async move {
+        if many {
+            match agent.baseline_up(reqs, ptx, cancel).await {
+                Ok(done) => encode(&Line::Ok(done)),
+                Err(e) => encode(&Line::<()>::Error(e)),
+            }
+        } else {
+            let mut outcome: Result<Option<InstanceView>, BackendError> = Ok(None);
+            if let Some(req) = reqs.into_iter().next() {
+                outcome = agent.deploy(req, ptx, cancel).await.map(Some);
+            }
+            match outcome {
+                Ok(v) => encode(&Line::Ok(v)),
+                Err(e) => encode(&Line::<()>::Error(e)),
+            }
+        }
+    })
+}
+
+/// Runs a long operation in a task of its own, streaming its progress (and heartbeats) and then
+/// its outcome, the last line `op` makes. It can be cancelled by its request id.
+fn stream_op<F, Fut>(agent: Arc<Agent>, op: F) -> Response<ChannelBody>
+where
+    F: FnOnce(Arc<Agent>, mpsc::Sender<Progress>, lane_api::Cancel) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Bytes> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let (id, cancel) = agent.register_request();
     let _ = tx.try_send(encode(&Line::<()>::Accepted(id.clone())));
@@ -333,21 +369,7 @@ fn streaming(agent: Arc<Agent>, reqs: Vec<DeployRequest>, many: bool) -> Respons
             }
         });
         // The progress channel closes when the client is gone: `forward` stops and drops `prx`.
-        let line = if many {
-            match agent.baseline_up(reqs, ptx, cancel).await {
-                Ok(done) => encode(&Line::Ok(done)),
-                Err(e) => encode(&Line::<()>::Error(e)),
-            }
-        } else {
-            let mut outcome: Result<Option<InstanceView>, BackendError> = Ok(None);
-            if let Some(req) = reqs.into_iter().next() {
-                outcome = agent.deploy(req, ptx, cancel).await.map(Some);
-            }
-            match outcome {
-                Ok(v) => encode(&Line::Ok(v)),
-                Err(e) => encode(&Line::<()>::Error(e)),
-            }
-        };
+        let line = op(agent.clone(), ptx, cancel).await;
         agent.forget_request(&id);
         let _ = forward.await;
         let _ = tx.send(line).await;

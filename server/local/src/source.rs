@@ -378,6 +378,67 @@ pub(crate) async fn sync(repo: &Path, dir: &Path) -> Result<Synced> {
     })
 }
 
+/// Brings `dir` to `commit` of the git repository that `repo` is in (not its working tree: a
+/// baseline that follows production runs exactly the commit its ref names). `branch` is what the
+/// copy is said to be of (the followed ref's name).
+pub(crate) async fn checkout(
+    repo: &Path,
+    commit: &str,
+    branch: &str,
+    dir: &Path,
+) -> Result<Synced> {
+    let facts = git(
+        repo,
+        &[
+            "rev-parse",
+            "--show-toplevel",
+            "--show-prefix",
+            "--absolute-git-dir",
+        ],
+        &[],
+    )
+    .await
+    .map_err(in_repo("rev-parse", repo))?;
+    let facts: Vec<&str> = facts.lines().collect();
+    // The prefix line is empty at the root, and `lines` keeps it.
+    let [top, prefix, git_dir] = facts[..] else {
+        return Err(in_repo("rev-parse", repo)(WorkspaceError::Git {
+            dir: repo.to_path_buf(),
+            command: "rev-parse".into(),
+            stderr: format!("unexpected output: {facts:?}"),
+        }));
+    };
+    let top = Path::new(top);
+    if dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.to_owned())
+        .starts_with(top)
+    {
+        return Err(BackendError::invalid(format!(
+            "the state dir's working copy {} is inside the repository {}",
+            dir.display(),
+            top.display()
+        ))
+        .with_help("set LANE_HOME to a directory outside the repository"));
+    }
+    let spec = format!("{commit}^{{tree}}");
+    let tree = git(
+        top,
+        &["rev-parse", "--verify", "--end-of-options", &spec],
+        &[],
+    )
+    .await
+    .map_err(in_repo("rev-parse", repo))?;
+    bring_to(Path::new(git_dir), dir, &tree).await?;
+    Ok(Synced {
+        tree,
+        commit: commit.to_owned(),
+        branch: branch.to_owned(),
+        dirty: false,
+        prefix: PathBuf::from(prefix),
+    })
+}
+
 /// [`sync`] from the repository's root `repo`, whose git dir and index are given.
 async fn sync_tree(repo: &Path, git_dir: &Path, index: &Path, dir: &Path) -> Result<String> {
     let scratch = beside(dir, ".scratch-index");
@@ -408,6 +469,14 @@ async fn sync_tree(repo: &Path, git_dir: &Path, index: &Path, dir: &Path) -> Res
     let _ = std::fs::remove_file(&scratch);
     let tree = tree?;
 
+    bring_to(git_dir, dir, &tree).await?;
+    Ok(tree)
+}
+
+/// Brings the copy `dir` to `tree` (any tree-ish of the repository whose git dir is `git_dir`)
+/// with its own index: only the files that differ are rewritten, then files the tree does not
+/// have and git does not ignore are removed.
+async fn bring_to(git_dir: &Path, dir: &Path, tree: &str) -> Result<()> {
     let own_index = index_of(dir);
     let _ = std::fs::remove_file(beside(&own_index, ".lock"));
     let mut git_dir_arg = std::ffi::OsString::from("--git-dir=");
@@ -425,13 +494,13 @@ async fn sync_tree(repo: &Path, git_dir: &Path, index: &Path, dir: &Path) -> Res
     };
     // Files as they are in the tree (only those that differ are rewritten), then away with files
     // the tree does not have and git does not ignore: left by a build, or by a sync cut short.
-    let out = in_copy_git(&["read-tree", "--reset", "-u", &tree])
+    let out = in_copy_git(&["read-tree", "--reset", "-u", tree])
         .output()
         .await;
     check(dir, out).map_err(in_copy("read-tree", dir))?;
     let out = in_copy_git(&["clean", "-f", "-d", "-q"]).output().await;
     check(dir, out).map_err(in_copy("clean", dir))?;
-    Ok(tree)
+    Ok(())
 }
 
 /// Both sides of the copy skip `core.autocrlf`'s conversion (`.gitattributes` rules still apply).

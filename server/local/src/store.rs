@@ -212,6 +212,35 @@ pub struct State {
     /// an undone deploy) are torn down by the agent, then dropped.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lane_data: BTreeMap<LaneId, Vec<ProvisionedData>>,
+    /// Baseline services that follow production (`follow` in `lane-workspace.toml`), by service:
+    /// what they follow, how to deploy them again, and where they stand.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub follows: BTreeMap<ServiceId, FollowRecord>,
+}
+
+/// A baseline service that follows a ref of its repository (see `agent/follow.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowRecord {
+    /// The `follow` value, as written.
+    pub follows: String,
+    /// The `baseline up` request it came from: a roll-forward deploys it again with the new commit.
+    pub request: lane_api::DeployRequest,
+    /// The commit production is at (what the ref named when last read) and its name for people
+    /// (`origin/main`, the tag picked).
+    pub production: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_name: Option<String>,
+    /// The commit baseline runs.
+    pub running: Option<String>,
+    pub drift: lane_api::Drift,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<u64>,
+    /// The commit whose roll-forward failed: not tried again on its own (a watch event), only by
+    /// `lane baseline sync` or when the ref moves on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 /// One binding a lane has data for.

@@ -48,6 +48,14 @@ pub enum WorkspaceError {
     /// `lane.toml` does not parse or is invalid (`file:line:column: message`).
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// What a baseline service follows (`follow` in `lane-workspace.toml`) names no commit in
+    /// its repository.
+    #[error("`{follow}` does not resolve to a commit in {}: {why}", dir.display())]
+    FollowUnresolved {
+        dir: PathBuf,
+        follow: String,
+        why: String,
+    },
     /// Any other git failure, with what git said.
     #[error("git {command} failed in {}: {stderr}", dir.display())]
     Git {
@@ -91,6 +99,11 @@ impl WorkspaceError {
                     .into()
             }
             WorkspaceError::Manifest(_) => "see the README's lane.toml reference".into(),
+            WorkspaceError::FollowUnresolved { dir, .. } => format!(
+                "check `follow` in lane-workspace.toml against `git show-ref` in {} \
+                 (`lane baseline sync` fetches first)",
+                dir.display()
+            ),
             WorkspaceError::Git { dir, .. } => format!(
                 "run `git status` in {} to see what git makes of it",
                 dir.display()

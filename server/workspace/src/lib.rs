@@ -7,6 +7,7 @@
 //! **Architecture invariant:** blocking, no async runtime. The IDE daemon calls it from
 //! `tokio::task::spawn_blocking`, never on its async threads.
 
+pub mod follow;
 pub mod git;
 
 mod error;

@@ -436,3 +436,66 @@ fn only_head_refs_and_manifest_matter() {
         assert_eq!(is_relevant(Path::new(path)), want, "{path}");
     }
 }
+
+#[test]
+fn a_followed_ref_and_the_newest_release_tag_resolve_to_commits() {
+    use lane_core::follow::Follow;
+    let tmp = TempDir::new("follow");
+    let upstream = repo(tmp.path(), "upstream");
+    let first = git_in(&upstream, &["rev-parse", "HEAD"]);
+    git_in(&upstream, &["tag", "v1.9.3"]);
+    git_in(&upstream, &["commit", "-q", "--allow-empty", "-m", "two"]);
+    let second = git_in(&upstream, &["rev-parse", "HEAD"]);
+    // Annotated: peeled to its commit.
+    git_in(&upstream, &["tag", "-a", "-m", "release", "v1.10.0"]);
+    git_in(&upstream, &["commit", "-q", "--allow-empty", "-m", "three"]);
+    git_in(&upstream, &["tag", "v1.2.0"]);
+    git_in(&upstream, &["tag", "vnext"]);
+
+    let tags = Follow::parse("refs/tags/v*").unwrap();
+    let r = follow::resolve(&upstream, &tags).unwrap();
+    assert_eq!(r.name, "v1.10.0");
+    assert_eq!(r.full.as_deref(), Some("refs/tags/v1.10.0"));
+    assert_eq!(r.commit, second);
+    let r = follow::resolve(&upstream, &Follow::parse("refs/tags/v1.9.3").unwrap()).unwrap();
+    assert_eq!(r.commit, first);
+    let e = follow::resolve(&upstream, &Follow::parse("nope").unwrap()).unwrap_err();
+    assert!(
+        matches!(e, WorkspaceError::FollowUnresolved { .. }) && e.to_string().contains("`nope`"),
+        "{e}"
+    );
+    // No remote: nothing to fetch.
+    assert!(follow::fetch(&upstream, &tags).unwrap().is_empty());
+
+    // A clone: `origin/main` is fetched from `origin`, a tag pattern from every remote.
+    git_in(tmp.path(), &["clone", "-q", "upstream", "clone"]);
+    let clone = tmp.path().join("clone");
+    git_in(&upstream, &["commit", "-q", "--allow-empty", "-m", "four"]);
+    let fourth = git_in(&upstream, &["rev-parse", "HEAD"]);
+    let main = Follow::parse("origin/main").unwrap();
+    assert_ne!(follow::resolve(&clone, &main).unwrap().commit, fourth);
+    assert_eq!(follow::fetch(&clone, &main).unwrap(), ["origin"]);
+    let r = follow::resolve(&clone, &main).unwrap();
+    assert_eq!(
+        (r.commit.as_str(), r.full.as_deref()),
+        (fourth.as_str(), Some("refs/remotes/origin/main"))
+    );
+    assert!(
+        follow::fetch(&clone, &Follow::parse("main").unwrap())
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(follow::fetch(&clone, &tags).unwrap(), ["origin"]);
+    // What the watch looks at.
+    let (common, refs) = follow::ref_watch_dirs(&clone).unwrap();
+    assert_eq!(refs, common.join("refs"));
+    assert!(follow::is_ref_change(&common, &common.join("packed-refs")));
+    assert!(follow::is_ref_change(
+        &common,
+        &refs.join("remotes/origin/main")
+    ));
+    assert!(!follow::is_ref_change(&common, &common.join("index")));
+    // The commit's own lane.toml.
+    let m = follow::manifest_at(&clone, &fourth).unwrap();
+    assert_eq!(m.service.as_str(), "demo.b");
+}

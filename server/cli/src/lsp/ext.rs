@@ -161,6 +161,29 @@ pub struct LaneStatus {
     /// The deploys of this daemon that failed, one per service and lane, each kept until the next
     /// deploy of that service into that lane starts.
     pub deploy_failures: Vec<DeployFailure>,
+    /// Each baseline service that follows production: its commit, production's, and any drift.
+    pub baseline_sync: Vec<BaselineSyncInfo>,
+}
+
+/// A baseline service that follows production (`follow` in `lane-workspace.toml`, or the
+/// Kubernetes operator's production namespace): what it runs against what production runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BaselineSyncInfo {
+    /// `<app>.<proc>`.
+    pub service: String,
+    /// What is followed: `origin/main`, `refs/tags/v* (v1.10.0)`, `namespace prod`.
+    pub follows: String,
+    /// Production's version (a commit, an image); null when it cannot be read.
+    pub production: Option<String>,
+    /// The version baseline runs; null when it runs nothing yet.
+    pub running: Option<String>,
+    /// `in_sync`, `behind`, `build_failed`, `unhealthy` or `unknown`.
+    pub drift: String,
+    /// Why, when not in sync (a failed build's last lines, …).
+    pub reason: Option<String>,
+    /// Epoch seconds of the last time baseline was brought to (or found at) production's version.
+    pub last_sync: Option<u64>,
 }
 
 /// A deploy that failed (not cancelled): what the lanes view shows on the service.
@@ -427,6 +450,16 @@ shape!(LaneStatus {
     "total": "number",
     "revision": "string",
     "deployFailures": "DeployFailure[]",
+    "baselineSync": "BaselineSyncInfo[]",
+});
+shape!(BaselineSyncInfo {
+    "service": "string",
+    "follows": "string",
+    "production": "string | null",
+    "running": "string | null",
+    "drift": "\"in_sync\" | \"behind\" | \"build_failed\" | \"unhealthy\" | \"unknown\"",
+    "reason": "string | null",
+    "lastSync": "number | null",
 });
 shape!(DeployFailure {
     "service": "string",
@@ -559,6 +592,7 @@ pub fn describe() -> Value {
         shape::<ServiceInfo>(),
         shape::<ErrorInfo>(),
         shape::<DeployFailure>(),
+        shape::<BaselineSyncInfo>(),
         shape::<NoArgs>(),
         shape::<DeployArgs>(),
         shape::<DeployResult>(),
@@ -643,6 +677,7 @@ mod tests {
             ServiceInfo,
             ErrorInfo,
             DeployFailure,
+            BaselineSyncInfo,
             NoArgs,
             DeployArgs,
             DeployResult,

@@ -153,6 +153,20 @@ pub fn status(st: &Status, mut workspaces: Vec<ext::WorkspaceInfo>) -> ext::Lane
         total: u32::try_from(counted.len()).unwrap_or(u32::MAX),
         revision: st.revision.to_string(),
         deploy_failures: Vec::new(),
+        baseline_sync: st.baseline_sync.iter().map(baseline_sync).collect(),
+    }
+}
+
+/// A followed baseline service, as the IDE shows its drift.
+pub fn baseline_sync(b: &lane_api::BaselineSync) -> ext::BaselineSyncInfo {
+    ext::BaselineSyncInfo {
+        service: b.service.to_string(),
+        follows: b.follows.clone(),
+        production: b.production.clone(),
+        running: b.running.clone(),
+        drift: b.drift.as_str().to_owned(),
+        reason: b.reason.clone(),
+        last_sync: b.last_sync,
     }
 }
 
@@ -286,6 +300,33 @@ mod tests {
         st.active_lane = LaneRef::Baseline;
         let s = status(&st, vec![]);
         assert_eq!((s.healthy, s.total), (1, 2));
+    }
+
+    #[test]
+    fn baseline_drift_is_passed_on_camel_cased() {
+        let mut st = sample();
+        st.baseline_sync = vec![lane_api::BaselineSync {
+            service: "demo.b".parse().expect("a valid service id"),
+            follows: "origin/main".into(),
+            production: Some("2222".into()),
+            running: Some("1111".into()),
+            drift: lane_api::Drift::BuildFailed,
+            reason: Some("the build `make` failed".into()),
+            last_sync: Some(150),
+        }];
+        let s = status(&st, vec![]);
+        assert_eq!(
+            serde_json::to_value(&s.baseline_sync).expect("serializes"),
+            serde_json::json!([{
+                "service": "demo.b", "follows": "origin/main", "production": "2222",
+                "running": "1111", "drift": "build_failed",
+                "reason": "the build `make` failed", "lastSync": 150
+            }])
+        );
+        // A change of drift alone is a change the IDE is told about.
+        let mut later = st.clone();
+        later.baseline_sync[0].drift = lane_api::Drift::InSync;
+        assert!(!same_shown(&s, &status(&later, vec![])));
     }
 
     #[test]

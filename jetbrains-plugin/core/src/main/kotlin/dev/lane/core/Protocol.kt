@@ -84,6 +84,16 @@ object InstanceState {
     val ALL: List<String> = listOf(STARTING, HEALTHY, UNHEALTHY, CRASHED, STOPPED)
 }
 
+/** The values of [BaselineSyncInfo.drift]: how a baseline service that follows production stands. */
+object Drift {
+    const val IN_SYNC = "in_sync"
+    const val BEHIND = "behind"
+    const val BUILD_FAILED = "build_failed"
+    const val UNHEALTHY = "unhealthy"
+    const val UNKNOWN = "unknown"
+    val ALL: List<String> = listOf(IN_SYNC, BEHIND, BUILD_FAILED, UNHEALTHY, UNKNOWN)
+}
+
 /** The values of [WorkspaceInfo.protocol]. */
 object ServiceProtocol {
     const val HTTP = "http"
@@ -108,6 +118,7 @@ val LITERAL_FIELDS: Map<String, List<String>> = mapOf(
     "ServiceInfo.state" to InstanceState.ALL,
     "HistoryEntryInfo.event" to LaneEvent.ALL,
     "WorkspaceInfo.protocol" to ServiceProtocol.ALL,
+    "BaselineSyncInfo.drift" to Drift.ALL,
 )
 
 // ---- shapes -----------------------------------------------------------------------------------
@@ -137,6 +148,25 @@ data class LaneStatus(
     /** This daemon's failed deploys, one per service and lane, each until the next deploy of that
      * service into that lane starts. */
     val deployFailures: List<DeployFailure>,
+    /** Each baseline service that follows production, with its drift; empty when none does. */
+    val baselineSync: List<BaselineSyncInfo>,
+)
+
+/** A baseline service that follows production: what it runs against what production runs. */
+data class BaselineSyncInfo(
+    val service: String,
+    /** What is followed: `origin/main`, `refs/tags/v* (v1.10.0)`, `namespace prod`. */
+    val follows: String,
+    /** Production's version (a commit, an image); null when it cannot be read. */
+    val production: String?,
+    /** The version baseline runs; null when it runs nothing yet. */
+    val running: String?,
+    /** One of [Drift]. */
+    val drift: String,
+    /** Why, when not in sync (a failed build's last lines, …). */
+    val reason: String?,
+    /** Seconds since the epoch. */
+    val lastSync: Long?,
 )
 
 /** A deploy that failed (not cancelled). */
@@ -282,7 +312,7 @@ data class HistoryEntryInfo(
 /** Every wire type by the name `lane lsp --describe` gives it. */
 val TYPES: Map<String, Class<*>> = listOf(
     LaneStatus::class.java, WorkspaceInfo::class.java, LaneInfo::class.java, ServiceInfo::class.java,
-    ErrorInfo::class.java, DeployFailure::class.java, NoArgs::class.java, DeployArgs::class.java, DeployResult::class.java,
+    ErrorInfo::class.java, DeployFailure::class.java, BaselineSyncInfo::class.java, NoArgs::class.java, DeployArgs::class.java, DeployResult::class.java,
     SwitchArgs::class.java, SwitchResult::class.java, CreateArgs::class.java, DeleteArgs::class.java,
     DeleteResult::class.java, ExtendArgs::class.java, AssignArgs::class.java, AssignResult::class.java,
     HistoryParams::class.java, HistoryEntryInfo::class.java,

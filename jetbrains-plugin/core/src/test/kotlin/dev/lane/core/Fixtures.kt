@@ -33,7 +33,7 @@ const val SAMPLE_STATUS_JSON = """
     {"service": "demo.b", "lane": "baseline", "version": null, "branch": null, "commit": null, "owner": null,
      "state": "healthy", "addr": "127.0.0.1:46001", "requestsPerMinute": 7, "log": null}
   ],
-  "healthy": 2, "total": 3, "revision": "42", "deployFailures": []
+  "healthy": 2, "total": 3, "revision": "42", "deployFailures": [], "baselineSync": []
 }
 """
 
