@@ -8,6 +8,7 @@
 //! `tokio::task::spawn_blocking`, never on its async threads.
 
 pub mod git;
+pub mod merged;
 
 mod error;
 mod identity;
