@@ -1,0 +1,358 @@
+//! Lanes end with their branch: the agent's merge check.
+//!
+//! Every `LANE_MERGE_CHECK_INTERVAL` (default 30 s; `0` turns it off) the agent asks git, off its
+//! async threads and through lane-workspace's one runner ([`lane_workspace::merged`]), whether the
+//! branch of every version in every lane is merged into what baseline follows
+//! ([`merge_target`]). A lane is **merged** when it has at least one version and every version's
+//! branch is merged (or deleted with its commit reachable from the target), and each of those
+//! branches was seen by the agent with work of its own before (a branch just made from the
+//! target, with nothing committed on it, is not "merged"). A merged lane is marked (`merged` in
+//! `lane ls`, `lane status`, `--json` and the IDE) and reclaimed `LANE_MERGED_GRACE` (default
+//! 1 h) later, through the same removal as an expired lane (processes, routes, data), with a
+//! `reclaim` entry in its history naming each branch and the target.
+//!
+//! The mark goes when the lane is no longer merged (new work deployed into it, a branch that
+//! moved on). A deploy or an assign into a marked lane removes the mark at once (the next check
+//! decides again), so a fresh version is never reclaimed by an old mark. `lane extend` on a
+//! marked lane **keeps** it: the mark stays (the lane still shows `merged`) but has no reclaim
+//! time; the lane then lives until its TTL, as extended. A lane with unmerged work, or a version
+//! whose repository cannot be read, is never reclaimed this way.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use lane_api::{LaneEvent, Merged, Result};
+use lane_core::LaneId;
+use lane_workspace::merged::{self as git_merged, Verdict};
+
+use super::{Agent, now_secs};
+use crate::store::{PlanKind, State};
+
+/// What baseline follows, for the branches of the repository at `repo`: the one function to wire
+/// `follow = "<ref>"` of `lane-workspace.toml` in. Today: the repository's default branch
+/// (`origin/HEAD`, else `main`, else `master`). Blocking (git).
+pub(crate) fn merge_target(repo: &Path) -> std::result::Result<Option<String>, String> {
+    git_merged::merge_target(repo).map_err(|e| e.to_string())
+}
+
+/// One version to check: the instance, its service, where its repository is, and its branch.
+#[derive(Debug, Clone)]
+struct Probe {
+    instance: String,
+    service: String,
+    repo: Option<PathBuf>,
+    branch: String,
+    commit: String,
+    dirty: bool,
+}
+
+/// What the check found for one version.
+#[derive(Debug, Clone)]
+enum Found {
+    /// Merged into `target` (short name), `how`.
+    Merged { target: String, how: &'static str },
+    Unmerged,
+    /// Cannot tell (no repository recorded, git failed, no target): kept, like unmerged.
+    Unknown(String),
+}
+
+/// The versions of each lane, for a check outside the lock. A lane a deploy is under way into
+/// is left out (it is getting new work).
+fn probes(st: &State) -> BTreeMap<LaneId, Vec<Probe>> {
+    let mut out: BTreeMap<LaneId, Vec<Probe>> = BTreeMap::new();
+    let busy: Vec<&LaneId> = st
+        .instances
+        .values()
+        .filter(|r| r.pending.is_some())
+        .filter_map(|r| r.lane.lane())
+        .collect();
+    for id in st.lanes.keys().filter(|id| !busy.contains(id)) {
+        let versions: Vec<Probe> = st
+            .instances
+            .values()
+            .filter(|r| r.lane.lane() == Some(id) && r.pending.is_none())
+            .filter_map(|r| {
+                let v = r.version.as_ref()?;
+                Some(Probe {
+                    instance: r.id.clone(),
+                    service: r.service.to_string(),
+                    repo: r.repo.clone(),
+                    branch: v.branch.clone(),
+                    commit: v.commit.clone(),
+                    dirty: v.dirty,
+                })
+            })
+            .collect();
+        if !versions.is_empty() {
+            out.insert(id.clone(), versions);
+        }
+    }
+    out
+}
+
+/// Asks git about every probe. Blocking: run it with `spawn_blocking`.
+fn look(probes: Vec<Probe>) -> Vec<(Probe, Found)> {
+    let mut targets: HashMap<PathBuf, std::result::Result<Option<String>, String>> =
+        HashMap::new();
+    probes
+        .into_iter()
+        .map(|p| {
+            let found = look_one(&p, &mut targets);
+            (p, found)
+        })
+        .collect()
+}
+
+fn look_one(
+    p: &Probe,
+    targets: &mut HashMap<PathBuf, std::result::Result<Option<String>, String>>,
+) -> Found {
+    let Some(repo) = &p.repo else {
+        return Found::Unknown("deployed before lane recorded where versions come from".into());
+    };
+    let target = targets
+        .entry(repo.clone())
+        .or_insert_with(|| merge_target(repo))
+        .clone();
+    let target = match target {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Found::Unknown(format!(
+                "{} has no origin/HEAD, main or master to be merged into",
+                repo.display()
+            ));
+        }
+        Err(e) => return Found::Unknown(e),
+    };
+    match git_merged::branch_merged(repo, &p.branch, &p.commit, p.dirty, &target) {
+        Ok(Verdict::Merged(how)) => Found::Merged {
+            target: git_merged::short_ref(&target).to_owned(),
+            how: how.describe(),
+        },
+        Ok(Verdict::Unmerged(_)) => Found::Unmerged,
+        Ok(Verdict::NotABranch) => Found::Unknown(format!("{} is no feature branch", p.branch)),
+        Err(e) => Found::Unknown(e.to_string()),
+    }
+}
+
+impl Agent {
+    /// Asks git, off the async threads, whether the branch of the version instance `id` runs has
+    /// work the merge target does not have; if so, remembers it (a deploy calls this once its
+    /// version is live, so a branch merged soon after is known to have had work).
+    pub(super) async fn look_for_work(&self, id: &str) {
+        let probe = {
+            let st = self.state.lock().await;
+            let Some(r) = st.instances.get(id) else {
+                return;
+            };
+            let Some(v) = &r.version else { return };
+            if r.lane.lane().is_none() || r.had_work {
+                return;
+            }
+            Probe {
+                instance: r.id.clone(),
+                service: r.service.to_string(),
+                repo: r.repo.clone(),
+                branch: v.branch.clone(),
+                commit: v.commit.clone(),
+                dirty: v.dirty,
+            }
+        };
+        let Ok(found) = tokio::task::spawn_blocking(move || look(vec![probe])).await else {
+            return;
+        };
+        let mut st = self.state.lock().await;
+        if mark_work(&mut st, &found)
+            && let Err(e) = self.save_quiet(&st)
+        {
+            tracing::error!("cannot save state: {e}");
+        }
+    }
+
+    /// One round of the merge check: marks lanes merged (or not any more), then reclaims the
+    /// marked lanes whose grace period ran out.
+    pub(super) async fn check_merged(&self) {
+        let probes = {
+            let st = self.state.lock().await;
+            probes(&st)
+        };
+        let all: Vec<Probe> = probes.values().flatten().cloned().collect();
+        let found = if all.is_empty() {
+            Vec::new()
+        } else {
+            match tokio::task::spawn_blocking(move || look(all)).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::error!("the merge check failed: {e}");
+                    return;
+                }
+            }
+        };
+        let due = {
+            let mut st = self.state.lock().await;
+            let before = st.clone();
+            let work = mark_work(&mut st, &found);
+            let now = now_secs();
+            let grace = self.config.merged_grace.as_secs();
+            let mut due = Vec::new();
+            for (lane, versions) in &probes {
+                // Looked at while nothing changed in the lane since.
+                let now_there: Vec<&str> = st
+                    .instances
+                    .values()
+                    .filter(|r| r.lane.lane() == Some(lane))
+                    .map(|r| r.id.as_str())
+                    .collect();
+                if now_there.len() != versions.len()
+                    || versions
+                        .iter()
+                        .any(|v| !now_there.contains(&v.instance.as_str()))
+                {
+                    continue;
+                }
+                match merged_reason(&st, versions, &found) {
+                    Some((target, reason)) => {
+                        let mark = st.merged.entry(lane.clone()).or_insert_with(|| {
+                            tracing::info!(%lane, %reason, "lane merged; reclaiming it after the grace period");
+                            Merged {
+                                since: now,
+                                reclaim_at: Some(now.saturating_add(grace)),
+                                target,
+                                reason: reason.clone(),
+                            }
+                        });
+                        if mark.reason != reason {
+                            mark.reason = reason;
+                        }
+                        if mark.reclaim_at.is_some_and(|t| t <= now) {
+                            due.push((lane.clone(), mark.clone()));
+                        }
+                    }
+                    None => {
+                        if st.merged.remove(lane).is_some() {
+                            tracing::info!(%lane, "lane no longer merged");
+                        }
+                    }
+                }
+            }
+            let lanes: Vec<LaneId> = st.merged.keys().cloned().collect();
+            for lane in lanes {
+                if !st.lanes.contains_key(&lane) {
+                    st.merged.remove(&lane);
+                }
+            }
+            if st.merged != before.merged {
+                if let Err(e) = self.record(&mut st, before) {
+                    tracing::error!("cannot save the merge check: {e}");
+                    return;
+                }
+            } else if work && let Err(e) = self.save_quiet(&st) {
+                tracing::error!("cannot save state: {e}");
+            }
+            due
+        };
+        if !due.is_empty()
+            && let Err(e) = self.reclaim_merged(due).await
+        {
+            tracing::error!("cannot reclaim merged lanes: {e}");
+        }
+    }
+
+    /// Removes the merged lanes `due` (marked, grace period over) as one plan, as an expired lane
+    /// is removed, and records why in each one's history.
+    async fn reclaim_merged(&self, due: Vec<(LaneId, Merged)>) -> Result<()> {
+        let _op = self.op_started();
+        let op = {
+            let mut st = self.state.lock().await;
+            let now = now_secs();
+            // Still marked and due: a deploy, an assign or `lane extend` since takes it back.
+            let lanes: Vec<(LaneId, String, Merged)> = due
+                .into_iter()
+                .filter(|(id, _)| {
+                    st.merged
+                        .get(id)
+                        .is_some_and(|m| m.reclaim_at.is_some_and(|t| t <= now))
+                })
+                .filter_map(|(id, m)| st.lanes.get(&id).map(|l| (id, l.owner.clone(), m)))
+                .collect();
+            if lanes.is_empty() {
+                return Ok(());
+            }
+            let ids: Vec<LaneId> = lanes.iter().map(|(id, _, _)| id.clone()).collect();
+            let before = st.clone();
+            let (op, instances) = Self::take_lanes(&mut st, &ids, PlanKind::Merged);
+            for id in &ids {
+                st.merged.remove(id);
+            }
+            self.record(&mut st, before)?;
+            let grace = lane_core::duration::format_duration(self.config.merged_grace);
+            for (id, owner, m) in &lanes {
+                let n = instances
+                    .iter()
+                    .filter(|i| i.starts_with(&format!("{id}/")))
+                    .count();
+                tracing::info!(lane = %id, reason = %m.reason, "merged lane reclaimed");
+                self.note(
+                    id,
+                    LaneEvent::Reclaim,
+                    owner,
+                    None,
+                    None,
+                    format!(
+                        "merged: {}; reclaimed with its {n} instance(s) after the grace period \
+                         ({grace}, LANE_MERGED_GRACE)",
+                        m.reason
+                    ),
+                );
+            }
+            op
+        };
+        self.finish(&op).await;
+        self.prune_sources().await;
+        if let Err(e) = self.sweep_data().await {
+            tracing::warn!(error = %e, "merged lanes' data not removed yet");
+        }
+        Ok(())
+    }
+}
+
+/// Remembers the versions found with unmerged work. True when something changed.
+fn mark_work(st: &mut State, found: &[(Probe, Found)]) -> bool {
+    let mut changed = false;
+    for (p, f) in found {
+        if matches!(f, Found::Unmerged)
+            && let Some(r) = st.instances.get_mut(&p.instance)
+            && !r.had_work
+        {
+            r.had_work = true;
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// The target and the reason when every version of a lane is merged and had work of its own;
+/// `None` otherwise.
+fn merged_reason(
+    st: &State,
+    versions: &[Probe],
+    found: &[(Probe, Found)],
+) -> Option<(String, String)> {
+    let mut target = None;
+    let mut parts = Vec::new();
+    for v in versions {
+        let (_, f) = found.iter().find(|(p, _)| p.instance == v.instance)?;
+        let Found::Merged { target: t, how } = f else {
+            if let Found::Unknown(why) = f {
+                tracing::debug!(instance = %v.instance, "merge check: {why}");
+            }
+            return None;
+        };
+        if !st.instances.get(&v.instance).is_some_and(|r| r.had_work) {
+            return None;
+        }
+        parts.push(format!("{}: branch {} into {t} ({how})", v.service, v.branch));
+        target.get_or_insert_with(|| t.clone());
+    }
+    Some((target?, parts.join("; ")))
+}
