@@ -50,7 +50,10 @@ struct Probe {
 #[derive(Debug, Clone)]
 enum Found {
     /// Merged into `target` (short name), `how`.
-    Merged { target: String, how: &'static str },
+    Merged {
+        target: String,
+        how: &'static str,
+    },
     Unmerged,
     /// Cannot tell (no repository recorded, git failed, no target): kept, like unmerged.
     Unknown(String),
@@ -92,8 +95,7 @@ fn probes(st: &State) -> BTreeMap<LaneId, Vec<Probe>> {
 
 /// Asks git about every probe. Blocking: run it with `spawn_blocking`.
 fn look(probes: Vec<Probe>) -> Vec<(Probe, Found)> {
-    let mut targets: HashMap<PathBuf, std::result::Result<Option<String>, String>> =
-        HashMap::new();
+    let mut targets: HashMap<PathBuf, std::result::Result<Option<String>, String>> = HashMap::new();
     probes
         .into_iter()
         .map(|p| {
@@ -351,7 +353,10 @@ fn merged_reason(
         if !st.instances.get(&v.instance).is_some_and(|r| r.had_work) {
             return None;
         }
-        parts.push(format!("{}: branch {} into {t} ({how})", v.service, v.branch));
+        parts.push(format!(
+            "{}: branch {} into {t} ({how})",
+            v.service, v.branch
+        ));
         target.get_or_insert_with(|| t.clone());
     }
     Some((target?, parts.join("; ")))

@@ -359,7 +359,11 @@ impl Agent {
     /// Takes the lanes `ids` out of the state with their instances (a deploy under way into one
     /// included: it fails) and records one plan of `kind` to stop them. Their children move to
     /// their parents. Does not save.
-    pub(super) fn take_lanes(st: &mut State, ids: &[LaneId], kind: PlanKind) -> (DeployId, Vec<String>) {
+    pub(super) fn take_lanes(
+        st: &mut State,
+        ids: &[LaneId],
+        kind: PlanKind,
+    ) -> (DeployId, Vec<String>) {
         let instances: Vec<String> = st
             .instances
             .values()
