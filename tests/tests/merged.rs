@@ -99,7 +99,11 @@ fn merged_lanes_are_marked_and_reclaimed_after_the_grace_period_unmerged_and_ext
             && ls.contains("lane extend kept"),
         "{ls}"
     );
-    env.ok(&["extend", "kept", "--by", "1h"]);
+    let out = env.ok(&["extend", "kept", "--by", "1h"]).stdout;
+    assert!(
+        out.contains("lane kept is merged") && out.contains("kept:"),
+        "{out}"
+    );
     let l = env.lane("kept").expect("kept is still there");
     assert!(!l["merged"].is_null(), "still shown merged: {l:#}");
     assert!(

@@ -269,3 +269,24 @@ mod history_tests {
         assert_eq!(super::utc(1_798_761_599), "2026-12-31 23:59:59");
     }
 }
+
+/// After `lane extend`: says so when the lane is merged and now kept (not reclaimed for being
+/// merged). Quiet when the status cannot be read (the extend itself succeeded).
+pub async fn kept_merged(backend: &dyn lane_api::Backend, id: &lane_core::LaneId) {
+    let Ok(st) = backend.status().await else {
+        return;
+    };
+    if let Some(m) = st
+        .lanes
+        .iter()
+        .find(|l| &l.lane.id == id)
+        .and_then(|l| l.merged.as_ref())
+        && m.reclaim_at.is_none()
+    {
+        println!(
+            "lane {id} is merged ({}); kept: it is not reclaimed for being merged and lives until \
+             its TTL",
+            m.reason
+        );
+    }
+}

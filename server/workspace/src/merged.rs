@@ -12,7 +12,8 @@
 //!   however many commits it was squashed from. Limits: when the target has since changed the
 //!   same lines again (or the squash was edited while merging), the merge conflicts or differs
 //!   and the branch counts as **unmerged** (the lane is kept: the safe side); git 2.38 or later
-//!   is needed (an older git reports the branch unmerged, saying why).
+//!   is needed (an older git reports the branch unmerged, saying why). The trees the merge writes
+//!   go to a scratch object directory that is removed after: nothing is left in the repository.
 //! - **deleted branch**: merged only when the commit the lane runs is reachable from the target;
 //!   otherwise it is unmerged work (squash-merged and then deleted included: nothing left says
 //!   where its work went).
@@ -135,10 +136,7 @@ pub fn branch_merged(
     if is_ancestor(repo, &tip, target)? {
         return Ok(Verdict::Merged(MergedBy::Ancestor));
     }
-    let out = git::command(repo)
-        .args(["merge-tree", "--write-tree", "--no-messages", target, &tip])
-        .output();
-    let out = out.map_err(|e| git::spawn_error(repo, e))?;
+    let out = merge_tree(repo, target, &tip)?;
     let merged_tree = String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
@@ -173,6 +171,42 @@ pub fn branch_merged(
             "branch {branch} has changes that are not in {target_branch}"
         )))
     }
+}
+
+/// `git merge-tree --write-tree <target> <tip>`, its new objects written to a scratch object
+/// directory (the repository's own objects are read through it as an alternate) that is removed
+/// after: the check leaves nothing in the developer's repository.
+fn merge_tree(
+    repo: &Path,
+    target: &str,
+    tip: &str,
+) -> Result<std::process::Output, WorkspaceError> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let objects = git::run(
+        repo,
+        &[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            "objects",
+        ],
+    )?;
+    let scratch = std::env::temp_dir().join(format!(
+        "lane-merge-check-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&scratch).map_err(|e| WorkspaceError::CannotRunGit {
+        dir: scratch.clone(),
+        source: e,
+    })?;
+    let out = git::command(repo)
+        .env("GIT_OBJECT_DIRECTORY", &scratch)
+        .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", &objects)
+        .args(["merge-tree", "--write-tree", "--no-messages", target, tip])
+        .output();
+    let _ = std::fs::remove_dir_all(&scratch);
+    out.map_err(|e| git::spawn_error(repo, e))
 }
 
 fn short(commit: &str) -> &str {
@@ -304,7 +338,14 @@ mod tests {
         let sq = r.commit("sq2.txt", "two\n", "sq two");
         r.git(&["checkout", "-q", "main"]);
         r.commit("more.txt", "more\n", "more");
+        let objects = || r.git(&["count-objects", "-v"]);
+        let before = objects();
         assert!(matches!(r.verdict("sq", &sq, false), Verdict::Unmerged(_)));
+        assert_eq!(
+            objects(),
+            before,
+            "the check writes nothing into the repository"
+        );
         r.git(&["merge", "-q", "--squash", "sq"]);
         r.git(&["commit", "-qm", "squashed sq"]);
         r.commit("after.txt", "after\n", "after");
