@@ -260,16 +260,6 @@ fn utc(secs: u64) -> String {
     )
 }
 
-#[cfg(test)]
-mod history_tests {
-    #[test]
-    fn utc_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(super::utc(1_798_761_599), "2026-12-31 23:59:59");
-    }
-}
-
 /// After `lane extend`: says so when the lane is merged and now kept (not reclaimed for being
 /// merged). Quiet when the status cannot be read (the extend itself succeeded).
 pub async fn kept_merged(backend: &dyn lane_api::Backend, id: &lane_core::LaneId) {
@@ -288,5 +278,15 @@ pub async fn kept_merged(backend: &dyn lane_api::Backend, id: &lane_core::LaneId
              its TTL",
             m.reason
         );
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(super::utc(1_798_761_599), "2026-12-31 23:59:59");
     }
 }
