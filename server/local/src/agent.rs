@@ -523,6 +523,7 @@ impl Agent {
         let mut ticks = 0u64;
         let mut reaped = std::time::Instant::now();
         let mut merge_checked = std::time::Instant::now();
+        let mut ref_watch = None;
         let mut idle_since = std::time::Instant::now();
         loop {
             tokio::select! {
@@ -542,7 +543,8 @@ impl Agent {
                 self.prune_history().await;
             }
             if !self.config.merge_check.is_zero()
-                && merge_checked.elapsed() >= self.config.merge_check
+                && (merge_checked.elapsed() >= self.config.merge_check
+                    || self.refs_moved(&mut ref_watch).await)
             {
                 merge_checked = std::time::Instant::now();
                 self.check_merged().await;

@@ -1,6 +1,8 @@
 //! Lanes end with their branch: the agent's merge check.
 //!
-//! Every `LANE_MERGE_CHECK_INTERVAL` (default 30 s; `0` turns it off) the agent asks git, off its
+//! Every `LANE_MERGE_CHECK_INTERVAL` (default 30 s; `0` turns it off), and at once when a branch
+//! moves in a repository a lane's version comes from (the agent stats the refs' directories and
+//! `packed-refs` every half second: no git runs for that), the agent asks git, off its
 //! async threads and through lane-workspace's one runner ([`lane_workspace::merged`]), whether the
 //! branch of every version in every lane is merged into what baseline follows
 //! ([`merge_target`]). A lane is **merged** when it has at least one version and every version's
@@ -137,7 +139,94 @@ fn look_one(
     }
 }
 
+/// What the ref watch remembers: each repository's common git dir (`None`: not a repository),
+/// and the last modification times of the places a branch move or deletion touches there.
+#[derive(Default)]
+pub(super) struct RefWatch {
+    common: HashMap<PathBuf, Option<PathBuf>>,
+    stamps: HashMap<PathBuf, Vec<Option<std::time::SystemTime>>>,
+}
+
+/// The modification times of the entries that change when a branch of the repository whose
+/// common git dir is `common` moves, is created or deleted, or a fetch updates `origin/*`: the
+/// directories refs are renamed into (`refs/heads` and its subdirectories one level down,
+/// `refs/remotes/origin`) and `packed-refs`. Stats only: no git runs.
+fn ref_stamps(common: &Path) -> Vec<Option<std::time::SystemTime>> {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let heads = common.join("refs/heads");
+    let mut paths = vec![
+        common.join("packed-refs"),
+        heads.clone(),
+        common.join("refs/remotes/origin"),
+    ];
+    if let Ok(entries) = std::fs::read_dir(&heads) {
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        paths.extend(dirs);
+    }
+    paths.iter().map(|p| mtime(p)).collect()
+}
+
+impl RefWatch {
+    /// Whether a ref of one of `repos` moved since the last call, or a repository is seen for the
+    /// first time (its refs may have moved before it was looked at). Blocking (one `git
+    /// rev-parse` per new repository, then stats).
+    fn moved(&mut self, repos: &[PathBuf]) -> bool {
+        let mut moved = false;
+        for repo in repos {
+            let common = self
+                .common
+                .entry(repo.clone())
+                .or_insert_with(|| {
+                    lane_workspace::Repo::discover(repo)
+                        .ok()
+                        .map(|r| r.common_dir)
+                })
+                .clone();
+            let Some(common) = common else { continue };
+            let now = ref_stamps(&common);
+            moved |= self.stamps.insert(repo.clone(), now.clone()).as_ref() != Some(&now);
+        }
+        self.common.retain(|r, _| repos.contains(r));
+        self.stamps.retain(|r, _| repos.contains(r));
+        moved
+    }
+}
+
 impl Agent {
+    /// Whether a branch moved in a repository lanes' versions come from since the last call, so
+    /// the merge check can run at once rather than at its next interval.
+    pub(super) async fn refs_moved(&self, watch: &mut Option<RefWatch>) -> bool {
+        let repos: Vec<PathBuf> = {
+            let st = self.state.lock().await;
+            let mut repos: Vec<PathBuf> = st
+                .instances
+                .values()
+                .filter(|r| r.lane.lane().is_some())
+                .filter_map(|r| r.repo.clone())
+                .collect();
+            repos.sort();
+            repos.dedup();
+            repos
+        };
+        let mut w = watch.take().unwrap_or_default();
+        let (w, moved) = match tokio::task::spawn_blocking(move || {
+            let moved = w.moved(&repos);
+            (w, moved)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => return false,
+        };
+        *watch = Some(w);
+        moved
+    }
+
     /// Asks git, off the async threads, whether the branch of the version instance `id` runs has
     /// work the merge target does not have; if so, remembers it (a deploy calls this once its
     /// version is live, so a branch merged soon after is known to have had work).
