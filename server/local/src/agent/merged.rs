@@ -450,3 +450,123 @@ fn merged_reason(
     }
     Some((target?, parts.join("; ")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{InstanceRecord, RunSpec};
+    use lane_api::{DeployId, InstanceState};
+    use lane_core::{Lane, LaneRef, PersonalVersion};
+
+    fn instance(st: &mut State, id: &str, lane: &str, had_work: bool, pending: bool) {
+        let lane: LaneId = lane.parse().unwrap();
+        st.lanes.entry(lane.clone()).or_insert_with(|| {
+            Lane::new(
+                lane.clone(),
+                None,
+                "me",
+                1,
+                std::time::Duration::from_secs(60),
+            )
+        });
+        st.instances.insert(
+            id.into(),
+            InstanceRecord {
+                id: id.into(),
+                service: "demo.b".parse().unwrap(),
+                lane: LaneRef::Lane(lane),
+                port: 1,
+                spec: RunSpec {
+                    command: "true".into(),
+                    cwd: "/".into(),
+                    env: Default::default(),
+                    health: lane_core::manifest::HealthCheck::Tcp,
+                    health_timeout_ms: 1,
+                },
+                state: InstanceState::Healthy,
+                pid: None,
+                restarts: 0,
+                version: Some(PersonalVersion::new("feat", "0123abcd", "me", 1)),
+                pending: pending.then(|| DeployId::from("deploy-1")),
+                source: None,
+                protocol: Default::default(),
+                repo: Some("/src/b".into()),
+                had_work,
+            },
+        );
+    }
+
+    fn merged() -> Found {
+        Found::Merged {
+            target: "main".into(),
+            how: "fast-forward or merge commit",
+        }
+    }
+
+    #[test]
+    fn a_lane_is_merged_only_when_every_version_is_and_each_had_work() {
+        let mut st = State::default();
+        instance(&mut st, "a/demo.b#1", "a", true, false);
+        instance(&mut st, "b/demo.b#2", "b", false, false);
+        instance(&mut st, "c/demo.b#3", "c", true, false);
+        instance(&mut st, "c/demo.c#4", "c", false, false);
+        instance(&mut st, "d/demo.b#5", "d", true, false);
+        instance(&mut st, "d/demo.b#6", "d", true, true);
+        let probes = probes(&st);
+        // A lane a deploy is under way into is not looked at.
+        assert_eq!(
+            probes.keys().map(LaneId::as_str).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        let found: Vec<(Probe, Found)> = probes
+            .values()
+            .flatten()
+            .map(|p| {
+                let f = if p.instance == "c/demo.c#4" {
+                    Found::Unmerged
+                } else {
+                    merged()
+                };
+                (p.clone(), f)
+            })
+            .collect();
+        let lane = |id: &str| &probes[&id.parse::<LaneId>().unwrap()];
+        let (target, reason) = merged_reason(&st, lane("a"), &found).expect("a is merged");
+        assert_eq!(target, "main");
+        assert_eq!(
+            reason,
+            "demo.b: branch feat into main (fast-forward or merge commit)"
+        );
+        // Never seen with work of its own: not merged.
+        assert_eq!(merged_reason(&st, lane("b"), &found), None);
+        // One version unmerged: the lane is not.
+        assert_eq!(merged_reason(&st, lane("c"), &found), None);
+        // The unmerged version is remembered as having had work.
+        assert!(mark_work(&mut st, &found));
+        assert!(st.instances["c/demo.c#4"].had_work);
+        assert!(!mark_work(&mut st, &found), "nothing new");
+        // Unknown (no repository, git failed) keeps the lane.
+        let unknown: Vec<(Probe, Found)> = lane("a")
+            .iter()
+            .map(|p| (p.clone(), Found::Unknown("no repo".into())))
+            .collect();
+        assert_eq!(merged_reason(&st, lane("a"), &unknown), None);
+    }
+
+    #[test]
+    fn ref_stamps_change_when_a_branch_moves() {
+        let dir = std::env::temp_dir().join(format!("lane-refwatch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("refs/heads")).unwrap();
+        let before = ref_stamps(&dir);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.join("refs/heads/main.lock"), "x").unwrap();
+        std::fs::rename(
+            dir.join("refs/heads/main.lock"),
+            dir.join("refs/heads/main"),
+        )
+        .unwrap();
+        assert_ne!(ref_stamps(&dir), before);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
