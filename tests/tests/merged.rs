@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{TestEnv, sample_manifest};
 use serde_json::Value;
 
-const GRACE_SECS: u64 = 5;
+const GRACE_SECS: u64 = 8;
 
 /// Makes `branch` off main in `repo` with one commit of its own (a file named after it), and
 /// deploys it into `lane`; back on main after. Returns the instance's pid.
