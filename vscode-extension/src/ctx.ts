@@ -194,6 +194,11 @@ export class Ctx implements vscode.Disposable {
         this.setStatus(await this.running().sendRequest(ext.status));
     }
 
+    /** A lane's history (`lane/history`), oldest first. */
+    async history(lane: string): Promise<ext.HistoryEntryInfo[]> {
+        return await this.running().sendRequest(ext.history, { lane });
+    }
+
     /** Runs one of the server's `workspace/executeCommand` commands. */
     async exec<A, R>(cmd: ext.CommandSpec<A, R>, args?: A, token?: vscode.CancellationToken): Promise<R> {
         const params = { command: cmd.name, arguments: args === undefined ? [] : [args] };

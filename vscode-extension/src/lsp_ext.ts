@@ -164,6 +164,20 @@ export interface LaneInfo {
     /** The lane, its parent, …: where its requests fall back to before baseline. */
     chain: string[];
     services: ServiceInfo[];
+    /** Set when every version's branch is merged: the lane ends with its branch. */
+    merged: MergedInfo | null;
+}
+
+/** A lane whose work is merged into what baseline follows, and when it goes. */
+export interface MergedInfo {
+    /** Seconds since the epoch when the backend found it merged. */
+    since: number;
+    /** Seconds since the epoch when it is reclaimed; null once `lane extend` kept it. */
+    reclaimAt: number | null;
+    /** The ref its branches were merged into (`main`, `origin/main`). */
+    target: string;
+    /** Each branch and how it was merged. */
+    reason: string;
 }
 
 /** One instance of a service (a personal version in a lane, or a baseline version). */
@@ -307,8 +321,9 @@ const workspaceInfo: Fields<WorkspaceInfo> = {
 };
 const laneInfo: Fields<LaneInfo> = {
     id: true, parent: true, owner: true, createdAt: true, expiresAt: true, expiresInSecs: true,
-    chain: true, services: true,
+    chain: true, services: true, merged: true,
 };
+const mergedInfo: Fields<MergedInfo> = { since: true, reclaimAt: true, target: true, reason: true };
 const serviceInfo: Fields<ServiceInfo> = {
     service: true, lane: true, version: true, branch: true, commit: true, owner: true, state: true,
     addr: true, requestsPerMinute: true, log: true,
@@ -342,7 +357,7 @@ export const TYPE_FIELDS: Readonly<Record<string, readonly string[]>> = Object.f
         DeployResult: deployResult, SwitchArgs: switchArgs, SwitchResult: switchResult,
         CreateArgs: createArgs, DeleteArgs: deleteArgs, DeleteResult: deleteResult,
         ExtendArgs: extendArgs, AssignArgs: assignArgs, AssignResult: assignResult,
-        HistoryParams: historyParams, HistoryEntryInfo: historyEntryInfo,
+        HistoryParams: historyParams, HistoryEntryInfo: historyEntryInfo, MergedInfo: mergedInfo,
     }).map(([name, fields]) => [name, Object.keys(fields).sort()]),
 );
 

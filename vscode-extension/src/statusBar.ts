@@ -5,6 +5,7 @@ import * as vscode from "vscode";
 
 import type { Ctx } from "./ctx";
 import { serverNotFoundText } from "./locate";
+import { mergedLaneOf, mergedStatusText, mergedTooltip, mergedWarns } from "./merged";
 import { statusBarText, statusBarTooltip, statusBarWarns } from "./summary";
 
 export function createStatusBar(ctx: Ctx): vscode.Disposable {
@@ -30,16 +31,22 @@ export function createStatusBar(ctx: Ctx): vscode.Disposable {
                 break;
             default: {
                 const status = ctx.status;
-                item.text = status === undefined ? "$(sync~spin) lane" : statusBarText(status, folder);
+                // The current branch's lane, when it is merged and goes on its own.
+                const merged = mergedLaneOf(status, folder);
+                item.text =
+                    status === undefined ? "$(sync~spin) lane" : statusBarText(status, folder) + mergedStatusText(merged);
                 const proxy = ctx.proxyState;
                 const proxyLine = proxy.running
                     ? `Lane proxy: running on ${proxy.listen} (requests sent with HTTP\\_PROXY follow the active lane)`
                     : "Lane proxy: not running (only requests copied from Lane carry the lane; run Lane: Start Proxy)";
-                const md = new vscode.MarkdownString(`${statusBarTooltip(status, folder)}\n\n${proxyLine}`);
+                const mergedLine = mergedTooltip(merged, Date.now() / 1000);
+                const md = new vscode.MarkdownString(
+                    `${statusBarTooltip(status, folder)}\n\n${mergedLine ? `${mergedLine}\n\n` : ""}${proxyLine}`,
+                );
                 md.supportThemeIcons = true;
                 item.tooltip = md;
                 item.command = "lane.switch";
-                item.backgroundColor = statusBarWarns(status)
+                item.backgroundColor = statusBarWarns(status) || mergedWarns(merged)
                     ? new vscode.ThemeColor("statusBarItem.warningBackground")
                     : undefined;
             }

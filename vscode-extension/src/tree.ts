@@ -4,6 +4,7 @@
 import * as vscode from "vscode";
 
 import type { Ctx } from "./ctx";
+import { historyEntryNodes, historyErrorNode } from "./historyModel";
 import { CONTEXT, type TreeNode, buildTree, serverNodes } from "./treeModel";
 
 export class LanesTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disposable {
@@ -15,14 +16,15 @@ export class LanesTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disp
         this.sub = ctx.onStatus(() => this.changed.fire());
     }
 
-    getChildren(node?: TreeNode): TreeNode[] {
+    getChildren(node?: TreeNode): TreeNode[] | Promise<TreeNode[]> {
+        if (node?.kind === "history" && node.lazy && node.lane) return this.history(node.lane);
         if (node) return node.children;
         return serverNodes(this.ctx.serverState, this.ctx.missingTried) ?? buildTree(this.ctx.status);
     }
 
     getTreeItem(node: TreeNode): vscode.TreeItem {
         const state =
-            node.children.length === 0
+            node.children.length === 0 && !node.lazy
                 ? vscode.TreeItemCollapsibleState.None
                 : node.active || node.kind === "service"
                   ? vscode.TreeItemCollapsibleState.Expanded
@@ -35,6 +37,15 @@ export class LanesTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disp
         if (node.command) item.command = { title: node.label, command: node.command };
         item.iconPath = new vscode.ThemeIcon(node.icon, node.iconColor ? new vscode.ThemeColor(node.iconColor) : undefined);
         return item;
+    }
+
+    /** A lane's history from `lane/history`, newest first (fetched again on every refresh). */
+    private async history(lane: string): Promise<TreeNode[]> {
+        try {
+            return historyEntryNodes(lane, await this.ctx.history(lane));
+        } catch (e) {
+            return [historyErrorNode(lane, e instanceof Error ? e.message : String(e))];
+        }
     }
 
     dispose(): void {

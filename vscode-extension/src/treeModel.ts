@@ -3,9 +3,11 @@
 
 import { BASELINE, type DeployFailure, type LaneInfo, type LaneStatus, type ServiceInfo } from "./lsp_ext";
 import { withDrift } from "./drift";
+import { historyNode } from "./historyModel";
+import { mergedLaneText } from "./merged";
 import { expiryText, health, healthText, perMinute } from "./summary";
 
-export type NodeKind = "lane" | "baseline" | "service" | "instance" | "message";
+export type NodeKind = "lane" | "baseline" | "service" | "instance" | "message" | "history" | "event";
 
 /** `contextValue`s, matched by the `view/item/context` menus in package.json. */
 export const CONTEXT: Record<NodeKind, string> = {
@@ -14,6 +16,8 @@ export const CONTEXT: Record<NodeKind, string> = {
     service: "lane.service",
     instance: "lane.instance",
     message: "lane.message",
+    history: "lane.history",
+    event: "lane.historyEntry",
 };
 
 export interface TreeNode {
@@ -35,6 +39,8 @@ export interface TreeNode {
     contextValue?: string;
     /** A command run when the node is clicked. */
     command?: string;
+    /** Its children are fetched when it is expanded (a lane's History), not part of the status. */
+    lazy?: boolean;
     children: TreeNode[];
 }
 
@@ -133,6 +139,7 @@ function laneNode(status: LaneStatus, lane: LaneInfo): TreeNode {
     if (active) parts.push("active");
     if (h.total > 0) parts.push(healthText(h));
     parts.push(expiryText(lane));
+    if (lane.merged) parts.push(mergedLaneText(lane));
     parts.push(rpmText(perMinute(lane.services)));
     const children = servicesOf(lane.id, lane.services, status.deployFailures);
     return {
@@ -150,7 +157,10 @@ function laneNode(status: LaneStatus, lane: LaneInfo): TreeNode {
         iconColor: lane.expiresInSecs > 0 ? undefined : "disabledForeground",
         lane: lane.id,
         active,
-        children: children.length > 0 ? children : [messageNode(`lane:${lane.id}/empty`, "no personal versions yet", lane.id)],
+        children: [
+            ...(children.length > 0 ? children : [messageNode(`lane:${lane.id}/empty`, "no personal versions yet", lane.id)]),
+            historyNode(lane.id),
+        ],
     };
 }
 

@@ -62,6 +62,7 @@ mod tests {
             ),
             chain: vec![],
             instances,
+            merged: None,
         };
         let status = Status {
             backend: "test".into(),

@@ -140,6 +140,26 @@ pub struct LaneView {
     /// The lane, its parent, …: where its requests fall back to before baseline.
     pub chain: Vec<LaneId>,
     pub instances: Vec<InstanceView>,
+    /// Set when every version's branch is merged into what baseline follows (or deleted with its
+    /// commit in it): the lane ends with its branch (local backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Merged>,
+}
+
+/// A lane whose work is merged: when that was found, why, and when it is reclaimed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merged {
+    /// Seconds since the Unix epoch when the backend found the lane merged.
+    pub since: u64,
+    /// Seconds since the Unix epoch when it is reclaimed; `None` once `lane extend` kept it (it
+    /// then lives until its TTL runs out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaim_at: Option<u64>,
+    /// The ref its branches were merged into, e.g. `main`, `origin/main`.
+    pub target: String,
+    /// Each branch and how it was merged, e.g. `demo.b: feature-x into main (fast-forward or
+    /// merge commit)`.
+    pub reason: String,
 }
 
 /// Everything `lane status` shows.

@@ -256,6 +256,7 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
                 lane.id,
                 output::remaining(lane.expires.saturating_sub(now))
             );
+            output::kept_merged(backend, &lane.id).await;
             Ok(0)
         }
         Command::Deploy {

@@ -45,7 +45,7 @@ pub fn lanes(status: &Status) {
         } else {
             ""
         };
-        let expires = format_duration(l.remaining(status.now));
+        let expires = expires_cell(lv, status.now);
         let parent = l.parent.as_ref().map_or("-".to_owned(), |p| p.to_string());
         if lv.instances.is_empty() {
             rows.push(vec![
@@ -90,6 +90,38 @@ pub fn lanes(status: &Status) {
         ],
         &rows,
     );
+    merged_notes(status);
+}
+
+/// A lane's EXPIRES IN cell: its TTL, or when it goes for being merged, whichever is sooner.
+fn expires_cell(lv: &lane_api::LaneView, now: u64) -> String {
+    let ttl = lv.lane.remaining(now);
+    match &lv.merged {
+        None => format_duration(ttl),
+        Some(m) => match m.reclaim_at {
+            Some(at) => format!(
+                "{} (merged)",
+                format_duration(ttl.min(Duration::from_secs(at.saturating_sub(now))))
+            ),
+            None => format!("{} (merged, kept)", format_duration(ttl)),
+        },
+    }
+}
+
+/// One line under the lanes table per merged lane: why, and when it goes.
+fn merged_notes(status: &Status) {
+    for lv in &status.lanes {
+        let Some(m) = &lv.merged else { continue };
+        let id = &lv.lane.id;
+        let when = match m.reclaim_at {
+            Some(at) => format!(
+                "reclaimed in {} unless `lane extend {id}`",
+                remaining(at.saturating_sub(status.now))
+            ),
+            None => "kept by `lane extend`: it lives until its TTL".to_owned(),
+        };
+        println!("merged: lane {id}: {}; {when}", m.reason);
+    }
 }
 
 pub fn baseline(status: &Status) {
@@ -270,6 +302,27 @@ fn utc(secs: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// After `lane extend`: says so when the lane is merged and now kept (not reclaimed for being
+/// merged). Quiet when the status cannot be read (the extend itself succeeded).
+pub async fn kept_merged(backend: &dyn lane_api::Backend, id: &lane_core::LaneId) {
+    let Ok(st) = backend.status().await else {
+        return;
+    };
+    if let Some(m) = st
+        .lanes
+        .iter()
+        .find(|l| &l.lane.id == id)
+        .and_then(|l| l.merged.as_ref())
+        && m.reclaim_at.is_none()
+    {
+        println!(
+            "lane {id} is merged ({}); kept: it is not reclaimed for being merged and lives until \
+             its TTL",
+            m.reason
+        );
+    }
 }
 
 #[cfg(test)]

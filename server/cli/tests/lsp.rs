@@ -1135,3 +1135,61 @@ fn lane_history_returns_every_change_to_a_lane_even_after_it_is_deleted() {
     let resp = c.response(id, Duration::from_secs(30));
     assert_eq!(resp["error"]["code"], -32602, "{resp}");
 }
+
+#[test]
+fn a_lane_whose_branch_is_merged_is_pushed_as_merged_and_extend_keeps_it() {
+    let mut sandbox = Sandbox::new("lsp-merged", "48100-48199");
+    let repo = sandbox.repo_named("b", "true");
+    sandbox.git(&repo, &["checkout", "-q", "-b", "feat"]);
+    std::fs::write(repo.join("feat.txt"), "feat\n").expect("temp dir is writable");
+    sandbox.git(&repo, &["add", "."]);
+    sandbox.git(&repo, &["commit", "-q", "-m", "feat"]);
+    // The deploy starts the agent with an hour between merge checks: the merge below is seen
+    // because main's ref moved, not because the interval came round.
+    let mut deploy = Command::new(LANE);
+    sandbox.env(&mut deploy);
+    let out = deploy
+        .args(["deploy", "--lane", "merging"])
+        .current_dir(&repo)
+        .env("LANE_MERGE_CHECK_INTERVAL", "1h")
+        .env("LANE_MERGED_GRACE", "1h")
+        .output()
+        .expect("lane deploy runs");
+    assert!(out.status.success(), "{out:?}");
+    let mut c = Client::spawn(&mut sandbox);
+    c.open_folder(file_uri(&repo), "b");
+    let st = c.call("lane/status", json!(null));
+    assert_eq!(
+        lane(&st, "merging").expect("the lane")["merged"],
+        Value::Null
+    );
+
+    sandbox.git(&repo, &["checkout", "-q", "main"]);
+    sandbox.git(&repo, &["merge", "-q", "--ff-only", "feat"]);
+    let st = c.status_changed("the lane marked merged", Duration::from_secs(30), |s| {
+        lane(s, "merging").is_some_and(|l| !l["merged"].is_null())
+    });
+    let merged = &lane(&st, "merging").expect("the lane")["merged"];
+    let since = merged["since"].as_u64().expect("since");
+    assert_eq!(merged["reclaimAt"].as_u64(), Some(since + 3600), "{merged}");
+    assert_eq!(merged["target"], "main", "{merged}");
+    assert!(
+        merged["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("branch feat into main")),
+        "{merged}"
+    );
+
+    c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.extend", "arguments": [{"lane": "merging", "by": "1h"}]}),
+    );
+    let st = c.status_changed("the merged lane kept", Duration::from_secs(30), |s| {
+        lane(s, "merging")
+            .is_some_and(|l| l["merged"].is_object() && l["merged"]["reclaimAt"].is_null())
+    });
+    assert_eq!(
+        lane(&st, "merging").expect("the lane")["merged"]["target"],
+        "main"
+    );
+}

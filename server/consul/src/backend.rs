@@ -469,6 +469,7 @@ impl Backend for ConsulBackend {
                 lane: lane.clone(),
                 chain: chain_of(lane, &parents),
                 instances,
+                merged: None,
             });
         }
         let mut baseline = Vec::new();

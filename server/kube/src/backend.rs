@@ -969,6 +969,7 @@ pub fn status_of(
             lane,
             chain,
             instances,
+            merged: None,
         });
     }
     views.sort_by(|a, b| a.lane.id.cmp(&b.lane.id));

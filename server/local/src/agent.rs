@@ -10,6 +10,7 @@
 
 mod data;
 mod follow;
+mod merged;
 mod plans;
 
 pub(crate) use follow::Trigger as FollowTrigger;
@@ -63,6 +64,12 @@ pub struct AgentConfig {
     /// The router's timeouts and connection cap (`LANE_ROUTER_*_TIMEOUT`,
     /// `LANE_ROUTER_MAX_CONNECTIONS`).
     pub router_limits: lane_router::Limits,
+    /// How long a lane whose branches are merged stays before it is reclaimed
+    /// (`LANE_MERGED_GRACE`, default 1h; `lane extend` keeps it).
+    pub merged_grace: Duration,
+    /// How often the agent checks whether lanes' branches are merged
+    /// (`LANE_MERGE_CHECK_INTERVAL`, default 30s); zero: never (no lane ends with its branch).
+    pub merge_check: Duration,
 }
 
 impl AgentConfig {
@@ -71,6 +78,7 @@ impl AgentConfig {
     /// often expired lanes are reclaimed, default `500ms`), `LANE_HEADER_TO_BAGGAGE` (`1` makes the
     /// router forward the lane header as `baggage: lane=<id>` too; default off), `LANE_DRAIN`
     /// (default `300ms`), `LANE_HISTORY_KEEP` (default `7d`), `LANE_AGENT_IDLE` (default `30m`;
+    /// `0` never), `LANE_MERGED_GRACE` (default `1h`), `LANE_MERGE_CHECK_INTERVAL` (default `30s`;
     /// `0` never).
     /// often expired lanes are reclaimed, default `500ms`), and the router's limits
     /// ([`lane_router::Limits::from_env`]).
@@ -122,9 +130,16 @@ impl AgentConfig {
                 true,
             )?,
             router_limits,
+            merged_grace: env_duration(MERGED_GRACE_ENV, Duration::from_secs(3600), true)?,
+            merge_check: env_duration(MERGE_CHECK_ENV, Duration::from_secs(30), true)?,
         })
     }
 }
+
+/// How long a merged lane stays before it is reclaimed.
+pub const MERGED_GRACE_ENV: &str = "LANE_MERGED_GRACE";
+/// How often lanes' branches are checked for being merged (`0`: never).
+pub const MERGE_CHECK_ENV: &str = "LANE_MERGE_CHECK_INTERVAL";
 
 /// The environment variable that turns on the router's lane-header-to-baggage option.
 pub const HEADER_TO_BAGGAGE_ENV: &str = "LANE_HEADER_TO_BAGGAGE";
@@ -515,6 +530,8 @@ impl Agent {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut ticks = 0u64;
         let mut reaped = std::time::Instant::now();
+        let mut merge_checked = std::time::Instant::now();
+        let mut ref_watch = None;
         let mut idle_since = std::time::Instant::now();
         loop {
             tokio::select! {
@@ -532,6 +549,13 @@ impl Agent {
                     tracing::error!("cannot reclaim expired lanes: {e}");
                 }
                 self.prune_history().await;
+            }
+            if !self.config.merge_check.is_zero()
+                && (merge_checked.elapsed() >= self.config.merge_check
+                    || self.refs_moved(&mut ref_watch).await)
+            {
+                merge_checked = std::time::Instant::now();
+                self.check_merged().await;
             }
             if self.runs_something().await {
                 idle_since = std::time::Instant::now();
@@ -704,6 +728,7 @@ impl Agent {
             .map(|l| LaneView {
                 lane: l.clone(),
                 chain: table.chain(&l.id).into_iter().cloned().collect(),
+                merged: st.merged.get(&l.id).cloned(),
                 instances: st
                     .instances
                     .values()
@@ -833,6 +858,7 @@ impl Agent {
                         ));
                         self.drain_replaced(&op).await;
                         self.finish(&op).await;
+                        self.look_for_work(view.id.as_str()).await;
                         Ok(view)
                     }
                     Err(e) => {
@@ -1047,6 +1073,8 @@ impl Agent {
                     pending: Some(op.clone()),
                     source: copy.as_ref().map(|c| c.dir.clone()),
                     protocol: req.manifest.protocol,
+                    repo: Some(req.source.dir.clone()),
+                    had_work: false,
                 };
                 // The record and the plan's mention of it are saved before the process starts.
                 st.instances.insert(id.clone(), record.clone());
@@ -1185,6 +1213,8 @@ impl Agent {
             && let (Some(lane), Some(version)) = (st.lanes.get_mut(id), record.version.clone())
         {
             lane.services.insert(record.service.clone(), version);
+            // New work: the next merge check decides about the lane again.
+            st.merged.remove(id);
         }
         let mut created = None;
         if let Some(plan) = st.plans.get_mut(op) {

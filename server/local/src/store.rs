@@ -185,6 +185,15 @@ pub struct InstanceRecord {
     /// What it speaks (`protocol` in its `lane.toml`): the router talks to it in that protocol.
     #[serde(default)]
     pub protocol: lane_core::manifest::Protocol,
+    /// The service's directory the version was built from (the developer's repository): where
+    /// the merge check asks git about its branch. `None` for records older than the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<PathBuf>,
+    /// The merge check saw its branch with work the merge target did not have. Only such a
+    /// version can make its lane merged (a branch just made from the target, with nothing of its
+    /// own yet, is not "merged").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub had_work: bool,
 }
 
 /// The whole local state.
@@ -216,6 +225,9 @@ pub struct State {
     /// what they follow, how to deploy them again, and where they stand.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub follows: BTreeMap<ServiceId, FollowRecord>,
+    /// Lanes whose work is merged, reclaimed at their `reclaim_at` (see `agent/merged.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub merged: BTreeMap<LaneId, lane_api::Merged>,
 }
 
 /// A baseline service that follows a ref of its repository (see `agent/follow.rs`).
@@ -308,6 +320,8 @@ pub enum PlanKind {
     Gc,
     /// A lane's TTL ran out (the agent's housekeeping, or `lane gc`).
     Expire,
+    /// A lane's branches were merged and its grace period ran out (the agent's merge check).
+    Merged,
 }
 
 impl PlanKind {
@@ -321,6 +335,7 @@ impl PlanKind {
             PlanKind::Switch => "switch",
             PlanKind::Gc => "gc",
             PlanKind::Expire => "expire",
+            PlanKind::Merged => "merged",
         }
     }
 }
@@ -443,6 +458,8 @@ mod tests {
             pending: pending.map(DeployId::from),
             source: None,
             protocol: Default::default(),
+            repo: None,
+            had_work: false,
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod follow;
 pub mod git;
+pub mod merged;
 
 mod error;
 mod identity;

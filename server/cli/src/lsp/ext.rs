@@ -237,6 +237,23 @@ pub struct LaneInfo {
     /// The lane, its parent, …: where its requests fall back to before baseline.
     pub chain: Vec<String>,
     pub services: Vec<ServiceInfo>,
+    /// Set when the lane's branches are all merged: it ends with them (see [`MergedInfo`]).
+    pub merged: Option<MergedInfo>,
+}
+
+/// A lane whose work is merged into what baseline follows, and when it goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergedInfo {
+    /// Seconds since the epoch when the backend found it merged.
+    pub since: u64,
+    /// Seconds since the epoch when it is reclaimed; `null` once `lane extend` kept it (it lives
+    /// until its TTL).
+    pub reclaim_at: Option<u64>,
+    /// The ref its branches were merged into (`main`, `origin/main`).
+    pub target: String,
+    /// Each branch and how it was merged.
+    pub reason: String,
 }
 
 /// One instance of a service (a personal version in a lane, or a baseline version).
@@ -488,6 +505,13 @@ shape!(LaneInfo {
     "expiresInSecs": "number",
     "chain": "string[]",
     "services": "ServiceInfo[]",
+    "merged": "MergedInfo | null",
+});
+shape!(MergedInfo {
+    "since": "number",
+    "reclaimAt": "number | null",
+    "target": "string",
+    "reason": "string",
 });
 shape!(ServiceInfo {
     "service": "string",
@@ -589,6 +613,7 @@ pub fn describe() -> Value {
         shape::<LaneStatus>(),
         shape::<WorkspaceInfo>(),
         shape::<LaneInfo>(),
+        shape::<MergedInfo>(),
         shape::<ServiceInfo>(),
         shape::<ErrorInfo>(),
         shape::<DeployFailure>(),

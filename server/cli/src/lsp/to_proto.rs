@@ -77,6 +77,7 @@ pub fn bare_lane(lane: &Lane, now: u64) -> ext::LaneInfo {
             .chain(lane.parent.as_ref().map(|p| p.to_string()))
             .collect(),
         services: Vec::new(),
+        merged: None,
     }
 }
 
@@ -104,6 +105,12 @@ pub fn lane(st: &Status, lv: &LaneView) -> ext::LaneInfo {
     ext::LaneInfo {
         chain: lv.chain.iter().map(|c| c.to_string()).collect(),
         services,
+        merged: lv.merged.as_ref().map(|m| ext::MergedInfo {
+            since: m.since,
+            reclaim_at: m.reclaim_at,
+            target: m.target.clone(),
+            reason: m.reason.clone(),
+        }),
         ..bare_lane(&lv.lane, st.now)
     }
 }
@@ -253,6 +260,13 @@ mod tests {
                 lane,
                 chain: vec![id("feature-x")],
                 instances: vec![inst("demo.b", lane_ref.clone(), InstanceState::Healthy)],
+                merged: Some(lane_api::Merged {
+                    since: 150,
+                    reclaim_at: Some(3750),
+                    target: "main".into(),
+                    reason: "demo.b: branch feature-x into main (fast-forward or merge commit)"
+                        .into(),
+                }),
             }],
             baseline: vec![
                 inst("demo.a", LaneRef::Baseline, InstanceState::Healthy),
@@ -291,6 +305,10 @@ mod tests {
         assert_eq!(l.expires_in_secs, 100 + 3600 - 200);
         assert_eq!(l.services[0].version.as_deref(), Some("feature-x@01234567"));
         assert_eq!(l.services[0].requests_per_minute, 3);
+        let merged = l.merged.as_ref().expect("the lane is merged");
+        assert_eq!((merged.since, merged.reclaim_at), (150, Some(3750)));
+        assert_eq!(merged.target, "main");
+        assert!(merged.reason.contains("branch feature-x"), "{merged:?}");
         assert_eq!(s.revision, "7");
     }
 

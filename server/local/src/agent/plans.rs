@@ -279,10 +279,17 @@ impl Agent {
             };
             check_owner(lane, &req.actor, req.force)?;
             lane.expires = lane.expires.max(now).saturating_add(req.by_secs);
-            Ok(lane.clone())
+            let lane = lane.clone();
+            // A merged lane is kept: no merged reclaim; it lives until its TTL.
+            let kept = st
+                .merged
+                .get_mut(&req.id)
+                .and_then(|m| m.reclaim_at.take())
+                .is_some();
+            Ok((lane, kept))
         })
         .await
-        .inspect(|lane| {
+        .map(|(lane, kept)| {
             self.note(
                 &lane.id,
                 LaneEvent::Extend,
@@ -290,12 +297,19 @@ impl Agent {
                 Some(&req.actor),
                 None,
                 format!(
-                    "lane extend by {}s{}; now expires at {} (Unix time)",
+                    "lane extend by {}s{}; now expires at {} (Unix time){}",
                     req.by_secs,
                     forced(&lane.owner, &req.actor, req.force),
-                    lane.expires
+                    lane.expires,
+                    if kept {
+                        "; keeps the merged lane (no reclaim for being merged; it lives until \
+                         its TTL)"
+                    } else {
+                        ""
+                    }
                 ),
             );
+            lane
         })
     }
 
@@ -345,7 +359,11 @@ impl Agent {
     /// Takes the lanes `ids` out of the state with their instances (a deploy under way into one
     /// included: it fails) and records one plan of `kind` to stop them. Their children move to
     /// their parents. Does not save.
-    fn take_lanes(st: &mut State, ids: &[LaneId], kind: PlanKind) -> (DeployId, Vec<String>) {
+    pub(super) fn take_lanes(
+        st: &mut State,
+        ids: &[LaneId],
+        kind: PlanKind,
+    ) -> (DeployId, Vec<String>) {
         let instances: Vec<String> = st
             .instances
             .values()
@@ -362,6 +380,7 @@ impl Agent {
             if st.active_lane.as_ref() == Some(id) {
                 st.active_lane = None;
             }
+            st.merged.remove(id);
         }
         let stop = st.take_instances(&instances);
         for plan in st.plans.values_mut() {
@@ -538,6 +557,9 @@ impl Agent {
             if let Some(l) = st.lanes.get_mut(&req.to) {
                 l.services.insert(req.service.clone(), version.clone());
             }
+            // Both lanes changed: the next merge check decides about them again.
+            st.merged.remove(&req.from);
+            st.merged.remove(&req.to);
             let op = Self::plan_id(&mut st, PlanKind::Assign);
             let mut plan = Plan::new(PlanKind::Assign, PlanPhase::Commit, now_secs());
             plan.lane = Some(to_ref);
@@ -738,6 +760,8 @@ mod tests {
                 pending: Some(op.clone()),
                 source: None,
                 protocol: Default::default(),
+                repo: None,
+                had_work: false,
             },
         );
     }

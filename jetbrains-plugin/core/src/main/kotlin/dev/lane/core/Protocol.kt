@@ -209,6 +209,20 @@ data class LaneInfo(
     /** The lane, its parent, …: where its requests fall back to before baseline. */
     val chain: List<String>,
     val services: List<ServiceInfo>,
+    /** Set when every version's branch is merged: the lane ends with its branch. */
+    val merged: MergedInfo? = null,
+)
+
+/** A lane whose work is merged into what baseline follows, and when it goes. */
+data class MergedInfo(
+    /** Seconds since the epoch when the backend found it merged. */
+    val since: Long,
+    /** Seconds since the epoch when it is reclaimed; `null` once `lane extend` kept it. */
+    val reclaimAt: Long?,
+    /** The ref its branches were merged into (`main`, `origin/main`). */
+    val target: String,
+    /** Each branch and how it was merged. */
+    val reason: String,
 )
 
 /** One instance of a service (a personal version in a lane, or a baseline version). */
@@ -315,5 +329,5 @@ val TYPES: Map<String, Class<*>> = listOf(
     ErrorInfo::class.java, DeployFailure::class.java, BaselineSyncInfo::class.java, NoArgs::class.java, DeployArgs::class.java, DeployResult::class.java,
     SwitchArgs::class.java, SwitchResult::class.java, CreateArgs::class.java, DeleteArgs::class.java,
     DeleteResult::class.java, ExtendArgs::class.java, AssignArgs::class.java, AssignResult::class.java,
-    HistoryParams::class.java, HistoryEntryInfo::class.java,
+    HistoryParams::class.java, HistoryEntryInfo::class.java, MergedInfo::class.java,
 ).associateBy { it.simpleName }
