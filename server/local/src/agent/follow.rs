@@ -594,6 +594,8 @@ mod tests {
                     pending: None,
                     source: None,
                     protocol: Default::default(),
+                    repo: None,
+                    had_work: false,
                 },
             );
         }

@@ -43,8 +43,7 @@ pub(crate) fn merge_target(
         return git_merged::merge_target(repo).map_err(|e| e.to_string());
     };
     let follow = lane_core::follow::Follow::parse(follow)?;
-    let resolved =
-        lane_workspace::follow::resolve(repo, &follow).map_err(|e| e.to_string())?;
+    let resolved = lane_workspace::follow::resolve(repo, &follow).map_err(|e| e.to_string())?;
     Ok(Some(resolved.full.unwrap_or(resolved.commit)))
 }
 
@@ -124,10 +123,7 @@ fn look(probes: Vec<Probe>) -> Vec<(Probe, Found)> {
         .collect()
 }
 
-fn look_one(
-    p: &Probe,
-    targets: &mut Targets,
-) -> Found {
+fn look_one(p: &Probe, targets: &mut Targets) -> Found {
     let Some(repo) = &p.repo else {
         return Found::Unknown("deployed before lane recorded where versions come from".into());
     };
