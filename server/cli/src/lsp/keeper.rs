@@ -81,21 +81,33 @@ pub fn start(client: Client, pusher: Pusher, dir: StateDir, exe: PathBuf) {
         let mut last_restart: Option<Instant> = None;
         let mut delay = Duration::ZERO;
         let mut restarts: u32 = 0;
+        // Since when the agent has not answered, and how many looks found its socket still
+        // accepting (a killed agent's may, for a moment; one of another version always does).
+        let mut gone_since: Option<Instant> = None;
+        let mut accepting = 0u32;
         loop {
             match quiet.wait_for_change(revision.as_ref(), LONG_POLL).await {
                 Ok(r) => {
                     revision = Some(r);
+                    gone_since = None;
+                    accepting = 0;
                     continue;
                 }
                 Err(e) => tracing::debug!("agent keeper: {e}"),
             }
             revision = None;
-            let seen_gone = Instant::now();
+            let seen_gone = *gone_since.get_or_insert_with(Instant::now);
             if quiet.is_running().await {
-                // It answers (another version, a reply cut short): not dead.
-                tokio::time::sleep(IDLE_LOOK).await;
+                accepting += 1;
+                let look = if accepting < 50 {
+                    ALIVE_LOOK
+                } else {
+                    IDLE_LOOK
+                };
+                tokio::time::sleep(look).await;
                 continue;
             }
+            accepting = 0;
             let d = dir.clone();
             let gone = tokio::task::spawn_blocking(move || diagnose(&d))
                 .await
@@ -107,6 +119,7 @@ pub fn start(client: Client, pusher: Pusher, dir: StateDir, exe: PathBuf) {
                     continue;
                 }
                 Gone::Stopped | Gone::DiedIdle => {
+                    gone_since = None;
                     tokio::time::sleep(IDLE_LOOK).await;
                     continue;
                 }
@@ -123,6 +136,7 @@ pub fn start(client: Client, pusher: Pusher, dir: StateDir, exe: PathBuf) {
             restarts += 1;
             let outcome = starter.status().await;
             let down_ms = seen_gone.elapsed().as_millis() as u64;
+            gone_since = None;
             let info = restarted(&outcome.map(|_| ()), down_ms, restarts);
             match &info.error {
                 None => tracing::warn!("{}", info.message),
