@@ -410,3 +410,46 @@ fn lane_agent_install_print_shows_the_unit_and_the_plist_with_this_environment()
     assert!(bad.stderr.contains("runit"), "{bad}");
     env.finish();
 }
+
+#[test]
+fn a_lane_command_starts_the_agent_through_the_installed_supervisor() {
+    let env = TestEnv::new("agent-supervise-hint", 193);
+    std::fs::create_dir_all(&env.home).unwrap();
+    let hint = env.home.join("agent.supervisor");
+    let started = env.root.join("supervisor.log");
+    // A stand-in for `systemctl --user start lane-agent.service`: it starts `lane agent run`.
+    std::fs::write(
+        &hint,
+        format!(
+            "echo started >> '{}'; '{}' agent run >> '{}' 2>&1 < /dev/null &\n",
+            started.display(),
+            env.bin.display(),
+            env.home.join("agent.log").display()
+        ),
+    )
+    .unwrap();
+    env.ok(&["status"]);
+    let pid = env.agent_pid().expect("an agent runs");
+    assert!(
+        common::cmdline(pid).ends_with("agent run"),
+        "{}",
+        common::cmdline(pid)
+    );
+    assert_eq!(std::fs::read_to_string(&started).unwrap(), "started\n");
+
+    // A supervisor that cannot start it (no user session): the agent starts detached, as before.
+    env.ok(&["down"]);
+    std::fs::write(&hint, "echo 'Failed to connect to bus' >&2; exit 1\n").unwrap();
+    let out = env.ok(&["status"]);
+    let pid = env.agent_pid().expect("an agent runs");
+    assert!(
+        common::cmdline(pid).ends_with(" agent"),
+        "{}",
+        common::cmdline(pid)
+    );
+    assert!(
+        !out.stderr.contains("WARN"),
+        "no warning on every command: {out}"
+    );
+    env.finish();
+}

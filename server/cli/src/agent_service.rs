@@ -389,7 +389,8 @@ pub async fn install(print: bool, kind: Option<SupervisorKind>) -> anyhow::Resul
         }
         Err(e) => {
             println!(
-                "{} cannot load it here ({e}).\nRun this in your login session to start it:\n{}",
+                "{} cannot load it here ({e}).\nRun this in your login session to start it:\n{}\n\
+                 Until then lane commands start the agent unsupervised, as before.",
                 supervisor_name(kind),
                 shown(&enable)
             );

@@ -199,8 +199,10 @@ impl LocalBackend {
             .await;
         match out {
             Ok(out) if out.status.success() => true,
+            // Not a warning on every command where the supervisor cannot run (no user session):
+            // `lane agent install` said so; `-v` shows it.
             Ok(out) => {
-                tracing::warn!(
+                tracing::info!(
                     "`{command}` failed ({}): {}; starting the agent unsupervised",
                     out.status,
                     String::from_utf8_lossy(&out.stderr).trim()
@@ -208,7 +210,7 @@ impl LocalBackend {
                 false
             }
             Err(e) => {
-                tracing::warn!("cannot run `{command}` ({e}); starting the agent unsupervised");
+                tracing::info!("cannot run `{command}` ({e}); starting the agent unsupervised");
                 false
             }
         }
