@@ -386,6 +386,12 @@ pub async fn install(print: bool, kind: Option<SupervisorKind>) -> anyhow::Resul
                 "the lane agent now runs under {} and is started again if it dies",
                 supervisor_name(kind)
             );
+            if let Some(pid) = running_agent(&dir) {
+                println!(
+                    "an agent started before runs now (pid {pid}); the supervised one takes over \
+                     if it dies, and the next lane command after a `lane down` starts it supervised"
+                );
+            }
         }
         Err(e) => {
             println!(
@@ -397,6 +403,13 @@ pub async fn install(print: bool, kind: Option<SupervisorKind>) -> anyhow::Resul
         }
     }
     Ok(0)
+}
+
+/// The pid of the agent that runs for `dir`, if one does.
+fn running_agent(dir: &StateDir) -> Option<u32> {
+    let info: lane_local::AgentInfo =
+        serde_json::from_slice(&std::fs::read(dir.agent_info()).ok()?).ok()?;
+    lane_local::supervisor::pid_alive(info.pid).then_some(info.pid)
 }
 
 /// `lane agent uninstall`.
