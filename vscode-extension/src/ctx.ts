@@ -17,6 +17,7 @@ import {
     State,
 } from "vscode-languageclient/node";
 
+import { showAgentRestarted } from "./agentRestart";
 import { locate, showServerNotFound } from "./bootstrap";
 import { Config } from "./config";
 import { serverNotFoundText } from "./locate";
@@ -116,6 +117,7 @@ export class Ctx implements vscode.Disposable {
         this.client = client;
         this.clientDisposables.push(
             client.onNotification(ext.statusChanged, (s) => this.setStatus(s)),
+            client.onNotification(ext.agentRestarted, (r) => showAgentRestarted(r, this.outputChannel)),
             client.onDidChangeState((e) => {
                 if (e.newState === State.Stopped && this._serverState === "running") this.setServerState("failed");
             }),

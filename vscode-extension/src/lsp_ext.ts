@@ -23,11 +23,15 @@ export const status = new RequestType0<LaneStatus, void>("lane/status");
 /** `lane/statusChanged` (server → client): pushed whenever what `lane/status` returns changes. */
 export const statusChanged = new NotificationType<LaneStatus>("lane/statusChanged");
 
+/** `lane/agentRestarted` (server → client): the local agent died (killed, crashed) and the server
+ * started it again at once, or could not (`error`). */
+export const agentRestarted = new NotificationType<AgentRestartInfo>("lane/agentRestarted");
+
 /** `lane/history` (client → server): every change to a lane, oldest first. */
 export const history = new RequestType<HistoryParams, HistoryEntryInfo[], void>("lane/history");
 
 export const REQUESTS: readonly string[] = [status.method, history.method];
-export const NOTIFICATIONS: readonly string[] = [statusChanged.method];
+export const NOTIFICATIONS: readonly string[] = [statusChanged.method, agentRestarted.method];
 
 // ---- workspace/executeCommand commands --------------------------------------------------------
 // `arguments` is `[args]`, or `[]` for commands without arguments.
@@ -123,6 +127,20 @@ export interface BaselineSyncInfo {
     reason: string | null;
     /** Seconds since the epoch. */
     lastSync: number | null;
+}
+
+/** A restart of the local agent by the server (`lane/agentRestarted`). */
+export interface AgentRestartInfo {
+    /** What the status bar shows: `lane agent restarted (was killed or crashed; back in 85 ms)`. */
+    message: string;
+    /** Why: `died` (it ended without stopping cleanly). */
+    reason: string;
+    /** From when the server saw the agent gone to when the new one answered. */
+    downMs: number;
+    /** How many times this server has restarted the agent. */
+    restarts: number;
+    /** Why it could not be started again; null when it was. */
+    error: string | null;
 }
 
 /** A deploy that failed (not cancelled). */
@@ -315,6 +333,9 @@ const baselineSyncInfo: Fields<BaselineSyncInfo> = {
 const deployFailure: Fields<DeployFailure> = {
     service: true, lane: true, branch: true, commit: true, error: true, at: true,
 };
+const agentRestartInfo: Fields<AgentRestartInfo> = {
+    message: true, reason: true, downMs: true, restarts: true, error: true,
+};
 const workspaceInfo: Fields<WorkspaceInfo> = {
     folder: true, service: true, protocol: true, branch: true, commit: true, error: true,
     host: true, url: true,
@@ -358,6 +379,7 @@ export const TYPE_FIELDS: Readonly<Record<string, readonly string[]>> = Object.f
         CreateArgs: createArgs, DeleteArgs: deleteArgs, DeleteResult: deleteResult,
         ExtendArgs: extendArgs, AssignArgs: assignArgs, AssignResult: assignResult,
         HistoryParams: historyParams, HistoryEntryInfo: historyEntryInfo, MergedInfo: mergedInfo,
+        AgentRestartInfo: agentRestartInfo,
     }).map(([name, fields]) => [name, Object.keys(fields).sort()]),
 );
 

@@ -211,9 +211,13 @@ pub enum Command {
         #[arg(long, hide = true)]
         describe: bool,
     },
-    /// The per-user agent (started on demand by other commands).
-    #[command(hide = true)]
-    Agent,
+    /// The per-user agent that runs local lanes and their router. Bare `lane agent` is what other
+    /// commands start on demand; `lane agent install` has a supervisor (systemd, launchd) keep it
+    /// running.
+    Agent {
+        #[command(subcommand)]
+        command: Option<AgentCommand>,
+    },
     /// The sample service used by `lane demo` and the tests.
     #[command(hide = true)]
     SampleService {
@@ -232,6 +236,36 @@ pub enum Command {
         #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
         lane_header: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Run the agent in the foreground, for a supervisor. If an agent runs already it waits, and
+    /// takes over at once when that one dies without stopping cleanly (killed or crashed).
+    Run,
+    /// Write a systemd user unit (Linux) or a launchd agent (macOS) that runs `lane agent run` and
+    /// starts it again when it dies, then enable and start it (or say what to run).
+    Install {
+        /// Print the unit (or plist) instead of writing it.
+        #[arg(long)]
+        print: bool,
+        /// Which supervisor: systemd or launchd (default: launchd on macOS, else systemd).
+        #[arg(long, value_name = "KIND")]
+        supervisor: Option<SupervisorKind>,
+    },
+    /// Stop and remove what `lane agent install` wrote.
+    Uninstall {
+        /// Which supervisor: systemd or launchd (default: launchd on macOS, else systemd).
+        #[arg(long, value_name = "KIND")]
+        supervisor: Option<SupervisorKind>,
+    },
+}
+
+/// The service managers `lane agent install` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SupervisorKind {
+    Systemd,
+    Launchd,
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,7 +19,7 @@ use lane_workspace::Repo;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::cli::{BaselineCommand, Command};
+use crate::cli::{AgentCommand, BaselineCommand, Command};
 use crate::output::{self, ProgressView};
 use crate::requests::{
     backend_for, deploy_request, invalid, open_options, owner_in, parse_lane, parse_lane_ref,
@@ -72,9 +72,23 @@ pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
 
 async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u8> {
     match command {
-        Command::Agent => {
+        Command::Agent {
+            command: Some(AgentCommand::Install { print, supervisor }),
+        } => crate::agent_service::install(print, supervisor).await,
+        Command::Agent {
+            command: Some(AgentCommand::Uninstall { supervisor }),
+        } => crate::agent_service::uninstall(supervisor).await,
+        Command::Agent { command } => {
+            let supervised = matches!(command, Some(AgentCommand::Run));
             let dir = StateDir::new(default_state_dir()?);
-            let result = async { run_agent(dir.clone(), AgentConfig::from_env()?).await }.await;
+            let result = async {
+                let config = AgentConfig {
+                    supervised,
+                    ..AgentConfig::from_env()?
+                };
+                run_agent(dir.clone(), config).await
+            }
+            .await;
             if let Err(e) = &result {
                 let text = match &e.help {
                     Some(h) => format!("{}\nhelp: {h}", e.message),
@@ -349,7 +363,7 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
         Command::Baseline {
             command: BaselineCommand::Sync(f),
         } => crate::baseline_sync::run(backend, f.json).await,
-        Command::Agent
+        Command::Agent { .. }
         | Command::Down
         | Command::Completions { .. }
         | Command::Demo

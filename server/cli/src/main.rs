@@ -2,6 +2,7 @@
 //! lanes, the router, and the IDE daemon (`lane lsp`).
 
 mod baseline_sync;
+mod agent_service;
 mod cli;
 mod commands;
 mod consul_router;

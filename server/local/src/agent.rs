@@ -70,6 +70,10 @@ pub struct AgentConfig {
     /// How often the agent checks whether lanes' branches are merged
     /// (`LANE_MERGE_CHECK_INTERVAL`, default 30s); zero: never (no lane ends with its branch).
     pub merge_check: Duration,
+    /// Run for a supervisor (`lane agent run`): when an agent runs already, wait for it, and take
+    /// over the moment it dies without stopping cleanly, instead of exiting at once. Not from the
+    /// environment.
+    pub supervised: bool,
 }
 
 impl AgentConfig {
@@ -132,6 +136,7 @@ impl AgentConfig {
             router_limits,
             merged_grace: env_duration(MERGED_GRACE_ENV, Duration::from_secs(3600), true)?,
             merge_check: env_duration(MERGE_CHECK_ENV, Duration::from_secs(30), true)?,
+            supervised: false,
         })
     }
 }
@@ -289,10 +294,17 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(12);
 pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
     dir.create()?;
     let lock = File::create(dir.agent_lock()).map_err(|e| io_err("open", &dir.agent_lock(), e))?;
-    if lock.try_lock().is_err() {
+    let lock = if lock.try_lock().is_ok() {
+        lock
+    } else if !config.supervised {
         tracing::info!("an agent already runs for {}", dir.root.display());
         return Ok(());
-    }
+    } else {
+        match wait_for_running_agent(&dir, lock).await? {
+            Some(lock) => lock,
+            None => return Ok(()),
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.router_addr)
         .await
         .map_err(|e| {
@@ -430,6 +442,29 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
     let _ = std::fs::remove_file(dir.agent_info());
     drop(lock);
     Ok(())
+}
+
+/// For a supervised agent started while another agent holds the state dir: blocks until that one
+/// ends. One that died without cleaning up (its `agent.json` left behind: killed, crashed) is
+/// taken over at once, lock in hand (`Some`); one that stopped cleanly (`lane down`, idle exit) is
+/// not (`None`): a stopped agent stays stopped.
+async fn wait_for_running_agent(dir: &StateDir, lock: File) -> Result<Option<File>> {
+    tracing::info!(
+        "an agent already runs for {}; waiting to take over if it dies",
+        dir.root.display()
+    );
+    let path = dir.agent_lock();
+    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+        .await
+        .map_err(|e| BackendError::internal(e.to_string()))?
+        .map_err(|e| io_err("lock", &path, e))?;
+    if dir.agent_info().exists() {
+        tracing::warn!("the agent it waited for died without stopping; taking over");
+        Ok(Some(lock))
+    } else {
+        tracing::info!("the agent it waited for stopped cleanly; not taking over");
+        Ok(None)
+    }
 }
 
 async fn signal(kind: tokio::signal::unix::SignalKind) {

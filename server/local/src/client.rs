@@ -148,6 +148,9 @@ impl LocalBackend {
     async fn start_agent(&self) -> Result<()> {
         self.dir.create()?;
         let _ = std::fs::remove_file(self.dir.root.join("agent.error"));
+        if self.start_supervised().await {
+            return Ok(());
+        }
         let status = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(r#"exec "$0" agent >>"$1" 2>&1 </dev/null &"#)
@@ -175,6 +178,42 @@ impl LocalBackend {
             )));
         }
         Ok(())
+    }
+
+    /// Has the supervisor `lane agent install` set up start the agent (`agent.supervisor` holds
+    /// the command), so the agent runs supervised even after a `lane down` or an idle exit
+    /// stopped it. False when there is none or it failed (then the agent starts detached).
+    async fn start_supervised(&self) -> bool {
+        let Ok(command) = std::fs::read_to_string(self.dir.agent_supervisor()) else {
+            return false;
+        };
+        let command = command.trim();
+        if command.is_empty() {
+            return false;
+        }
+        let out = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .await;
+        match out {
+            Ok(out) if out.status.success() => true,
+            // Not a warning on every command where the supervisor cannot run (no user session):
+            // `lane agent install` said so; `-v` shows it.
+            Ok(out) => {
+                tracing::info!(
+                    "`{command}` failed ({}): {}; starting the agent unsupervised",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                false
+            }
+            Err(e) => {
+                tracing::info!("cannot run `{command}` ({e}); starting the agent unsupervised");
+                false
+            }
+        }
     }
 
     async fn send(&self, op: &str, body: Vec<u8>) -> Result<hyper::body::Incoming> {

@@ -76,6 +76,11 @@ impl StateDir {
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }
+    /// Written by `lane agent install`: the command (run with `sh -c`) that has the supervisor
+    /// start the agent, used instead of starting one detached.
+    pub fn agent_supervisor(&self) -> PathBuf {
+        self.root.join("agent.supervisor")
+    }
     /// Per-lane histories (see `history.rs`).
     pub fn history(&self) -> PathBuf {
         self.root.join("history")

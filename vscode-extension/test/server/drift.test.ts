@@ -36,7 +36,10 @@ describe("lsp_ext.ts matches lane lsp --describe", () => {
         assert.deepEqual(sorted(d.notifications.map((n) => n.method)), sorted(ext.NOTIFICATIONS));
         assert.deepEqual(
             d.notifications.map((n) => [n.method, n.direction, n.params]),
-            [[ext.statusChanged.method, "serverToClient", "LaneStatus"]],
+            [
+                [ext.statusChanged.method, "serverToClient", "LaneStatus"],
+                [ext.agentRestarted.method, "serverToClient", "AgentRestartInfo"],
+            ],
         );
     });
 

@@ -42,6 +42,32 @@ impl Notification for StatusChanged {
     const METHOD: &'static str = "lane/statusChanged";
 }
 
+/// `lane/agentRestarted` (server → client notification): the local agent died without stopping
+/// cleanly (killed, crashed) while it had lanes or instances to run, and the daemon started it
+/// again at once (or could not: `error`). The status bar shows `message`.
+pub enum AgentRestarted {}
+
+impl Notification for AgentRestarted {
+    type Params = AgentRestartInfo;
+    const METHOD: &'static str = "lane/agentRestarted";
+}
+
+/// A restart of the local agent by the daemon.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRestartInfo {
+    /// What the status bar shows: `lane agent restarted (was killed or crashed; back in 85 ms)`.
+    pub message: String,
+    /// Why it was restarted: `died` (it ended without stopping cleanly).
+    pub reason: String,
+    /// From when the daemon saw the agent gone to when the new one answered, in milliseconds.
+    pub down_ms: u64,
+    /// How many times this daemon has restarted the agent.
+    pub restarts: u32,
+    /// Why the agent could not be started again; null when it was.
+    pub error: Option<String>,
+}
+
 /// `lane/history` (client → server request): every change to a lane, oldest first, kept after the
 /// lane is deleted for a while (the local backend's `LANE_HISTORY_KEEP`).
 pub enum HistoryRequest {}
@@ -579,6 +605,13 @@ shape!(AssignResult {
     "from": "string",
     "to": "string",
 });
+shape!(AgentRestartInfo {
+    "message": "string",
+    "reason": "string",
+    "downMs": "number",
+    "restarts": "number",
+    "error": "string | null",
+});
 shape!(HistoryParams { "lane": "string" });
 shape!(HistoryEntryInfo {
     "at": "number",
@@ -631,6 +664,7 @@ pub fn describe() -> Value {
         shape::<AssignResult>(),
         shape::<HistoryParams>(),
         shape::<HistoryEntryInfo>(),
+        shape::<AgentRestartInfo>(),
     ]
     .into_iter()
     .collect();
@@ -642,6 +676,7 @@ pub fn describe() -> Value {
         ],
         "notifications": [
             { "method": StatusChanged::METHOD, "direction": "serverToClient", "params": "LaneStatus" },
+            { "method": AgentRestarted::METHOD, "direction": "serverToClient", "params": "AgentRestartInfo" },
         ],
         "commands": [
             command::<StatusCommand>(),

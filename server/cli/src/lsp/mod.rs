@@ -7,6 +7,7 @@
 //! | `to_proto`   | backend types → wire types (pure)                                        |
 //! | `server`     | the thin `LanguageServer` impl and the daemon's state                    |
 //! | `handlers`   | one free function per command                                            |
+//! | `keeper`     | starts the local agent again when it dies, and tells the IDE             |
 //! | `watch`      | the status pusher: git/`lane.toml` watcher + backend long-poll, debounced |
 //! | `workspace`  | the folders' services, git state and watched paths (off the async threads) |
 //! | `uri`        | the IDE's `file://` URIs as paths (percent escapes decoded)              |
@@ -21,6 +22,7 @@
 
 pub mod ext;
 mod handlers;
+mod keeper;
 mod log;
 mod server;
 mod stdio;

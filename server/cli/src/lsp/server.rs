@@ -21,7 +21,7 @@ use tower_lsp_server::{Client, LanguageServer};
 use super::ext::Command as _;
 use super::log::LogHandle;
 use super::watch::{self, Pusher, Wake};
-use super::{ext, handlers, to_proto, uri};
+use super::{ext, handlers, keeper, to_proto, uri};
 use crate::requests;
 
 /// The daemon's state. Cheap to share: handlers get `&Lsp`.
@@ -103,6 +103,27 @@ impl Lsp {
             })
             .await
             .clone()
+    }
+
+    /// With a backend that runs versions under the local agent (local, consul), starts the
+    /// keeper that restarts the agent when it dies.
+    fn keep_agent(&self, backend: &str, pusher: &Pusher) {
+        if !matches!(backend, "local" | "consul") {
+            return;
+        }
+        let opened = requests::open_options().and_then(|o| {
+            let dir = lane_local::default_state_dir()?;
+            Ok((o.exe, dir))
+        });
+        match opened {
+            Ok((exe, dir)) => keeper::start(
+                self.client.clone(),
+                pusher.clone(),
+                lane_local::StateDir::new(dir),
+                exe,
+            ),
+            Err(e) => tracing::warn!("the lane agent is not restarted when it dies: {e}"),
+        }
     }
 
     /// The developer as the workspace's repository knows them (read off the async threads).
@@ -271,6 +292,7 @@ impl LanguageServer for Lsp {
         // The folders are known: open the backend their lane.toml names (requests that come
         // meanwhile wait for it).
         let (_, quiet) = self.backends().await;
+        let quiet_name = quiet.name();
         let pusher = watch::start(
             self.client.clone(),
             quiet,
@@ -278,6 +300,7 @@ impl LanguageServer for Lsp {
             self.failures.clone(),
         );
         pusher.wake(Wake::Folders);
+        self.keep_agent(quiet_name, &pusher);
         let _ = self.pusher.set(pusher);
         tracing::info!(folders = ?self.folders(), "lane lsp initialized");
     }

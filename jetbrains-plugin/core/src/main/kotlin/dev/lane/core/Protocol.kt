@@ -29,7 +29,11 @@ object Methods {
     const val HISTORY = "lane/history"
 
     val REQUESTS: List<String> = listOf(STATUS, HISTORY)
-    val NOTIFICATIONS: List<String> = listOf(STATUS_CHANGED)
+    /** `lane/agentRestarted` (server → client, [AgentRestartInfo]): the local agent died (killed,
+     * crashed) and the server started it again at once, or could not ([AgentRestartInfo.error]). */
+    const val AGENT_RESTARTED = "lane/agentRestarted"
+
+    val NOTIFICATIONS: List<String> = listOf(STATUS_CHANGED, AGENT_RESTARTED)
 }
 
 /** A `workspace/executeCommand` command: `arguments` is `[args]`, or `[]` for commands without. */
@@ -167,6 +171,20 @@ data class BaselineSyncInfo(
     val reason: String?,
     /** Seconds since the epoch. */
     val lastSync: Long?,
+)
+
+/** A restart of the local agent by the server (`lane/agentRestarted`). */
+data class AgentRestartInfo(
+    /** What the status bar shows: `lane agent restarted (was killed or crashed; back in 85 ms)`. */
+    val message: String,
+    /** Why: `died` (it ended without stopping cleanly). */
+    val reason: String,
+    /** From when the server saw the agent gone to when the new one answered. */
+    val downMs: Long,
+    /** How many times this server has restarted the agent. */
+    val restarts: Long,
+    /** Why it could not be started again; null when it was. */
+    val error: String?,
 )
 
 /** A deploy that failed (not cancelled). */
@@ -330,4 +348,5 @@ val TYPES: Map<String, Class<*>> = listOf(
     SwitchArgs::class.java, SwitchResult::class.java, CreateArgs::class.java, DeleteArgs::class.java,
     DeleteResult::class.java, ExtendArgs::class.java, AssignArgs::class.java, AssignResult::class.java,
     HistoryParams::class.java, HistoryEntryInfo::class.java, MergedInfo::class.java,
+    AgentRestartInfo::class.java,
 ).associateBy { it.simpleName }

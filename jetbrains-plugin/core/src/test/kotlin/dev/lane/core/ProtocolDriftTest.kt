@@ -46,7 +46,10 @@ class ProtocolDriftTest {
     @Test
     fun notifications() {
         assertEquals(
-            listOf(listOf(Methods.STATUS_CHANGED, "serverToClient", "LaneStatus")),
+            listOf(
+                listOf(Methods.STATUS_CHANGED, "serverToClient", "LaneStatus"),
+                listOf(Methods.AGENT_RESTARTED, "serverToClient", "AgentRestartInfo"),
+            ),
             d.objects("notifications").map { listOf(it.get("method").asString, it.get("direction").asString, it.get("params").asString) },
         )
         assertEquals(Methods.NOTIFICATIONS.sorted(), d.objects("notifications").map { it.get("method").asString }.sorted())

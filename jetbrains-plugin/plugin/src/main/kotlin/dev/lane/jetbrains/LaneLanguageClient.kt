@@ -7,6 +7,7 @@ package dev.lane.jetbrains
 import com.intellij.openapi.project.Project
 import com.redhat.devtools.lsp4ij.ServerStatus
 import com.redhat.devtools.lsp4ij.client.LanguageClientImpl
+import dev.lane.core.AgentRestartInfo
 import dev.lane.core.LaneStatus
 import dev.lane.core.Methods
 import dev.lane.core.ProgressEvent
@@ -20,6 +21,12 @@ class LaneLanguageClient(project: Project) : LanguageClientImpl(project) {
     @JsonNotification(Methods.STATUS_CHANGED)
     fun statusChanged(status: LaneStatus) {
         service.acceptStatus(status)
+    }
+
+    /** `lane lsp` started the local agent again after it died: kept in the server log. */
+    @JsonNotification(Methods.AGENT_RESTARTED)
+    fun agentRestarted(info: AgentRestartInfo) {
+        service.appendLog(if (info.error == null) info.message else "${info.message}: ${info.error}")
     }
 
     override fun notifyProgress(params: ProgressParams) {
