@@ -124,13 +124,19 @@ impl ServiceEntry {
         worst
     }
 
-    /// The address to reach it: the service's, else its node's (Consul's rule).
-    pub fn address(&self) -> String {
-        let host = if self.service.address.is_empty() {
+    /// The host to reach it at: the service's address, else its node's (Consul's rule); an IP
+    /// address or a DNS name.
+    pub fn host(&self) -> &str {
+        if self.service.address.is_empty() {
             &self.node.address
         } else {
             &self.service.address
-        };
+        }
+    }
+
+    /// The address to reach it: the service's, else its node's (Consul's rule).
+    pub fn address(&self) -> String {
+        let host = self.host();
         if host.contains(':') {
             format!("[{host}]:{}", self.service.port)
         } else {
