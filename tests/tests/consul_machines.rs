@@ -225,7 +225,7 @@ fn assign_from_another_machine_is_carried_out_by_the_machine_that_runs_the_versi
             ("LANE_CONSUL_HANDOFF_WAIT", "1"),
         ],
     );
-    assert_ne!(out.code, 0, "{out}");
+    assert_eq!(out.code, 7, "{out}");
     assert!(
         out.stderr.contains("has not registered it there") && out.stderr.contains(NODE),
         "{out}"

@@ -326,14 +326,28 @@ impl ConsulBackend {
         let removed = if self.client.deregister(id).await? {
             true
         } else if e.node_health() == Some("critical") {
-            let done = self.client.catalog_deregister(&e.node.node, id).await?;
-            if done {
-                tracing::info!(
-                    "{id}: node {} is gone (serfHealth critical); removed from the catalog",
-                    e.node.node
-                );
+            match self.client.catalog_deregister(&e.node.node, id).await {
+                Ok(done) => {
+                    if done {
+                        tracing::info!(
+                            "{id}: node {} is gone (serfHealth critical); removed from the catalog",
+                            e.node.node
+                        );
+                    }
+                    done
+                }
+                // Without node:write on that node (the ACL policy in docs/consul.md) it stays
+                // until Consul's servers reap the failed node (`reconnect_timeout`, 72 h by
+                // default); it is critical meanwhile, so nothing routes to it.
+                Err(err) => {
+                    tracing::warn!(
+                        "{id}: node {} is gone, but removing it from the catalog failed: {}",
+                        e.node.node,
+                        err.message
+                    );
+                    false
+                }
             }
-            done
         } else {
             tracing::info!(
                 "{id} is registered through node {}'s agent; the lane agent there deregisters it",
