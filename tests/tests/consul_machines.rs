@@ -69,14 +69,15 @@ fn rm_and_gc_from_another_machine_reach_the_machine_that_runs_the_version() {
 
     // Machine B removes the lane: the document goes at once; B's agent does not know the
     // instance, so A's lane agent, following the documents, deregisters it and stops it.
+    // `rm` waits (bounded) for that.
     let out = b.run_in(&repo_b, &["rm", "feature-x"], &vars_b);
     assert_eq!(out.code, 0, "{out}");
     assert!(lane_doc(&consul, "gaia-lane/lanes/feature-x").is_none());
-    common::wait_for(
-        "machine A to deregister its instance",
-        Duration::from_secs(20),
-        &mut || (!consul.service_ids().contains(&id.to_owned())).then_some(()),
+    assert!(
+        !consul.service_ids().contains(&id.to_owned()),
+        "machine A deregistered its instance before rm returned: {out}"
     );
+    assert!(!out.stderr.contains("still registered"), "{out}");
     assert!(
         consul
             .kv("gaia-lane/registrations/gaia-lane.demo.b-feature-x")
@@ -212,18 +213,19 @@ fn assign_from_another_machine_is_carried_out_by_the_machine_that_runs_the_versi
         .expect("lane second");
     assert_eq!(second_view["instances"][0]["state"], "healthy", "{st}");
 
-    // Machine A's lane agent is not running: the documents change, the command says the
-    // owning machine has not picked it up, and the registration stays as it was.
-    let out = a.run(&["down"]);
-    assert_eq!(out.code, 0, "{out}");
+    // Machine A's lane agent is paused (as a machine asleep): the documents change, the command
+    // says the owning machine has not picked it up, and the registration stays as it was.
+    let agent = a.agent_pid().expect("machine A's lane agent runs");
+    common::kill(agent, "STOP");
     assert_eq!(b.run_in(&repo_b, &["create", "third"], &vars_b).code, 0);
+    let quick = [
+        ("CONSUL_HTTP_ADDR", addr_b.as_str()),
+        ("LANE_CONSUL_HANDOFF_WAIT", "1"),
+    ];
     let out = b.run_in(
         &repo_b,
         &["assign", "demo.b", "--from", "second", "--to", "third"],
-        &[
-            ("CONSUL_HTTP_ADDR", addr_b.as_str()),
-            ("LANE_CONSUL_HANDOFF_WAIT", "1"),
-        ],
+        &quick,
     );
     assert_eq!(out.code, 7, "{out}");
     assert!(
@@ -236,9 +238,44 @@ fn assign_from_another_machine_is_carried_out_by_the_machine_that_runs_the_versi
         consul.service_ids(),
         vec!["gaia-lane.demo.b-second".to_owned()]
     );
-    for lane in ["first", "second", "third"] {
-        let _ = b.run_in(&repo_b, &["rm", lane, "--force"], &vars_b);
-    }
+    // Removing the old lane meanwhile: done, and B says what A has not deregistered yet.
+    let out = b.run_in(&repo_b, &["rm", "second"], &quick);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stderr
+            .contains("gaia-lane.demo.b-second is still registered on Consul node")
+            && out.stderr.contains(NODE),
+        "{out}"
+    );
+    assert!(lane_doc(&consul, "gaia-lane/lanes/second").is_none());
+
+    // A wakes up: its keeper catches up and carries out the assignment (the version moves to
+    // lane third rather than stopping with lane second).
+    common::kill(agent, "CONT");
+    common::wait_for(
+        "machine A to move the version to lane third",
+        Duration::from_secs(30),
+        &mut || (consul.service_ids() == vec!["gaia-lane.demo.b-third".to_owned()]).then_some(()),
+    );
+    assert_eq!(
+        port_of(&consul, "gaia-lane.demo.b-third"),
+        Some(port),
+        "the same process"
+    );
+    assert!(runs_sample(&a));
+    let out = b.run_in(&repo_b, &["rm", "third"], &vars_b);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        consul.service_ids().is_empty(),
+        "{:?}",
+        consul.service_ids()
+    );
+    common::wait_for(
+        "machine A to stop the version",
+        Duration::from_secs(20),
+        &mut || (!runs_sample(&a)).then_some(()),
+    );
+    let _ = b.run_in(&repo_b, &["rm", "first", "--force"], &vars_b);
     a.finish();
     b.finish();
 }

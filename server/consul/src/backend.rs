@@ -305,10 +305,30 @@ impl ConsulBackend {
         Ok(out)
     }
 
+    /// Every instance tagged `lane=<id>` of any `<prefix>-lane.*` service (any health), also those
+    /// the lane's document does not list (an assignment the owning machine has not carried out).
+    async fn tagged_instances(&self, id: &LaneId) -> Result<Vec<ServiceEntry>> {
+        let tag = format!("lane={id}");
+        let lane_prefix = format!("{}-lane.", self.prefix());
+        let (services, _) = self.client.catalog_services(None).await?;
+        let mut out = Vec::new();
+        for (name, tags) in &services {
+            if !name.starts_with(&lane_prefix) || !tags.contains(&tag) {
+                continue;
+            }
+            let (entries, _) = self
+                .client
+                .health_service(name, false, &[&tag], None)
+                .await?;
+            out.extend(entries);
+        }
+        Ok(out)
+    }
+
     /// Deregisters the instances of a lane whose document is gone; the ids deregistered.
     async fn deregister_lane(&self, lane: &Lane) -> Result<Vec<InstanceId>> {
         let mut removed = Vec::new();
-        for (_, e) in self.lane_instances(lane).await? {
+        for e in self.tagged_instances(&lane.id).await? {
             if self.remove_instance(&e).await? {
                 removed.push(InstanceId::new(e.service.id.clone()));
             }
@@ -378,6 +398,35 @@ impl ConsulBackend {
             }
         }
         Ok(out)
+    }
+
+    /// After `rm`, waits (up to `LANE_CONSUL_HANDOFF_WAIT`) until the instances of `lane` that
+    /// other machines registered are gone (their lane agents deregister them on seeing the
+    /// document go); says on stderr which are still there then. They receive no traffic either
+    /// way: a lane instance counts only while its lane has a document.
+    async fn await_remote_removal(&self, lane: &Lane) -> Result<()> {
+        let wait = handoff_wait()?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = self.tagged_instances(&lane.id).await?;
+            if left.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                for e in left {
+                    tracing::warn!(
+                        "lane {} is removed, but {} is still registered on Consul node {}: the \
+                         lane agent of that machine has not deregistered it within {wait:?}; it \
+                         will when it runs (meanwhile it receives no lane traffic)",
+                        lane.id,
+                        e.service.id,
+                        e.node.node
+                    );
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// After an assignment recorded in the lane documents, waits (up to
@@ -637,6 +686,7 @@ impl Backend for ConsulBackend {
             if self.client.kv_delete_cas(&key, index).await? {
                 self.deregister_lane(&lane).await?;
                 self.stop_local(&req.id, &req.actor).await;
+                self.await_remote_removal(&lane).await?;
                 return Ok(());
             }
             backoff(attempt).await;

@@ -6,7 +6,8 @@
 //!
 //! - an instance whose lane has no document any more (`lane rm` or `lane gc` ran anywhere, or the
 //!   lane expired and was reclaimed) is deregistered from this agent, its registration record is
-//!   deleted, and this machine's versions of that lane are stopped;
+//!   deleted, and this machine's versions of that lane are stopped (unless it was assigned to
+//!   another lane first, below: then it moves);
 //! - an instance whose lane document no longer lists its service, while another lane's document
 //!   lists the same version (commit, branch, owner) and that lane has no instance of the service
 //!   yet, was assigned there (`lane assign` on any machine): the supervisor relabels the process,
@@ -236,6 +237,12 @@ pub async fn reconcile(
                     .0
                     .is_some()
                 {
+                    continue;
+                }
+                // Assigned elsewhere before its lane went (the move was not carried out then):
+                // it moves rather than stops.
+                if let Some(to) = assigned_to(client, svc, &service, &lane_id, lanes).await? {
+                    move_instance(client, local, id, &service, &lane_id, to).await?;
                     continue;
                 }
                 client.deregister(id).await?;
