@@ -73,6 +73,22 @@ func (d *double) switchTo(cmd string) error {
 	return nil
 }
 
+// agent starts the agent of another node of the double's datacenter and answers its address.
+func (d *double) agent(node string) (string, error) {
+	if _, err := fmt.Fprintln(d.stdin, "agent", node); err != nil {
+		return "", err
+	}
+	line, err := d.out.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "ok http://")
+	if !ok {
+		return "", fmt.Errorf("agent %s: %s", node, strings.TrimSpace(line))
+	}
+	return addr, nil
+}
+
 func (d *double) stop() {
 	_ = d.stdin.Close()
 	done := make(chan error, 1)
@@ -308,6 +324,44 @@ func run(c *checker, d *double) {
 	es, _, err = health.Service("gaia.shop.cart", "", false, nil)
 	c.must(err, "health after deregister")
 	c.ok(len(es) == 0, "a deregistered instance is gone")
+
+	// Nodes: the agent of a second node registers on that node; each agent lists and deregisters
+	// only its own services; a dead node's serfHealth makes its instances critical; the catalog
+	// deregisters an instance of a dead node.
+	bAddr, err := d.agent("machine-b")
+	c.must(err, "start the agent of node machine-b")
+	b := client(bAddr, rootToken)
+	self, err := b.Agent().Self()
+	c.must(err, "agent self")
+	c.ok(self["Config"]["NodeName"] == "machine-b", "the second agent is node machine-b: %v", self["Config"])
+	laptop := "gaia-lane.shop.cart-laptop"
+	c.must(b.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: laptop, Name: "gaia-lane.shop.cart", Tags: []string{"lane=laptop"}, Address: "127.0.0.1", Port: 1,
+		Check: &api.AgentServiceCheck{TTL: "10m", Status: "passing", DeregisterCriticalServiceAfter: "30m"},
+	}), "register through the second agent")
+	own, err := b.Agent().Services()
+	c.must(err, "agent services of machine-b")
+	c.ok(len(own) == 1 && own[laptop] != nil && own[laptop].Service == "gaia-lane.shop.cart", "the second agent lists its one service: %v", own)
+	others, err := root.Agent().Services()
+	c.must(err, "agent services of the first node")
+	c.ok(others[laptop] == nil, "the first agent does not list the second node's service")
+	err = root.Agent().ServiceDeregister(laptop)
+	c.ok(statusCode(err) == 404, "an agent cannot deregister another node's service: %v", err)
+	es, _, err = health.Service("gaia-lane.shop.cart", "lane=laptop", true, nil)
+	c.must(err, "health of the second node's instance")
+	c.ok(len(es) == 1 && es[0].Node.Node == "machine-b", "it is passing on node machine-b")
+	c.must(d.switchTo("node machine-b critical"), "the second node fails")
+	es, _, err = health.Service("gaia-lane.shop.cart", "lane=laptop", true, nil)
+	c.must(err, "passing health of a dead node's instance")
+	c.ok(len(es) == 0, "a dead node's instance is not passing")
+	es, _, err = health.Service("gaia-lane.shop.cart", "lane=laptop", false, nil)
+	c.must(err, "health of a dead node's instance")
+	c.ok(len(es) == 1 && es[0].Checks.AggregatedStatus() == api.HealthCritical, "a dead node's instance is critical")
+	_, err = root.Catalog().Deregister(&api.CatalogDeregistration{Node: "machine-b", ServiceID: laptop}, nil)
+	c.must(err, "catalog deregister")
+	es, _, err = health.Service("gaia-lane.shop.cart", "lane=laptop", false, nil)
+	c.must(err, "health after the catalog deregister")
+	c.ok(len(es) == 0, "the catalog deregister removed it")
 
 	// An index reset: a client ahead of the server waits out its wait, then sees a lower index.
 	// Some writes first, so the index before the reset is well above what the restamp gives.

@@ -5,7 +5,17 @@
 //! Modelled:
 //! - `PUT /v1/agent/service/register` (HTTP and TCP checks that the double really runs on their
 //!   interval; a check starts `critical` unless its `Status` says otherwise),
-//!   `PUT /v1/agent/service/deregister/<id>` (404 for an unknown id);
+//!   `PUT /v1/agent/service/deregister/<id>` (404 for an unknown id, or one registered through
+//!   another agent), `GET /v1/agent/services`, `GET /v1/agent/self`; a check's
+//!   `DeregisterCriticalServiceAfter` is kept and enforced (the service is deregistered once its
+//!   probe has found it critical that long);
+//! - nodes: the double's own agent is node [`NODE`]; [`ConsulDouble::add_agent`] starts the agent
+//!   of another node on its own port (shared catalog, health and KV; `/v1/agent/*` answers for
+//!   that node), and [`ConsulDouble::set_node_health`] sets a node's `serfHealth` check, which
+//!   every health answer includes for the instances on that node;
+//! - `PUT /v1/catalog/deregister` (`Node` with `ServiceID`, `CheckID` or neither), as Consul
+//!   documents it for external services and dead nodes (no anti-entropy is modelled, so a live
+//!   node's agent does not register a removed service again);
 //! - `GET /v1/health/service/<name>` with `passing`, `tag` (repeatable, all must match) and
 //!   `filter` (a subset of the filter language: `and`-joined `contains`, `in`, `==`, `!=` on
 //!   `Service.ID`, `Service.Service`, `Service.Tags`, `Service.Address`, `Service.Port`,
@@ -126,6 +136,9 @@ struct Check {
     timeout: Duration,
     create_index: u64,
     modify_index: u64,
+    /// `DeregisterCriticalServiceAfter`: the agent deregisters the service once this check has
+    /// been critical that long.
+    deregister_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +154,8 @@ struct Service {
     modify_index: u64,
     /// Bumped when the service is replaced, so its old probes stop.
     generation: u64,
+    /// The node (agent) it was registered on.
+    node: String,
 }
 
 impl Service {
@@ -157,8 +172,17 @@ impl Service {
             create_index: 0,
             modify_index: 0,
             generation: 0,
+            node: NODE.to_owned(),
         }
     }
+}
+
+/// A node of the datacenter: the status of its `serfHealth` check (whether its agent is alive and
+/// reachable, as the servers see it).
+#[derive(Debug, Clone)]
+struct NodeState {
+    serf: String,
+    modify_index: u64,
 }
 
 #[derive(Default)]
@@ -177,6 +201,9 @@ struct State {
     /// The last change of any check (the checks table).
     checks_index: u64,
     generation: u64,
+    /// Every node of the datacenter by name (the double's own, [`NODE`], and the agents of
+    /// [`ConsulDouble::add_agent`]).
+    nodes: BTreeMap<String, NodeState>,
 }
 
 impl State {
@@ -197,6 +224,10 @@ impl State {
     fn touch_check(&mut self, name: &str, at: u64) {
         self.service_index.insert(name.to_owned(), at);
         self.checks_index = at;
+    }
+
+    fn serf(&self, node: &str) -> &str {
+        self.nodes.get(node).map_or("critical", |n| n.serf.as_str())
     }
 }
 
@@ -227,6 +258,9 @@ pub struct Options {
 pub struct ConsulDouble {
     addr: SocketAddr,
     shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+    /// The agents of other nodes ([`ConsulDouble::add_agent`]).
+    agents: Mutex<BTreeMap<String, SocketAddr>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -238,8 +272,18 @@ impl ConsulDouble {
             std::net::TcpListener::bind(opts.addr.unwrap_or(([127, 0, 0, 1], 0).into()))?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
+        let state = State {
+            nodes: BTreeMap::from([(
+                NODE.to_owned(),
+                NodeState {
+                    serf: "passing".into(),
+                    modify_index: 1,
+                },
+            )]),
+            ..State::default()
+        };
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             changed: Notify::new(),
             tokens: opts.tokens,
             delay: Mutex::new(Duration::ZERO),
@@ -252,6 +296,7 @@ impl ConsulDouble {
             .worker_threads(2)
             .enable_all()
             .build()?;
+        let handle = runtime.handle().clone();
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("consul-double".into())
@@ -259,7 +304,7 @@ impl ConsulDouble {
                 runtime.block_on(async move {
                     let listener = TcpListener::from_std(std_listener).expect("a tokio listener");
                     tokio::select! {
-                        _ = serve(s, addr, Some(listener)) => {}
+                        _ = serve(s, addr, Some(listener), NODE.into()) => {}
                         _ = stop_rx => {}
                     }
                 });
@@ -268,6 +313,8 @@ impl ConsulDouble {
         Ok(ConsulDouble {
             addr,
             shared,
+            runtime: handle,
+            agents: Mutex::new(BTreeMap::new()),
             stop: Some(stop_tx),
             thread: Some(thread),
         })
@@ -276,6 +323,85 @@ impl ConsulDouble {
     /// `127.0.0.1:<port>`, as `CONSUL_HTTP_ADDR` takes it.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Starts the agent of another node `node` of the same datacenter, on its own port (as each
+    /// machine of a datacenter runs its own Consul agent): the catalog, health and KV are shared;
+    /// `/v1/agent/*` answers for `node` (services registered through it are on `node`, and only
+    /// they can be deregistered through it). Answers the agent's address; a node started twice
+    /// keeps its first address.
+    pub fn add_agent(&self, node: &str) -> std::io::Result<SocketAddr> {
+        let mut agents = self.agents.lock().unwrap();
+        if let Some(a) = agents.get(node) {
+            return Ok(*a);
+        }
+        let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        {
+            let mut st = self.shared.state.lock().unwrap();
+            let at = st.bump();
+            st.nodes.insert(
+                node.to_owned(),
+                NodeState {
+                    serf: "passing".into(),
+                    modify_index: at,
+                },
+            );
+            st.checks_index = at;
+        }
+        let shared = self.shared.clone();
+        let node_name: Arc<str> = node.into();
+        let _guard = self.runtime.enter();
+        let listener = TcpListener::from_std(std_listener)?;
+        self.runtime
+            .spawn(async move { serve(shared, addr, Some(listener), node_name).await });
+        agents.insert(node.to_owned(), addr);
+        self.shared.changed.notify_waiters();
+        Ok(addr)
+    }
+
+    /// Sets the status of node `node`'s `serfHealth` check (`critical`: its agent is gone, as
+    /// the servers see a machine that went away). Every instance on the node then has a
+    /// critical check. Returns false for an unknown node.
+    pub fn set_node_health(&self, node: &str, status: &str) -> bool {
+        let mut st = self.shared.state.lock().unwrap();
+        if !st.nodes.contains_key(node) {
+            return false;
+        }
+        let at = st.bump();
+        if let Some(n) = st.nodes.get_mut(node) {
+            n.serf = status.to_owned();
+            n.modify_index = at;
+        }
+        let names: Vec<String> = st
+            .services
+            .values()
+            .filter(|s| s.node == node)
+            .map(|s| s.name.clone())
+            .collect();
+        for name in names {
+            st.touch_check(&name, at);
+        }
+        st.checks_index = at;
+        drop(st);
+        self.shared.changed.notify_waiters();
+        true
+    }
+
+    /// The node instance `service_id` is registered on.
+    pub fn node_of(&self, service_id: &str) -> Option<String> {
+        let st = self.shared.state.lock().unwrap();
+        st.services.get(service_id).map(|s| s.node.clone())
+    }
+
+    /// The `DeregisterCriticalServiceAfter` of each check of instance `service_id`, as
+    /// registered (`None` for a check without one).
+    pub fn deregister_critical_after(&self, service_id: &str) -> Option<Vec<Option<Duration>>> {
+        let st = self.shared.state.lock().unwrap();
+        st.services
+            .get(service_id)
+            .map(|s| s.checks.iter().map(|c| c.deregister_after).collect())
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -426,7 +552,12 @@ impl Drop for ConsulDouble {
 
 /// Accepts connections while up; when the down switch flips, drops the listener and every open
 /// connection, and binds the same address again when it flips back.
-async fn serve(shared: Arc<Shared>, addr: SocketAddr, mut listener: Option<TcpListener>) {
+async fn serve(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    mut listener: Option<TcpListener>,
+    node: Arc<str>,
+) {
     let mut down = shared.down.subscribe();
     loop {
         if *down.borrow_and_update() {
@@ -455,11 +586,13 @@ async fn serve(shared: Arc<Shared>, addr: SocketAddr, mut listener: Option<TcpLi
                     let Ok((stream, _)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
                     let s = shared.clone();
+                    let node = node.clone();
                     conns.spawn(async move {
                         let io = hyper_util::rt::TokioIo::new(stream);
                         let svc = hyper::service::service_fn(move |req| {
                             let s = s.clone();
-                            async move { Ok::<_, Infallible>(handle(s, req).await) }
+                            let node = node.clone();
+                            async move { Ok::<_, Infallible>(handle(s, req, &node).await) }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(io, svc)
@@ -610,7 +743,7 @@ fn denied(permission: &str, on: &str) -> Resp {
     )
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>, node: &str) -> Resp {
     shared
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -665,13 +798,37 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
         if method != Method::PUT {
             return not_allowed();
         }
-        return register(&shared, &who, &params, &body);
+        return register(&shared, &who, &params, &body, node);
     }
     if let Some(id) = path.strip_prefix("/v1/agent/service/deregister/") {
         if method != Method::PUT {
             return not_allowed();
         }
-        return deregister(&shared, &who, id);
+        return deregister(&shared, &who, id, node);
+    }
+    if path == "/v1/agent/services" {
+        if method != Method::GET {
+            return not_allowed();
+        }
+        return agent_services(&shared, &who, node);
+    }
+    if path == "/v1/agent/self" {
+        if method != Method::GET {
+            return not_allowed();
+        }
+        return json_reply(
+            &json!({
+                "Config": {"Datacenter": DATACENTER, "NodeName": node, "Server": node == NODE},
+                "Member": {"Name": node, "Addr": "127.0.0.1", "Status": 1},
+            }),
+            1,
+        );
+    }
+    if path == "/v1/catalog/deregister" {
+        if method != Method::PUT {
+            return not_allowed();
+        }
+        return catalog_deregister(&shared, &who, &body);
     }
     if let Some(name) = path.strip_prefix("/v1/health/service/") {
         if method != Method::GET {
@@ -788,7 +945,13 @@ fn str_field(obj: &Value, name: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn register(shared: &Arc<Shared>, who: &Who, params: &[(String, String)], body: &[u8]) -> Resp {
+fn register(
+    shared: &Arc<Shared>,
+    who: &Who,
+    params: &[(String, String)],
+    body: &[u8],
+    node: &str,
+) -> Resp {
     let _ = params;
     let def: Value = match serde_json::from_slice(body) {
         Ok(v @ Value::Object(_)) => v,
@@ -890,7 +1053,20 @@ fn register(shared: &Arc<Shared>, who: &Who, params: &[(String, String)], body: 
                 format!("Invalid check: status `{status}` is not passing, warning or critical"),
             );
         }
+        let deregister_after = match str_field(c, "DeregisterCriticalServiceAfter") {
+            None => None,
+            Some(d) => match parse_duration(&d) {
+                Some(d) => Some(d),
+                None => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        format!("Invalid check: DeregisterCriticalServiceAfter `{d}`"),
+                    );
+                }
+            },
+        };
         checks.push(Check {
+            deregister_after,
             id: check_id,
             name: str_field(c, "Name").unwrap_or_else(|| format!("Service '{name}' check")),
             status,
@@ -906,6 +1082,18 @@ fn register(shared: &Arc<Shared>, who: &Who, params: &[(String, String)], body: 
     let at = st.bump();
     st.generation += 1;
     let generation = st.generation;
+    if let Some(old) = st.services.get(&id)
+        && old.node != node
+    {
+        // Service ids are unique per node in Consul; the double keeps one id space for the
+        // datacenter (lane's ids name the lane and the service, so they never meet).
+        let other = old.node.clone();
+        drop(st);
+        return reply(
+            StatusCode::CONFLICT,
+            format!("the double keeps service ids unique: {id} is registered on node {other}"),
+        );
+    }
     let create_index = st.services.get(&id).map(|s| s.create_index).unwrap_or(at);
     if let Some(old) = st.services.get(&id)
         && old.name != name
@@ -928,6 +1116,7 @@ fn register(shared: &Arc<Shared>, who: &Who, params: &[(String, String)], body: 
         create_index,
         modify_index: at,
         generation,
+        node: node.to_owned(),
     };
     st.services.insert(id.clone(), svc);
     st.touch_service(&name, at);
@@ -941,9 +1130,15 @@ fn register(shared: &Arc<Shared>, who: &Who, params: &[(String, String)], body: 
     reply(StatusCode::OK, "")
 }
 
-fn deregister(shared: &Arc<Shared>, who: &Who, id: &str) -> Resp {
+fn deregister(shared: &Arc<Shared>, who: &Who, id: &str, node: &str) -> Resp {
     let mut st = shared.state.lock().unwrap();
-    let Some(name) = st.services.get(id).map(|s| s.name.clone()) else {
+    // An agent knows only the services registered through it.
+    let Some(name) = st
+        .services
+        .get(id)
+        .filter(|s| s.node == node)
+        .map(|s| s.name.clone())
+    else {
         return reply(
             StatusCode::NOT_FOUND,
             format!(
@@ -961,6 +1156,89 @@ fn deregister(shared: &Arc<Shared>, who: &Who, id: &str) -> Resp {
     drop(st);
     shared.changed.notify_waiters();
     reply(StatusCode::OK, "")
+}
+
+/// `GET /v1/agent/services`: the services registered through this agent (its node), by id, as
+/// the agent answers them (filtered by what the token may read).
+fn agent_services(shared: &Shared, who: &Who, node: &str) -> Resp {
+    let st = shared.state.lock().unwrap();
+    let mut out = serde_json::Map::new();
+    for s in st.services.values().filter(|s| s.node == node) {
+        if who.service(&s.name) < Access::Read {
+            continue;
+        }
+        let mut v = service_json(s);
+        if let Value::Object(o) = &mut v {
+            o.remove("CreateIndex");
+            o.remove("ModifyIndex");
+            o.insert("Datacenter".into(), DATACENTER.into());
+        }
+        out.insert(s.id.clone(), v);
+    }
+    let mut r = reply(StatusCode::OK, Value::Object(out).to_string());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+/// `PUT /v1/catalog/deregister` (`Node`, and `ServiceID` or `CheckID`, or neither for the whole
+/// node): removes entries from the catalog directly, as Consul documents for external services
+/// and nodes whose agent is gone (a live agent would register its services again on its next
+/// anti-entropy sync; the double does not model that sync). Answers `true`, also for what does
+/// not exist.
+fn catalog_deregister(shared: &Shared, who: &Who, body: &[u8]) -> Resp {
+    let def: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return reply(StatusCode::BAD_REQUEST, "Request decode failed"),
+    };
+    let Some(node) = str_field(&def, "Node") else {
+        return reply(StatusCode::BAD_REQUEST, "Must provide node");
+    };
+    let service_id = str_field(&def, "ServiceID");
+    let check_id = str_field(&def, "CheckID");
+    let mut st = shared.state.lock().unwrap();
+    let doomed: Vec<(String, String)> = st
+        .services
+        .values()
+        .filter(|s| s.node == node)
+        .filter(|s| match (&service_id, &check_id) {
+            (Some(id), _) => &s.id == id,
+            (None, Some(_)) => false,
+            (None, None) => true,
+        })
+        .map(|s| (s.id.clone(), s.name.clone()))
+        .collect();
+    if let Some((_, name)) = doomed.iter().find(|(_, n)| who.service(n) < Access::Write) {
+        return denied("service:write", name);
+    }
+    if let (None, Some(check)) = (&service_id, &check_id) {
+        let at = st.bump();
+        let mut touched = Vec::new();
+        for s in st.services.values_mut().filter(|s| s.node == node) {
+            let before = s.checks.len();
+            s.checks.retain(|c| &c.id != check);
+            if s.checks.len() != before {
+                s.generation += 1;
+                touched.push(s.name.clone());
+            }
+        }
+        for name in touched {
+            st.touch_check(&name, at);
+        }
+    } else {
+        if service_id.is_none() {
+            st.nodes.remove(&node);
+        }
+        let at = st.bump();
+        for (id, name) in doomed {
+            st.services.remove(&id);
+            st.touch_service(&name, at);
+        }
+        st.checks_index = at;
+    }
+    drop(st);
+    shared.changed.notify_waiters();
+    json_bool(true)
 }
 
 fn force_check(shared: &Shared, service_id: &str, status: &str, output: &str) -> bool {
@@ -994,6 +1272,7 @@ fn force_check(shared: &Shared, service_id: &str, status: &str, output: &str) ->
 /// check keeps the status it was registered with).
 async fn run_probe(shared: Arc<Shared>, service_id: String, generation: u64, check: Check) {
     tokio::time::sleep(check.interval.mul_f64(fastrand::f64())).await;
+    let mut critical_since: Option<tokio::time::Instant> = None;
     loop {
         let (status, output) = match &check.probe {
             Probe::Http(url) => http_probe(url, check.timeout).await,
@@ -1009,6 +1288,23 @@ async fn run_probe(shared: Arc<Shared>, service_id: String, generation: u64, che
                 return;
             }
             let name = svc.name.clone();
+            // The agent's reaper: critical for `DeregisterCriticalServiceAfter` → deregistered.
+            if status == "critical" {
+                let since = *critical_since.get_or_insert_with(tokio::time::Instant::now);
+                if check
+                    .deregister_after
+                    .is_some_and(|after| since.elapsed() >= after)
+                {
+                    st.services.remove(&service_id);
+                    let at = st.bump();
+                    st.touch_service(&name, at);
+                    drop(st);
+                    shared.changed.notify_waiters();
+                    return;
+                }
+            } else {
+                critical_since = None;
+            }
             let changed = svc
                 .checks
                 .iter()
@@ -1085,10 +1381,10 @@ async fn tcp_probe(addr: &str, timeout: Duration) -> (&'static str, String) {
     }
 }
 
-fn node_json() -> Value {
+fn node_json(node: &str) -> Value {
     json!({
-        "ID": "00000000-0000-0000-0000-000000000001",
-        "Node": NODE,
+        "ID": format!("00000000-0000-0000-0000-{:012x}", fastrand_of(node)),
+        "Node": node,
         "Address": "127.0.0.1",
         "Datacenter": DATACENTER,
         "TaggedAddresses": {"lan": "127.0.0.1", "wan": "127.0.0.1"},
@@ -1113,14 +1409,21 @@ fn service_json(s: &Service) -> Value {
     })
 }
 
-fn checks_json(s: &Service) -> Value {
+/// A stable small number for a node's id.
+fn fastrand_of(node: &str) -> u64 {
+    node.bytes()
+        .fold(1u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        & 0xffff_ffff_ffff
+}
+
+fn checks_json(s: &Service, serf: &str) -> Value {
     let mut checks = vec![json!({
-        "Node": NODE,
+        "Node": s.node,
         "CheckID": "serfHealth",
         "Name": "Serf Health Status",
-        "Status": "passing",
+        "Status": serf,
         "Notes": "",
-        "Output": "Agent alive and reachable",
+        "Output": if serf == "passing" { "Agent alive and reachable" } else { "Agent not live or unreachable" },
         "ServiceID": "",
         "ServiceName": "",
         "ServiceTags": [],
@@ -1135,7 +1438,7 @@ fn checks_json(s: &Service) -> Value {
             Probe::None => "ttl",
         };
         checks.push(json!({
-            "Node": NODE,
+            "Node": s.node,
             "CheckID": c.id,
             "Name": c.name,
             "Status": c.status,
@@ -1191,13 +1494,17 @@ async fn health_service(
             .values()
             .filter(|s| s.name == name)
             .filter(|s| tags.iter().all(|t| s.tags.contains(t)))
-            .filter(|s| !passing || s.checks.iter().all(|c| c.status == "passing"))
+            .filter(|s| {
+                !passing
+                    || (st.serf(&s.node) == "passing"
+                        && s.checks.iter().all(|c| c.status == "passing"))
+            })
             .filter(|s| filter.as_ref().is_none_or(|f| f.matches(s)))
             .map(|s| {
                 json!({
-                    "Node": node_json(),
+                    "Node": node_json(&s.node),
                     "Service": service_json(s),
-                    "Checks": checks_json(s),
+                    "Checks": checks_json(s, st.serf(&s.node)),
                 })
             })
             .collect();
@@ -1224,15 +1531,23 @@ async fn health_state(
     let state = state.to_owned();
     blocking(shared, params, |st| {
         let mut out = Vec::new();
-        if state == "any" || state == "passing" {
-            // The node's own check (always passing here).
-            out.push(checks_json(&Service::placeholder())[0].clone());
+        // Each node's own check.
+        for (name, n) in &st.nodes {
+            if state == "any" || state == n.serf {
+                let placeholder = Service {
+                    node: name.clone(),
+                    ..Service::placeholder()
+                };
+                let mut c = checks_json(&placeholder, &n.serf)[0].clone();
+                c["ModifyIndex"] = n.modify_index.into();
+                out.push(c);
+            }
         }
         for s in st.services.values() {
             if Policy::access(&who_services, &s.name) < Access::Read {
                 continue;
             }
-            if let Value::Array(checks) = checks_json(s) {
+            if let Value::Array(checks) = checks_json(s, st.serf(&s.node)) {
                 out.extend(
                     checks
                         .into_iter()
@@ -1580,7 +1895,7 @@ fn scalar(s: &Service, sel: &str) -> Option<String> {
         "Service.Service" => s.name.clone(),
         "Service.Address" => s.address.clone(),
         "Service.Port" => s.port.to_string(),
-        "Node.Node" => NODE.to_owned(),
+        "Node.Node" => s.node.clone(),
         other => s.meta.get(other.strip_prefix("Service.Meta.")?)?.clone(),
     })
 }

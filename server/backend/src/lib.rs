@@ -85,6 +85,10 @@ pub fn open(kind: BackendKind, origin: &Origin, opts: OpenOptions) -> Result<Arc
                     ))));
                 }
             };
+            let home = match &opts.state_dir {
+                Some(d) => Some(d.clone()),
+                None => lane_local::default_state_dir().ok(),
+            };
             let local: Arc<dyn Backend> = if opts.no_autostart {
                 quiet.clone()
             } else {
@@ -94,6 +98,7 @@ pub fn open(kind: BackendKind, origin: &Origin, opts: OpenOptions) -> Result<Arc
                 local,
                 quiet,
                 advertise: lane_consul::backend::Runner::advertise_from_env(),
+                home,
             })))
         }
     }

@@ -81,12 +81,23 @@ async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u
         Command::Agent { command } => {
             let supervised = matches!(command, Some(AgentCommand::Run));
             let dir = StateDir::new(default_state_dir()?);
+            // The consul backend's keeper runs beside the agent (in this process, while it runs):
+            // it follows the lane documents for the versions this machine registered. When
+            // another agent already runs for the dir, `run_agent` returns at once (or, supervised,
+            // waits to take over) and the keeper with it.
+            let quiet: std::sync::Arc<dyn lane_api::Backend> = std::sync::Arc::new(
+                LocalBackend::new(dir.clone(), std::env::current_exe()?).without_autostart(),
+            );
+            let keeper = lane_backend::lane_consul::keeper::run_all(dir.root.clone(), quiet);
             let result = async {
                 let config = AgentConfig {
                     supervised,
                     ..AgentConfig::from_env()?
                 };
-                run_agent(dir.clone(), config).await
+                tokio::select! {
+                    r = run_agent(dir.clone(), config) => r,
+                    () = keeper => Ok(()),
+                }
             }
             .await;
             if let Err(e) = &result {

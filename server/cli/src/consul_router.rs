@@ -48,18 +48,46 @@ pub async fn run(
          (prefix `{prefix}`)"
     );
     let feed = table.clone();
-    let health = table.clone();
-    tokio::spawn(watch::follow(
+    // Whether Consul answers and which registrations do not resolve, both in /healthz and
+    // /metrics (watch::follow_reporting logs each change too).
+    let state = std::sync::Arc::new(std::sync::Mutex::new((
+        watch::SourceHealth::Ok,
+        Vec::<String>::new(),
+    )));
+    let publish = {
+        let table = table.clone();
+        move |(health, unresolved): &(watch::SourceHealth, Vec<String>)| {
+            let r = match health {
+                watch::SourceHealth::Ok => RegistryState::ok("consul"),
+                watch::SourceHealth::Stale { since, error } => {
+                    RegistryState::stale("consul", *since, error.clone())
+                }
+            };
+            table.set_registry(r.with_unresolved(unresolved.clone()));
+        }
+    };
+    let (on_health, on_unresolved) = {
+        let (s1, s2) = (state.clone(), state);
+        let (p1, p2) = (publish.clone(), publish);
+        (
+            move |h| {
+                let mut s = s1.lock().unwrap_or_else(|e| e.into_inner());
+                s.0 = h;
+                p1(&s);
+            },
+            move |u| {
+                let mut s = s2.lock().unwrap_or_else(|e| e.into_inner());
+                s.1 = u;
+                p2(&s);
+            },
+        )
+    };
+    tokio::spawn(watch::follow_reporting(
         client,
         WAIT,
         move |t| feed.update(t),
-        // watch::follow logs each change (warn); this keeps /healthz and /metrics in step.
-        move |h| match h {
-            watch::SourceHealth::Ok => health.set_registry(RegistryState::ok("consul")),
-            watch::SourceHealth::Stale { since, error } => {
-                health.set_registry(RegistryState::stale("consul", since, error))
-            }
-        },
+        on_health,
+        on_unresolved,
     ));
     router
         .serve(listener, async {

@@ -56,6 +56,10 @@ pub struct Runner {
     /// The host other machines reach this one's versions at: `LANE_ADVERTISE_ADDR`, else
     /// `127.0.0.1` (a datacenter on this machine, as in the tests).
     pub advertise: String,
+    /// The local supervisor's state dir (`LANE_HOME`): `deploy` leaves the Consul settings there
+    /// for the agent's keeper ([`crate::keeper`]), which follows the lane documents for the
+    /// versions this machine runs.
+    pub home: Option<std::path::PathBuf>,
 }
 
 impl Runner {
@@ -216,7 +220,7 @@ impl ConsulBackend {
     /// Where the registration of instance `id` is kept (so it can be registered again under
     /// another lane): `<prefix>-lane/registrations/<id>`.
     fn registration_key(&self, id: &str) -> String {
-        format!("{}-lane/registrations/{id}", self.prefix())
+        crate::keeper::registration_key(self.prefix(), id)
     }
 
     /// Every readable lane document with its `ModifyIndex`, and the KV index.
@@ -301,16 +305,78 @@ impl ConsulBackend {
         Ok(out)
     }
 
+    /// Every instance tagged `lane=<id>` of any `<prefix>-lane.*` service (any health), also those
+    /// the lane's document does not list (an assignment the owning machine has not carried out).
+    async fn tagged_instances(&self, id: &LaneId) -> Result<Vec<ServiceEntry>> {
+        let tag = format!("lane={id}");
+        let lane_prefix = format!("{}-lane.", self.prefix());
+        let (services, _) = self.client.catalog_services(None).await?;
+        let mut out = Vec::new();
+        for (name, tags) in &services {
+            if !name.starts_with(&lane_prefix) || !tags.contains(&tag) {
+                continue;
+            }
+            let (entries, _) = self
+                .client
+                .health_service(name, false, &[&tag], None)
+                .await?;
+            out.extend(entries);
+        }
+        Ok(out)
+    }
+
     /// Deregisters the instances of a lane whose document is gone; the ids deregistered.
     async fn deregister_lane(&self, lane: &Lane) -> Result<Vec<InstanceId>> {
         let mut removed = Vec::new();
-        for (_, e) in self.lane_instances(lane).await? {
-            if self.client.deregister(&e.service.id).await? {
+        for e in self.tagged_instances(&lane.id).await? {
+            if self.remove_instance(&e).await? {
                 removed.push(InstanceId::new(e.service.id.clone()));
             }
-            self.client
-                .kv_delete(&self.registration_key(&e.service.id))
-                .await?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes a lane instance whose lane is gone (or that moved): through this machine's agent
+    /// when it was registered here; from the catalog (`/v1/catalog/deregister`) when its node's
+    /// agent is gone (`serfHealth` critical), which is what Consul documents for dead nodes;
+    /// otherwise it is left to its own machine, whose agent's keeper follows the lane documents
+    /// and deregisters it (and stops the process) when it sees the change. True when removed.
+    async fn remove_instance(&self, e: &ServiceEntry) -> Result<bool> {
+        let id = &e.service.id;
+        let removed = if self.client.deregister(id).await? {
+            true
+        } else if e.node_health() == Some("critical") {
+            match self.client.catalog_deregister(&e.node.node, id).await {
+                Ok(done) => {
+                    if done {
+                        tracing::info!(
+                            "{id}: node {} is gone (serfHealth critical); removed from the catalog",
+                            e.node.node
+                        );
+                    }
+                    done
+                }
+                // Without node:write on that node (the ACL policy in docs/consul.md) it stays
+                // until Consul's servers reap the failed node (`reconnect_timeout`, 72 h by
+                // default); it is critical meanwhile, so nothing routes to it.
+                Err(err) => {
+                    tracing::warn!(
+                        "{id}: node {} is gone, but removing it from the catalog failed: {}",
+                        e.node.node,
+                        err.message
+                    );
+                    false
+                }
+            }
+        } else {
+            tracing::info!(
+                "{id} is registered through node {}'s agent; the lane agent there deregisters it",
+                e.node.node
+            );
+            false
+        };
+        if removed {
+            self.client.kv_delete(&self.registration_key(id)).await?;
         }
         Ok(removed)
     }
@@ -334,6 +400,73 @@ impl ConsulBackend {
         Ok(out)
     }
 
+    /// After `rm`, waits (up to `LANE_CONSUL_HANDOFF_WAIT`) until the instances of `lane` that
+    /// other machines registered are gone (their lane agents deregister them on seeing the
+    /// document go); says on stderr which are still there then. They receive no traffic either
+    /// way: a lane instance counts only while its lane has a document.
+    async fn await_remote_removal(&self, lane: &Lane) -> Result<()> {
+        let wait = handoff_wait()?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = self.tagged_instances(&lane.id).await?;
+            if left.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                for e in left {
+                    tracing::warn!(
+                        "lane {} is removed, but {} is still registered on Consul node {}: the \
+                         lane agent of that machine has not deregistered it within {wait:?}; it \
+                         will when it runs (meanwhile it receives no lane traffic)",
+                        lane.id,
+                        e.service.id,
+                        e.node.node
+                    );
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// After an assignment recorded in the lane documents, waits (up to
+    /// `LANE_CONSUL_HANDOFF_WAIT`, default 15 s) until the machines that run the version have
+    /// registered it under the new lane; an error names the nodes that have not yet.
+    async fn await_handoff(&self, req: &AssignRequest, remote: &[ServiceEntry]) -> Result<()> {
+        let wait = handoff_wait()?;
+        let tag = format!("lane={}", req.to);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mut pending = Vec::new();
+            for e in remote {
+                let (now_there, _) = self
+                    .client
+                    .health_service(&e.service.service, false, &[&tag], None)
+                    .await?;
+                let moved = now_there.iter().any(|n| n.node.node == e.node.node);
+                if !moved {
+                    pending.push(e.node.node.clone());
+                }
+            }
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                pending.dedup();
+                return Err(BackendError::unavailable(format!(
+                    "{} is in lane `{}` now (the lane documents say so), but the machine that                      runs it (Consul node {}) has not registered it there within {wait:?}",
+                    req.service,
+                    req.to,
+                    pending.join(", ")
+                ))
+                .with_help(
+                    "its lane agent does it when it sees the change; if that machine is off,                      it happens when it is back (`lane status` shows the registration)",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn current_revision(&self) -> Result<Revision> {
         let (_, kv) = self.client.kv_list(&self.lanes_prefix(), None).await?;
         let (_, catalog) = self.client.catalog_services(None).await?;
@@ -352,6 +485,25 @@ fn parse_revision(r: &Revision) -> Option<[u64; 3]> {
     let mut parts = r.as_str().split('.').map(|p| p.parse::<u64>().ok());
     let out = [parts.next()??, parts.next()??, parts.next()??];
     parts.next().is_none().then_some(out)
+}
+
+/// `LANE_CONSUL_HANDOFF_WAIT` (seconds, default 15): how long `assign` waits for the machine that
+/// runs a version to register it under its new lane.
+fn handoff_wait() -> Result<Duration> {
+    match std::env::var("LANE_CONSUL_HANDOFF_WAIT") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 3600.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| {
+                BackendError::invalid(format!(
+                    "LANE_CONSUL_HANDOFF_WAIT `{v}` is not a number of seconds (0 to 3600)"
+                ))
+            }),
+        _ => Ok(Duration::from_secs(15)),
+    }
 }
 
 fn to_json(lane: &Lane) -> Result<Vec<u8>> {
@@ -535,6 +687,7 @@ impl Backend for ConsulBackend {
             if self.client.kv_delete_cas(&key, index).await? {
                 self.deregister_lane(&lane).await?;
                 self.stop_local(&req.id, &req.actor).await;
+                self.await_remote_removal(&lane).await?;
                 return Ok(());
             }
             backoff(attempt).await;
@@ -580,6 +733,16 @@ impl Backend for ConsulBackend {
         };
         let service = req.manifest.service.clone();
         self.lane_for_deploy(&lane_id, &req).await?;
+        // The agent's keeper follows the lanes for what this machine runs (rm, gc or assign
+        // from any machine).
+        if let Some(home) = &runner.home
+            && let Err(e) = crate::keeper::remember(home, self.client.settings())
+        {
+            return Err(BackendError::internal(format!(
+                "cannot keep the Consul settings in {} for this machine's lane agent: {e}",
+                home.display()
+            )));
+        }
         // Build, run and health-check it under the local supervisor. The chain of parents is
         // Consul's business: the local lane has none.
         let local_req = DeployRequest {
@@ -705,8 +868,10 @@ impl Backend for ConsulBackend {
             ))
             .with_help("remove it first, or pass --force to replace it"));
         }
-        // Registered instances move with it: this machine's supervisor relabels the process, and
-        // its registration is made again under the new lane (new id, `lane=` tag and meta).
+        // Registered instances move with it. Those registered through this machine's agent are
+        // moved here: this machine's supervisor relabels the process, and its registration is
+        // made again under the new lane (new id, `lane=` tag and meta). Those of other machines
+        // are moved by their own machine's lane agent when it sees the documents change.
         let registered: Vec<ServiceEntry> = self
             .lane_instances(&from)
             .await?
@@ -714,8 +879,16 @@ impl Backend for ConsulBackend {
             .filter(|(s, _)| s == &req.service)
             .map(|(_, e)| e)
             .collect();
+        let own_ids: Vec<String> = if registered.is_empty() {
+            Vec::new()
+        } else {
+            self.client.agent_services().await?.into_keys().collect()
+        };
+        let (own, remote): (Vec<ServiceEntry>, Vec<ServiceEntry>) = registered
+            .into_iter()
+            .partition(|e| own_ids.contains(&e.service.id));
         let mut moves = Vec::new();
-        for e in &registered {
+        for e in &own {
             let (pair, _) = self
                 .client
                 .kv_get(&self.registration_key(&e.service.id))
@@ -762,29 +935,12 @@ impl Backend for ConsulBackend {
         if to.services.contains_key(&req.service) {
             for (s, e) in self.lane_instances(&to).await? {
                 if s == req.service {
-                    self.client.deregister(&e.service.id).await?;
-                    self.client
-                        .kv_delete(&self.registration_key(&e.service.id))
-                        .await?;
+                    self.remove_instance(&e).await?;
                 }
             }
         }
         for old in moves {
-            let name = old.name.clone();
-            let mut reg = old.clone();
-            reg.id = format!("{name}-{}", req.to);
-            reg.tags = reg
-                .tags
-                .iter()
-                .map(|t| {
-                    if t.starts_with("lane=") {
-                        format!("lane={}", req.to)
-                    } else {
-                        t.clone()
-                    }
-                })
-                .collect();
-            reg.meta.insert("lane".into(), req.to.to_string());
+            let reg = crate::keeper::retagged(&old, &req.to);
             self.client.register(&reg).await?;
             let stored = serde_json::to_vec(&reg)
                 .map_err(|e| BackendError::internal(format!("a registration: {e}")))?;
@@ -816,6 +972,9 @@ impl Backend for ConsulBackend {
                 e,
             )
         })?;
+        if !remote.is_empty() {
+            self.await_handoff(&req, &remote).await?;
+        }
         Ok(())
     }
 
@@ -855,14 +1014,11 @@ impl Backend for ConsulBackend {
             {
                 continue;
             }
-            if self.client.deregister(&e.service.id).await? {
+            if self.remove_instance(&e).await? {
                 report
                     .instances_removed
                     .push(InstanceId::new(e.service.id.clone()));
             }
-            self.client
-                .kv_delete(&self.registration_key(&e.service.id))
-                .await?;
         }
         Ok(report)
     }

@@ -124,18 +124,33 @@ impl ServiceEntry {
         worst
     }
 
-    /// The address to reach it: the service's, else its node's (Consul's rule).
-    pub fn address(&self) -> String {
-        let host = if self.service.address.is_empty() {
+    /// The host to reach it at: the service's address, else its node's (Consul's rule); an IP
+    /// address or a DNS name.
+    pub fn host(&self) -> &str {
+        if self.service.address.is_empty() {
             &self.node.address
         } else {
             &self.service.address
-        };
+        }
+    }
+
+    /// The address to reach it: the service's, else its node's (Consul's rule).
+    pub fn address(&self) -> String {
+        let host = self.host();
         if host.contains(':') {
             format!("[{host}]:{}", self.service.port)
         } else {
             format!("{host}:{}", self.service.port)
         }
+    }
+
+    /// The status of its node's `serfHealth` check (whether the node's agent is alive and
+    /// reachable, as the servers see it); `None` when the answer has none.
+    pub fn node_health(&self) -> Option<&str> {
+        self.checks
+            .iter()
+            .find(|c| c.check_id == "serfHealth" && c.service_id.is_empty())
+            .map(|c| c.status.as_str())
     }
 
     /// The value of tag `<name>=…`.
@@ -564,6 +579,35 @@ impl Client {
             return Err(self.refused(&format!("PUT {path} ({})", reg.id), &a));
         }
         Ok(())
+    }
+
+    /// `GET /v1/agent/services`: the services registered through this agent (its node), by id.
+    pub async fn agent_services(&self) -> Result<BTreeMap<String, AgentService>> {
+        let path = "/v1/agent/services";
+        let a = self.call(Method::GET, path, &[], None, Body::Empty).await?;
+        if a.status != StatusCode::OK {
+            return Err(self.refused(&format!("GET {path}"), &a));
+        }
+        serde_json::from_slice(&a.body).map_err(|e| {
+            BackendError::internal(format!(
+                "Consul answered GET {path} with no service map: {e}"
+            ))
+        })
+    }
+
+    /// `PUT /v1/catalog/deregister` of instance `service_id` on node `node`: removes it from the
+    /// catalog directly, which Consul documents for nodes whose agent is gone (a live agent would
+    /// register it again on its next sync).
+    pub async fn catalog_deregister(&self, node: &str, service_id: &str) -> Result<bool> {
+        let path = "/v1/catalog/deregister";
+        let body = serde_json::json!({ "Node": node, "ServiceID": service_id }).to_string();
+        let a = self
+            .call(Method::PUT, path, &[], None, Body::Bytes(body.into()))
+            .await?;
+        if a.status != StatusCode::OK {
+            return Err(self.refused(&format!("PUT {path} ({node}/{service_id})"), &a));
+        }
+        self.bool_answer(&format!("PUT {path}"), &a)
     }
 
     /// `PUT /v1/agent/service/deregister/<id>`: false when the agent does not know it.

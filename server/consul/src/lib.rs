@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod client;
 pub mod config;
+pub mod keeper;
 pub mod watch;
 
 pub use backend::ConsulBackend;

@@ -14,9 +14,16 @@
 //!
 //! When Consul cannot be reached the watchers keep the last table (fail static, as Envoy does)
 //! and [`SourceHealth`] says so, until an answer comes again.
+//!
+//! A registration whose address (`Service.Address`, else `Node.Address`) is a DNS name is
+//! resolved here, off the routing path: with tokio's resolver (the system's), each name at most
+//! once per [`NAME_TTL`] (and again every [`NAME_TTL`] while it is in use), an IPv4 address
+//! preferred. Until a name is resolved, and while it does not resolve, its instances are left
+//! out of the table; [`follow_reporting`] reports such names (the router shows them in
+//! `/healthz` and `/metrics`) and the log says when a name stops or starts resolving.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +36,10 @@ use crate::client::{Blocking, Client, ServiceEntry};
 pub const MIN_INTERVAL: Duration = Duration::from_millis(20);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long a resolved DNS name of a registration is used before it is resolved again.
+pub const NAME_TTL: Duration = Duration::from_secs(10);
+/// How long one resolution may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The next `index` to block on after an answer with `new`, the last one being `old`.
 pub fn next_index(old: u64, new: u64) -> u64 {
@@ -70,6 +81,98 @@ enum Event {
     Gone(String),
     Failed(String),
     Answered,
+    /// A DNS name resolved (or not).
+    Resolved(String, std::result::Result<IpAddr, String>),
+    /// Time to look at the names again.
+    Tick,
+}
+
+/// A registration address that does not resolve: `<instance id>: <name>: <why>`.
+pub type Unresolved = Vec<String>;
+
+/// The DNS names of registrations, as last resolved.
+#[derive(Default)]
+struct Names {
+    known: HashMap<String, (std::result::Result<IpAddr, String>, Instant)>,
+    pending: HashSet<String>,
+}
+
+impl Names {
+    fn ip(&self, host: &str) -> Option<IpAddr> {
+        self.known
+            .get(host)
+            .and_then(|(r, _)| r.as_ref().ok().copied())
+    }
+
+    /// Starts resolving every name of `entries` that is not known or is older than [`NAME_TTL`].
+    fn refresh(
+        &mut self,
+        entries: &BTreeMap<String, Vec<ServiceEntry>>,
+        tasks: &mut tokio::task::JoinSet<()>,
+        tx: &mpsc::UnboundedSender<Event>,
+    ) {
+        let mut used = HashSet::new();
+        for e in entries.values().flatten() {
+            let host = e.host();
+            if host.is_empty() || is_ip(host) {
+                continue;
+            }
+            used.insert(host.to_owned());
+            let fresh = self
+                .known
+                .get(host)
+                .is_some_and(|(_, at)| at.elapsed() < NAME_TTL);
+            if fresh || self.pending.contains(host) {
+                continue;
+            }
+            self.pending.insert(host.to_owned());
+            let (host, port, tx) = (host.to_owned(), e.service.port, tx.clone());
+            tasks.spawn(async move {
+                let result = resolve(&host, port).await;
+                let _ = tx.send(Event::Resolved(host, result));
+            });
+        }
+        // Names no registration uses any more are forgotten.
+        self.known.retain(|h, _| used.contains(h));
+    }
+
+    /// The instances whose name does not resolve.
+    fn unresolved(&self, entries: &BTreeMap<String, Vec<ServiceEntry>>) -> Unresolved {
+        let mut out: Unresolved = entries
+            .values()
+            .flatten()
+            .filter_map(|e| match self.known.get(e.host()) {
+                Some((Err(why), _)) => Some(format!("{}: {}: {why}", e.service.id, e.host())),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+fn is_ip(host: &str) -> bool {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok()
+}
+
+/// One resolution of `host` (tokio's resolver, the system's), an IPv4 address preferred.
+async fn resolve(host: &str, port: u16) -> std::result::Result<IpAddr, String> {
+    match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+        Err(_) => Err(format!("no answer within {RESOLVE_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(addrs)) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(addrs.first())
+                .map(|a| a.ip())
+                .ok_or_else(|| "the name has no address".to_owned())
+        }
+    }
 }
 
 /// Follows Consul and calls `on_table` with every new table and `on_health` on every change of
@@ -77,8 +180,20 @@ enum Event {
 pub async fn follow(
     client: Client,
     wait: Duration,
+    on_table: impl FnMut(RoutingTable<SocketAddr>) + Send,
+    on_health: impl FnMut(SourceHealth) + Send,
+) {
+    follow_reporting(client, wait, on_table, on_health, |_| {}).await
+}
+
+/// [`follow`], and `on_unresolved` with every change of the registrations whose DNS name does not
+/// resolve (left out of the table).
+pub async fn follow_reporting(
+    client: Client,
+    wait: Duration,
     mut on_table: impl FnMut(RoutingTable<SocketAddr>) + Send,
     mut on_health: impl FnMut(SourceHealth) + Send,
+    mut on_unresolved: impl FnMut(Unresolved) + Send,
 ) {
     let prefix = client.settings().prefix.clone();
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -96,9 +211,44 @@ pub async fn follow(
     let mut generation = 0u64;
     let mut health = SourceHealth::Ok;
     let mut lanes_known = false;
+    let mut names = Names::default();
+    let mut unresolved = Unresolved::new();
+    {
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::time::sleep(NAME_TTL / 2).await;
+                if tx.send(Event::Tick).is_err() {
+                    return;
+                }
+            }
+        });
+    }
     while let Some(event) = rx.recv().await {
         let mut rebuild = true;
         match event {
+            Event::Resolved(host, result) => {
+                names.pending.remove(&host);
+                let before = names.known.get(&host).map(|(r, _)| r.clone());
+                match (&before, &result) {
+                    (Some(Err(old)), Err(why)) if old == why => {}
+                    (_, Err(why)) => {
+                        tracing::warn!(
+                            "consul: the address {host} of a registration does not resolve \
+                             ({why}); its instances are left out"
+                        );
+                    }
+                    (Some(Err(_)), Ok(ip)) => {
+                        tracing::warn!("consul: {host} resolves again ({ip})");
+                    }
+                    _ => {}
+                }
+                rebuild = before.as_ref() != Some(&result);
+                names.known.insert(host, (result, Instant::now()));
+            }
+            Event::Tick => {
+                rebuild = false;
+            }
             Event::Lanes(l) => {
                 lanes = l;
                 lanes_known = true;
@@ -159,9 +309,21 @@ pub async fn follow(
                 }
             }
         }
+        names.refresh(&entries, &mut tasks, &tx);
+        let now_unresolved = names.unresolved(&entries);
+        if now_unresolved != unresolved {
+            unresolved = now_unresolved;
+            on_unresolved(unresolved.clone());
+        }
         if rebuild && lanes_known {
             generation += 1;
-            on_table(table(&prefix, &lanes, &entries, generation));
+            on_table(table_resolving(
+                &prefix,
+                &lanes,
+                &entries,
+                generation,
+                &|h| names.ip(h),
+            ));
         }
     }
 }
@@ -169,12 +331,25 @@ pub async fn follow(
 /// The routing table of the lane documents and the services' instances: baseline instances from
 /// `<prefix>.<app>.<proc>`, lane instances from `<prefix>-lane.<app>.<proc>` by their `lane=` tag
 /// (of lanes that have a document); passing instances are healthy, any other is not. Addresses
-/// that are no IP address are left out (the router connects to socket addresses).
+/// that are no IP address are left out (the router connects to socket addresses); see
+/// [`table_resolving`] for DNS names.
 pub fn table(
     prefix: &str,
     lanes: &[Lane],
     entries: &BTreeMap<String, Vec<ServiceEntry>>,
     generation: u64,
+) -> RoutingTable<SocketAddr> {
+    table_resolving(prefix, lanes, entries, generation, &|_| None)
+}
+
+/// [`table`], with the addresses that are DNS names taken from `resolved` (a name it has no
+/// address for is left out).
+pub fn table_resolving(
+    prefix: &str,
+    lanes: &[Lane],
+    entries: &BTreeMap<String, Vec<ServiceEntry>>,
+    generation: u64,
+    resolved: &dyn Fn(&str) -> Option<IpAddr>,
 ) -> RoutingTable<SocketAddr> {
     let lane_prefix = format!("{prefix}-lane.");
     let base_prefix = format!("{prefix}.");
@@ -202,13 +377,19 @@ pub fn table(
             } else {
                 LaneRef::Baseline
             };
-            let Ok(target) = e.address().parse::<SocketAddr>() else {
-                tracing::debug!(
-                    "consul: {} has no IP address ({})",
-                    e.service.id,
-                    e.address()
-                );
-                continue;
+            let target = match e.address().parse::<SocketAddr>() {
+                Ok(t) => t,
+                Err(_) => match resolved(e.host()) {
+                    Some(ip) => SocketAddr::new(ip, e.service.port),
+                    None => {
+                        tracing::debug!(
+                            "consul: {} has no address yet ({})",
+                            e.service.id,
+                            e.address()
+                        );
+                        continue;
+                    }
+                },
             };
             endpoints.push(Endpoint {
                 service: service.clone(),

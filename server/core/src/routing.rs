@@ -179,6 +179,38 @@ impl<T> RoutingTable<T> {
     }
 }
 
+impl<T: PartialEq> RoutingTable<T> {
+    /// The decision [`RoutingTable::route`] makes when the targets in `failed` are taken as
+    /// unhealthy: the first lane of the request's chain (then baseline) with a healthy target not
+    /// in `failed`, and one of those targets (the `start`-th of them, round robin). The router
+    /// asks it when an instance refused the connection of a request it has not sent yet.
+    pub fn route_without(
+        &self,
+        service: &ServiceId,
+        value: &LaneValue,
+        failed: &[T],
+        start: usize,
+    ) -> Option<(LaneRef, &T)> {
+        let routes = self.services.get(service)?;
+        let pick = |targets: &'_ [T]| -> Option<usize> {
+            let n = targets.len();
+            (0..n)
+                .map(|k| (start + k) % n)
+                .find(|&i| !failed.contains(&targets[i]))
+        };
+        if let LaneValue::Lane(lane) = value {
+            for member in self.chain(lane) {
+                if let Some(targets) = routes.lanes.get(member)
+                    && let Some(i) = pick(targets)
+                {
+                    return Some((LaneRef::Lane(member.clone()), &targets[i]));
+                }
+            }
+        }
+        pick(&routes.baseline).map(|i| (LaneRef::Baseline, &routes.baseline[i]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -280,6 +280,39 @@ proptest! {
         }
     }
 
+    /// `route_without` is `route` on the registry with the failed targets taken as unhealthy:
+    /// the fallback the router retries on when an instance refused the connection.
+    #[test]
+    fn route_without_failed_targets_agrees_with_the_model(
+        reg in registry(),
+        reqs in requests(),
+        failed in prop::collection::vec(0usize..32, 0..6),
+        start in 0usize..8,
+    ) {
+        let table = reg.table();
+        let mut without = reg.clone();
+        for &f in &failed {
+            if let Some(ep) = without.endpoints.get_mut(f) {
+                ep.healthy = false;
+            }
+        }
+        for (service, value) in &reqs {
+            let sid = service_id(service_name(*service));
+            let got = table.route_without(&sid, value, &failed, start);
+            match (got, model_route(&without, *service, value)) {
+                (Some((lane, target)), Expected::Serve { lane: want, targets }) => {
+                    prop_assert_eq!(lane.lane().map(|l| l.as_str().to_owned()), want);
+                    prop_assert!(targets.contains(target), "{} not in {:?}", target, targets);
+                }
+                (None, Expected::NoHealthyInstance | Expected::UnknownService) => {}
+                (got, want) => prop_assert!(false, "got {:?}, model {:?}", got, want),
+            }
+            // Nothing failed: the same lane as `route`.
+            let plain = table.route_without(&sid, value, &[], start).map(|(l, _)| l);
+            prop_assert_eq!(plain, table.route(&sid, value).lane().cloned());
+        }
+    }
+
     /// Long straight chains: only the first `MAX_CHAIN_DEPTH` parents are looked at.
     #[test]
     fn long_chains_are_bounded(len in 1usize..=MAX_CHAIN_DEPTH + 4, owner in 0usize..MAX_CHAIN_DEPTH + 4) {

@@ -4,13 +4,15 @@
 //! routed by it and picked from by [`lane_resolver::Resolver::pick`], and checked against a
 //! reference model written here from the contract and from what Consul means (an instance is
 //! routable only when all its checks pass; a `<prefix>-lane.*` instance belongs to the lane its
-//! `lane=` tag names, and only while that lane has a document).
+//! `lane=` tag names, and only while that lane has a document). Addresses are IP addresses, DNS
+//! names that resolve, and names that do not (whose instances the table leaves out), as
+//! `lane_consul::watch::table_resolving` builds it from the watcher's resolved names.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use lane_consul::client::{AgentService, HealthCheck, Node, ServiceEntry};
-use lane_consul::watch::table;
+use lane_consul::watch::table_resolving;
 use lane_core::lane::MAX_CHAIN_DEPTH;
 use lane_core::{Decision, Lane, LaneId, LaneRef, LaneValue, ServiceId};
 use proptest::prelude::*;
@@ -38,6 +40,8 @@ struct Inst {
     lane: Option<usize>,
     /// Its checks' statuses (the node check is always passing).
     checks: Vec<usize>,
+    /// 0: an IP address; 1: a DNS name that resolves; 2: one that does not.
+    addr: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -56,11 +60,13 @@ fn snapshot() -> impl Strategy<Value = Snapshot> {
             prop_oneof![6 => Just(0usize), 1 => Just(1usize), 2 => Just(2usize)],
             0..3,
         ),
+        prop_oneof![6 => Just(0usize), 2 => Just(1usize), 1 => Just(2usize)],
     )
-        .prop_map(|(service, lane, checks)| Inst {
+        .prop_map(|(service, lane, checks, addr)| Inst {
             service,
             lane,
             checks,
+            addr,
         });
     (parents, prop::collection::vec(inst, 0..16))
         .prop_map(|(parents, instances)| Snapshot { parents, instances })
@@ -120,7 +126,11 @@ impl Snapshot {
                     id: format!("i{i}"),
                     service: String::new(),
                     tags,
-                    address: "127.0.0.1".into(),
+                    address: match inst.addr {
+                        0 => "127.0.0.1".into(),
+                        1 => format!("host-{i}.resolves.test"),
+                        _ => format!("host-{i}.does-not.test"),
+                    },
                     port: target(i).port(),
                     meta: None,
                 },
@@ -156,6 +166,7 @@ impl Snapshot {
             .enumerate()
             .filter(|(_, inst)| SERVICES[inst.service] == svc)
             .filter(|(_, inst)| inst.checks.iter().all(|s| *s == 0))
+            .filter(|(_, inst)| inst.addr != 2)
             .filter(|(_, inst)| inst.lane.map(name_of) == lane)
             .map(|(i, _)| target(i))
             .collect();
@@ -166,7 +177,9 @@ impl Snapshot {
     /// Whether the table knows `svc` at all: some instance counts (any health).
     fn known(&self, svc: &str) -> bool {
         self.instances.iter().any(|inst| {
-            SERVICES[inst.service] == svc && inst.lane.is_none_or(|l| LANES.contains(&name_of(l)))
+            SERVICES[inst.service] == svc
+                && inst.addr != 2
+                && inst.lane.is_none_or(|l| LANES.contains(&name_of(l)))
         })
     }
 
@@ -188,6 +201,13 @@ impl Snapshot {
     }
 }
 
+/// What the watcher resolved: every `*.resolves.test` name (to the loopback address the model
+/// expects), none of the others.
+fn resolved(host: &str) -> Option<IpAddr> {
+    host.ends_with(".resolves.test")
+        .then_some(IpAddr::from([127, 0, 0, 1]))
+}
+
 fn lane_value() -> impl Strategy<Value = LaneValue> {
     prop_oneof![
         1 => Just(LaneValue::Absent),
@@ -205,8 +225,10 @@ proptest! {
         snap in snapshot(),
         reqs in prop::collection::vec((0..SERVICES.len(), lane_value()), 1..12),
     ) {
-        let t = table(PREFIX, &snap.lanes(), &snap.entries(), 1);
-        let resolver = lane_resolver::Resolver::new(table(PREFIX, &snap.lanes(), &snap.entries(), 1));
+        let t = table_resolving(PREFIX, &snap.lanes(), &snap.entries(), 1, &resolved);
+        let resolver = lane_resolver::Resolver::new(
+            table_resolving(PREFIX, &snap.lanes(), &snap.entries(), 1, &resolved),
+        );
         for (svc, value) in &reqs {
             // The resolver picks one of the model's targets, from the model's lane.
             let sid_r: ServiceId = SERVICES[*svc].parse().unwrap();

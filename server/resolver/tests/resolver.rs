@@ -252,3 +252,92 @@ async fn a_tonic_client_over_the_layer_routes_grpc_calls_by_lane() {
         assert_eq!(reply.lane, lane.unwrap_or(""));
     }
 }
+
+/// Registers with the address `host` (a DNS name) and a TTL check that passes.
+fn register_named(
+    consul: &ConsulDouble,
+    id: &str,
+    name: &str,
+    tags: &[&str],
+    host: &str,
+    port: u16,
+) {
+    let body = json!({
+        "ID": id, "Name": name, "Tags": tags, "Address": host, "Port": port,
+        "Check": {"TTL": "10m", "Status": "passing"},
+    });
+    let (status, text) = consul
+        .http(
+            "PUT",
+            "/v1/agent/service/register",
+            None,
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(status, 200, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_with_a_dns_name_are_resolved_and_an_unresolvable_one_is_left_out() {
+    let consul = ConsulDouble::start(Options::default()).unwrap();
+    let base = http_server("baseline").await;
+    let mine = http_server("feature-x").await;
+    put_lane(&consul, "feature-x");
+    put_lane(&consul, "feature-y");
+    register_named(
+        &consul,
+        "gaia.demo.b-1",
+        "gaia.demo.b",
+        &[],
+        "localhost",
+        base,
+    );
+    register_named(
+        &consul,
+        "gaia-lane.demo.b-feature-x",
+        "gaia-lane.demo.b",
+        &["lane=feature-x"],
+        "localhost",
+        mine,
+    );
+    // `.invalid` never resolves (RFC 2606).
+    register_named(
+        &consul,
+        "gaia-lane.demo.b-feature-y",
+        "gaia-lane.demo.b",
+        &["lane=feature-y"],
+        "no-such-host.invalid",
+        mine,
+    );
+    let resolver = resolver(&consul);
+    let svc: ServiceId = "demo.b".parse().unwrap();
+    let x = LaneValue::Lane("feature-x".parse().unwrap());
+    let y = LaneValue::Lane("feature-y".parse().unwrap());
+    wait_until(
+        "the lane instance at localhost",
+        || matches!(resolver.pick(&svc, &x), Ok((l, _)) if l.lane().is_some()),
+    )
+    .await;
+    let (_, addr) = resolver.pick(&svc, &x).unwrap();
+    assert!(addr.ip().is_loopback() && addr.port() == mine, "{addr}");
+    let (l, addr) = resolver.pick(&svc, &LaneValue::Absent).unwrap();
+    assert!(l.lane().is_none() && addr.port() == base, "{addr}");
+    // feature-y's only instance does not resolve: its requests fall back to baseline.
+    let (l, addr) = resolver.pick(&svc, &y).unwrap();
+    assert!(l.lane().is_none() && addr.port() == base, "{addr}");
+
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut svc_client = LaneLayer::new(resolver.clone()).layer(client);
+    let resp = svc_client
+        .call(
+            http::Request::builder()
+                .uri("http://b.demo/")
+                .header("x-lane", "feature-x")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "feature-x saw x-lane=feature-x");
+}

@@ -38,6 +38,8 @@ const MAX_HEADERS: usize = 128;
 const READ_CHUNK: usize = 16 * 1024;
 /// Upstream connections one downstream connection keeps (one per target, oldest dropped first).
 const MAX_KEPT: usize = 4;
+/// How many instances that refused the connection one request is sent on from, at most.
+const MAX_RETRIES: usize = 8;
 
 /// A connection's one timer, for every deadline it has in turn (the request head, the idle
 /// keep-alive wait, the upstream's response head). Moving the deadline later costs no system
@@ -368,12 +370,14 @@ impl Conn {
         );
         // Answered here: a request body the router does not read means closing rather than skipping.
         let keep_local = keep && info.framing == Framing::Length(0);
-        let (target_addr, served_by, invalid) = match outcome {
+        let (target_addr, served_by, invalid, service, value) = match outcome {
             Outcome::Forward {
                 target,
                 served_by,
                 invalid,
-            } => (target, served_by, invalid),
+                service,
+                value,
+            } => (target, served_by, invalid, service, value),
             Outcome::Admin => {
                 let get = method == "GET" || head_only;
                 let path = info.path.split('?').next().unwrap_or("/");
@@ -404,6 +408,9 @@ impl Conn {
         } else {
             None
         };
+        // The head names the target only when the request has no Host of its own (HTTP/1.0
+        // origin form); then a retry on another target would need a new head.
+        let retryable = info.absolute || values(headers, "host").next().is_some();
         self.wbuf.clear();
         upstream_head(
             &mut self.wbuf,
@@ -421,6 +428,40 @@ impl Conn {
             self.reply_and_close(StatusCode::BAD_REQUEST, &why).await;
             return Next::Close;
         }
+        // An instance that refuses the connection has been sent nothing: the request goes to the
+        // next candidate of the same routing decision (another instance of the lane, else the
+        // fallback the routing invariant gives), as an instance that died before its health
+        // check noticed still is in the table.
+        let (mut target_addr, mut served_by) = (target_addr, served_by);
+        let mut refused: Vec<SocketAddr> = Vec::new();
+        let connected = loop {
+            match self.upstream(target_addr).await {
+                Ok(up) => break Ok(up),
+                Err(e) if e.refused && retryable && refused.len() < MAX_RETRIES => {
+                    refused.push(target_addr);
+                    let Some((next, next_served_by)) =
+                        inner.retry_target(&service, &value, &refused)
+                    else {
+                        break Err(e);
+                    };
+                    if inner.table.speaks_h2_only(next) {
+                        inner.stats.forget(&next_served_by);
+                        break Err(e);
+                    }
+                    tracing::warn!(
+                        "{} at {target_addr} refused the connection ({}); sending the request \
+                         to {} at {next} instead",
+                        served_by.to_str().unwrap_or(""),
+                        e.why,
+                        next_served_by.to_str().unwrap_or("")
+                    );
+                    inner.stats.forget(&served_by);
+                    target_addr = next;
+                    served_by = next_served_by;
+                }
+                Err(e) => break Err(e),
+            }
+        };
         let ctx = RespCtx {
             target: target_addr,
             served_by: &served_by,
@@ -430,7 +471,7 @@ impl Conn {
             v11,
             keep,
         };
-        let mut up = match self.upstream(target_addr).await {
+        let mut up = match connected {
             Ok(up) => up,
             Err(e) => {
                 return self.gateway_error(&ctx, e, body.is_done()).await;
@@ -736,10 +777,17 @@ impl Conn {
         let timeout = self.inner.config.limits.connect_timeout;
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(Failure::bad(format_args!("connect: {e}"))),
+            Ok(Err(e)) => {
+                return Err(Failure {
+                    timeout: false,
+                    refused: e.kind() == std::io::ErrorKind::ConnectionRefused,
+                    why: format!("connect: {e}"),
+                });
+            }
             Err(_) => {
                 return Err(Failure {
                     timeout: true,
+                    refused: false,
                     why: format!(
                         "it did not accept the connection within {timeout:?} \
                          (LANE_ROUTER_CONNECT_TIMEOUT)"
@@ -1389,6 +1437,8 @@ fn host_for(target: SocketAddr) -> String {
 /// Why a request could not be forwarded: a 502, or a 504 when the instance was too slow.
 struct Failure {
     timeout: bool,
+    /// The instance refused the connection: nothing was sent, the request may go elsewhere.
+    refused: bool,
     why: String,
 }
 
@@ -1396,6 +1446,7 @@ impl Failure {
     fn bad(why: impl std::fmt::Display) -> Failure {
         Failure {
             timeout: false,
+            refused: false,
             why: why.to_string(),
         }
     }
@@ -1405,6 +1456,7 @@ impl From<UpError> for Failure {
     fn from(e: UpError) -> Failure {
         Failure {
             timeout: matches!(e, UpError::TimedOut(_)),
+            refused: false,
             why: e.to_string(),
         }
     }

@@ -300,11 +300,15 @@ pub(crate) enum Outcome {
         body: String,
         invalid: Option<HeaderValue>,
     },
-    /// Forward to `target`; the response gets `served_by` (and `invalid`, when set).
+    /// Forward to `target`; the response gets `served_by` (and `invalid`, when set). `service`
+    /// and `value` are the request's, for a retry on another candidate
+    /// ([`Inner::retry_target`]).
     Forward {
         target: SocketAddr,
         served_by: HeaderValue,
         invalid: Option<HeaderValue>,
+        service: ServiceId,
+        value: LaneValue,
     },
 }
 
@@ -374,9 +378,31 @@ impl Inner {
         drop(table);
         Outcome::Forward {
             target,
-            served_by: self.stats.record(service, lane),
+            served_by: self.stats.record(&service, lane),
             invalid,
+            service,
+            value,
         }
+    }
+
+    /// The next candidate of the same routing decision once the targets in `failed` refused the
+    /// connection (nothing of the request was sent): another instance of the lane, else the
+    /// fallback the routing invariant gives without them ([`RoutingTable::route_without`]).
+    /// Counts the retry and the request for its new lane; `None` when no candidate is left.
+    pub(crate) fn retry_target(
+        &self,
+        service: &ServiceId,
+        value: &LaneValue,
+        failed: &[SocketAddr],
+    ) -> Option<(SocketAddr, HeaderValue)> {
+        let table = self.table.current();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let (lane, target) = table
+            .route_without(service, value, failed, start)
+            .map(|(l, t)| (l, *t))?;
+        drop(table);
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        Some((target, self.stats.record(service, lane)))
     }
 
     /// Serves a request through hyper from `client`: every h2c request, and HTTP/1.x ones on a
@@ -422,6 +448,7 @@ impl Inner {
                 target,
                 served_by,
                 invalid,
+                ..
             } => (target, served_by, invalid),
         };
 
@@ -693,6 +720,16 @@ impl Inner {
                 self.stats.body_timeouts[side as usize].load(Ordering::Relaxed)
             );
         }
+        out.push_str(
+            "# HELP lane_router_connect_retries_total Requests sent to the next candidate because \
+             an instance refused the connection (nothing of the request had been sent).\n",
+        );
+        out.push_str("# TYPE lane_router_connect_retries_total counter\n");
+        let _ = writeln!(
+            out,
+            "lane_router_connect_retries_total {}",
+            self.stats.retries.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -968,6 +1005,8 @@ struct Stats {
     statuses: Box<[AtomicU64]>,
     /// Bodies cut for a stall ([`Limits::body_timeout`]), by [`h1::Side`].
     body_timeouts: Arc<[AtomicU64; 2]>,
+    /// Requests sent to another candidate because an instance refused the connection.
+    retries: AtomicU64,
 }
 
 struct LaneStat {
@@ -982,6 +1021,7 @@ impl Stats {
             lanes: Mutex::new(HashMap::new()),
             statuses: (0..600).map(|_| AtomicU64::new(0)).collect(),
             body_timeouts: Default::default(),
+            retries: AtomicU64::new(0),
         }
     }
 
@@ -991,9 +1031,9 @@ impl Stats {
     }
 
     /// Counts one request and returns its `x-lane-served-by` value.
-    fn record(&self, service: ServiceId, lane: LaneRef) -> HeaderValue {
+    fn record(&self, service: &ServiceId, lane: LaneRef) -> HeaderValue {
         let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        let stats = match lanes.get_mut(&service) {
+        let stats = match lanes.get_mut(service) {
             Some(stats) => stats,
             None => lanes.entry(service.clone()).or_default(),
         };
@@ -1002,7 +1042,7 @@ impl Stats {
             return stat.served_by.clone();
         }
         let served_by = HeaderValue::from_maybe_shared(Bytes::from(lane_core::naming::served_by(
-            &service, &lane,
+            service, &lane,
         )))
         .unwrap_or_else(|_| HeaderValue::from_static("?"));
         stats.push(LaneStat {

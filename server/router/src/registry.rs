@@ -15,6 +15,9 @@ pub struct RegistryState {
     pub stale_since: Option<Instant>,
     /// What went wrong last.
     pub error: Option<String>,
+    /// Registrations left out because their address (a DNS name) does not resolve, one line
+    /// each (`<instance>: <name>: <why>`).
+    pub unresolved: Vec<String>,
 }
 
 impl RegistryState {
@@ -24,6 +27,7 @@ impl RegistryState {
             name: name.to_owned(),
             stale_since: None,
             error: None,
+            unresolved: Vec::new(),
         }
     }
 
@@ -33,11 +37,30 @@ impl RegistryState {
             name: name.to_owned(),
             stale_since: Some(since),
             error: Some(error),
+            unresolved: Vec::new(),
         }
+    }
+
+    /// The same, with `unresolved` as the registrations whose address does not resolve.
+    pub fn with_unresolved(mut self, unresolved: Vec<String>) -> Self {
+        self.unresolved = unresolved;
+        self
     }
 
     /// The `/healthz` line.
     pub(crate) fn healthz(&self) -> String {
+        let mut out = self.following();
+        for u in &self.unresolved {
+            let _ = writeln!(
+                out,
+                "registry {}: left out, address does not resolve: {u}",
+                self.name
+            );
+        }
+        out
+    }
+
+    fn following(&self) -> String {
         match self.stale_since {
             None => format!("registry {}: following\n", self.name),
             Some(since) => format!(
@@ -70,6 +93,16 @@ impl RegistryState {
             "lane_router_registry_stale_seconds{{registry=\"{}\"}} {}",
             self.name,
             self.stale_since.map_or(0.0, |s| s.elapsed().as_secs_f64())
+        );
+        out.push_str(
+            "# HELP lane_router_registry_unresolved_addresses Registrations left out because their address does not resolve.\n",
+        );
+        out.push_str("# TYPE lane_router_registry_unresolved_addresses gauge\n");
+        let _ = writeln!(
+            out,
+            "lane_router_registry_unresolved_addresses{{registry=\"{}\"}} {}",
+            self.name,
+            self.unresolved.len()
         );
     }
 }

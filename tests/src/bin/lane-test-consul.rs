@@ -6,7 +6,9 @@
 //! - `down` / `up`: refuse connections (dropping open ones) / accept them again;
 //! - `slow <ms>`: delay every answer (`slow 0` ends it);
 //! - `reset-index`: start the index again from a low value;
-//! - `check <service-id> passing|warning|critical`: set an instance's checks.
+//! - `check <service-id> passing|warning|critical`: set an instance's checks;
+//! - `agent <node>`: start the agent of another node (answered `ok http://HOST:PORT`);
+//! - `node <node> passing|critical`: set a node's `serfHealth` check.
 //!
 //! Each switch is acknowledged with `ok` (or `error: …`) on stdout. Stops at the end of stdin, on
 //! SIGTERM or on Ctrl-C. With `--token`, ACLs are on: `--token` tokens may do anything,
@@ -107,6 +109,21 @@ fn main() -> ExitCode {
                     Ok(())
                 } else {
                     Err(format!("no service instance `{id}`"))
+                }
+            }
+            ["agent", node] => match double.add_agent(node) {
+                Ok(addr) => {
+                    let _ = writeln!(out, "ok http://{addr}");
+                    let _ = out.flush();
+                    continue;
+                }
+                Err(e) => Err(format!("agent {node}: {e}")),
+            },
+            ["node", node, status @ ("passing" | "critical")] => {
+                if double.set_node_health(node, status) {
+                    Ok(())
+                } else {
+                    Err(format!("no node `{node}`"))
                 }
             }
             _ => Err(format!("unknown switch `{line}`")),
