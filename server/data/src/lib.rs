@@ -15,5 +15,6 @@ pub mod error;
 pub mod mysql;
 pub mod redis;
 pub mod teardown;
+pub mod transfer;
 
 pub use error::{DataError, Result};

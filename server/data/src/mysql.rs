@@ -79,7 +79,7 @@ impl Mysql {
         &self.address
     }
 
-    async fn conn(&self) -> Result<Conn> {
+    pub(crate) async fn conn(&self) -> Result<Conn> {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.pool.get_conn()).await {
             Ok(r) => r.map_err(|e| self.error(e)),
             Err(_) => Err(DataError::Unreachable {
@@ -90,7 +90,7 @@ impl Mysql {
         }
     }
 
-    fn error(&self, e: mysql_async::Error) -> DataError {
+    pub(crate) fn error(&self, e: mysql_async::Error) -> DataError {
         let address = self.address.clone();
         match e {
             mysql_async::Error::Io(io) => DataError::Unreachable {
@@ -611,7 +611,7 @@ impl Mysql {
         }
     }
 
-    fn server_msg(&self, message: String) -> DataError {
+    pub(crate) fn server_msg(&self, message: String) -> DataError {
         DataError::Server {
             what: WHAT,
             address: self.address.clone(),
