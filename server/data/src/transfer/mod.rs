@@ -103,6 +103,18 @@ fn kind_name(spec: &DataSpec) -> String {
     spec.kind().to_string()
 }
 
+/// Whether bindings like `spec` can be exported and imported (MySQL; Redis with a database pool).
+pub fn supported(spec: &DataSpec) -> bool {
+    matches!(
+        spec.options,
+        DataOptions::Mysql { .. }
+            | DataOptions::Redis {
+                mode: RedisMode::Database { .. },
+                ..
+            }
+    )
+}
+
 fn unsupported(spec: &DataSpec) -> DataError {
     let what = match &spec.options {
         DataOptions::Redis {
@@ -135,15 +147,8 @@ pub async fn export<W: AsyncWrite + Unpin>(
     cancel: &Cancel,
 ) -> Result<(W, Report)> {
     let started = Instant::now();
-    for t in targets {
-        match &t.spec.options {
-            DataOptions::Mysql { .. }
-            | DataOptions::Redis {
-                mode: RedisMode::Database { .. },
-                ..
-            } => {}
-            _ => return Err(unsupported(&t.spec)),
-        }
+    if let Some(t) = targets.iter().find(|t| !supported(&t.spec)) {
+        return Err(unsupported(&t.spec));
     }
     let manifest = Manifest {
         format: format::VERSION,
