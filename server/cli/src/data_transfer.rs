@@ -122,11 +122,9 @@ impl Bar {
         if !self.on {
             return;
         }
-        let pct = if p.total == 0 {
-            0
-        } else {
-            (p.done.min(p.total) * 100 / p.total) as usize
-        };
+        let pct = (p.done.min(p.total) * 100)
+            .checked_div(p.total)
+            .unwrap_or(0) as usize;
         let filled = pct / 5;
         let mut err = std::io::stderr().lock();
         let _ = write!(

@@ -613,6 +613,10 @@ impl Staging {
         let per = (INSERT_VALUES / width).clamp(1, INSERT_ROWS);
         let m = &self.m;
         let conn = self.conn.as_mut().expect("open");
+        // One transaction per frame: one log flush for its rows, not one per statement.
+        conn.query_drop("START TRANSACTION")
+            .await
+            .map_err(|e| m.error(e))?;
         for chunk in rows.chunks(per) {
             cancel.check()?;
             let sql = format!("{head}{}", vec![one.as_str(); chunk.len()].join(","));
@@ -626,6 +630,7 @@ impl Staging {
                 .collect();
             conn.exec_drop(sql, params).await.map_err(|e| m.error(e))?;
         }
+        conn.query_drop("COMMIT").await.map_err(|e| m.error(e))?;
         Ok(())
     }
 
