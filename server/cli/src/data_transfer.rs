@@ -31,7 +31,12 @@ fn data_error(e: DataError) -> anyhow::Error {
         DataError::PoolFull { .. } => BackendError::conflict(message).with_help(
             "an import stages into a free database of the pool: free one, or widen `pool`",
         ),
-        DataError::Guard(_) | DataError::Cancelled => BackendError::conflict(message),
+        DataError::Guard(_) => BackendError::conflict(message),
+        DataError::Cancelled => {
+            let mut c = BackendError::cancelled();
+            c.message = message;
+            c
+        }
         DataError::Server { .. } => BackendError::internal(message),
     };
     err.into()

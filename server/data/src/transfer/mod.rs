@@ -378,7 +378,8 @@ async fn stage_all<R: AsyncRead + Unpin>(
     let mut reports = Vec::new();
     let mut current: Option<usize> = None;
     let mut seen: Vec<String> = Vec::new();
-    while let Some(frame) = reader.next().await? {
+    let mut next = reader.next().await?;
+    while let Some(frame) = next.take() {
         cancel.check()?;
         match frame.tag {
             format::TAG_SECTION => {
@@ -443,7 +444,11 @@ async fn stage_all<R: AsyncRead + Unpin>(
                 }
                 Some(usize::MAX) => {}
                 Some(i) => {
-                    staged[i].1.frame(&frame, cancel).await?;
+                    // The next frame is read from the file while the server takes this one.
+                    let (applied, read) =
+                        tokio::join!(staged[i].1.frame(&frame, cancel), reader.next());
+                    applied?;
+                    next = read?;
                     progress(&Progress {
                         binding: staged[i].0.clone(),
                         step: "stage",
@@ -451,9 +456,11 @@ async fn stage_all<R: AsyncRead + Unpin>(
                         total: size,
                         unit: "bytes",
                     });
+                    continue;
                 }
             },
         }
+        next = reader.next().await?;
     }
     if current.is_some() {
         return Err(DataError::Format("the last section is not closed".into()));

@@ -617,16 +617,15 @@ impl Staging {
         conn.query_drop("START TRANSACTION")
             .await
             .map_err(|e| m.error(e))?;
-        for chunk in rows.chunks(per) {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
             cancel.check()?;
+            let chunk: Vec<Vec<format::Value>> = rows.by_ref().take(per).collect();
             let sql = format!("{head}{}", vec![one.as_str(); chunk.len()].join(","));
             let params: Vec<Value> = chunk
-                .iter()
+                .into_iter()
                 .flatten()
-                .map(|v| match v {
-                    None => Value::NULL,
-                    Some(b) => Value::Bytes(b.clone()),
-                })
+                .map(|v| v.map_or(Value::NULL, Value::Bytes))
                 .collect();
             conn.exec_drop(sql, params).await.map_err(|e| m.error(e))?;
         }
