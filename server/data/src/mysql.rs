@@ -91,27 +91,7 @@ impl Mysql {
     }
 
     pub(crate) fn error(&self, e: mysql_async::Error) -> DataError {
-        let address = self.address.clone();
-        match e {
-            mysql_async::Error::Io(io) => DataError::Unreachable {
-                what: WHAT,
-                address,
-                reason: io.to_string(),
-            },
-            // ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_NO_PASSWORD_ERROR
-            mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045 | 1698) => {
-                DataError::Auth {
-                    what: WHAT,
-                    address,
-                    reason: s.message,
-                }
-            }
-            other => DataError::Server {
-                what: WHAT,
-                address,
-                message: other.to_string(),
-            },
-        }
+        error_at(&self.address, e)
     }
 
     /// Whether database `name` exists.
@@ -622,6 +602,29 @@ impl Mysql {
     /// Closes the pool's connections.
     pub async fn close(self) {
         let _ = self.pool.disconnect().await;
+    }
+}
+
+/// A client error as lane's, for the server at `address` (without the password).
+pub(crate) fn error_at(address: &str, e: mysql_async::Error) -> DataError {
+    let address = address.to_owned();
+    match e {
+        mysql_async::Error::Io(io) => DataError::Unreachable {
+            what: WHAT,
+            address,
+            reason: io.to_string(),
+        },
+        // ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_NO_PASSWORD_ERROR
+        mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045 | 1698) => DataError::Auth {
+            what: WHAT,
+            address,
+            reason: s.message,
+        },
+        other => DataError::Server {
+            what: WHAT,
+            address,
+            message: other.to_string(),
+        },
     }
 }
 

@@ -645,9 +645,43 @@ async fn bad_input_is_a_clear_error_and_leaves_the_lane_as_it_was() {
             .is_empty()
     );
 
+    // The lane's teardown removes what a killed import left: a staging database and a staging
+    // Redis database of the pool.
+    m.execute(&[&format!(
+        "CREATE DATABASE {}",
+        quote(&format!("{}$old", tb[0].target))
+    )])
+    .await
+    .unwrap();
+    r2.cmd(&[b"SELECT", last.to_string().as_bytes()])
+        .await
+        .unwrap();
+    r2.cmd(&[
+        b"SET",
+        lane_data::redis::OWNER_KEY.as_bytes(),
+        format!("{b}$imp").as_bytes(),
+    ])
+    .await
+    .unwrap();
+    r2.cmd(&[b"SET", b"staged", b"1"]).await.unwrap();
+    assert_eq!(
+        staging_left(&m, &mut r2, &tb[0].target, &b, first, last)
+            .await
+            .len(),
+        2
+    );
     for (l, t) in [(&a, &ta), (&b, &tb)] {
         teardown_lane(l, &specs, t).await;
     }
+    assert!(
+        staging_left(&m, &mut r2, &tb[0].target, &b, first, last)
+            .await
+            .is_empty()
+    );
+    r2.cmd(&[b"SELECT", last.to_string().as_bytes()])
+        .await
+        .unwrap();
+    assert_eq!(r2.cmd(&[b"DBSIZE"]).await.unwrap(), Reply::Int(0));
     m.execute(&[&format!("DROP DATABASE {}", quote(&db))])
         .await
         .unwrap();

@@ -139,6 +139,51 @@ pub fn encode_rows(rows: &[Vec<Value>]) -> Vec<u8> {
     out
 }
 
+/// Builds a rows payload (the same bytes as [`encode_rows`]) one row at a time.
+pub struct RowsEncoder {
+    buf: Vec<u8>,
+    rows: u32,
+}
+
+impl Default for RowsEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RowsEncoder {
+    pub fn new() -> Self {
+        let mut buf = Vec::with_capacity(1 << 20);
+        buf.extend_from_slice(&[0; 4]);
+        RowsEncoder { buf, rows: 0 }
+    }
+    pub fn value(&mut self, v: Option<&[u8]>) {
+        match v {
+            None => self.buf.extend_from_slice(&NULL.to_be_bytes()),
+            Some(b) => {
+                self.buf.extend_from_slice(&(b.len() as u32).to_be_bytes());
+                self.buf.extend_from_slice(b);
+            }
+        }
+    }
+    /// Counts a row whose values were added.
+    pub fn end_row(&mut self) {
+        self.rows += 1;
+    }
+    pub fn rows(&self) -> u32 {
+        self.rows
+    }
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+    /// The payload and its row count; the encoder starts over.
+    pub fn take(&mut self) -> (Vec<u8>, u32) {
+        let RowsEncoder { mut buf, rows } = std::mem::take(self);
+        buf[..4].copy_from_slice(&rows.to_be_bytes());
+        (buf, rows)
+    }
+}
+
 /// A cursor over a frame's payload.
 pub struct Cursor<'a> {
     buf: &'a [u8],
@@ -527,6 +572,18 @@ mod tests {
         assert_eq!(rows[0], vec![Some(b"1".to_vec()), None]);
         assert_eq!(rows[1], vec![Some(vec![]), Some(b"x".to_vec())]);
         assert!(r.next().await.unwrap().is_none());
+        let mut enc = RowsEncoder::new();
+        for row in [[Some(&b"1"[..]), None], [Some(&b""[..]), Some(&b"x"[..])]] {
+            for v in row {
+                enc.value(v);
+            }
+            enc.end_row();
+        }
+        let rows = vec![
+            vec![Some(b"1".to_vec()), None],
+            vec![Some(vec![]), Some(b"x".to_vec())],
+        ];
+        assert_eq!(enc.take(), (encode_rows(&rows), 2));
         let keys = vec![Key {
             name: b"k".to_vec(),
             pttl: -1,

@@ -215,9 +215,9 @@ impl Staged {
             Staged::Redis(r) => r.frame(f).await,
         }
     }
-    fn end(&mut self, e: &SectionEnd) -> Result<(u64, u64)> {
+    async fn end(&mut self, e: &SectionEnd) -> Result<(u64, u64)> {
         match self {
-            Staged::Mysql(m) => m.end(e),
+            Staged::Mysql(m) => m.end(e).await,
             Staged::Redis(r) => r.end(e),
         }
     }
@@ -420,7 +420,7 @@ async fn stage_all<R: AsyncRead + Unpin>(
                                 e.binding
                             )));
                         }
-                        let (items, objects) = s.end(&e)?;
+                        let (items, objects) = s.end(&e).await?;
                         let t = targets
                             .iter()
                             .find(|t| t.spec.name == *name)

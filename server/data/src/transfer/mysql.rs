@@ -32,8 +32,12 @@ use crate::mysql::{Mysql, quote, requalify, strip_definer};
 const FRAME_ROWS: usize = 20_000;
 const FRAME_BYTES: usize = 1 << 20;
 /// Values per INSERT statement at most (the protocol allows 65535 placeholders).
-const INSERT_VALUES: usize = 30_000;
-const INSERT_ROWS: usize = 2_000;
+const INSERT_VALUES: usize = 60_000;
+const INSERT_ROWS: usize = 10_000;
+/// Connections loading rows frames into the staging tables at once.
+const LOADERS: usize = 3;
+const SESSION: &str = "SET SESSION foreign_key_checks = 0, SESSION unique_checks = 0, \
+     SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO', SESSION time_zone = '+00:00'";
 const MAX_IDENT: usize = 64;
 
 /// The staging databases of lane database `live`: (staged import, old tables being swapped out).
@@ -87,17 +91,9 @@ pub async fn drop_staging(m: &Mysql, baseline: &str, lane: &LaneId) -> Result<u3
 fn own_database(lane: &LaneId, baseline: &str, target: &str) -> Result<()> {
     crate::teardown::check_mysql_drop(baseline, lane, target).map_err(|_| {
         DataError::Guard(format!(
-            "`{target}` is not lane `{lane}`'s database for `{baseline}`; nothing was read or              changed"
+            "`{target}` is not lane `{lane}`'s database for `{baseline}`; nothing was read or changed"
         ))
     })
-}
-
-fn text(v: Value) -> format::Value {
-    match v {
-        Value::NULL => None,
-        Value::Bytes(b) => Some(b),
-        other => Some(other.as_sql(true).into_bytes()),
-    }
 }
 
 /// Writes lane database `target`'s section.
@@ -227,25 +223,39 @@ async fn export_conn<W: tokio::io::AsyncWrite + Unpin>(
             .map(|c| quote(c))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut batch: Vec<Vec<format::Value>> = Vec::new();
-        let mut batch_bytes = 0;
-        let mut result = conn
-            .query_iter(format!("SELECT {list} FROM {q}.{}", quote(table)))
-            .await
-            .map_err(err)?;
-        while let Some(row) = result.next().await.map_err(err)? {
-            let values: Vec<format::Value> = row.unwrap().into_iter().map(text).collect();
-            batch_bytes += values
-                .iter()
-                .map(|v| 4 + v.as_ref().map_or(0, Vec::len))
-                .sum::<usize>();
-            batch.push(values);
-            if batch.len() >= FRAME_ROWS || batch_bytes >= FRAME_BYTES {
-                w.frame(TAG_MYSQL_ROWS, &format::encode_rows(&batch))
-                    .await?;
-                rows_done += batch.len() as u64;
-                batch.clear();
-                batch_bytes = 0;
+        // Rows are read and encoded while the previous frame is written.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<u8>, u32)>(4);
+        let sql = format!("SELECT {list} FROM {q}.{}", quote(table));
+        let reader = &mut *conn;
+        let produce = async move {
+            let tx = tx;
+            let mut result = reader.query_iter(sql).await.map_err(err)?;
+            let mut enc = format::RowsEncoder::new();
+            while let Some(row) = result.next().await.map_err(err)? {
+                for v in row.unwrap() {
+                    match v {
+                        Value::NULL => enc.value(None),
+                        Value::Bytes(b) => enc.value(Some(&b)),
+                        other => enc.value(Some(other.as_sql(true).as_bytes())),
+                    }
+                }
+                enc.end_row();
+                if (enc.rows() as usize >= FRAME_ROWS || enc.bytes() >= FRAME_BYTES)
+                    && (cancel.is_cancelled() || tx.send(enc.take()).await.is_err())
+                {
+                    // Cancelled, or the writer failed (its error is the one reported).
+                    return Ok::<bool, DataError>(false);
+                }
+            }
+            if enc.rows() > 0 && tx.send(enc.take()).await.is_err() {
+                return Ok(false);
+            }
+            Ok(true)
+        };
+        let consume = async {
+            while let Some((payload, n)) = rx.recv().await {
+                w.frame(TAG_MYSQL_ROWS, &payload).await?;
+                rows_done += u64::from(n);
                 progress(&Progress {
                     binding: binding.to_owned(),
                     step: "export",
@@ -253,24 +263,14 @@ async fn export_conn<W: tokio::io::AsyncWrite + Unpin>(
                     total: total.max(rows_done),
                     unit: "rows",
                 });
-                if cancel.is_cancelled() {
-                    drop(result);
-                    return Err(DataError::Cancelled);
-                }
             }
-        }
-        drop(result);
-        if !batch.is_empty() {
-            w.frame(TAG_MYSQL_ROWS, &format::encode_rows(&batch))
-                .await?;
-            rows_done += batch.len() as u64;
-            progress(&Progress {
-                binding: binding.to_owned(),
-                step: "export",
-                done: rows_done,
-                total: total.max(rows_done),
-                unit: "rows",
-            });
+            Ok::<(), DataError>(())
+        };
+        let (produced, consumed) = tokio::join!(produce, consume);
+        consumed?;
+        if !produced? {
+            cancel.check()?;
+            return Err(DataError::Cancelled);
         }
     }
     let views: Vec<String> = conn
@@ -415,6 +415,9 @@ fn is_bare(name: &str) -> bool {
 pub struct Staging {
     m: Mysql,
     conn: Option<Conn>,
+    /// Idle loader connections, and the frames being loaded (each task gives its connection back).
+    idle: Vec<Conn>,
+    loading: tokio::task::JoinSet<(Conn, Result<()>)>,
     lane: LaneId,
     baseline: String,
     live: String,
@@ -454,15 +457,18 @@ impl Staging {
             tracing::info!(%lane, binding = %spec.name, "removed {left} staging database(s) left by an interrupted import");
         }
         let mut conn = m.conn().await?;
-        conn.query_drop(
-            "SET SESSION foreign_key_checks = 0, SESSION unique_checks = 0, \
-             SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO', SESSION time_zone = '+00:00'",
-        )
-        .await
-        .map_err(|e| m.error(e))?;
+        conn.query_drop(SESSION).await.map_err(|e| m.error(e))?;
+        let mut idle = Vec::with_capacity(LOADERS);
+        for _ in 0..LOADERS {
+            let mut c = m.conn().await?;
+            c.query_drop(SESSION).await.map_err(|e| m.error(e))?;
+            idle.push(c);
+        }
         Ok(Staging {
             m,
             conn: Some(conn),
+            idle,
+            loading: tokio::task::JoinSet::new(),
             lane: lane.clone(),
             baseline: baseline.to_owned(),
             live: target.to_owned(),
@@ -590,6 +596,8 @@ impl Staging {
         }
     }
 
+    /// Loads rows into table `table` of the staging database on an idle loader connection (the
+    /// frame is loaded while the next ones are read; at most `LOADERS` at once).
     async fn insert(
         &mut self,
         table: usize,
@@ -611,30 +619,52 @@ impl Staging {
         );
         let one = format!("({})", vec!["?"; width].join(","));
         let per = (INSERT_VALUES / width).clamp(1, INSERT_ROWS);
-        let m = &self.m;
-        let conn = self.conn.as_mut().expect("open");
-        // One transaction per frame: one log flush for its rows, not one per statement.
-        conn.query_drop("START TRANSACTION")
-            .await
-            .map_err(|e| m.error(e))?;
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            cancel.check()?;
-            let chunk: Vec<Vec<format::Value>> = rows.by_ref().take(per).collect();
-            let sql = format!("{head}{}", vec![one.as_str(); chunk.len()].join(","));
-            let params: Vec<Value> = chunk
-                .into_iter()
-                .flatten()
-                .map(|v| v.map_or(Value::NULL, Value::Bytes))
-                .collect();
-            conn.exec_drop(sql, params).await.map_err(|e| m.error(e))?;
+        if self.idle.is_empty() {
+            self.wait_one().await?;
         }
-        conn.query_drop("COMMIT").await.map_err(|e| m.error(e))?;
+        let mut conn = self.idle.pop().expect("a loader is idle");
+        let address = self.m.address().to_owned();
+        let cancel = cancel.clone();
+        self.loading.spawn(async move {
+            let r = load(&mut conn, &head, &one, per, rows, &cancel).await;
+            (
+                conn,
+                r.map_err(|e| match e {
+                    LoadError::Mysql(e) => crate::mysql::error_at(&address, e),
+                    LoadError::Cancelled => DataError::Cancelled,
+                }),
+            )
+        });
         Ok(())
     }
 
-    /// The section ends: checks the counts.
-    pub fn end(&mut self, e: &SectionEnd) -> Result<(u64, u64)> {
+    /// Waits for one loading frame; its error, if it failed.
+    async fn wait_one(&mut self) -> Result<()> {
+        match self.loading.join_next().await {
+            None => Ok(()),
+            Some(Ok((conn, r))) => {
+                self.idle.push(conn);
+                r
+            }
+            Some(Err(e)) => Err(self.m.server_msg(format!("a loader task failed: {e}"))),
+        }
+    }
+
+    /// Waits for every loading frame; the first error.
+    async fn drain(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        while !self.loading.is_empty() {
+            let r = self.wait_one().await;
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// The section ends: waits for the rows being loaded and checks the counts.
+    pub async fn end(&mut self, e: &SectionEnd) -> Result<(u64, u64)> {
+        self.drain().await?;
         let objects = (self.tables.len() + self.views.len() + self.triggers.len()) as u64;
         if e.items != self.rows || e.objects != objects {
             return Err(DataError::Format(format!(
@@ -739,6 +769,11 @@ impl Staging {
 
     /// Drops the staging databases (after a swap, or instead of it).
     pub async fn abort(mut self) {
+        self.loading.abort_all();
+        while self.loading.join_next().await.is_some() {}
+        for c in self.idle.drain(..) {
+            let _ = c.disconnect().await;
+        }
         if let Some(conn) = self.conn.take() {
             let _ = conn.disconnect().await;
         }
@@ -747,6 +782,45 @@ impl Staging {
         }
         self.m.close().await;
     }
+}
+
+enum LoadError {
+    Mysql(mysql_async::Error),
+    Cancelled,
+}
+
+/// Inserts `rows` (one frame) in one transaction, `per` rows a statement.
+async fn load(
+    conn: &mut Conn,
+    head: &str,
+    one: &str,
+    per: usize,
+    rows: Vec<Vec<format::Value>>,
+    cancel: &Cancel,
+) -> std::result::Result<(), LoadError> {
+    // One transaction per frame: one log flush for its rows, not one per statement.
+    conn.query_drop("START TRANSACTION")
+        .await
+        .map_err(LoadError::Mysql)?;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        if cancel.is_cancelled() {
+            let _ = conn.query_drop("ROLLBACK").await;
+            return Err(LoadError::Cancelled);
+        }
+        let chunk: Vec<Vec<format::Value>> = rows.by_ref().take(per).collect();
+        let sql = format!("{head}{}", vec![one; chunk.len()].join(","));
+        let params: Vec<Value> = chunk
+            .into_iter()
+            .flatten()
+            .map(|v| v.map_or(Value::NULL, Value::Bytes))
+            .collect();
+        conn.exec_drop(sql, params)
+            .await
+            .map_err(LoadError::Mysql)?;
+    }
+    conn.query_drop("COMMIT").await.map_err(LoadError::Mysql)?;
+    Ok(())
 }
 
 fn redact_addr(a: &str) -> String {
