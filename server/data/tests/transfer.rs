@@ -70,7 +70,9 @@ async fn write_rows(m: &Mysql, db: &str, tag: &str, n: u32) {
     let q = quote(db);
     m.execute(&[
         &format!(
-            "INSERT INTO {q}.customers (name, email) VALUES ('{tag} ünï', '{tag}@x'), ('{tag}2', NULL)"
+            "INSERT INTO {q}.customers (name, email) VALUES ('{tag} ünï', '{tag}@x'), ('{tag}2', NULL), \
+             (CONCAT('{tag}', CHAR(39), CHAR(92), CHAR(34), CHAR(10), CHAR(13), CHAR(0), CHAR(26), ';--'), \
+             CONCAT('{tag}', CHAR(92)))"
         ),
         &format!(
             "INSERT INTO {q}.orders (customer, total, note, blob_col, made) \
@@ -321,7 +323,7 @@ async fn export_then_import_into_another_lane_gives_identical_data() {
     assert_eq!(report.bindings.len(), 2);
     assert_eq!(
         report.bindings[0].items,
-        2 + 500 + 500,
+        3 + 500 + 500,
         "customers + orders + audit rows: {report:?}"
     );
     assert_eq!(report.bindings[0].objects, 3 + 2 + 1);
@@ -334,7 +336,7 @@ async fn export_then_import_into_another_lane_gives_identical_data() {
     );
 
     let imported = import(&b, &tb, &file, None).await.unwrap();
-    assert_eq!(imported.bindings[0].items, 1002);
+    assert_eq!(imported.bindings[0].items, 1003);
     assert_eq!(
         checksums(&m, &ta[0].target).await,
         checksums(&m, &tb[0].target).await

@@ -32,8 +32,8 @@ use crate::mysql::{Mysql, quote, requalify, strip_definer};
 const FRAME_ROWS: usize = 20_000;
 const FRAME_BYTES: usize = 1 << 20;
 /// Values per INSERT statement at most (the protocol allows 65535 placeholders).
-const INSERT_VALUES: usize = 60_000;
-const INSERT_ROWS: usize = 10_000;
+/// The size of an INSERT statement (well below the default `max_allowed_packet` of 16 MiB).
+const STATEMENT_BYTES: usize = 1 << 20;
 /// Connections loading rows frames into the staging tables at once.
 const LOADERS: usize = 3;
 const SESSION: &str = "SET SESSION foreign_key_checks = 0, SESSION unique_checks = 0, \
@@ -617,8 +617,9 @@ impl Staging {
             quote(&self.stage),
             quote(&t.name)
         );
-        let one = format!("({})", vec!["?"; width].join(","));
-        let per = (INSERT_VALUES / width).clamp(1, INSERT_ROWS);
+        if width == 0 {
+            return Ok(());
+        }
         if self.idle.is_empty() {
             self.wait_one().await?;
         }
@@ -626,7 +627,7 @@ impl Staging {
         let address = self.m.address().to_owned();
         let cancel = cancel.clone();
         self.loading.spawn(async move {
-            let r = load(&mut conn, &head, &one, per, rows, &cancel).await;
+            let r = load(&mut conn, &head, rows, &cancel).await;
             (
                 conn,
                 r.map_err(|e| match e {
@@ -789,35 +790,81 @@ enum LoadError {
     Cancelled,
 }
 
-/// Inserts `rows` (one frame) in one transaction, `per` rows a statement.
+/// Appends value `v` as an SQL literal: `NULL`, a quoted string (UTF-8, escaped as MySQL reads it
+/// without `NO_BACKSLASH_ESCAPES`, which the loader sessions' sql_mode leaves out), or a hex
+/// literal for bytes that are not UTF-8 (binary data). Values never leave their literal.
+fn push_literal(out: &mut String, v: &format::Value) {
+    match v {
+        None => out.push_str("NULL"),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(text) => {
+                out.push('\'');
+                for c in text.chars() {
+                    match c {
+                        '\0' => out.push_str("\\0"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        '\x1a' => out.push_str("\\Z"),
+                        '\\' | '\'' | '"' => {
+                            out.push('\\');
+                            out.push(c);
+                        }
+                        c => out.push(c),
+                    }
+                }
+                out.push('\'');
+            }
+            Err(_) => {
+                out.push_str("0x");
+                for byte in b {
+                    out.push_str(&format!("{byte:02X}"));
+                }
+            }
+        },
+    }
+}
+
+/// Inserts `rows` (one frame) in one transaction, statements of about `STATEMENT_BYTES` each (the
+/// text protocol, as `mysql` loads a dump: no statement to prepare per row count).
 async fn load(
     conn: &mut Conn,
     head: &str,
-    one: &str,
-    per: usize,
     rows: Vec<Vec<format::Value>>,
     cancel: &Cancel,
 ) -> std::result::Result<(), LoadError> {
-    // One transaction per frame: one log flush for its rows, not one per statement.
     conn.query_drop("START TRANSACTION")
         .await
         .map_err(LoadError::Mysql)?;
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        if cancel.is_cancelled() {
-            let _ = conn.query_drop("ROLLBACK").await;
-            return Err(LoadError::Cancelled);
+    let mut sql = String::with_capacity(STATEMENT_BYTES + (64 << 10));
+    let mut first = true;
+    for row in &rows {
+        if first {
+            sql.push_str(head);
+            first = false;
+        } else {
+            sql.push(',');
         }
-        let chunk: Vec<Vec<format::Value>> = rows.by_ref().take(per).collect();
-        let sql = format!("{head}{}", vec![one; chunk.len()].join(","));
-        let params: Vec<Value> = chunk
-            .into_iter()
-            .flatten()
-            .map(|v| v.map_or(Value::NULL, Value::Bytes))
-            .collect();
-        conn.exec_drop(sql, params)
-            .await
-            .map_err(LoadError::Mysql)?;
+        sql.push('(');
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            push_literal(&mut sql, v);
+        }
+        sql.push(')');
+        if sql.len() >= STATEMENT_BYTES {
+            if cancel.is_cancelled() {
+                let _ = conn.query_drop("ROLLBACK").await;
+                return Err(LoadError::Cancelled);
+            }
+            conn.query_drop(std::mem::take(&mut sql))
+                .await
+                .map_err(LoadError::Mysql)?;
+            first = true;
+        }
+    }
+    if !first {
+        conn.query_drop(sql).await.map_err(LoadError::Mysql)?;
     }
     conn.query_drop("COMMIT").await.map_err(LoadError::Mysql)?;
     Ok(())
@@ -830,6 +877,23 @@ fn redact_addr(a: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_keep_values_inside() {
+        let lit = |v: Option<&[u8]>| {
+            let mut s = String::new();
+            push_literal(&mut s, &v.map(<[u8]>::to_vec));
+            s
+        };
+        assert_eq!(lit(None), "NULL");
+        assert_eq!(lit(Some(b"12")), "'12'");
+        assert_eq!(lit(Some(b"")), "''");
+        assert_eq!(
+            lit(Some(b"a'b\\c\"d\n\r\0\x1a'); DROP DATABASE x; --")),
+            "'a\\'b\\\\c\\\"d\\n\\r\\0\\Z\\'); DROP DATABASE x; --'"
+        );
+        assert_eq!(lit(Some(&[0, 0xff, 0x10])), "0x00FF10");
+    }
 
     #[test]
     fn only_the_named_object_is_created() {
