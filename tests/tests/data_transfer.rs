@@ -55,7 +55,7 @@ fn export_import_backup_restore_and_a_killed_import() {
     let (mysql_url, redis_url) = servers();
     let db = format!("lx_{}", std::process::id());
     let q = quote(&db);
-    let (base_index, first, last) = (45u32, 46u32, 49u32);
+    let (base_index, first, last) = (34u32, 35u32, 37u32);
     let m = rt.block_on(Mysql::connect(&mysql_url)).unwrap();
     rt.block_on(m.execute(&[
         &format!("DROP DATABASE IF EXISTS {q}"),

@@ -303,7 +303,7 @@ async fn export_then_import_into_another_lane_gives_identical_data() {
     let mut r = Redis::connect(common::redis_url()).await.unwrap();
     let db = common::unique("lt_xf_");
     baseline(&m, &db).await;
-    let (base, first, last) = (50u32, 51u32, 54u32);
+    let (base, first, last) = (2u32, 3u32, 5u32);
     flush(&mut r, base, last).await;
     let specs = specs(&db, base, first, last);
     let (a, b) = (common::lane("xa-"), common::lane("xb-"));
@@ -418,7 +418,7 @@ async fn twenty_cycles_leave_baseline_unchanged() {
     let mut r = Redis::connect(common::redis_url()).await.unwrap();
     let db = common::unique("lt_cy_");
     baseline(&m, &db).await;
-    let (base, first, last) = (55u32, 56u32, 59u32);
+    let (base, first, last) = (6u32, 7u32, 9u32);
     flush(&mut r, base, last).await;
     write_rows(&m, &db, "base", 20).await;
     write_keys(&mut r, base, "base", 10).await;
