@@ -94,12 +94,24 @@ async fn main() {
     let runs = arg("--runs", 3).max(1) as usize;
     let url = std::env::var("LANE_TEST_MYSQL_URL")
         .unwrap_or_else(|_| "mysql://lane:lane@127.0.0.1:23306".into());
-    for tool in ["mysqldump", "mysql"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            die(&format!(
-                "`{tool}` is missing: install mariadb-client (scripts/services.sh mariadb does)"
-            ));
-        }
+    let missing = || {
+        ["mysqldump", "mysql"]
+            .into_iter()
+            .find(|tool| Command::new(tool).arg("--version").output().is_err())
+    };
+    if missing().is_some() {
+        // The same apt path as the test servers.
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh");
+        sh(
+            "scripts/services.sh client",
+            Command::new(script).arg("client"),
+        );
+    }
+    if let Some(tool) = missing() {
+        die(&format!(
+            "`{tool}` is missing: install mariadb-client (scripts/services.sh client)"
+        ));
     }
     let client = client_args(&url);
     let m = Mysql::connect(&url)
