@@ -104,7 +104,7 @@ fn export_import_backup_restore_and_a_killed_import() {
     // feat-x: a large table; feat-y: a little data of its own.
     rt.block_on(m.execute(&[&format!(
         "INSERT INTO {}.t SELECT seq, CONCAT('row ', seq, ' ', REPEAT('x', seq % 20)), seq % 1000 \
-         FROM {q}.seq_1_to_300000",
+         FROM {q}.seq_1_to_600000",
         quote(&xdb)
     )]))
     .unwrap();
@@ -140,7 +140,7 @@ fn export_import_backup_restore_and_a_killed_import() {
     let out = env
         .ok_in(&repo, &["data", "export", "feat-x", "-o", file_s, "--json"])
         .json();
-    assert_eq!(items(&out, "orders"), 300_000, "{out:#}");
+    assert_eq!(items(&out, "orders"), 600_000, "{out:#}");
     assert_eq!(items(&out, "cache"), 200, "{out:#}");
     assert!(file.exists() && !env.root.join("x.lanedata.partial").exists());
 
@@ -218,11 +218,22 @@ fn export_import_backup_restore_and_a_killed_import() {
     assert!(out.code != 0 && out.stderr.contains("feat-z"), "{out}");
     assert_eq!(state(&mut r, &ydb, iy), y_before);
 
+    // Someone else's lane: refused (exit 5) unless forced.
+    let bob = env.root.join("bob-config");
+    std::fs::create_dir_all(bob.join("lane")).unwrap();
+    std::fs::write(bob.join("lane/config.toml"), "owner = \"bob\"\n").unwrap();
+    let as_bob = [("XDG_CONFIG_HOME", bob.to_str().unwrap())];
+    let out = env.run_in(&repo, &["data", "import", "feat-y", file_s], &as_bob);
+    assert!(out.code == 5 && out.stderr.contains("--force"), "{out}");
+    let out = env.run_in(&repo, &["data", "restore", "feat-y"], &as_bob);
+    assert_eq!(out.code, 5, "{out}");
+    assert_eq!(state(&mut r, &ydb, iy), y_before);
+
     // The import again: it removes the leftover, and feat-y now holds feat-x's data.
     let out = env
         .ok_in(&repo, &["data", "import", "feat-y", file_s, "--json"])
         .json();
-    assert_eq!(items(&out, "orders"), 300_000, "{out:#}");
+    assert_eq!(items(&out, "orders"), 600_000, "{out:#}");
     assert!(!rt.block_on(m.database_exists(&staged)).unwrap());
     let x = state(&mut r, &xdb, ix);
     let y = state(&mut r, &ydb, iy);
@@ -231,7 +242,7 @@ fn export_import_backup_restore_and_a_killed_import() {
     assert_eq!(
         rt.block_on(m.column(&format!("SELECT COUNT(*) FROM {}.small", quote(&ydb))))
             .unwrap(),
-        ["3000"],
+        ["6000"],
         "the view reads feat-y's own table"
     );
 

@@ -257,6 +257,9 @@ pub enum DataCommand {
         /// `[BINDING] FILE`: only that binding of the file, or all of them.
         #[arg(value_name = "BINDING|FILE", num_args = 1..=2, required = true)]
         args: Vec<String>,
+        /// Replace the data of a lane someone else owns.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -277,6 +280,9 @@ pub enum DataCommand {
         lane: String,
         /// A backup's name as `lane data backups` lists it.
         backup: Option<String>,
+        /// Replace the data of a lane someone else owns.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         json: JsonFlag,
     },

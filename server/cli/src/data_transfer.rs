@@ -51,10 +51,16 @@ async fn targets(
     lane: &LaneId,
     only: Option<&str>,
     all_kinds: bool,
+    replace: Option<bool>,
 ) -> anyhow::Result<Vec<Target>> {
     let status = backend.status().await?;
     let view = find_lane(&status, lane)
         .ok_or_else(|| BackendError::not_found(format!("lane `{lane}` does not exist")))?;
+    // Replacing a lane's data changes the lane: its owner's, unless forced (as for a deploy).
+    if let Some(force) = replace {
+        let me = crate::requests::owner_in(here.to_owned()).await;
+        lane_core::lane::check_owner(&view.lane, &me, force).map_err(BackendError::from)?;
+    }
     let records = &view.lane.data;
     if records.is_empty() {
         return Err(BackendError::invalid(format!("lane `{lane}` owns no data"))
@@ -291,7 +297,7 @@ pub async fn export(
     json: bool,
 ) -> anyhow::Result<u8> {
     let here = std::env::current_dir()?;
-    let targets = targets(backend, &here, lane, binding, false).await?;
+    let targets = targets(backend, &here, lane, binding, false, None).await?;
     let report = export_to(lane, &targets, out, json).await?;
     print(&report, out, json, "exported")?;
     Ok(0)
@@ -302,10 +308,11 @@ pub async fn import(
     lane: &LaneId,
     binding: Option<&str>,
     file: &Path,
+    force: bool,
     json: bool,
 ) -> anyhow::Result<u8> {
     let here = std::env::current_dir()?;
-    let targets = targets(backend, &here, lane, binding, true).await?;
+    let targets = targets(backend, &here, lane, binding, true, Some(force)).await?;
     let report = import_from(lane, &targets, file, binding, json).await?;
     print(&report, file, json, "imported")?;
     Ok(0)
@@ -313,7 +320,7 @@ pub async fn import(
 
 pub async fn backup(backend: &dyn Backend, lane: &LaneId, json: bool) -> anyhow::Result<u8> {
     let here = std::env::current_dir()?;
-    let targets = targets(backend, &here, lane, None, false).await?;
+    let targets = targets(backend, &here, lane, None, false, None).await?;
     let home = lane_local::default_state_dir()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -354,12 +361,13 @@ pub async fn restore(
     backend: &dyn Backend,
     lane: &LaneId,
     name: Option<&str>,
+    force: bool,
     json: bool,
 ) -> anyhow::Result<u8> {
     let home = lane_local::default_state_dir()?;
     let backup = store::find(&home, lane, name).map_err(data_error)?;
     let here = std::env::current_dir()?;
-    let targets = targets(backend, &here, lane, None, true).await?;
+    let targets = targets(backend, &here, lane, None, true, Some(force)).await?;
     let report = import_from(lane, &targets, &backup.path, None, json).await?;
     print(&report, &backup.path, json, "restored")?;
     Ok(0)
@@ -386,7 +394,12 @@ pub async fn run(backend: &dyn Backend, command: crate::cli::DataCommand) -> any
             )
             .await
         }
-        C::Import { lane, args, json } => {
+        C::Import {
+            lane,
+            args,
+            force,
+            json,
+        } => {
             let (binding, file) = match args.as_slice() {
                 [file] => (None, file),
                 [binding, file] => (Some(binding.as_str()), file),
@@ -402,6 +415,7 @@ pub async fn run(backend: &dyn Backend, command: crate::cli::DataCommand) -> any
                 &parse_lane(&lane)?,
                 binding,
                 Path::new(file),
+                force,
                 json.json,
             )
             .await
@@ -411,8 +425,20 @@ pub async fn run(backend: &dyn Backend, command: crate::cli::DataCommand) -> any
             let lane = lane.as_deref().map(parse_lane).transpose()?;
             backups(lane.as_ref(), json.json).await
         }
-        C::Restore { lane, backup, json } => {
-            restore(backend, &parse_lane(&lane)?, backup.as_deref(), json.json).await
+        C::Restore {
+            lane,
+            backup,
+            force,
+            json,
+        } => {
+            restore(
+                backend,
+                &parse_lane(&lane)?,
+                backup.as_deref(),
+                force,
+                json.json,
+            )
+            .await
         }
     }
 }
