@@ -5,6 +5,7 @@
 #   scripts/services.sh [mariadb|redis|kafka|all]        install when missing, start when not running
 #   scripts/services.sh stop [mariadb|redis|kafka|all]   stop what this script started
 #   scripts/services.sh env                        print the addresses as `export` lines
+#   scripts/services.sh client                     install mariadb-client (mysqldump, mysql) when missing
 #
 # Idempotent: a server that already answers is left alone. Missing programs are installed from
 # Debian's packages (apt-get; as root, or through passwordless sudo). Kafka runs from its own jars,
@@ -276,7 +277,7 @@ which_ones() {
 }
 
 # An unknown name is an error here (inside `$(which_ones ...)` it would only end a subshell).
-case "${1:-all}" in env|stop|all|mariadb|redis|kafka) ;; *) which_ones "$1" ;; esac
+case "${1:-all}" in env|stop|all|mariadb|redis|kafka|client) ;; *) which_ones "$1" ;; esac
 [ "${1:-}" != stop ] || which_ones "${2:-all}" >/dev/null
 
 case "${1:-all}" in
@@ -293,6 +294,13 @@ case "${1:-all}" in
         kafka) rm -f "$dir/kafka/ready"; stop_pidfile "$dir/kafka/kafka.pid" Kafka ;;
       esac
     done
+    ;;
+  client)
+    # The data benchmark compares against mysqldump | mysql.
+    if ! command -v mysqldump >/dev/null || ! command -v mysql >/dev/null; then
+      apt_install mariadb-client
+      command -v mysqldump >/dev/null || die "mysqldump is missing after installing mariadb-client"
+    fi
     ;;
   *)
     # One caller at a time (tests may call this concurrently).

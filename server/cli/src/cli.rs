@@ -273,6 +273,53 @@ pub enum DataCommand {
     /// What each lane owns: binding, kind, its own copy, size and quota (sizes and quotas of the
     /// bindings in the lane.toml around the current directory).
     Ls(JsonFlag),
+    /// Write a lane's data (all its bindings, or one) to a lane data file.
+    Export {
+        lane: String,
+        /// Only this binding (default: every binding lane can export).
+        binding: Option<String>,
+        /// The file to write (written as FILE.partial and renamed when complete).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Replace a lane's data with a lane data file's, atomically per binding.
+    #[command(override_usage = "lane data import <LANE> [BINDING] <FILE>")]
+    Import {
+        lane: String,
+        /// `[BINDING] FILE`: only that binding of the file, or all of them.
+        #[arg(value_name = "BINDING|FILE", num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        /// Replace the data of a lane someone else owns.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Back a lane's data up under the state dir (`$LANE_HOME/backups/<lane>/`).
+    Backup {
+        lane: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The backups kept under the state dir (of one lane, or all).
+    Backups {
+        lane: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Replace a lane's data with one of its backups (default: the latest).
+    Restore {
+        lane: String,
+        /// A backup's name as `lane data backups` lists it.
+        backup: Option<String>,
+        /// Replace the data of a lane someone else owns.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -342,6 +342,7 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
         Command::Data {
             command: crate::cli::DataCommand::Ls(f),
         } => crate::data::ls(backend, &std::env::current_dir()?, f.json).await,
+        Command::Data { command } => crate::data_transfer::run(backend, command).await,
         Command::Gc(f) => {
             let report = backend.gc().await?;
             if f.json {

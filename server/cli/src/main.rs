@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod consul_router;
 mod data;
+mod data_transfer;
 mod demo;
 mod http_client;
 mod lsp;

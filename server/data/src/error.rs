@@ -42,6 +42,15 @@ pub enum DataError {
     /// The teardown guard refused to touch a name that is not the lane's own.
     #[error("refused: {0}")]
     Guard(String),
+    /// A lane data file that is not one, is corrupt, truncated or of another format version.
+    #[error("{0}")]
+    Format(String),
+    /// Reading or writing a local file failed.
+    #[error("{0}")]
+    Io(String),
+    /// The operation was cancelled; what it had staged was removed and the lane's data is as it was.
+    #[error("cancelled; the lane's data is as it was")]
+    Cancelled,
     /// The server answered with an error.
     #[error("{what} at {address}: {message}")]
     Server {

@@ -17,5 +17,6 @@ pub mod kafka;
 pub mod mysql;
 pub mod redis;
 pub mod teardown;
+pub mod transfer;
 
 pub use error::{DataError, Result};

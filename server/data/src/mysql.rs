@@ -79,7 +79,7 @@ impl Mysql {
         &self.address
     }
 
-    async fn conn(&self) -> Result<Conn> {
+    pub(crate) async fn conn(&self) -> Result<Conn> {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.pool.get_conn()).await {
             Ok(r) => r.map_err(|e| self.error(e)),
             Err(_) => Err(DataError::Unreachable {
@@ -90,28 +90,8 @@ impl Mysql {
         }
     }
 
-    fn error(&self, e: mysql_async::Error) -> DataError {
-        let address = self.address.clone();
-        match e {
-            mysql_async::Error::Io(io) => DataError::Unreachable {
-                what: WHAT,
-                address,
-                reason: io.to_string(),
-            },
-            // ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_NO_PASSWORD_ERROR
-            mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045 | 1698) => {
-                DataError::Auth {
-                    what: WHAT,
-                    address,
-                    reason: s.message,
-                }
-            }
-            other => DataError::Server {
-                what: WHAT,
-                address,
-                message: other.to_string(),
-            },
-        }
+    pub(crate) fn error(&self, e: mysql_async::Error) -> DataError {
+        error_at(&self.address, e)
     }
 
     /// Whether database `name` exists.
@@ -611,7 +591,7 @@ impl Mysql {
         }
     }
 
-    fn server_msg(&self, message: String) -> DataError {
+    pub(crate) fn server_msg(&self, message: String) -> DataError {
         DataError::Server {
             what: WHAT,
             address: self.address.clone(),
@@ -622,6 +602,29 @@ impl Mysql {
     /// Closes the pool's connections.
     pub async fn close(self) {
         let _ = self.pool.disconnect().await;
+    }
+}
+
+/// A client error as lane's, for the server at `address` (without the password).
+pub(crate) fn error_at(address: &str, e: mysql_async::Error) -> DataError {
+    let address = address.to_owned();
+    match e {
+        mysql_async::Error::Io(io) => DataError::Unreachable {
+            what: WHAT,
+            address,
+            reason: io.to_string(),
+        },
+        // ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_NO_PASSWORD_ERROR
+        mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045 | 1698) => DataError::Auth {
+            what: WHAT,
+            address,
+            reason: s.message,
+        },
+        other => DataError::Server {
+            what: WHAT,
+            address,
+            message: other.to_string(),
+        },
     }
 }
 

@@ -26,7 +26,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Claims the selected database for ARGV[1] when it is free and empty; answers its owner.
-const CLAIM: &str = "local owner = redis.call('GET', KEYS[1]) \
+pub(crate) const CLAIM: &str = "local owner = redis.call('GET', KEYS[1]) \
     if owner then return owner end \
     if redis.call('DBSIZE') ~= 0 then return false end \
     redis.call('SET', KEYS[1], ARGV[1]) \
@@ -167,6 +167,43 @@ impl Redis {
         }
     }
 
+    /// Sends commands in one write and reads their replies (error replies stay `Reply::Error`).
+    pub async fn pipeline(&mut self, commands: &[Vec<&[u8]>]) -> Result<Vec<Reply>> {
+        let mut out = Vec::new();
+        for args in commands {
+            out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+            for a in args {
+                out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                out.extend_from_slice(a);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        let io = |e: std::io::Error, address: &str| DataError::Unreachable {
+            what: WHAT,
+            address: address.to_owned(),
+            reason: e.to_string(),
+        };
+        self.stream
+            .get_mut()
+            .write_all(&out)
+            .await
+            .map_err(|e| io(e, &self.address))?;
+        let mut replies = Vec::with_capacity(commands.len());
+        for _ in commands {
+            match tokio::time::timeout(REPLY_TIMEOUT, read_reply(&mut self.stream)).await {
+                Ok(r) => replies.push(r.map_err(|e| io(e, &self.address))?),
+                Err(_) => {
+                    return Err(DataError::Unreachable {
+                        what: WHAT,
+                        address: self.address.clone(),
+                        reason: format!("no reply in {}s", REPLY_TIMEOUT.as_secs()),
+                    });
+                }
+            }
+        }
+        Ok(replies)
+    }
+
     /// Sends one command; an error reply becomes an error.
     pub async fn cmd(&mut self, args: &[&[u8]]) -> Result<Reply> {
         match self.raw(args).await? {
@@ -175,7 +212,7 @@ impl Redis {
         }
     }
 
-    async fn select(&mut self, index: u32) -> Result<()> {
+    pub(crate) async fn select(&mut self, index: u32) -> Result<()> {
         match self.raw(&[b"SELECT", index.to_string().as_bytes()]).await? {
             Reply::Error(e) => Err(DataError::Invalid(format!(
                 "{}: cannot select database {index}: {e} (is the pool larger than the server's \
@@ -186,7 +223,7 @@ impl Redis {
         }
     }
 
-    async fn owner(&mut self) -> Result<Option<String>> {
+    pub(crate) async fn owner(&mut self) -> Result<Option<String>> {
         match self.cmd(&[b"GET", OWNER_KEY.as_bytes()]).await? {
             Reply::Bulk(Some(b)) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
             _ => Ok(None),
@@ -267,7 +304,7 @@ impl Redis {
         }
     }
 
-    async fn dbsize(&mut self) -> Result<u64> {
+    pub(crate) async fn dbsize(&mut self) -> Result<u64> {
         match self.cmd(&[b"DBSIZE"]).await? {
             Reply::Int(n) => Ok(n.max(0) as u64),
             other => Err(self.server(format!("DBSIZE answered {other:?}"))),

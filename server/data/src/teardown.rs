@@ -292,12 +292,31 @@ pub async fn execute(plan: &Plan, specs: &[DataSpec]) -> Result<Vec<Done>> {
             } => {
                 let m = Mysql::connect(&url(binding)).await?;
                 let r = m.drop_lane_database(baseline, &plan.lane, database).await;
+                // And what an interrupted import left next to it (guarded the same way).
+                let staged = match &r {
+                    Ok(_) => crate::transfer::mysql::drop_staging(&m, baseline, &plan.lane).await,
+                    Err(_) => Ok(0),
+                };
                 m.close().await;
+                staged?;
                 r?
             }
             Action::FlushRedis { binding, index, .. } => {
                 let mut r = Redis::connect(&url(binding)).await?;
-                r.release(&plan.lane, *index).await?
+                let released = r.release(&plan.lane, *index).await?;
+                // And what an interrupted import left in the pool.
+                if let Some(DataOptions::Redis {
+                    mode: RedisMode::Database { first, last },
+                    ..
+                }) = specs
+                    .iter()
+                    .find(|s| s.name == *binding)
+                    .map(|s| &s.options)
+                {
+                    crate::transfer::redis::clean_staging(&mut r, &plan.lane, *first, *last)
+                        .await?;
+                }
+                released
             }
             Action::DeletePrefix {
                 binding,

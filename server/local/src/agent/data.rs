@@ -29,11 +29,14 @@ fn data_error(binding: &str, e: DataError) -> BackendError {
             .with_help("fix the user or password in the binding's `url`"),
         DataError::MissingBaseline { .. }
         | DataError::MissingTopic { .. }
-        | DataError::Invalid(_) => {
+        | DataError::Invalid(_)
+        | DataError::Format(_)
+        | DataError::Io(_) => {
             BackendError::invalid(message).with_help("fix the binding in lane.toml")
         }
         DataError::PoolFull { .. } | DataError::Guard(_) => BackendError::conflict(message),
         DataError::Server { .. } => BackendError::internal(message),
+        DataError::Cancelled => BackendError::conflict(message),
     }
 }
 

@@ -1,0 +1,444 @@
+//! `lane data export | import | backup | backups | restore`: a lane's data to and from a lane
+//! data file (`lane_data::transfer`), with a progress bar on a terminal and `--json`.
+//!
+//! The lane's copies are the bindings its document records; their servers come from the
+//! `lane.toml` around the current directory (as for `lane data ls`). Backups live under the state
+//! dir: `$LANE_HOME/backups/<lane>/<UTC time>.lanedata`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use lane_api::{Backend, BackendError, find_lane};
+use lane_core::LaneId;
+use lane_core::data::DataSpec;
+use lane_data::DataError;
+use lane_data::transfer::{self, Cancel, Progress, Report, Target, store};
+use serde::Serialize;
+
+/// A `lane-data` error as the CLI's error.
+fn data_error(e: DataError) -> anyhow::Error {
+    let message = e.to_string();
+    let err = match e {
+        DataError::Unreachable { .. } => BackendError::unavailable(message)
+            .with_help("start the server, or fix the binding's `url` in lane.toml"),
+        DataError::Auth { .. } => BackendError::invalid(message)
+            .with_help("fix the user or password in the binding's `url`"),
+        DataError::Format(_) => BackendError::invalid(message)
+            .with_help("import a file written by `lane data export` or `lane data backup`"),
+        DataError::MissingBaseline { .. } | DataError::Invalid(_) | DataError::Io(_) => {
+            BackendError::invalid(message)
+        }
+        DataError::PoolFull { .. } => BackendError::conflict(message).with_help(
+            "an import stages into a free database of the pool: free one, or widen `pool`",
+        ),
+        DataError::Guard(_) => BackendError::conflict(message),
+        DataError::Cancelled => {
+            let mut c = BackendError::cancelled();
+            c.message = message;
+            c
+        }
+        DataError::Server { .. } => BackendError::internal(message),
+    };
+    err.into()
+}
+
+/// The lane's copies of its bindings (only `only`, when given), with their servers from the
+/// lane.toml here. Without `only`, bindings of kinds not exported yet are left out (named on
+/// stderr).
+async fn targets(
+    backend: &dyn Backend,
+    here: &Path,
+    lane: &LaneId,
+    only: Option<&str>,
+    all_kinds: bool,
+    replace: Option<bool>,
+) -> anyhow::Result<Vec<Target>> {
+    let status = backend.status().await?;
+    let view = find_lane(&status, lane)
+        .ok_or_else(|| BackendError::not_found(format!("lane `{lane}` does not exist")))?;
+    // Replacing a lane's data changes the lane: its owner's, unless forced (as for a deploy).
+    if let Some(force) = replace {
+        let me = crate::requests::owner_in(here.to_owned()).await;
+        lane_core::lane::check_owner(&view.lane, &me, force).map_err(BackendError::from)?;
+    }
+    let records = &view.lane.data;
+    if records.is_empty() {
+        return Err(BackendError::invalid(format!("lane `{lane}` owns no data"))
+            .with_help("deploy a service with `[data.<name>]` bindings into the lane first")
+            .into());
+    }
+    if let Some(name) = only
+        && !records.iter().any(|d| d.name == name)
+    {
+        return Err(BackendError::invalid(format!(
+            "lane `{lane}` holds no binding `{name}` (it holds {})",
+            records
+                .iter()
+                .map(|d| format!("`{}`", d.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into());
+    }
+    let specs: Vec<DataSpec> = lane_workspace::load_manifest(here)
+        .map(|m| m.data)
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for d in records.iter().filter(|d| only.is_none_or(|o| o == d.name)) {
+        let spec = specs
+            .iter()
+            .find(|s| s.name == d.name && s.kind() == d.kind)
+            .ok_or_else(|| {
+                BackendError::invalid(format!(
+                    "binding `{}` ({}): the lane.toml here does not declare it, so its server is \
+                     unknown",
+                    d.name, d.kind
+                ))
+                .with_help("run this in the directory of the service that declares the binding")
+            })?;
+        if only.is_none() && !all_kinds && !transfer::supported(spec) {
+            eprintln!(
+                "note: binding `{}` ({}) is left out: its kind is not exported yet",
+                d.name, d.kind
+            );
+            continue;
+        }
+        out.push(Target {
+            spec: spec.clone(),
+            target: d.target.clone(),
+        });
+    }
+    if out.is_empty() {
+        return Err(BackendError::invalid(format!(
+            "lane `{lane}` holds no binding lane can export yet"
+        ))
+        .into());
+    }
+    Ok(out)
+}
+
+/// Draws progress on stderr when it is a terminal (and `--json` is not given).
+struct Bar {
+    on: bool,
+}
+
+impl Bar {
+    fn new(json: bool) -> Self {
+        Bar {
+            on: !json && std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn show(&self, p: &Progress) {
+        if !self.on {
+            return;
+        }
+        let pct = (p.done.min(p.total) * 100)
+            .checked_div(p.total)
+            .unwrap_or(0) as usize;
+        let filled = pct / 5;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[2K{} [{:<6}] {}{} {pct:>3}% {}/{} {}",
+            p.binding,
+            p.step,
+            "█".repeat(filled),
+            "░".repeat(20 - filled),
+            p.done,
+            p.total,
+            p.unit
+        );
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// A cancel that Ctrl-C triggers while `op` runs.
+async fn cancellable<T>(op: impl AsyncFnOnce(Cancel) -> T) -> T {
+    let cancel = Cancel::new();
+    let c = cancel.clone();
+    let watch = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            c.cancel();
+            eprintln!("\ncancelling: what was staged is removed, the lane's data stays as it was");
+        }
+    });
+    let r = op(cancel).await;
+    watch.abort();
+    r
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    file: PathBuf,
+}
+
+fn print(report: &Report, file: &Path, json: bool, verb: &str) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Output {
+                report,
+                file: file.to_owned(),
+            })?
+        );
+        return Ok(());
+    }
+    for b in &report.bindings {
+        let what = if b.kind == "mysql" { "rows" } else { "keys" };
+        println!(
+            "{verb} {}: {} {what}{} ({} `{}`)",
+            b.binding,
+            b.items,
+            if b.objects > 0 {
+                format!(", {} tables/views/triggers", b.objects)
+            } else {
+                String::new()
+            },
+            b.kind,
+            b.target
+        );
+    }
+    println!(
+        "{} bytes, {:.1}s: {}",
+        report.bytes,
+        report.seconds,
+        file.display()
+    );
+    Ok(())
+}
+
+/// Exports to `path` through `path.partial`, renamed when complete.
+async fn export_to(
+    lane: &LaneId,
+    targets: &[Target],
+    path: &Path,
+    json: bool,
+) -> anyhow::Result<Report> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BackendError::invalid(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let partial = store::partial(path);
+    let file = tokio::fs::File::create(&partial)
+        .await
+        .map_err(|e| BackendError::invalid(format!("cannot write {}: {e}", partial.display())))?;
+    let bar = Bar::new(json);
+    let result = cancellable(async |cancel| {
+        transfer::export(
+            lane,
+            targets,
+            tokio::io::BufWriter::with_capacity(1 << 20, file),
+            &|p| bar.show(p),
+            &cancel,
+        )
+        .await
+    })
+    .await;
+    bar.done();
+    match result {
+        Ok((w, report)) => {
+            let file = w.into_inner();
+            file.sync_all().await.ok();
+            drop(file);
+            std::fs::rename(&partial, path).map_err(|e| {
+                BackendError::invalid(format!("cannot rename to {}: {e}", path.display()))
+            })?;
+            Ok(report)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(data_error(e))
+        }
+    }
+}
+
+async fn import_from(
+    lane: &LaneId,
+    targets: &[Target],
+    path: &Path,
+    only: Option<&str>,
+    json: bool,
+) -> anyhow::Result<Report> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| BackendError::invalid(format!("cannot read {}: {e}", path.display())))?;
+    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let bar = Bar::new(json);
+    let result = cancellable(async |cancel| {
+        transfer::import(
+            lane,
+            targets,
+            tokio::io::BufReader::with_capacity(1 << 20, file),
+            only,
+            size,
+            &|p| bar.show(p),
+            &cancel,
+        )
+        .await
+    })
+    .await;
+    bar.done();
+    result.map_err(data_error)
+}
+
+pub async fn export(
+    backend: &dyn Backend,
+    lane: &LaneId,
+    binding: Option<&str>,
+    out: &Path,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let here = std::env::current_dir()?;
+    let targets = targets(backend, &here, lane, binding, false, None).await?;
+    let report = export_to(lane, &targets, out, json).await?;
+    print(&report, out, json, "exported")?;
+    Ok(0)
+}
+
+pub async fn import(
+    backend: &dyn Backend,
+    lane: &LaneId,
+    binding: Option<&str>,
+    file: &Path,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let here = std::env::current_dir()?;
+    let targets = targets(backend, &here, lane, binding, true, Some(force)).await?;
+    let report = import_from(lane, &targets, file, binding, json).await?;
+    print(&report, file, json, "imported")?;
+    Ok(0)
+}
+
+pub async fn backup(backend: &dyn Backend, lane: &LaneId, json: bool) -> anyhow::Result<u8> {
+    let here = std::env::current_dir()?;
+    let targets = targets(backend, &here, lane, None, false, None).await?;
+    let home = lane_local::default_state_dir()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let path = store::new_path(&home, lane, now);
+    let report = export_to(lane, &targets, &path, json).await?;
+    print(&report, &path, json, "backed up")?;
+    Ok(0)
+}
+
+pub async fn backups(lane: Option<&LaneId>, json: bool) -> anyhow::Result<u8> {
+    let home = lane_local::default_state_dir()?;
+    let all = store::list(&home, lane).map_err(data_error)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(0);
+    }
+    if all.is_empty() {
+        println!("no backups");
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|b| {
+            vec![
+                b.lane.clone(),
+                b.name.clone(),
+                b.bytes.to_string(),
+                b.path.display().to_string(),
+            ]
+        })
+        .collect();
+    crate::output::table(&["LANE", "BACKUP", "BYTES", "FILE"], &rows);
+    Ok(0)
+}
+
+pub async fn restore(
+    backend: &dyn Backend,
+    lane: &LaneId,
+    name: Option<&str>,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let home = lane_local::default_state_dir()?;
+    let backup = store::find(&home, lane, name).map_err(data_error)?;
+    let here = std::env::current_dir()?;
+    let targets = targets(backend, &here, lane, None, true, Some(force)).await?;
+    let report = import_from(lane, &targets, &backup.path, None, json).await?;
+    print(&report, &backup.path, json, "restored")?;
+    Ok(0)
+}
+
+/// Runs a `lane data` command other than `ls`.
+pub async fn run(backend: &dyn Backend, command: crate::cli::DataCommand) -> anyhow::Result<u8> {
+    use crate::cli::DataCommand as C;
+    use crate::requests::parse_lane;
+    match command {
+        C::Ls(f) => crate::data::ls(backend, &std::env::current_dir()?, f.json).await,
+        C::Export {
+            lane,
+            binding,
+            output,
+            json,
+        } => {
+            export(
+                backend,
+                &parse_lane(&lane)?,
+                binding.as_deref(),
+                &output,
+                json.json,
+            )
+            .await
+        }
+        C::Import {
+            lane,
+            args,
+            force,
+            json,
+        } => {
+            let (binding, file) = match args.as_slice() {
+                [file] => (None, file),
+                [binding, file] => (Some(binding.as_str()), file),
+                _ => {
+                    return Err(BackendError::invalid(
+                        "usage: lane data import <LANE> [BINDING] <FILE>",
+                    )
+                    .into());
+                }
+            };
+            import(
+                backend,
+                &parse_lane(&lane)?,
+                binding,
+                Path::new(file),
+                force,
+                json.json,
+            )
+            .await
+        }
+        C::Backup { lane, json } => backup(backend, &parse_lane(&lane)?, json.json).await,
+        C::Backups { lane, json } => {
+            let lane = lane.as_deref().map(parse_lane).transpose()?;
+            backups(lane.as_ref(), json.json).await
+        }
+        C::Restore {
+            lane,
+            backup,
+            force,
+            json,
+        } => {
+            restore(
+                backend,
+                &parse_lane(&lane)?,
+                backup.as_deref(),
+                force,
+                json.json,
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Redis in a lane data file: every key of the lane's database (the claim key excepted) as its
+//! `DUMP` payload and its remaining time to live (`PTTL`), written in batches.
+//!
+//! An import claims a free database of the binding's pool for staging (claim `<lane>$imp`, so it
+//! is never mistaken for the lane's own or another lane's), `RESTORE`s the keys there, and swaps
+//! it in with one `MULTI`/`EXEC`: the claims are exchanged and `SWAPDB` exchanges the two
+//! databases, so clients of the lane's index see the old keys or the new ones, never a mix. The
+//! old keys (now in the staging index, claimed `<lane>$old`) are flushed. Staging databases left
+//! by a killed import are flushed by the next import into the lane and by the lane's teardown.
+//! Keys whose time to live ran out between the export and the import are not restored.
+//!
+//! The key-prefix mode (one-database servers) is not supported by export and import yet.
+
+use lane_core::LaneId;
+use lane_core::data::{DataOptions, DataSpec, RedisMode};
+
+use super::format::{self, Frame, Key, Section, SectionEnd, TAG_REDIS_KEYS, Writer};
+use super::{Cancel, OnProgress, Progress};
+use crate::error::{DataError, Result};
+use crate::redis::{CLAIM, OWNER_KEY, Redis, Reply};
+
+const SCAN_COUNT: &[u8] = b"1000";
+const FRAME_BYTES: usize = 1 << 20;
+
+/// The claims of a lane's staging databases: (import being staged, old data being swapped out).
+pub fn staging_claims(lane: &LaneId) -> (String, String) {
+    (format!("{lane}$imp"), format!("{lane}$old"))
+}
+
+fn pool(spec: &DataSpec) -> Result<(u32, u32, u32)> {
+    match &spec.options {
+        DataOptions::Redis {
+            index,
+            mode: RedisMode::Database { first, last },
+        } => Ok((*first, *last, *index)),
+        _ => Err(DataError::Invalid(format!(
+            "binding `{}` is not a Redis binding with a database pool",
+            spec.name
+        ))),
+    }
+}
+
+/// The lane's index `target`, checked to be in the pool, not baseline's, and claimed by the lane.
+async fn own_index(r: &mut Redis, lane: &LaneId, spec: &DataSpec, target: &str) -> Result<u32> {
+    let (first, last, base) = pool(spec)?;
+    let index: u32 = target.parse().map_err(|_| {
+        DataError::Invalid(format!(
+            "binding `{}`: the lane records `{target}`, not a database index",
+            spec.name
+        ))
+    })?;
+    if index == base || !(first..=last).contains(&index) {
+        return Err(DataError::Guard(format!(
+            "Redis database {index} is not in binding `{}`'s pool, or is baseline's",
+            spec.name
+        )));
+    }
+    r.select(index).await?;
+    match r.owner().await? {
+        Some(o) if o == lane.as_str() => Ok(index),
+        other => Err(DataError::Guard(format!(
+            "Redis database {index} on {} is claimed by {}, not lane `{lane}`",
+            r.address(),
+            other.map_or("nobody".to_owned(), |o| format!("`{o}`"))
+        ))),
+    }
+}
+
+/// Flushes the staging databases of lane `lane` in `first..=last` (leftovers of an interrupted
+/// import). Returns how many.
+pub async fn clean_staging(r: &mut Redis, lane: &LaneId, first: u32, last: u32) -> Result<u32> {
+    let (imp, old) = staging_claims(lane);
+    let mut n = 0;
+    for index in first..=last {
+        r.select(index).await?;
+        if let Some(owner) = r.owner().await?
+            && (owner == imp || owner == old)
+        {
+            r.cmd(&[b"FLUSHDB"]).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn bulk(r: &Reply) -> Option<&[u8]> {
+    match r {
+        Reply::Bulk(Some(b)) => Some(b),
+        _ => None,
+    }
+}
+
+/// Writes the lane's Redis database's section.
+pub async fn export<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut Writer<W>,
+    lane: &LaneId,
+    spec: &DataSpec,
+    target: &str,
+    progress: OnProgress<'_>,
+    cancel: &Cancel,
+) -> Result<SectionEnd> {
+    let mut r = Redis::connect(&spec.address).await?;
+    let index = own_index(&mut r, lane, spec, target).await?;
+    export_index(w, &mut r, &spec.name, index, progress, cancel).await
+}
+
+/// Writes database `index`'s keys (the claim key excepted) as binding `binding`.
+pub async fn export_index<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut Writer<W>,
+    r: &mut Redis,
+    binding: &str,
+    index: u32,
+    progress: OnProgress<'_>,
+    cancel: &Cancel,
+) -> Result<SectionEnd> {
+    r.select(index).await?;
+    let total = r.dbsize().await?;
+    w.json(
+        format::TAG_SECTION,
+        &Section {
+            binding: binding.to_owned(),
+            kind: "redis".into(),
+            source: index.to_string(),
+            charset: None,
+        },
+    )
+    .await?;
+    let mut cursor = b"0".to_vec();
+    let mut batch: Vec<Key> = Vec::new();
+    let mut batch_bytes = 0;
+    let mut done = 0u64;
+    loop {
+        cancel.check()?;
+        let reply = r.cmd(&[b"SCAN", &cursor, b"COUNT", SCAN_COUNT]).await?;
+        let Reply::Array(Some(parts)) = reply else {
+            return Err(DataError::Invalid("SCAN answered no array".into()));
+        };
+        let (Some(Reply::Bulk(Some(next))), Some(Reply::Array(Some(keys)))) =
+            (parts.first(), parts.get(1))
+        else {
+            return Err(DataError::Invalid(
+                "SCAN answered an unexpected shape".into(),
+            ));
+        };
+        let keys: Vec<Vec<u8>> = keys
+            .iter()
+            .filter_map(|k| bulk(k).map(<[u8]>::to_vec))
+            .filter(|k| k.as_slice() != OWNER_KEY.as_bytes())
+            .collect();
+        if !keys.is_empty() {
+            let mut cmds: Vec<Vec<&[u8]>> = Vec::with_capacity(keys.len() * 2);
+            for k in &keys {
+                cmds.push(vec![b"PTTL", k]);
+                cmds.push(vec![b"DUMP", k]);
+            }
+            let replies = r.pipeline(&cmds).await?;
+            for (k, pair) in keys.iter().zip(replies.chunks(2)) {
+                let pttl = match &pair[0] {
+                    Reply::Int(n) => *n,
+                    _ => -2,
+                };
+                let Some(payload) = bulk(&pair[1]) else {
+                    continue; // gone (expired or deleted) since SCAN
+                };
+                if pttl == -2 {
+                    continue;
+                }
+                batch_bytes += k.len() + payload.len() + 16;
+                batch.push(Key {
+                    name: k.clone(),
+                    pttl,
+                    payload: payload.to_vec(),
+                });
+            }
+        }
+        let last = next.as_slice() == b"0";
+        if !batch.is_empty() && (batch_bytes >= FRAME_BYTES || last) {
+            w.frame(TAG_REDIS_KEYS, &format::encode_keys(&batch))
+                .await?;
+            done += batch.len() as u64;
+            batch.clear();
+            batch_bytes = 0;
+            progress(&Progress {
+                binding: binding.to_owned(),
+                step: "export",
+                done,
+                total: total.max(done),
+                unit: "keys",
+            });
+        }
+        if last {
+            break;
+        }
+        cursor = next.clone();
+    }
+    let end = SectionEnd {
+        binding: binding.to_owned(),
+        items: done,
+        objects: 0,
+    };
+    w.json(format::TAG_SECTION_END, &end).await?;
+    Ok(end)
+}
+
+/// A binding's import, staged in a free database of its pool.
+pub struct Staging {
+    r: Redis,
+    lane: LaneId,
+    live: u32,
+    stage: u32,
+    keys: u64,
+    sectioned: bool,
+}
+
+impl Staging {
+    /// Checks the lane's claim of `target`, flushes leftovers of an interrupted import and claims
+    /// a free database of the pool for staging.
+    pub async fn prepare(lane: &LaneId, spec: &DataSpec, target: &str) -> Result<Staging> {
+        let (first, last, base) = pool(spec)?;
+        let mut r = Redis::connect(&spec.address).await?;
+        let live = own_index(&mut r, lane, spec, target).await?;
+        let left = clean_staging(&mut r, lane, first, last).await?;
+        if left > 0 {
+            tracing::info!(%lane, binding = %spec.name, "flushed {left} staging database(s) left by an interrupted import");
+        }
+        let (imp, _) = staging_claims(lane);
+        for index in (first..=last).filter(|i| *i != base && *i != live) {
+            r.select(index).await?;
+            let reply = r
+                .cmd(&[
+                    b"EVAL",
+                    CLAIM.as_bytes(),
+                    b"1",
+                    OWNER_KEY.as_bytes(),
+                    imp.as_bytes(),
+                ])
+                .await?;
+            if bulk(&reply) == Some(imp.as_bytes()) {
+                return Ok(Staging {
+                    r,
+                    lane: lane.clone(),
+                    live,
+                    stage: index,
+                    keys: 0,
+                    sectioned: false,
+                });
+            }
+        }
+        Err(DataError::PoolFull {
+            address: r.address().to_owned(),
+            first,
+            last,
+        })
+    }
+
+    pub fn section(&mut self, s: &Section) -> Result<()> {
+        if s.kind != "redis" {
+            return Err(DataError::Format(format!(
+                "section `{}` is {}, expected redis",
+                s.binding, s.kind
+            )));
+        }
+        self.sectioned = true;
+        Ok(())
+    }
+
+    /// Restores one frame's keys into the staging database.
+    pub async fn frame(&mut self, f: &Frame) -> Result<u64> {
+        if !self.sectioned || f.tag != TAG_REDIS_KEYS {
+            return Err(DataError::Format(format!(
+                "a frame of tag {} in a Redis section",
+                f.tag
+            )));
+        }
+        let keys = format::decode_keys(&f.payload)?;
+        self.r.select(self.stage).await?;
+        let ttls: Vec<String> = keys.iter().map(|k| k.pttl.max(0).to_string()).collect();
+        let mut cmds: Vec<Vec<&[u8]>> = Vec::with_capacity(keys.len());
+        for (k, ttl) in keys.iter().zip(&ttls) {
+            if k.name.as_slice() == OWNER_KEY.as_bytes() || k.pttl < -1 {
+                continue;
+            }
+            cmds.push(vec![
+                b"RESTORE",
+                &k.name,
+                ttl.as_bytes(),
+                &k.payload,
+                b"REPLACE",
+            ]);
+        }
+        let replies = self.r.pipeline(&cmds).await?;
+        for reply in &replies {
+            if let Reply::Error(e) = reply {
+                return Err(DataError::Format(format!(
+                    "Redis at {} refused a key of the file: {e} (a payload from an incompatible \
+                     Redis version, or a corrupt one)",
+                    self.r.address()
+                )));
+            }
+        }
+        self.keys += cmds.len() as u64;
+        Ok(cmds.len() as u64)
+    }
+
+    pub fn end(&mut self, e: &SectionEnd) -> Result<(u64, u64)> {
+        if e.items != self.keys {
+            return Err(DataError::Format(format!(
+                "section `{}` closes with {} keys but holds {}",
+                e.binding, e.items, self.keys
+            )));
+        }
+        Ok((self.keys, 0))
+    }
+
+    /// Exchanges the claims and the databases in one transaction.
+    pub async fn swap(&mut self) -> Result<()> {
+        let (imp, old) = staging_claims(&self.lane);
+        self.r.select(self.stage).await?;
+        if self.r.owner().await?.as_deref() != Some(imp.as_str()) {
+            return Err(DataError::Guard(format!(
+                "the staging database {} lost its claim; nothing was swapped",
+                self.stage
+            )));
+        }
+        let (live, stage) = (self.live.to_string(), self.stage.to_string());
+        let lane = self.lane.to_string();
+        let cmds: Vec<Vec<&[u8]>> = vec![
+            vec![b"MULTI"],
+            vec![b"SELECT", stage.as_bytes()],
+            vec![b"SET", OWNER_KEY.as_bytes(), lane.as_bytes()],
+            vec![b"SELECT", live.as_bytes()],
+            vec![b"SET", OWNER_KEY.as_bytes(), old.as_bytes()],
+            vec![b"SWAPDB", live.as_bytes(), stage.as_bytes()],
+            vec![b"EXEC"],
+        ];
+        let replies = self.r.pipeline(&cmds).await?;
+        match replies.last() {
+            Some(Reply::Array(Some(results)))
+                if results.iter().all(|r| !matches!(r, Reply::Error(_))) => {}
+            other => {
+                return Err(DataError::Server {
+                    what: "Redis",
+                    address: self.r.address().to_owned(),
+                    message: format!("the swap transaction failed: {other:?} ({replies:?})"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes the staging database (the old keys after a swap, or the staged ones instead of it).
+    pub async fn abort(mut self) {
+        let r = clean_staging(&mut self.r, &self.lane, self.stage, self.stage).await;
+        if let Err(e) = r {
+            tracing::warn!(lane = %self.lane, error = %e, "could not flush the staging database; the next import or the lane's teardown does");
+        }
+    }
+}
