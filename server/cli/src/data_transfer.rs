@@ -25,9 +25,10 @@ fn data_error(e: DataError) -> anyhow::Error {
             .with_help("fix the user or password in the binding's `url`"),
         DataError::Format(_) => BackendError::invalid(message)
             .with_help("import a file written by `lane data export` or `lane data backup`"),
-        DataError::MissingBaseline { .. } | DataError::Invalid(_) | DataError::Io(_) => {
-            BackendError::invalid(message)
-        }
+        DataError::MissingBaseline { .. }
+        | DataError::MissingTopic { .. }
+        | DataError::Invalid(_)
+        | DataError::Io(_) => BackendError::invalid(message),
         DataError::PoolFull { .. } => BackendError::conflict(message).with_help(
             "an import stages into a free database of the pool: free one, or widen `pool`",
         ),

@@ -1,8 +1,8 @@
 //! `lane`: release lanes for microservice teams. One binary: the CLI, the agent that runs local
 //! lanes, the router, and the IDE daemon (`lane lsp`).
 
-mod baseline_sync;
 mod agent_service;
+mod baseline_sync;
 mod cli;
 mod commands;
 mod consul_router;
