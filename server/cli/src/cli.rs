@@ -249,6 +249,9 @@ pub enum BaselineCommand {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// Bring baseline to what production runs now, and print each followed service's drift
+    /// (on Kubernetes: the operator syncs every LaneEnvironment of the lanes' namespaces).
+    Sync(JsonFlag),
 }
 
 /// Where `lane route` reads: the same scope and header as `lane operator`.

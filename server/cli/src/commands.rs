@@ -341,6 +341,9 @@ pub async fn run_with(backend: &dyn Backend, command: Command) -> anyhow::Result
         Command::Baseline {
             command: BaselineCommand::Up { file },
         } => baseline_up(backend, file).await,
+        Command::Baseline {
+            command: BaselineCommand::Sync(json),
+        } => crate::baseline_sync::run(backend, json.json).await,
         Command::Agent
         | Command::Down
         | Command::Completions { .. }
@@ -428,7 +431,7 @@ async fn status(backend: &dyn Backend, json: bool) -> anyhow::Result<u8> {
 ///
 /// Ctrl-C cancels it and waits for the backend's answer: a deploy not yet live is rolled back
 /// (`cancelled`), one already live completes (success). A second Ctrl-C stops waiting.
-async fn with_progress<T>(
+pub(crate) async fn with_progress<T>(
     json: bool,
     op: impl AsyncFnOnce(lane_api::ProgressTx, Cancel) -> lane_api::Result<T>,
 ) -> lane_api::Result<T> {

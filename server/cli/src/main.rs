@@ -1,6 +1,7 @@
 //! `lane`: release lanes for microservice teams. One binary: the CLI, the agent that runs local
 //! lanes, the router, and the IDE daemon (`lane lsp`).
 
+mod baseline_sync;
 mod cli;
 mod commands;
 mod consul_router;

@@ -5,6 +5,8 @@
 //!   DestinationRules and VirtualServices the operator should make, with the conflicts it must
 //!   report instead. Routing decisions come from `lane_core::RoutingTable`.
 //!
+//! - [`environment`]: the `LaneEnvironment` custom resource (baseline follows production) and
+//!   the pure decision of which baseline images to set.
 //! - [`operator`]: the thin controller around [`plan::desired`] (`lane operator`): watches,
 //!   lists, applies, deletes, writes Lane statuses.
 //! - [`backend`]: the `kubernetes` backend, `lane_api::Backend` on a cluster's Lanes.
@@ -13,6 +15,7 @@
 
 pub mod backend;
 pub mod crd;
+pub mod environment;
 pub mod matching;
 pub mod operator;
 pub mod plan;

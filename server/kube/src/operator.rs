@@ -76,6 +76,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::crd::{CONDITION_READY, CONDITION_ROUTED, Lane, LanePhase, LaneRoute, LaneStatus};
+use crate::environment::{self, LaneEnvironment, SyncDrift};
 use crate::plan::{
     self, BASELINE, BaselineService, Conflict, Existing, LANE_OBJECT_ANNOTATION, MANAGED_BY,
     MANAGED_BY_LABEL, is_managed, object_name,
@@ -153,6 +154,8 @@ pub struct Inputs {
     pub deployments: Vec<Deployment>,
     pub virtual_services: Vec<VirtualService>,
     pub destination_rules: Vec<DestinationRule>,
+    /// LaneEnvironments (none when their CRD is not installed: following production is optional).
+    pub environments: Vec<LaneEnvironment>,
 }
 
 /// The operator: a client, a scope, and the pass.
@@ -253,6 +256,9 @@ impl Operator {
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     let needs = match kind {
                         "Lane" => "the Lane CRD (deploy/crd.yaml)",
+                        "LaneEnvironment" => {
+                            "the LaneEnvironment CRD (deploy/environment-crd.yaml)"
+                        }
                         "VirtualService" | "DestinationRule" => {
                             "Istio (its networking.istio.io CRDs)"
                         }
@@ -338,12 +344,18 @@ impl Operator {
 
     /// Every input of a pass, listed at once, in the operator's scope.
     pub async fn list_inputs(&self) -> Result<Inputs, Error> {
-        let (lanes, services, deployments, virtual_services, destination_rules) = futures::try_join!(
+        let (lanes, services, deployments, virtual_services, destination_rules, environments) = futures::try_join!(
             self.list::<Lane>("Lane"),
             self.list::<Service>("Service"),
             self.list::<Deployment>("Deployment"),
             self.list::<VirtualService>("VirtualService"),
             self.list::<DestinationRule>("DestinationRule"),
+            async {
+                match self.list::<LaneEnvironment>("LaneEnvironment").await {
+                    Err(Error::NotServed { .. }) => Ok(Vec::new()),
+                    other => other,
+                }
+            },
         )?;
         Ok(Inputs {
             lanes,
@@ -351,6 +363,7 @@ impl Operator {
             deployments,
             virtual_services,
             destination_rules,
+            environments,
         })
     }
 
@@ -404,6 +417,10 @@ impl Operator {
             destination_rules,
             ..
         } = &inputs;
+
+        // 0. Baseline follows production (writes only baseline images and LaneEnvironment
+        // statuses; what it changes reaches the plan in the next pass, woken by the change).
+        self.sync_baselines(&inputs, now, &mut report).await?;
 
         // 1. Finalizers on the Lanes that are neither deleting nor expired.
         for lane in lanes {
@@ -602,6 +619,101 @@ impl Operator {
         Ok(report)
     }
 
+    /// Step 0 of a pass: every LaneEnvironment's baseline images set to production's
+    /// ([`environment::plan_sync`]), and its status. A production namespace that cannot be read
+    /// and a baseline that cannot be written are reported in the status, not errors of the pass.
+    async fn sync_baselines(
+        &self,
+        inputs: &Inputs,
+        now: i64,
+        report: &mut PassReport,
+    ) -> Result<(), Error> {
+        let mut production: BTreeMap<String, Result<Vec<Deployment>, String>> = BTreeMap::new();
+        for env in &inputs.environments {
+            let prod_ns = env.spec.production.namespace.clone();
+            if !production.contains_key(&prod_ns) {
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &prod_ns);
+                let listed = match api.list(&ListParams::default()).await {
+                    Ok(list) => Ok(list.items),
+                    Err(kube::Error::Api(e)) => Err(format!(
+                        "cannot list production's Deployments in namespace {prod_ns}: {} ({})",
+                        e.message, e.code
+                    )),
+                    Err(e) => Err(format!(
+                        "cannot list production's Deployments in namespace {prod_ns}: {e}"
+                    )),
+                };
+                production.insert(prod_ns.clone(), listed);
+            }
+            let prod = match &production[&prod_ns] {
+                Ok(list) => Ok(list.as_slice()),
+                Err(why) => Err(why.as_str()),
+            };
+            let mut plan = environment::plan_sync(env, &inputs.deployments, prod, now);
+            for patch in &plan.patches {
+                self.spend(report)?;
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &patch.namespace);
+                let label = format!("{}/{}", patch.namespace, patch.name);
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                match api
+                    .patch(&patch.name, &params, &Patch::Apply(patch.apply_body()))
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(deployment = %label, "baseline set to production's images");
+                        report.writes.push(format!("images Deployment {label}"));
+                    }
+                    Err(e) => {
+                        tracing::warn!(deployment = %label, "cannot set production's images: {e}");
+                        if let Some(entry) = plan
+                            .status
+                            .baseline
+                            .iter_mut()
+                            .find(|s| s.deployment == patch.name)
+                        {
+                            entry.drift = SyncDrift::Behind;
+                            entry.reason = Some(format!("cannot set production's images: {e}"));
+                        }
+                    }
+                }
+            }
+            if env.status.as_ref() != Some(&plan.status) {
+                self.spend(report)?;
+                let api: Api<LaneEnvironment> =
+                    Api::namespaced(self.client.clone(), &env.namespace().unwrap_or_default());
+                let body = serde_json::json!({
+                    "apiVersion": "lane.dev/v1alpha1",
+                    "kind": "LaneEnvironment",
+                    "metadata": {"name": env.name_any()},
+                    "status": plan.status,
+                });
+                match api
+                    .patch_status(
+                        &env.name_any(),
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&body),
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => continue,
+                    Err(e) => {
+                        return Err(kube_err(
+                            "write the status of",
+                            "LaneEnvironment",
+                            object_name(&env.metadata),
+                        )(e));
+                    }
+                }
+                report.writes.push(format!(
+                    "status LaneEnvironment {}",
+                    object_name(&env.metadata)
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn set_finalizers(
         &self,
         lane: &Lane,
@@ -649,6 +761,7 @@ impl Operator {
         self.spawn_watchers::<Deployment>(&mut watchers, &wake);
         self.spawn_watchers::<VirtualService>(&mut watchers, &wake);
         self.spawn_watchers::<DestinationRule>(&mut watchers, &wake);
+        self.spawn_watchers::<LaneEnvironment>(&mut watchers, &wake);
         let mut shutdown = std::pin::pin!(shutdown);
         let mut failures: u32 = 0;
         let mut wait = Duration::ZERO;
