@@ -1,0 +1,356 @@
+//! Baseline follows production on Kubernetes, end to end against a real kube-apiserver
+//! (`lane_tests::apiserver`): `lane operator` runs as a process (as `admin`, scoped to the
+//! baseline namespace), a `LaneEnvironment` names the production namespace, and `lane status` /
+//! `lane baseline sync` run as the developer `alice` with `deploy/rbac.yaml`'s rights.
+//!
+//! A bare API server runs no controllers: where a baseline Deployment must finish rolling out,
+//! the test plays the Deployment controller (it writes `status.observedGeneration`,
+//! `updatedReplicas` and `readyReplicas`), and says so.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Out, TestEnv};
+use lane_tests::apiserver::ApiServer;
+use serde_json::{Value, json};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `kubectl` as `user` against the shared server; returns (success, stdout, stderr).
+fn kubectl(user: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(lane_tests::apiserver::kubectl())
+        .arg("--kubeconfig")
+        .arg(ApiServer::shared().kubeconfig(user))
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("a stdin pipe")
+            .write_all(text.as_bytes())
+            .expect("write kubectl's stdin");
+    }
+    let out = child.wait_with_output().expect("kubectl finishes");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn kubectl_ok(user: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let (ok, out, err) = kubectl(user, args, stdin);
+    assert!(
+        ok,
+        "kubectl {} as {user} failed:\n{out}{err}",
+        args.join(" ")
+    );
+    out
+}
+
+fn apply(value: &Value) {
+    kubectl_ok(
+        "admin",
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager",
+            "lane-test",
+            "-f",
+            "-",
+        ],
+        Some(&value.to_string()),
+    );
+}
+
+fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn get_raw(path: &str) -> Option<Value> {
+    let (ok, out, _) = kubectl("admin", &["get", "--raw", path], None);
+    ok.then(|| serde_json::from_str(&out).expect("the API server answers JSON"))
+}
+
+fn deployment_json(ns: &str, name: &str) -> Value {
+    get_raw(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"))
+        .unwrap_or_else(|| panic!("Deployment {ns}/{name}"))
+}
+
+fn image(ns: &str, name: &str) -> String {
+    deployment_json(ns, name)["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn deployment(ns: &str, name: &str, image: &str, baseline: bool) -> Value {
+    let mut labels = json!({"app": name});
+    if baseline {
+        labels["lane.dev/lane"] = json!("baseline");
+    }
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+           "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                    "template": {"metadata": {"labels": labels},
+                                 "spec": {"containers": [{"name": name, "image": image}]}}}})
+}
+
+/// Plays the Deployment controller: the Deployment's current generation rolled out, all ready.
+fn rolled_out(ns: &str, name: &str) {
+    let generation = deployment_json(ns, name)["metadata"]["generation"].clone();
+    let status = json!({"status": {"observedGeneration": generation, "replicas": 2,
+                                   "updatedReplicas": 2, "readyReplicas": 2,
+                                   "availableReplicas": 2}});
+    kubectl_ok(
+        "admin",
+        &[
+            "patch",
+            "deployment",
+            name,
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ],
+        None,
+    );
+}
+
+fn lane(env: &TestEnv, dir: &Path, args: &[&str]) -> Out {
+    let kubeconfig = ApiServer::shared().kubeconfig("alice");
+    env.run_in(dir, args, &[("KUBECONFIG", &kubeconfig.to_string_lossy())])
+}
+
+/// The `baseline_sync` entry of `service` in `lane status --json` / `lane baseline sync --json`.
+fn entry(list: &Value, service: &str) -> Option<Value> {
+    list.as_array()?
+        .iter()
+        .find(|e| e["service"] == service)
+        .cloned()
+}
+
+#[test]
+fn baseline_follows_production_through_a_lane_environment() {
+    let ns = "ke-base";
+    let prod = "ke-prod";
+    let root = repo_root();
+    let deploy = root.join("deploy");
+    for file in ["crd.yaml", "environment-crd.yaml", "rbac.yaml"] {
+        kubectl_ok(
+            "admin",
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                &deploy.join(file).to_string_lossy(),
+            ],
+            None,
+        );
+    }
+    // The operator lists Istio's kinds on every pass: the tests' minimal Istio CRDs.
+    kubectl_ok(
+        "admin",
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &root
+                .join("server/kube/tests/operator/istio-crds.yaml")
+                .to_string_lossy(),
+        ],
+        None,
+    );
+    kubectl_ok(
+        "admin",
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/lanes.lane.dev",
+            "crd/laneenvironments.lane.dev",
+            "crd/virtualservices.networking.istio.io",
+            "crd/destinationrules.networking.istio.io",
+        ],
+        None,
+    );
+    for n in [ns, prod] {
+        let _ = kubectl("admin", &["create", "namespace", n], None);
+    }
+    apply(&deployment(ns, "cart", "registry.example/cart:1", true));
+    apply(&deployment(ns, "pay", "registry.example/pay:1", true));
+    rolled_out(ns, "cart");
+    rolled_out(ns, "pay");
+    apply(&deployment(prod, "cart", "registry.example/cart:2", false));
+    // No production Deployment `pay`.
+    wait_until("LaneEnvironments served", || {
+        get_raw(&format!(
+            "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments"
+        ))
+    });
+    apply(
+        &json!({"apiVersion": "lane.dev/v1alpha1", "kind": "LaneEnvironment",
+                  "metadata": {"name": "dev", "namespace": ns},
+                  "spec": {"production": {"namespace": prod}}}),
+    );
+
+    let env = TestEnv::new("kube-env", 160);
+    let repo = env.repo(
+        "cart",
+        &format!(
+            "app = \"{ns}\"\nproc = \"cart\"\n[run]\ncommand = \"./cart\"\n\
+             [backend]\nkind = \"kubernetes\"\n[image]\nbuild = \"./build-image.sh\"\n"
+        ),
+    );
+    let admin = ApiServer::shared().kubeconfig("admin");
+    let operator = env.spawn_in(
+        &repo,
+        &[
+            "operator",
+            "--kubeconfig",
+            &admin.to_string_lossy(),
+            "--namespace",
+            ns,
+        ],
+        &[],
+    );
+
+    // The operator sets baseline cart's image to production's (drift behind meanwhile), by
+    // server-side apply of that field alone as `lane-operator`; pay has no production.
+    wait_until("baseline cart runs production's image", || {
+        (image(ns, "cart") == "registry.example/cart:2").then_some(())
+    });
+    let cart = deployment_json(ns, "cart");
+    let owned: Vec<String> = cart["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["manager"] == "lane-operator")
+        .map(|m| m["fieldsV1"].to_string())
+        .collect();
+    assert_eq!(owned.len(), 1, "{cart}");
+    assert!(
+        owned[0].contains("f:image") && !owned[0].contains("f:replicas"),
+        "lane-operator owns only the image: {}",
+        owned[0]
+    );
+    assert_eq!(
+        cart["spec"]["replicas"], 2,
+        "the other fields are as applied"
+    );
+    let status = wait_until("cart behind while it rolls out", || {
+        let st = lane(&env, &repo, &["status", "--json"]).json()["status"].clone();
+        let e = entry(&st["baseline_sync"], &format!("{ns}.cart"))?;
+        (e["drift"] == "behind").then_some(st)
+    });
+    let cart = entry(&status["baseline_sync"], &format!("{ns}.cart")).unwrap();
+    assert_eq!(cart["production"], "registry.example/cart:2", "{cart}");
+    assert_eq!(cart["running"], "registry.example/cart:2", "{cart}");
+    assert_eq!(cart["follows"], format!("namespace {prod}"), "{cart}");
+    assert!(
+        cart["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("rolling out production's images"),
+        "{cart}"
+    );
+    let pay = entry(&status["baseline_sync"], &format!("{ns}.pay")).unwrap();
+    assert_eq!(pay["drift"], "unknown", "{pay}");
+    assert_eq!(
+        pay["reason"],
+        format!("production has no Deployment pay in namespace {prod}"),
+        "{pay}"
+    );
+
+    // The Deployment controller's part: rolled out. In sync, with the time of the sync.
+    rolled_out(ns, "cart");
+    let synced = wait_until("cart in sync", || {
+        let st = lane(&env, &repo, &["status", "--json"]).json()["status"].clone();
+        let e = entry(&st["baseline_sync"], &format!("{ns}.cart"))?;
+        (e["drift"] == "in_sync").then_some(e)
+    });
+    let first_sync = synced["last_sync"].as_u64().expect("a last sync time");
+    let env_obj = get_raw(&format!(
+        "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments/dev"
+    ))
+    .unwrap();
+    assert_eq!(env_obj["status"]["services"], 2, "{env_obj}");
+    assert_eq!(env_obj["status"]["inSync"], 1, "{env_obj}");
+
+    // Production moves. The operator watches only the baseline namespace, so nothing wakes it
+    // but its resync or a request: `lane baseline sync` asks and waits for the answer.
+    apply(&deployment(prod, "cart", "registry.example/cart:3", false));
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = lane(&env, &repo, &["baseline", "sync", "--json"]);
+    assert_eq!(out.code, 0, "{out}");
+    let answer = out.json();
+    let cart = entry(&answer, &format!("{ns}.cart")).unwrap();
+    assert_eq!(cart["production"], "registry.example/cart:3", "{cart}");
+    assert_eq!(cart["drift"], "behind", "{cart}");
+    assert_eq!(image(ns, "cart"), "registry.example/cart:3");
+    rolled_out(ns, "cart");
+    let out = lane(&env, &repo, &["baseline", "sync"]);
+    assert_eq!(out.code, 0, "{out}");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{ns}.cart ")))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("in_sync") && line.contains("registry.example/cart:3"),
+        "{out}"
+    );
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{ns}.pay ")))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("unknown")
+            && line.contains("never")
+            && line.ends_with(&format!(
+                "production has no Deployment pay in namespace {prod}"
+            )),
+        "{out}"
+    );
+    let st = lane(&env, &repo, &["status", "--json"]).json()["status"].clone();
+    let cart = entry(&st["baseline_sync"], &format!("{ns}.cart")).unwrap();
+    assert!(cart["last_sync"].as_u64().unwrap() > first_sync, "{cart}");
+
+    let out = operator.kill9();
+    assert!(
+        out.stderr.contains("baseline set to production's images"),
+        "{}",
+        out.stderr
+    );
+    env.finish();
+}
