@@ -42,9 +42,12 @@
 //!
 //! # Limits
 //!
-//! - A lane's route is added in the pass that applies its Deployment, not once the pods are
-//!   ready (`plan::desired` takes no readiness): until then that lane's requests to the service
-//!   fail instead of falling back. Its status says `Ready=False` meanwhile.
+//! - A lane's route is added once its Deployment reports a ready replica (`plan::desired` reads
+//!   the lane Deployments' status): until then that lane's requests to the service fall back
+//!   along its parent chain, and its status says `Routed=False`, reason `WaitingForReady`,
+//!   phase `Pending`. Readiness is `status.readyReplicas` ≥ 1 as the Deployment controller
+//!   reports it, so it lags the pods by the controller's and the watch's delay; a version
+//!   whose last replica stops being ready loses its route in the next pass.
 //! - Foreign VirtualServices and DestinationRules are seen only in the namespaces in scope: with
 //!   `--namespace`, include every namespace that may route the lanes' hosts.
 //! - Every pass lists all Services and Deployments in scope, and any change to one (a status
@@ -1032,6 +1035,19 @@ fn lane_status(
         .keys()
         .filter(|s| !routes.iter().any(|r| r.service == **s && r.lane == id))
         .collect();
+    // Versions whose Deployment is planned but has no ready replica yet: not routed on purpose
+    // (their requests fall back along the parent chain), not a fault.
+    let waiting = unrouted.iter().all(|s| {
+        s.parse::<ServiceId>().is_ok_and(|service| {
+            let Ok(lane_id) = id.parse() else {
+                return false;
+            };
+            let name = plan::deployment_name(&service, &lane_id);
+            mine.iter()
+                .any(|d| d.metadata.name.as_deref() == Some(name.as_str()))
+                && !plan::deployment_ready(deployments, service.app(), &name)
+        })
+    });
     let all_ready = ready_services == services;
     let routed = unrouted.is_empty();
     let conflict_message = conflicts
@@ -1055,16 +1071,23 @@ fn lane_status(
             routed,
             if routed {
                 "Routed"
-            } else if conflicts.is_empty() {
-                "NotRouted"
-            } else {
+            } else if !conflicts.is_empty() {
                 "Conflict"
+            } else if waiting {
+                "WaitingForReady"
+            } else {
+                "NotRouted"
             },
             if routed {
                 "every personal version has its route".to_owned()
             } else {
                 format!(
-                    "not routed: {}",
+                    "not routed{}: {}",
+                    if waiting && conflicts.is_empty() {
+                        " until a replica is ready (requests fall back to the parent lane or baseline)"
+                    } else {
+                        ""
+                    },
                     unrouted
                         .iter()
                         .map(|s| s.as_str())
@@ -1088,7 +1111,7 @@ fn lane_status(
         generation,
         now,
     ));
-    let phase = if !conflicts.is_empty() || !routed {
+    let phase = if !conflicts.is_empty() || !(routed || waiting) {
         LanePhase::Degraded
     } else if all_ready {
         LanePhase::Ready
