@@ -38,7 +38,7 @@
 //! has passed at `now` are left out entirely, as if already reclaimed: no Deployments, no routes,
 //! and their parent links are not followed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{EnvVar, Service};
@@ -318,6 +318,18 @@ pub fn desired(
 ) -> Desired {
     let mut out = Desired::default();
     let bases = check_baselines(baseline, &mut out.conflicts);
+    // The operator's lane Deployments that report a ready replica, by (namespace, name).
+    let ready_deployments: HashSet<(&str, &str)> = existing
+        .deployments
+        .iter()
+        .filter(|d| ready_replica(d))
+        .filter_map(|d| {
+            Some((
+                d.metadata.namespace.as_deref()?,
+                d.metadata.name.as_deref()?,
+            ))
+        })
+        .collect();
     let live = live_lanes(lanes, options.now, &mut out);
 
     // Which live lanes have a version of each service.
@@ -377,7 +389,7 @@ pub fn desired(
                 Ok(d) => {
                     out.deployments.push(d);
                     versions.push(lane.id.clone());
-                    ready.push(is_ready(existing, service.app(), &name));
+                    ready.push(ready_deployments.contains(&(service.app(), name.as_str())));
                 }
                 Err(conflict) => out.conflicts.push(conflict),
             }
@@ -524,14 +536,18 @@ pub fn is_ready(existing: &Existing, namespace: &str, name: &str) -> bool {
 
 /// [`is_ready`] over a list of Deployments.
 pub fn deployment_ready(deployments: &[Deployment], namespace: &str, name: &str) -> bool {
-    deployments.iter().any(|d| {
-        same_object(&d.metadata, namespace, name)
-            && is_managed(&d.metadata)
-            && d.status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .is_some_and(|r| r >= 1)
-    })
+    deployments
+        .iter()
+        .any(|d| same_object(&d.metadata, namespace, name) && ready_replica(d))
+}
+
+/// A Deployment the operator made that reports a ready replica.
+fn ready_replica(d: &Deployment) -> bool {
+    is_managed(&d.metadata)
+        && d.status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .is_some_and(|r| r >= 1)
 }
 
 fn managed_meta(name: &str, namespace: &str) -> ObjectMeta {
