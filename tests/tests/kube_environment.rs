@@ -240,6 +240,8 @@ fn baseline_follows_production_through_a_lane_environment() {
             &admin.to_string_lossy(),
             "--namespace",
             ns,
+            "--lease-namespace",
+            ns,
         ],
         &[],
     );

@@ -192,6 +192,8 @@ pub enum Command {
         /// The lane header the VirtualServices match (the W3C `baggage` entry `lane=` is matched too).
         #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
         lane_header: String,
+        #[command(flatten)]
+        election: OperatorElection,
     },
     /// Lanes' own data (MySQL databases, Redis databases) from `[data.<name>]` bindings.
     Data {
@@ -232,6 +234,24 @@ pub enum Command {
         #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
         lane_header: String,
     },
+}
+
+/// How replicas of `lane operator` elect the one that writes (a `coordination.k8s.io/v1` Lease).
+#[derive(Debug, Args)]
+pub struct OperatorElection {
+    /// Reconcile without taking the Lease (only when exactly one operator runs).
+    #[arg(long)]
+    pub no_leader_election: bool,
+    /// The Lease's namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "lane-system")]
+    pub lease_namespace: String,
+    /// The Lease's name.
+    #[arg(long, default_value = "lane-operator")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease. Default: POD_NAME (else the host name) and the
+    /// process id.
+    #[arg(long)]
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -164,7 +164,8 @@ async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u
             kubeconfig,
             namespaces,
             lane_header,
-        } => crate::operator::run(kubeconfig, namespaces, lane_header).await,
+            election,
+        } => crate::operator::run(kubeconfig, namespaces, lane_header, election).await,
         Command::Route { command } => crate::route::run(command).await,
         other => {
             // `lane deploy --dir D` chooses by D's lane.toml, everything else by the current dir.

@@ -7,6 +7,7 @@
 //!
 //! - [`environment`]: the `LaneEnvironment` custom resource (baseline follows production) and
 //!   the pure decision of which baseline images to set.
+//! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease, so one replica writes.
 //! - [`operator`]: the thin controller around [`plan::desired`] (`lane operator`): watches,
 //!   lists, applies, deletes, writes Lane statuses.
 //! - [`backend`]: the `kubernetes` backend, `lane_api::Backend` on a cluster's Lanes.
@@ -16,6 +17,7 @@
 pub mod backend;
 pub mod crd;
 pub mod environment;
+pub mod lease;
 pub mod matching;
 pub mod operator;
 pub mod plan;

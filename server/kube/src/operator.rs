@@ -169,6 +169,8 @@ pub struct Operator {
     options: plan::Options,
     /// Test hook: the pass fails with [`Error::Interrupted`] once this many writes are done.
     write_budget: Option<Arc<AtomicUsize>>,
+    /// Writes started by this operator and its clones, ever.
+    writes: Arc<AtomicUsize>,
 }
 
 /// Seconds since the epoch, now.
@@ -203,6 +205,7 @@ impl Operator {
             config,
             options,
             write_budget: None,
+            writes: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -214,7 +217,13 @@ impl Operator {
         self
     }
 
+    /// How many writes this operator (and its clones) has started, ever.
+    pub fn writes_started(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
     fn spend(&self, report: &PassReport) -> Result<(), Error> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         if let Some(budget) = &self.write_budget {
             let left = budget.load(Ordering::SeqCst);
             if left == 0 {
@@ -802,6 +811,55 @@ impl Operator {
             }
         }
         watchers.abort_all();
+    }
+
+    /// Runs as one of several replicas until `shutdown` resolves: a candidate until it holds
+    /// `elector`'s Lease, then [`Operator::run`] for as long as it holds it (renewing it); when it
+    /// loses it, the passes stop and it is a candidate again. On shutdown the last pass ends,
+    /// then the Lease is released. See [`crate::lease`].
+    pub async fn run_elected(
+        self,
+        elector: crate::lease::Elector,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let lease = format!("{}/{}", elector.config().namespace, elector.config().name);
+        loop {
+            loop {
+                match elector.try_acquire_or_renew().await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!("leader election: {e}"),
+                }
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(elector.config().retry_every) => {}
+                }
+            }
+            tracing::info!(%lease, identity = %elector.config().identity, "leading: reconciling");
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let mut run = std::pin::pin!(self.clone().run(async move {
+                let _ = stop_rx.await;
+            }));
+            let mut hold = std::pin::pin!(elector.hold());
+            let (ended, stopping) = tokio::select! {
+                () = &mut run => (true, false),
+                () = &mut hold => (false, false),
+                () = &mut shutdown => (false, true),
+            };
+            let _ = stop_tx.send(());
+            if !ended {
+                run.await;
+            }
+            if stopping {
+                match elector.release().await {
+                    Ok(()) => tracing::info!(%lease, "released the lease"),
+                    Err(e) => tracing::warn!("cannot release the lease: {e}"),
+                }
+                return;
+            }
+            tracing::warn!(%lease, "no longer leading; a candidate again");
+        }
     }
 
     fn spawn_watchers<K>(&self, set: &mut tokio::task::JoinSet<()>, wake: &Arc<Notify>)

@@ -873,6 +873,8 @@ async fn operator_manifest_is_valid() {
             "ClusterRoleBinding",
             "Deployment",
             "Namespace",
+            "Role",
+            "RoleBinding",
             "ServiceAccount"
         ]
     );
@@ -923,10 +925,16 @@ async fn operator_manifest_is_valid() {
     let ns = "op-rbac";
     setup(ns).await;
     baseline(&c, ns, "cart").await;
+    // Elected as `lane operator` runs by default: the Role in deploy/operator.yaml lets it take
+    // the Lease lane-system/lane-operator.
+    let elector = lane_kube::lease::Elector::new(
+        sa.clone(),
+        lane_kube::lease::LeaseConfig::new("lane-system", "lane-operator", "rbac-test"),
+    );
     let _op = Running(tokio::spawn(
         Operator::new(sa.clone(), config(ns))
             .unwrap()
-            .run(std::future::pending()),
+            .run_elected(elector, std::future::pending()),
     ));
     lane(&c, ns, "sa", None, &[("cart", "cart:sa")], now() + 3600).await;
     mark_ready(&c, ns, "cart-lane-sa").await;

@@ -61,7 +61,10 @@ where
 pub async fn setup(ns: &str) -> Client {
     let c = client("admin").await;
     let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
-    let mut all = vec![serde_json::to_value(lane_kube::crd::crd()).unwrap()];
+    let mut all = vec![
+        serde_json::to_value(lane_kube::crd::crd()).unwrap(),
+        serde_json::to_value(lane_kube::environment::crd()).unwrap(),
+    ];
     let istio = include_str!("../operator/istio-crds.yaml");
     for doc in serde_yaml::Deserializer::from_str(istio) {
         let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
