@@ -356,3 +356,45 @@ fn baseline_follows_production_through_a_lane_environment() {
     );
     env.finish();
 }
+
+/// `deploy/kustomization.yaml` covers every manifest in deploy/ and replaces the operator's
+/// placeholder image; the Containerfile builds the binary that image must hold. (No image is
+/// built here: no container runtime in the tests.)
+#[test]
+fn the_kustomization_sets_the_operator_image() {
+    let deploy = repo_root().join("deploy");
+    ApiServer::shared();
+    let out = kubectl_ok("admin", &["kustomize", &deploy.to_string_lossy()], None);
+    let images: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("image: "))
+        .collect();
+    assert_eq!(images, ["registry.example/lane:0.1.0"], "{out}");
+    for kind in [
+        "kind: CustomResourceDefinition",
+        "name: laneenvironments.lane.dev",
+        "kind: ValidatingAdmissionPolicy",
+        "- leases",
+        "replicas: 2",
+    ] {
+        assert!(
+            out.contains(kind),
+            "{kind} missing from the kustomization:\n{out}"
+        );
+    }
+    let yamls: Vec<String> = std::fs::read_dir(&deploy)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    let kustomization = std::fs::read_to_string(deploy.join("kustomization.yaml")).unwrap();
+    for y in yamls {
+        assert!(
+            kustomization.contains(&format!("  - {y}\n")),
+            "deploy/{y} is not in deploy/kustomization.yaml"
+        );
+    }
+    let containerfile = std::fs::read_to_string(deploy.join("Containerfile")).unwrap();
+    assert!(containerfile.contains("cargo build --release --locked -p lane --bin lane"));
+    assert!(containerfile.contains("USER 65532:65532"));
+}
