@@ -398,3 +398,157 @@ fn the_kustomization_sets_the_operator_image() {
     assert!(containerfile.contains("cargo build --release --locked -p lane --bin lane"));
     assert!(containerfile.contains("USER 65532:65532"));
 }
+
+/// Runs `lane args…` as a Pod would: no kubeconfig anywhere, `KUBERNETES_SERVICE_HOST`/`PORT`
+/// set, and the service account's token, CA and namespace at
+/// `/var/run/secrets/kubernetes.io/serviceaccount`, mounted in a private mount namespace
+/// (`unshare -m`, a tmpfs over /run) so nothing of the machine's is changed.
+fn in_cluster(dir: &Path, secrets: &Path, args: &[&str]) -> Command {
+    let server = ApiServer::shared();
+    let port = server
+        .server
+        .rsplit(':')
+        .next()
+        .expect("https://127.0.0.1:<port>");
+    let script = "set -e; mount -t tmpfs tmpfs /run; \
+                  d=/var/run/secrets/kubernetes.io/serviceaccount; mkdir -p \"$d\"; \
+                  cp \"$SA_DIR/token\" \"$SA_DIR/ca.crt\" \"$SA_DIR/namespace\" \"$d/\"; exec \"$@\"";
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", script, "sh"])
+        .arg(common::lane_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KUBECONFIG")
+        .env("HOME", secrets.join("home"))
+        .env("SA_DIR", secrets)
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", port);
+    cmd
+}
+
+/// `lane operator` and the backend with in-cluster configuration, against the test API server
+/// (its serving certificate covers 127.0.0.1, the address given as the service host).
+#[test]
+fn the_operator_and_the_backend_run_with_in_cluster_configuration() {
+    let ok = Command::new("unshare")
+        .args(["-m", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "this test needs `unshare -m` (util-linux, run as root or with user namespaces) to mount \
+         a service account's files at /var/run/secrets privately"
+    );
+    let ns = "ke-incluster";
+    let prod = "ke-incluster-prod";
+    let root = repo_root();
+    for file in ["crd.yaml", "environment-crd.yaml"] {
+        kubectl_ok(
+            "admin",
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                &root.join("deploy").join(file).to_string_lossy(),
+            ],
+            None,
+        );
+    }
+    kubectl_ok(
+        "admin",
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &root
+                .join("server/kube/tests/operator/istio-crds.yaml")
+                .to_string_lossy(),
+        ],
+        None,
+    );
+    kubectl_ok(
+        "admin",
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/laneenvironments.lane.dev",
+            "crd/virtualservices.networking.istio.io",
+            "crd/destinationrules.networking.istio.io",
+        ],
+        None,
+    );
+    for n in [ns, prod] {
+        let _ = kubectl("admin", &["create", "namespace", n], None);
+    }
+    apply(&deployment(ns, "cart", "registry.example/cart:1", true));
+    apply(&deployment(prod, "cart", "registry.example/cart:9", false));
+    wait_until("LaneEnvironments served", || {
+        get_raw(&format!(
+            "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments"
+        ))
+    });
+    apply(
+        &json!({"apiVersion": "lane.dev/v1alpha1", "kind": "LaneEnvironment",
+                  "metadata": {"name": "dev", "namespace": ns},
+                  "spec": {"production": {"namespace": prod}}}),
+    );
+
+    // A service account's files: a token the server accepts, its CA, the namespace.
+    let env = TestEnv::new("kube-incluster", 161);
+    let secrets = env.repo(
+        "sa",
+        "app = \"x\"\nproc = \"y\"\n[run]\ncommand = \"./y\"\n",
+    );
+    std::fs::create_dir_all(secrets.join("home")).unwrap();
+    let server = ApiServer::shared();
+    std::fs::write(secrets.join("token"), server.token("admin")).unwrap();
+    std::fs::copy(&server.ca_file, secrets.join("ca.crt")).unwrap();
+    std::fs::write(secrets.join("namespace"), ns).unwrap();
+    let repo = env.repo(
+        "cart",
+        &format!(
+            "app = \"{ns}\"\nproc = \"cart\"\n[run]\ncommand = \"./cart\"\n\
+             [backend]\nkind = \"kubernetes\"\n[image]\nbuild = \"./build-image.sh\"\n"
+        ),
+    );
+
+    // The operator: the Lease in its namespace as the namespace file says (POD_NAMESPACE unset).
+    let log = secrets.join("operator.log");
+    let mut operator = in_cluster(
+        &repo,
+        &secrets,
+        &["operator", "--namespace", ns, "--lease-namespace", ns],
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .expect("unshare runs");
+    wait_until("the in-cluster operator syncs baseline", || {
+        (image(ns, "cart") == "registry.example/cart:9").then_some(())
+    });
+    let _ = operator.kill();
+    let _ = operator.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("baseline set to production's images"),
+        "{text}"
+    );
+
+    // The backend: `lane status` in the service's directory, in-cluster too.
+    let out = in_cluster(&repo, &secrets, &["status", "--json"])
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: Value = serde_json::from_str(&stdout).expect("JSON");
+    let cart = entry(&st["status"]["baseline_sync"], &format!("{ns}.cart"))
+        .unwrap_or_else(|| panic!("no baseline_sync for cart: {st}"));
+    assert_eq!(cart["production"], "registry.example/cart:9", "{cart}");
+    env.finish();
+}
