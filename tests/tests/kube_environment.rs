@@ -552,3 +552,127 @@ fn the_operator_and_the_backend_run_with_in_cluster_configuration() {
     assert_eq!(cart["production"], "registry.example/cart:9", "{cart}");
     env.finish();
 }
+
+/// Production in another cluster: `spec.production.kubeconfigSecret` names a Secret holding a
+/// kubeconfig. There is one API server here, so the "other cluster" is the same server reached
+/// through the Secret's kubeconfig (a client of its own, made from the Secret), and the test says
+/// so. Missing Secret: every service `Unknown` with the reason; then the Secret, and a sync
+/// request (Secrets are not watched): production's image reaches baseline.
+#[test]
+fn production_in_another_cluster_through_a_kubeconfig_secret() {
+    let ns = "ke-remote";
+    let prod = "ke-remote-prod";
+    let root = repo_root();
+    kubectl_ok(
+        "admin",
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &root.join("deploy/environment-crd.yaml").to_string_lossy(),
+        ],
+        None,
+    );
+    kubectl_ok(
+        "admin",
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &root
+                .join("server/kube/tests/operator/istio-crds.yaml")
+                .to_string_lossy(),
+        ],
+        None,
+    );
+    kubectl_ok(
+        "admin",
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/laneenvironments.lane.dev",
+            "crd/virtualservices.networking.istio.io",
+            "crd/destinationrules.networking.istio.io",
+        ],
+        None,
+    );
+    for n in [ns, prod] {
+        let _ = kubectl("admin", &["create", "namespace", n], None);
+    }
+    apply(&deployment(ns, "cart", "registry.example/cart:1", true));
+    rolled_out(ns, "cart");
+    apply(&deployment(prod, "cart", "registry.example/cart:7", false));
+    wait_until("LaneEnvironments served", || {
+        get_raw(&format!(
+            "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments"
+        ))
+    });
+    apply(
+        &json!({"apiVersion": "lane.dev/v1alpha1", "kind": "LaneEnvironment",
+                  "metadata": {"name": "dev", "namespace": ns},
+                  "spec": {"production": {"namespace": prod, "kubeconfigSecret": "prod-cluster"}}}),
+    );
+
+    let env = TestEnv::new("kube-remote", 162);
+    let admin = ApiServer::shared().kubeconfig("admin");
+    let mut operator = env.spawn_in(
+        &env.root,
+        &[
+            "operator",
+            "--kubeconfig",
+            &admin.to_string_lossy(),
+            "--namespace",
+            ns,
+            "--lease-namespace",
+            ns,
+        ],
+        &[],
+    );
+    let path = format!("/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments/dev");
+    let entry = wait_until("cart unknown: no Secret", || {
+        let e = get_raw(&path)?["status"]["baseline"][0].clone();
+        (e["drift"] == "Unknown").then_some(e)
+    });
+    assert!(
+        entry["reason"].as_str().unwrap().starts_with(&format!(
+            "cannot read the kubeconfig Secret {ns}/prod-cluster:"
+        )),
+        "{entry}"
+    );
+    assert_eq!(image(ns, "cart"), "registry.example/cart:1");
+
+    // The Secret: a self-contained kubeconfig (embedded CA and token) under key `kubeconfig`.
+    let kubeconfig = std::fs::read_to_string(&admin).unwrap();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": "prod-cluster", "namespace": ns},
+                        "stringData": {"kubeconfig": kubeconfig}});
+    kubectl_ok("admin", &["apply", "-f", "-"], Some(&secret.to_string()));
+    kubectl_ok(
+        "admin",
+        &[
+            "annotate",
+            "--overwrite",
+            "-n",
+            ns,
+            "laneenvironment/dev",
+            "lane.dev/sync-requested=after-the-secret",
+        ],
+        None,
+    );
+    wait_until("baseline cart runs production's image", || {
+        (image(ns, "cart") == "registry.example/cart:7").then_some(())
+    });
+    let status = wait_until("the request answered", || {
+        let st = get_raw(&path)?["status"].clone();
+        (st["observedSyncRequest"] == "after-the-secret").then_some(st)
+    });
+    assert_eq!(
+        status["baseline"][0]["productionImage"], "registry.example/cart:7",
+        "{status}"
+    );
+    let _ = operator.child.kill();
+    let _ = operator.child.wait();
+    env.finish();
+}

@@ -12,8 +12,10 @@
 //! fields' managers). Its status says, per service: the drift, production's image, baseline's
 //! image, the last sync and why when not in sync.
 //!
-//! Another cluster as production (a kubeconfig context) is not supported: the operator's client
-//! reaches its own cluster only.
+//! Production in another cluster: `spec.production.kubeconfigSecret` names a Secret of the
+//! LaneEnvironment's namespace holding a self-contained kubeconfig (key `kubeconfig`, optionally
+//! `spec.production.context`); the operator lists production's Deployments through it (a client
+//! made per pass) and needs `get` on that Secret.
 //!
 //! A sync on request: the annotation `lane.dev/sync-requested` (any value, e.g. a timestamp) makes
 //! the next pass sync and copy the value to `status.observedSyncRequest` (`lane baseline sync`
@@ -81,10 +83,40 @@ pub struct LaneEnvironmentSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Production {
-    /// A namespace of this cluster; production's Deployments have the baseline's names.
+    /// The namespace production runs in (of this cluster, or of the cluster `kubeconfigSecret`
+    /// reaches); production's Deployments have the baseline's names.
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
     pub namespace: String,
+    /// Production in another cluster: a Secret in this LaneEnvironment's namespace whose key
+    /// `kubeconfig` holds a self-contained kubeconfig (embedded certificates and credentials)
+    /// that may list Deployments in `namespace` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig_secret: Option<String>,
+    /// The context of that kubeconfig; its current context when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
+
+impl Production {
+    /// What baseline follows, in words: `namespace prod` or `namespace prod (kubeconfig Secret
+    /// shop/prod-cluster, context east)`.
+    pub fn describe(&self, env_namespace: &str) -> String {
+        match &self.kubeconfig_secret {
+            None => format!("namespace {}", self.namespace),
+            Some(secret) => format!(
+                "namespace {} (kubeconfig Secret {env_namespace}/{secret}{})",
+                self.namespace,
+                self.context
+                    .as_ref()
+                    .map(|c| format!(", context {c}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// The key of the kubeconfig in a `kubeconfigSecret`.
+pub const KUBECONFIG_KEY: &str = "kubeconfig";
 
 /// What the operator last found and did.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -394,7 +426,7 @@ pub fn plan_sync(
 /// The neutral view of one environment's status, for `lane status` and `lane baseline sync`.
 pub fn to_api(env: &LaneEnvironment) -> Vec<lane_api::BaselineSync> {
     let ns = env.metadata.namespace.clone().unwrap_or_default();
-    let follows = format!("namespace {}", env.spec.production.namespace);
+    let follows = env.spec.production.describe(&ns);
     env.status
         .iter()
         .flat_map(|s| s.baseline.iter())
@@ -455,6 +487,7 @@ mod tests {
             LaneEnvironmentSpec {
                 production: Production {
                     namespace: "prod".into(),
+                    ..Default::default()
                 },
                 deployments: deployments.iter().map(|d| (*d).to_owned()).collect(),
             },

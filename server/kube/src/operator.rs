@@ -642,22 +642,29 @@ impl Operator {
     ) -> Result<(), Error> {
         let mut production: BTreeMap<String, Result<Vec<Deployment>, String>> = BTreeMap::new();
         for env in &inputs.environments {
+            let env_ns = env.namespace().unwrap_or_default();
             let prod_ns = env.spec.production.namespace.clone();
-            if !production.contains_key(&prod_ns) {
-                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &prod_ns);
-                let listed = match api.list(&ListParams::default()).await {
-                    Ok(list) => Ok(list.items),
-                    Err(kube::Error::Api(e)) => Err(format!(
-                        "cannot list production's Deployments in namespace {prod_ns}: {} ({})",
-                        e.message, e.code
-                    )),
-                    Err(e) => Err(format!(
-                        "cannot list production's Deployments in namespace {prod_ns}: {e}"
-                    )),
+            let key = env.spec.production.describe(&env_ns);
+            if !production.contains_key(&key) {
+                let listed = match self.production_client(env).await {
+                    Err(why) => Err(why),
+                    Ok(client) => {
+                        let api: Api<Deployment> = Api::namespaced(client, &prod_ns);
+                        match api.list(&ListParams::default()).await {
+                            Ok(list) => Ok(list.items),
+                            Err(kube::Error::Api(e)) => Err(format!(
+                                "cannot list production's Deployments in {key}: {} ({})",
+                                e.message, e.code
+                            )),
+                            Err(e) => Err(format!(
+                                "cannot list production's Deployments in {key}: {e}"
+                            )),
+                        }
+                    }
                 };
-                production.insert(prod_ns.clone(), listed);
+                production.insert(key.clone(), listed);
             }
-            let prod = match &production[&prod_ns] {
+            let prod = match &production[&key] {
                 Ok(list) => Ok(list.as_slice()),
                 Err(why) => Err(why.as_str()),
             };
@@ -724,6 +731,48 @@ impl Operator {
             }
         }
         Ok(())
+    }
+
+    /// The client that reaches `env`'s production: the operator's own, or one made from the
+    /// kubeconfig in `spec.production.kubeconfigSecret`. Why not, in words, when it cannot.
+    async fn production_client(&self, env: &LaneEnvironment) -> Result<Client, String> {
+        let Some(secret) = &env.spec.production.kubeconfig_secret else {
+            return Ok(self.client.clone());
+        };
+        let ns = env.namespace().unwrap_or_default();
+        let api: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.client.clone(), &ns);
+        let object = api.get(secret).await.map_err(|e| match e {
+            kube::Error::Api(e) => format!(
+                "cannot read the kubeconfig Secret {ns}/{secret}: {} ({})",
+                e.message, e.code
+            ),
+            e => format!("cannot read the kubeconfig Secret {ns}/{secret}: {e}"),
+        })?;
+        let bytes = object
+            .data
+            .as_ref()
+            .and_then(|d| d.get(environment::KUBECONFIG_KEY))
+            .map(|b| b.0.clone())
+            .ok_or_else(|| {
+                format!(
+                    "the Secret {ns}/{secret} has no key `{}`",
+                    environment::KUBECONFIG_KEY
+                )
+            })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("the kubeconfig in Secret {ns}/{secret} is not UTF-8"))?;
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
+            .map_err(|e| format!("the kubeconfig in Secret {ns}/{secret}: {e}"))?;
+        let options = kube::config::KubeConfigOptions {
+            context: env.spec.production.context.clone(),
+            ..Default::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| format!("the kubeconfig in Secret {ns}/{secret}: {e}"))?;
+        Client::try_from(config)
+            .map_err(|e| format!("a client from the kubeconfig in Secret {ns}/{secret}: {e}"))
     }
 
     async fn set_finalizers(
