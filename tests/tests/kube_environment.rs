@@ -212,6 +212,9 @@ fn baseline_follows_production_through_a_lane_environment() {
     rolled_out(ns, "pay");
     apply(&deployment(prod, "cart", "registry.example/cart:2", false));
     // No production Deployment `pay`.
+    wait_until("Lanes served", || {
+        get_raw(&format!("/apis/lane.dev/v1alpha1/namespaces/{ns}/lanes"))
+    });
     wait_until("LaneEnvironments served", || {
         get_raw(&format!(
             "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments"
@@ -674,5 +677,106 @@ fn production_in_another_cluster_through_a_kubeconfig_secret() {
     );
     let _ = operator.child.kill();
     let _ = operator.child.wait();
+    env.finish();
+}
+
+/// `lane switch` on Kubernetes: the active lane is kept on the developer's machine, per cluster
+/// and namespace (the mesh routes by the request's header; the cluster has nothing to set). It
+/// must name an existing Lane; `lane status` shows it; `lane proxy` adds its header.
+#[test]
+fn switch_keeps_the_active_lane_client_side() {
+    let ns = "ke-switch";
+    let root = repo_root();
+    for file in ["crd.yaml", "rbac.yaml"] {
+        kubectl_ok(
+            "admin",
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                &root.join("deploy").join(file).to_string_lossy(),
+            ],
+            None,
+        );
+    }
+    kubectl_ok(
+        "admin",
+        &["wait", "--for=condition=Established", "crd/lanes.lane.dev"],
+        None,
+    );
+    let _ = kubectl("admin", &["create", "namespace", ns], None);
+    wait_until("Lanes served", || {
+        get_raw(&format!("/apis/lane.dev/v1alpha1/namespaces/{ns}/lanes"))
+    });
+    let env = TestEnv::new("kube-switch", 163);
+    let repo = env.repo(
+        "cart",
+        &format!(
+            "app = \"{ns}\"\nproc = \"cart\"\n[run]\ncommand = \"./cart\"\n\
+             [backend]\nkind = \"kubernetes\"\n[image]\nbuild = \"./build-image.sh\"\n"
+        ),
+    );
+    let active = |env: &TestEnv| {
+        lane(env, &repo, &["status", "--json"]).json()["status"]["active_lane"].clone()
+    };
+    assert_eq!(active(&env), "baseline");
+    let out = lane(&env, &repo, &["switch", "team"]);
+    assert_ne!(
+        out.code, 0,
+        "switched to a lane that does not exist:\n{out}"
+    );
+    assert!(out.stderr.contains("lane `team` does not exist"), "{out}");
+    let out = lane(&env, &repo, &["create", "team", "--ttl", "1h"]);
+    assert_eq!(out.code, 0, "{out}");
+    let out = lane(&env, &repo, &["switch", "team"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(active(&env), "team");
+
+    // `lane proxy` sends requests through with the lane header of the active lane.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    let seen = std::thread::spawn(move || {
+        let (mut conn, _) = upstream.accept().unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = std::io::Read::read(&mut conn, &mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .unwrap();
+        String::from_utf8_lossy(&head).to_lowercase()
+    });
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let kubeconfig = ApiServer::shared().kubeconfig("alice");
+    let mut proxy = env.spawn_in(
+        &repo,
+        &["proxy", "--listen", &listen],
+        &[("KUBECONFIG", &kubeconfig.to_string_lossy())],
+    );
+    let mut conn = wait_until("the proxy listens", || {
+        std::net::TcpStream::connect(&listen).ok()
+    });
+    write!(
+        conn,
+        "GET http://{upstream_addr}/x HTTP/1.1\r\nhost: {upstream_addr}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = std::io::Read::read_to_string(&mut conn, &mut reply);
+    let head = seen.join().unwrap();
+    assert!(head.contains("\r\nx-lane: team\r\n"), "{head}");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let _ = proxy.child.kill();
+    let _ = proxy.child.wait();
+
+    let out = lane(&env, &repo, &["switch", "baseline"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(active(&env), "baseline");
     env.finish();
 }

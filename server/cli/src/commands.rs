@@ -581,7 +581,8 @@ async fn proxy(
         "lane proxy on http://{listen}: requests sent through it enter lane {} (set HTTP_PROXY=http://{listen})",
         current.read().map(|l| l.to_string()).unwrap_or_default()
     );
-    if fixed.is_none() {
+    // Other backends' active lane (Kubernetes: kept client-side) is read once, at start.
+    if fixed.is_none() && backend.name() == "local" {
         // Follow `lane switch` live: the backend pushes changes, nobody polls.
         let current = current.clone();
         let mut revision = st.revision.clone();

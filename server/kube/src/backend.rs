@@ -641,6 +641,7 @@ impl Backend for KubernetesBackend {
         let namespaces = Self::namespaces_of(conn, &list.items);
         let deployments = self.deployments(&namespaces).await?;
         let mut status = status_of(&list.items, &deployments, revision, now());
+        status.active_lane = crate::active::get(&conn.server, &conn.namespace)?;
         status.baseline_sync = self
             .environments(&namespaces)
             .await?
@@ -946,8 +947,14 @@ impl Backend for KubernetesBackend {
         Ok(())
     }
 
-    async fn switch(&self, _lane: LaneRef) -> Result<()> {
-        Err(BackendError::no_active_lane("kubernetes"))
+    /// The active lane is client-side ([`crate::active`]): checked to exist as a Lane, then
+    /// kept for this cluster and namespace.
+    async fn switch(&self, lane: LaneRef) -> Result<()> {
+        if let LaneRef::Lane(id) = &lane {
+            self.existing_lane(id).await?;
+        }
+        let conn = self.conn().await?;
+        crate::active::set(&conn.server, &conn.namespace, &lane)
     }
 
     async fn gc(&self) -> Result<GcReport> {

@@ -14,6 +14,7 @@
 //!
 //! `crd` and `plan` have no client and no clock: the operator reads the cluster and passes `now`.
 
+pub mod active;
 pub mod backend;
 pub mod crd;
 pub mod environment;
