@@ -25,9 +25,9 @@ use cluster::{apply_json, baseline, eventually, mark_ready, setup};
 
 fn lease(ns: &str, identity: &str) -> LeaseConfig {
     LeaseConfig {
-        duration: Duration::from_secs(3),
-        renew_deadline: Duration::from_secs(2),
-        renew_every: Duration::from_millis(300),
+        duration: Duration::from_secs(6),
+        renew_deadline: Duration::from_secs(4),
+        renew_every: Duration::from_millis(400),
         retry_every: Duration::from_millis(200),
         ..LeaseConfig::new(ns, "lane-operator", identity)
     }
@@ -163,7 +163,7 @@ async fn one_replica_writes_and_the_other_takes_over() {
     })
     .await;
     assert!(
-        started.elapsed() >= Duration::from_secs(2),
+        started.elapsed() >= Duration::from_secs(4),
         "took over before the Lease expired: {:?}",
         started.elapsed()
     );

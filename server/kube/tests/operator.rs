@@ -258,9 +258,17 @@ async fn deployments_and_merged_routes_follow_the_lanes() {
         ],
     )
     .await;
-    assert_eq!(
-        subsets(&c, ns, "cart").await.unwrap(),
-        ["baseline", "lane-a", "lane-c"]
+    // c's subset is there (its Deployment too), its route not yet.
+    eventually("cart's subsets with lane-c", || async {
+        (subsets(&c, ns, "cart").await? == ["baseline", "lane-a", "lane-c"]).then_some(())
+    })
+    .await;
+    assert!(
+        !routes(&c, ns, "cart")
+            .await
+            .unwrap()
+            .iter()
+            .any(|(name, _)| name == "lane-c")
     );
     let status = eventually("b waits for pay", || async {
         let s = lane_status(&c, ns, "b").await?;

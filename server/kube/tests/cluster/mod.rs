@@ -92,6 +92,10 @@ pub async fn setup(ns: &str) -> Client {
     eventually("the new kinds listable", || async {
         let params = ListParams::default();
         Api::<Lane>::all(c.clone()).list(&params).await.ok()?;
+        Api::<lane_kube::environment::LaneEnvironment>::all(c.clone())
+            .list(&params)
+            .await
+            .ok()?;
         Api::<VirtualService>::all(c.clone())
             .list(&params)
             .await
