@@ -5,6 +5,8 @@
 #   - a Lane is created; the schema refuses a bad parent and a missing expiry (422)
 #   - the status subresource takes a status; the server's Table view (what `kubectl get lanes`
 #     prints) has the printer columns, filled in
+#   - deploy/environment-crd.yaml likewise; a LaneEnvironment, a bad one refused, its status and
+#     printer columns
 #   - every lane Deployment in server/kube/tests/golden/*.json passes the server's validation
 #     (dry run): labels, selector against the pod labels, owner references
 # Exit 77 when there is no Go toolchain to build the server (CI=true makes that an error).
@@ -103,6 +105,34 @@ columns="$(jq -c '[.columnDefinitions[].name]' "$OUT/body")"
 row="$(jq -c '.rows[0].cells[0:7]' "$OUT/body")"
 [ "$row" = '["feature-x","alice@example.com","team",1,1,"Ready","2030-01-01T00:00:00Z"]' ] || fail "kubectl get lanes row is $row"
 ok "kubectl get lanes: $columns $row"
+
+# --- the LaneEnvironment CRD ------------------------------------------------------------
+expect 201 POST /apis/apiextensions.k8s.io/v1/customresourcedefinitions "$(cat "$ROOT/deploy/environment-crd.yaml")" application/yaml
+deadline=$((SECONDS + 30))
+until req GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions/laneenvironments.lane.dev >/dev/null \
+  && jq -e '.status.conditions[]? | select(.type == "Established" and .status == "True")' "$OUT/body" >/dev/null; do
+  [ "$SECONDS" -ge "$deadline" ] && fail "deploy/environment-crd.yaml: CRD not Established after 30s"
+  sleep 0.1
+done
+ok "deploy/environment-crd.yaml accepted and Established"
+ENVS=/apis/lane.dev/v1alpha1/namespaces/lanes/laneenvironments
+deadline=$((SECONDS + 10))
+until [ "$(req POST "$ENVS" '{"apiVersion":"lane.dev/v1alpha1","kind":"LaneEnvironment","metadata":{"name":"dev"},"spec":{"production":{"namespace":"prod"}}}')" = 201 ]; do
+  [ "$SECONDS" -ge "$deadline" ] && fail "POST a LaneEnvironment"
+  sleep 0.2
+done
+expect 422 POST "$ENVS" '{"apiVersion":"lane.dev/v1alpha1","kind":"LaneEnvironment","metadata":{"name":"bad"},"spec":{"production":{"namespace":"Not_A_Namespace"}}}'
+ok "a LaneEnvironment is created; a bad production namespace is refused"
+expect 200 PATCH "$ENVS/dev/status" '{"status":{"services":2,"inSync":1,"lastSync":"2030-01-01T00:00:00Z",
+  "baseline":[{"deployment":"cart","drift":"InSync","productionImage":"cart:2","baselineImage":"cart:2","lastSync":"2030-01-01T00:00:00Z"},
+              {"deployment":"pay","drift":"Unknown","reason":"production has no Deployment pay in namespace prod"}]}}' \
+  application/merge-patch+json
+expect 200 GET "$ENVS" "" "" "application/json;as=Table;v=v1;g=meta.k8s.io"
+columns="$(jq -c '[.columnDefinitions[].name]' "$OUT/body")"
+[ "$columns" = '["Name","Production","Services","InSync","LastSync","Age"]' ] || fail "LaneEnvironment printer columns are $columns"
+row="$(jq -c '.rows[0].cells[0:4]' "$OUT/body")"
+[ "$row" = '["dev","prod",2,1]' ] || fail "kubectl get laneenvironments row is $row"
+ok "kubectl get lenv: $columns $row"
 
 # --- the plan's Deployments ------------------------------------------------------------
 count=0

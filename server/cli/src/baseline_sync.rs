@@ -30,6 +30,11 @@ pub async fn run(backend: &dyn Backend, json: bool) -> anyhow::Result<u8> {
     .await?;
     if json {
         print_json(&rows)?;
+    } else if rows.is_empty() && backend.name() == "kubernetes" {
+        println!(
+            "no baseline service follows production: apply a LaneEnvironment naming production's \
+             namespace (docs/kubernetes.md, \"Baseline follows production\")"
+        );
     } else if rows.is_empty() {
         println!(
             "no baseline service follows production: give one `follow = \"origin/main\"` (or a \

@@ -192,6 +192,8 @@ pub enum Command {
         /// The lane header the VirtualServices match (the W3C `baggage` entry `lane=` is matched too).
         #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
         lane_header: String,
+        #[command(flatten)]
+        election: OperatorElection,
     },
     /// Lanes' own data (MySQL databases, Redis databases) from `[data.<name>]` bindings.
     Data {
@@ -236,6 +238,24 @@ pub enum Command {
         #[arg(long, env = "LANE_HEADER", default_value = "x-lane")]
         lane_header: String,
     },
+}
+
+/// How replicas of `lane operator` elect the one that writes (a `coordination.k8s.io/v1` Lease).
+#[derive(Debug, Args)]
+pub struct OperatorElection {
+    /// Reconcile without taking the Lease (only when exactly one operator runs).
+    #[arg(long)]
+    pub no_leader_election: bool,
+    /// The Lease's namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "lane-system")]
+    pub lease_namespace: String,
+    /// The Lease's name.
+    #[arg(long, default_value = "lane-operator")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease. Default: POD_NAME (else the host name) and the
+    /// process id.
+    #[arg(long)]
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -330,9 +350,11 @@ pub enum BaselineCommand {
         #[arg(long)]
         file: Option<PathBuf>,
     },
-    /// Fetch what each followed baseline service's ref (`follow` in lane-workspace.toml) is
-    /// about, check what production runs now, and roll baseline forward where it is behind.
-    /// Exit 6 when a service is left drifting (its roll-forward failed; the old version serves).
+    /// Bring baseline to what production runs now, and print each followed service's drift.
+    /// Local: fetch each followed ref (`follow` in lane-workspace.toml), check it, and roll
+    /// baseline forward where it is behind; exit 6 when a service is left drifting (its
+    /// roll-forward failed; the old version serves). Kubernetes: the operator syncs every
+    /// LaneEnvironment of the lanes' namespaces.
     Sync(JsonFlag),
 }
 

@@ -189,7 +189,8 @@ async fn dispatch(backend: Option<String>, command: Command) -> anyhow::Result<u
             kubeconfig,
             namespaces,
             lane_header,
-        } => crate::operator::run(kubeconfig, namespaces, lane_header).await,
+            election,
+        } => crate::operator::run(kubeconfig, namespaces, lane_header, election).await,
         Command::Route { command } => crate::route::run(command).await,
         other => {
             // `lane deploy --dir D` chooses by D's lane.toml, everything else by the current dir.
@@ -617,7 +618,8 @@ async fn proxy(
         "lane proxy on http://{listen}: requests sent through it enter lane {} (set HTTP_PROXY=http://{listen})",
         current.read().map(|l| l.to_string()).unwrap_or_default()
     );
-    if fixed.is_none() {
+    // Other backends' active lane (Kubernetes: kept client-side) is read once, at start.
+    if fixed.is_none() && backend.name() == "local" {
         // Follow `lane switch` live: the backend pushes changes, nobody polls.
         let current = current.clone();
         let mut revision = st.revision.clone();

@@ -3,12 +3,16 @@
 use std::path::PathBuf;
 
 use anyhow::anyhow;
+use lane_kube::lease::{self, LeaseConfig};
 use lane_kube::operator::{self, Config, Operator};
+
+use crate::cli::OperatorElection;
 
 pub async fn run(
     kubeconfig: Option<PathBuf>,
     namespaces: Vec<String>,
     lane_header: String,
+    election: OperatorElection,
 ) -> anyhow::Result<u8> {
     let client = operator::client(kubeconfig.as_deref())
         .await
@@ -23,9 +27,21 @@ pub async fn run(
     } else {
         config.namespaces.join(", ")
     };
-    let op = Operator::new(client, config)?;
+    let op = Operator::new(client.clone(), config)?;
     tracing::info!("lane operator: watching {scope}");
-    op.run(shutdown()).await;
+    if election.no_leader_election {
+        op.run(shutdown()).await;
+    } else {
+        let identity = election.identity.unwrap_or_else(lease::default_identity);
+        let lease = LeaseConfig::new(&election.lease_namespace, &election.lease_name, &identity);
+        tracing::info!(
+            "lane operator: {identity}, a candidate for Lease {}/{}",
+            lease.namespace,
+            lease.name
+        );
+        op.run_elected(lease::Elector::new(client, lease), shutdown())
+            .await;
+    }
     tracing::info!("lane operator: stopped");
     Ok(0)
 }

@@ -167,9 +167,15 @@ pub fn baseline_follow(rows: &[lane_api::BaselineSync]) {
     if rows.is_empty() {
         return;
     }
+    // Commits are shortened as git does; other versions (images) are shown whole.
     let short = |c: &Option<String>| {
-        c.as_deref()
-            .map_or("-".to_owned(), |c| c.chars().take(12).collect())
+        c.as_deref().map_or("-".to_owned(), |c| {
+            if c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()) {
+                c[..12].to_owned()
+            } else {
+                c.to_owned()
+            }
+        })
     };
     let table_rows: Vec<Vec<String>> = rows
         .iter()

@@ -175,21 +175,47 @@ fn route_diff_exit_codes_follow_the_cluster() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let client = operator::client(Some(&admin)).await.unwrap();
-        let config = Config {
-            namespaces: vec![ns.to_owned()],
-            ..Config::default()
-        };
-        Operator::new(client, config)
-            .unwrap()
-            .reconcile_once()
-            .await
-            .unwrap();
-    });
+    let reconcile = || {
+        rt.block_on(async {
+            let client = operator::client(Some(&admin)).await.unwrap();
+            let config = Config {
+                namespaces: vec![ns.to_owned()],
+                ..Config::default()
+            };
+            Operator::new(client, config)
+                .unwrap()
+                .reconcile_once()
+                .await
+                .unwrap();
+        })
+    };
+    reconcile();
     let out = route(&admin, &["diff", "cli-route.cart", "-n", ns]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(out.stdout.is_empty(), "{}", text(&out));
+    // Lane a's version gets its route once its Deployment has a ready replica: the test plays
+    // the Deployment controller (a bare API server runs none).
+    kubectl_ok(
+        &admin,
+        &[
+            "patch",
+            "deployment",
+            "cart-lane-a",
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"replicas":1,"readyReplicas":1,"availableReplicas":1,"updatedReplicas":1}}"#,
+        ],
+        None,
+    );
+    let out = route(&admin, &["diff", "cli-route.cart", "-n", ns]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("+    name: lane-a"), "{}", text(&out));
+    reconcile();
+    let out = route(&admin, &["diff", "cli-route.cart", "-n", ns]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
     let out = route(&admin, &["show", "cli-route.cart", "-n", ns]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let shown = String::from_utf8_lossy(&out.stdout);

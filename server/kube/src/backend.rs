@@ -30,9 +30,9 @@ use kube::api::{
 use kube::config::KubeConfigOptions;
 use kube::{Api, Client, Config};
 use lane_api::{
-    AssignRequest, Backend, BackendError, Cancel, CreateLane, DeleteLane, DeployRequest, ErrorCode,
-    ExtendLane, GcReport, InstanceId, InstanceState, InstanceView, LaneView, Placement, Progress,
-    ProgressTx, Result, Revision, Stage, Status,
+    AssignRequest, Backend, BackendError, BaselineSync, Cancel, CreateLane, DeleteLane,
+    DeployRequest, ErrorCode, ExtendLane, GcReport, InstanceId, InstanceState, InstanceView,
+    LaneView, Placement, Progress, ProgressTx, Result, Revision, Stage, Status,
 };
 use lane_core::lane::{DEFAULT_TTL, MAX_CHAIN_DEPTH, UnixSecs};
 use lane_core::{LaneId, LaneRef, PersonalVersion, ServiceId};
@@ -40,6 +40,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::OnceCell;
 
 use crate::crd::{LANE_LABEL, Lane, LaneService, LaneSpec};
+use crate::environment::{self, LaneEnvironment, SYNC_REQUEST_ANNOTATION};
 use crate::plan::{BASELINE, DEFAULT_LANE_HEADER, deployment_name};
 
 /// The server-side apply field manager of every change this backend makes.
@@ -50,6 +51,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often a deploy looks at the lane Deployment while it follows the rollout.
 const ROLLOUT_POLL: Duration = Duration::from_millis(250);
+
+/// How long `baseline_sync` waits for the operator to honour its request.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the backend's cluster is; everything else comes from the kubeconfig.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -382,6 +386,41 @@ impl KubernetesBackend {
         Ok(out)
     }
 
+    /// The LaneEnvironments of `namespaces`; a namespace whose LaneEnvironments cannot be read
+    /// (the CRD not installed, not allowed) has none.
+    async fn environments(&self, namespaces: &BTreeSet<String>) -> Result<Vec<LaneEnvironment>> {
+        let conn = self.conn().await?;
+        let mut out = Vec::new();
+        for ns in namespaces {
+            let api: Api<LaneEnvironment> = Api::namespaced(conn.client.clone(), ns);
+            match api.list(&ListParams::default()).await {
+                Ok(list) => out.extend(list.items),
+                Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404) => {}
+                Err(e) => {
+                    return Err(api_error(
+                        conn,
+                        &format!("listing LaneEnvironments in {ns}"),
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The Lanes' namespace and the namespaces of the services its Lanes touch.
+    fn namespaces_of(conn: &Conn, lanes: &[Lane]) -> BTreeSet<String> {
+        let mut namespaces = BTreeSet::from([conn.namespace.clone()]);
+        for l in lanes {
+            for s in l.spec.services.keys() {
+                if let Ok(id) = s.parse::<ServiceId>() {
+                    namespaces.insert(id.app().to_owned());
+                }
+            }
+        }
+        namespaces
+    }
+
     async fn current_revision(&self) -> Result<Revision> {
         let (api, conn) = self.lanes_api().await?;
         let list = api
@@ -599,16 +638,100 @@ impl Backend for KubernetesBackend {
             .await
             .map_err(|e| api_error(conn, &format!("listing Lanes in {}", conn.namespace), e))?;
         let revision = Revision::new(list.metadata.resource_version.clone().unwrap_or_default());
-        let mut namespaces = BTreeSet::from([conn.namespace.clone()]);
-        for l in &list.items {
-            for s in l.spec.services.keys() {
-                if let Ok(id) = s.parse::<ServiceId>() {
-                    namespaces.insert(id.app().to_owned());
-                }
+        let namespaces = Self::namespaces_of(conn, &list.items);
+        let deployments = self.deployments(&namespaces).await?;
+        let mut status = status_of(&list.items, &deployments, revision, now());
+        status.active_lane = crate::active::get(&conn.server, &conn.namespace)?;
+        status.baseline_sync = self
+            .environments(&namespaces)
+            .await?
+            .iter()
+            .flat_map(environment::to_api)
+            .collect();
+        Ok(status)
+    }
+
+    /// Asks the operator for a sync now: sets the annotation `lane.dev/sync-requested` on every
+    /// LaneEnvironment of the Lanes' namespace and of the services' namespaces to a new value,
+    /// waits until the operator echoes it in `status.observedSyncRequest`, and answers their
+    /// statuses then (a service whose images were just set is `behind` until rolled out).
+    async fn baseline_sync(
+        &self,
+        _progress: ProgressTx,
+        cancel: Cancel,
+    ) -> Result<Vec<BaselineSync>> {
+        let (api, conn) = self.lanes_api().await?;
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error(conn, &format!("listing Lanes in {}", conn.namespace), e))?;
+        let namespaces = Self::namespaces_of(conn, &list.items);
+        let envs = self.environments(&namespaces).await?;
+        if envs.is_empty() {
+            return Err(BackendError::invalid(format!(
+                "no LaneEnvironment in namespace {}: baseline follows no production here",
+                namespaces.iter().cloned().collect::<Vec<_>>().join(", ")
+            ))
+            .with_help(
+                "an admin installs deploy/environment-crd.yaml and creates a LaneEnvironment in                  the baseline's namespace naming production's (docs/kubernetes.md)",
+            ));
+        }
+        let token = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos().to_string())
+            .unwrap_or_default();
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        for env in &envs {
+            let ns = env.metadata.namespace.clone().unwrap_or_default();
+            let name = env.metadata.name.clone().unwrap_or_default();
+            let api: Api<LaneEnvironment> = Api::namespaced(conn.client.clone(), &ns);
+            let patch =
+                serde_json::json!({"metadata": {"annotations": {SYNC_REQUEST_ANNOTATION: token}}});
+            api.patch(&name, &params, &Patch::Merge(&patch))
+                .await
+                .map_err(|e| {
+                    api_error(
+                        conn,
+                        &format!("asking for a sync of LaneEnvironment {ns}/{name}"),
+                        e,
+                    )
+                })?;
+        }
+        let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
+        loop {
+            let now_envs = self.environments(&namespaces).await?;
+            let waiting: Vec<String> = envs
+                .iter()
+                .filter(|e| {
+                    !now_envs.iter().any(|n| {
+                        n.metadata.uid == e.metadata.uid
+                            && n.status
+                                .as_ref()
+                                .and_then(|s| s.observed_sync_request.as_deref())
+                                == Some(token.as_str())
+                    })
+                })
+                .map(|e| crate::plan::object_name(&e.metadata))
+                .collect();
+            if waiting.is_empty() {
+                return Ok(now_envs.iter().flat_map(environment::to_api).collect());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BackendError::unavailable(format!(
+                    "the lane operator did not answer the sync request on LaneEnvironment {} within {}s",
+                    waiting.join(", "),
+                    SYNC_TIMEOUT.as_secs()
+                ))
+                .with_help("is the operator running? kubectl -n lane-system logs deploy/lane-operator"));
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(BackendError::cancelled()),
+                _ = tokio::time::sleep(ROLLOUT_POLL) => {}
             }
         }
-        let deployments = self.deployments(&namespaces).await?;
-        Ok(status_of(&list.items, &deployments, revision, now()))
     }
 
     async fn create_lane(&self, req: CreateLane) -> Result<lane_core::Lane> {
@@ -824,8 +947,14 @@ impl Backend for KubernetesBackend {
         Ok(())
     }
 
-    async fn switch(&self, _lane: LaneRef) -> Result<()> {
-        Err(BackendError::no_active_lane("kubernetes"))
+    /// The active lane is client-side ([`crate::active`]): checked to exist as a Lane, then
+    /// kept for this cluster and namespace.
+    async fn switch(&self, lane: LaneRef) -> Result<()> {
+        if let LaneRef::Lane(id) = &lane {
+            self.existing_lane(id).await?;
+        }
+        let conn = self.conn().await?;
+        crate::active::set(&conn.server, &conn.namespace, &lane)
     }
 
     async fn gc(&self) -> Result<GcReport> {

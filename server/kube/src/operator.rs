@@ -42,9 +42,12 @@
 //!
 //! # Limits
 //!
-//! - A lane's route is added in the pass that applies its Deployment, not once the pods are
-//!   ready (`plan::desired` takes no readiness): until then that lane's requests to the service
-//!   fail instead of falling back. Its status says `Ready=False` meanwhile.
+//! - A lane's route is added once its Deployment reports a ready replica (`plan::desired` reads
+//!   the lane Deployments' status): until then that lane's requests to the service fall back
+//!   along its parent chain, and its status says `Routed=False`, reason `WaitingForReady`,
+//!   phase `Pending`. Readiness is `status.readyReplicas` ≥ 1 as the Deployment controller
+//!   reports it, so it lags the pods by the controller's and the watch's delay; a version
+//!   whose last replica stops being ready loses its route in the next pass.
 //! - Foreign VirtualServices and DestinationRules are seen only in the namespaces in scope: with
 //!   `--namespace`, include every namespace that may route the lanes' hosts.
 //! - Every pass lists all Services and Deployments in scope, and any change to one (a status
@@ -76,6 +79,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::crd::{CONDITION_READY, CONDITION_ROUTED, Lane, LanePhase, LaneRoute, LaneStatus};
+use crate::environment::{self, LaneEnvironment, SyncDrift};
 use crate::plan::{
     self, BASELINE, BaselineService, Conflict, Existing, LANE_OBJECT_ANNOTATION, MANAGED_BY,
     MANAGED_BY_LABEL, is_managed, object_name,
@@ -153,6 +157,8 @@ pub struct Inputs {
     pub deployments: Vec<Deployment>,
     pub virtual_services: Vec<VirtualService>,
     pub destination_rules: Vec<DestinationRule>,
+    /// LaneEnvironments (none when their CRD is not installed: following production is optional).
+    pub environments: Vec<LaneEnvironment>,
 }
 
 /// The operator: a client, a scope, and the pass.
@@ -163,6 +169,8 @@ pub struct Operator {
     options: plan::Options,
     /// Test hook: the pass fails with [`Error::Interrupted`] once this many writes are done.
     write_budget: Option<Arc<AtomicUsize>>,
+    /// Writes started by this operator and its clones, ever.
+    writes: Arc<AtomicUsize>,
 }
 
 /// Seconds since the epoch, now.
@@ -197,6 +205,7 @@ impl Operator {
             config,
             options,
             write_budget: None,
+            writes: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -208,7 +217,13 @@ impl Operator {
         self
     }
 
+    /// How many writes this operator (and its clones) has started, ever.
+    pub fn writes_started(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
     fn spend(&self, report: &PassReport) -> Result<(), Error> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         if let Some(budget) = &self.write_budget {
             let left = budget.load(Ordering::SeqCst);
             if left == 0 {
@@ -253,6 +268,9 @@ impl Operator {
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     let needs = match kind {
                         "Lane" => "the Lane CRD (deploy/crd.yaml)",
+                        "LaneEnvironment" => {
+                            "the LaneEnvironment CRD (deploy/environment-crd.yaml)"
+                        }
                         "VirtualService" | "DestinationRule" => {
                             "Istio (its networking.istio.io CRDs)"
                         }
@@ -338,12 +356,18 @@ impl Operator {
 
     /// Every input of a pass, listed at once, in the operator's scope.
     pub async fn list_inputs(&self) -> Result<Inputs, Error> {
-        let (lanes, services, deployments, virtual_services, destination_rules) = futures::try_join!(
+        let (lanes, services, deployments, virtual_services, destination_rules, environments) = futures::try_join!(
             self.list::<Lane>("Lane"),
             self.list::<Service>("Service"),
             self.list::<Deployment>("Deployment"),
             self.list::<VirtualService>("VirtualService"),
             self.list::<DestinationRule>("DestinationRule"),
+            async {
+                match self.list::<LaneEnvironment>("LaneEnvironment").await {
+                    Err(Error::NotServed { .. }) => Ok(Vec::new()),
+                    other => other,
+                }
+            },
         )?;
         Ok(Inputs {
             lanes,
@@ -351,6 +375,7 @@ impl Operator {
             deployments,
             virtual_services,
             destination_rules,
+            environments,
         })
     }
 
@@ -404,6 +429,10 @@ impl Operator {
             destination_rules,
             ..
         } = &inputs;
+
+        // 0. Baseline follows production (writes only baseline images and LaneEnvironment
+        // statuses; what it changes reaches the plan in the next pass, woken by the change).
+        self.sync_baselines(&inputs, now, &mut report).await?;
 
         // 1. Finalizers on the Lanes that are neither deleting nor expired.
         for lane in lanes {
@@ -602,6 +631,150 @@ impl Operator {
         Ok(report)
     }
 
+    /// Step 0 of a pass: every LaneEnvironment's baseline images set to production's
+    /// ([`environment::plan_sync`]), and its status. A production namespace that cannot be read
+    /// and a baseline that cannot be written are reported in the status, not errors of the pass.
+    async fn sync_baselines(
+        &self,
+        inputs: &Inputs,
+        now: i64,
+        report: &mut PassReport,
+    ) -> Result<(), Error> {
+        let mut production: BTreeMap<String, Result<Vec<Deployment>, String>> = BTreeMap::new();
+        for env in &inputs.environments {
+            let env_ns = env.namespace().unwrap_or_default();
+            let prod_ns = env.spec.production.namespace.clone();
+            let key = env.spec.production.describe(&env_ns);
+            if !production.contains_key(&key) {
+                let listed = match self.production_client(env).await {
+                    Err(why) => Err(why),
+                    Ok(client) => {
+                        let api: Api<Deployment> = Api::namespaced(client, &prod_ns);
+                        match api.list(&ListParams::default()).await {
+                            Ok(list) => Ok(list.items),
+                            Err(kube::Error::Api(e)) => Err(format!(
+                                "cannot list production's Deployments in {key}: {} ({})",
+                                e.message, e.code
+                            )),
+                            Err(e) => Err(format!(
+                                "cannot list production's Deployments in {key}: {e}"
+                            )),
+                        }
+                    }
+                };
+                production.insert(key.clone(), listed);
+            }
+            let prod = match &production[&key] {
+                Ok(list) => Ok(list.as_slice()),
+                Err(why) => Err(why.as_str()),
+            };
+            let mut plan = environment::plan_sync(env, &inputs.deployments, prod, now);
+            for patch in &plan.patches {
+                self.spend(report)?;
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), &patch.namespace);
+                let label = format!("{}/{}", patch.namespace, patch.name);
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                match api
+                    .patch(&patch.name, &params, &Patch::Apply(patch.apply_body()))
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(deployment = %label, "baseline set to production's images");
+                        report.writes.push(format!("images Deployment {label}"));
+                    }
+                    Err(e) => {
+                        tracing::warn!(deployment = %label, "cannot set production's images: {e}");
+                        if let Some(entry) = plan
+                            .status
+                            .baseline
+                            .iter_mut()
+                            .find(|s| s.deployment == patch.name)
+                        {
+                            entry.drift = SyncDrift::Behind;
+                            entry.reason = Some(format!("cannot set production's images: {e}"));
+                        }
+                    }
+                }
+            }
+            if env.status.as_ref() != Some(&plan.status) {
+                self.spend(report)?;
+                let api: Api<LaneEnvironment> =
+                    Api::namespaced(self.client.clone(), &env.namespace().unwrap_or_default());
+                let body = serde_json::json!({
+                    "apiVersion": "lane.dev/v1alpha1",
+                    "kind": "LaneEnvironment",
+                    "metadata": {"name": env.name_any()},
+                    "status": plan.status,
+                });
+                match api
+                    .patch_status(
+                        &env.name_any(),
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&body),
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => continue,
+                    Err(e) => {
+                        return Err(kube_err(
+                            "write the status of",
+                            "LaneEnvironment",
+                            object_name(&env.metadata),
+                        )(e));
+                    }
+                }
+                report.writes.push(format!(
+                    "status LaneEnvironment {}",
+                    object_name(&env.metadata)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The client that reaches `env`'s production: the operator's own, or one made from the
+    /// kubeconfig in `spec.production.kubeconfigSecret`. Why not, in words, when it cannot.
+    async fn production_client(&self, env: &LaneEnvironment) -> Result<Client, String> {
+        let Some(secret) = &env.spec.production.kubeconfig_secret else {
+            return Ok(self.client.clone());
+        };
+        let ns = env.namespace().unwrap_or_default();
+        let api: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.client.clone(), &ns);
+        let object = api.get(secret).await.map_err(|e| match e {
+            kube::Error::Api(e) => format!(
+                "cannot read the kubeconfig Secret {ns}/{secret}: {} ({})",
+                e.message, e.code
+            ),
+            e => format!("cannot read the kubeconfig Secret {ns}/{secret}: {e}"),
+        })?;
+        let bytes = object
+            .data
+            .as_ref()
+            .and_then(|d| d.get(environment::KUBECONFIG_KEY))
+            .map(|b| b.0.clone())
+            .ok_or_else(|| {
+                format!(
+                    "the Secret {ns}/{secret} has no key `{}`",
+                    environment::KUBECONFIG_KEY
+                )
+            })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("the kubeconfig in Secret {ns}/{secret} is not UTF-8"))?;
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
+            .map_err(|e| format!("the kubeconfig in Secret {ns}/{secret}: {e}"))?;
+        let options = kube::config::KubeConfigOptions {
+            context: env.spec.production.context.clone(),
+            ..Default::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| format!("the kubeconfig in Secret {ns}/{secret}: {e}"))?;
+        Client::try_from(config)
+            .map_err(|e| format!("a client from the kubeconfig in Secret {ns}/{secret}: {e}"))
+    }
+
     async fn set_finalizers(
         &self,
         lane: &Lane,
@@ -649,6 +822,7 @@ impl Operator {
         self.spawn_watchers::<Deployment>(&mut watchers, &wake);
         self.spawn_watchers::<VirtualService>(&mut watchers, &wake);
         self.spawn_watchers::<DestinationRule>(&mut watchers, &wake);
+        self.spawn_watchers::<LaneEnvironment>(&mut watchers, &wake);
         let mut shutdown = std::pin::pin!(shutdown);
         let mut failures: u32 = 0;
         let mut wait = Duration::ZERO;
@@ -686,6 +860,55 @@ impl Operator {
             }
         }
         watchers.abort_all();
+    }
+
+    /// Runs as one of several replicas until `shutdown` resolves: a candidate until it holds
+    /// `elector`'s Lease, then [`Operator::run`] for as long as it holds it (renewing it); when it
+    /// loses it, the passes stop and it is a candidate again. On shutdown the last pass ends,
+    /// then the Lease is released. See [`crate::lease`].
+    pub async fn run_elected(
+        self,
+        elector: crate::lease::Elector,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let lease = format!("{}/{}", elector.config().namespace, elector.config().name);
+        loop {
+            loop {
+                match elector.try_acquire_or_renew().await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!("leader election: {e}"),
+                }
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(elector.config().retry_every) => {}
+                }
+            }
+            tracing::info!(%lease, identity = %elector.config().identity, "leading: reconciling");
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let mut run = std::pin::pin!(self.clone().run(async move {
+                let _ = stop_rx.await;
+            }));
+            let mut hold = std::pin::pin!(elector.hold());
+            let (ended, stopping) = tokio::select! {
+                () = &mut run => (true, false),
+                () = &mut hold => (false, false),
+                () = &mut shutdown => (false, true),
+            };
+            let _ = stop_tx.send(());
+            if !ended {
+                run.await;
+            }
+            if stopping {
+                match elector.release().await {
+                    Ok(()) => tracing::info!(%lease, "released the lease"),
+                    Err(e) => tracing::warn!("cannot release the lease: {e}"),
+                }
+                return;
+            }
+            tracing::warn!(%lease, "no longer leading; a candidate again");
+        }
     }
 
     fn spawn_watchers<K>(&self, set: &mut tokio::task::JoinSet<()>, wake: &Arc<Notify>)
@@ -919,6 +1142,19 @@ fn lane_status(
         .keys()
         .filter(|s| !routes.iter().any(|r| r.service == **s && r.lane == id))
         .collect();
+    // Versions whose Deployment is planned but has no ready replica yet: not routed on purpose
+    // (their requests fall back along the parent chain), not a fault.
+    let waiting = unrouted.iter().all(|s| {
+        s.parse::<ServiceId>().is_ok_and(|service| {
+            let Ok(lane_id) = id.parse() else {
+                return false;
+            };
+            let name = plan::deployment_name(&service, &lane_id);
+            mine.iter()
+                .any(|d| d.metadata.name.as_deref() == Some(name.as_str()))
+                && !plan::deployment_ready(deployments, service.app(), &name)
+        })
+    });
     let all_ready = ready_services == services;
     let routed = unrouted.is_empty();
     let conflict_message = conflicts
@@ -942,16 +1178,23 @@ fn lane_status(
             routed,
             if routed {
                 "Routed"
-            } else if conflicts.is_empty() {
-                "NotRouted"
-            } else {
+            } else if !conflicts.is_empty() {
                 "Conflict"
+            } else if waiting {
+                "WaitingForReady"
+            } else {
+                "NotRouted"
             },
             if routed {
                 "every personal version has its route".to_owned()
             } else {
                 format!(
-                    "not routed: {}",
+                    "not routed{}: {}",
+                    if waiting && conflicts.is_empty() {
+                        " until a replica is ready (requests fall back to the parent lane or baseline)"
+                    } else {
+                        ""
+                    },
                     unrouted
                         .iter()
                         .map(|s| s.as_str())
@@ -975,7 +1218,7 @@ fn lane_status(
         generation,
         now,
     ));
-    let phase = if !conflicts.is_empty() || !routed {
+    let phase = if !conflicts.is_empty() || !(routed || waiting) {
         LanePhase::Degraded
     } else if all_ready {
         LanePhase::Ready

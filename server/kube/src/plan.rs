@@ -23,7 +23,11 @@
 //!   `lane-<id>` per lane version (`lane.dev/lane=<id>`);
 //! - a VirtualService `<proc>-lanes` for the host: one route per live lane (by lane id) whose
 //!   requests lane_core sends to a lane version, matching that lane's header value or baggage
-//!   entry, to the version's subset; then the final route to `baseline`.
+//!   entry, to the version's subset; then the final route to `baseline`. A version counts for
+//!   routing only once its Deployment (in [`Existing::deployments`], made by the operator)
+//!   reports a ready replica: until then lane_core passes over it along the lane's parent chain
+//!   as it passes over an unhealthy instance, so the lane's requests go to its parent's version
+//!   or baseline. Its Deployment and its DestinationRule subset are there from the start.
 //!
 //! Every object carries `app.kubernetes.io/managed-by=lane-operator`. A VirtualService that
 //! applies to the mesh for the host, or a DestinationRule for the host (exactly, by short name or
@@ -34,7 +38,7 @@
 //! has passed at `now` are left out entirely, as if already reclaimed: no Deployments, no routes,
 //! and their parent links are not followed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{EnvVar, Service};
@@ -123,8 +127,9 @@ pub struct BaselineService {
     pub deployment: Deployment,
 }
 
-/// Objects already in the cluster that the plan must not take over: those without the
-/// managed-by label that have a name or host the plan wants.
+/// Objects already in the cluster: those without the managed-by label that have a name or host
+/// the plan wants are not taken over; the operator's own lane Deployments say, by their status,
+/// which versions are ready to be routed.
 #[derive(Debug, Clone, Default)]
 pub struct Existing {
     pub deployments: Vec<Deployment>,
@@ -300,6 +305,8 @@ struct Routed {
     host: String,
     /// Lanes with a Deployment of the service, by lane id.
     versions: Vec<LaneId>,
+    /// For each of `versions`: whether its Deployment reports a ready replica.
+    ready: Vec<bool>,
 }
 
 /// The plan: see the module documentation.
@@ -311,6 +318,18 @@ pub fn desired(
 ) -> Desired {
     let mut out = Desired::default();
     let bases = check_baselines(baseline, &mut out.conflicts);
+    // The operator's lane Deployments that report a ready replica, by (namespace, name).
+    let ready_deployments: HashSet<(&str, &str)> = existing
+        .deployments
+        .iter()
+        .filter(|d| ready_replica(d))
+        .filter_map(|d| {
+            Some((
+                d.metadata.namespace.as_deref()?,
+                d.metadata.name.as_deref()?,
+            ))
+        })
+        .collect();
     let live = live_lanes(lanes, options.now, &mut out);
 
     // Which live lanes have a version of each service.
@@ -348,6 +367,7 @@ pub fn desired(
             continue;
         }
         let mut versions = Vec::new();
+        let mut ready = Vec::new();
         for &i in &lane_idx {
             let lane = &live[i];
             let name = deployment_name(service, &lane.id);
@@ -369,6 +389,7 @@ pub fn desired(
                 Ok(d) => {
                     out.deployments.push(d);
                     versions.push(lane.id.clone());
+                    ready.push(ready_deployments.contains(&(service.app(), name.as_str())));
                 }
                 Err(conflict) => out.conflicts.push(conflict),
             }
@@ -378,18 +399,22 @@ pub fn desired(
                 service: service.clone(),
                 host,
                 versions,
+                ready,
             });
         }
     }
 
     // The routing decision, from lane_core: chains from the live lanes, an instance per version
-    // deployed and one baseline instance per routed service.
+    // deployed (healthy when its Deployment reports a ready replica: an unready version is
+    // passed over along the chain, as `route` passes over unhealthy instances) and one baseline
+    // instance per routed service.
     let core_lanes: Vec<lane_core::Lane> = live.iter().map(core_lane).collect();
     let endpoints = routed.iter().flat_map(|r| {
-        std::iter::once(endpoint(&r.service, LaneRef::Baseline)).chain(
+        std::iter::once(endpoint(&r.service, LaneRef::Baseline, true)).chain(
             r.versions
                 .iter()
-                .map(|l| endpoint(&r.service, LaneRef::Lane(l.clone()))),
+                .zip(&r.ready)
+                .map(|(l, ready)| endpoint(&r.service, LaneRef::Lane(l.clone()), *ready)),
         )
     });
     let table = RoutingTable::from_lanes(&core_lanes, endpoints, 0);
@@ -494,13 +519,35 @@ pub fn desired(
     out
 }
 
-fn endpoint(service: &ServiceId, lane: LaneRef) -> Endpoint<()> {
+fn endpoint(service: &ServiceId, lane: LaneRef, healthy: bool) -> Endpoint<()> {
     Endpoint {
         service: service.clone(),
         lane,
-        healthy: true,
+        healthy,
         target: (),
     }
+}
+
+/// Whether the lane Deployment `namespace/name` exists, was made by the operator, and reports a
+/// ready replica (`status.readyReplicas` ≥ 1): only then does its lane get a route to it.
+pub fn is_ready(existing: &Existing, namespace: &str, name: &str) -> bool {
+    deployment_ready(&existing.deployments, namespace, name)
+}
+
+/// [`is_ready`] over a list of Deployments.
+pub fn deployment_ready(deployments: &[Deployment], namespace: &str, name: &str) -> bool {
+    deployments
+        .iter()
+        .any(|d| same_object(&d.metadata, namespace, name) && ready_replica(d))
+}
+
+/// A Deployment the operator made that reports a ready replica.
+fn ready_replica(d: &Deployment) -> bool {
+    is_managed(&d.metadata)
+        && d.status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .is_some_and(|r| r >= 1)
 }
 
 fn managed_meta(name: &str, namespace: &str) -> ObjectMeta {

@@ -102,6 +102,35 @@ pub async fn view(
                 ..Default::default()
             });
         version.image = p.image.clone();
+        // A preview shows the routes once the version is ready: its Deployment counts as ready.
+        if let Ok(lane_id) = p.lane.parse() {
+            let name = plan::deployment_name(service, &lane_id);
+            inputs.deployments.retain(|d| {
+                !(d.metadata.namespace.as_deref() == Some(service.app())
+                    && d.metadata.name.as_deref() == Some(name.as_str()))
+            });
+            inputs
+                .deployments
+                .push(k8s_openapi::api::apps::v1::Deployment {
+                    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                        namespace: Some(service.app().to_owned()),
+                        name: Some(name),
+                        labels: Some(
+                            [(
+                                plan::MANAGED_BY_LABEL.to_owned(),
+                                plan::MANAGED_BY.to_owned(),
+                            )]
+                            .into(),
+                        ),
+                        ..Default::default()
+                    },
+                    spec: None,
+                    status: Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+                        ready_replicas: Some(1),
+                        ..Default::default()
+                    }),
+                });
+        }
     }
     let (_, desired) = operator.plan(&inputs, operator::now_secs());
     let name = plan::routing_object_name(service);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{NOW, baseline, lane, version};
+use common::{NOW, all_ready, baseline, lane, lane_deployment_status, version};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kcr_networking_istio_io::v1::destinationrules::{DestinationRule, DestinationRuleSpec};
@@ -30,7 +30,19 @@ fn render(d: &Desired) -> String {
     text
 }
 
+/// The plan once every lane Deployment it wants reports a ready replica (`all_ready`); the golden
+/// files are of that state. `not_ready_falls_back` has versions that are not ready.
 fn check(name: &str, lanes: &[Lane], bases: &[BaselineService], existing: &Existing) -> Desired {
+    let existing = &all_ready(lanes, bases, existing, &Options::new(NOW));
+    check_as_is(name, lanes, bases, existing)
+}
+
+fn check_as_is(
+    name: &str,
+    lanes: &[Lane],
+    bases: &[BaselineService],
+    existing: &Existing,
+) -> Desired {
     let out = desired(lanes, bases, existing, &Options::new(NOW));
     // The plan is a function of its inputs: the same inputs in another order give the same output.
     let mut rev_lanes = lanes.to_vec();
@@ -201,6 +213,100 @@ fn stacked_lanes() {
             .iter()
             .all(|vs| vs.metadata.name.as_deref() != Some("ship-lanes"))
     );
+}
+
+/// Versions whose Deployment has no ready replica get no route of their own: `me` (stacked on
+/// `team`) has a version of cart that is not ready, so its cart requests go to `team`'s version;
+/// `team`'s pay is not ready either, so `team`'s pay requests go to baseline (no route) while
+/// `me`'s ready pay keeps its route. Every Deployment and subset is still planned.
+#[test]
+fn not_ready_falls_back() {
+    let lanes = [
+        lane(
+            "shop",
+            "team",
+            None,
+            NOW + DAY,
+            vec![
+                (
+                    "shop.cart",
+                    version("registry.example/shop/cart:team", "team@aaaa"),
+                ),
+                (
+                    "shop.pay",
+                    version("registry.example/shop/pay:team", "team@aaaa"),
+                ),
+            ],
+        ),
+        lane(
+            "shop",
+            "me",
+            Some("team"),
+            NOW + DAY,
+            vec![
+                (
+                    "shop.cart",
+                    version("registry.example/shop/cart:me", "me@bbbb"),
+                ),
+                (
+                    "shop.pay",
+                    version("registry.example/shop/pay:me", "me@bbbb"),
+                ),
+            ],
+        ),
+    ];
+    let bases = [
+        baseline("shop", "cart", true),
+        baseline("shop", "pay", true),
+    ];
+    let existing = Existing {
+        deployments: vec![
+            lane_deployment_status("shop.cart", "team", 2),
+            lane_deployment_status("shop.cart", "me", 0),
+            lane_deployment_status("shop.pay", "team", 0),
+            lane_deployment_status("shop.pay", "me", 1),
+        ],
+        ..Default::default()
+    };
+    let d = check_as_is("not_ready_falls_back", &lanes, &bases, &existing);
+    assert_eq!(d.deployments.len(), 4);
+    assert_eq!(
+        routes_of(&d, "me"),
+        pairs(&[("shop.cart", "team"), ("shop.pay", "me")])
+    );
+    assert_eq!(routes_of(&d, "team"), pairs(&[("shop.cart", "team")]));
+    let subsets: Vec<Vec<String>> = d
+        .destination_rules
+        .iter()
+        .map(|dr| {
+            dr.spec
+                .subsets
+                .iter()
+                .flatten()
+                .map(|s| s.name.clone())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        subsets,
+        [
+            ["baseline", "lane-me", "lane-team"],
+            ["baseline", "lane-me", "lane-team"]
+        ]
+    );
+    // None ready: no lane routes at all, only baseline's, while the Deployments are planned.
+    let none = desired(&lanes, &bases, &Existing::default(), &Options::new(NOW));
+    assert_eq!(none.deployments.len(), 4);
+    for vs in &none.virtual_services {
+        let names: Vec<_> = vs
+            .spec
+            .http
+            .iter()
+            .flatten()
+            .map(|h| h.name.clone())
+            .collect();
+        assert_eq!(names, [Some("baseline".to_owned())]);
+    }
 }
 
 /// A lane without a version of a service still gets a route on that service's host when its

@@ -31,7 +31,9 @@ use lane_kube::plan::{self, BaselineService};
 use lane_tests::apiserver::ApiServer;
 use serde_json::json;
 
-use cluster::{TEST_MANAGER, WAIT, apply_json, baseline, eventually, setup};
+use cluster::{
+    TEST_MANAGER, WAIT, apply_json, auto_ready, baseline, eventually, mark_ready, setup,
+};
 
 fn time(secs: i64) -> Time {
     Time(Timestamp::from_second(secs).unwrap())
@@ -199,6 +201,22 @@ async fn deployments_and_merged_routes_follow_the_lanes() {
         far,
     )
     .await;
+    // Applied, not ready: the subset is there, the route not yet; a's requests go to baseline.
+    wait_routes(&c, ns, "cart", &[("baseline", "baseline")]).await;
+    assert_eq!(
+        subsets(&c, ns, "cart").await.unwrap(),
+        ["baseline", "lane-a"]
+    );
+    let status = eventually("a waits for ready replicas", || async {
+        let s = lane_status(&c, ns, "a").await?;
+        (condition(&s, "Routed")?.reason == "WaitingForReady").then_some(s)
+    })
+    .await;
+    assert_eq!(status.phase, Some(LanePhase::Pending));
+    assert_eq!(condition(&status, "Routed").unwrap().status, "False");
+    // The Deployment controller's part, played by the test: a's replicas ready. Then a's routes.
+    mark_ready(&c, ns, "cart-lane-a").await;
+    mark_ready(&c, ns, "pay-lane-a").await;
     wait_routes(
         &c,
         ns,
@@ -206,10 +224,6 @@ async fn deployments_and_merged_routes_follow_the_lanes() {
         &[("lane-a", "lane-a"), ("baseline", "baseline")],
     )
     .await;
-    assert_eq!(
-        subsets(&c, ns, "cart").await.unwrap(),
-        ["baseline", "lane-a"]
-    );
     let d = deployments.get("cart-lane-a").await.unwrap();
     let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Lane", "a"));
@@ -220,6 +234,56 @@ async fn deployments_and_merged_routes_follow_the_lanes() {
     lane(&c, ns, "b", Some("a"), &[("pay", "pay:b1")], far).await;
     // Two lanes on one host: c has its own cart.
     lane(&c, ns, "c", None, &[("cart", "cart:c1")], far).await;
+    // Neither b's pay nor c's cart is ready: b's pay requests fall back to its parent a's pay,
+    // c's cart requests to baseline.
+    wait_routes(
+        &c,
+        ns,
+        "pay",
+        &[
+            ("lane-a", "lane-a"),
+            ("lane-b", "lane-a"),
+            ("baseline", "baseline"),
+        ],
+    )
+    .await;
+    wait_routes(
+        &c,
+        ns,
+        "cart",
+        &[
+            ("lane-a", "lane-a"),
+            ("lane-b", "lane-a"),
+            ("baseline", "baseline"),
+        ],
+    )
+    .await;
+    // c's subset is there (its Deployment too), its route not yet.
+    eventually("cart's subsets with lane-c", || async {
+        (subsets(&c, ns, "cart").await? == ["baseline", "lane-a", "lane-c"]).then_some(())
+    })
+    .await;
+    assert!(
+        !routes(&c, ns, "cart")
+            .await
+            .unwrap()
+            .iter()
+            .any(|(name, _)| name == "lane-c")
+    );
+    let status = eventually("b waits for pay", || async {
+        let s = lane_status(&c, ns, "b").await?;
+        (condition(&s, "Routed")?.reason == "WaitingForReady").then_some(s)
+    })
+    .await;
+    let served: Vec<(&str, &str)> = status
+        .routes
+        .iter()
+        .map(|r| (r.service.as_str(), r.lane.as_str()))
+        .collect();
+    assert_eq!(served, [("op-follow.cart", "a"), ("op-follow.pay", "a")]);
+    assert_eq!(status.phase, Some(LanePhase::Pending));
+    mark_ready(&c, ns, "pay-lane-b").await;
+    mark_ready(&c, ns, "cart-lane-c").await;
     wait_routes(
         &c,
         ns,
@@ -247,9 +311,9 @@ async fn deployments_and_merged_routes_follow_the_lanes() {
         subsets(&c, ns, "cart").await.unwrap(),
         ["baseline", "lane-a", "lane-c"]
     );
-    let status = eventually("b's status names its routes", || async {
+    let status = eventually("b's status names its own pay", || async {
         let s = lane_status(&c, ns, "b").await?;
-        (s.routes.len() == 2).then_some(s)
+        (s.routes.iter().any(|r| r.lane == "b")).then_some(s)
     })
     .await;
     let served: Vec<(&str, &str)> = status
@@ -259,8 +323,8 @@ async fn deployments_and_merged_routes_follow_the_lanes() {
         .collect();
     assert_eq!(served, [("op-follow.cart", "a"), ("op-follow.pay", "b")]);
     assert_eq!(condition(&status, "Routed").unwrap().status, "True");
-    assert_eq!(condition(&status, "Ready").unwrap().status, "False");
-    assert_eq!(status.phase, Some(LanePhase::Pending));
+    assert_eq!(condition(&status, "Ready").unwrap().status, "True");
+    assert_eq!(status.phase, Some(LanePhase::Ready));
 
     // Update: a new image for a's cart reaches its Deployment.
     lane(
@@ -279,19 +343,6 @@ async fn deployments_and_merged_routes_follow_the_lanes() {
     })
     .await;
 
-    // Readiness: the Deployment controller would write these; the test does, through the status
-    // subresource.
-    for name in ["cart-lane-a", "pay-lane-a"] {
-        deployments
-            .patch_status(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"replicas": 1, "readyReplicas": 1,
-                                                "availableReplicas": 1, "updatedReplicas": 1}})),
-            )
-            .await
-            .unwrap();
-    }
     let status = eventually("a is Ready", || async {
         let s = lane_status(&c, ns, "a").await?;
         (s.phase == Some(LanePhase::Ready)).then_some(s)
@@ -396,6 +447,7 @@ async fn a_foreign_virtual_service_is_not_overwritten() {
     vs.delete("cart-canary", &DeleteParams::default())
         .await
         .unwrap();
+    mark_ready(&c, ns, "cart-lane-f").await;
     wait_routes(
         &c,
         ns,
@@ -405,10 +457,10 @@ async fn a_foreign_virtual_service_is_not_overwritten() {
     .await;
     let status = eventually("f routed", || async {
         let s = lane_status(&c, ns, "f").await?;
-        (condition(&s, "Conflict")?.status == "False").then_some(s)
+        (condition(&s, "Routed")?.status == "True").then_some(s)
     })
     .await;
-    assert_eq!(condition(&status, "Routed").unwrap().status, "True");
+    assert_eq!(condition(&status, "Conflict").unwrap().status, "False");
 }
 
 /// An event the reclaim test saw, by the etcd revision it carries (one etcd: revisions of all
@@ -462,6 +514,7 @@ async fn an_expired_lane_is_reclaimed_routes_first() {
     // Routed first with a far expiry (however slow the machine), then the expiry moved close:
     // nothing else happens after it, so the operator must wake at the expiry by itself.
     lane(&c, ns, "old", None, &[("cart", "cart:old")], now() + 3600).await;
+    mark_ready(&c, ns, "cart-lane-old").await;
     wait_routes(
         &c,
         ns,
@@ -607,12 +660,16 @@ async fn expected(c: &Client, ns: &str, procs: &[&str]) -> BTreeMap<String, Stri
         });
     }
     let now = u64::try_from(now()).unwrap();
-    let want = plan::desired(
-        &lanes,
-        &baseline,
-        &plan::Existing::default(),
-        &plan::Options::new(now),
-    );
+    // The lane Deployments as they are: their readiness decides the routes.
+    let existing = plan::Existing {
+        deployments: Api::<Deployment>::namespaced(c.clone(), ns)
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=lane-operator"))
+            .await
+            .unwrap()
+            .items,
+        ..Default::default()
+    };
+    let want = plan::desired(&lanes, &baseline, &existing, &plan::Options::new(now));
     let mut out = BTreeMap::new();
     for o in &want.virtual_services {
         out.insert(
@@ -701,6 +758,16 @@ async fn restarting_mid_reconcile_converges_to_the_same_objects() {
     );
     assert_eq!(snapshot(&c, ns).await.1, versions);
 
+    // The versions become ready (the test plays the Deployment controller): their routes are
+    // added, again with a restart at every write.
+    for d in ["cart-lane-r1", "pay-lane-r1", "cart-lane-r2", "pay-lane-r3"] {
+        mark_ready(&c, ns, d).await;
+    }
+    restart_at_every_write(&c, ns).await;
+    let (got, _) = snapshot(&c, ns).await;
+    assert_eq!(got, expected(&c, ns, &["cart", "pay"]).await);
+    assert!(got["vs/cart-lanes"].contains("lane-r2"), "{got:?}");
+
     // Teardown interrupted at every write too: r1 goes, r2 falls back to baseline for cart.
     let lanes: Api<Lane> = Api::namespaced(c.clone(), ns);
     lanes.delete("r1", &DeleteParams::default()).await.unwrap();
@@ -730,6 +797,9 @@ async fn lane_applied_to_virtual_service_updated_latency() {
     )
     .unwrap();
     let _op = Running(tokio::spawn(op.run(std::future::pending())));
+    // Routes wait for a ready replica: the test plays the Deployment controller, marking each
+    // lane Deployment ready as soon as it appears (the figure includes that round trip).
+    let _controller = Running(auto_ready(&c, ns));
     lane(&c, ns, "warm", None, &[("cart", "cart:w")], now() + 3600).await;
     wait_routes(
         &c,
@@ -811,6 +881,8 @@ async fn operator_manifest_is_valid() {
             "ClusterRoleBinding",
             "Deployment",
             "Namespace",
+            "Role",
+            "RoleBinding",
             "ServiceAccount"
         ]
     );
@@ -861,12 +933,19 @@ async fn operator_manifest_is_valid() {
     let ns = "op-rbac";
     setup(ns).await;
     baseline(&c, ns, "cart").await;
+    // Elected as `lane operator` runs by default: the Role in deploy/operator.yaml lets it take
+    // the Lease lane-system/lane-operator.
+    let elector = lane_kube::lease::Elector::new(
+        sa.clone(),
+        lane_kube::lease::LeaseConfig::new("lane-system", "lane-operator", "rbac-test"),
+    );
     let _op = Running(tokio::spawn(
         Operator::new(sa.clone(), config(ns))
             .unwrap()
-            .run(std::future::pending()),
+            .run_elected(elector, std::future::pending()),
     ));
     lane(&c, ns, "sa", None, &[("cart", "cart:sa")], now() + 3600).await;
+    mark_ready(&c, ns, "cart-lane-sa").await;
     wait_routes(
         &c,
         ns,
@@ -928,6 +1007,7 @@ async fn a_lane_in_another_namespace_than_its_services() {
     let mut value = serde_json::to_value(Lane::new("x", spec)).unwrap();
     value["metadata"]["namespace"] = json!(lanes_ns);
     apply_json(&lanes, "x", value).await;
+    mark_ready(&c, shop, "cart-lane-x").await;
     wait_routes(
         &c,
         shop,

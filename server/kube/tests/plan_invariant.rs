@@ -13,8 +13,10 @@
 //!   `,`; `exact`, `prefix`, and `regex` as a full match, with the `regex` crate standing in for
 //!   RE2; `{}` means present), mapping the subset to its lane;
 //! - by `lane_core::RoutingTable::route`, the table built here from the same lanes with
-//!   `from_lanes` (an instance per version of a live lane whose service has a baseline), with the
-//!   lane value parsed by `lane_core::header::lane_value`.
+//!   `from_lanes` (an instance per version of a live lane whose service has a baseline, healthy
+//!   when the generated readiness of its Deployment says ready: the plan reads that readiness
+//!   from the lane Deployments' status), with the lane value parsed by
+//!   `lane_core::header::lane_value`.
 //!
 //! Both must name the same lane. Requests stay within what `lane_kube::matching` documents as
 //! exact: header lines are printable ASCII (UTF-8) and far below lane_core's 8 KiB line limit.
@@ -23,7 +25,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{NOW, baseline, lane, version};
+use common::{NOW, all_ready, baseline, lane, lane_deployment_status, version};
 use kcr_networking_istio_io::v1::virtualservices::{VirtualService, VirtualServiceHttpMatch};
 use lane_core::header::lane_value;
 use lane_core::{Endpoint, LaneId, LaneRef, RoutingTable, ServiceId};
@@ -48,6 +50,8 @@ struct GenLane {
     parent: Option<usize>,
     expired: bool,
     services: Vec<bool>,
+    /// Per service: whether its lane Deployment reports a ready replica.
+    ready: Vec<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,12 +70,14 @@ fn setup() -> impl Strategy<Value = Setup> {
         prop::option::weighted(0.5, 0..LANES.len() + DANGLING.len()),
         prop::bool::weighted(0.15),
         prop::collection::vec(prop::bool::weighted(0.4), SERVICES.len()),
+        prop::collection::vec(prop::bool::weighted(0.7), SERVICES.len()),
     )
-        .prop_map(|(present, parent, expired, services)| GenLane {
+        .prop_map(|(present, parent, expired, services, ready)| GenLane {
             present,
             parent,
             expired,
             services,
+            ready,
         });
     (
         prop::collection::vec(gen_lane, LANES.len()),
@@ -105,7 +111,25 @@ impl Setup {
             .collect()
     }
 
-    /// The table lane_core routes by, built from the generated lanes without the plan's help.
+    /// The lane Deployments the cluster reports: every generated version's, ready or not (the
+    /// plan only routes to ready ones).
+    fn existing(&self) -> Existing {
+        let mut deployments = Vec::new();
+        for (i, l) in self.lanes.iter().enumerate() {
+            for ((s, on), ready) in SERVICES.iter().zip(&l.services).zip(&l.ready) {
+                if *on {
+                    deployments.push(lane_deployment_status(s, LANES[i], i32::from(*ready)));
+                }
+            }
+        }
+        Existing {
+            deployments,
+            ..Default::default()
+        }
+    }
+
+    /// The table lane_core routes by, built from the generated lanes without the plan's help:
+    /// a lane's instance of a service is healthy when its Deployment is ready.
     fn table(&self) -> RoutingTable<()> {
         let live: Vec<lane_core::Lane> = self
             .lanes
@@ -142,10 +166,12 @@ impl Setup {
             });
             for doc in &live {
                 if doc.services.contains_key(&service) {
+                    let i = LANES.iter().position(|l| *l == doc.id.as_str()).unwrap();
+                    let s_idx = SERVICES.iter().position(|x| x == s).unwrap();
                     endpoints.push(Endpoint {
                         service: service.clone(),
                         lane: LaneRef::Lane(doc.id.clone()),
-                        healthy: true,
+                        healthy: self.lanes[i].ready[s_idx],
                         target: (),
                     });
                 }
@@ -512,7 +538,7 @@ proptest! {
             })
             .collect();
         let options = Options::new(NOW).with_lane_header(setup.lane_header).unwrap();
-        let d = plan::desired(&lanes, &bases, &Existing::default(), &options);
+        let d = plan::desired(&lanes, &bases, &setup.existing(), &options);
         // The only conflicts are versions of the service without a baseline.
         for c in &d.conflicts {
             prop_assert!(c.to_string().contains("demo.nobase"), "{}", c);
@@ -563,7 +589,8 @@ fn edge_cases() {
         ),
     ];
     let bases = [baseline("shop", "cart", true)];
-    let d = plan::desired(&lanes, &bases, &Existing::default(), &Options::new(NOW));
+    let existing = all_ready(&lanes, &bases, &Existing::default(), &Options::new(NOW));
+    let d = plan::desired(&lanes, &bases, &existing, &Options::new(NOW));
     let service: ServiceId = "shop.cart".parse().unwrap();
     let mut ev = Evaluator {
         regexes: HashMap::new(),

@@ -228,8 +228,17 @@ fn main() {
         })
         .collect();
     let lanes = lanes(args.lanes, args.services, &mut rng);
-    let existing = Existing::default();
     let options = Options::new(NOW);
+    // The steady state: every lane Deployment the plan wants exists and reports a ready replica
+    // (routes go only to ready versions), as the operator's list would hand them in.
+    let mut existing = Existing::default();
+    for mut d in desired(&lanes, &bases, &Existing::default(), &options).deployments {
+        d.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+            ready_replicas: Some(1),
+            ..Default::default()
+        });
+        existing.deployments.push(d);
+    }
 
     // Warm-up, and the output's shape.
     let out = desired(&lanes, &bases, &existing, &options);

@@ -61,7 +61,10 @@ where
 pub async fn setup(ns: &str) -> Client {
     let c = client("admin").await;
     let crds: Api<CustomResourceDefinition> = Api::all(c.clone());
-    let mut all = vec![serde_json::to_value(lane_kube::crd::crd()).unwrap()];
+    let mut all = vec![
+        serde_json::to_value(lane_kube::crd::crd()).unwrap(),
+        serde_json::to_value(lane_kube::environment::crd()).unwrap(),
+    ];
     let istio = include_str!("../operator/istio-crds.yaml");
     for doc in serde_yaml::Deserializer::from_str(istio) {
         let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
@@ -89,6 +92,10 @@ pub async fn setup(ns: &str) -> Client {
     eventually("the new kinds listable", || async {
         let params = ListParams::default();
         Api::<Lane>::all(c.clone()).list(&params).await.ok()?;
+        Api::<lane_kube::environment::LaneEnvironment>::all(c.clone())
+            .list(&params)
+            .await
+            .ok()?;
         Api::<VirtualService>::all(c.clone())
             .list(&params)
             .await
@@ -136,4 +143,65 @@ pub async fn baseline(c: &Client, ns: &str, proc_: &str) {
                                                      "image": format!("registry.example/{proc_}:1")}]}}}}),
     )
     .await;
+}
+
+/// Plays the Deployment controller (a bare API server runs none): the Deployment `ns/name`
+/// reports its replica ready, once it exists.
+pub async fn mark_ready(c: &Client, ns: &str, name: &str) {
+    let api: Api<Deployment> = Api::namespaced(c.clone(), ns);
+    eventually(&format!("Deployment {ns}/{name} marked ready"), || {
+        let api = api.clone();
+        async move {
+            api.patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"replicas": 1, "readyReplicas": 1,
+                                                "availableReplicas": 1, "updatedReplicas": 1}})),
+            )
+            .await
+            .ok()
+            .map(|_| ())
+        }
+    })
+    .await;
+}
+
+/// Plays the Deployment controller for every lane Deployment of `ns` until aborted: one that
+/// reports no ready replica is marked ready as soon as it is seen.
+#[allow(dead_code)] // not every test binary uses it
+pub fn auto_ready(c: &Client, ns: &str) -> tokio::task::JoinHandle<()> {
+    use futures::StreamExt;
+    let api: Api<Deployment> = Api::namespaced(c.clone(), ns);
+    tokio::spawn(async move {
+        let config = kube::runtime::watcher::Config::default()
+            .labels("app.kubernetes.io/managed-by=lane-operator");
+        let mut events = std::pin::pin!(kube::runtime::watcher(api.clone(), config));
+        while let Some(event) = events.next().await {
+            let (kube::runtime::watcher::Event::Apply(d)
+            | kube::runtime::watcher::Event::InitApply(d)) = (match event {
+                Ok(e) => e,
+                Err(_) => continue,
+            })
+            else {
+                continue;
+            };
+            if d.status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0)
+                >= 1
+            {
+                continue;
+            }
+            let name = d.metadata.name.clone().unwrap_or_default();
+            let _ = api
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"replicas": 1, "readyReplicas": 1,
+                                                    "availableReplicas": 1, "updatedReplicas": 1}})),
+                )
+                .await;
+        }
+    })
 }

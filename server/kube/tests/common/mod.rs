@@ -142,3 +142,47 @@ pub fn lane(
     lane.metadata.creation_timestamp = Some(time(NOW - 3600));
     lane
 }
+
+/// The operator's lane Deployment `<proc>-lane-<lane>` of `service` as the cluster would report
+/// it: `ready` replicas ready (none: not yet ready). Only its identity, label and status matter
+/// to the plan.
+pub fn lane_deployment_status(service: &str, lane: &str, ready: i32) -> Deployment {
+    let (app, proc_) = service.split_once('.').unwrap();
+    Deployment {
+        metadata: ObjectMeta {
+            namespace: Some(app.into()),
+            name: Some(format!("{proc_}-lane-{lane}")),
+            labels: Some(BTreeMap::from([(
+                lane_kube::plan::MANAGED_BY_LABEL.to_owned(),
+                lane_kube::plan::MANAGED_BY.to_owned(),
+            )])),
+            ..Default::default()
+        },
+        spec: None,
+        status: Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+            ready_replicas: Some(ready),
+            ..Default::default()
+        }),
+    }
+}
+
+/// `existing` with every Deployment the plan wants for `lanes` reported ready, as after the
+/// rollout of a first pass.
+pub fn all_ready(
+    lanes: &[Lane],
+    bases: &[BaselineService],
+    existing: &lane_kube::plan::Existing,
+    options: &lane_kube::plan::Options,
+) -> lane_kube::plan::Existing {
+    let first = lane_kube::plan::desired(lanes, bases, existing, options);
+    let mut out = existing.clone();
+    for d in first.deployments {
+        let mut d = d;
+        d.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+            ready_replicas: Some(1),
+            ..Default::default()
+        });
+        out.deployments.push(d);
+    }
+    out
+}
