@@ -59,6 +59,10 @@ async fn size(spec: &DataSpec, target: &str) -> Option<String> {
             let slot = r.slots(index, index).await.ok()?.pop()?;
             Some(format!("{} keys", slot.keys))
         }
+        DataOptions::Apollo(_) => lane_data::apollo::item_count(spec, target)
+            .await
+            .ok()
+            .map(|n| format!("{n} items")),
         _ => None,
     }
 }

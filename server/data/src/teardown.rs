@@ -39,6 +39,14 @@ pub enum Action {
         index: u32,
         prefix: String,
     },
+    /// Delete the lane's Apollo cluster `lane-<id>` of the binding's app.
+    DeleteApolloCluster {
+        binding: String,
+        server: String,
+        env: String,
+        app: String,
+        cluster: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -64,6 +72,16 @@ impl fmt::Display for Action {
                 f,
                 "{binding}: delete keys `{prefix}*` in Redis database {index} on {server}"
             ),
+            Action::DeleteApolloCluster {
+                binding,
+                server,
+                env,
+                app,
+                cluster,
+            } => write!(
+                f,
+                "{binding}: delete Apollo cluster `{cluster}` of app `{app}` in {env} on {server}"
+            ),
         }
     }
 }
@@ -73,7 +91,7 @@ impl fmt::Display for Action {
 pub struct Plan {
     pub lane: LaneId,
     pub actions: Vec<Action>,
-    /// Bindings whose kind lane cannot tear down yet (kafka, apollo), named so nobody assumes.
+    /// Bindings whose kind lane cannot tear down yet (kafka), named so nobody assumes.
     pub not_handled: Vec<String>,
 }
 
@@ -146,6 +164,23 @@ pub fn check(lane: &LaneId, specs: &[DataSpec], action: &Action) -> Result<()> {
                 ))),
             }
         }
+        Action::DeleteApolloCluster {
+            binding,
+            env,
+            app,
+            cluster,
+            ..
+        } => {
+            let s = spec(binding)?;
+            match &s.options {
+                DataOptions::Apollo(a) if a.app == *app && a.env == *env => {
+                    crate::apollo::check_cluster(lane, cluster)
+                }
+                _ => Err(DataError::Guard(format!(
+                    "binding `{binding}` is not an apollo binding of app `{app}` in {env}"
+                ))),
+            }
+        }
         Action::DeletePrefix {
             binding, prefix, ..
         } => {
@@ -202,9 +237,14 @@ pub fn plan(lane: &LaneId, specs: &[DataSpec], records: &[DataBinding]) -> Resul
                     prefix: redis_prefix(lane),
                 }),
             },
-            DataOptions::Kafka { .. } | DataOptions::Apollo { .. } => {
-                not_handled.push(s.name.clone())
-            }
+            DataOptions::Apollo(a) => actions.push(Action::DeleteApolloCluster {
+                binding: s.name.clone(),
+                server,
+                env: a.env.clone(),
+                app: a.app.clone(),
+                cluster: lane_core::data::apollo_cluster(lane),
+            }),
+            DataOptions::Kafka { .. } => not_handled.push(s.name.clone()),
         }
     }
     let plan = Plan {
@@ -263,6 +303,22 @@ pub async fn execute(plan: &Plan, specs: &[DataSpec]) -> Result<Vec<Done>> {
                 let mut r = Redis::connect(&url(binding)).await?;
                 r.delete_prefix(*index, prefix).await? > 0
             }
+            Action::DeleteApolloCluster {
+                binding, cluster, ..
+            } => {
+                let spec = specs
+                    .iter()
+                    .find(|s| s.name == *binding)
+                    .expect("checked by the guard");
+                match crate::apollo::remove(spec, &plan.lane, cluster).await? {
+                    crate::apollo::Removal::Deleted => true,
+                    crate::apollo::Removal::Absent => false,
+                    crate::apollo::Removal::Emptied { items } => {
+                        tracing::warn!(lane = %plan.lane, %cluster, items, "this Apollo Portal's Open API cannot delete a cluster: the lane's cluster is emptied and published empty; an Apollo admin can delete it in the Portal");
+                        true
+                    }
+                }
+            }
         };
         done.push(Done {
             action: action.clone(),
@@ -299,6 +355,11 @@ kind = "kafka"
 url = "kafka://k:9092"
 env = "K"
 topics = { T = "t" }
+[data.config]
+kind = "apollo"
+url = "http://p:8070"
+env = "APOLLO_META"
+app = "cart"
 "#,
         )
         .unwrap()
@@ -317,6 +378,7 @@ topics = { T = "t" }
         assert_eq!(
             p.to_string(),
             "cache: flush Redis database 3 on redis://r/1\n\
+             config: delete Apollo cluster `lane-feat-a` of app `cart` in DEV on http://p:8070\n\
              orders: drop MySQL database `orders__lane_feat_a` on mysql://u:***@db/orders\n\
              events: not handled (this kind is not provisioned by lane yet)\n"
         );
@@ -369,5 +431,16 @@ topics = { T = "t" }
         assert!(check(&lane, &specs, &prefix("")).is_err());
         assert!(check(&lane, &specs, &prefix("lane:")).is_err());
         assert!(check_mysql_drop("orders", &lane, "orders").is_err());
+        let apollo = |app: &str, cluster: &str| Action::DeleteApolloCluster {
+            binding: "config".into(),
+            server: String::new(),
+            env: "DEV".into(),
+            app: app.into(),
+            cluster: cluster.into(),
+        };
+        assert!(check(&lane, &specs, &apollo("cart", "lane-feat-a")).is_ok());
+        assert!(check(&lane, &specs, &apollo("cart", "default")).is_err());
+        assert!(check(&lane, &specs, &apollo("cart", "lane-feat-b")).is_err());
+        assert!(check(&lane, &specs, &apollo("other", "lane-feat-a")).is_err());
     }
 }

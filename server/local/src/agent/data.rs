@@ -3,11 +3,12 @@
 //! them in the lane's document and in `State::lane_data`; the version then starts with the
 //! rewritten addresses (`lane_api::data_env`). The data of lanes that are gone (`lane rm`, expiry,
 //! gc, a deploy undone that had created its lane) is torn down by [`Agent::sweep_data`], guarded
-//! so that nothing but the lane's own names is ever dropped. Kafka topics and Apollo clusters are
+//! so that nothing but the lane's own names is ever dropped. Apollo clusters are provisioned
+//! after the other bindings (their items are the lane's rewritten addresses); Kafka topics are
 //! not provisioned yet (their names are rewritten only).
 
 use lane_core::LaneId;
-use lane_core::data::{DataOptions, DataSpec, RedisMode, record};
+use lane_core::data::{DataOptions, DataSpec, RedisMode, apollo_cluster, apollo_items, record};
 use lane_core::lane::DataBinding;
 use lane_data::mysql::Mysql;
 use lane_data::redis::Redis;
@@ -23,6 +24,10 @@ fn data_error(binding: &str, e: DataError) -> BackendError {
     match e {
         DataError::Unreachable { .. } => BackendError::unavailable(message)
             .with_help("start the server, or fix the binding's `url` in lane.toml"),
+        DataError::Auth { what, .. } if what.starts_with("Apollo") => BackendError::invalid(
+            message,
+        )
+        .with_help("set the variable the binding's `token_env` names to a token that may manage the app, where `lane` runs"),
         DataError::Auth { .. } => BackendError::invalid(message)
             .with_help("fix the user or password in the binding's `url`"),
         DataError::MissingBaseline { .. } | DataError::Invalid(_) => {
@@ -57,7 +62,8 @@ impl Agent {
                     tracing::info!(%lane, binding = %spec.name, index = got, "lane Redis database ready");
                     got.to_string()
                 }
-                // Prefix mode needs nothing made; Kafka and Apollo are not provisioned yet.
+                // Prefix mode needs nothing made; Kafka is not provisioned yet; Apollo comes
+                // last, below (its items are the other bindings' lane addresses).
                 _ => continue,
             };
             made.push(ProvisionedData {
@@ -65,6 +71,47 @@ impl Agent {
                 record: record(spec, target),
             });
         }
+        let apollo: Vec<&DataSpec> = specs
+            .iter()
+            .filter(|s| matches!(s.options, DataOptions::Apollo(_)))
+            .collect();
+        if !apollo.is_empty() {
+            // What the lane holds: recorded before, and made just now.
+            let mut records: Vec<DataBinding> = {
+                let st = self.state.lock().await;
+                st.lanes
+                    .get(lane)
+                    .map(|l| l.data.clone())
+                    .unwrap_or_default()
+            };
+            for p in &made {
+                records.retain(|d| !(d.name == p.record.name && d.kind == p.record.kind));
+                records.push(p.record.clone());
+            }
+            for spec in apollo {
+                let items = apollo_items(spec, specs, lane, &records)
+                    .map_err(|e| data_error(&spec.name, DataError::Invalid(e.to_string())))?;
+                // Recorded before the cluster is made, so a failure half-way still leaves the
+                // lane's entry for the sweep to remove (the cluster's name is the lane's).
+                self.record_data(
+                    lane,
+                    vec![ProvisionedData {
+                        spec: spec.clone(),
+                        record: record(spec, apollo_cluster(lane)),
+                    }],
+                )
+                .await?;
+                let r = lane_data::apollo::provision(spec, lane, &items)
+                    .await
+                    .map_err(|e| data_error(&spec.name, e))?;
+                tracing::info!(%lane, binding = %spec.name, cluster = %r.cluster, created = r.created, items = r.items, "lane Apollo cluster ready");
+            }
+        }
+        self.record_data(lane, made).await
+    }
+
+    /// Records what was made for lane `lane` in its document and in `State::lane_data`.
+    async fn record_data(&self, lane: &LaneId, made: Vec<ProvisionedData>) -> Result<()> {
         if made.is_empty() {
             return Ok(());
         }
