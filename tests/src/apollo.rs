@@ -571,11 +571,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
             "Access is denied",
         )
     };
-    let json_body = || -> Result<Value, Resp> {
+    let json_body = || -> Option<Value> {
         serde_json::from_slice::<Value>(&body)
             .ok()
             .filter(Value::is_object)
-            .ok_or_else(|| bad_request("the request body is not a JSON object"))
     };
     let user_exists = |u: &str| shared.opts.users.iter().any(|x| x == u);
     let env_known = |e: &str| shared.opts.envs.iter().any(|x| x == e);
@@ -643,7 +642,7 @@ fn cluster_routes(
     q: &HashMap<String, String>,
     granted: &dyn Fn(&str) -> bool,
     forbidden: &dyn Fn() -> Resp,
-    json_body: &dyn Fn() -> Result<Value, Resp>,
+    json_body: &dyn Fn() -> Option<Value>,
     user_exists: &dyn Fn(&str) -> bool,
 ) -> Resp {
     let not_allowed = || spring_error(StatusCode::METHOD_NOT_ALLOWED, path);
@@ -658,8 +657,8 @@ fn cluster_routes(
                 return forbidden();
             }
             let body = match json_body() {
-                Ok(b) => b,
-                Err(r) => return r,
+                Some(b) => b,
+                None => return bad_request("the request body is not a JSON object"),
             };
             let (name, body_app, by) = (
                 str_field(&body, "name"),
@@ -753,7 +752,7 @@ fn namespace_routes(
     q: &HashMap<String, String>,
     granted: &dyn Fn(&str) -> bool,
     forbidden: &dyn Fn() -> Resp,
-    json_body: &dyn Fn() -> Result<Value, Resp>,
+    json_body: &dyn Fn() -> Option<Value>,
     user_exists: &dyn Fn(&str) -> bool,
 ) -> Resp {
     let not_allowed = || spring_error(StatusCode::METHOD_NOT_ALLOWED, path);
@@ -804,8 +803,8 @@ fn namespace_routes(
             }
             Method::POST => {
                 let body = match json_body() {
-                    Ok(b) => b,
-                    Err(r) => return r,
+                    Some(b) => b,
+                    None => return bad_request("the request body is not a JSON object"),
                 };
                 let (k, v, by) = (
                     str_field(&body, "key"),
@@ -846,8 +845,8 @@ fn namespace_routes(
             },
             Method::PUT => {
                 let body = match json_body() {
-                    Ok(b) => b,
-                    Err(r) => return r,
+                    Some(b) => b,
+                    None => return bad_request("the request body is not a JSON object"),
                 };
                 let (k, v, by) = (
                     str_field(&body, "key"),
@@ -916,8 +915,8 @@ fn namespace_routes(
                 return not_allowed();
             }
             let body = match json_body() {
-                Ok(b) => b,
-                Err(r) => return r,
+                Some(b) => b,
+                None => return bad_request("the request body is not a JSON object"),
             };
             let (title, by) = (
                 str_field(&body, "releaseTitle"),
