@@ -4,7 +4,7 @@
 import { BASELINE, type DeployFailure, type LaneInfo, type LaneStatus, type ServiceInfo } from "./lsp_ext";
 import { expiryText, health, healthText, perMinute } from "./summary";
 
-export type NodeKind = "lane" | "baseline" | "service" | "instance" | "message";
+export type NodeKind = "lane" | "baseline" | "service" | "instance" | "message" | "data" | "dataBinding";
 
 /** `contextValue`s, matched by the `view/item/context` menus in package.json. */
 export const CONTEXT: Record<NodeKind, string> = {
@@ -13,6 +13,8 @@ export const CONTEXT: Record<NodeKind, string> = {
     service: "lane.service",
     instance: "lane.instance",
     message: "lane.message",
+    data: "lane.data",
+    dataBinding: "lane.dataBinding",
 };
 
 export interface TreeNode {
