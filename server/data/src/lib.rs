@@ -16,6 +16,7 @@
 pub mod apollo;
 pub mod error;
 pub mod mysql;
+pub mod provision;
 pub mod redis;
 pub mod teardown;
 

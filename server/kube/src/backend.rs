@@ -361,6 +361,7 @@ impl KubernetesBackend {
         }
         let ttl = ttl_secs.unwrap_or(DEFAULT_TTL.as_secs());
         Ok(LaneSpec {
+            data: Vec::new(),
             owner: self.whoami().await?.to_owned(),
             parent: parent.map(|p| p.to_string()),
             expires: time_at(now.saturating_add(ttl))?,
@@ -391,6 +392,73 @@ impl KubernetesBackend {
         Ok(Revision::new(
             list.metadata.resource_version.unwrap_or_default(),
         ))
+    }
+
+    /// Provisions the lane's copies of the service's bindings from this machine and returns the
+    /// records for the Lane's `spec.data` and the version's environment (`lane_api::data_env`,
+    /// the same as every backend injects). Nothing for baseline or a service without bindings.
+    async fn provision_data(
+        &self,
+        req: &DeployRequest,
+        lane: &LaneId,
+        existing: Option<&Lane>,
+        progress: &ProgressTx,
+    ) -> Result<(Vec<crate::crd::LaneData>, Vec<(String, String)>)> {
+        if req.manifest.data.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let service = &req.manifest.service;
+        stage(
+            progress,
+            service,
+            Stage::Build,
+            format!(
+                "provisioning the lane's data from this machine ({} binding{})",
+                req.manifest.data.len(),
+                if req.manifest.data.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            ),
+        );
+        let held = existing.map(core_data).unwrap_or_default();
+        let records = lane_data::provision::provision(lane, &req.manifest.data, &held)
+            .await
+            .map_err(|f| {
+                let message = f.to_string();
+                match f.error {
+                    lane_data::DataError::Unreachable { .. } => BackendError::unavailable(message)
+                        .with_help(
+                            "the kubernetes backend provisions a lane's data from the machine \
+                             that runs `lane deploy`: the binding's server must be reachable \
+                             from here",
+                        ),
+                    lane_data::DataError::Server { .. } => BackendError::internal(message),
+                    lane_data::DataError::PoolFull { .. } | lane_data::DataError::Guard(_) => {
+                        BackendError::conflict(message)
+                    }
+                    _ => BackendError::invalid(message).with_help("fix the binding in lane.toml"),
+                }
+            })?;
+        let mut doc = lane_core::Lane::new(lane.clone(), None, "", 0, std::time::Duration::ZERO);
+        doc.data = records.clone();
+        let env = lane_api::data_env(&req.manifest, &LaneRef::Lane(lane.clone()), Some(&doc))?;
+        let data = records
+            .into_iter()
+            .filter(|r| {
+                req.manifest
+                    .data
+                    .iter()
+                    .any(|s| s.name == r.name && s.kind() == r.kind)
+            })
+            .map(|r| crate::crd::LaneData {
+                kind: r.kind.to_string(),
+                name: r.name,
+                target: r.target,
+            })
+            .collect();
+        Ok((data, env))
     }
 
     async fn run_build(
@@ -712,6 +780,11 @@ impl Backend for KubernetesBackend {
         if let Some(l) = &existing {
             self.check_owner(l, req.force).await?;
         }
+        // The lane's data, provisioned from this machine (its servers must be reachable from
+        // here, as for the local backend); the version's container gets the rewritten addresses.
+        let (data, data_env) = self
+            .provision_data(&req, &lane_id, existing.as_ref(), &progress)
+            .await?;
         let image = self.run_build(&req, &command, &progress, &cancel).await?;
         if cancel.is_cancelled() {
             return Err(BackendError::cancelled());
@@ -737,6 +810,14 @@ impl Backend for KubernetesBackend {
                 entry.version = version.version.clone();
                 entry.branch = Some(req.source.branch.clone());
                 entry.commit = Some(req.source.commit.clone());
+                for (k, v) in &data_env {
+                    entry.env.insert(k.clone(), v.clone());
+                }
+                for d in &data {
+                    spec.data
+                        .retain(|o| !(o.name == d.name && o.kind == d.kind));
+                    spec.data.push(d.clone());
+                }
                 Ok(())
             })
             .await?;
@@ -1086,6 +1167,21 @@ fn created(lane: &Lane) -> UnixSecs {
 }
 
 /// The lane document of a Lane object; `None` when its name is no lane id.
+/// The lane's data records as the Lane's `spec.data` holds them.
+fn core_data(obj: &Lane) -> Vec<lane_core::lane::DataBinding> {
+    obj.spec
+        .data
+        .iter()
+        .filter_map(|d| {
+            Some(lane_core::lane::DataBinding {
+                kind: serde_json::from_value(serde_json::Value::String(d.kind.clone())).ok()?,
+                name: d.name.clone(),
+                target: d.target.clone(),
+            })
+        })
+        .collect()
+}
+
 pub fn core_lane(obj: &Lane, _now: UnixSecs) -> Option<lane_core::Lane> {
     let id: LaneId = lane_name(obj).parse().ok()?;
     let services = obj
@@ -1101,7 +1197,7 @@ pub fn core_lane(obj: &Lane, _now: UnixSecs) -> Option<lane_core::Lane> {
         created: created(obj),
         expires: unix(&obj.spec.expires),
         services,
-        data: Vec::new(),
+        data: core_data(obj),
     })
 }
 
@@ -1227,6 +1323,7 @@ mod tests {
         let mut l = Lane::new(
             name,
             LaneSpec {
+                data: Vec::new(),
                 owner: "alice".into(),
                 parent: parent.map(str::to_owned),
                 expires: time_at(2_000_000_000).unwrap(),
