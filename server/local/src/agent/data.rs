@@ -30,6 +30,11 @@ fn data_error(binding: &str, e: DataError) -> BackendError {
         .with_help("set the variable the binding's `token_env` names to a token that may manage the app, where `lane` runs"),
         DataError::Auth { .. } => BackendError::invalid(message)
             .with_help("fix the user or password in the binding's `url`"),
+        DataError::Invalid(m) if m.starts_with("no Apollo Open API token") => {
+            BackendError::invalid(message).with_help(
+                "set the variable the binding's `token_env` names in the shell that runs `lane`",
+            )
+        }
         DataError::MissingBaseline { .. } | DataError::Invalid(_) => {
             BackendError::invalid(message).with_help("fix the binding in lane.toml")
         }
