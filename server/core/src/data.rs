@@ -236,7 +236,7 @@ pub const APOLLO_MAX_KEY: usize = 128;
 /// An Apollo binding: the lane gets cluster `lane-<id>` of `app` in `env`, holding in `namespace`
 /// the items `items` (Apollo key → a variable another binding sets, whose lane value the key
 /// gets), published.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApolloOptions {
     pub app: String,
     pub cluster_env: String,
@@ -253,6 +253,22 @@ pub struct ApolloOptions {
     /// from lane.toml), so the process that provisions and tears down the lane has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+}
+
+/// Debug without the token (it may reach logs).
+impl fmt::Debug for ApolloOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApolloOptions")
+            .field("app", &self.app)
+            .field("cluster_env", &self.cluster_env)
+            .field("env", &self.env)
+            .field("namespace", &self.namespace)
+            .field("operator", &self.operator)
+            .field("token_env", &self.token_env)
+            .field("items", &self.items)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// An Apollo item key lane accepts: 1 to 128 characters, no whitespace or control characters.
@@ -691,6 +707,7 @@ mod tests {
             unreachable!()
         };
         assert_eq!(a.token.as_deref(), Some("secret"));
+        assert!(!format!("{specs:?}").contains("secret"), "the token stays out of Debug");
         assert!(check_apollo_key("a.b-c_d").is_ok());
         assert!(check_apollo_key("").is_err());
         assert!(check_apollo_key(&"k".repeat(129)).is_err());
