@@ -707,7 +707,10 @@ mod tests {
             unreachable!()
         };
         assert_eq!(a.token.as_deref(), Some("secret"));
-        assert!(!format!("{specs:?}").contains("secret"), "the token stays out of Debug");
+        assert!(
+            !format!("{specs:?}").contains("secret"),
+            "the token stays out of Debug"
+        );
         assert!(check_apollo_key("a.b-c_d").is_ok());
         assert!(check_apollo_key("").is_err());
         assert!(check_apollo_key(&"k".repeat(129)).is_err());
