@@ -793,6 +793,23 @@ fn a_kubernetes_deploy_puts_the_lanes_data_env_into_the_lane_s_env_overrides() {
         ls.to_string().contains("lane-kdata"),
         "the lane's data in its status: {ls:#}"
     );
-    lane_ok(&env, &repo, "alice", &["rm", "kdata"]);
+    // `lane rm` in the service's directory removes the data the Lane recorded, guarded.
+    assert!(apollo.has_cluster("DEV", "cart", "lane-kdata"));
+    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+    let out = env.run_in(
+        &repo,
+        &["rm", "kdata"],
+        &[
+            ("KUBECONFIG", kubeconfig.as_str()),
+            ("CART_APOLLO_TOKEN", "kube-data-token"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(lane_json(ns, "kdata").is_none(), "the Lane is gone");
+    assert!(
+        !apollo.has_cluster("DEV", "cart", "lane-kdata"),
+        "the lane's cluster went with it"
+    );
+    assert!(apollo.has_cluster("DEV", "cart", "default"));
     env.finish();
 }

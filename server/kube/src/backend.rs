@@ -60,6 +60,9 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// The app of the service the command runs for.
     pub app: Option<String>,
+    /// The data bindings of the `lane.toml` the command runs in (with their addresses and
+    /// tokens): removing a lane tears down the data it recorded for these (docs/data.md).
+    pub data: Vec<lane_core::data::DataSpec>,
 }
 
 struct Conn {
@@ -394,6 +397,57 @@ impl KubernetesBackend {
         ))
     }
 
+    /// Tears down what a deleted Lane recorded in `spec.data`, for the bindings of the lane.toml
+    /// this command runs in (their addresses are needed; the guard checks every step). Data of
+    /// bindings not declared here is named in an error, so nobody assumes it is gone.
+    async fn remove_data(&self, id: &LaneId, lane: &Lane) -> Result<()> {
+        let records = core_data(lane);
+        if records.is_empty() {
+            return Ok(());
+        }
+        let specs: Vec<lane_core::data::DataSpec> = self
+            .settings
+            .data
+            .iter()
+            .filter(|s| {
+                records
+                    .iter()
+                    .any(|r| r.name == s.name && r.kind == s.kind())
+            })
+            .cloned()
+            .collect();
+        let plan = lane_data::teardown::plan(id, &specs, &records)
+            .map_err(|e| BackendError::internal(format!("the lane's data: {e}")))?;
+        let done = lane_data::teardown::execute(&plan, &specs)
+            .await
+            .map_err(|e| {
+                BackendError::unavailable(format!(
+                    "Lane `{id}` is deleted but its data could not be removed: {e}"
+                ))
+            })?;
+        for d in &done {
+            tracing::info!(lane = %id, removed = d.removed, "{}", d.action);
+        }
+        let left: Vec<String> = records
+            .iter()
+            .filter(|r| !specs.iter().any(|s| s.name == r.name && s.kind() == r.kind))
+            .map(|r| format!("{} ({} `{}`)", r.name, r.kind, r.target))
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(BackendError::invalid(format!(
+                "Lane `{id}` is deleted, but its data of bindings the lane.toml here does not \
+                 declare is left: {}",
+                left.join(", ")
+            ))
+            .with_help(
+                "remove it by hand (its names are the lane's own), or run `lane rm` in that \
+                 service's directory next time",
+            ))
+        }
+    }
+
     /// Provisions the lane's copies of the service's bindings from this machine and returns the
     /// records for the Lane's `spec.data` and the version's environment (`lane_api::data_env`,
     /// the same as every backend injects). Nothing for baseline or a service without bindings.
@@ -719,7 +773,7 @@ impl Backend for KubernetesBackend {
         self.check_owner(&lane, req.force).await?;
         let (api, conn) = self.lanes_api().await?;
         match api.delete(req.id.as_str(), &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
+            Ok(_) => self.remove_data(&req.id, &lane).await,
             Err(e) => Err(api_error(
                 conn,
                 &format!("deleting Lane {}/{}", conn.namespace, req.id),
@@ -925,7 +979,12 @@ impl Backend for KubernetesBackend {
                 continue;
             }
             match api.delete(lane_name(lane), &DeleteParams::default()).await {
-                Ok(_) => removed.push(id),
+                Ok(_) => {
+                    if let Err(e) = self.remove_data(&id, lane).await {
+                        tracing::warn!(lane = %id, error = %e, "could not remove the lane's data");
+                    }
+                    removed.push(id)
+                }
                 // Someone else's expired lane that the cluster does not let us delete, or one
                 // deleted meanwhile: left to them (or to the operator).
                 Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404) => {}
