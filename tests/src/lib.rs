@@ -6,6 +6,7 @@
 //! which instance served it and that the lane header travelled through the router.
 
 pub mod apiserver;
+pub mod apollo;
 pub mod consul;
 
 use std::convert::Infallible;

@@ -903,3 +903,93 @@ fn assign_moves_a_registered_version_to_another_lane() {
     );
     env.finish();
 }
+
+/// Issue 10: a consul deploy gives the lane's process the same rewritten data addresses as the
+/// local backend (the local supervisor runs it), provisions the lane's data (here an Apollo
+/// cluster, against the Apollo double), records it in the Consul lane document, and `lane rm`
+/// removes it.
+#[test]
+fn a_consul_deploy_injects_the_lanes_data_env_and_rm_removes_its_data() {
+    use lane_tests::apollo::{ApolloDouble, Options as ApolloOptions};
+    let env = TestEnv::new("consul-data", 221);
+    let consul = double();
+    let apollo = ApolloDouble::start(ApolloOptions {
+        tokens: HashMap::from([("consul-data-token".to_owned(), vec!["cart".to_owned()])]),
+        apps: vec!["cart".into()],
+        ..ApolloOptions::default()
+    })
+    .expect("the Apollo double starts");
+    let addr = consul.addr().to_string();
+    let vars = [
+        ("CONSUL_HTTP_ADDR", addr.as_str()),
+        ("CART_APOLLO_TOKEN", "consul-data-token"),
+    ];
+    let data = format!(
+        "\n[data.orders]\nkind = \"mysql\"\nurl = \"mysql://app:pw@127.0.0.1:1/orders\"\n\
+         env = \"ORDERS_DSN\"\n\
+         [data.config]\nkind = \"apollo\"\nurl = \"{}\"\nenv = \"APOLLO_META\"\napp = \"cart\"\n\
+         token_env = \"CART_APOLLO_TOKEN\"\n",
+        apollo.url()
+    );
+    // No MySQL listens on port 1: first the apollo binding alone, then the failure with mysql.
+    let manifest = sample_manifest(&env.bin, "b", None, "")
+        + &data[data.find("[data.config]").unwrap() - 1..]
+        + "\n[backend]\nkind = \"consul\"\n";
+    let repo = env.repo("b", &manifest);
+    env.git(&repo, &["checkout", "-q", "-b", "feat"]);
+    let out = env.run_in(&repo, &["deploy", "--lane", "feat-k"], &vars);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(apollo.has_cluster("DEV", "cart", "lane-feat-k"));
+    let doc = lane_doc(&consul, "gaia-lane/lanes/feat-k").expect("the lane document");
+    assert_eq!(
+        doc["data"],
+        json!([{"kind": "apollo", "name": "config", "target": "lane-feat-k"}]),
+        "{doc}"
+    );
+    let pid = env
+        .processes()
+        .into_iter()
+        .find(|(_, c)| c.contains("sample-service"))
+        .expect("the version runs")
+        .0;
+    let environ = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap())
+        .into_owned();
+    assert!(
+        environ.contains("APOLLO_CLUSTER=lane-feat-k\0"),
+        "{environ}"
+    );
+    assert!(
+        environ.contains(&format!("APOLLO_META={}\0", apollo.url())),
+        "{environ}"
+    );
+    let ls = env.run_in(&repo, &["data", "ls", "--json"], &vars).json();
+    assert_eq!(ls[0]["target"], "lane-feat-k", "{ls:#}");
+    assert_eq!(ls[0]["size"], "0 items", "{ls:#}");
+
+    let out = env.run_in(&repo, &["rm", "feat-k"], &vars);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(lane_doc(&consul, "gaia-lane/lanes/feat-k").is_none());
+    assert!(
+        !apollo.has_cluster("DEV", "cart", "lane-feat-k"),
+        "the lane's data went with it"
+    );
+
+    // A binding whose server is down: the deploy fails naming it, and nothing stays registered.
+    std::fs::write(
+        repo.join("lane.toml"),
+        sample_manifest(&env.bin, "b", None, "") + &data + "\n[backend]\nkind = \"consul\"\n",
+    )
+    .unwrap();
+    let out = env.run_in(&repo, &["deploy", "--lane", "feat-m"], &vars);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        out.stderr.contains("data binding `orders`") && out.stderr.contains("127.0.0.1:1"),
+        "{out}"
+    );
+    assert!(
+        consul.service_ids().is_empty(),
+        "{:?}",
+        consul.service_ids()
+    );
+    env.finish();
+}

@@ -32,21 +32,41 @@ prefix_env = "SESSIONS_PREFIX"
 
 [data.config]
 kind = "apollo"
-url = "http://127.0.0.1:1"
+url = "APOLLO_URL"
 env = "APOLLO_PORTAL"
 app = "cart"
 "#;
 
+/// The Apollo Open API double the `config` binding's cluster is made on (the only binding here
+/// whose copy is provisioned), with the token `APOLLO_OPENAPI_TOKEN` passes.
+fn apollo() -> lane_tests::apollo::ApolloDouble {
+    lane_tests::apollo::ApolloDouble::start(lane_tests::apollo::Options {
+        tokens: [("data-env-token".to_owned(), vec!["cart".to_owned()])].into(),
+        apps: vec!["cart".into()],
+        ..Default::default()
+    })
+    .expect("the Apollo double starts")
+}
+
+const TOKEN: (&str, &str) = ("APOLLO_OPENAPI_TOKEN", "data-env-token");
+
 #[test]
 fn lane_processes_get_their_own_addresses_and_baseline_keeps_its_own() {
     let env = TestEnv::new("data-env", 135);
-    let manifest = format!("{}{BINDINGS}", sample_manifest(&env.bin, "b", None, ""));
+    let apollo = apollo();
+    let manifest = format!(
+        "{}{}",
+        sample_manifest(&env.bin, "b", None, ""),
+        BINDINGS.replace("APOLLO_URL", &apollo.url())
+    );
     let repo = env.repo("b", &manifest);
     let ws = env.root.join("repos").join("lane-workspace.toml");
     std::fs::write(&ws, "[[service]]\npath = \"b\"\n").unwrap();
     env.ok(&["baseline", "up", "--file", ws.to_str().unwrap()]);
     env.branch(&repo, "feature");
-    env.ok_in(&repo, &["deploy", "--lane", "feat-a"]);
+    let out = env.run_in(&repo, &["deploy", "--lane", "feat-a"], &[TOKEN]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(apollo.has_cluster("DEV", "cart", "lane-feat-a"));
 
     let pid_of = |lane: &str| {
         env.instance(lane, "demo.b").expect("instance")["placement"]["pid"]

@@ -684,3 +684,132 @@ fn two_deploys_into_one_lane_at_once_both_stay() {
     lane_ok(&env, &repos[0].1, "alice", &["rm", "team"]);
     env.finish();
 }
+
+/// Issue 10: a kubernetes deploy provisions the lane's data from the developer's machine (here an
+/// Apollo cluster, against the Apollo Open API double) and the Lane's env overrides for the lane
+/// Deployment carry the same rewritten addresses the local backend injects; `spec.data` records
+/// what the lane owns.
+#[test]
+fn a_kubernetes_deploy_puts_the_lanes_data_env_into_the_lane_s_env_overrides() {
+    use lane_tests::apollo::{ApolloDouble, Options};
+    let ns = "kb-data";
+    cluster(ns);
+    let apollo = ApolloDouble::start(Options {
+        tokens: [("kube-data-token".to_owned(), vec!["cart".to_owned()])].into(),
+        apps: vec!["cart".into()],
+        ..Options::default()
+    })
+    .expect("the Apollo double starts");
+    let env = TestEnv::new("kube-data", 222);
+    let manifest = format!(
+        "{}\n[data.sessions]\nkind = \"redis\"\nurl = \"redis://10.0.0.2:6379\"\nenv = \"SESSIONS_URL\"\n\
+         prefix_env = \"SESSIONS_PREFIX\"\n\
+         [data.config]\nkind = \"apollo\"\nurl = \"{}\"\nenv = \"APOLLO_META\"\napp = \"cart\"\n\
+         token_env = \"CART_APOLLO_TOKEN\"\nitems = {{ \"sessions.prefix\" = \"SESSIONS_PREFIX\" }}\n",
+        manifest(ns),
+        apollo.url()
+    );
+    let repo = env.repo("cart", &manifest);
+    let script = repo.join("build-image.sh");
+    std::fs::write(&script, "#!/bin/sh\necho registry.example/kb/cart:data\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.git(&repo, &["add", "."]);
+    env.git(&repo, &["commit", "-q", "-m", "image build"]);
+    env.branch(&repo, "feature-data");
+    let kubeconfig = ApiServer::shared().kubeconfig("alice");
+    let deploy = env.spawn_in(
+        &repo,
+        &["deploy", "--lane", "kdata"],
+        &[
+            ("KUBECONFIG", &kubeconfig.to_string_lossy()),
+            ("CART_APOLLO_TOKEN", "kube-data-token"),
+        ],
+    );
+    let lane = wait_until("the Lane with the version", Duration::from_secs(60), || {
+        let lane = lane_json(ns, "kdata")?;
+        lane["spec"]["services"][format!("{ns}.cart")]["image"]
+            .as_str()
+            .map(|_| lane.clone())
+    });
+    // As the operator and the Deployment controller: the lane Deployment, ready.
+    let deployment = format!(
+        "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"cart-lane-kdata\",\
+         \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"kdata\"}}}},\"spec\":{{\"replicas\":1,\
+         \"selector\":{{\"matchLabels\":{{\"lane.dev/lane\":\"kdata\"}}}},\"template\":{{\"metadata\":\
+         {{\"labels\":{{\"lane.dev/lane\":\"kdata\"}}}},\"spec\":{{\"containers\":[{{\"name\":\"cart\",\
+         \"image\":\"registry.example/kb/cart:data\"}}]}}}}}}}}"
+    );
+    kubectl_ok(
+        "admin",
+        &["apply", "--server-side", "-f", "-"],
+        Some(&deployment),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    kubectl_ok(
+        "admin",
+        &[
+            "-n",
+            ns,
+            "patch",
+            "deployment",
+            "cart-lane-kdata",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            "{\"status\":{\"replicas\":1,\"readyReplicas\":1}}",
+        ],
+        None,
+    );
+    let out = deploy.wait(common::COMMAND_TIMEOUT);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        format!("{}{}", out.stdout, out.stderr)
+            .contains("provisioning the lane's data from this machine (2 bindings)"),
+        "{out}"
+    );
+    let env_overrides = &lane["spec"]["services"][format!("{ns}.cart")]["env"];
+    assert_eq!(
+        env_overrides,
+        &serde_json::json!({
+            "APOLLO_CLUSTER": "lane-kdata",
+            "APOLLO_META": apollo.url(),
+            "SESSIONS_PREFIX": "lane:kdata:",
+            "SESSIONS_URL": "redis://10.0.0.2:6379",
+        }),
+        "{lane:#}"
+    );
+    assert_eq!(
+        lane["spec"]["data"],
+        serde_json::json!([{"kind": "apollo", "name": "config", "target": "lane-kdata"}]),
+        "{lane:#}"
+    );
+    assert_eq!(
+        apollo.latest_release("DEV", "cart", "lane-kdata", "application"),
+        Some([("sessions.prefix".to_owned(), "lane:kdata:".to_owned())].into()),
+        "the cluster holds the lane's rewritten item, published"
+    );
+    let ls = lane_ok(&env, &repo, "alice", &["ls", "--json"]).json();
+    assert!(
+        ls.to_string().contains("lane-kdata"),
+        "the lane's data in its status: {ls:#}"
+    );
+    // `lane rm` in the service's directory removes the data the Lane recorded, guarded.
+    assert!(apollo.has_cluster("DEV", "cart", "lane-kdata"));
+    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+    let out = env.run_in(
+        &repo,
+        &["rm", "kdata"],
+        &[
+            ("KUBECONFIG", kubeconfig.as_str()),
+            ("CART_APOLLO_TOKEN", "kube-data-token"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(lane_json(ns, "kdata").is_none(), "the Lane is gone");
+    assert!(
+        !apollo.has_cluster("DEV", "cart", "lane-kdata"),
+        "the lane's cluster went with it"
+    );
+    assert!(apollo.has_cluster("DEV", "cart", "default"));
+    env.finish();
+}

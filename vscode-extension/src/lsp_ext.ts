@@ -66,6 +66,7 @@ export const Commands = {
     delete: command<DeleteArgs, DeleteResult>("lane.delete", "DeleteArgs", "DeleteResult"),
     extend: command<ExtendArgs, LaneInfo>("lane.extend", "ExtendArgs", "LaneInfo"),
     assign: command<AssignArgs, AssignResult>("lane.assign", "AssignArgs", "AssignResult"),
+    dataLs: command<DataLsArgs, DataInfo[]>("lane.data.ls", "DataLsArgs", "DataInfo[]"),
 } as const;
 
 export const COMMANDS: readonly string[] = Object.values(Commands).map((c) => c.name);
@@ -298,6 +299,29 @@ export interface AssignResult {
     to: string;
 }
 
+/** Arguments of `lane.data.ls` (all optional). */
+export interface DataLsArgs {
+    /** Only this lane's data. */
+    lane: string | null;
+    /** The folder whose `lane.toml` declares the bindings; default: every service folder. */
+    folder: string | null;
+}
+
+export type DataKind = "mysql" | "redis" | "kafka" | "apollo";
+
+/** One binding a lane holds data for: a row of `lane data ls --json`. */
+export interface DataInfo {
+    lane: string;
+    binding: string;
+    kind: DataKind;
+    /** The lane's own copy: a database, a Redis index, an Apollo cluster. */
+    target: string;
+    /** `<n> bytes`, `<n> keys` or `<n> items`, when the server could be asked. */
+    size: string | null;
+    /** The sample quota (MySQL) or the pool (Redis). */
+    quota: string | null;
+}
+
 export interface HistoryParams {
     lane: string;
 }
@@ -365,6 +389,10 @@ const extendArgs: Fields<ExtendArgs> = { lane: true, by: true, force: true };
 const assignArgs: Fields<AssignArgs> = { service: true, from: true, to: true, force: true };
 const assignResult: Fields<AssignResult> = { service: true, from: true, to: true };
 const historyParams: Fields<HistoryParams> = { lane: true };
+const dataLsArgs: Fields<DataLsArgs> = { lane: true, folder: true };
+const dataInfo: Fields<DataInfo> = {
+    lane: true, binding: true, kind: true, target: true, size: true, quota: true,
+};
 const historyEntryInfo: Fields<HistoryEntryInfo> = {
     at: true, lane: true, event: true, owner: true, actor: true, service: true, reason: true,
 };
@@ -380,6 +408,7 @@ export const TYPE_FIELDS: Readonly<Record<string, readonly string[]>> = Object.f
         ExtendArgs: extendArgs, AssignArgs: assignArgs, AssignResult: assignResult,
         HistoryParams: historyParams, HistoryEntryInfo: historyEntryInfo, MergedInfo: mergedInfo,
         AgentRestartInfo: agentRestartInfo,
+        DataLsArgs: dataLsArgs, DataInfo: dataInfo,
     }).map(([name, fields]) => [name, Object.keys(fields).sort()]),
 );
 

@@ -5,6 +5,8 @@ import * as vscode from "vscode";
 
 import type { Ctx } from "./ctx";
 import { historyEntryNodes, historyErrorNode } from "./historyModel";
+import { withDataNodes } from "./dataModel";
+import { LaneData } from "./laneData";
 import { CONTEXT, type TreeNode, buildTree, serverNodes } from "./treeModel";
 
 export class LanesTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disposable {
@@ -12,14 +14,23 @@ export class LanesTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disp
     readonly onDidChangeTreeData = this.changed.event;
     private readonly sub: vscode.Disposable;
 
+    private readonly data: LaneData;
+
     constructor(private readonly ctx: Ctx) {
-        this.sub = ctx.onStatus(() => this.changed.fire());
+        this.data = new LaneData(ctx, () => this.changed.fire(), (line) => ctx.outputChannel.appendLine(line));
+        this.sub = ctx.onStatus(() => {
+            this.data.update(ctx.status);
+            this.changed.fire();
+        });
     }
 
     getChildren(node?: TreeNode): TreeNode[] | Promise<TreeNode[]> {
         if (node?.kind === "history" && node.lazy && node.lane) return this.history(node.lane);
         if (node) return node.children;
-        return serverNodes(this.ctx.serverState, this.ctx.missingTried) ?? buildTree(this.ctx.status);
+        return (
+            serverNodes(this.ctx.serverState, this.ctx.missingTried) ??
+            withDataNodes(buildTree(this.ctx.status), this.data.rows)
+        );
     }
 
     getTreeItem(node: TreeNode): vscode.TreeItem {

@@ -7,7 +7,8 @@ import { historyNode } from "./historyModel";
 import { mergedLaneText } from "./merged";
 import { expiryText, health, healthText, perMinute } from "./summary";
 
-export type NodeKind = "lane" | "baseline" | "service" | "instance" | "message" | "history" | "event";
+export type NodeKind =
+    | "lane" | "baseline" | "service" | "instance" | "message" | "history" | "event" | "data" | "dataBinding";
 
 /** `contextValue`s, matched by the `view/item/context` menus in package.json. */
 export const CONTEXT: Record<NodeKind, string> = {
@@ -18,6 +19,8 @@ export const CONTEXT: Record<NodeKind, string> = {
     message: "lane.message",
     history: "lane.history",
     event: "lane.historyEntry",
+    data: "lane.data",
+    dataBinding: "lane.dataBinding",
 };
 
 export interface TreeNode {

@@ -10,20 +10,22 @@ use lane_core::data::{DataOptions, DataSpec, RedisMode};
 use lane_core::lane::DataKind;
 use serde::Serialize;
 
+/// One binding a lane holds data for: a row of `lane data ls` and of the `lane.data.ls` LSP
+/// command.
 #[derive(Debug, Serialize)]
-struct Row {
-    lane: String,
-    binding: String,
-    kind: DataKind,
+pub(crate) struct Row {
+    pub lane: String,
+    pub binding: String,
+    pub kind: DataKind,
     /// The lane's own copy: a database, a Redis index, its topics (comma-separated), a cluster.
-    target: String,
-    /// Bytes (MySQL: data and indexes), keys (Redis) or partitions and records (Kafka), when
-    /// the server could be asked.
+    pub target: String,
+    /// Bytes (MySQL: data and indexes), keys (Redis), partitions and records (Kafka) or items
+    /// (Apollo), when the server could be asked.
     #[serde(skip_serializing_if = "Option::is_none")]
-    size: Option<String>,
+    pub size: Option<String>,
     /// The sample quota (MySQL) or the pool (Redis), from lane.toml here.
     #[serde(skip_serializing_if = "Option::is_none")]
-    quota: Option<String>,
+    pub quota: Option<String>,
 }
 
 /// The quota or pool of a binding, for people.
@@ -69,15 +71,25 @@ async fn size(spec: &DataSpec, target: &str) -> Option<String> {
             }
             Some(format!("{partitions} partitions, {records} records"))
         }
+        DataOptions::Apollo(_) => lane_data::apollo::item_count(spec, target)
+            .await
+            .ok()
+            .map(|n| format!("{n} items")),
         _ => None,
     }
 }
 
 pub async fn ls(backend: &dyn Backend, here: &Path, json: bool) -> anyhow::Result<u8> {
-    let status = backend.status().await?;
     let specs: Vec<DataSpec> = lane_workspace::load_manifest(here)
         .map(|m| m.data)
         .unwrap_or_default();
+    let rows = rows(backend, &specs).await?;
+    print_rows(&rows, json)
+}
+
+/// Every lane's recorded data, with sizes and quotas for the bindings among `specs`.
+pub(crate) async fn rows(backend: &dyn Backend, specs: &[DataSpec]) -> anyhow::Result<Vec<Row>> {
+    let status = backend.status().await?;
     let mut rows = Vec::new();
     for view in &status.lanes {
         for d in &view.lane.data {
@@ -98,6 +110,10 @@ pub async fn ls(backend: &dyn Backend, here: &Path, json: bool) -> anyhow::Resul
             });
         }
     }
+    Ok(rows)
+}
+
+fn print_rows(rows: &[Row], json: bool) -> anyhow::Result<u8> {
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);

@@ -169,6 +169,7 @@ fn choose_backend(
             context: m.backend.context.clone(),
             namespace: m.backend.namespace.clone(),
             app: Some(m.service.app().to_owned()),
+            data: m.data.clone(),
         })
         .unwrap_or_default();
     let consul = manifest

@@ -18,6 +18,8 @@ struct Sandbox {
     lsp: Option<Child>,
     /// `LANE_PORT_RANGE`: each test its own, as tests run at once.
     ports: &'static str,
+    /// More environment for the daemon and `lane` (e.g. an Apollo binding's token).
+    extra_env: Vec<(String, String)>,
 }
 
 impl Sandbox {
@@ -54,6 +56,7 @@ impl Sandbox {
             root,
             lsp: None,
             ports,
+            extra_env: Vec::new(),
         }
     }
 
@@ -70,7 +73,8 @@ impl Sandbox {
             .env("GIT_AUTHOR_EMAIL", "dev@example.com")
             .env("GIT_COMMITTER_NAME", "Dev")
             .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)));
     }
 
     fn git(&self, repo: &Path, args: &[&str]) {
@@ -600,7 +604,9 @@ fn describe_names_every_command_and_shape() {
     assert_eq!(d["requests"][1]["method"], "lane/history");
     assert_eq!(d["requests"][1]["params"], "HistoryParams");
     assert_eq!(d["notifications"][0]["method"], "lane/statusChanged");
-    assert_eq!(d["commands"].as_array().map(Vec::len), Some(8));
+    assert_eq!(d["commands"].as_array().map(Vec::len), Some(9));
+    assert_eq!(d["commands"][8]["command"], "lane.data.ls");
+    assert_eq!(d["commands"][8]["result"], "DataInfo[]");
     assert_eq!(d["types"]["LaneStatus"]["activeLane"], "string");
 }
 
@@ -1191,5 +1197,85 @@ fn a_lane_whose_branch_is_merged_is_pushed_as_merged_and_extend_keeps_it() {
     assert_eq!(
         lane(&st, "merging").expect("the lane")["merged"]["target"],
         "main"
+    );
+}
+
+/// Issue 10: `lane.data.ls` over the wire: what a lane owns of its data (here an Apollo cluster,
+/// against the Apollo Open API double), the same rows as `lane data ls --json` with every field
+/// present; filtered by lane; bad arguments are invalid params.
+#[test]
+fn lane_data_ls_lists_what_each_lane_owns() {
+    use lane_tests::apollo::{ApolloDouble, Options};
+    let apollo = ApolloDouble::start(Options {
+        tokens: [("lsp-token".to_owned(), vec!["cart".to_owned()])].into(),
+        apps: vec!["cart".into()],
+        ..Options::default()
+    })
+    .expect("the Apollo double starts");
+    let mut sandbox = Sandbox::new("lsp-data", "48300-48399");
+    sandbox
+        .extra_env
+        .push(("CART_APOLLO_TOKEN".into(), "lsp-token".into()));
+    let repo = sandbox.repo("true");
+    let manifest = std::fs::read_to_string(repo.join("lane.toml")).expect("lane.toml");
+    std::fs::write(
+        repo.join("lane.toml"),
+        format!(
+            "{manifest}[data.config]\nkind = \"apollo\"\nurl = \"{}\"\nenv = \"APOLLO_META\"\n\
+             app = \"cart\"\ntoken_env = \"CART_APOLLO_TOKEN\"\n",
+            apollo.url()
+        ),
+    )
+    .expect("temp dir is writable");
+    sandbox.git(&repo, &["commit", "-qam", "apollo binding"]);
+    let mut c = Client::spawn(&mut sandbox);
+    c.open_folder(file_uri(&repo), "b");
+    let none = c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.data.ls", "arguments": []}),
+    );
+    assert_eq!(none, json!([]), "no lane owns data yet");
+    c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.deployCurrentBranch", "arguments": [{"lane": "data-l"}]}),
+    );
+    assert!(apollo.has_cluster("DEV", "cart", "lane-data-l"));
+    let rows = c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.data.ls", "arguments": [{}]}),
+    );
+    assert_eq!(
+        rows,
+        json!([{
+            "lane": "data-l",
+            "binding": "config",
+            "kind": "apollo",
+            "target": "lane-data-l",
+            "size": "0 items",
+            "quota": null,
+        }]),
+        "{rows:#}"
+    );
+    let other = c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.data.ls", "arguments": [{"lane": "other"}]}),
+    );
+    assert_eq!(other, json!([]));
+    let id = c.command("lane.data.ls", json!({"colour": 1}));
+    let resp = c.response(id, Duration::from_secs(30));
+    assert!(resp["error"]["code"].is_i64(), "{resp}");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("lane.data.ls: invalid arguments")),
+        "{resp}"
+    );
+    c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.delete", "arguments": [{"lane": "data-l"}]}),
+    );
+    assert!(
+        !apollo.has_cluster("DEV", "cart", "lane-data-l"),
+        "deleting the lane deletes its cluster"
     );
 }

@@ -10,6 +10,11 @@
 //!   `gc`s at once exactly one delete wins (a lane extended meanwhile has a new index and is not
 //!   deleted), and only the winner deregisters the lane's instances. Instances whose lane no
 //!   longer exists are deregistered too.
+//! - Data isolation: a deploy builds and runs the version with the local supervisor, whose deploy
+//!   provisions the lane's data (MySQL clone, Redis index, Apollo cluster) and starts the version
+//!   with `lane_api::data_env`'s rewritten addresses, exactly as the local backend does; what was
+//!   provisioned is copied into the Consul lane document's `data`. Removing the lane (`lane rm`,
+//!   gc of an expired lane) stops the local lane, whose teardown removes the data.
 //! - The owner of a lane is the developer who created it (their git `user.email`); Consul ACLs
 //!   decide what a token may do at all (docs/consul.md has the policy).
 
@@ -768,6 +773,15 @@ impl Backend for ConsulBackend {
         let version = instance.version.clone().unwrap_or_else(|| {
             PersonalVersion::new(&req.source.branch, &req.source.commit, &req.owner, now())
         });
+        // The lane's data was provisioned by the local supervisor's deploy (into its local lane,
+        // with the same rewritten addresses in the version's environment); the Consul lane
+        // document records it too, so every machine sees what the lane owns.
+        let data = match runner.quiet.status().await {
+            Ok(st) => lane_api::find_lane(&st, &lane_id)
+                .map(|l| l.lane.data.clone())
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
         let reg = self.registration(&req, &lane_id, &version, &runner.advertise, port);
         let _ = progress.send(Progress::Stage {
             service: service.clone(),
@@ -787,6 +801,11 @@ impl Backend for ConsulBackend {
                 .await?;
             self.update(&lane_id, |lane| {
                 lane.services.insert(service.clone(), version.clone());
+                for d in &data {
+                    lane.data
+                        .retain(|o| !(o.name == d.name && o.kind == d.kind));
+                    lane.data.push(d.clone());
+                }
                 Ok(())
             })
             .await

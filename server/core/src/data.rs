@@ -217,8 +217,117 @@ pub enum DataOptions {
         topics: BTreeMap<String, String>,
         groups: BTreeMap<String, String>,
     },
-    /// Apollo's Open API address is `address`; the lane's cluster name goes in `cluster_env`.
-    Apollo { app: String, cluster_env: String },
+    /// Apollo's Open API address (the portal) is `address`; the lane's cluster name goes in
+    /// `cluster_env`. See [`ApolloOptions`].
+    Apollo(ApolloOptions),
+}
+
+/// The Apollo environment a binding uses when `apollo_env` is not given.
+pub const DEFAULT_APOLLO_ENV: &str = "DEV";
+/// The namespace a binding writes when `namespace` is not given.
+pub const DEFAULT_APOLLO_NAMESPACE: &str = "application";
+/// The Portal user lane acts as when `operator` is not given (Apollo's default admin).
+pub const DEFAULT_APOLLO_OPERATOR: &str = "apollo";
+/// The variable holding the Open API token when `token_env` is not given.
+pub const DEFAULT_APOLLO_TOKEN_ENV: &str = "APOLLO_OPENAPI_TOKEN";
+/// Apollo's longest item key.
+pub const APOLLO_MAX_KEY: usize = 128;
+
+/// An Apollo binding: the lane gets cluster `lane-<id>` of `app` in `env`, holding in `namespace`
+/// the items `items` (Apollo key → a variable another binding sets, whose lane value the key
+/// gets), published.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApolloOptions {
+    pub app: String,
+    pub cluster_env: String,
+    /// The Apollo environment (`DEV`, `FAT`, …): `apollo_env` in lane.toml.
+    pub env: String,
+    pub namespace: String,
+    /// The Portal user recorded as the author of the cluster, items and release.
+    pub operator: String,
+    /// The environment variable the Open API token is read from.
+    pub token_env: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub items: BTreeMap<String, String>,
+    /// The token, read from `token_env` by the `lane` command that loaded the manifest (never
+    /// from lane.toml), so the process that provisions and tears down the lane has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// Debug without the token (it may reach logs).
+impl fmt::Debug for ApolloOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApolloOptions")
+            .field("app", &self.app)
+            .field("cluster_env", &self.cluster_env)
+            .field("env", &self.env)
+            .field("namespace", &self.namespace)
+            .field("operator", &self.operator)
+            .field("token_env", &self.token_env)
+            .field("items", &self.items)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// An Apollo item key lane accepts: 1 to 128 characters, no whitespace or control characters.
+pub fn check_apollo_key(key: &str) -> Result<(), String> {
+    if key.is_empty()
+        || key.chars().count() > APOLLO_MAX_KEY
+        || key.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "`{key}` is not an Apollo item key (1 to {APOLLO_MAX_KEY} characters, no spaces)"
+        ));
+    }
+    Ok(())
+}
+
+/// Fills in the Open API token of every Apollo binding from the variable its `token_env` names,
+/// looked up with `lookup` (the process environment in the `lane` command).
+pub fn resolve_tokens(specs: &mut [DataSpec], lookup: impl Fn(&str) -> Option<String>) {
+    for s in specs {
+        if let DataOptions::Apollo(a) = &mut s.options
+            && a.token.is_none()
+        {
+            a.token = lookup(&a.token_env).filter(|t| !t.trim().is_empty());
+        }
+    }
+}
+
+/// The items lane writes into the lane's Apollo cluster for binding `apollo`: each key gets the
+/// value the lane's process gets for the variable it names ([`lane_env`] of the other bindings,
+/// so exactly the same rewriting).
+pub fn apollo_items(
+    apollo: &DataSpec,
+    specs: &[DataSpec],
+    lane: &LaneId,
+    records: &[DataBinding],
+) -> Result<Vec<(String, String)>, RewriteError> {
+    let DataOptions::Apollo(a) = &apollo.options else {
+        return Ok(Vec::new());
+    };
+    let others: Vec<DataSpec> = specs
+        .iter()
+        .filter(|s| s.kind() != DataKind::Apollo)
+        .cloned()
+        .collect();
+    let env = lane_env(&others, Some(lane), records)?;
+    a.items
+        .iter()
+        .map(|(key, var)| {
+            env.iter()
+                .find(|(k, _)| k == var)
+                .map(|(_, v)| (key.clone(), v.clone()))
+                .ok_or_else(|| RewriteError::Invalid {
+                    binding: apollo.name.clone(),
+                    message: format!(
+                        "item `{key}` names `{var}`, which no other binding of this lane.toml sets"
+                    ),
+                })
+        })
+        .collect()
 }
 
 /// A validated `[data.<name>]` binding.
@@ -350,8 +459,8 @@ pub fn lane_env(
                     env.extend(topics.iter().map(|(k, v)| (k.clone(), v.clone())));
                     env.extend(groups.iter().map(|(k, v)| (k.clone(), v.clone())));
                 }
-                DataOptions::Apollo { cluster_env, .. } => {
-                    env.push((cluster_env.clone(), "default".into()));
+                DataOptions::Apollo(a) => {
+                    env.push((a.cluster_env.clone(), "default".into()));
                 }
                 DataOptions::Redis {
                     mode: RedisMode::Prefix { prefix_env },
@@ -402,9 +511,9 @@ pub fn lane_env(
                         .map(|(k, v)| (k.clone(), rewrite_group(v, lane))),
                 );
             }
-            DataOptions::Apollo { cluster_env, .. } => {
+            DataOptions::Apollo(a) => {
                 env.push((spec.env.clone(), spec.address.clone()));
-                env.push((cluster_env.clone(), apollo_cluster(lane)));
+                env.push((a.cluster_env.clone(), apollo_cluster(lane)));
             }
         }
     }
@@ -539,6 +648,72 @@ mod tests {
         assert_eq!(redact("mysql://u:pw@h:1/db"), "mysql://u:***@h:1/db");
         assert_eq!(redact("mysql://u@h/db"), "mysql://u@h/db");
         assert_eq!(redact("redis://h/1"), "redis://h/1");
+    }
+
+    #[test]
+    fn apollo_items_are_the_lanes_rewritten_addresses() {
+        let mysql = DataSpec {
+            name: "orders".into(),
+            address: "mysql://u:p@h/orders".into(),
+            env: "ORDERS_DSN".into(),
+            options: DataOptions::Mysql {
+                database: "orders".into(),
+                sample: None,
+            },
+        };
+        let redis = DataSpec {
+            name: "cache".into(),
+            address: "redis://h:6379/1".into(),
+            env: "REDIS_URL".into(),
+            options: DataOptions::Redis {
+                index: 1,
+                mode: RedisMode::Database { first: 2, last: 9 },
+            },
+        };
+        let apollo = DataSpec {
+            name: "config".into(),
+            address: "http://portal:8070".into(),
+            env: "APOLLO_META".into(),
+            options: DataOptions::Apollo(ApolloOptions {
+                app: "cart".into(),
+                cluster_env: "APOLLO_CLUSTER".into(),
+                env: "DEV".into(),
+                namespace: "application".into(),
+                operator: "apollo".into(),
+                token_env: "T".into(),
+                items: BTreeMap::from([
+                    ("db.url".into(), "ORDERS_DSN".into()),
+                    ("redis.url".into(), "REDIS_URL".into()),
+                ]),
+                token: None,
+            }),
+        };
+        let specs = vec![mysql, redis.clone(), apollo.clone()];
+        let l = lane("feat-a");
+        let err = apollo_items(&apollo, &specs, &l, &[]).unwrap_err();
+        assert!(matches!(err, RewriteError::NotProvisioned { .. }), "{err}");
+        let items = apollo_items(&apollo, &specs, &l, &[record(&redis, "4".into())]).unwrap();
+        assert_eq!(
+            items,
+            [
+                ("db.url", "mysql://u:p@h/orders__lane_feat_a"),
+                ("redis.url", "redis://h:6379/4"),
+            ]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+        let mut specs = specs;
+        resolve_tokens(&mut specs, |v| (v == "T").then(|| "secret".to_owned()));
+        let DataOptions::Apollo(a) = &specs[2].options else {
+            unreachable!()
+        };
+        assert_eq!(a.token.as_deref(), Some("secret"));
+        assert!(
+            !format!("{specs:?}").contains("secret"),
+            "the token stays out of Debug"
+        );
+        assert!(check_apollo_key("a.b-c_d").is_ok());
+        assert!(check_apollo_key("").is_err());
+        assert!(check_apollo_key(&"k".repeat(129)).is_err());
     }
 
     #[test]

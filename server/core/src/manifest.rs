@@ -246,6 +246,16 @@ struct RawData {
     app: Option<Spanned<String>>,
     #[serde(default)]
     cluster_env: Option<Spanned<String>>,
+    #[serde(default)]
+    apollo_env: Option<Spanned<String>>,
+    #[serde(default)]
+    namespace: Option<Spanned<String>>,
+    #[serde(default)]
+    operator: Option<Spanned<String>>,
+    #[serde(default)]
+    token_env: Option<Spanned<String>>,
+    #[serde(default)]
+    items: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -327,6 +337,11 @@ fn data_spec(
             "cluster_env",
             raw_ref.cluster_env.as_ref().map(|s| s.span()),
         )?;
+        only("apollo_env", raw_ref.apollo_env.as_ref().map(|s| s.span()))?;
+        only("namespace", raw_ref.namespace.as_ref().map(|s| s.span()))?;
+        only("operator", raw_ref.operator.as_ref().map(|s| s.span()))?;
+        only("token_env", raw_ref.token_env.as_ref().map(|s| s.span()))?;
+        only("items", first_key(&raw_ref.items))?;
     }
     let options = match kind {
         "mysql" => {
@@ -478,10 +493,67 @@ fn data_spec(
                 }
                 None => "APOLLO_CLUSTER".to_owned(),
             };
-            DataOptions::Apollo {
-                app: app.get_ref().clone(),
-                cluster_env,
+            // Apollo's own rules for names: environments are letters (DEV, FAT, UAT, PRO, …),
+            // namespaces and users are path segments of the Open API, so no `/`, `?`, `#`, `%`
+            // or spaces.
+            let segment = |field: &str, v: &Spanned<String>| {
+                let t = v.get_ref();
+                if t.is_empty()
+                    || t.len() > 128
+                    || !t
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                {
+                    Err(at(
+                        v.span(),
+                        format!(
+                            "{field}: `{t}` is not an Apollo name (letters, digits, `.`, `_` and \
+                             `-`, at most 128)"
+                        ),
+                    ))
+                } else {
+                    Ok(t.clone())
+                }
+            };
+            let app_id = segment("app", app)?;
+            let env = match &raw_ref.apollo_env {
+                Some(e) => segment("apollo_env", e)?.to_ascii_uppercase(),
+                None => data::DEFAULT_APOLLO_ENV.to_owned(),
+            };
+            let namespace = match &raw_ref.namespace {
+                Some(n) => segment("namespace", n)?,
+                None => data::DEFAULT_APOLLO_NAMESPACE.to_owned(),
+            };
+            let operator = match &raw_ref.operator {
+                Some(o) => segment("operator", o)?,
+                None => data::DEFAULT_APOLLO_OPERATOR.to_owned(),
+            };
+            let token_env = match &raw_ref.token_env {
+                Some(t) => {
+                    data::check_env_name(t.get_ref())
+                        .map_err(|e| at(t.span(), format!("token_env: {e}")))?;
+                    t.get_ref().clone()
+                }
+                None => data::DEFAULT_APOLLO_TOKEN_ENV.to_owned(),
+            };
+            let mut items = BTreeMap::new();
+            for (key, var) in &raw_ref.items {
+                data::check_apollo_key(key.get_ref())
+                    .map_err(|e| at(key.span(), format!("items: {e}")))?;
+                data::check_env_name(var.get_ref())
+                    .map_err(|e| at(var.span(), format!("items: {e}")))?;
+                items.insert(key.get_ref().clone(), var.get_ref().clone());
             }
+            DataOptions::Apollo(data::ApolloOptions {
+                app: app_id,
+                cluster_env,
+                env,
+                namespace,
+                operator,
+                token_env,
+                items,
+                token: None,
+            })
         }
         other => {
             return Err(at(
@@ -821,6 +893,43 @@ impl Manifest {
                         d.name, d.env
                     ),
                 ));
+            }
+        }
+        // An Apollo item names a variable another binding sets (its lane value is the item's).
+        for d in &data {
+            let DataOptions::Apollo(a) = &d.options else {
+                continue;
+            };
+            for (key, var) in &a.items {
+                let set_by_other = data.iter().filter(|o| o.name != d.name).any(|o| {
+                    data::lane_env(std::slice::from_ref(o), None, &[])
+                        .map(|env| env.iter().any(|(k, _)| k == var))
+                        .unwrap_or(false)
+                });
+                if !set_by_other {
+                    let span = raw
+                        .data
+                        .iter()
+                        .find(|(n, _)| n.get_ref() == &d.name)
+                        .and_then(|(_, r)| {
+                            r.get_ref()
+                                .items
+                                .iter()
+                                .find(|(k, _)| k.get_ref() == key)
+                                .map(|(_, v)| v.span())
+                        });
+                    return Err(error_at(
+                        path,
+                        source,
+                        span,
+                        format!(
+                            "data.{}: items: `{key}` names `{var}`, which no other data binding \
+                             sets (name a binding's `env`, or a variable of its `topics`, \
+                             `groups` or `prefix_env`)",
+                            d.name
+                        ),
+                    ));
+                }
             }
         }
         Ok(Manifest {
@@ -1180,12 +1289,34 @@ app = "cart"
         );
         assert_eq!(
             by("config").options,
-            DataOptions::Apollo {
+            DataOptions::Apollo(crate::data::ApolloOptions {
                 app: "cart".into(),
-                cluster_env: "APOLLO_CLUSTER".into()
-            }
+                cluster_env: "APOLLO_CLUSTER".into(),
+                env: "DEV".into(),
+                namespace: "application".into(),
+                operator: "apollo".into(),
+                token_env: "APOLLO_OPENAPI_TOKEN".into(),
+                items: BTreeMap::new(),
+                token: None,
+            })
         );
         assert_eq!(by("events").kind(), crate::lane::DataKind::Kafka);
+        let m = parse(&format!(
+            "{HEAD}[data.orders]\nkind = \"mysql\"\nurl = \"mysql://h/orders\"\nenv = \"ORDERS_DSN\"\n\
+             [data.config]\nkind = \"apollo\"\nurl = \"http://p:8070\"\nenv = \"APOLLO_META\"\n\
+             app = \"cart\"\napollo_env = \"fat\"\nnamespace = \"datasource\"\noperator = \"ci\"\n\
+             token_env = \"CART_APOLLO_TOKEN\"\nitems = {{ \"spring.datasource.url\" = \"ORDERS_DSN\" }}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let DataOptions::Apollo(a) = &m.data[0].options else {
+            panic!("{:?}", m.data)
+        };
+        assert_eq!(
+            (a.env.as_str(), a.namespace.as_str(), a.operator.as_str()),
+            ("FAT", "datasource", "ci")
+        );
+        assert_eq!(a.token_env, "CART_APOLLO_TOKEN");
+        assert_eq!(a.items["spring.datasource.url"], "ORDERS_DSN");
         // Without bindings, none.
         assert!(parse(HEAD).unwrap().data.is_empty());
     }
@@ -1275,6 +1406,36 @@ app = "cart"
             (
                 d("[data.a]\nkind = \"apollo\"\nurl = \"http://p:8070\"\nenv = \"E\"\n"),
                 "svc/lane.toml:6:8: data.a: an apollo binding names its `app`",
+            ),
+            (
+                d(
+                    "[data.a]\nkind = \"apollo\"\nurl = \"http://p:8070\"\nenv = \"E\"\napp = \"x\"\nitems = { \"db.url\" = \"NOPE\" }\n",
+                ),
+                "svc/lane.toml:10:22: data.a: items: `db.url` names `NOPE`, which no other data binding sets",
+            ),
+            (
+                d(
+                    "[data.a]\nkind = \"apollo\"\nurl = \"http://p:8070\"\nenv = \"E\"\napp = \"x\"\nitems = { \"db url\" = \"E\" }\n",
+                ),
+                "svc/lane.toml:10:11: data.a: items: `db url` is not an Apollo item key",
+            ),
+            (
+                d(
+                    "[data.a]\nkind = \"apollo\"\nurl = \"http://p:8070\"\nenv = \"E\"\napp = \"x/../y\"\n",
+                ),
+                "svc/lane.toml:9:7: data.a: app: `x/../y` is not an Apollo name",
+            ),
+            (
+                d(
+                    "[data.a]\nkind = \"apollo\"\nurl = \"http://p:8070\"\nenv = \"E\"\napp = \"x\"\ntoken_env = \"A-B\"\n",
+                ),
+                "svc/lane.toml:10:13: data.a: token_env: `A-B` is not an environment variable name",
+            ),
+            (
+                d(
+                    "[data.a]\nkind = \"mysql\"\nurl = \"mysql://h/a\"\nenv = \"E\"\nitems = { k = \"E\" }\n",
+                ),
+                "svc/lane.toml:9:11: data.a: `items` does not apply to a mysql binding",
             ),
             (
                 d(

@@ -6,15 +6,19 @@
 //! - [`redis`]: a database index per lane from a pool, claimed atomically on the server so two
 //!   lanes never hold the same index, even when they ask at the same instant.
 //! - [`kafka`]: the lane's topics `<topic>.lane-<id>`, with baseline's partitions and configs.
+//! - [`apollo`]: the lane's Apollo cluster `lane-<id>` through Apollo's Open API, with the
+//!   lane's rewritten data-source items, published.
 //! - [`teardown`]: the plan of what deleting a lane drops, checked by a guard that refuses any
 //!   name that is not the lane's own; the plan can be printed without running it.
 //!
 //! Identifiers are validated (`lane_core::data::check_mysql_ident`) and quoted wherever they are
 //! written into SQL; values travel as parameters.
 
+pub mod apollo;
 pub mod error;
 pub mod kafka;
 pub mod mysql;
+pub mod provision;
 pub mod redis;
 pub mod teardown;
 pub mod transfer;

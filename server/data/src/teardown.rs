@@ -50,6 +50,14 @@ pub enum Action {
         baseline: String,
         topic: String,
     },
+    /// Delete the lane's Apollo cluster `lane-<id>` of the binding's app.
+    DeleteApolloCluster {
+        binding: String,
+        server: String,
+        env: String,
+        app: String,
+        cluster: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -81,6 +89,16 @@ impl fmt::Display for Action {
                 topic,
                 ..
             } => write!(f, "{binding}: delete Kafka topic `{topic}` on {server}"),
+            Action::DeleteApolloCluster {
+                binding,
+                server,
+                env,
+                app,
+                cluster,
+            } => write!(
+                f,
+                "{binding}: delete Apollo cluster `{cluster}` of app `{app}` in {env} on {server}"
+            ),
         }
     }
 }
@@ -90,8 +108,6 @@ impl fmt::Display for Action {
 pub struct Plan {
     pub lane: LaneId,
     pub actions: Vec<Action>,
-    /// Bindings whose kind lane cannot tear down yet (apollo), named so nobody assumes.
-    pub not_handled: Vec<String>,
 }
 
 impl fmt::Display for Plan {
@@ -101,12 +117,6 @@ impl fmt::Display for Plan {
         }
         for a in &self.actions {
             writeln!(f, "{a}")?;
-        }
-        for n in &self.not_handled {
-            writeln!(
-                f,
-                "{n}: not handled (this kind is not provisioned by lane yet)"
-            )?;
         }
         Ok(())
     }
@@ -163,6 +173,23 @@ pub fn check(lane: &LaneId, specs: &[DataSpec], action: &Action) -> Result<()> {
                 ))),
             }
         }
+        Action::DeleteApolloCluster {
+            binding,
+            env,
+            app,
+            cluster,
+            ..
+        } => {
+            let s = spec(binding)?;
+            match &s.options {
+                DataOptions::Apollo(a) if a.app == *app && a.env == *env => {
+                    crate::apollo::check_cluster(lane, cluster)
+                }
+                _ => Err(DataError::Guard(format!(
+                    "binding `{binding}` is not an apollo binding of app `{app}` in {env}"
+                ))),
+            }
+        }
         Action::DeletePrefix {
             binding, prefix, ..
         } => {
@@ -199,7 +226,6 @@ pub fn check(lane: &LaneId, specs: &[DataSpec], action: &Action) -> Result<()> {
 /// provisioned (`records`). Pure.
 pub fn plan(lane: &LaneId, specs: &[DataSpec], records: &[DataBinding]) -> Result<Plan> {
     let mut actions = Vec::new();
-    let mut not_handled = Vec::new();
     for s in specs {
         let server = redact(&s.address);
         match &s.options {
@@ -249,13 +275,18 @@ pub fn plan(lane: &LaneId, specs: &[DataSpec], records: &[DataBinding]) -> Resul
                     });
                 }
             }
-            DataOptions::Apollo { .. } => not_handled.push(s.name.clone()),
+            DataOptions::Apollo(a) => actions.push(Action::DeleteApolloCluster {
+                binding: s.name.clone(),
+                server,
+                env: a.env.clone(),
+                app: a.app.clone(),
+                cluster: lane_core::data::apollo_cluster(lane),
+            }),
         }
     }
     let plan = Plan {
         lane: lane.clone(),
         actions,
-        not_handled,
     };
     for a in &plan.actions {
         check(lane, specs, a)?;
@@ -336,6 +367,22 @@ pub async fn execute(plan: &Plan, specs: &[DataSpec]) -> Result<Vec<Done>> {
                 let mut k = Kafka::connect(&url(binding)).await?;
                 k.delete_lane_topic(baseline, &plan.lane, topic).await?
             }
+            Action::DeleteApolloCluster {
+                binding, cluster, ..
+            } => {
+                let spec = specs
+                    .iter()
+                    .find(|s| s.name == *binding)
+                    .expect("checked by the guard");
+                match crate::apollo::remove(spec, &plan.lane, cluster).await? {
+                    crate::apollo::Removal::Deleted => true,
+                    crate::apollo::Removal::Absent => false,
+                    crate::apollo::Removal::Emptied { items } => {
+                        tracing::warn!(lane = %plan.lane, %cluster, items, "this Apollo Portal's Open API cannot delete a cluster: the lane's cluster is emptied and published empty; an Apollo admin can delete it in the Portal");
+                        true
+                    }
+                }
+            }
         };
         done.push(Done {
             action: action.clone(),
@@ -372,6 +419,11 @@ kind = "kafka"
 url = "kafka://k:9092"
 env = "K"
 topics = { T = "t" }
+[data.config]
+kind = "apollo"
+url = "http://p:8070"
+env = "APOLLO_META"
+app = "cart"
 "#,
         )
         .unwrap()
@@ -390,6 +442,7 @@ topics = { T = "t" }
         assert_eq!(
             p.to_string(),
             "cache: flush Redis database 3 on redis://r/1\n\
+             config: delete Apollo cluster `lane-feat-a` of app `cart` in DEV on http://p:8070\n\
              events: delete Kafka topic `t.lane-feat-a` on kafka://k:9092\n\
              orders: drop MySQL database `orders__lane_feat_a` on mysql://u:***@db/orders\n"
         );
@@ -464,5 +517,16 @@ topics = { T = "t" }
                 "{b} {base} {t}"
             );
         }
+        let apollo = |app: &str, cluster: &str| Action::DeleteApolloCluster {
+            binding: "config".into(),
+            server: String::new(),
+            env: "DEV".into(),
+            app: app.into(),
+            cluster: cluster.into(),
+        };
+        assert!(check(&lane, &specs, &apollo("cart", "lane-feat-a")).is_ok());
+        assert!(check(&lane, &specs, &apollo("cart", "default")).is_err());
+        assert!(check(&lane, &specs, &apollo("cart", "lane-feat-b")).is_err());
+        assert!(check(&lane, &specs, &apollo("other", "lane-feat-a")).is_err());
     }
 }

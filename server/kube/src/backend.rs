@@ -64,6 +64,9 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// The app of the service the command runs for.
     pub app: Option<String>,
+    /// The data bindings of the `lane.toml` the command runs in (with their addresses and
+    /// tokens): removing a lane tears down the data it recorded for these (docs/data.md).
+    pub data: Vec<lane_core::data::DataSpec>,
 }
 
 struct Conn {
@@ -365,6 +368,7 @@ impl KubernetesBackend {
         }
         let ttl = ttl_secs.unwrap_or(DEFAULT_TTL.as_secs());
         Ok(LaneSpec {
+            data: Vec::new(),
             owner: self.whoami().await?.to_owned(),
             parent: parent.map(|p| p.to_string()),
             expires: time_at(now.saturating_add(ttl))?,
@@ -430,6 +434,124 @@ impl KubernetesBackend {
         Ok(Revision::new(
             list.metadata.resource_version.unwrap_or_default(),
         ))
+    }
+
+    /// Tears down what a deleted Lane recorded in `spec.data`, for the bindings of the lane.toml
+    /// this command runs in (their addresses are needed; the guard checks every step). Data of
+    /// bindings not declared here is named in an error, so nobody assumes it is gone.
+    async fn remove_data(&self, id: &LaneId, lane: &Lane) -> Result<()> {
+        let records = core_data(lane);
+        if records.is_empty() {
+            return Ok(());
+        }
+        let specs: Vec<lane_core::data::DataSpec> = self
+            .settings
+            .data
+            .iter()
+            .filter(|s| {
+                records
+                    .iter()
+                    .any(|r| r.name == s.name && r.kind == s.kind())
+            })
+            .cloned()
+            .collect();
+        let plan = lane_data::teardown::plan(id, &specs, &records)
+            .map_err(|e| BackendError::internal(format!("the lane's data: {e}")))?;
+        let done = lane_data::teardown::execute(&plan, &specs)
+            .await
+            .map_err(|e| {
+                BackendError::unavailable(format!(
+                    "Lane `{id}` is deleted but its data could not be removed: {e}"
+                ))
+            })?;
+        for d in &done {
+            tracing::info!(lane = %id, removed = d.removed, "{}", d.action);
+        }
+        let left: Vec<String> = records
+            .iter()
+            .filter(|r| !specs.iter().any(|s| s.name == r.name && s.kind() == r.kind))
+            .map(|r| format!("{} ({} `{}`)", r.name, r.kind, r.target))
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(BackendError::invalid(format!(
+                "Lane `{id}` is deleted, but its data of bindings the lane.toml here does not \
+                 declare is left: {}",
+                left.join(", ")
+            ))
+            .with_help(
+                "remove it by hand (its names are the lane's own), or run `lane rm` in that \
+                 service's directory next time",
+            ))
+        }
+    }
+
+    /// Provisions the lane's copies of the service's bindings from this machine and returns the
+    /// records for the Lane's `spec.data` and the version's environment (`lane_api::data_env`,
+    /// the same as every backend injects). Nothing for baseline or a service without bindings.
+    async fn provision_data(
+        &self,
+        req: &DeployRequest,
+        lane: &LaneId,
+        existing: Option<&Lane>,
+        progress: &ProgressTx,
+    ) -> Result<(Vec<crate::crd::LaneData>, Vec<(String, String)>)> {
+        if req.manifest.data.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let service = &req.manifest.service;
+        stage(
+            progress,
+            service,
+            Stage::Build,
+            format!(
+                "provisioning the lane's data from this machine ({} binding{})",
+                req.manifest.data.len(),
+                if req.manifest.data.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            ),
+        );
+        let held = existing.map(core_data).unwrap_or_default();
+        let records = lane_data::provision::provision(lane, &req.manifest.data, &held)
+            .await
+            .map_err(|f| {
+                let message = f.to_string();
+                match f.error {
+                    lane_data::DataError::Unreachable { .. } => BackendError::unavailable(message)
+                        .with_help(
+                            "the kubernetes backend provisions a lane's data from the machine \
+                             that runs `lane deploy`: the binding's server must be reachable \
+                             from here",
+                        ),
+                    lane_data::DataError::Server { .. } => BackendError::internal(message),
+                    lane_data::DataError::PoolFull { .. } | lane_data::DataError::Guard(_) => {
+                        BackendError::conflict(message)
+                    }
+                    _ => BackendError::invalid(message).with_help("fix the binding in lane.toml"),
+                }
+            })?;
+        let mut doc = lane_core::Lane::new(lane.clone(), None, "", 0, std::time::Duration::ZERO);
+        doc.data = records.clone();
+        let env = lane_api::data_env(&req.manifest, &LaneRef::Lane(lane.clone()), Some(&doc))?;
+        let data = records
+            .into_iter()
+            .filter(|r| {
+                req.manifest
+                    .data
+                    .iter()
+                    .any(|s| s.name == r.name && s.kind() == r.kind)
+            })
+            .map(|r| crate::crd::LaneData {
+                kind: r.kind.to_string(),
+                name: r.name,
+                target: r.target,
+            })
+            .collect();
+        Ok((data, env))
     }
 
     async fn run_build(
@@ -774,7 +896,7 @@ impl Backend for KubernetesBackend {
         self.check_owner(&lane, req.force).await?;
         let (api, conn) = self.lanes_api().await?;
         match api.delete(req.id.as_str(), &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
+            Ok(_) => self.remove_data(&req.id, &lane).await,
             Err(e) => Err(api_error(
                 conn,
                 &format!("deleting Lane {}/{}", conn.namespace, req.id),
@@ -835,6 +957,11 @@ impl Backend for KubernetesBackend {
         if let Some(l) = &existing {
             self.check_owner(l, req.force).await?;
         }
+        // The lane's data, provisioned from this machine (its servers must be reachable from
+        // here, as for the local backend); the version's container gets the rewritten addresses.
+        let (data, data_env) = self
+            .provision_data(&req, &lane_id, existing.as_ref(), &progress)
+            .await?;
         let image = self.run_build(&req, &command, &progress, &cancel).await?;
         if cancel.is_cancelled() {
             return Err(BackendError::cancelled());
@@ -860,6 +987,14 @@ impl Backend for KubernetesBackend {
                 entry.version = version.version.clone();
                 entry.branch = Some(req.source.branch.clone());
                 entry.commit = Some(req.source.commit.clone());
+                for (k, v) in &data_env {
+                    entry.env.insert(k.clone(), v.clone());
+                }
+                for d in &data {
+                    spec.data
+                        .retain(|o| !(o.name == d.name && o.kind == d.kind));
+                    spec.data.push(d.clone());
+                }
                 Ok(())
             })
             .await?;
@@ -973,7 +1108,12 @@ impl Backend for KubernetesBackend {
                 continue;
             }
             match api.delete(lane_name(lane), &DeleteParams::default()).await {
-                Ok(_) => removed.push(id),
+                Ok(_) => {
+                    if let Err(e) = self.remove_data(&id, lane).await {
+                        tracing::warn!(lane = %id, error = %e, "could not remove the lane's data");
+                    }
+                    removed.push(id)
+                }
                 // Someone else's expired lane that the cluster does not let us delete, or one
                 // deleted meanwhile: left to them (or to the operator).
                 Err(kube::Error::Api(s)) if matches!(s.code, 403 | 404) => {}
@@ -1216,6 +1356,21 @@ fn created(lane: &Lane) -> UnixSecs {
 }
 
 /// The lane document of a Lane object; `None` when its name is no lane id.
+/// The lane's data records as the Lane's `spec.data` holds them.
+fn core_data(obj: &Lane) -> Vec<lane_core::lane::DataBinding> {
+    obj.spec
+        .data
+        .iter()
+        .filter_map(|d| {
+            Some(lane_core::lane::DataBinding {
+                kind: serde_json::from_value(serde_json::Value::String(d.kind.clone())).ok()?,
+                name: d.name.clone(),
+                target: d.target.clone(),
+            })
+        })
+        .collect()
+}
+
 pub fn core_lane(obj: &Lane, _now: UnixSecs) -> Option<lane_core::Lane> {
     let id: LaneId = lane_name(obj).parse().ok()?;
     let services = obj
@@ -1231,7 +1386,7 @@ pub fn core_lane(obj: &Lane, _now: UnixSecs) -> Option<lane_core::Lane> {
         created: created(obj),
         expires: unix(&obj.spec.expires),
         services,
-        data: Vec::new(),
+        data: core_data(obj),
     })
 }
 
@@ -1357,6 +1512,7 @@ mod tests {
         let mut l = Lane::new(
             name,
             LaneSpec {
+                data: Vec::new(),
                 owner: "alice".into(),
                 parent: parent.map(str::to_owned),
                 expires: time_at(2_000_000_000).unwrap(),

@@ -70,6 +70,22 @@ pub struct LaneSpec {
     /// namespace `<app>`).
     #[serde(default)]
     pub services: BTreeMap<String, LaneService>,
+    /// What the lane owns of its data sources, provisioned by `lane deploy` from the developer's
+    /// machine (docs/data.md): one entry per binding. The operator does not read it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<LaneData>,
+}
+
+/// One data binding a lane holds its own copy of.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LaneData {
+    /// `mysql`, `redis`, `kafka` or `apollo`.
+    pub kind: String,
+    /// The binding's name in lane.toml (`[data.<name>]`).
+    pub name: String,
+    /// The lane's copy: database `<db>__lane_<id>`, a Redis database index, cluster `lane-<id>`.
+    pub target: String,
 }
 
 /// One personal version: the baseline Deployment of the service with another image.

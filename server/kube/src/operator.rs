@@ -1297,6 +1297,7 @@ mod tests {
         let mut lane = Lane::new(
             name,
             crate::crd::LaneSpec {
+                data: Vec::new(),
                 owner: "o".into(),
                 parent: None,
                 expires: Time(Timestamp::from_second(10).unwrap()),

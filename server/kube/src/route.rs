@@ -81,6 +81,7 @@ pub async fn view(
                 let mut lane = Lane::new(
                     &p.lane,
                     LaneSpec {
+                        data: Vec::new(),
                         owner: "preview".into(),
                         parent: None,
                         expires: Time(Timestamp::MAX),

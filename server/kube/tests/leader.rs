@@ -91,6 +91,7 @@ async fn lane(c: &Client, ns: &str, name: &str) {
             },
         )]
         .into(),
+        data: Vec::new(),
     };
     let mut value = serde_json::to_value(Lane::new(name, spec)).unwrap();
     value["metadata"]["namespace"] = json!(ns);

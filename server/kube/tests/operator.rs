@@ -61,6 +61,7 @@ async fn lane(
 ) {
     let lanes: Api<Lane> = Api::namespaced(c.clone(), ns);
     let spec = LaneSpec {
+        data: Vec::new(),
         owner: "alice@example.com".into(),
         parent: parent.map(str::to_owned),
         expires: time(expires),
@@ -992,6 +993,7 @@ async fn a_lane_in_another_namespace_than_its_services() {
     let _op = Running(tokio::spawn(op.run(std::future::pending())));
     let lanes: Api<Lane> = Api::namespaced(c.clone(), lanes_ns);
     let spec = LaneSpec {
+        data: Vec::new(),
         owner: "bob@example.com".into(),
         parent: None,
         expires: time(now() + 3600),

@@ -32,6 +32,7 @@ fn lane_object(ns: &str, name: &str, proc_: &str, image: &str) -> Lane {
     let mut lane = Lane::new(
         name,
         LaneSpec {
+            data: Vec::new(),
             owner: "alice@example.com".into(),
             parent: None,
             expires: in_an_hour(),

@@ -221,7 +221,11 @@ pub fn load_manifest(dir: &Path) -> Result<Manifest> {
             path: path.clone(),
             source,
         })?;
-    Ok(Manifest::parse(&path, &text)?)
+    let mut m = Manifest::parse(&path, &text)?;
+    // Apollo bindings' Open API tokens come from the environment of this process (the variable
+    // each binding's `token_env` names), never from the file.
+    lane_core::data::resolve_tokens(&mut m.data, |var| std::env::var(var).ok());
+    Ok(m)
 }
 
 /// The directory of the `lane.toml` that `start` belongs to: the nearest one up to the repository

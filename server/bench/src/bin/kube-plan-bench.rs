@@ -199,6 +199,7 @@ fn lanes(n: usize, services: usize, rng: &mut Lcg) -> Vec<Lane> {
             let mut lane = Lane::new(
                 &id,
                 LaneSpec {
+                    data: Vec::new(),
                     owner: format!("dev{}@example.com", i % 50),
                     parent,
                     expires: time(expires),

@@ -144,6 +144,13 @@ command!(
     AssignService = "lane.assign", AssignArgs -> AssignResult, "AssignResult"
 );
 
+command!(
+    /// `lane.data.ls`: what each lane owns of its data sources, with sizes and quotas (the rows of
+    /// `lane data ls --json`). The `lane.data.*` family grows with `lane.data.export`,
+    /// `lane.data.import`, `lane.data.backup` and `lane.data.restore` (planned; docs/protocol.md).
+    DataLs = "lane.data.ls", DataLsArgs -> Vec<DataInfo>, "DataInfo[]"
+);
+
 /// Every command, as advertised in `executeCommandProvider`.
 pub const COMMANDS: &[&str] = &[
     StatusCommand::NAME,
@@ -154,6 +161,7 @@ pub const COMMANDS: &[&str] = &[
     DeleteLane::NAME,
     ExtendLane::NAME,
     AssignService::NAME,
+    DataLs::NAME,
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -437,6 +445,35 @@ pub struct AssignResult {
     pub to: String,
 }
 
+/// Arguments of `lane.data.ls` (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct DataLsArgs {
+    /// Only this lane's data.
+    pub lane: Option<String>,
+    /// The workspace folder whose `lane.toml` declares the bindings (their servers are asked for
+    /// sizes); default: every service folder of the workspace.
+    pub folder: Option<String>,
+}
+
+/// One binding a lane holds data for: a row of `lane data ls --json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataInfo {
+    pub lane: String,
+    /// The binding's name (`[data.<name>]`).
+    pub binding: String,
+    /// `mysql`, `redis`, `kafka` or `apollo`.
+    pub kind: String,
+    /// The lane's own copy: a database, a Redis index, an Apollo cluster.
+    pub target: String,
+    /// `<n> bytes`, `<n> keys` or `<n> items`; null when no `lane.toml` of the workspace declares
+    /// the binding, or its server could not be asked.
+    pub size: Option<String>,
+    /// The sample quota (MySQL) or the pool (Redis); null when none applies or is known.
+    pub quota: Option<String>,
+}
+
 /// The params of `lane/history`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -612,6 +649,18 @@ shape!(AgentRestartInfo {
     "restarts": "number",
     "error": "string | null",
 });
+shape!(DataLsArgs {
+    "lane": "string | null",
+    "folder": "string | null",
+});
+shape!(DataInfo {
+    "lane": "string",
+    "binding": "string",
+    "kind": "\"mysql\" | \"redis\" | \"kafka\" | \"apollo\"",
+    "target": "string",
+    "size": "string | null",
+    "quota": "string | null",
+});
 shape!(HistoryParams { "lane": "string" });
 shape!(HistoryEntryInfo {
     "at": "number",
@@ -665,6 +714,8 @@ pub fn describe() -> Value {
         shape::<HistoryParams>(),
         shape::<HistoryEntryInfo>(),
         shape::<AgentRestartInfo>(),
+        shape::<DataLsArgs>(),
+        shape::<DataInfo>(),
     ]
     .into_iter()
     .collect();
@@ -687,6 +738,7 @@ pub fn describe() -> Value {
             command::<DeleteLane>(),
             command::<ExtendLane>(),
             command::<AssignService>(),
+            command::<DataLs>(),
         ],
         "errors": {
             "laneError": LANE_ERROR,
@@ -750,7 +802,9 @@ mod tests {
             AssignArgs,
             AssignResult,
             HistoryParams,
-            HistoryEntryInfo
+            HistoryEntryInfo,
+            DataLsArgs,
+            DataInfo
         );
     }
 

@@ -70,6 +70,7 @@ pub async fn execute(lsp: &Lsp, params: ExecuteCommandParams) -> Result<Value> {
         ext::DeleteLane::NAME => to_value(delete(lsp, args(name, a)?).await?),
         ext::ExtendLane::NAME => to_value(extend(lsp, args(name, a)?).await?),
         ext::AssignService::NAME => to_value(assign(lsp, args(name, a)?).await?),
+        ext::DataLs::NAME => to_value(data_ls(lsp, args(name, a)?).await?),
         other => Err(BackendError::invalid(format!("unknown command `{other}`"))
             .with_help(format!("the commands are {}", ext::COMMANDS.join(", ")))),
     }
@@ -184,6 +185,52 @@ async fn assign(lsp: &Lsp, a: ext::AssignArgs) -> Result<ext::AssignResult> {
         from: from.to_string(),
         to: to.to_string(),
     })
+}
+
+/// `lane.data.ls`: the rows of `lane data ls`, with sizes for the bindings the workspace's
+/// `lane.toml`s (or the named folder's) declare.
+async fn data_ls(lsp: &Lsp, a: ext::DataLsArgs) -> Result<Vec<ext::DataInfo>> {
+    let lane = a
+        .lane
+        .as_deref()
+        .map(parse_lane)
+        .transpose()
+        .map_err(backend_error)?;
+    let folders = match a.folder {
+        Some(f) => vec![uri::folder_argument(&f).ok_or_else(|| {
+            BackendError::invalid(format!("folder: `{f}` is not a local path or file:// URI"))
+        })?],
+        None => workspace::read(lsp.folders()).await.services,
+    };
+    let mut specs: Vec<lane_core::data::DataSpec> = Vec::new();
+    for f in &folders {
+        if let Ok(m) = lane_workspace::load_manifest(f) {
+            for s in m.data {
+                if !specs
+                    .iter()
+                    .any(|o| o.name == s.name && o.kind() == s.kind())
+                {
+                    specs.push(s);
+                }
+            }
+        }
+    }
+    let backend = lsp.backend().await;
+    let rows = crate::data::rows(backend.as_ref(), &specs)
+        .await
+        .map_err(backend_error)?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| lane.as_ref().is_none_or(|l| r.lane == l.as_str()))
+        .map(|r| ext::DataInfo {
+            lane: r.lane,
+            binding: r.binding,
+            kind: r.kind.to_string(),
+            target: r.target,
+            size: r.size,
+            quota: r.quota,
+        })
+        .collect())
 }
 
 /// The folder to deploy: the one named (a path or a `file://` URI), else the only service folder

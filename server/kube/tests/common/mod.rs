@@ -128,6 +128,7 @@ pub fn lane(
     let mut lane = Lane::new(
         name,
         LaneSpec {
+            data: Vec::new(),
             owner: "alice@example.com".into(),
             parent: parent.map(str::to_owned),
             expires: time(expires),

@@ -4,11 +4,11 @@
 //! rewritten addresses (`lane_api::data_env`). The data of lanes that are gone (`lane rm`, expiry,
 //! gc, a deploy undone that had created its lane) is torn down by [`Agent::sweep_data`], guarded
 //! so that nothing but the lane's own names is ever dropped. Kafka bindings get the lane's topics
-//! `<topic>.lane-<id>` (baseline's partitions and configs). Apollo clusters are not provisioned
-//! yet (their names are rewritten only).
+//! `<topic>.lane-<id>` (baseline's partitions and configs). Apollo clusters are provisioned after
+//! the other bindings (their items are the lane's rewritten addresses).
 
 use lane_core::LaneId;
-use lane_core::data::{DataOptions, DataSpec, RedisMode, record};
+use lane_core::data::{DataOptions, DataSpec, RedisMode, apollo_cluster, apollo_items, record};
 use lane_core::lane::DataBinding;
 use lane_data::kafka::Kafka;
 use lane_data::mysql::Mysql;
@@ -25,8 +25,17 @@ fn data_error(binding: &str, e: DataError) -> BackendError {
     match e {
         DataError::Unreachable { .. } => BackendError::unavailable(message)
             .with_help("start the server, or fix the binding's `url` in lane.toml"),
+        DataError::Auth { what, .. } if what.starts_with("Apollo") => BackendError::invalid(
+            message,
+        )
+        .with_help("set the variable the binding's `token_env` names to a token that may manage the app, where `lane` runs"),
         DataError::Auth { .. } => BackendError::invalid(message)
             .with_help("fix the user or password in the binding's `url`"),
+        DataError::Invalid(m) if m.starts_with("no Apollo Open API token") => {
+            BackendError::invalid(message).with_help(
+                "set the variable the binding's `token_env` names in the shell that runs `lane`",
+            )
+        }
         DataError::MissingBaseline { .. }
         | DataError::MissingTopic { .. }
         | DataError::Invalid(_)
@@ -76,7 +85,7 @@ impl Agent {
                     .collect::<Vec<_>>()
                     .join(",")
             }
-            // Prefix mode needs nothing made; Apollo is not provisioned yet.
+            // Prefix mode needs nothing made; Apollo comes after the others (`provision_data`).
             _ => return Ok(None),
         };
         Ok(Some(target))
@@ -102,10 +111,45 @@ impl Agent {
             }
         }
         let recorded = self.record_data(lane, made).await;
-        match failure {
-            Some(e) => Err(e),
-            None => recorded,
+        if let Some(e) = failure {
+            return Err(e);
         }
+        recorded?;
+        let apollo: Vec<&DataSpec> = specs
+            .iter()
+            .filter(|s| matches!(s.options, DataOptions::Apollo(_)))
+            .collect();
+        if apollo.is_empty() {
+            return Ok(());
+        }
+        // What the lane holds now, its copies just made included: the Apollo items are their
+        // lane addresses.
+        let records: Vec<DataBinding> = {
+            let st = self.state.lock().await;
+            st.lanes
+                .get(lane)
+                .map(|l| l.data.clone())
+                .unwrap_or_default()
+        };
+        for spec in apollo {
+            let items = apollo_items(spec, specs, lane, &records)
+                .map_err(|e| data_error(&spec.name, DataError::Invalid(e.to_string())))?;
+            // Recorded before the cluster is made, so a failure half-way still leaves the
+            // lane's entry for the sweep to remove (the cluster's name is the lane's).
+            self.record_data(
+                lane,
+                vec![ProvisionedData {
+                    spec: spec.clone(),
+                    record: record(spec, apollo_cluster(lane)),
+                }],
+            )
+            .await?;
+            let r = lane_data::apollo::provision(spec, lane, &items)
+                .await
+                .map_err(|e| data_error(&spec.name, e))?;
+            tracing::info!(%lane, binding = %spec.name, cluster = %r.cluster, created = r.created, items = r.items, "lane Apollo cluster ready");
+        }
+        Ok(())
     }
 
     async fn record_data(&self, lane: &LaneId, made: Vec<ProvisionedData>) -> Result<()> {

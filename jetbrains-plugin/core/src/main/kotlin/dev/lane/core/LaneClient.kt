@@ -310,6 +310,9 @@ class LaneClient private constructor(
 
     fun assign(args: AssignArgs): CompletableFuture<AssignResult> = exec<AssignArgs, AssignResult>(Commands.assign, args).result
 
+    fun dataLs(args: DataLsArgs): CompletableFuture<List<DataInfo>> =
+        exec<DataLsArgs, List<DataInfo>>(Commands.dataLs, args).result
+
     /** `shutdown` then `exit`, then waits for the process (killing it after [timeoutSecs]). */
     override fun close() = close(5)
 

@@ -66,8 +66,11 @@ object Commands {
     val delete = CommandSpec("lane.delete", DeleteArgs::class.java, DeleteResult::class.java, false, false)
     val extend = CommandSpec("lane.extend", ExtendArgs::class.java, LaneInfo::class.java, false, false)
     val assign = CommandSpec("lane.assign", AssignArgs::class.java, AssignResult::class.java, false, false)
+    /** What each lane owns of its data sources; the `lane.data.*` family (export, import, backup, restore planned). */
+    val dataLs = CommandSpec("lane.data.ls", DataLsArgs::class.java, DataInfo::class.java, true, false)
 
-    val ALL: List<CommandSpec<*, *>> = listOf(status, deployCurrentBranch, switchTraffic, list, create, delete, extend, assign)
+    val ALL: List<CommandSpec<*, *>> =
+        listOf(status, deployCurrentBranch, switchTraffic, list, create, delete, extend, assign, dataLs)
     val NAMES: List<String> = ALL.map { it.name }
 }
 
@@ -117,12 +120,22 @@ object LaneEvent {
     val ALL: List<String> = listOf(CREATE, DEPLOY, ASSIGN, SWITCH, EXTEND, DELETE, RECLAIM)
 }
 
+/** The values of [DataInfo.kind]. */
+object DataKind {
+    const val MYSQL = "mysql"
+    const val REDIS = "redis"
+    const val KAFKA = "kafka"
+    const val APOLLO = "apollo"
+    val ALL: List<String> = listOf(MYSQL, REDIS, KAFKA, APOLLO)
+}
+
 /** The fields whose wire type is a set of string literals (kept as `String` here): their values. */
 val LITERAL_FIELDS: Map<String, List<String>> = mapOf(
     "ServiceInfo.state" to InstanceState.ALL,
     "HistoryEntryInfo.event" to LaneEvent.ALL,
     "WorkspaceInfo.protocol" to ServiceProtocol.ALL,
     "BaselineSyncInfo.drift" to Drift.ALL,
+    "DataInfo.kind" to DataKind.ALL,
 )
 
 // ---- shapes -----------------------------------------------------------------------------------
@@ -326,6 +339,23 @@ data class AssignResult(val service: String, val from: String, val to: String)
 
 data class HistoryParams(val lane: String)
 
+/** Arguments of `lane.data.ls`: only this lane's data; the folder whose `lane.toml` declares the bindings. */
+data class DataLsArgs(val lane: String?, val folder: String?)
+
+/** One binding a lane holds data for: a row of `lane data ls --json`. */
+data class DataInfo(
+    val lane: String,
+    val binding: String,
+    /** One of [DataKind.ALL]. */
+    val kind: String,
+    /** The lane's own copy: a database, a Redis index, an Apollo cluster. */
+    val target: String,
+    /** `<n> bytes`, `<n> keys` or `<n> items`, when the server could be asked. */
+    val size: String?,
+    /** The sample quota (MySQL) or the pool (Redis). */
+    val quota: String?,
+)
+
 /** One change to a lane, as `lane history` lists it. */
 data class HistoryEntryInfo(
     /** Seconds since the Unix epoch. */
@@ -349,4 +379,5 @@ val TYPES: Map<String, Class<*>> = listOf(
     DeleteResult::class.java, ExtendArgs::class.java, AssignArgs::class.java, AssignResult::class.java,
     HistoryParams::class.java, HistoryEntryInfo::class.java, MergedInfo::class.java,
     AgentRestartInfo::class.java,
+    DataLsArgs::class.java, DataInfo::class.java,
 ).associateBy { it.simpleName }
