@@ -3,8 +3,9 @@
 //! `deploy/crd.yaml`, `deploy/rbac.yaml` and `deploy/ownership-policy.yaml` applied by `admin`.
 //!
 //! A bare API server runs no controllers: where a deploy needs its lane Deployment, the test plays
-//! the lane operator (it creates `<proc>-lane-<id>`) and the Deployment controller (it sets
-//! `status.readyReplicas`), and says so.
+//! the lane operator (it creates `<proc>-lane-<id>`, and writes the Lane's status with the route
+//! once the version is ready) and the Deployment controller (it sets `status.observedGeneration`,
+//! `updatedReplicas` and `readyReplicas`), and says so. `kube_routed.rs` runs the real operator.
 
 mod common;
 
@@ -139,6 +140,56 @@ fn lane_json(ns: &str, id: &str) -> Option<serde_json::Value> {
     ok.then(|| serde_json::from_str(&out).expect("the API server answers JSON"))
 }
 
+/// Plays the Deployment controller: Deployment `ns/name`'s current generation rolled out to its
+/// one replica, ready.
+fn rolled_out(ns: &str, name: &str) {
+    let path = format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}");
+    let (ok, out, err) = kubectl("admin", &["get", "--raw", &path], None);
+    assert!(ok, "{path}: {err}");
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let status = serde_json::json!({"status": {"observedGeneration": d["metadata"]["generation"],
+        "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}});
+    kubectl_ok(
+        "admin",
+        &[
+            "-n",
+            ns,
+            "patch",
+            "deployment",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ],
+        None,
+    );
+}
+
+/// Plays the lane operator's status write once the versions are ready: Lane `ns/id` as of its
+/// current generation routes its own requests for each of `procs` (services `<ns>.<proc>`) to
+/// its own subset.
+fn routed(ns: &str, id: &str, procs: &[&str]) {
+    let path = format!("/apis/lane.dev/v1alpha1/namespaces/{ns}/lanes/{id}");
+    let mut lane = lane_json(ns, id).expect("the Lane");
+    let routes: Vec<serde_json::Value> = procs
+        .iter()
+        .map(|p| {
+            serde_json::json!({"service": format!("{ns}.{p}"),
+                "host": format!("{p}.{ns}.svc.cluster.local"), "lane": id,
+                "subset": format!("lane-{id}")})
+        })
+        .collect();
+    lane["status"] = serde_json::json!({"observedGeneration": lane["metadata"]["generation"],
+        "services": procs.len(), "readyServices": procs.len(), "routes": routes});
+    let path = format!("{path}/status");
+    kubectl_ok(
+        "admin",
+        &["replace", "--raw", &path, "-f", "-"],
+        Some(&lane.to_string()),
+    );
+}
+
 #[test]
 fn lanes_are_created_listed_deployed_and_removed_on_the_cluster() {
     let ns = "kb-life";
@@ -214,21 +265,10 @@ fn lanes_are_created_listed_deployed_and_removed_on_the_cluster() {
     );
     std::thread::sleep(Duration::from_millis(500));
     // As the Deployment controller: its replica is ready.
-    kubectl_ok(
-        "admin",
-        &[
-            "-n",
-            ns,
-            "patch",
-            "deployment",
-            "cart-lane-feat",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            "{\"status\":{\"replicas\":1,\"readyReplicas\":1}}",
-        ],
-        None,
-    );
+    rolled_out(ns, "cart-lane-feat");
+    // As the operator, once the version is ready (the deploy waits for it): the route.
+    std::thread::sleep(Duration::from_millis(500));
+    routed(ns, "feat", &["cart"]);
     let out = deploy.wait(common::COMMAND_TIMEOUT);
     assert_eq!(out.code, 0, "{out}");
     let all = format!("{}{}", out.stdout, out.stderr);
@@ -238,14 +278,16 @@ fn lanes_are_created_listed_deployed_and_removed_on_the_cluster() {
         "building in",
         "[register",
         "applied Lane kb-life/feat",
-        "[route",
         "[start",
         "[health",
         "Deployment kb-life/cart-lane-feat: 1/1 ready",
+        "[route",
+        "routed: lane `feat` requests for kb-life.cart go to subset lane-feat of \
+         cart.kb-life.svc.cluster.local",
     ] {
         assert!(all.contains(want), "`{want}` missing:\n{out}");
     }
-    let order: Vec<usize> = ["[build", "[register", "[route", "[start", "[health"]
+    let order: Vec<usize> = ["[build", "[register", "[start", "[health", "[route"]
         .iter()
         .map(|s| all.find(s).unwrap())
         .collect();
@@ -476,7 +518,7 @@ fn a_failed_or_cancelled_image_build_applies_nothing() {
         let text = ["cmd3.out", "cmd3.err"]
             .map(|f| std::fs::read_to_string(env.root.join(f)).unwrap_or_default())
             .concat();
-        text.contains("[route").then_some(())
+        text.contains("[register").then_some(())
     });
     common::kill(deploy.pid(), "INT");
     let out = deploy.wait(common::COMMAND_TIMEOUT);
@@ -517,19 +559,22 @@ fn a_failed_or_cancelled_image_build_applies_nothing() {
         "{applied}"
     );
 
-    // No operator rolls it out: the health timeout ends the deploy and says what stays.
+    // No operator runs: the health timeout ends the deploy (no hang), says the operator did not
+    // act, quotes the Lane's (missing) status and says what stays.
     std::fs::write(
         repo.join("lane.toml"),
         manifest(ns).replace("timeout = \"20s\"", "timeout = \"2s\""),
     )
     .unwrap();
     let out = lane(&env, &repo, "alice", &["deploy", "--lane", "slow"]);
-    assert_eq!(out.code, 6, "{out}");
-    assert!(
-        out.stderr
-            .contains("Deployment kb-cancel/cart-lane-slow was not ready within 2s; Lane kb-cancel/slow is applied"),
-        "{out}"
-    );
+    assert_eq!(out.code, 7, "{out}");
+    for want in [
+        "the lane operator did not create Deployment kb-cancel/cart-lane-slow within 2s \
+         (the Lane has no status: no operator has seen it); Lane kb-cancel/slow is applied",
+        "is `lane operator` running",
+    ] {
+        assert!(out.stderr.contains(want), "`{want}` missing:\n{out}");
+    }
     assert!(lane_json(ns, "slow").is_some());
     env.finish();
 }
@@ -646,29 +691,17 @@ fn two_deploys_into_one_lane_at_once_both_stay() {
              \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"team\"}}}},\"spec\":{{\"replicas\":1,\
              \"selector\":{{\"matchLabels\":{{\"lane.dev/lane\":\"team\"}}}},\"template\":{{\"metadata\":\
              {{\"labels\":{{\"lane.dev/lane\":\"team\"}}}},\"spec\":{{\"containers\":[{{\"name\":\"c\",\
-             \"image\":\"i\"}}]}}}}}}}}"
+             \"image\":\"registry.example/{proc_}:1\"}}]}}}}}}}}"
         );
         kubectl_ok(
             "admin",
             &["apply", "--server-side", "-f", "-"],
             Some(&deployment),
         );
-        kubectl_ok(
-            "admin",
-            &[
-                "-n",
-                ns,
-                "patch",
-                "deployment",
-                &name,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                "{\"status\":{\"replicas\":1,\"readyReplicas\":1}}",
-            ],
-            None,
-        );
+        rolled_out(ns, &name);
     }
+    // As the operator, with both versions in the Lane and ready: their routes.
+    routed(ns, "team", &["cart", "pay"]);
     for deploy in deploys {
         let out = deploy.wait(common::COMMAND_TIMEOUT);
         assert_eq!(out.code, 0, "{out}");

@@ -843,16 +843,27 @@ fn a_kubernetes_folder_shows_the_cluster_s_lanes_with_health() {
         let out = child.wait_with_output().expect("kubectl finishes");
         assert!(out.status.success(), "kubectl apply: {out:?}");
     };
-    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/crd.yaml");
-    kubectl(&std::fs::read_to_string(crd).expect("deploy/crd.yaml"));
+    for file in ["crd.yaml", "environment-crd.yaml"] {
+        let path = format!("{}/../../deploy/{file}", env!("CARGO_MANIFEST_DIR"));
+        kubectl(&std::fs::read_to_string(&path).expect("deploy/*.yaml"));
+    }
     let wait = Command::new(lane_tests::apiserver::kubectl())
         .arg("--kubeconfig")
         .arg(&admin)
-        .args(["wait", "--for=condition=Established", "crd/lanes.lane.dev"])
+        .args([
+            "wait",
+            "--for=condition=Established",
+            "crd/lanes.lane.dev",
+            "crd/laneenvironments.lane.dev",
+        ])
         .output()
         .expect("kubectl runs");
     assert!(wait.status.success(), "{wait:?}");
     kubectl(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"demo"}}"#);
+    kubectl(
+        r#"{"apiVersion":"lane.dev/v1alpha1","kind":"LaneEnvironment","metadata":{"name":"dev","namespace":"demo"},
+            "spec":{"production":{"namespace":"prod"}}}"#,
+    );
     kubectl(
         r#"{"apiVersion":"lane.dev/v1alpha1","kind":"Lane","metadata":{"name":"cluster-lane","namespace":"demo"},
             "spec":{"owner":"alice","expires":"2099-01-01T00:00:00Z",
@@ -929,6 +940,49 @@ fn a_kubernetes_folder_shows_the_cluster_s_lanes_with_health() {
         Duration::from_secs(30),
         |s| lane(s, "cluster-lane").is_some() && !healthy_in(s, "cluster-lane"),
     );
+    // Baseline drift is pushed too: as the lane operator, the LaneEnvironment's status says
+    // baseline b is behind production (nothing else changes meanwhile).
+    let path = "/apis/lane.dev/v1alpha1/namespaces/demo/laneenvironments/dev";
+    let get = Command::new(lane_tests::apiserver::kubectl())
+        .arg("--kubeconfig")
+        .arg(&admin)
+        .args(["get", "--raw", path])
+        .output()
+        .expect("kubectl runs");
+    assert!(get.status.success(), "{get:?}");
+    let mut env: Value = serde_json::from_slice(&get.stdout).expect("a LaneEnvironment");
+    env["status"] = json!({"services": 1, "inSync": 0, "baseline": [{
+        "deployment": "b", "drift": "Behind", "productionImage": "demo/b:2",
+        "baselineImage": "demo/b:1", "reason": "rolling out production's images"}]});
+    let mut put = Command::new(lane_tests::apiserver::kubectl())
+        .arg("--kubeconfig")
+        .arg(&admin)
+        .args(["replace", "--raw", &format!("{path}/status"), "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    put.stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(env.to_string().as_bytes())
+        .expect("kubectl reads stdin");
+    let put = put.wait_with_output().expect("kubectl finishes");
+    assert!(put.status.success(), "{put:?}");
+    let pushed = c.status_changed(
+        "status with baseline b behind production",
+        Duration::from_secs(20),
+        |s| {
+            s["baselineSync"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|e| e["service"] == "demo.b"))
+        },
+    );
+    let b = &pushed["baselineSync"][0];
+    assert_eq!(b["drift"], "behind", "{pushed}");
+    assert_eq!(b["production"], "demo/b:2", "{pushed}");
+    assert_eq!(b["follows"], "namespace prod", "{pushed}");
     let home = sandbox.root.join("home");
     assert!(
         !home.join("agent.json").exists(),

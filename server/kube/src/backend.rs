@@ -10,7 +10,11 @@
 //!   (`SelfSubjectReview`); `deploy/ownership-policy.yaml` enforces it in the cluster. The client
 //!   refuses early without `--force` only to give a clearer message.
 //! - `deploy` runs `[image] build` in the service's directory (in place: no snapshot), applies the
-//!   Lane with the image and follows the lane Deployment until its replicas are ready.
+//!   Lane with the image, follows the lane Deployment until it has rolled that image out to all
+//!   its replicas (stages `start`, `health`), then follows the Lane until the operator's status
+//!   routes the lane's requests for the service to it (stage `route`), each bounded by
+//!   `[health] timeout`. A missing Deployment or route at the timeout is an `unavailable` error
+//!   that says the operator did not act and quotes the Lane's conditions.
 //!
 //! Configuration as `kubectl` finds it: `KUBECONFIG` or `~/.kube/config` (the context from
 //! `[backend] context`, else the current one), else in-cluster.
@@ -681,11 +685,12 @@ impl KubernetesBackend {
         &self,
         service: &ServiceId,
         lane: &LaneId,
-        spec_version: &str,
+        version: &LaneService,
         timeout: Duration,
         progress: &ProgressTx,
         cancel: &Cancel,
     ) -> Result<(Deployment, InstanceState)> {
+        let (spec_version, image) = (&version.version, &version.image);
         let conn = self.conn().await?;
         let ns = service.app();
         let name = deployment_name(service, lane);
@@ -715,7 +720,7 @@ impl KubernetesBackend {
                     );
                 }
                 let state = deployment_state(&d);
-                if state == InstanceState::Healthy {
+                if state == InstanceState::Healthy && rolled_out(&d, image) {
                     stage(
                         progress,
                         service,
@@ -733,10 +738,26 @@ impl KubernetesBackend {
                     ));
                 }
                 _ = tokio::time::sleep_until(deadline) => {
+                    let exists = api
+                        .get_opt(&name)
+                        .await
+                        .map_err(|e| api_error(conn, &format!("reading Deployment {ns}/{name}"), e))?
+                        .is_some();
+                    if !exists {
+                        // Nobody made the Deployment: the operator is not acting on the Lane.
+                        let said = self.lane_conditions(lane).await?;
+                        return Err(BackendError::unavailable(format!(
+                            "the lane operator did not create Deployment {ns}/{name} within {}s \
+                             ({said}); {live}",
+                            timeout.as_secs()
+                        ))
+                        .with_help(OPERATOR_HELP));
+                    }
                     return Err(BackendError::new(
                         ErrorCode::Unhealthy,
                         format!(
-                            "Deployment {ns}/{name} was not ready within {}s; {live}",
+                            "Deployment {ns}/{name} did not roll out {image} to all its replicas \
+                             within {}s; {live}",
                             timeout.as_secs()
                         ),
                     ));
@@ -745,6 +766,160 @@ impl KubernetesBackend {
             }
         }
     }
+
+    /// Follows the Lane until the operator has seen `generation` of it (or a later one) and its
+    /// status routes the lane's requests for `service` to this lane's own subset, the timeout
+    /// passes or the caller cancels. The version is ready by then; every way out says so.
+    async fn follow_route(
+        &self,
+        service: &ServiceId,
+        lane: &LaneId,
+        generation: Option<i64>,
+        timeout: Duration,
+        progress: &ProgressTx,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let (api, conn) = self.lanes_api().await?;
+        let live = format!(
+            "the version is ready (Deployment {}/{}) and stays in Lane {}/{lane}; `lane status` \
+             shows it, `lane rm {lane}` removes it",
+            service.app(),
+            deployment_name(service, lane),
+            conn.namespace
+        );
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let found = api.get_opt(lane.as_str()).await.map_err(|e| {
+                api_error(conn, &format!("reading Lane {}/{lane}", conn.namespace), e)
+            })?;
+            let Some(found) = found else {
+                return Err(BackendError::not_found(format!(
+                    "Lane {}/{lane} was deleted while its deploy waited for the route",
+                    conn.namespace
+                )));
+            };
+            if let Some(route) = own_route(&found, service, generation) {
+                stage(
+                    progress,
+                    service,
+                    Stage::Route,
+                    format!(
+                        "routed: lane `{lane}` requests for {service} go to subset {} of {} \
+                         (the operator's VirtualService and DestinationRule in {})",
+                        route.subset,
+                        route.host,
+                        service.app()
+                    ),
+                );
+                return Ok(());
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    return Err(BackendError::new(
+                        ErrorCode::Cancelled,
+                        format!("stopped waiting for the route; {live}"),
+                    ));
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(BackendError::unavailable(format!(
+                        "the lane operator did not route lane `{lane}` for {service} within {}s \
+                         ({}); requests with lane `{lane}` still fall back along its parent chain \
+                         to baseline; {live}",
+                        timeout.as_secs(),
+                        describe_conditions(&found, generation)
+                    ))
+                    .with_help(OPERATOR_HELP));
+                }
+                _ = tokio::time::sleep(ROLLOUT_POLL) => {}
+            }
+        }
+    }
+
+    /// What the operator last said about Lane `lane`, for an error message.
+    async fn lane_conditions(&self, lane: &LaneId) -> Result<String> {
+        Ok(match self.get_lane(lane).await? {
+            Some(l) => describe_conditions(&l, l.metadata.generation),
+            None => "the Lane is gone".to_owned(),
+        })
+    }
+}
+
+/// Where to look when the operator does not act.
+const OPERATOR_HELP: &str = "is `lane operator` running and watching this namespace? \
+     kubectl -n lane-system logs deploy/lane-operator; kubectl get lane <id> -o yaml shows its \
+     conditions";
+
+/// The route the Lane's status gives its own requests for `service` to its own subset, once
+/// the operator has seen `generation` of the Lane (or a later one).
+fn own_route<'a>(
+    lane: &'a Lane,
+    service: &ServiceId,
+    generation: Option<i64>,
+) -> Option<&'a crate::crd::LaneRoute> {
+    let status = lane.status.as_ref()?;
+    if status.observed_generation < generation {
+        return None;
+    }
+    let id = lane_name(lane);
+    status
+        .routes
+        .iter()
+        .find(|r| r.service == service.as_str() && r.lane == id)
+}
+
+/// The Lane's conditions as `Type=Status (Reason): message; …`, or why there are none.
+fn describe_conditions(lane: &Lane, generation: Option<i64>) -> String {
+    let Some(status) = lane.status.as_ref() else {
+        return "the Lane has no status: no operator has seen it".to_owned();
+    };
+    let mut out = Vec::new();
+    if status.observed_generation < generation {
+        out.push(format!(
+            "the operator last saw generation {} of the Lane, not {}",
+            status
+                .observed_generation
+                .map_or_else(|| "none".to_owned(), |g| g.to_string()),
+            generation.map_or_else(|| "?".to_owned(), |g| g.to_string())
+        ));
+    }
+    let conditions: Vec<String> = status
+        .conditions
+        .iter()
+        .map(|c| {
+            let mut text = format!("{}={} ({})", c.type_, c.status, c.reason);
+            if !c.message.is_empty() {
+                text.push_str(": ");
+                text.push_str(&c.message);
+            }
+            text
+        })
+        .collect();
+    if conditions.is_empty() {
+        out.push("the Lane has no conditions".to_owned());
+    } else {
+        out.push(format!("Lane conditions: {}", conditions.join("; ")));
+    }
+    out.join("; ")
+}
+
+/// The Deployment runs `image` and the Deployment controller has rolled its current spec out to
+/// every replica (`status.observedGeneration` caught up, `updatedReplicas` and `readyReplicas`
+/// at `spec.replicas`): not the previous version still ready while the new one starts.
+fn rolled_out(d: &Deployment, image: &str) -> bool {
+    let runs = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .is_some_and(|p| {
+            p.containers
+                .iter()
+                .any(|c| c.image.as_deref() == Some(image))
+        });
+    let (ready, want) = ready_counts(d);
+    let status = d.status.as_ref();
+    let observed = status.and_then(|s| s.observed_generation);
+    let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
+    runs && observed >= d.metadata.generation && updated >= want && ready >= want
 }
 
 #[async_trait]
@@ -1007,26 +1182,30 @@ impl Backend for KubernetesBackend {
                 conn.namespace, version.version
             ),
         );
-        stage(
-            &progress,
-            &service,
-            Stage::Route,
-            format!(
-                "the operator routes lane `{lane_id}` requests for {service} to it (VirtualService \
-                 and DestinationRule in {})",
-                service.app()
-            ),
-        );
         let (deployment, state) = self
             .follow_rollout(
                 &service,
                 &lane_id,
-                &version.version,
+                &LaneService {
+                    image: image.clone(),
+                    version: version.version.clone(),
+                    ..LaneService::default()
+                },
                 req.manifest.health_timeout,
                 &progress,
                 &cancel,
             )
             .await?;
+        // Ready is not yet reached: the operator adds the route in its pass after readiness.
+        self.follow_route(
+            &service,
+            &lane_id,
+            applied.metadata.generation,
+            req.manifest.health_timeout,
+            &progress,
+            &cancel,
+        )
+        .await?;
         let pv = applied
             .spec
             .services
@@ -1147,16 +1326,27 @@ impl Backend for KubernetesBackend {
         // Health changes too: the lane and baseline Deployments of the Lanes' namespace, watched
         // from the same revision (one etcd); without them (not allowed, too old) Lanes only.
         let deployments: Api<Deployment> = Api::namespaced(conn.client.clone(), &conn.namespace);
-        let lanes = lanes.map(|e| is_change(&e));
-        let mut events = match deployments
+        let mut streams = vec![lanes.map(|e| is_change(&e)).boxed()];
+        if let Ok(d) = deployments
             .watch(&params.clone().labels(LANE_LABEL), since.as_str())
             .await
         {
-            Ok(d) => {
-                futures::stream::select(lanes.boxed(), d.map(|e| is_change(&e)).boxed()).boxed()
-            }
-            Err(_) => lanes.boxed(),
+            streams.push(d.map(|e| is_change(&e)).boxed());
+        }
+        // Baseline drift too: the LaneEnvironments of the namespaces `status` reads them from
+        // (the Lanes' and their services'), from the same revision; a namespace whose
+        // LaneEnvironments cannot be watched (no CRD, not allowed, too old) is left out.
+        let namespaces = match api.list(&ListParams::default()).await {
+            Ok(list) => Self::namespaces_of(conn, &list.items),
+            Err(_) => BTreeSet::from([conn.namespace.clone()]),
         };
+        for ns in &namespaces {
+            let envs: Api<LaneEnvironment> = Api::namespaced(conn.client.clone(), ns);
+            if let Ok(e) = envs.watch(&params, since.as_str()).await {
+                streams.push(e.map(|e| is_change(&e)).boxed());
+            }
+        }
+        let mut events = futures::stream::select_all(streams);
         let changed = tokio::time::timeout(timeout, async {
             while let Some(changed) = events.next().await {
                 if changed {
@@ -1409,15 +1599,15 @@ fn now() -> UnixSecs {
 }
 
 /// How far a kubernetes deploy is when `stage` starts. Its stages come in another order than the
-/// local backend's (the Lane is registered and routed before the operator starts the version), so
-/// the percentages are its own and keep rising, as LSP progress wants.
+/// local backend's (the Lane is registered before the operator starts the version, and routed
+/// after it is ready), so the percentages are its own and keep rising, as LSP progress wants.
 pub fn stage_percent(stage: Stage) -> u8 {
     match stage {
         Stage::Build => 0,
         Stage::Register => 60,
-        Stage::Route => 70,
-        Stage::Start => 80,
-        Stage::Health => 90,
+        Stage::Start => 70,
+        Stage::Health => 85,
+        Stage::Route => 95,
     }
 }
 
@@ -1578,6 +1768,88 @@ mod tests {
         assert_eq!(s.baseline.len(), 1);
         assert_eq!(s.baseline[0].service.as_str(), "shop.cart");
         assert_eq!(s.baseline[0].state, InstanceState::Healthy);
+    }
+
+    #[test]
+    fn rolled_out_needs_the_image_on_every_replica_of_the_current_generation() {
+        let d = |generation: i64, image: &str, status: serde_json::Value| -> Deployment {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"namespace": "shop", "name": "cart-lane-feat",
+                             "generation": generation},
+                "spec": {"replicas": 2, "selector": {}, "template": {"spec": {"containers": [
+                    {"name": "sidecar", "image": "proxy:1"}, {"name": "cart", "image": image}]}}},
+                "status": status
+            }))
+            .unwrap()
+        };
+        let done = serde_json::json!({"observedGeneration": 3, "updatedReplicas": 2,
+                                      "readyReplicas": 2});
+        assert!(rolled_out(&d(3, "cart:2", done.clone()), "cart:2"));
+        // The old image still ready; the controller behind the spec; replicas not updated yet.
+        assert!(!rolled_out(&d(3, "cart:1", done.clone()), "cart:2"));
+        assert!(!rolled_out(&d(4, "cart:2", done), "cart:2"));
+        let old_pods = serde_json::json!({"observedGeneration": 3, "updatedReplicas": 1,
+                                          "readyReplicas": 2});
+        assert!(!rolled_out(&d(3, "cart:2", old_pods), "cart:2"));
+        assert!(!rolled_out(
+            &d(3, "cart:2", serde_json::json!({})),
+            "cart:2"
+        ));
+    }
+
+    #[test]
+    fn the_own_route_needs_the_generation_and_this_lanes_subset() {
+        let service: ServiceId = "shop.cart".parse().unwrap();
+        let mut l = lane("feat", Some("team"), &[("shop.cart", "feat@0123abcd")]);
+        l.metadata.generation = Some(5);
+        assert!(own_route(&l, &service, Some(5)).is_none(), "no status");
+        assert_eq!(
+            describe_conditions(&l, Some(5)),
+            "the Lane has no status: no operator has seen it"
+        );
+        let route = |lane: &str| crate::crd::LaneRoute {
+            service: "shop.cart".into(),
+            host: "cart.shop.svc.cluster.local".into(),
+            lane: lane.into(),
+            subset: format!("lane-{lane}"),
+        };
+        // Still routed to the parent: the lane's own version is not routed yet.
+        l.status = Some(crate::crd::LaneStatus {
+            routes: vec![route("team")],
+            observed_generation: Some(5),
+            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "Routed".into(),
+                status: "False".into(),
+                reason: "WaitingForReady".into(),
+                message: "not routed: shop.cart".into(),
+                last_transition_time: time_at(1).unwrap(),
+                observed_generation: Some(5),
+            }],
+            ..Default::default()
+        });
+        assert!(own_route(&l, &service, Some(5)).is_none());
+        assert_eq!(
+            describe_conditions(&l, Some(5)),
+            "Lane conditions: Routed=False (WaitingForReady): not routed: shop.cart"
+        );
+        // Routed, but as of an older generation (the previous version's route).
+        let status = l.status.as_mut().unwrap();
+        status.routes = vec![route("feat")];
+        status.observed_generation = Some(4);
+        assert!(own_route(&l, &service, Some(5)).is_none());
+        assert!(
+            describe_conditions(&l, Some(5))
+                .starts_with("the operator last saw generation 4 of the Lane, not 5; "),
+            "{}",
+            describe_conditions(&l, Some(5))
+        );
+        l.status.as_mut().unwrap().observed_generation = Some(6);
+        assert_eq!(
+            own_route(&l, &service, Some(5)).map(|r| r.subset.as_str()),
+            Some("lane-feat")
+        );
+        let other: ServiceId = "shop.pay".parse().unwrap();
+        assert!(own_route(&l, &other, Some(5)).is_none());
     }
 
     #[test]
