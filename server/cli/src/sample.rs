@@ -1,7 +1,9 @@
 //! The sample service behind `lane demo` and the end-to-end tests.
 //!
 //! One tiny HTTP/1.1 server per proc (`a`, `b`, `c`, …). `GET /healthz` answers 200; `GET /slow/<ms>` answers
-//! like any other request, but that many milliseconds later (for tests of requests in flight). Any other
+//! like any other request, but that many milliseconds later (for tests of requests in flight); `GET /version`
+//! answers the version the process runs, as the agent gave it (`LANE_BRANCH`, `LANE_COMMIT`,
+//! `LANE_VERSION`), in one JSON object, so a test can tell which commit serves. Any other
 //! request is answered with one line naming this proc and the lane header it received; when the
 //! proc has a next hop it first calls that hop through the router (`Host: <next>.<app>.localhost`),
 //! forwarding the lane header and `baggage` the way a well-behaved app does (`docs/contracts.md`:
@@ -219,6 +221,21 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     resp
 }
 
+/// The body of `GET /version`: this proc and the version the agent started it as, read with `var`
+/// (the process environment); a variable that is not set is `null`.
+fn version_json(args: &SampleArgs, var: impl Fn(&str) -> Option<String>) -> String {
+    let mut v = serde_json::json!({ "app": args.app, "proc": args.name });
+    for (key, name) in [
+        ("branch", "LANE_BRANCH"),
+        ("commit", "LANE_COMMIT"),
+        ("version", "LANE_VERSION"),
+        ("instance", "LANE_INSTANCE"),
+    ] {
+        v[key] = var(name).into();
+    }
+    format!("{v}\n")
+}
+
 /// The values of `name`, joined for display.
 fn shown(headers: &http::HeaderMap, name: &HeaderName) -> String {
     let values: Vec<&str> = headers
@@ -237,6 +254,17 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let args = &state.args;
     if req.uri().path() == "/healthz" {
         return text(StatusCode::OK, "ok\n".into());
+    }
+    if req.uri().path() == "/version" {
+        let mut resp = text(
+            StatusCode::OK,
+            version_json(args, |k| std::env::var(k).ok()),
+        );
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return resp;
     }
     if let Some(word) = req.uri().path().strip_prefix("/data/") {
         return match data::touch(word).await {
@@ -501,6 +529,25 @@ mod tests {
             .unwrap();
         assert_eq!(parts.status, StatusCode::OK);
         c.stop().await;
+    }
+
+    #[test]
+    fn version_reports_what_the_agent_gave() {
+        let args = SampleArgs {
+            name: "b".into(),
+            ..SampleArgs::default()
+        };
+        let body = version_json(&args, |k| match k {
+            "LANE_COMMIT" => Some("0123abc".into()),
+            "LANE_BRANCH" => Some("origin/main".into()),
+            _ => None,
+        });
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"app": "demo", "proc": "b", "branch": "origin/main",
+                "commit": "0123abc", "version": null, "instance": null})
+        );
     }
 
     #[tokio::test]
