@@ -5,6 +5,8 @@
 //!   rows (a per-table row limit and a total byte quota, both respected exactly).
 //! - [`redis`]: a database index per lane from a pool, claimed atomically on the server so two
 //!   lanes never hold the same index, even when they ask at the same instant.
+//! - [`redis_copy`]: baseline's keys matching patterns, copied into a lane's new database within a
+//!   key count and a byte quota.
 //! - [`kafka`]: the lane's topics `<topic>.lane-<id>`, with baseline's partitions and configs.
 //! - [`teardown`]: the plan of what deleting a lane drops, checked by a guard that refuses any
 //!   name that is not the lane's own; the plan can be printed without running it.
@@ -16,6 +18,7 @@ pub mod error;
 pub mod kafka;
 pub mod mysql;
 pub mod redis;
+pub mod redis_copy;
 pub mod teardown;
 pub mod transfer;
 

@@ -157,6 +157,7 @@ pub fn check(lane: &LaneId, specs: &[DataSpec], action: &Action) -> Result<()> {
                 DataOptions::Redis {
                     index: base,
                     mode: RedisMode::Database { first, last },
+                    ..
                 } if index != base && (first..=last).contains(&index) => Ok(()),
                 _ => Err(DataError::Guard(format!(
                     "Redis database {index} is not in binding `{binding}`'s pool, or is baseline's"
@@ -210,7 +211,7 @@ pub fn plan(lane: &LaneId, specs: &[DataSpec], records: &[DataBinding]) -> Resul
                 database: mysql_database(&s.name, database, lane)
                     .map_err(|e| DataError::Invalid(e.to_string()))?,
             }),
-            DataOptions::Redis { mode, index } => match mode {
+            DataOptions::Redis { mode, index, .. } => match mode {
                 RedisMode::Database { .. } => {
                     if let Some(r) = records
                         .iter()

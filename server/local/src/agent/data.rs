@@ -4,7 +4,8 @@
 //! rewritten addresses (`lane_api::data_env`). The data of lanes that are gone (`lane rm`, expiry,
 //! gc, a deploy undone that had created its lane) is torn down by [`Agent::sweep_data`], guarded
 //! so that nothing but the lane's own names is ever dropped. Kafka bindings get the lane's topics
-//! `<topic>.lane-<id>` (baseline's partitions and configs). Apollo clusters are not provisioned
+//! `<topic>.lane-<id>` (baseline's partitions and configs). A Redis binding with `copy` gets
+//! baseline's matching keys (within its quota) in the database the lane first claims. Apollo clusters are not provisioned
 //! yet (their names are rewritten only).
 
 use lane_core::LaneId;
@@ -13,6 +14,7 @@ use lane_core::lane::DataBinding;
 use lane_data::kafka::Kafka;
 use lane_data::mysql::Mysql;
 use lane_data::redis::Redis;
+use lane_data::redis_copy::copy_keys;
 use lane_data::{DataError, teardown};
 
 use super::Agent;
@@ -56,10 +58,18 @@ impl Agent {
             DataOptions::Redis {
                 index,
                 mode: RedisMode::Database { first, last },
+                copy,
             } => {
                 let mut r = Redis::connect(&spec.address).await.map_err(err)?;
-                let got = r.allocate(lane, *first, *last, *index).await.map_err(err)?;
+                let (got, fresh) = r.claim(lane, *first, *last, *index).await.map_err(err)?;
                 tracing::info!(%lane, binding = %spec.name, index = got, "lane Redis database ready");
+                // Baseline's keys are copied once, into the database the lane has just claimed.
+                if let (Some(copy), true) = (copy, fresh) {
+                    let c = copy_keys(&spec.address, *index, lane, got, copy)
+                        .await
+                        .map_err(err)?;
+                    tracing::info!(%lane, binding = %spec.name, index = got, matched = c.matched, keys = c.keys, bytes = c.bytes, stopped = ?c.stopped, "baseline keys copied into the lane's Redis database");
+                }
                 got.to_string()
             }
             DataOptions::Kafka { topics, .. } => {
