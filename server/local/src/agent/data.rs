@@ -64,10 +64,18 @@ impl Agent {
                 let (got, fresh) = r.claim(lane, *first, *last, *index).await.map_err(err)?;
                 tracing::info!(%lane, binding = %spec.name, index = got, "lane Redis database ready");
                 // Baseline's keys are copied once, into the database the lane has just claimed.
+                // A copy that fails gives the database back (flushed, claim and all), so the next
+                // deploy claims one afresh and copies again.
                 if let (Some(copy), true) = (copy, fresh) {
-                    let c = copy_keys(&spec.address, *index, lane, got, copy)
-                        .await
-                        .map_err(err)?;
+                    let c = match copy_keys(&spec.address, *index, lane, got, copy).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            if let Err(re) = r.release(lane, got).await {
+                                tracing::warn!(%lane, binding = %spec.name, index = got, error = %re, "could not give back the Redis database of a failed copy");
+                            }
+                            return Err(err(e));
+                        }
+                    };
                     tracing::info!(%lane, binding = %spec.name, index = got, matched = c.matched, keys = c.keys, bytes = c.bytes, stopped = ?c.stopped, "baseline keys copied into the lane's Redis database");
                 }
                 got.to_string()
