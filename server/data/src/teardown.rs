@@ -8,12 +8,14 @@ use std::fmt;
 
 use lane_core::LaneId;
 use lane_core::data::{
-    DataOptions, DataSpec, RedisMode, mysql_database, redact, redis_prefix, rewrite_topic,
+    DataOptions, DataSpec, RedisMode, mysql_database, redact, redis_prefix, rewrite_group,
+    rewrite_topic,
 };
 use lane_core::lane::{DataBinding, DataKind};
 use serde::Serialize;
 
 use crate::error::{DataError, Result};
+use crate::kafka::wire::groups::check_group_delete;
 use crate::kafka::{Kafka, check_topic_delete};
 use crate::mysql::Mysql;
 use crate::redis::Redis;
@@ -50,6 +52,13 @@ pub enum Action {
         baseline: String,
         topic: String,
     },
+    /// Delete the lane's consumer group `<group>.lane-<id>`.
+    DeleteGroup {
+        binding: String,
+        server: String,
+        baseline: String,
+        group: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -81,6 +90,15 @@ impl fmt::Display for Action {
                 topic,
                 ..
             } => write!(f, "{binding}: delete Kafka topic `{topic}` on {server}"),
+            Action::DeleteGroup {
+                binding,
+                server,
+                group,
+                ..
+            } => write!(
+                f,
+                "{binding}: delete Kafka consumer group `{group}` on {server}"
+            ),
         }
     }
 }
@@ -193,6 +211,23 @@ pub fn check(lane: &LaneId, specs: &[DataSpec], action: &Action) -> Result<()> {
             }
             check_topic_delete(baseline, lane, topic)
         }
+        Action::DeleteGroup {
+            binding,
+            baseline,
+            group,
+            ..
+        } => {
+            let s = spec(binding)?;
+            match &s.options {
+                DataOptions::Kafka { groups, .. } if groups.values().any(|g| g == baseline) => {}
+                _ => {
+                    return Err(DataError::Guard(format!(
+                        "binding `{binding}` is not a Kafka binding of consumer group `{baseline}`"
+                    )));
+                }
+            }
+            check_group_delete(baseline, lane, group)
+        }
     }
 }
 
@@ -237,7 +272,7 @@ pub fn plan(lane: &LaneId, specs: &[DataSpec], records: &[DataBinding]) -> Resul
                     prefix: redis_prefix(lane),
                 }),
             },
-            DataOptions::Kafka { topics, .. } => {
+            DataOptions::Kafka { topics, groups } => {
                 let mut baselines: Vec<&String> = topics.values().collect();
                 baselines.sort();
                 baselines.dedup();
@@ -247,6 +282,17 @@ pub fn plan(lane: &LaneId, specs: &[DataSpec], records: &[DataBinding]) -> Resul
                         server: server.clone(),
                         baseline: t.clone(),
                         topic: rewrite_topic(t, lane),
+                    });
+                }
+                let mut baselines: Vec<&String> = groups.values().collect();
+                baselines.sort();
+                baselines.dedup();
+                for g in baselines {
+                    actions.push(Action::DeleteGroup {
+                        binding: s.name.clone(),
+                        server: server.clone(),
+                        baseline: g.clone(),
+                        group: rewrite_group(g, lane),
                     });
                 }
             }
@@ -337,6 +383,15 @@ pub async fn execute(plan: &Plan, specs: &[DataSpec]) -> Result<Vec<Done>> {
                 let mut k = Kafka::connect(&url(binding)).await?;
                 k.delete_lane_topic(baseline, &plan.lane, topic).await?
             }
+            Action::DeleteGroup {
+                binding,
+                baseline,
+                group,
+                ..
+            } => {
+                let mut k = Kafka::connect(&url(binding)).await?;
+                k.delete_lane_group(baseline, &plan.lane, group).await?
+            }
         };
         done.push(Done {
             action: action.clone(),
@@ -373,6 +428,7 @@ kind = "kafka"
 url = "kafka://k:9092"
 env = "K"
 topics = { T = "t" }
+groups = { G = "cart" }
 "#,
         )
         .unwrap()
@@ -392,6 +448,7 @@ topics = { T = "t" }
             p.to_string(),
             "cache: flush Redis database 3 on redis://r/1\n\
              events: delete Kafka topic `t.lane-feat-a` on kafka://k:9092\n\
+             events: delete Kafka consumer group `cart.lane-feat-a` on kafka://k:9092\n\
              orders: drop MySQL database `orders__lane_feat_a` on mysql://u:***@db/orders\n"
         );
     }
@@ -463,6 +520,27 @@ topics = { T = "t" }
                     Err(DataError::Guard(_))
                 ),
                 "{b} {base} {t}"
+            );
+        }
+        let group = |binding: &str, baseline: &str, g: &str| Action::DeleteGroup {
+            binding: binding.into(),
+            server: String::new(),
+            baseline: baseline.into(),
+            group: g.into(),
+        };
+        assert!(check(&lane, &specs, &group("events", "cart", "cart.lane-feat-a")).is_ok());
+        for (b, base, g) in [
+            ("events", "cart", "cart"),
+            ("events", "cart", "cart.lane-feat-b"),
+            ("events", "other", "other.lane-feat-a"),
+            ("orders", "cart", "cart.lane-feat-a"),
+        ] {
+            assert!(
+                matches!(
+                    check(&lane, &specs, &group(b, base, g)),
+                    Err(DataError::Guard(_))
+                ),
+                "{b} {base} {g}"
             );
         }
     }
