@@ -157,9 +157,9 @@ impl Kafka {
     }
 
     /// Deletes lane `lane`'s consumer group `group` (the lane's copy of baseline group
-    /// `baseline`), after the guard; `false` when it did not exist. A group with consumers still
-    /// in it is an error (stop the lane's processes first; the teardown of a removed lane runs
-    /// after they are stopped).
+    /// `baseline`), after the guard; `false` when it did not exist. A group with members is an
+    /// error (the teardown of a removed lane runs after its processes are stopped, but a consumer
+    /// killed without leaving stays a member until its session times out).
     pub async fn delete_lane_group(
         &mut self,
         baseline: &str,
@@ -190,8 +190,9 @@ impl Kafka {
                 }
                 NON_EMPTY_GROUP => {
                     return Err(DataError::Invalid(format!(
-                        "consumer group `{group}` on {} still has consumers; stop the lane's \
-                         processes and try again",
+                        "consumer group `{group}` on {} still has members (a consumer stopped \
+                         without leaving stays one until its session times out, \
+                         `session.timeout.ms`); try again later (`lane gc`)",
                         self.address
                     )));
                 }
