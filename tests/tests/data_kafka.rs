@@ -232,7 +232,11 @@ fn a_lane_process_writes_only_its_own_database_redis_and_topic() {
         [b"lanewrite".to_vec(), b"second".to_vec()]
     );
 
-    // `lane data ls` and the dry run name the lane's topic.
+    // A consumer of the lane commits an offset in the lane's group.
+    rt.block_on(k.commit_group_offset("cart.lane-feat-k", &lane_topic, 0, 2))
+        .unwrap();
+
+    // `lane data ls` and the dry run name the lane's topic and group.
     let ls = env.ok_in(&repo, &["data", "ls", "--json"]).json();
     let row = ls
         .as_array()
@@ -247,6 +251,7 @@ fn a_lane_process_writes_only_its_own_database_redis_and_topic() {
     let plan = env.ok_in(&repo, &["rm", "feat-k", "--dry-run"]).stdout;
     assert!(
         plan.contains(&format!("stream: delete Kafka topic `{lane_topic}`"))
+            && plan.contains("stream: delete Kafka consumer group `cart.lane-feat-k`")
             && plan.contains("nothing was removed"),
         "{plan}"
     );
@@ -254,6 +259,12 @@ fn a_lane_process_writes_only_its_own_database_redis_and_topic() {
 
     env.ok(&["rm", "feat-k"]);
     assert!(!rt.block_on(k.topic_exists(&lane_topic)).unwrap());
+    let feat_k: lane_core::LaneId = "feat-k".parse().unwrap();
+    assert!(
+        !rt.block_on(k.delete_lane_group("cart", &feat_k, "cart.lane-feat-k"))
+            .unwrap(),
+        "the lane's consumer group went with it"
+    );
     assert!(!rt.block_on(m.database_exists(&lane_db)).unwrap());
     assert!(rt.block_on(k.topic_exists(&topic)).unwrap());
     assert_eq!(rt.block_on(k.end_offsets(&topic)).unwrap(), offsets_before);

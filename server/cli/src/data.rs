@@ -37,8 +37,17 @@ fn quota(spec: &DataSpec) -> Option<String> {
         DataOptions::Mysql { sample: None, .. } => Some("schema only".into()),
         DataOptions::Redis {
             mode: RedisMode::Database { first, last },
+            copy,
             ..
-        } => Some(format!("pool {first}..={last}")),
+        } => Some(match copy {
+            None => format!("pool {first}..={last}"),
+            Some(c) => format!(
+                "pool {first}..={last}, copy {} ({} keys, {} bytes)",
+                c.patterns.join(" "),
+                c.keys,
+                c.bytes
+            ),
+        }),
         _ => None,
     }
 }

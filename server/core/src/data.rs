@@ -200,6 +200,18 @@ pub struct Sample {
     pub bytes: u64,
 }
 
+/// Which baseline keys a Redis binding copies into a lane's database when the lane first gets one
+/// (`copy = { patterns = ["session:*"], keys = 1000, bytes = "10MiB" }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedisCopy {
+    /// Glob patterns as Redis's `SCAN ... MATCH` takes them; a key matching any is copied.
+    pub patterns: Vec<String>,
+    /// At most this many keys in total.
+    pub keys: u64,
+    /// At most this many bytes in total: each key's name plus its `DUMP` serialization.
+    pub bytes: u64,
+}
+
 /// The kind-specific part of a binding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -211,7 +223,13 @@ pub enum DataOptions {
         sample: Option<Sample>,
     },
     /// The address's path is the baseline database index (0 when absent).
-    Redis { index: u32, mode: RedisMode },
+    Redis {
+        index: u32,
+        mode: RedisMode,
+        /// Baseline keys copied into the lane's database when the lane first gets it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        copy: Option<RedisCopy>,
+    },
     /// Topics: environment variable → baseline topic; consumer groups: variable → group.
     Kafka {
         topics: BTreeMap<String, String>,
@@ -668,6 +686,7 @@ mod tests {
             options: DataOptions::Redis {
                 index: 1,
                 mode: RedisMode::Database { first: 2, last: 9 },
+                copy: None,
             },
         };
         let apollo = DataSpec {
@@ -745,6 +764,7 @@ mod tests {
                 options: DataOptions::Redis {
                     index: 1,
                     mode: RedisMode::Database { first: 2, last: 15 },
+                    copy: None,
                 },
             },
             DataSpec {

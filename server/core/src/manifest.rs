@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::data::{self, DataOptions, DataSpec, RedisMode, Sample};
+use crate::data::{self, DataOptions, DataSpec, RedisCopy, RedisMode, Sample};
 use crate::duration::parse_duration;
 use crate::id::ServiceId;
 
@@ -236,6 +236,8 @@ struct RawData {
     pool: Option<Spanned<Vec<i64>>>,
     #[serde(default)]
     prefix_env: Option<Spanned<String>>,
+    #[serde(default)]
+    copy: Option<Spanned<RawCopy>>,
     // kafka
     #[serde(default)]
     topics: BTreeMap<Spanned<String>, Spanned<String>>,
@@ -262,6 +264,14 @@ struct RawData {
 #[serde(deny_unknown_fields)]
 struct RawSample {
     rows: Spanned<i64>,
+    bytes: Spanned<RawSize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCopy {
+    patterns: Spanned<Vec<Spanned<String>>>,
+    keys: Spanned<i64>,
     bytes: Spanned<RawSize>,
 }
 
@@ -301,6 +311,14 @@ fn data_spec(
         )),
         None => Ok(()),
     };
+    let size = |raw: &Spanned<RawSize>, field: &str| match raw.get_ref() {
+        RawSize::Int(b) => {
+            u64::try_from(*b).map_err(|_| at(raw.span(), format!("{field}: `{b}` is negative")))
+        }
+        RawSize::Text(t) => {
+            data::parse_size(t).map_err(|e| at(raw.span(), format!("{field}: {e}")))
+        }
+    };
     let first_key =
         |m: &BTreeMap<Spanned<String>, Spanned<String>>| m.keys().next().map(|k| k.span());
     let want_scheme = |schemes: &[&str]| {
@@ -326,6 +344,7 @@ fn data_spec(
     if kind != "redis" {
         only("pool", raw_ref.pool.as_ref().map(|s| s.span()))?;
         only("prefix_env", raw_ref.prefix_env.as_ref().map(|s| s.span()))?;
+        only("copy", raw_ref.copy.as_ref().map(|s| s.span()))?;
     }
     if kind != "kafka" {
         only("topics", first_key(&raw_ref.topics))?;
@@ -362,13 +381,7 @@ fn data_spec(
                             ),
                         ));
                     }
-                    let bytes = match s.bytes.get_ref() {
-                        RawSize::Int(b) => u64::try_from(*b).map_err(|_| {
-                            at(s.bytes.span(), format!("sample.bytes: `{b}` is negative"))
-                        })?,
-                        RawSize::Text(t) => data::parse_size(t)
-                            .map_err(|e| at(s.bytes.span(), format!("sample.bytes: {e}")))?,
-                    };
+                    let bytes = size(&s.bytes, "sample.bytes")?;
                     if bytes == 0 {
                         return Err(at(
                             s.bytes.span(),
@@ -444,7 +457,68 @@ fn data_spec(
                     RedisMode::Database { first, last }
                 }
             };
-            DataOptions::Redis { index, mode }
+            let copy = match &raw_ref.copy {
+                None => None,
+                Some(c) => {
+                    if matches!(mode, RedisMode::Prefix { .. }) {
+                        return Err(at(
+                            c.span(),
+                            "`copy` needs a database per lane (`pool`); in key-prefix mode the \
+                             lane shares baseline's database"
+                                .into(),
+                        ));
+                    }
+                    let c = c.get_ref();
+                    if c.patterns.get_ref().is_empty() {
+                        return Err(at(
+                            c.patterns.span(),
+                            "copy.patterns is empty; give the key patterns to copy (e.g. \
+                             `[\"session:*\"]`), or leave `copy` out"
+                                .into(),
+                        ));
+                    }
+                    let mut patterns = Vec::new();
+                    for p in c.patterns.get_ref() {
+                        let text = p.get_ref();
+                        if text.is_empty() || text.chars().any(char::is_control) {
+                            return Err(at(
+                                p.span(),
+                                format!(
+                                    "copy.patterns: `{}` is not a key pattern (empty, or with \
+                                     control characters)",
+                                    text.escape_default()
+                                ),
+                            ));
+                        }
+                        patterns.push(text.clone());
+                    }
+                    let keys = *c.keys.get_ref();
+                    if keys <= 0 {
+                        return Err(at(
+                            c.keys.span(),
+                            format!(
+                                "copy.keys must be at least 1 (it is {keys}); leave `copy` out \
+                                 to copy no keys"
+                            ),
+                        ));
+                    }
+                    let bytes = size(&c.bytes, "copy.bytes")?;
+                    if bytes == 0 {
+                        return Err(at(
+                            c.bytes.span(),
+                            "copy.bytes is a quota of zero; give the most bytes of keys to copy \
+                             (e.g. `10MiB`), or leave `copy` out"
+                                .into(),
+                        ));
+                    }
+                    Some(RedisCopy {
+                        patterns,
+                        keys: keys as u64,
+                        bytes,
+                    })
+                }
+            };
+            DataOptions::Redis { index, mode, copy }
         }
         "kafka" => {
             want_scheme(&["kafka"])?;
@@ -1275,7 +1349,8 @@ app = "cart"
             by("cache").options,
             DataOptions::Redis {
                 index: 1,
-                mode: RedisMode::Database { first: 2, last: 15 }
+                mode: RedisMode::Database { first: 2, last: 15 },
+                copy: None,
             }
         );
         assert_eq!(
@@ -1284,7 +1359,8 @@ app = "cart"
                 index: 0,
                 mode: RedisMode::Prefix {
                     prefix_env: "SESSIONS_PREFIX".into()
-                }
+                },
+                copy: None,
             }
         );
         assert_eq!(
@@ -1450,6 +1526,76 @@ app = "cart"
             (
                 d("[data.a]\nkind = \"mysql\"\nurl = \"mysql://h/a\"\nenv = \"E\"\ncolour = 1\n"),
                 "svc/lane.toml:9:1: unknown field `colour`",
+            ),
+        ];
+        for (src, want) in cases {
+            let err = parse(&src).unwrap_err().to_string();
+            assert!(err.starts_with(want), "want {want:?}\n got {err:?}");
+        }
+    }
+
+    #[test]
+    fn redis_copy_option() {
+        let m = parse(&format!(
+            "{HEAD}[data.c]\nkind = \"redis\"\nurl = \"redis://h\"\nenv = \"E\"\n\
+             copy = {{ patterns = [\"session:*\", \"feature:*\"], keys = 500, bytes = \"1MiB\" }}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            m.data[0].options,
+            DataOptions::Redis {
+                index: 0,
+                mode: RedisMode::Database { first: 1, last: 15 },
+                copy: Some(RedisCopy {
+                    patterns: vec!["session:*".into(), "feature:*".into()],
+                    keys: 500,
+                    bytes: 1 << 20,
+                }),
+            }
+        );
+        let d = |copy: &str, extra: &str| {
+            format!(
+                "{HEAD}[data.c]\nkind = \"redis\"\nurl = \"redis://h\"\nenv = \"E\"\n{extra}copy = {copy}\n"
+            )
+        };
+        let cases = [
+            (
+                d("{ patterns = [\"a*\"], keys = 10, bytes = 0 }", ""),
+                "svc/lane.toml:9:48: data.c: copy.bytes is a quota of zero",
+            ),
+            (
+                d("{ patterns = [\"a*\"], keys = 0, bytes = 10 }", ""),
+                "svc/lane.toml:9:36: data.c: copy.keys must be at least 1 (it is 0)",
+            ),
+            (
+                d("{ patterns = [], keys = 1, bytes = 10 }", ""),
+                "svc/lane.toml:9:21: data.c: copy.patterns is empty",
+            ),
+            (
+                d("{ patterns = [\"\"], keys = 1, bytes = 10 }", ""),
+                "svc/lane.toml:9:22: data.c: copy.patterns: `` is not a key pattern",
+            ),
+            (
+                d("{ patterns = [\"a*\"], keys = 1, bytes = \"3 cups\" }", ""),
+                "svc/lane.toml:9:47: data.c: copy.bytes:",
+            ),
+            (
+                d("{ patterns = [\"a*\"], keys = 1 }", ""),
+                "svc/lane.toml:9:8: missing field `bytes`",
+            ),
+            (
+                d(
+                    "{ patterns = [\"a*\"], keys = 1, bytes = 10 }",
+                    "prefix_env = \"P\"\n",
+                ),
+                "svc/lane.toml:10:8: data.c: `copy` needs a database per lane (`pool`)",
+            ),
+            (
+                format!(
+                    "{HEAD}[data.o]\nkind = \"mysql\"\nurl = \"mysql://h/o\"\nenv = \"E\"\n\
+                     copy = {{ patterns = [\"a\"], keys = 1, bytes = 1 }}\n"
+                ),
+                "svc/lane.toml:9:8: data.o: `copy` does not apply to a mysql binding",
             ),
         ];
         for (src, want) in cases {

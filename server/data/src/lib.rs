@@ -5,6 +5,8 @@
 //!   rows (a per-table row limit and a total byte quota, both respected exactly).
 //! - [`redis`]: a database index per lane from a pool, claimed atomically on the server so two
 //!   lanes never hold the same index, even when they ask at the same instant.
+//! - [`redis_copy`]: baseline's keys matching patterns, copied into a lane's new database within a
+//!   key count and a byte quota.
 //! - [`kafka`]: the lane's topics `<topic>.lane-<id>`, with baseline's partitions and configs.
 //! - [`apollo`]: the lane's Apollo cluster `lane-<id>` through Apollo's Open API, with the
 //!   lane's rewritten data-source items, published.
@@ -20,6 +22,7 @@ pub mod kafka;
 pub mod mysql;
 pub mod provision;
 pub mod redis;
+pub mod redis_copy;
 pub mod teardown;
 pub mod transfer;
 

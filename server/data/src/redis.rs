@@ -131,7 +131,7 @@ impl Redis {
         &self.address
     }
 
-    fn server(&self, message: String) -> DataError {
+    pub(crate) fn server(&self, message: String) -> DataError {
         DataError::Server {
             what: WHAT,
             address: self.address.clone(),
@@ -239,6 +239,18 @@ impl Redis {
         last: u32,
         baseline: u32,
     ) -> Result<u32> {
+        Ok(self.claim(lane, first, last, baseline).await?.0)
+    }
+
+    /// Like [`Redis::allocate`], also saying whether the database was claimed just now (`true`)
+    /// or was the lane's already (`false`).
+    pub async fn claim(
+        &mut self,
+        lane: &LaneId,
+        first: u32,
+        last: u32,
+        baseline: u32,
+    ) -> Result<(u32, bool)> {
         if first > last {
             return Err(DataError::Invalid(format!(
                 "the pool {first}..={last} is empty"
@@ -249,7 +261,7 @@ impl Redis {
         for index in pool() {
             self.select(index).await?;
             if self.owner().await?.as_deref() == Some(lane.as_str()) {
-                return Ok(index);
+                return Ok((index, false));
             }
         }
         for index in pool() {
@@ -266,7 +278,7 @@ impl Redis {
             if let Reply::Bulk(Some(owner)) = reply
                 && owner == lane.as_str().as_bytes()
             {
-                return Ok(index);
+                return Ok((index, true));
             }
         }
         Err(DataError::PoolFull {

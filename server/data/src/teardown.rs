@@ -8,12 +8,14 @@ use std::fmt;
 
 use lane_core::LaneId;
 use lane_core::data::{
-    DataOptions, DataSpec, RedisMode, mysql_database, redact, redis_prefix, rewrite_topic,
+    DataOptions, DataSpec, RedisMode, mysql_database, redact, redis_prefix, rewrite_group,
+    rewrite_topic,
 };
 use lane_core::lane::{DataBinding, DataKind};
 use serde::Serialize;
 
 use crate::error::{DataError, Result};
+use crate::kafka::wire::groups::check_group_delete;
 use crate::kafka::{Kafka, check_topic_delete};
 use crate::mysql::Mysql;
 use crate::redis::Redis;
@@ -58,6 +60,13 @@ pub enum Action {
         app: String,
         cluster: String,
     },
+    /// Delete the lane's consumer group `<group>.lane-<id>`.
+    DeleteGroup {
+        binding: String,
+        server: String,
+        baseline: String,
+        group: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -98,6 +107,15 @@ impl fmt::Display for Action {
             } => write!(
                 f,
                 "{binding}: delete Apollo cluster `{cluster}` of app `{app}` in {env} on {server}"
+            ),
+            Action::DeleteGroup {
+                binding,
+                server,
+                group,
+                ..
+            } => write!(
+                f,
+                "{binding}: delete Kafka consumer group `{group}` on {server}"
             ),
         }
     }
@@ -167,6 +185,7 @@ pub fn check(lane: &LaneId, specs: &[DataSpec], action: &Action) -> Result<()> {
                 DataOptions::Redis {
                     index: base,
                     mode: RedisMode::Database { first, last },
+                    ..
                 } if index != base && (first..=last).contains(&index) => Ok(()),
                 _ => Err(DataError::Guard(format!(
                     "Redis database {index} is not in binding `{binding}`'s pool, or is baseline's"
@@ -219,6 +238,23 @@ pub fn check(lane: &LaneId, specs: &[DataSpec], action: &Action) -> Result<()> {
             }
             check_topic_delete(baseline, lane, topic)
         }
+        Action::DeleteGroup {
+            binding,
+            baseline,
+            group,
+            ..
+        } => {
+            let s = spec(binding)?;
+            match &s.options {
+                DataOptions::Kafka { groups, .. } if groups.values().any(|g| g == baseline) => {}
+                _ => {
+                    return Err(DataError::Guard(format!(
+                        "binding `{binding}` is not a Kafka binding of consumer group `{baseline}`"
+                    )));
+                }
+            }
+            check_group_delete(baseline, lane, group)
+        }
     }
 }
 
@@ -236,7 +272,7 @@ pub fn plan(lane: &LaneId, specs: &[DataSpec], records: &[DataBinding]) -> Resul
                 database: mysql_database(&s.name, database, lane)
                     .map_err(|e| DataError::Invalid(e.to_string()))?,
             }),
-            DataOptions::Redis { mode, index } => match mode {
+            DataOptions::Redis { mode, index, .. } => match mode {
                 RedisMode::Database { .. } => {
                     if let Some(r) = records
                         .iter()
@@ -262,7 +298,7 @@ pub fn plan(lane: &LaneId, specs: &[DataSpec], records: &[DataBinding]) -> Resul
                     prefix: redis_prefix(lane),
                 }),
             },
-            DataOptions::Kafka { topics, .. } => {
+            DataOptions::Kafka { topics, groups } => {
                 let mut baselines: Vec<&String> = topics.values().collect();
                 baselines.sort();
                 baselines.dedup();
@@ -272,6 +308,17 @@ pub fn plan(lane: &LaneId, specs: &[DataSpec], records: &[DataBinding]) -> Resul
                         server: server.clone(),
                         baseline: t.clone(),
                         topic: rewrite_topic(t, lane),
+                    });
+                }
+                let mut baselines: Vec<&String> = groups.values().collect();
+                baselines.sort();
+                baselines.dedup();
+                for g in baselines {
+                    actions.push(Action::DeleteGroup {
+                        binding: s.name.clone(),
+                        server: server.clone(),
+                        baseline: g.clone(),
+                        group: rewrite_group(g, lane),
                     });
                 }
             }
@@ -383,6 +430,15 @@ pub async fn execute(plan: &Plan, specs: &[DataSpec]) -> Result<Vec<Done>> {
                     }
                 }
             }
+            Action::DeleteGroup {
+                binding,
+                baseline,
+                group,
+                ..
+            } => {
+                let mut k = Kafka::connect(&url(binding)).await?;
+                k.delete_lane_group(baseline, &plan.lane, group).await?
+            }
         };
         done.push(Done {
             action: action.clone(),
@@ -419,6 +475,7 @@ kind = "kafka"
 url = "kafka://k:9092"
 env = "K"
 topics = { T = "t" }
+groups = { G = "cart" }
 [data.config]
 kind = "apollo"
 url = "http://p:8070"
@@ -444,6 +501,7 @@ app = "cart"
             "cache: flush Redis database 3 on redis://r/1\n\
              config: delete Apollo cluster `lane-feat-a` of app `cart` in DEV on http://p:8070\n\
              events: delete Kafka topic `t.lane-feat-a` on kafka://k:9092\n\
+             events: delete Kafka consumer group `cart.lane-feat-a` on kafka://k:9092\n\
              orders: drop MySQL database `orders__lane_feat_a` on mysql://u:***@db/orders\n"
         );
     }
@@ -528,5 +586,26 @@ app = "cart"
         assert!(check(&lane, &specs, &apollo("cart", "default")).is_err());
         assert!(check(&lane, &specs, &apollo("cart", "lane-feat-b")).is_err());
         assert!(check(&lane, &specs, &apollo("other", "lane-feat-a")).is_err());
+        let group = |binding: &str, baseline: &str, g: &str| Action::DeleteGroup {
+            binding: binding.into(),
+            server: String::new(),
+            baseline: baseline.into(),
+            group: g.into(),
+        };
+        assert!(check(&lane, &specs, &group("events", "cart", "cart.lane-feat-a")).is_ok());
+        for (b, base, g) in [
+            ("events", "cart", "cart"),
+            ("events", "cart", "cart.lane-feat-b"),
+            ("events", "other", "other.lane-feat-a"),
+            ("orders", "cart", "cart.lane-feat-a"),
+        ] {
+            assert!(
+                matches!(
+                    check(&lane, &specs, &group(b, base, g)),
+                    Err(DataError::Guard(_))
+                ),
+                "{b} {base} {g}"
+            );
+        }
     }
 }

@@ -141,10 +141,20 @@ fn a_lane_topic_mirrors_partitions_and_configs_and_teardown_deletes_only_it() {
         );
         assert_eq!(k.records(&lane_a).await.unwrap(), 1);
 
-        // Teardown: the plan names exactly the lane's topics; running it deletes them.
+        // The lane's consumer commits an offset in the lane's group.
+        let lane_group = format!("g.lane-{l}");
+        k.commit_group_offset(&lane_group, &lane_a, 1, 1)
+            .await
+            .unwrap();
+
+        // Teardown: the plan names exactly the lane's topics and group; running it deletes them.
         let specs = specs(url, &[&a, &b]);
         let plan = teardown::plan(&l, &specs, &[]).unwrap();
         let text = plan.to_string();
+        assert!(
+            text.contains(&format!("delete Kafka consumer group `{lane_group}`")),
+            "{text}"
+        );
         assert!(
             text.contains(&format!("delete Kafka topic `{lane_a}`")),
             "{text}"
@@ -153,7 +163,7 @@ fn a_lane_topic_mirrors_partitions_and_configs_and_teardown_deletes_only_it() {
             text.contains(&format!("delete Kafka topic `{lane_b}`")),
             "{text}"
         );
-        assert_eq!(plan.actions.len(), 2, "{text}");
+        assert_eq!(plan.actions.len(), 3, "{text}");
         let done = teardown::execute(&plan, &specs).await.unwrap();
         assert!(done.iter().all(|d| d.removed));
         let mut k = Kafka::connect(url).await.unwrap();
@@ -293,6 +303,9 @@ fn twenty_lane_cycles_leave_baselines_end_offsets_as_they_were() {
                 .unwrap();
             let own = &made[0].topic;
             k.produce(own, i % 2, None, format!("lane-{i}").as_bytes())
+                .await
+                .unwrap();
+            k.commit_group_offset(&format!("g.lane-{l}"), own, i % 2, 1)
                 .await
                 .unwrap();
             assert_eq!(k.records(own).await.unwrap(), 1, "cycle {i}");

@@ -6,6 +6,8 @@
 //! `api_version:i16`, `correlation_id:i32`, `client_id:string`) + body; the answer is `size:i32` +
 //! `correlation_id:i32` + body (Kafka's protocol guide).
 
+pub mod groups;
+
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

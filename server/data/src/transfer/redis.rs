@@ -32,6 +32,7 @@ fn pool(spec: &DataSpec) -> Result<(u32, u32, u32)> {
         DataOptions::Redis {
             index,
             mode: RedisMode::Database { first, last },
+            ..
         } => Ok((*first, *last, *index)),
         _ => Err(DataError::Invalid(format!(
             "binding `{}` is not a Redis binding with a database pool",

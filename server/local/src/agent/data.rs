@@ -4,15 +4,14 @@
 //! rewritten addresses (`lane_api::data_env`). The data of lanes that are gone (`lane rm`, expiry,
 //! gc, a deploy undone that had created its lane) is torn down by [`Agent::sweep_data`], guarded
 //! so that nothing but the lane's own names is ever dropped. Kafka bindings get the lane's topics
-//! `<topic>.lane-<id>` (baseline's partitions and configs). Apollo clusters are provisioned after
-//! the other bindings (their items are the lane's rewritten addresses).
+//! `<topic>.lane-<id>` (baseline's partitions and configs). A Redis binding with `copy` gets
+//! baseline's matching keys (within its quota) in the database the lane first claims. Apollo
+//! clusters are provisioned after the other bindings (their items are the lane's rewritten
+//! addresses).
 
 use lane_core::LaneId;
-use lane_core::data::{DataOptions, DataSpec, RedisMode, apollo_cluster, apollo_items, record};
+use lane_core::data::{DataOptions, DataSpec, apollo_cluster, apollo_items, record};
 use lane_core::lane::DataBinding;
-use lane_data::kafka::Kafka;
-use lane_data::mysql::Mysql;
-use lane_data::redis::Redis;
 use lane_data::{DataError, teardown};
 
 use super::Agent;
@@ -50,45 +49,11 @@ fn data_error(binding: &str, e: DataError) -> BackendError {
 }
 
 impl Agent {
-    /// Makes lane `lane`'s copy of one binding; `None` when the binding needs nothing made.
+    /// Makes lane `lane`'s copy of one binding; `None` when the binding needs nothing made here.
     async fn provision_one(lane: &LaneId, spec: &DataSpec) -> Result<Option<String>> {
-        let err = |e| data_error(&spec.name, e);
-        let target = match &spec.options {
-            DataOptions::Mysql { database, sample } => {
-                let m = Mysql::connect(&spec.address).await.map_err(err)?;
-                let r = m.clone_schema(database, lane, *sample).await;
-                m.close().await;
-                let r = r.map_err(err)?;
-                tracing::info!(%lane, binding = %spec.name, database = %r.database, created = r.created, rows = r.rows, bytes = r.bytes, "lane database ready");
-                r.database
-            }
-            DataOptions::Redis {
-                index,
-                mode: RedisMode::Database { first, last },
-            } => {
-                let mut r = Redis::connect(&spec.address).await.map_err(err)?;
-                let got = r.allocate(lane, *first, *last, *index).await.map_err(err)?;
-                tracing::info!(%lane, binding = %spec.name, index = got, "lane Redis database ready");
-                got.to_string()
-            }
-            DataOptions::Kafka { topics, .. } => {
-                let mut baselines: Vec<String> = topics.values().cloned().collect();
-                baselines.sort();
-                baselines.dedup();
-                let mut k = Kafka::connect(&spec.address).await.map_err(err)?;
-                let made = k.create_lane_topics(lane, &baselines).await.map_err(err)?;
-                for t in &made {
-                    tracing::info!(%lane, binding = %spec.name, topic = %t.topic, partitions = t.partitions, configs = t.configs.len(), created = t.created, "lane Kafka topic ready");
-                }
-                made.iter()
-                    .map(|t| t.topic.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            }
-            // Prefix mode needs nothing made; Apollo comes after the others (`provision_data`).
-            _ => return Ok(None),
-        };
-        Ok(Some(target))
+        lane_data::provision::provision_one(lane, spec)
+            .await
+            .map_err(|e| data_error(&spec.name, e))
     }
 
     /// Gives lane `lane` its copies of `specs` (what it has already is kept), and records them.
