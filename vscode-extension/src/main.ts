@@ -4,6 +4,7 @@
 import * as vscode from "vscode";
 
 import * as commands from "./commands";
+import * as dataCommands from "./dataCommands";
 import { showServerNotFound } from "./bootstrap";
 import { Config } from "./config";
 import { Ctx } from "./ctx";
@@ -55,6 +56,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     register("lane.startProxy", commands.startProxy);
     register("lane.stopProxy", commands.stopProxy);
     register("lane.openServerSettings", commands.openServerSettings);
+    register("lane.exportData", dataCommands.exportData);
+    register("lane.importData", dataCommands.importData);
+    register("lane.backupData", dataCommands.backupData);
+    register("lane.restoreData", dataCommands.restoreData);
 
     const tree = new LanesTree(c);
     context.subscriptions.push(

@@ -604,9 +604,14 @@ fn describe_names_every_command_and_shape() {
     assert_eq!(d["requests"][1]["method"], "lane/history");
     assert_eq!(d["requests"][1]["params"], "HistoryParams");
     assert_eq!(d["notifications"][0]["method"], "lane/statusChanged");
-    assert_eq!(d["commands"].as_array().map(Vec::len), Some(9));
+    assert_eq!(d["commands"].as_array().map(Vec::len), Some(14));
     assert_eq!(d["commands"][8]["command"], "lane.data.ls");
     assert_eq!(d["commands"][8]["result"], "DataInfo[]");
+    assert_eq!(d["commands"][9]["command"], "lane.data.export");
+    assert_eq!(d["commands"][9]["progress"], true);
+    assert_eq!(d["commands"][12]["command"], "lane.data.backups");
+    assert_eq!(d["commands"][12]["result"], "DataBackupInfo[]");
+    assert_eq!(d["commands"][12]["progress"], false);
     assert_eq!(d["types"]["LaneStatus"]["activeLane"], "string");
 }
 
