@@ -1337,7 +1337,8 @@ fn progress_of(c: &mut Client, token: &str) -> Vec<Value> {
 /// Issue 10: `lane.data.export | backup | backups | restore | import` over the wire against a
 /// real MariaDB: a lane's rows go to a file and to a backup, the backup is listed and restores
 /// the rows after they changed, a corrupt file is a clear error that leaves the data as it was,
-/// and each operation reports work-done progress ending with its outcome.
+/// each operation reports work-done progress ending with its outcome, and
+/// `window/workDoneProgress/cancel` stops an import with the data as it was.
 #[test]
 fn lane_data_export_backup_restore_and_import_over_the_wire() {
     use lane_data::mysql::{Mysql, quote};
@@ -1529,6 +1530,47 @@ fn lane_data_export_backup_restore_and_import_over_the_wire() {
             .is_some_and(|m| m.contains("not an absolute local path")),
         "{resp}"
     );
+
+    // window/workDoneProgress/cancel stops an import (staging a large file takes seconds; an
+    // export of the same rows is too quick to catch): the data stays as it was.
+    rt.block_on(m.execute(&[&format!(
+        "INSERT INTO {lq}.t SELECT seq, REPEAT('x', 30) FROM {q}.seq_10_to_300000"
+    )]))
+    .expect("many rows");
+    let big = sandbox.root.join("big.lanedata");
+    let cancelled = |c: &mut Client, command: &str, args: Value, token: &str| -> Value {
+        let id = command_with_token(c, command, args, token);
+        c.wait_for(
+            &format!("a report of {token}"),
+            Duration::from_secs(60),
+            |m| {
+                m["method"] == "$/progress"
+                    && m["params"]["token"] == token
+                    && m["params"]["value"]["kind"] == "report"
+            },
+        );
+        c.notify("window/workDoneProgress/cancel", json!({"token": token}));
+        let resp = c.response(id, Duration::from_secs(60));
+        let end = progress_of(c, token).pop().unwrap();
+        assert!(end["message"].as_str().unwrap().contains("cancel"), "{end}");
+        resp
+    };
+    let out = c.call(
+        "workspace/executeCommand",
+        json!({"command": "lane.data.export", "arguments": [{"lane": "data-t", "path": big.to_str().unwrap()}]}),
+    );
+    let many = out["bindings"][0]["items"].as_u64().unwrap();
+    assert!(many > 290_000, "{out:#}");
+    rt.block_on(m.execute(&[&format!("DELETE FROM {lq}.t WHERE id >= 10")]))
+        .expect("a change");
+    let resp = cancelled(
+        &mut c,
+        "lane.data.import",
+        json!({"lane": "data-t", "path": big.to_str().unwrap()}),
+        "t-cancel-import",
+    );
+    assert_eq!(resp["error"]["data"]["code"], "cancelled", "{resp}");
+    assert_eq!(rows(&m), mine, "a cancelled import leaves the data");
 
     c.call(
         "workspace/executeCommand",
