@@ -13,7 +13,8 @@ import { plain, toUserError } from "./errors";
 import { BASELINE, Commands, type DataTransferResult } from "./lsp_ext";
 import type { TreeNode } from "./treeModel";
 
-type Factory = (ctx: Ctx) => Cmd;
+/** `dataChanged`: a lane's data changed (the Data node's sizes are asked again). */
+type Factory = (ctx: Ctx, dataChanged?: () => void) => Cmd;
 
 /** The node's lane (and binding), else the lane the user picks. */
 async function target(ctx: Ctx, node: unknown, title: string): Promise<DataTarget | undefined> {
@@ -57,7 +58,7 @@ export const exportData: Factory = (ctx) => (node) =>
         void vscode.window.showInformationMessage(transferText("exported", r));
     });
 
-export const importData: Factory = (ctx) => (node) =>
+export const importData: Factory = (ctx, dataChanged) => (node) =>
     report(ctx, "Import Data", async () => {
         const t = await target(ctx, node, "Import data into which lane?");
         if (!t) return;
@@ -75,6 +76,7 @@ export const importData: Factory = (ctx) => (node) =>
         const r = await replacing((force) =>
             ctx.exec(Commands.dataImport, { lane: t.lane, binding: t.binding, path: file.fsPath, force, folder: null }),
         );
+        dataChanged?.();
         if (r) void vscode.window.showInformationMessage(transferText("imported", r));
     });
 
@@ -86,7 +88,7 @@ export const backupData: Factory = (ctx) => (node) =>
         void vscode.window.showInformationMessage(transferText("backed up", r));
     });
 
-export const restoreData: Factory = (ctx) => (node) =>
+export const restoreData: Factory = (ctx, dataChanged) => (node) =>
     report(ctx, "Restore Data", async () => {
         const t = await target(ctx, node, "Restore the data of which lane?");
         if (!t) return;
@@ -105,5 +107,6 @@ export const restoreData: Factory = (ctx) => (node) =>
         );
         if (ok !== "Restore") return;
         const r = await replacing((force) => ctx.exec(Commands.dataRestore, { lane: t.lane, backup: picked.name, force, folder: null }));
+        dataChanged?.();
         if (r) void vscode.window.showInformationMessage(transferText("restored", r));
     });

@@ -57,9 +57,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     register("lane.stopProxy", commands.stopProxy);
     register("lane.openServerSettings", commands.openServerSettings);
     register("lane.exportData", dataCommands.exportData);
-    register("lane.importData", dataCommands.importData);
+    // After an import or a restore, the Data node's sizes are asked again.
+    const dataChanged = (): void => tree.reloadData();
+    register("lane.importData", (ctx) => dataCommands.importData(ctx, dataChanged));
     register("lane.backupData", dataCommands.backupData);
-    register("lane.restoreData", dataCommands.restoreData);
+    register("lane.restoreData", (ctx) => dataCommands.restoreData(ctx, dataChanged));
 
     const tree = new LanesTree(c);
     context.subscriptions.push(
