@@ -227,6 +227,21 @@ fn print(report: &Report, file: &Path, json: bool, verb: &str) -> anyhow::Result
     Ok(())
 }
 
+/// Removes a partial export file when dropped, unless disarmed: an export whose request is
+/// dropped mid-way (the IDE's `$/cancelRequest`) leaves no `.partial` behind.
+struct PartialFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Exports to `path` through `path.partial`, renamed when complete.
 pub(crate) async fn export_to(
     lane: &LaneId,
@@ -239,33 +254,30 @@ pub(crate) async fn export_to(
         std::fs::create_dir_all(dir)
             .map_err(|e| BackendError::invalid(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let partial = store::partial(path);
-    let file = tokio::fs::File::create(&partial)
-        .await
-        .map_err(|e| BackendError::invalid(format!("cannot write {}: {e}", partial.display())))?;
-    let result = transfer::export(
+    let mut partial = PartialFile {
+        path: store::partial(path),
+        armed: false,
+    };
+    let file = tokio::fs::File::create(&partial.path).await.map_err(|e| {
+        BackendError::invalid(format!("cannot write {}: {e}", partial.path.display()))
+    })?;
+    partial.armed = true;
+    let (w, report) = transfer::export(
         lane,
         targets,
         tokio::io::BufWriter::with_capacity(1 << 20, file),
         on,
         cancel,
     )
-    .await;
-    match result {
-        Ok((w, report)) => {
-            let file = w.into_inner();
-            file.sync_all().await.ok();
-            drop(file);
-            std::fs::rename(&partial, path).map_err(|e| {
-                BackendError::invalid(format!("cannot rename to {}: {e}", path.display()))
-            })?;
-            Ok(report)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(data_error(e))
-        }
-    }
+    .await
+    .map_err(data_error)?;
+    let file = w.into_inner();
+    file.sync_all().await.ok();
+    drop(file);
+    std::fs::rename(&partial.path, path)
+        .map_err(|e| BackendError::invalid(format!("cannot rename to {}: {e}", path.display())))?;
+    partial.armed = false;
+    Ok(report)
 }
 
 /// Imports `path` into the lane's copies (atomically, per binding).
