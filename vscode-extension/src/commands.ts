@@ -18,7 +18,7 @@ export type Cmd = (...args: unknown[]) => Promise<void>;
 type Factory = (ctx: Ctx) => Cmd;
 
 /** Runs `body`, turning a failure into one notification (cancellation into none). */
-async function report(ctx: Ctx, what: string, body: () => Promise<void>): Promise<void> {
+export async function report(ctx: Ctx, what: string, body: () => Promise<void>): Promise<void> {
     try {
         await body();
     } catch (e) {
@@ -48,7 +48,7 @@ function activeLane(ctx: Ctx): string {
     return ctx.status?.activeLane ?? BASELINE;
 }
 
-async function pickLane(
+export async function pickLane(
     ctx: Ctx,
     title: string,
     o: { includeBaseline?: boolean; includeNew?: boolean; exclude?: string; suggestNew?: { lane: string; why: string }; newTitle?: string } = {},

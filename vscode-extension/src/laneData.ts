@@ -20,6 +20,12 @@ export class LaneData {
         private readonly log: (line: string) => void,
     ) {}
 
+    /** Asks the server again now (after an import or a restore changed sizes, not the revision). */
+    reload(status: ext.LaneStatus | undefined): void {
+        this.revision = undefined;
+        this.update(status);
+    }
+
     /** Asks the server again when `status` is of another revision than the last asked. */
     update(status: ext.LaneStatus | undefined): void {
         if (!status || status.backendError || status.revision === this.revision || this.pending) return;

@@ -67,6 +67,11 @@ export const Commands = {
     extend: command<ExtendArgs, LaneInfo>("lane.extend", "ExtendArgs", "LaneInfo"),
     assign: command<AssignArgs, AssignResult>("lane.assign", "AssignArgs", "AssignResult"),
     dataLs: command<DataLsArgs, DataInfo[]>("lane.data.ls", "DataLsArgs", "DataInfo[]"),
+    dataExport: command<DataExportArgs, DataTransferResult>("lane.data.export", "DataExportArgs", "DataTransferResult", true),
+    dataImport: command<DataImportArgs, DataTransferResult>("lane.data.import", "DataImportArgs", "DataTransferResult", true),
+    dataBackup: command<DataBackupArgs, DataTransferResult>("lane.data.backup", "DataBackupArgs", "DataTransferResult", true),
+    dataBackups: command<DataBackupsArgs, DataBackupInfo[]>("lane.data.backups", "DataBackupsArgs", "DataBackupInfo[]"),
+    dataRestore: command<DataRestoreArgs, DataTransferResult>("lane.data.restore", "DataRestoreArgs", "DataTransferResult", true),
 } as const;
 
 export const COMMANDS: readonly string[] = Object.values(Commands).map((c) => c.name);
@@ -322,6 +327,80 @@ export interface DataInfo {
     quota: string | null;
 }
 
+/** Arguments of `lane.data.export`. */
+export interface DataExportArgs {
+    lane: string;
+    /** Only this binding; default: every binding of a kind lane exports. */
+    binding: string | null;
+    /** The file to write: an absolute path or `file://` URI. */
+    path: string;
+    /** The folder whose `lane.toml` declares the bindings; default: every service folder. */
+    folder: string | null;
+}
+
+/** Arguments of `lane.data.import`. */
+export interface DataImportArgs {
+    lane: string;
+    binding: string | null;
+    /** The lane data file to read. */
+    path: string;
+    /** Replace the data of a lane another developer owns. */
+    force: boolean;
+    folder: string | null;
+}
+
+/** Arguments of `lane.data.backup`. */
+export interface DataBackupArgs {
+    lane: string;
+    folder: string | null;
+}
+
+/** Arguments of `lane.data.backups`. */
+export interface DataBackupsArgs {
+    /** Only this lane's backups. */
+    lane: string | null;
+}
+
+/** Arguments of `lane.data.restore`. */
+export interface DataRestoreArgs {
+    lane: string;
+    /** The backup's name; default: the lane's newest. */
+    backup: string | null;
+    force: boolean;
+    folder: string | null;
+}
+
+/** What an export, import, backup or restore moved. */
+export interface DataTransferResult {
+    lane: string;
+    /** The file written or read. */
+    file: string;
+    bindings: DataBindingReport[];
+    bytes: number;
+    seconds: number;
+    /** Bindings left out (kinds not exported yet). */
+    notes: string[];
+}
+
+export interface DataBindingReport {
+    binding: string;
+    kind: DataKind;
+    target: string;
+    /** Rows (MySQL) or keys (Redis). */
+    items: number;
+    /** Tables, views and triggers (MySQL). */
+    objects: number;
+}
+
+/** One backup: a row of `lane data backups --json`. */
+export interface DataBackupInfo {
+    lane: string;
+    /** `YYYYMMDDTHHMMSSZ`, the `backup` of `lane.data.restore`. */
+    name: string;
+    path: string;
+    bytes: number;
+}
+
 export interface HistoryParams {
     lane: string;
 }
@@ -393,6 +472,20 @@ const dataLsArgs: Fields<DataLsArgs> = { lane: true, folder: true };
 const dataInfo: Fields<DataInfo> = {
     lane: true, binding: true, kind: true, target: true, size: true, quota: true,
 };
+const dataExportArgs: Fields<DataExportArgs> = { lane: true, binding: true, path: true, folder: true };
+const dataImportArgs: Fields<DataImportArgs> = {
+    lane: true, binding: true, path: true, force: true, folder: true,
+};
+const dataBackupArgs: Fields<DataBackupArgs> = { lane: true, folder: true };
+const dataBackupsArgs: Fields<DataBackupsArgs> = { lane: true };
+const dataRestoreArgs: Fields<DataRestoreArgs> = { lane: true, backup: true, force: true, folder: true };
+const dataTransferResult: Fields<DataTransferResult> = {
+    lane: true, file: true, bindings: true, bytes: true, seconds: true, notes: true,
+};
+const dataBindingReport: Fields<DataBindingReport> = {
+    binding: true, kind: true, target: true, items: true, objects: true,
+};
+const dataBackupInfo: Fields<DataBackupInfo> = { lane: true, name: true, path: true, bytes: true };
 const historyEntryInfo: Fields<HistoryEntryInfo> = {
     at: true, lane: true, event: true, owner: true, actor: true, service: true, reason: true,
 };
@@ -409,6 +502,10 @@ export const TYPE_FIELDS: Readonly<Record<string, readonly string[]>> = Object.f
         HistoryParams: historyParams, HistoryEntryInfo: historyEntryInfo, MergedInfo: mergedInfo,
         AgentRestartInfo: agentRestartInfo,
         DataLsArgs: dataLsArgs, DataInfo: dataInfo,
+        DataExportArgs: dataExportArgs, DataImportArgs: dataImportArgs,
+        DataBackupArgs: dataBackupArgs, DataBackupsArgs: dataBackupsArgs,
+        DataRestoreArgs: dataRestoreArgs, DataTransferResult: dataTransferResult,
+        DataBindingReport: dataBindingReport, DataBackupInfo: dataBackupInfo,
     }).map(([name, fields]) => [name, Object.keys(fields).sort()]),
 );
 

@@ -4,6 +4,7 @@
 import * as vscode from "vscode";
 
 import * as commands from "./commands";
+import * as dataCommands from "./dataCommands";
 import { showServerNotFound } from "./bootstrap";
 import { Config } from "./config";
 import { Ctx } from "./ctx";
@@ -55,6 +56,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     register("lane.startProxy", commands.startProxy);
     register("lane.stopProxy", commands.stopProxy);
     register("lane.openServerSettings", commands.openServerSettings);
+    register("lane.exportData", dataCommands.exportData);
+    // After an import or a restore, the Data node's sizes are asked again.
+    const dataChanged = (): void => tree.reloadData();
+    register("lane.importData", (ctx) => dataCommands.importData(ctx, dataChanged));
+    register("lane.backupData", dataCommands.backupData);
+    register("lane.restoreData", (ctx) => dataCommands.restoreData(ctx, dataChanged));
 
     const tree = new LanesTree(c);
     context.subscriptions.push(

@@ -24,6 +24,11 @@ export class LanesTree implements vscode.TreeDataProvider<TreeNode>, vscode.Disp
         });
     }
 
+    /** Asks `lane.data.ls` again (a lane's data changed size). */
+    reloadData(): void {
+        this.data.reload(this.ctx.status);
+    }
+
     getChildren(node?: TreeNode): TreeNode[] | Promise<TreeNode[]> {
         if (node?.kind === "history" && node.lazy && node.lane) return this.history(node.lane);
         if (node) return node.children;

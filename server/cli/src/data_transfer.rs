@@ -12,11 +12,11 @@ use lane_api::{Backend, BackendError, find_lane};
 use lane_core::LaneId;
 use lane_core::data::DataSpec;
 use lane_data::DataError;
-use lane_data::transfer::{self, Cancel, Progress, Report, Target, store};
+use lane_data::transfer::{self, Cancel, OnProgress, Progress, Report, Target, store};
 use serde::Serialize;
 
-/// A `lane-data` error as the CLI's error.
-fn data_error(e: DataError) -> anyhow::Error {
+/// A `lane-data` error as the CLI's error (the `lane.data.*` LSP commands answer the same).
+pub(crate) fn data_error(e: DataError) -> anyhow::Error {
     let message = e.to_string();
     let err = match e {
         DataError::Unreachable { .. } => BackendError::unavailable(message)
@@ -43,24 +43,38 @@ fn data_error(e: DataError) -> anyhow::Error {
     err.into()
 }
 
-/// The lane's copies of its bindings (only `only`, when given), with their servers from the
-/// lane.toml here. Without `only`, bindings of kinds not exported yet are left out (named on
-/// stderr).
-async fn targets(
+/// Who replaces a lane's data (an import or a restore), and whether they may replace another
+/// developer's.
+pub(crate) struct Replace {
+    pub actor: String,
+    pub force: bool,
+}
+
+/// The bindings the `lane.toml` in `here` declares (none when it has none or cannot be read).
+pub(crate) fn specs_in(here: &Path) -> Vec<DataSpec> {
+    lane_workspace::load_manifest(here)
+        .map(|m| m.data)
+        .unwrap_or_default()
+}
+
+/// The lane's copies of its bindings (only `only`, when given), with their servers from `specs`
+/// (the lane.toml here). Without `only`, bindings of kinds not exported yet are left out (each
+/// named through `note`).
+pub(crate) async fn targets(
     backend: &dyn Backend,
-    here: &Path,
+    specs: &[DataSpec],
     lane: &LaneId,
     only: Option<&str>,
     all_kinds: bool,
-    replace: Option<bool>,
+    replace: Option<Replace>,
+    note: &(dyn Fn(String) + Send + Sync),
 ) -> anyhow::Result<Vec<Target>> {
     let status = backend.status().await?;
     let view = find_lane(&status, lane)
         .ok_or_else(|| BackendError::not_found(format!("lane `{lane}` does not exist")))?;
     // Replacing a lane's data changes the lane: its owner's, unless forced (as for a deploy).
-    if let Some(force) = replace {
-        let me = crate::requests::owner_in(here.to_owned()).await;
-        lane_core::lane::check_owner(&view.lane, &me, force).map_err(BackendError::from)?;
+    if let Some(r) = replace {
+        lane_core::lane::check_owner(&view.lane, &r.actor, r.force).map_err(BackendError::from)?;
     }
     let records = &view.lane.data;
     if records.is_empty() {
@@ -81,9 +95,6 @@ async fn targets(
         ))
         .into());
     }
-    let specs: Vec<DataSpec> = lane_workspace::load_manifest(here)
-        .map(|m| m.data)
-        .unwrap_or_default();
     let mut out = Vec::new();
     for d in records.iter().filter(|d| only.is_none_or(|o| o == d.name)) {
         let spec = specs
@@ -98,10 +109,10 @@ async fn targets(
                 .with_help("run this in the directory of the service that declares the binding")
             })?;
         if only.is_none() && !all_kinds && !transfer::supported(spec) {
-            eprintln!(
-                "note: binding `{}` ({}) is left out: its kind is not exported yet",
+            note(format!(
+                "binding `{}` ({}) is left out: its kind is not exported yet",
                 d.name, d.kind
-            );
+            ));
             continue;
         }
         out.push(Target {
@@ -216,78 +227,140 @@ fn print(report: &Report, file: &Path, json: bool, verb: &str) -> anyhow::Result
     Ok(())
 }
 
+/// Removes a partial export file when dropped, unless disarmed: an export whose request is
+/// dropped mid-way (the IDE's `$/cancelRequest`) leaves no `.partial` behind.
+struct PartialFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Exports to `path` through `path.partial`, renamed when complete.
-async fn export_to(
+pub(crate) async fn export_to(
     lane: &LaneId,
     targets: &[Target],
     path: &Path,
-    json: bool,
+    on: OnProgress<'_>,
+    cancel: &Cancel,
 ) -> anyhow::Result<Report> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| BackendError::invalid(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let partial = store::partial(path);
-    let file = tokio::fs::File::create(&partial)
-        .await
-        .map_err(|e| BackendError::invalid(format!("cannot write {}: {e}", partial.display())))?;
-    let bar = Bar::new(json);
-    let result = cancellable(async |cancel| {
-        transfer::export(
-            lane,
-            targets,
-            tokio::io::BufWriter::with_capacity(1 << 20, file),
-            &|p| bar.show(p),
-            &cancel,
-        )
-        .await
-    })
-    .await;
-    bar.done();
-    match result {
-        Ok((w, report)) => {
-            let file = w.into_inner();
-            file.sync_all().await.ok();
-            drop(file);
-            std::fs::rename(&partial, path).map_err(|e| {
-                BackendError::invalid(format!("cannot rename to {}: {e}", path.display()))
-            })?;
-            Ok(report)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(data_error(e))
-        }
-    }
+    let mut partial = PartialFile {
+        path: store::partial(path),
+        armed: false,
+    };
+    let file = tokio::fs::File::create(&partial.path).await.map_err(|e| {
+        BackendError::invalid(format!("cannot write {}: {e}", partial.path.display()))
+    })?;
+    partial.armed = true;
+    let (w, report) = transfer::export(
+        lane,
+        targets,
+        tokio::io::BufWriter::with_capacity(1 << 20, file),
+        on,
+        cancel,
+    )
+    .await
+    .map_err(data_error)?;
+    let file = w.into_inner();
+    file.sync_all().await.ok();
+    drop(file);
+    std::fs::rename(&partial.path, path)
+        .map_err(|e| BackendError::invalid(format!("cannot rename to {}: {e}", path.display())))?;
+    partial.armed = false;
+    Ok(report)
 }
 
-async fn import_from(
+/// Imports `path` into the lane's copies (atomically, per binding).
+pub(crate) async fn import_from(
+    lane: &LaneId,
+    targets: &[Target],
+    path: &Path,
+    only: Option<&str>,
+    on: OnProgress<'_>,
+    cancel: &Cancel,
+) -> anyhow::Result<Report> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| BackendError::invalid(format!("cannot read {}: {e}", path.display())))?;
+    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    transfer::import(
+        lane,
+        targets,
+        tokio::io::BufReader::with_capacity(1 << 20, file),
+        only,
+        size,
+        on,
+        cancel,
+    )
+    .await
+    .map_err(data_error)
+}
+
+/// A new backup file of `lane` under the state dir, named for the time now.
+pub(crate) fn new_backup_path(lane: &LaneId) -> anyhow::Result<PathBuf> {
+    let home = lane_local::default_state_dir()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(store::new_path(&home, lane, now))
+}
+
+/// The backups of `lane` (of every lane without one), oldest first.
+pub(crate) fn list_backups(lane: Option<&LaneId>) -> anyhow::Result<Vec<store::Backup>> {
+    let home = lane_local::default_state_dir()?;
+    store::list(&home, lane).map_err(data_error)
+}
+
+/// The backup `name` of `lane`, or its newest without a name.
+pub(crate) fn find_backup(lane: &LaneId, name: Option<&str>) -> anyhow::Result<store::Backup> {
+    let home = lane_local::default_state_dir()?;
+    store::find(&home, lane, name).map_err(data_error)
+}
+
+/// Exports with the terminal's bar and Ctrl-C.
+async fn export_cli(
+    lane: &LaneId,
+    targets: &[Target],
+    path: &Path,
+    json: bool,
+) -> anyhow::Result<Report> {
+    let bar = Bar::new(json);
+    let r =
+        cancellable(async |cancel| export_to(lane, targets, path, &|p| bar.show(p), &cancel).await)
+            .await;
+    bar.done();
+    r
+}
+
+/// Imports with the terminal's bar and Ctrl-C.
+async fn import_cli(
     lane: &LaneId,
     targets: &[Target],
     path: &Path,
     only: Option<&str>,
     json: bool,
 ) -> anyhow::Result<Report> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| BackendError::invalid(format!("cannot read {}: {e}", path.display())))?;
-    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let bar = Bar::new(json);
-    let result = cancellable(async |cancel| {
-        transfer::import(
-            lane,
-            targets,
-            tokio::io::BufReader::with_capacity(1 << 20, file),
-            only,
-            size,
-            &|p| bar.show(p),
-            &cancel,
-        )
-        .await
+    let r = cancellable(async |cancel| {
+        import_from(lane, targets, path, only, &|p| bar.show(p), &cancel).await
     })
     .await;
     bar.done();
-    result.map_err(data_error)
+    r
+}
+
+fn stderr_note(note: String) {
+    eprintln!("note: {note}");
 }
 
 pub async fn export(
@@ -297,9 +370,9 @@ pub async fn export(
     out: &Path,
     json: bool,
 ) -> anyhow::Result<u8> {
-    let here = std::env::current_dir()?;
-    let targets = targets(backend, &here, lane, binding, false, None).await?;
-    let report = export_to(lane, &targets, out, json).await?;
+    let specs = specs_in(&std::env::current_dir()?);
+    let targets = targets(backend, &specs, lane, binding, false, None, &stderr_note).await?;
+    let report = export_cli(lane, &targets, out, json).await?;
     print(&report, out, json, "exported")?;
     Ok(0)
 }
@@ -313,28 +386,37 @@ pub async fn import(
     json: bool,
 ) -> anyhow::Result<u8> {
     let here = std::env::current_dir()?;
-    let targets = targets(backend, &here, lane, binding, true, Some(force)).await?;
-    let report = import_from(lane, &targets, file, binding, json).await?;
+    let replace = Replace {
+        actor: crate::requests::owner_in(here.clone()).await,
+        force,
+    };
+    let specs = specs_in(&here);
+    let targets = targets(
+        backend,
+        &specs,
+        lane,
+        binding,
+        true,
+        Some(replace),
+        &stderr_note,
+    )
+    .await?;
+    let report = import_cli(lane, &targets, file, binding, json).await?;
     print(&report, file, json, "imported")?;
     Ok(0)
 }
 
 pub async fn backup(backend: &dyn Backend, lane: &LaneId, json: bool) -> anyhow::Result<u8> {
-    let here = std::env::current_dir()?;
-    let targets = targets(backend, &here, lane, None, false, None).await?;
-    let home = lane_local::default_state_dir()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let path = store::new_path(&home, lane, now);
-    let report = export_to(lane, &targets, &path, json).await?;
+    let specs = specs_in(&std::env::current_dir()?);
+    let targets = targets(backend, &specs, lane, None, false, None, &stderr_note).await?;
+    let path = new_backup_path(lane)?;
+    let report = export_cli(lane, &targets, &path, json).await?;
     print(&report, &path, json, "backed up")?;
     Ok(0)
 }
 
 pub async fn backups(lane: Option<&LaneId>, json: bool) -> anyhow::Result<u8> {
-    let home = lane_local::default_state_dir()?;
-    let all = store::list(&home, lane).map_err(data_error)?;
+    let all = list_backups(lane)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(0);
@@ -365,11 +447,24 @@ pub async fn restore(
     force: bool,
     json: bool,
 ) -> anyhow::Result<u8> {
-    let home = lane_local::default_state_dir()?;
-    let backup = store::find(&home, lane, name).map_err(data_error)?;
+    let backup = find_backup(lane, name)?;
     let here = std::env::current_dir()?;
-    let targets = targets(backend, &here, lane, None, true, Some(force)).await?;
-    let report = import_from(lane, &targets, &backup.path, None, json).await?;
+    let replace = Replace {
+        actor: crate::requests::owner_in(here.clone()).await,
+        force,
+    };
+    let specs = specs_in(&here);
+    let targets = targets(
+        backend,
+        &specs,
+        lane,
+        None,
+        true,
+        Some(replace),
+        &stderr_note,
+    )
+    .await?;
+    let report = import_cli(lane, &targets, &backup.path, None, json).await?;
     print(&report, &backup.path, json, "restored")?;
     Ok(0)
 }

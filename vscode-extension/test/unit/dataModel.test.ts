@@ -93,5 +93,16 @@ describe("LaneData", () => {
         data.update({ ...status, revision: "r3", backendError: { code: "unavailable", message: "down", help: null } });
         await settle();
         assert.equal(calls.length, 2, "not asked while the backend is unavailable");
+        // An import changes sizes, not the revision: reload asks again for the same revision.
+        const next = { ...status, revision: `${status.revision}-next` };
+        answer = rows.slice(0, 3);
+        data.update(next);
+        await settle();
+        assert.equal(calls.length, 2, "the same revision is not asked again");
+        data.reload(next);
+        await settle();
+        assert.equal(calls.length, 3);
+        assert.deepEqual(data.rows, rows.slice(0, 3));
+        assert.equal(changed, 3);
     });
 });

@@ -70,6 +70,12 @@ describe("right-click menus of the Lanes view", () => {
         assert.equal(baselineService?.contextValue, "lane.baselineService");
         assert.deepEqual(contextMenu("lane.baselineService"), ["lane.tree.copyRequest", "lane.tree.deployHere", "lane.tree.showServiceLogs"]);
     });
+    it("a lane's Data node: export, import, back up, restore; a binding: export and import it", () => {
+        assert.deepEqual(contextMenu(CONTEXT.data), ["lane.backupData", "lane.exportData", "lane.importData", "lane.restoreData"]);
+        assert.deepEqual(contextMenu(CONTEXT.dataBinding), ["lane.exportData", "lane.importData"]);
+        assert.equal(title("lane.exportData"), "Export Data…");
+        assert.equal(title("lane.restoreData"), "Restore Data…");
+    });
     it("every menu command is declared, registered, and titled in plain words", () => {
         for (const m of pkg.contributes.menus["view/item/context"]) {
             assert.ok(title(m.command), `${m.command} is declared`);

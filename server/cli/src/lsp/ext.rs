@@ -146,9 +146,36 @@ command!(
 
 command!(
     /// `lane.data.ls`: what each lane owns of its data sources, with sizes and quotas (the rows of
-    /// `lane data ls --json`). The `lane.data.*` family grows with `lane.data.export`,
-    /// `lane.data.import`, `lane.data.backup` and `lane.data.restore` (planned; docs/protocol.md).
+    /// `lane data ls --json`).
     DataLs = "lane.data.ls", DataLsArgs -> Vec<DataInfo>, "DataInfo[]"
+);
+command!(
+    /// `lane.data.export`: a lane's data (or one binding's) to a lane data file, as
+    /// `lane data export`. Reports progress; cancellable.
+    DataExport = "lane.data.export", DataExportArgs -> DataTransferResult, "DataTransferResult",
+    progress = true
+);
+command!(
+    /// `lane.data.import`: replace a lane's data (or one binding's) with a lane data file,
+    /// atomically, as `lane data import`. Reports progress; cancellable.
+    DataImport = "lane.data.import", DataImportArgs -> DataTransferResult, "DataTransferResult",
+    progress = true
+);
+command!(
+    /// `lane.data.backup`: export a lane's data to a new backup under the state dir, as
+    /// `lane data backup`. Reports progress; cancellable.
+    DataBackup = "lane.data.backup", DataBackupArgs -> DataTransferResult, "DataTransferResult",
+    progress = true
+);
+command!(
+    /// `lane.data.backups`: the backups of a lane (of every lane), oldest first.
+    DataBackups = "lane.data.backups", DataBackupsArgs -> Vec<DataBackupInfo>, "DataBackupInfo[]"
+);
+command!(
+    /// `lane.data.restore`: import a backup (the newest by default) into its lane, as
+    /// `lane data restore`. Reports progress; cancellable.
+    DataRestore = "lane.data.restore", DataRestoreArgs -> DataTransferResult, "DataTransferResult",
+    progress = true
 );
 
 /// Every command, as advertised in `executeCommandProvider`.
@@ -162,6 +189,11 @@ pub const COMMANDS: &[&str] = &[
     ExtendLane::NAME,
     AssignService::NAME,
     DataLs::NAME,
+    DataExport::NAME,
+    DataImport::NAME,
+    DataBackup::NAME,
+    DataBackups::NAME,
+    DataRestore::NAME,
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -474,6 +506,110 @@ pub struct DataInfo {
     pub quota: Option<String>,
 }
 
+/// Arguments of `lane.data.export`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataExportArgs {
+    pub lane: String,
+    /// Only this binding; default: every binding of a kind lane exports.
+    #[serde(default)]
+    pub binding: Option<String>,
+    /// The file to write (a local path or `file://` URI); written through `<path>.partial`.
+    pub path: String,
+    /// The workspace folder whose `lane.toml` declares the bindings (their servers); default:
+    /// every service folder of the workspace.
+    #[serde(default)]
+    pub folder: Option<String>,
+}
+
+/// Arguments of `lane.data.import`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataImportArgs {
+    pub lane: String,
+    /// Only this binding of the file.
+    #[serde(default)]
+    pub binding: Option<String>,
+    /// The lane data file to read (a local path or `file://` URI).
+    pub path: String,
+    /// Replace the data of a lane another developer owns.
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub folder: Option<String>,
+}
+
+/// Arguments of `lane.data.backup`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataBackupArgs {
+    pub lane: String,
+    #[serde(default)]
+    pub folder: Option<String>,
+}
+
+/// Arguments of `lane.data.backups` (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct DataBackupsArgs {
+    /// Only this lane's backups.
+    pub lane: Option<String>,
+}
+
+/// Arguments of `lane.data.restore`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataRestoreArgs {
+    pub lane: String,
+    /// The backup's name (`20261130T124500Z`); default: the lane's newest.
+    #[serde(default)]
+    pub backup: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub folder: Option<String>,
+}
+
+/// What an export, import, backup or restore moved: `lane data export --json` and the others.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataTransferResult {
+    pub lane: String,
+    /// The file written or read.
+    pub file: String,
+    pub bindings: Vec<DataBindingReport>,
+    /// Bytes of the file.
+    pub bytes: u64,
+    pub seconds: f64,
+    /// Bindings left out (kinds not exported yet).
+    pub notes: Vec<String>,
+}
+
+/// One binding an export or import moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataBindingReport {
+    pub binding: String,
+    pub kind: String,
+    /// The lane's copy.
+    pub target: String,
+    /// Rows (MySQL) or keys (Redis).
+    pub items: u64,
+    /// Tables, views and triggers (MySQL).
+    pub objects: u64,
+}
+
+/// One backup of a lane: a row of `lane data backups --json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataBackupInfo {
+    pub lane: String,
+    /// `YYYYMMDDTHHMMSSZ`, the argument `backup` of `lane.data.restore`.
+    pub name: String,
+    pub path: String,
+    pub bytes: u64,
+}
+
 /// The params of `lane/history`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -661,6 +797,51 @@ shape!(DataInfo {
     "size": "string | null",
     "quota": "string | null",
 });
+shape!(DataExportArgs {
+    "lane": "string",
+    "binding": "string | null",
+    "path": "string",
+    "folder": "string | null",
+});
+shape!(DataImportArgs {
+    "lane": "string",
+    "binding": "string | null",
+    "path": "string",
+    "force": "boolean",
+    "folder": "string | null",
+});
+shape!(DataBackupArgs {
+    "lane": "string",
+    "folder": "string | null",
+});
+shape!(DataBackupsArgs { "lane": "string | null" });
+shape!(DataRestoreArgs {
+    "lane": "string",
+    "backup": "string | null",
+    "force": "boolean",
+    "folder": "string | null",
+});
+shape!(DataTransferResult {
+    "lane": "string",
+    "file": "string",
+    "bindings": "DataBindingReport[]",
+    "bytes": "number",
+    "seconds": "number",
+    "notes": "string[]",
+});
+shape!(DataBindingReport {
+    "binding": "string",
+    "kind": "\"mysql\" | \"redis\" | \"kafka\" | \"apollo\"",
+    "target": "string",
+    "items": "number",
+    "objects": "number",
+});
+shape!(DataBackupInfo {
+    "lane": "string",
+    "name": "string",
+    "path": "string",
+    "bytes": "number",
+});
 shape!(HistoryParams { "lane": "string" });
 shape!(HistoryEntryInfo {
     "at": "number",
@@ -716,6 +897,14 @@ pub fn describe() -> Value {
         shape::<AgentRestartInfo>(),
         shape::<DataLsArgs>(),
         shape::<DataInfo>(),
+        shape::<DataExportArgs>(),
+        shape::<DataImportArgs>(),
+        shape::<DataBackupArgs>(),
+        shape::<DataBackupsArgs>(),
+        shape::<DataRestoreArgs>(),
+        shape::<DataTransferResult>(),
+        shape::<DataBindingReport>(),
+        shape::<DataBackupInfo>(),
     ]
     .into_iter()
     .collect();
@@ -739,6 +928,11 @@ pub fn describe() -> Value {
             command::<ExtendLane>(),
             command::<AssignService>(),
             command::<DataLs>(),
+            command::<DataExport>(),
+            command::<DataImport>(),
+            command::<DataBackup>(),
+            command::<DataBackups>(),
+            command::<DataRestore>(),
         ],
         "errors": {
             "laneError": LANE_ERROR,
@@ -804,7 +998,15 @@ mod tests {
             HistoryParams,
             HistoryEntryInfo,
             DataLsArgs,
-            DataInfo
+            DataInfo,
+            DataExportArgs,
+            DataImportArgs,
+            DataBackupArgs,
+            DataBackupsArgs,
+            DataRestoreArgs,
+            DataTransferResult,
+            DataBindingReport,
+            DataBackupInfo
         );
     }
 

@@ -27,7 +27,7 @@ use crate::requests::{self, parse_lane, parse_lane_ref, parse_ttl};
 type Result<T, E = BackendError> = std::result::Result<T, E>;
 
 /// The shared helpers answer `anyhow` errors that wrap a [`BackendError`].
-fn backend_error(e: anyhow::Error) -> BackendError {
+pub(super) fn backend_error(e: anyhow::Error) -> BackendError {
     requests::to_backend_error(e)
 }
 
@@ -71,6 +71,11 @@ pub async fn execute(lsp: &Lsp, params: ExecuteCommandParams) -> Result<Value> {
         ext::ExtendLane::NAME => to_value(extend(lsp, args(name, a)?).await?),
         ext::AssignService::NAME => to_value(assign(lsp, args(name, a)?).await?),
         ext::DataLs::NAME => to_value(data_ls(lsp, args(name, a)?).await?),
+        ext::DataExport::NAME => to_value(super::data::export(lsp, args(name, a)?, token).await?),
+        ext::DataImport::NAME => to_value(super::data::import(lsp, args(name, a)?, token).await?),
+        ext::DataBackup::NAME => to_value(super::data::backup(lsp, args(name, a)?, token).await?),
+        ext::DataBackups::NAME => to_value(super::data::backups(args(name, a)?).await?),
+        ext::DataRestore::NAME => to_value(super::data::restore(lsp, args(name, a)?, token).await?),
         other => Err(BackendError::invalid(format!("unknown command `{other}`"))
             .with_help(format!("the commands are {}", ext::COMMANDS.join(", ")))),
     }
@@ -259,10 +264,12 @@ async fn deploy_folder(lsp: &Lsp, folder: Option<String>) -> Result<PathBuf> {
 
 /// Work-done progress of one operation. Ends the progress (and forgets its cancel signal) when
 /// dropped, so a request cancelled by `$/cancelRequest` still closes its progress.
-struct ProgressGuard {
+pub(super) struct ProgressGuard {
     client: Client,
     token: Option<ProgressToken>,
     lsp_cancels: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>>,
+    /// The end message when the request is dropped without hearing the outcome.
+    dropped: &'static str,
 }
 
 fn progress_params(token: ProgressToken, value: WorkDoneProgress) -> ProgressParams {
@@ -273,7 +280,12 @@ fn progress_params(token: ProgressToken, value: WorkDoneProgress) -> ProgressPar
 }
 
 impl ProgressGuard {
-    async fn report(client: &Client, token: &Option<ProgressToken>, percent: u8, message: String) {
+    pub(super) async fn report(
+        client: &Client,
+        token: &Option<ProgressToken>,
+        percent: u8,
+        message: String,
+    ) {
         if let Some(token) = token {
             let report = WorkDoneProgress::Report(WorkDoneProgressReport {
                 cancellable: Some(true),
@@ -289,7 +301,7 @@ impl ProgressGuard {
 
 impl ProgressGuard {
     /// Ends the progress with `message`.
-    async fn finish(mut self, message: String) {
+    pub(super) async fn finish(mut self, message: String) {
         let Some(token) = self.token.take() else {
             return;
         };
@@ -314,12 +326,7 @@ impl Drop for ProgressGuard {
             c.remove(&token_key(&token));
         }
         let end = WorkDoneProgress::End(WorkDoneProgressEnd {
-            // The request was dropped without hearing the outcome: the backend rolls back a
-            // deploy not yet live and completes one that is.
-            message: Some(
-                "cancelled; a deploy that had not gone live is rolled back, one that had stays"
-                    .into(),
-            ),
+            message: Some(self.dropped.into()),
         });
         let client = self.client.clone();
         tokio::spawn(async move {
@@ -327,6 +334,58 @@ impl Drop for ProgressGuard {
                 .send_notification::<ProgressNotification>(progress_params(token, end))
                 .await;
         });
+    }
+}
+
+/// Work-done progress for an operation of `kind`: the client's token, else one we create (when
+/// the client supports that); the signal `window/workDoneProgress/cancel` fires; the guard that
+/// ends the progress.
+pub(super) async fn start_progress(
+    lsp: &Lsp,
+    token: Option<ProgressToken>,
+    kind: &str,
+    dropped: &'static str,
+) -> (Option<ProgressToken>, Arc<Notify>, ProgressGuard) {
+    let token = match token {
+        Some(t) => Some(t),
+        None if lsp.progress_supported.load(Ordering::Relaxed) => {
+            let n = lsp.next_token.fetch_add(1, Ordering::Relaxed);
+            let t = ProgressToken::String(format!("lane/{kind}/{n}"));
+            match lsp.client.create_work_done_progress(t.clone()).await {
+                Ok(()) => Some(t),
+                Err(e) => {
+                    tracing::debug!("the client refused a progress token: {e}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let cancel = Arc::new(Notify::new());
+    if let (Some(t), Ok(mut c)) = (&token, lsp.cancels.lock()) {
+        c.insert(token_key(t), cancel.clone());
+    }
+    let guard = ProgressGuard {
+        client: lsp.client.clone(),
+        token: token.clone(),
+        lsp_cancels: lsp.cancels.clone(),
+        dropped,
+    };
+    (token, cancel, guard)
+}
+
+/// Sends the `begin` of a work-done progress.
+pub(super) async fn begin_progress(lsp: &Lsp, token: &Option<ProgressToken>, title: String) {
+    if let Some(t) = token {
+        let begin = WorkDoneProgress::Begin(WorkDoneProgressBegin {
+            title,
+            cancellable: Some(true),
+            message: Some("starting".into()),
+            percentage: Some(0),
+        });
+        lsp.client
+            .send_notification::<ProgressNotification>(progress_params(t.clone(), begin))
+            .await;
     }
 }
 
@@ -354,31 +413,15 @@ async fn deploy(
         f.retain(|f| f.service != service_id || f.lane != lane_id);
     }
 
-    // Progress: the client's token, else one we create (when the client supports that).
-    let token = match token {
-        Some(t) => Some(t),
-        None if lsp.progress_supported.load(Ordering::Relaxed) => {
-            let n = lsp.next_token.fetch_add(1, Ordering::Relaxed);
-            let t = ProgressToken::String(format!("lane/deploy/{n}"));
-            match lsp.client.create_work_done_progress(t.clone()).await {
-                Ok(()) => Some(t),
-                Err(e) => {
-                    tracing::debug!("the client refused a progress token: {e}");
-                    None
-                }
-            }
-        }
-        None => None,
-    };
-    let cancel = Arc::new(Notify::new());
-    if let (Some(t), Ok(mut c)) = (&token, lsp.cancels.lock()) {
-        c.insert(token_key(t), cancel.clone());
-    }
-    let guard = ProgressGuard {
-        client: lsp.client.clone(),
-        token: token.clone(),
-        lsp_cancels: lsp.cancels.clone(),
-    };
+    // The request was dropped without hearing the outcome: the backend rolls back a deploy not
+    // yet live and completes one that is.
+    let (token, cancel, guard) = start_progress(
+        lsp,
+        token,
+        "deploy",
+        "cancelled; a deploy that had not gone live is rolled back, one that had stays",
+    )
+    .await;
     let short = &commit[..commit.len().min(8)];
     lsp.client
         .log_message(
@@ -386,17 +429,12 @@ async fn deploy(
             format!("[{service}] deploying {branch}@{short} into lane {lane}"),
         )
         .await;
-    if let Some(t) = &token {
-        let begin = WorkDoneProgress::Begin(WorkDoneProgressBegin {
-            title: format!("Deploying {service} ({branch}@{short}) into lane {lane}"),
-            cancellable: Some(true),
-            message: Some("starting".into()),
-            percentage: Some(0),
-        });
-        lsp.client
-            .send_notification::<ProgressNotification>(progress_params(t.clone(), begin))
-            .await;
-    }
+    begin_progress(
+        lsp,
+        &token,
+        format!("Deploying {service} ({branch}@{short}) into lane {lane}"),
+    )
+    .await;
 
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<Progress>();
     let forward = {

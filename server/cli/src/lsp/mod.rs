@@ -20,6 +20,7 @@
 //! `lane.toml` say comes from `lane-workspace`, always in `spawn_blocking`. It does not import the
 //! CLI's `commands`, nor they it.
 
+mod data;
 pub mod ext;
 mod handlers;
 mod keeper;

@@ -66,11 +66,24 @@ object Commands {
     val delete = CommandSpec("lane.delete", DeleteArgs::class.java, DeleteResult::class.java, false, false)
     val extend = CommandSpec("lane.extend", ExtendArgs::class.java, LaneInfo::class.java, false, false)
     val assign = CommandSpec("lane.assign", AssignArgs::class.java, AssignResult::class.java, false, false)
-    /** What each lane owns of its data sources; the `lane.data.*` family (export, import, backup, restore planned). */
+    /** What each lane owns of its data sources. */
     val dataLs = CommandSpec("lane.data.ls", DataLsArgs::class.java, DataInfo::class.java, true, false)
+    val dataExport =
+        CommandSpec("lane.data.export", DataExportArgs::class.java, DataTransferResult::class.java, false, true)
+    val dataImport =
+        CommandSpec("lane.data.import", DataImportArgs::class.java, DataTransferResult::class.java, false, true)
+    val dataBackup =
+        CommandSpec("lane.data.backup", DataBackupArgs::class.java, DataTransferResult::class.java, false, true)
+    val dataBackups =
+        CommandSpec("lane.data.backups", DataBackupsArgs::class.java, DataBackupInfo::class.java, true, false)
+    val dataRestore =
+        CommandSpec("lane.data.restore", DataRestoreArgs::class.java, DataTransferResult::class.java, false, true)
 
     val ALL: List<CommandSpec<*, *>> =
-        listOf(status, deployCurrentBranch, switchTraffic, list, create, delete, extend, assign, dataLs)
+        listOf(
+            status, deployCurrentBranch, switchTraffic, list, create, delete, extend, assign, dataLs,
+            dataExport, dataImport, dataBackup, dataBackups, dataRestore,
+        )
     val NAMES: List<String> = ALL.map { it.name }
 }
 
@@ -136,6 +149,7 @@ val LITERAL_FIELDS: Map<String, List<String>> = mapOf(
     "WorkspaceInfo.protocol" to ServiceProtocol.ALL,
     "BaselineSyncInfo.drift" to Drift.ALL,
     "DataInfo.kind" to DataKind.ALL,
+    "DataBindingReport.kind" to DataKind.ALL,
 )
 
 // ---- shapes -----------------------------------------------------------------------------------
@@ -356,6 +370,54 @@ data class DataInfo(
     val quota: String?,
 )
 
+/** Arguments of `lane.data.export`: the file to write (absolute path or `file://` URI). */
+data class DataExportArgs(val lane: String, val binding: String?, val path: String, val folder: String?)
+
+/** Arguments of `lane.data.import`: the lane data file to read; `force` for another developer's lane. */
+data class DataImportArgs(
+    val lane: String,
+    val binding: String?,
+    val path: String,
+    val force: Boolean,
+    val folder: String?,
+)
+
+/** Arguments of `lane.data.backup`. */
+data class DataBackupArgs(val lane: String, val folder: String?)
+
+/** Arguments of `lane.data.backups`: only this lane's backups. */
+data class DataBackupsArgs(val lane: String?)
+
+/** Arguments of `lane.data.restore`: the backup's name (default: the newest). */
+data class DataRestoreArgs(val lane: String, val backup: String?, val force: Boolean, val folder: String?)
+
+/** What an export, import, backup or restore moved. */
+data class DataTransferResult(
+    val lane: String,
+    /** The file written or read. */
+    val file: String,
+    val bindings: List<DataBindingReport>,
+    val bytes: Long,
+    val seconds: Double,
+    /** Bindings left out (kinds not exported yet). */
+    val notes: List<String>,
+)
+
+/** One binding an export or import moved. */
+data class DataBindingReport(
+    val binding: String,
+    /** One of [DataKind.ALL]. */
+    val kind: String,
+    val target: String,
+    /** Rows (MySQL) or keys (Redis). */
+    val items: Long,
+    /** Tables, views and triggers (MySQL). */
+    val objects: Long,
+)
+
+/** One backup: a row of `lane data backups --json`. */
+data class DataBackupInfo(val lane: String, val name: String, val path: String, val bytes: Long)
+
 /** One change to a lane, as `lane history` lists it. */
 data class HistoryEntryInfo(
     /** Seconds since the Unix epoch. */
@@ -380,4 +442,7 @@ val TYPES: Map<String, Class<*>> = listOf(
     HistoryParams::class.java, HistoryEntryInfo::class.java, MergedInfo::class.java,
     AgentRestartInfo::class.java,
     DataLsArgs::class.java, DataInfo::class.java,
+    DataExportArgs::class.java, DataImportArgs::class.java, DataBackupArgs::class.java,
+    DataBackupsArgs::class.java, DataRestoreArgs::class.java, DataTransferResult::class.java,
+    DataBindingReport::class.java, DataBackupInfo::class.java,
 ).associateBy { it.simpleName }
