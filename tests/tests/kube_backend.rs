@@ -764,7 +764,7 @@ fn a_kubernetes_deploy_puts_the_lanes_data_env_into_the_lane_s_env_overrides() {
             .as_str()
             .map(|_| lane.clone())
     });
-    // As the operator and the Deployment controller: the lane Deployment, ready.
+    // As the operator and the Deployment controller: the lane Deployment, rolled out and ready.
     let deployment = format!(
         "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"cart-lane-kdata\",\
          \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"kdata\"}}}},\"spec\":{{\"replicas\":1,\
@@ -778,21 +778,10 @@ fn a_kubernetes_deploy_puts_the_lanes_data_env_into_the_lane_s_env_overrides() {
         Some(&deployment),
     );
     std::thread::sleep(Duration::from_millis(500));
-    kubectl_ok(
-        "admin",
-        &[
-            "-n",
-            ns,
-            "patch",
-            "deployment",
-            "cart-lane-kdata",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            "{\"status\":{\"replicas\":1,\"readyReplicas\":1}}",
-        ],
-        None,
-    );
+    rolled_out(ns, "cart-lane-kdata");
+    // As the operator, once the version is ready (the deploy waits for it): the route.
+    std::thread::sleep(Duration::from_millis(500));
+    routed(ns, "kdata", &["cart"]);
     let out = deploy.wait(common::COMMAND_TIMEOUT);
     assert_eq!(out.code, 0, "{out}");
     assert!(
