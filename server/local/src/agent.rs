@@ -275,6 +275,9 @@ pub(crate) struct Agent {
     /// One look at the followed refs at a time (`follow.rs`): the ref watch, `lane baseline
     /// sync` and a followed service's `baseline up`.
     follow_turn: Mutex<()>,
+    /// One data teardown at a time (`data.rs`): a second sweep waits for the one under way, so
+    /// whoever asked for a lane's removal returns once its data is gone.
+    sweep_turn: Mutex<()>,
 }
 
 /// Counts an operation as under way while it lives.
@@ -378,6 +381,7 @@ pub async fn run_agent(dir: StateDir, config: AgentConfig) -> Result<()> {
         requests: Default::default(),
         next_request: AtomicU64::new(1),
         follow_turn: Mutex::new(()),
+        sweep_turn: Mutex::new(()),
     });
     agent.recover().await?;
     agent.prune_sources().await;

@@ -143,6 +143,7 @@ impl Agent {
     /// fails (a server down) keeps its entry, to be tried again by the next sweep (`lane gc`);
     /// the first failure is returned.
     pub(super) async fn sweep_data(&self) -> Result<()> {
+        let _turn = self.sweep_turn.lock().await;
         let gone: Vec<(LaneId, Vec<ProvisionedData>)> = {
             let st = self.state.lock().await;
             st.lane_data

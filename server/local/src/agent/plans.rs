@@ -402,7 +402,15 @@ impl Agent {
         let _op = self.op_started();
         let op = {
             let mut st = self.state.lock().await;
-            let lane = st.lanes.get(&req.id).ok_or_else(|| no_lane(&st, &req.id))?;
+            let Some(lane) = st.lanes.get(&req.id) else {
+                // Removed already (by another client, the Consul keeper, expiry) while its data
+                // may still be going: wait for that, so the caller returns once it is gone.
+                if st.lane_data.contains_key(&req.id) {
+                    drop(st);
+                    return self.sweep_data().await;
+                }
+                return Err(no_lane(&st, &req.id));
+            };
             check_owner(lane, &req.actor, req.force)?;
             let children = st.children(&req.id);
             if !children.is_empty() && !req.force {
