@@ -9,72 +9,15 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Out, TestEnv};
 use lane_tests::apiserver::ApiServer;
+use lane_tests::kube::{kubectl, kubectl_ok, patch_deployment_status, repo_root};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-/// `kubectl` as `user` against the shared server; returns (success, stdout, stderr).
-fn kubectl(user: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let server = ApiServer::shared();
-    let mut child = Command::new(lane_tests::apiserver::kubectl())
-        .arg("--kubeconfig")
-        .arg(server.kubeconfig(user))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("a stdin pipe")
-            .write_all(text.as_bytes())
-            .expect("write kubectl's stdin");
-    }
-    let out = child.wait_with_output().expect("kubectl finishes");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn kubectl_ok(user: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let (ok, out, err) = kubectl(user, args, stdin);
-    assert!(
-        ok,
-        "kubectl {} as {user} failed:\n{out}{err}",
-        args.join(" ")
-    );
-    out
-}
-
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_until<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    lane_tests::kube::wait_until(what, timeout, Duration::from_millis(200), f)
 }
 
 /// The shared server with lane's CRD, RBAC and ownership policy applied (as admin), the policy in
@@ -149,21 +92,7 @@ fn rolled_out(ns: &str, name: &str) {
     let d: serde_json::Value = serde_json::from_str(&out).unwrap();
     let status = serde_json::json!({"status": {"observedGeneration": d["metadata"]["generation"],
         "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}});
-    kubectl_ok(
-        "admin",
-        &[
-            "-n",
-            ns,
-            "patch",
-            "deployment",
-            name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ],
-        None,
-    );
+    patch_deployment_status(ns, name, &status);
 }
 
 /// Plays the lane operator's status write once the versions are ready: Lane `ns/id` as of its
