@@ -119,3 +119,32 @@ pub fn wait_until<T>(
         std::thread::sleep(every);
     }
 }
+
+/// Applies each of `files` (paths from the repository root) server-side as `admin`, taking over
+/// conflicts; then waits until each CRD of `established` (`crd/<name>`) is Established.
+pub fn apply_files(files: &[&str], established: &[&str]) {
+    let root = repo_root();
+    for file in files {
+        kubectl_ok(
+            "admin",
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                &root.join(file).to_string_lossy(),
+            ],
+            None,
+        );
+    }
+    if !established.is_empty() {
+        let mut args = vec!["wait", "--for=condition=Established"];
+        args.extend_from_slice(established);
+        kubectl_ok("admin", &args, None);
+    }
+}
+
+/// Creates namespace `ns` as `admin`; one that is there already is left as it is.
+pub fn create_namespace(ns: &str) {
+    let _ = kubectl("admin", &["create", "namespace", ns], None);
+}

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use common::{Out, TestEnv};
 use lane_tests::apiserver::ApiServer;
-use lane_tests::kube::{apply, get_raw, kubectl, kubectl_ok, patch_deployment_status, repo_root};
+use lane_tests::kube::{
+    apply, apply_files, create_namespace, get_raw, kubectl_ok, patch_deployment_status, repo_root,
+};
 use serde_json::{Value, json};
 
 fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
@@ -73,50 +75,23 @@ fn entry(list: &Value, service: &str) -> Option<Value> {
 fn baseline_follows_production_through_a_lane_environment() {
     let ns = "ke-base";
     let prod = "ke-prod";
-    let root = repo_root();
-    let deploy = root.join("deploy");
-    for file in ["crd.yaml", "environment-crd.yaml", "rbac.yaml"] {
-        kubectl_ok(
-            "admin",
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                &deploy.join(file).to_string_lossy(),
-            ],
-            None,
-        );
-    }
-    // The operator lists Istio's kinds on every pass: the tests' minimal Istio CRDs.
-    kubectl_ok(
-        "admin",
+    apply_files(
         &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &root
-                .join("server/kube/tests/operator/istio-crds.yaml")
-                .to_string_lossy(),
+            "deploy/crd.yaml",
+            "deploy/environment-crd.yaml",
+            "deploy/rbac.yaml",
+            // The operator lists Istio's kinds on every pass: the tests' minimal Istio CRDs.
+            "server/kube/tests/operator/istio-crds.yaml",
         ],
-        None,
-    );
-    kubectl_ok(
-        "admin",
         &[
-            "wait",
-            "--for=condition=Established",
             "crd/lanes.lane.dev",
             "crd/laneenvironments.lane.dev",
             "crd/virtualservices.networking.istio.io",
             "crd/destinationrules.networking.istio.io",
         ],
-        None,
     );
-    for n in [ns, prod] {
-        let _ = kubectl("admin", &["create", "namespace", n], None);
-    }
+    create_namespace(ns);
+    create_namespace(prod);
     apply(&deployment(ns, "cart", "registry.example/cart:1", true));
     apply(&deployment(ns, "pay", "registry.example/pay:1", true));
     rolled_out(ns, "cart");
@@ -360,47 +335,20 @@ fn the_operator_and_the_backend_run_with_in_cluster_configuration() {
     );
     let ns = "ke-incluster";
     let prod = "ke-incluster-prod";
-    let root = repo_root();
-    for file in ["crd.yaml", "environment-crd.yaml"] {
-        kubectl_ok(
-            "admin",
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                &root.join("deploy").join(file).to_string_lossy(),
-            ],
-            None,
-        );
-    }
-    kubectl_ok(
-        "admin",
+    apply_files(
         &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &root
-                .join("server/kube/tests/operator/istio-crds.yaml")
-                .to_string_lossy(),
+            "deploy/crd.yaml",
+            "deploy/environment-crd.yaml",
+            "server/kube/tests/operator/istio-crds.yaml",
         ],
-        None,
-    );
-    kubectl_ok(
-        "admin",
         &[
-            "wait",
-            "--for=condition=Established",
             "crd/laneenvironments.lane.dev",
             "crd/virtualservices.networking.istio.io",
             "crd/destinationrules.networking.istio.io",
         ],
-        None,
     );
-    for n in [ns, prod] {
-        let _ = kubectl("admin", &["create", "namespace", n], None);
-    }
+    create_namespace(ns);
+    create_namespace(prod);
     apply(&deployment(ns, "cart", "registry.example/cart:1", true));
     apply(&deployment(prod, "cart", "registry.example/cart:9", false));
     wait_until("LaneEnvironments served", || {
@@ -481,45 +429,19 @@ fn the_operator_and_the_backend_run_with_in_cluster_configuration() {
 fn production_in_another_cluster_through_a_kubeconfig_secret() {
     let ns = "ke-remote";
     let prod = "ke-remote-prod";
-    let root = repo_root();
-    kubectl_ok(
-        "admin",
+    apply_files(
         &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &root.join("deploy/environment-crd.yaml").to_string_lossy(),
+            "deploy/environment-crd.yaml",
+            "server/kube/tests/operator/istio-crds.yaml",
         ],
-        None,
-    );
-    kubectl_ok(
-        "admin",
         &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &root
-                .join("server/kube/tests/operator/istio-crds.yaml")
-                .to_string_lossy(),
-        ],
-        None,
-    );
-    kubectl_ok(
-        "admin",
-        &[
-            "wait",
-            "--for=condition=Established",
             "crd/laneenvironments.lane.dev",
             "crd/virtualservices.networking.istio.io",
             "crd/destinationrules.networking.istio.io",
         ],
-        None,
     );
-    for n in [ns, prod] {
-        let _ = kubectl("admin", &["create", "namespace", n], None);
-    }
+    create_namespace(ns);
+    create_namespace(prod);
     apply(&deployment(ns, "cart", "registry.example/cart:1", true));
     rolled_out(ns, "cart");
     apply(&deployment(prod, "cart", "registry.example/cart:7", false));
@@ -602,26 +524,11 @@ fn production_in_another_cluster_through_a_kubeconfig_secret() {
 #[test]
 fn switch_keeps_the_active_lane_client_side() {
     let ns = "ke-switch";
-    let root = repo_root();
-    for file in ["crd.yaml", "rbac.yaml"] {
-        kubectl_ok(
-            "admin",
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                &root.join("deploy").join(file).to_string_lossy(),
-            ],
-            None,
-        );
-    }
-    kubectl_ok(
-        "admin",
-        &["wait", "--for=condition=Established", "crd/lanes.lane.dev"],
-        None,
+    apply_files(
+        &["deploy/crd.yaml", "deploy/rbac.yaml"],
+        &["crd/lanes.lane.dev"],
     );
-    let _ = kubectl("admin", &["create", "namespace", ns], None);
+    create_namespace(ns);
     wait_until("Lanes served", || {
         get_raw(&format!("/apis/lane.dev/v1alpha1/namespaces/{ns}/lanes"))
     });

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::{Running, TestEnv};
 use lane_tests::apiserver::ApiServer;
-use lane_tests::kube::{apply, get_raw, kubectl, kubectl_ok, patch_deployment_status, repo_root};
+use lane_tests::kube::{apply, apply_files, create_namespace, get_raw, patch_deployment_status};
 use serde_json::{Value, json};
 
 fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
@@ -25,41 +25,21 @@ fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
 /// The CRDs (lane's and the tests' minimal Istio ones), RBAC, and namespace `ns` with the
 /// baseline of `<ns>.cart`: Service `cart` and Deployment `cart`, rolled out.
 fn cluster(ns: &str) {
-    let root = repo_root();
-    let deploy = root.join("deploy");
-    let istio = root.join("server/kube/tests/operator/istio-crds.yaml");
-    let files = [
-        deploy.join("crd.yaml"),
-        deploy.join("environment-crd.yaml"),
-        deploy.join("rbac.yaml"),
-        istio,
-    ];
-    for file in &files {
-        kubectl_ok(
-            "admin",
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                &file.to_string_lossy(),
-            ],
-            None,
-        );
-    }
-    kubectl_ok(
-        "admin",
+    apply_files(
         &[
-            "wait",
-            "--for=condition=Established",
+            "deploy/crd.yaml",
+            "deploy/environment-crd.yaml",
+            "deploy/rbac.yaml",
+            "server/kube/tests/operator/istio-crds.yaml",
+        ],
+        &[
             "crd/lanes.lane.dev",
             "crd/laneenvironments.lane.dev",
             "crd/virtualservices.networking.istio.io",
             "crd/destinationrules.networking.istio.io",
         ],
-        None,
     );
-    let _ = kubectl("admin", &["create", "namespace", ns], None);
+    create_namespace(ns);
     wait_until("Lanes served", || {
         get_raw(&format!("/apis/lane.dev/v1alpha1/namespaces/{ns}/lanes"))
     });
