@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod consul;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
