@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod consul;
+pub mod services;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
