@@ -95,6 +95,23 @@ fn rolled_out(ns: &str, name: &str) {
     patch_deployment_status(ns, name, &status);
 }
 
+/// Plays the lane operator: applies Deployment `ns/name` of lane `lane` (label `lane.dev/lane`),
+/// one replica of container `container` running `image`.
+fn lane_deployment(ns: &str, name: &str, lane: &str, container: &str, image: &str) {
+    let deployment = format!(
+        "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"{name}\",\
+         \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"{lane}\"}}}},\"spec\":{{\"replicas\":1,\
+         \"selector\":{{\"matchLabels\":{{\"lane.dev/lane\":\"{lane}\"}}}},\"template\":{{\"metadata\":\
+         {{\"labels\":{{\"lane.dev/lane\":\"{lane}\"}}}},\"spec\":{{\"containers\":[{{\"name\":\"{container}\",\
+         \"image\":\"{image}\"}}]}}}}}}}}"
+    );
+    kubectl_ok(
+        "admin",
+        &["apply", "--server-side", "-f", "-"],
+        Some(&deployment),
+    );
+}
+
 /// Plays the lane operator's status write once the versions are ready: Lane `ns/id` as of its
 /// current generation routes its own requests for each of `procs` (services `<ns>.<proc>`) to
 /// its own subset.
@@ -180,18 +197,7 @@ fn lanes_are_created_listed_deployed_and_removed_on_the_cluster() {
     });
     assert_eq!(image, format!("registry.example/kb/cart:{}", &commit[..7]));
     // As the operator: the lane Deployment `<proc>-lane-<id>`.
-    let deployment = format!(
-        "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"cart-lane-feat\",\
-         \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"feat\"}}}},\"spec\":{{\"replicas\":1,\
-         \"selector\":{{\"matchLabels\":{{\"lane.dev/lane\":\"feat\"}}}},\"template\":{{\"metadata\":\
-         {{\"labels\":{{\"lane.dev/lane\":\"feat\"}}}},\"spec\":{{\"containers\":[{{\"name\":\"cart\",\
-         \"image\":\"{image}\"}}]}}}}}}}}"
-    );
-    kubectl_ok(
-        "admin",
-        &["apply", "--server-side", "-f", "-"],
-        Some(&deployment),
-    );
+    lane_deployment(ns, "cart-lane-feat", "feat", "cart", &image);
     std::thread::sleep(Duration::from_millis(500));
     // As the Deployment controller: its replica is ready.
     rolled_out(ns, "cart-lane-feat");
@@ -615,17 +621,12 @@ fn two_deploys_into_one_lane_at_once_both_stay() {
             *last.borrow_mut() = lane_json(ns, "team");
         }
         let name = format!("{proc_}-lane-team");
-        let deployment = format!(
-            "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"{name}\",\
-             \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"team\"}}}},\"spec\":{{\"replicas\":1,\
-             \"selector\":{{\"matchLabels\":{{\"lane.dev/lane\":\"team\"}}}},\"template\":{{\"metadata\":\
-             {{\"labels\":{{\"lane.dev/lane\":\"team\"}}}},\"spec\":{{\"containers\":[{{\"name\":\"c\",\
-             \"image\":\"registry.example/{proc_}:1\"}}]}}}}}}}}"
-        );
-        kubectl_ok(
-            "admin",
-            &["apply", "--server-side", "-f", "-"],
-            Some(&deployment),
+        lane_deployment(
+            ns,
+            &name,
+            "team",
+            "c",
+            &format!("registry.example/{proc_}:1"),
         );
         rolled_out(ns, &name);
     }
@@ -694,17 +695,12 @@ fn a_kubernetes_deploy_puts_the_lanes_data_env_into_the_lane_s_env_overrides() {
             .map(|_| lane.clone())
     });
     // As the operator and the Deployment controller: the lane Deployment, ready.
-    let deployment = format!(
-        "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"cart-lane-kdata\",\
-         \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"kdata\"}}}},\"spec\":{{\"replicas\":1,\
-         \"selector\":{{\"matchLabels\":{{\"lane.dev/lane\":\"kdata\"}}}},\"template\":{{\"metadata\":\
-         {{\"labels\":{{\"lane.dev/lane\":\"kdata\"}}}},\"spec\":{{\"containers\":[{{\"name\":\"cart\",\
-         \"image\":\"registry.example/kb/cart:data\"}}]}}}}}}}}"
-    );
-    kubectl_ok(
-        "admin",
-        &["apply", "--server-side", "-f", "-"],
-        Some(&deployment),
+    lane_deployment(
+        ns,
+        "cart-lane-kdata",
+        "kdata",
+        "cart",
+        "registry.example/kb/cart:data",
     );
     std::thread::sleep(Duration::from_millis(500));
     kubectl_ok(
