@@ -63,6 +63,21 @@ fn lane(env: &TestEnv, dir: &Path, args: &[&str]) -> Out {
     env.run_in(dir, args, &[("KUBECONFIG", &kubeconfig.to_string_lossy())])
 }
 
+/// LaneEnvironment `ns/dev` whose `spec.production` is `production`, applied once the server
+/// serves LaneEnvironments in `ns`.
+fn lane_environment(ns: &str, production: Value) {
+    wait_until("LaneEnvironments served", || {
+        get_raw(&format!(
+            "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments"
+        ))
+    });
+    apply(
+        &json!({"apiVersion": "lane.dev/v1alpha1", "kind": "LaneEnvironment",
+                  "metadata": {"name": "dev", "namespace": ns},
+                  "spec": {"production": production}}),
+    );
+}
+
 /// The `baseline_sync` entry of `service` in `lane status --json` / `lane baseline sync --json`.
 fn entry(list: &Value, service: &str) -> Option<Value> {
     list.as_array()?
@@ -101,16 +116,7 @@ fn baseline_follows_production_through_a_lane_environment() {
     wait_until("Lanes served", || {
         get_raw(&format!("/apis/lane.dev/v1alpha1/namespaces/{ns}/lanes"))
     });
-    wait_until("LaneEnvironments served", || {
-        get_raw(&format!(
-            "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments"
-        ))
-    });
-    apply(
-        &json!({"apiVersion": "lane.dev/v1alpha1", "kind": "LaneEnvironment",
-                  "metadata": {"name": "dev", "namespace": ns},
-                  "spec": {"production": {"namespace": prod}}}),
-    );
+    lane_environment(ns, json!({"namespace": prod}));
 
     let env = TestEnv::new("kube-env", 160);
     let repo = env.repo(
@@ -351,16 +357,7 @@ fn the_operator_and_the_backend_run_with_in_cluster_configuration() {
     create_namespace(prod);
     apply(&deployment(ns, "cart", "registry.example/cart:1", true));
     apply(&deployment(prod, "cart", "registry.example/cart:9", false));
-    wait_until("LaneEnvironments served", || {
-        get_raw(&format!(
-            "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments"
-        ))
-    });
-    apply(
-        &json!({"apiVersion": "lane.dev/v1alpha1", "kind": "LaneEnvironment",
-                  "metadata": {"name": "dev", "namespace": ns},
-                  "spec": {"production": {"namespace": prod}}}),
-    );
+    lane_environment(ns, json!({"namespace": prod}));
 
     // A service account's files: a token the server accepts, its CA, the namespace.
     let env = TestEnv::new("kube-incluster", 161);
@@ -445,15 +442,9 @@ fn production_in_another_cluster_through_a_kubeconfig_secret() {
     apply(&deployment(ns, "cart", "registry.example/cart:1", true));
     rolled_out(ns, "cart");
     apply(&deployment(prod, "cart", "registry.example/cart:7", false));
-    wait_until("LaneEnvironments served", || {
-        get_raw(&format!(
-            "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments"
-        ))
-    });
-    apply(
-        &json!({"apiVersion": "lane.dev/v1alpha1", "kind": "LaneEnvironment",
-                  "metadata": {"name": "dev", "namespace": ns},
-                  "spec": {"production": {"namespace": prod, "kubeconfigSecret": "prod-cluster"}}}),
+    lane_environment(
+        ns,
+        json!({"namespace": prod, "kubeconfigSecret": "prod-cluster"}),
     );
 
     let env = TestEnv::new("kube-remote", 162);
