@@ -8,6 +8,7 @@
 pub mod apiserver;
 pub mod apollo;
 pub mod consul;
+pub mod kube;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -7,9 +7,9 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use common::consul::{self, consul_repo, lane_doc, named_server};
 use common::{TestEnv, sample_manifest};
 use lane_tests::consul::{Access, ConsulDouble, Options, Policy};
 use serde_json::{Value, json};
@@ -39,19 +39,6 @@ fn double_with_acls() -> ConsulDouble {
     .expect("the Consul double starts")
 }
 
-/// A service repo whose `lane.toml` chooses the consul backend (with `extra` in `[backend]`).
-fn consul_repo(env: &TestEnv, extra: &str) -> PathBuf {
-    let manifest =
-        sample_manifest(&env.bin, "b", None, "") + "\n[backend]\nkind = \"consul\"\n" + extra;
-    env.repo("b", &manifest)
-}
-
-fn lane_doc(consul: &ConsulDouble, key: &str) -> Option<Value> {
-    consul
-        .kv(key)
-        .map(|v| serde_json::from_slice(&v).expect("lane documents are JSON"))
-}
-
 /// Registers an instance the way a deployment (or `lane deploy`) would, with a TCP check on a
 /// listener of this test, already passing.
 fn register(consul: &ConsulDouble, id: &str, name: &str, tags: &[String], port: u16) {
@@ -74,23 +61,7 @@ fn register_checked(
     port: u16,
     check: serde_json::Value,
 ) {
-    let body = json!({
-        "ID": id,
-        "Name": name,
-        "Tags": tags,
-        "Address": "127.0.0.1",
-        "Port": port,
-        "Check": check,
-    });
-    let (status, text) = consul
-        .http(
-            "PUT",
-            "/v1/agent/service/register",
-            None,
-            body.to_string().as_bytes(),
-        )
-        .expect("register");
-    assert_eq!(status, 200, "{text}");
+    consul::register_checked(consul, id, name, tags, "127.0.0.1", port, check);
 }
 
 #[test]
@@ -596,34 +567,6 @@ fn deploy_runs_the_version_locally_and_registers_it_and_rm_deregisters_it() {
     env.finish();
 }
 
-/// A tiny HTTP server answering every request with `name`, on its own thread.
-fn named_server(name: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
-                    name.len()
-                );
-            });
-        }
-    });
-    port
-}
-
 #[test]
 fn the_router_follows_consul_and_serves_the_last_table_when_it_is_down() {
     let env = TestEnv::new("consul-router", 111);
@@ -632,21 +575,9 @@ fn the_router_follows_consul_and_serves_the_last_table_when_it_is_down() {
     let vars = [("CONSUL_HTTP_ADDR", addr.as_str())];
     let repo = consul_repo(&env, "");
     assert_eq!(env.run_in(&repo, &["create", "feature-x"], &vars).code, 0);
-    let listen = format!("127.0.0.1:{}", env.ports.0);
-    let router_addr: std::net::SocketAddr = listen.parse().unwrap();
-    let router = env.spawn_in(
-        &env.root,
-        &["router", "--registry", "consul", "--listen", &listen],
-        &vars,
-    );
-    let admin = |path: &str| common::try_http_get(router_addr, "localhost", path, &[]).ok();
-    common::wait_for("the router to listen", Duration::from_secs(20), &mut || {
-        admin("/healthz").filter(|r| r.status == 200)
-    });
-    let get = |lane: Option<&str>| {
-        let headers: Vec<(&str, &str)> = lane.map(|l| vec![("x-lane", l)]).unwrap_or_default();
-        common::http_get(router_addr, "b.demo.localhost", "/", &headers)
-    };
+    let (router, router_addr) = consul::start_router(&env, &vars);
+    let admin = |path: &str| consul::admin(router_addr, path);
+    let get = |lane: Option<&str>| consul::get_b(router_addr, lane);
 
     // A baseline instance registers: the router uses it within one blocking round.
     let base = named_server("baseline-b");
@@ -842,17 +773,7 @@ fn assign_moves_a_registered_version_to_another_lane() {
     let out = env.run_in(&repo, &["deploy", "--lane", "first"], &vars);
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(env.run_in(&repo, &["create", "second"], &vars).code, 0);
-    let port_of = |id: &str| -> Option<u64> {
-        let (_, body) = consul
-            .http("GET", "/v1/health/service/gaia-lane.demo.b", None, b"")
-            .ok()?;
-        let entries: Value = serde_json::from_str(&body).ok()?;
-        entries
-            .as_array()?
-            .iter()
-            .find(|e| e["Service"]["ID"] == id)
-            .and_then(|e| e["Service"]["Port"].as_u64())
-    };
+    let port_of = |id: &str| consul::port_of(&consul, id);
     let port = port_of("gaia-lane.demo.b-first").expect("registered in lane first");
 
     let out = env.run_in(

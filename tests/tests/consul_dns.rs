@@ -4,40 +4,11 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::Duration;
 
-use common::{TestEnv, sample_manifest};
+use common::TestEnv;
+use common::consul::{self, consul_repo, named_server};
 use lane_tests::consul::{ConsulDouble, Options};
-use serde_json::json;
-
-/// A tiny HTTP server answering every request with `name`, on its own thread.
-fn named_server(name: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
-                    name.len()
-                );
-            });
-        }
-    });
-    port
-}
 
 fn register_at(
     consul: &ConsulDouble,
@@ -47,20 +18,7 @@ fn register_at(
     host: &str,
     port: u16,
 ) {
-    let tags: Vec<String> = lane.map(|l| vec![format!("lane={l}")]).unwrap_or_default();
-    let body = json!({
-        "ID": id, "Name": name, "Tags": tags, "Address": host, "Port": port,
-        "Check": {"TTL": "10m", "Status": "passing"},
-    });
-    let (status, text) = consul
-        .http(
-            "PUT",
-            "/v1/agent/service/register",
-            None,
-            body.to_string().as_bytes(),
-        )
-        .unwrap();
-    assert_eq!(status, 200, "{text}");
+    consul::register_ttl_at(consul, id, name, &consul::lane_tags(lane), host, port);
 }
 
 #[test]
@@ -69,25 +27,12 @@ fn the_router_resolves_dns_names_and_reports_those_that_do_not_resolve() {
     let consul = ConsulDouble::start(Options::default()).expect("the Consul double starts");
     let addr = consul.addr().to_string();
     let vars = [("CONSUL_HTTP_ADDR", addr.as_str())];
-    let manifest = sample_manifest(&env.bin, "b", None, "") + "\n[backend]\nkind = \"consul\"\n";
-    let repo = env.repo("b", &manifest);
+    let repo = consul_repo(&env, "");
     assert_eq!(env.run_in(&repo, &["create", "feature-x"], &vars).code, 0);
     assert_eq!(env.run_in(&repo, &["create", "feature-y"], &vars).code, 0);
-    let listen = format!("127.0.0.1:{}", env.ports.0);
-    let router_addr: std::net::SocketAddr = listen.parse().unwrap();
-    let router = env.spawn_in(
-        &env.root,
-        &["router", "--registry", "consul", "--listen", &listen],
-        &vars,
-    );
-    let admin = |path: &str| common::try_http_get(router_addr, "localhost", path, &[]).ok();
-    common::wait_for("the router to listen", Duration::from_secs(20), &mut || {
-        admin("/healthz").filter(|r| r.status == 200)
-    });
-    let get = |lane: Option<&str>| {
-        let headers: Vec<(&str, &str)> = lane.map(|l| vec![("x-lane", l)]).unwrap_or_default();
-        common::http_get(router_addr, "b.demo.localhost", "/", &headers)
-    };
+    let (router, router_addr) = consul::start_router(&env, &vars);
+    let admin = |path: &str| consul::admin(router_addr, path);
+    let get = |lane: Option<&str>| consul::get_b(router_addr, lane);
 
     let base = named_server("baseline-b");
     let mine = named_server("feature-x-b");

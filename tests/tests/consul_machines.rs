@@ -6,41 +6,16 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{TestEnv, sample_manifest};
+use common::TestEnv;
+use common::consul::{consul_repo, lane_doc, port_of};
 use lane_tests::consul::{ConsulDouble, NODE, Options};
-use serde_json::Value;
-
-fn consul_repo(env: &TestEnv) -> PathBuf {
-    let manifest = sample_manifest(&env.bin, "b", None, "") + "\n[backend]\nkind = \"consul\"\n";
-    env.repo("b", &manifest)
-}
-
-fn lane_doc(consul: &ConsulDouble, key: &str) -> Option<Value> {
-    consul
-        .kv(key)
-        .map(|v| serde_json::from_slice(&v).expect("lane documents are JSON"))
-}
 
 fn runs_sample(env: &TestEnv) -> bool {
     env.processes()
         .iter()
         .any(|(_, c)| c.contains("sample-service"))
-}
-
-/// The port instance `id` is registered with.
-fn port_of(consul: &ConsulDouble, id: &str) -> Option<u64> {
-    let (_, body) = consul
-        .http("GET", "/v1/health/service/gaia-lane.demo.b", None, b"")
-        .ok()?;
-    let entries: Value = serde_json::from_str(&body).ok()?;
-    entries
-        .as_array()?
-        .iter()
-        .find(|e| e["Service"]["ID"] == id)
-        .and_then(|e| e["Service"]["Port"].as_u64())
 }
 
 #[test]
@@ -52,8 +27,8 @@ fn rm_and_gc_from_another_machine_reach_the_machine_that_runs_the_version() {
     let addr_b = consul.add_agent("machine-b").unwrap().to_string();
     let vars_a = [("CONSUL_HTTP_ADDR", addr_a.as_str())];
     let vars_b = [("CONSUL_HTTP_ADDR", addr_b.as_str())];
-    let repo_a = consul_repo(&a);
-    let repo_b = consul_repo(&b);
+    let repo_a = consul_repo(&a, "");
+    let repo_b = consul_repo(&b, "");
 
     // Machine A runs a version of lane feature-x, registered through its own agent.
     let out = a.run_in(&repo_a, &["deploy", "--lane", "feature-x"], &vars_a);
@@ -169,8 +144,8 @@ fn assign_from_another_machine_is_carried_out_by_the_machine_that_runs_the_versi
         ("CONSUL_HTTP_ADDR", addr_b.as_str()),
         ("LANE_CONSUL_HANDOFF_WAIT", "20"),
     ];
-    let repo_a = consul_repo(&a);
-    let repo_b = consul_repo(&b);
+    let repo_a = consul_repo(&a, "");
+    let repo_b = consul_repo(&b, "");
 
     let out = a.run_in(&repo_a, &["deploy", "--lane", "first"], &vars_a);
     assert_eq!(out.code, 0, "{out}");

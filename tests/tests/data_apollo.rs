@@ -10,7 +10,6 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
-use std::process::Command;
 
 use common::{TestEnv, sample_manifest};
 use lane_core::LaneId;
@@ -442,25 +441,7 @@ fn bad_tokens_and_an_unreachable_portal_are_clear_errors() {
 
 /// The Redis test server's address, started when needed (failing the test when it cannot be).
 fn redis_url() -> String {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
-    let up = Command::new(&script)
-        .arg("redis")
-        .output()
-        .expect("services.sh runs");
-    assert!(
-        up.status.success(),
-        "scripts/services.sh redis failed:\n{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let env = Command::new(&script)
-        .arg("env")
-        .output()
-        .expect("services.sh env runs");
-    String::from_utf8_lossy(&env.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("export LANE_TEST_REDIS_URL="))
-        .expect("LANE_TEST_REDIS_URL")
-        .to_owned()
+    common::services::start("redis").var("LANE_TEST_REDIS_URL")
 }
 
 fn environ(pid: u32) -> String {

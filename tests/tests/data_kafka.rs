@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{TestEnv, sample_manifest};
 use lane_data::kafka::Kafka;
 use lane_data::mysql::{Mysql, quote};
@@ -15,31 +13,11 @@ use lane_data::redis::{Redis, Reply};
 
 /// The test servers (MySQL URL, Redis URL, Kafka bootstrap), started when needed.
 fn servers() -> (String, String, String) {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
-    let up = Command::new(&script)
-        .arg("all")
-        .output()
-        .expect("services.sh runs");
-    assert!(
-        up.status.success(),
-        "scripts/services.sh all failed:\n{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let env = Command::new(&script)
-        .arg("env")
-        .output()
-        .expect("services.sh env runs");
-    let text = String::from_utf8_lossy(&env.stdout).into_owned();
-    let get = |var: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("export {var}=")))
-            .unwrap_or_else(|| panic!("{var} in {text}"))
-            .to_owned()
-    };
+    let env = common::services::start("all");
     (
-        get("LANE_TEST_MYSQL_URL"),
-        get("LANE_TEST_REDIS_URL"),
-        get("LANE_TEST_KAFKA_BOOTSTRAP"),
+        env.var("LANE_TEST_MYSQL_URL"),
+        env.var("LANE_TEST_REDIS_URL"),
+        env.var("LANE_TEST_KAFKA_BOOTSTRAP"),
     )
 }
 

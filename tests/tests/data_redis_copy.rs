@@ -5,31 +5,11 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{TestEnv, sample_manifest};
 use lane_data::redis::{Redis, Reply};
 
 fn redis_url() -> String {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
-    let up = Command::new(&script)
-        .arg("redis")
-        .output()
-        .expect("services.sh runs");
-    assert!(
-        up.status.success(),
-        "scripts/services.sh redis failed:\n{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let env = Command::new(&script)
-        .arg("env")
-        .output()
-        .expect("services.sh env runs");
-    let text = String::from_utf8_lossy(&env.stdout).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix("export LANE_TEST_REDIS_URL="))
-        .unwrap_or_else(|| panic!("LANE_TEST_REDIS_URL in {text}"))
-        .to_owned()
+    common::services::start("redis").var("LANE_TEST_REDIS_URL")
 }
 
 #[test]

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{TestEnv, sample_manifest};
@@ -13,28 +12,11 @@ use lane_data::mysql::{Mysql, quote};
 use lane_data::redis::{Redis, Reply};
 
 fn servers() -> (String, String) {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
-    let up = Command::new(&script)
-        .arg("all")
-        .output()
-        .expect("services.sh runs");
-    assert!(
-        up.status.success(),
-        "scripts/services.sh all failed:\n{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let env = Command::new(&script)
-        .arg("env")
-        .output()
-        .expect("services.sh env runs");
-    let text = String::from_utf8_lossy(&env.stdout).into_owned();
-    let get = |var: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("export {var}=")))
-            .unwrap_or_else(|| panic!("{var} in {text}"))
-            .to_owned()
-    };
-    (get("LANE_TEST_MYSQL_URL"), get("LANE_TEST_REDIS_URL"))
+    let env = common::services::start("all");
+    (
+        env.var("LANE_TEST_MYSQL_URL"),
+        env.var("LANE_TEST_REDIS_URL"),
+    )
 }
 
 /// A binding's item count in a `--json` report.

@@ -9,72 +9,15 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Out, TestEnv};
 use lane_tests::apiserver::ApiServer;
+use lane_tests::kube::{kubectl, kubectl_ok, patch_deployment_status, repo_root};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-/// `kubectl` as `user` against the shared server; returns (success, stdout, stderr).
-fn kubectl(user: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let server = ApiServer::shared();
-    let mut child = Command::new(lane_tests::apiserver::kubectl())
-        .arg("--kubeconfig")
-        .arg(server.kubeconfig(user))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("a stdin pipe")
-            .write_all(text.as_bytes())
-            .expect("write kubectl's stdin");
-    }
-    let out = child.wait_with_output().expect("kubectl finishes");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn kubectl_ok(user: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let (ok, out, err) = kubectl(user, args, stdin);
-    assert!(
-        ok,
-        "kubectl {} as {user} failed:\n{out}{err}",
-        args.join(" ")
-    );
-    out
-}
-
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_until<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    lane_tests::kube::wait_until(what, timeout, Duration::from_millis(200), f)
 }
 
 /// The shared server with lane's CRD, RBAC and ownership policy applied (as admin), the policy in
@@ -149,20 +92,23 @@ fn rolled_out(ns: &str, name: &str) {
     let d: serde_json::Value = serde_json::from_str(&out).unwrap();
     let status = serde_json::json!({"status": {"observedGeneration": d["metadata"]["generation"],
         "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}});
+    patch_deployment_status(ns, name, &status);
+}
+
+/// Plays the lane operator: applies Deployment `ns/name` of lane `lane` (label `lane.dev/lane`),
+/// one replica of container `container` running `image`.
+fn lane_deployment(ns: &str, name: &str, lane: &str, container: &str, image: &str) {
+    let deployment = format!(
+        "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"{name}\",\
+         \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"{lane}\"}}}},\"spec\":{{\"replicas\":1,\
+         \"selector\":{{\"matchLabels\":{{\"lane.dev/lane\":\"{lane}\"}}}},\"template\":{{\"metadata\":\
+         {{\"labels\":{{\"lane.dev/lane\":\"{lane}\"}}}},\"spec\":{{\"containers\":[{{\"name\":\"{container}\",\
+         \"image\":\"{image}\"}}]}}}}}}}}"
+    );
     kubectl_ok(
         "admin",
-        &[
-            "-n",
-            ns,
-            "patch",
-            "deployment",
-            name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ],
-        None,
+        &["apply", "--server-side", "-f", "-"],
+        Some(&deployment),
     );
 }
 
@@ -251,18 +197,7 @@ fn lanes_are_created_listed_deployed_and_removed_on_the_cluster() {
     });
     assert_eq!(image, format!("registry.example/kb/cart:{}", &commit[..7]));
     // As the operator: the lane Deployment `<proc>-lane-<id>`.
-    let deployment = format!(
-        "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"cart-lane-feat\",\
-         \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"feat\"}}}},\"spec\":{{\"replicas\":1,\
-         \"selector\":{{\"matchLabels\":{{\"lane.dev/lane\":\"feat\"}}}},\"template\":{{\"metadata\":\
-         {{\"labels\":{{\"lane.dev/lane\":\"feat\"}}}},\"spec\":{{\"containers\":[{{\"name\":\"cart\",\
-         \"image\":\"{image}\"}}]}}}}}}}}"
-    );
-    kubectl_ok(
-        "admin",
-        &["apply", "--server-side", "-f", "-"],
-        Some(&deployment),
-    );
+    lane_deployment(ns, "cart-lane-feat", "feat", "cart", &image);
     std::thread::sleep(Duration::from_millis(500));
     // As the Deployment controller: its replica is ready.
     rolled_out(ns, "cart-lane-feat");
@@ -686,17 +621,12 @@ fn two_deploys_into_one_lane_at_once_both_stay() {
             *last.borrow_mut() = lane_json(ns, "team");
         }
         let name = format!("{proc_}-lane-team");
-        let deployment = format!(
-            "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"{name}\",\
-             \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"team\"}}}},\"spec\":{{\"replicas\":1,\
-             \"selector\":{{\"matchLabels\":{{\"lane.dev/lane\":\"team\"}}}},\"template\":{{\"metadata\":\
-             {{\"labels\":{{\"lane.dev/lane\":\"team\"}}}},\"spec\":{{\"containers\":[{{\"name\":\"c\",\
-             \"image\":\"registry.example/{proc_}:1\"}}]}}}}}}}}"
-        );
-        kubectl_ok(
-            "admin",
-            &["apply", "--server-side", "-f", "-"],
-            Some(&deployment),
+        lane_deployment(
+            ns,
+            &name,
+            "team",
+            "c",
+            &format!("registry.example/{proc_}:1"),
         );
         rolled_out(ns, &name);
     }
@@ -765,17 +695,12 @@ fn a_kubernetes_deploy_puts_the_lanes_data_env_into_the_lane_s_env_overrides() {
             .map(|_| lane.clone())
     });
     // As the operator and the Deployment controller: the lane Deployment, rolled out and ready.
-    let deployment = format!(
-        "{{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{{\"name\":\"cart-lane-kdata\",\
-         \"namespace\":\"{ns}\",\"labels\":{{\"lane.dev/lane\":\"kdata\"}}}},\"spec\":{{\"replicas\":1,\
-         \"selector\":{{\"matchLabels\":{{\"lane.dev/lane\":\"kdata\"}}}},\"template\":{{\"metadata\":\
-         {{\"labels\":{{\"lane.dev/lane\":\"kdata\"}}}},\"spec\":{{\"containers\":[{{\"name\":\"cart\",\
-         \"image\":\"registry.example/kb/cart:data\"}}]}}}}}}}}"
-    );
-    kubectl_ok(
-        "admin",
-        &["apply", "--server-side", "-f", "-"],
-        Some(&deployment),
+    lane_deployment(
+        ns,
+        "cart-lane-kdata",
+        "kdata",
+        "cart",
+        "registry.example/kb/cart:data",
     );
     std::thread::sleep(Duration::from_millis(500));
     rolled_out(ns, "cart-lane-kdata");

@@ -10,92 +10,19 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Out, TestEnv};
 use lane_tests::apiserver::ApiServer;
+use lane_tests::kube::{
+    apply, apply_files, create_namespace, get_raw, kubectl_ok, patch_deployment_status, repo_root,
+};
 use serde_json::{Value, json};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-/// `kubectl` as `user` against the shared server; returns (success, stdout, stderr).
-fn kubectl(user: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(lane_tests::apiserver::kubectl())
-        .arg("--kubeconfig")
-        .arg(ApiServer::shared().kubeconfig(user))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("a stdin pipe")
-            .write_all(text.as_bytes())
-            .expect("write kubectl's stdin");
-    }
-    let out = child.wait_with_output().expect("kubectl finishes");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn kubectl_ok(user: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let (ok, out, err) = kubectl(user, args, stdin);
-    assert!(
-        ok,
-        "kubectl {} as {user} failed:\n{out}{err}",
-        args.join(" ")
-    );
-    out
-}
-
-fn apply(value: &Value) {
-    kubectl_ok(
-        "admin",
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager",
-            "lane-test",
-            "-f",
-            "-",
-        ],
-        Some(&value.to_string()),
-    );
-}
-
-fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn get_raw(path: &str) -> Option<Value> {
-    let (ok, out, _) = kubectl("admin", &["get", "--raw", path], None);
-    ok.then(|| serde_json::from_str(&out).expect("the API server answers JSON"))
+fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    lane_tests::kube::wait_until(what, Duration::from_secs(60), Duration::from_millis(200), f)
 }
 
 fn deployment_json(ns: &str, name: &str) -> Value {
@@ -128,26 +55,27 @@ fn rolled_out(ns: &str, name: &str) {
     let status = json!({"status": {"observedGeneration": generation, "replicas": 2,
                                    "updatedReplicas": 2, "readyReplicas": 2,
                                    "availableReplicas": 2}});
-    kubectl_ok(
-        "admin",
-        &[
-            "patch",
-            "deployment",
-            name,
-            "-n",
-            ns,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ],
-        None,
-    );
+    patch_deployment_status(ns, name, &status);
 }
 
 fn lane(env: &TestEnv, dir: &Path, args: &[&str]) -> Out {
     let kubeconfig = ApiServer::shared().kubeconfig("alice");
     env.run_in(dir, args, &[("KUBECONFIG", &kubeconfig.to_string_lossy())])
+}
+
+/// LaneEnvironment `ns/dev` whose `spec.production` is `production`, applied once the server
+/// serves LaneEnvironments in `ns`.
+fn lane_environment(ns: &str, production: Value) {
+    wait_until("LaneEnvironments served", || {
+        get_raw(&format!(
+            "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments"
+        ))
+    });
+    apply(
+        &json!({"apiVersion": "lane.dev/v1alpha1", "kind": "LaneEnvironment",
+                  "metadata": {"name": "dev", "namespace": ns},
+                  "spec": {"production": production}}),
+    );
 }
 
 /// The `baseline_sync` entry of `service` in `lane status --json` / `lane baseline sync --json`.
@@ -162,50 +90,23 @@ fn entry(list: &Value, service: &str) -> Option<Value> {
 fn baseline_follows_production_through_a_lane_environment() {
     let ns = "ke-base";
     let prod = "ke-prod";
-    let root = repo_root();
-    let deploy = root.join("deploy");
-    for file in ["crd.yaml", "environment-crd.yaml", "rbac.yaml"] {
-        kubectl_ok(
-            "admin",
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                &deploy.join(file).to_string_lossy(),
-            ],
-            None,
-        );
-    }
-    // The operator lists Istio's kinds on every pass: the tests' minimal Istio CRDs.
-    kubectl_ok(
-        "admin",
+    apply_files(
         &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &root
-                .join("server/kube/tests/operator/istio-crds.yaml")
-                .to_string_lossy(),
+            "deploy/crd.yaml",
+            "deploy/environment-crd.yaml",
+            "deploy/rbac.yaml",
+            // The operator lists Istio's kinds on every pass: the tests' minimal Istio CRDs.
+            "server/kube/tests/operator/istio-crds.yaml",
         ],
-        None,
-    );
-    kubectl_ok(
-        "admin",
         &[
-            "wait",
-            "--for=condition=Established",
             "crd/lanes.lane.dev",
             "crd/laneenvironments.lane.dev",
             "crd/virtualservices.networking.istio.io",
             "crd/destinationrules.networking.istio.io",
         ],
-        None,
     );
-    for n in [ns, prod] {
-        let _ = kubectl("admin", &["create", "namespace", n], None);
-    }
+    create_namespace(ns);
+    create_namespace(prod);
     apply(&deployment(ns, "cart", "registry.example/cart:1", true));
     apply(&deployment(ns, "pay", "registry.example/pay:1", true));
     rolled_out(ns, "cart");
@@ -215,16 +116,7 @@ fn baseline_follows_production_through_a_lane_environment() {
     wait_until("Lanes served", || {
         get_raw(&format!("/apis/lane.dev/v1alpha1/namespaces/{ns}/lanes"))
     });
-    wait_until("LaneEnvironments served", || {
-        get_raw(&format!(
-            "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments"
-        ))
-    });
-    apply(
-        &json!({"apiVersion": "lane.dev/v1alpha1", "kind": "LaneEnvironment",
-                  "metadata": {"name": "dev", "namespace": ns},
-                  "spec": {"production": {"namespace": prod}}}),
-    );
+    lane_environment(ns, json!({"namespace": prod}));
 
     let env = TestEnv::new("kube-env", 160);
     let repo = env.repo(
@@ -449,59 +341,23 @@ fn the_operator_and_the_backend_run_with_in_cluster_configuration() {
     );
     let ns = "ke-incluster";
     let prod = "ke-incluster-prod";
-    let root = repo_root();
-    for file in ["crd.yaml", "environment-crd.yaml"] {
-        kubectl_ok(
-            "admin",
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                &root.join("deploy").join(file).to_string_lossy(),
-            ],
-            None,
-        );
-    }
-    kubectl_ok(
-        "admin",
+    apply_files(
         &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &root
-                .join("server/kube/tests/operator/istio-crds.yaml")
-                .to_string_lossy(),
+            "deploy/crd.yaml",
+            "deploy/environment-crd.yaml",
+            "server/kube/tests/operator/istio-crds.yaml",
         ],
-        None,
-    );
-    kubectl_ok(
-        "admin",
         &[
-            "wait",
-            "--for=condition=Established",
             "crd/laneenvironments.lane.dev",
             "crd/virtualservices.networking.istio.io",
             "crd/destinationrules.networking.istio.io",
         ],
-        None,
     );
-    for n in [ns, prod] {
-        let _ = kubectl("admin", &["create", "namespace", n], None);
-    }
+    create_namespace(ns);
+    create_namespace(prod);
     apply(&deployment(ns, "cart", "registry.example/cart:1", true));
     apply(&deployment(prod, "cart", "registry.example/cart:9", false));
-    wait_until("LaneEnvironments served", || {
-        get_raw(&format!(
-            "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments"
-        ))
-    });
-    apply(
-        &json!({"apiVersion": "lane.dev/v1alpha1", "kind": "LaneEnvironment",
-                  "metadata": {"name": "dev", "namespace": ns},
-                  "spec": {"production": {"namespace": prod}}}),
-    );
+    lane_environment(ns, json!({"namespace": prod}));
 
     // A service account's files: a token the server accepts, its CA, the namespace.
     let env = TestEnv::new("kube-incluster", 161);
@@ -570,57 +426,25 @@ fn the_operator_and_the_backend_run_with_in_cluster_configuration() {
 fn production_in_another_cluster_through_a_kubeconfig_secret() {
     let ns = "ke-remote";
     let prod = "ke-remote-prod";
-    let root = repo_root();
-    kubectl_ok(
-        "admin",
+    apply_files(
         &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &root.join("deploy/environment-crd.yaml").to_string_lossy(),
+            "deploy/environment-crd.yaml",
+            "server/kube/tests/operator/istio-crds.yaml",
         ],
-        None,
-    );
-    kubectl_ok(
-        "admin",
         &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            &root
-                .join("server/kube/tests/operator/istio-crds.yaml")
-                .to_string_lossy(),
-        ],
-        None,
-    );
-    kubectl_ok(
-        "admin",
-        &[
-            "wait",
-            "--for=condition=Established",
             "crd/laneenvironments.lane.dev",
             "crd/virtualservices.networking.istio.io",
             "crd/destinationrules.networking.istio.io",
         ],
-        None,
     );
-    for n in [ns, prod] {
-        let _ = kubectl("admin", &["create", "namespace", n], None);
-    }
+    create_namespace(ns);
+    create_namespace(prod);
     apply(&deployment(ns, "cart", "registry.example/cart:1", true));
     rolled_out(ns, "cart");
     apply(&deployment(prod, "cart", "registry.example/cart:7", false));
-    wait_until("LaneEnvironments served", || {
-        get_raw(&format!(
-            "/apis/lane.dev/v1alpha1/namespaces/{ns}/laneenvironments"
-        ))
-    });
-    apply(
-        &json!({"apiVersion": "lane.dev/v1alpha1", "kind": "LaneEnvironment",
-                  "metadata": {"name": "dev", "namespace": ns},
-                  "spec": {"production": {"namespace": prod, "kubeconfigSecret": "prod-cluster"}}}),
+    lane_environment(
+        ns,
+        json!({"namespace": prod, "kubeconfigSecret": "prod-cluster"}),
     );
 
     let env = TestEnv::new("kube-remote", 162);
@@ -691,26 +515,11 @@ fn production_in_another_cluster_through_a_kubeconfig_secret() {
 #[test]
 fn switch_keeps_the_active_lane_client_side() {
     let ns = "ke-switch";
-    let root = repo_root();
-    for file in ["crd.yaml", "rbac.yaml"] {
-        kubectl_ok(
-            "admin",
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                &root.join("deploy").join(file).to_string_lossy(),
-            ],
-            None,
-        );
-    }
-    kubectl_ok(
-        "admin",
-        &["wait", "--for=condition=Established", "crd/lanes.lane.dev"],
-        None,
+    apply_files(
+        &["deploy/crd.yaml", "deploy/rbac.yaml"],
+        &["crd/lanes.lane.dev"],
     );
-    let _ = kubectl("admin", &["create", "namespace", ns], None);
+    create_namespace(ns);
     wait_until("Lanes served", || {
         get_raw(&format!("/apis/lane.dev/v1alpha1/namespaces/{ns}/lanes"))
     });

@@ -10,133 +10,36 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Running, TestEnv};
 use lane_tests::apiserver::ApiServer;
+use lane_tests::kube::{apply, apply_files, create_namespace, get_raw, patch_deployment_status};
 use serde_json::{Value, json};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-/// `kubectl` as `user` against the shared server; returns (success, stdout, stderr).
-fn kubectl(user: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(lane_tests::apiserver::kubectl())
-        .arg("--kubeconfig")
-        .arg(ApiServer::shared().kubeconfig(user))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("a stdin pipe")
-            .write_all(text.as_bytes())
-            .expect("write kubectl's stdin");
-    }
-    let out = child.wait_with_output().expect("kubectl finishes");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn kubectl_ok(user: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let (ok, out, err) = kubectl(user, args, stdin);
-    assert!(
-        ok,
-        "kubectl {} as {user} failed:\n{out}{err}",
-        args.join(" ")
-    );
-    out
-}
-
-fn apply(value: &Value) {
-    kubectl_ok(
-        "admin",
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager",
-            "lane-test",
-            "-f",
-            "-",
-        ],
-        Some(&value.to_string()),
-    );
-}
-
-fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn get_raw(path: &str) -> Option<Value> {
-    let (ok, out, _) = kubectl("admin", &["get", "--raw", path], None);
-    ok.then(|| serde_json::from_str(&out).expect("the API server answers JSON"))
+fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    lane_tests::kube::wait_until(what, Duration::from_secs(60), Duration::from_millis(100), f)
 }
 
 /// The CRDs (lane's and the tests' minimal Istio ones), RBAC, and namespace `ns` with the
 /// baseline of `<ns>.cart`: Service `cart` and Deployment `cart`, rolled out.
 fn cluster(ns: &str) {
-    let root = repo_root();
-    let deploy = root.join("deploy");
-    let istio = root.join("server/kube/tests/operator/istio-crds.yaml");
-    let files = [
-        deploy.join("crd.yaml"),
-        deploy.join("environment-crd.yaml"),
-        deploy.join("rbac.yaml"),
-        istio,
-    ];
-    for file in &files {
-        kubectl_ok(
-            "admin",
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                &file.to_string_lossy(),
-            ],
-            None,
-        );
-    }
-    kubectl_ok(
-        "admin",
+    apply_files(
         &[
-            "wait",
-            "--for=condition=Established",
+            "deploy/crd.yaml",
+            "deploy/environment-crd.yaml",
+            "deploy/rbac.yaml",
+            "server/kube/tests/operator/istio-crds.yaml",
+        ],
+        &[
             "crd/lanes.lane.dev",
             "crd/laneenvironments.lane.dev",
             "crd/virtualservices.networking.istio.io",
             "crd/destinationrules.networking.istio.io",
         ],
-        None,
     );
-    let _ = kubectl("admin", &["create", "namespace", ns], None);
+    create_namespace(ns);
     wait_until("Lanes served", || {
         get_raw(&format!("/apis/lane.dev/v1alpha1/namespaces/{ns}/lanes"))
     });
@@ -161,21 +64,7 @@ fn rolled_out(ns: &str, name: &str) {
     let status = json!({"status": {"observedGeneration": d["metadata"]["generation"],
                                    "replicas": want, "updatedReplicas": want,
                                    "readyReplicas": want, "availableReplicas": want}});
-    kubectl_ok(
-        "admin",
-        &[
-            "patch",
-            "deployment",
-            name,
-            "-n",
-            ns,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ],
-        None,
-    );
+    patch_deployment_status(ns, name, &status);
 }
 
 /// A repo for `<ns>.cart` whose image build prints `image`; `[health] timeout` is `timeout`.

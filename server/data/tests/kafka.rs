@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use common::{lane, unique};
@@ -19,28 +17,7 @@ use lane_data::teardown;
 /// The broker's `kafka://` address, started when needed (the test fails when it cannot be).
 fn kafka_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh");
-        let up = Command::new(&script)
-            .arg("kafka")
-            .output()
-            .expect("services.sh runs");
-        assert!(
-            up.status.success(),
-            "scripts/services.sh kafka failed:\n{}",
-            String::from_utf8_lossy(&up.stderr)
-        );
-        let env = Command::new(&script)
-            .arg("env")
-            .output()
-            .expect("services.sh env runs");
-        let text = String::from_utf8_lossy(&env.stdout).into_owned();
-        let bootstrap = text
-            .lines()
-            .find_map(|l| l.strip_prefix("export LANE_TEST_KAFKA_BOOTSTRAP="))
-            .unwrap_or_else(|| panic!("LANE_TEST_KAFKA_BOOTSTRAP in {text}"));
-        format!("kafka://{bootstrap}")
-    })
+    URL.get_or_init(|| format!("kafka://{}", common::kafka_bootstrap()))
 }
 
 fn rt() -> tokio::runtime::Runtime {

@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use common::{lane, unique};
 use lane_core::data::DataSpec;
 use lane_data::DataError;
@@ -17,25 +14,7 @@ use lane_data::teardown;
 
 /// The broker's bootstrap `host:port`, started when needed (the test fails when it cannot be).
 fn bootstrap() -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh");
-    let up = Command::new(&script)
-        .arg("kafka")
-        .output()
-        .expect("services.sh runs");
-    assert!(
-        up.status.success(),
-        "scripts/services.sh kafka failed:\n{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let env = Command::new(&script)
-        .arg("env")
-        .output()
-        .expect("services.sh env runs");
-    let text = String::from_utf8_lossy(&env.stdout).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix("export LANE_TEST_KAFKA_BOOTSTRAP="))
-        .unwrap_or_else(|| panic!("LANE_TEST_KAFKA_BOOTSTRAP in {text}"))
-        .to_owned()
+    common::kafka_bootstrap().to_owned()
 }
 
 fn specs(url: &str, topic: &str, group: &str) -> Vec<DataSpec> {

@@ -176,13 +176,7 @@ pub fn crd()
 
 /// `deploy/crd.yaml`: the CRD as YAML, with a header naming the command that regenerates it.
 pub fn crd_yaml() -> String {
-    // A CRD always serialises; a failure here would be a bug in the derive, not in input.
-    let value = serde_json::to_value(crd()).unwrap_or_default();
-    let mut out = format!(
-        "# Generated from lane_kube::crd::Lane; do not edit.\n# Regenerate: {REGENERATE_CRD}\n"
-    );
-    out.push_str(&crate::yaml::to_yaml(&value));
-    out
+    crate::yaml::crd_file(&crd(), "lane_kube::crd::Lane", REGENERATE_CRD)
 }
 
 #[cfg(test)]

@@ -457,12 +457,11 @@ pub fn crd()
 /// `deploy/environment-crd.yaml`: the CRD as YAML, with a header naming the command that
 /// regenerates it.
 pub fn crd_yaml() -> String {
-    let value = serde_json::to_value(crd()).unwrap_or_default();
-    let mut out = format!(
-        "# Generated from lane_kube::environment::LaneEnvironment; do not edit.\n# Regenerate: {REGENERATE_CRD}\n"
-    );
-    out.push_str(&crate::yaml::to_yaml(&value));
-    out
+    crate::yaml::crd_file(
+        &crd(),
+        "lane_kube::environment::LaneEnvironment",
+        REGENERATE_CRD,
+    )
 }
 
 #[cfg(test)]

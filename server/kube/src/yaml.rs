@@ -8,6 +8,21 @@
 
 use serde_json::Value;
 
+/// A generated CustomResourceDefinition as YAML (`deploy/crd.yaml`, `deploy/environment-crd.yaml`),
+/// under a header naming the type it is `generated_from` and the command that `regenerate`s it.
+pub fn crd_file(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    generated_from: &str,
+    regenerate: &str,
+) -> String {
+    // A CRD always serialises; a failure here would be a bug in the derive, not in input.
+    let value = serde_json::to_value(crd).unwrap_or_default();
+    let mut out =
+        format!("# Generated from {generated_from}; do not edit.\n# Regenerate: {regenerate}\n");
+    out.push_str(&to_yaml(&value));
+    out
+}
+
 /// `value` as a YAML document (no `---`), ending in a newline.
 pub fn to_yaml(value: &Value) -> String {
     let mut out = String::new();

@@ -9,6 +9,9 @@
 
 #![allow(dead_code)]
 
+pub mod consul;
+pub mod services;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

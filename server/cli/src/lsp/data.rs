@@ -122,7 +122,7 @@ enum Op<'a> {
 
 /// Runs `op` under work-done progress titled `title`: its progress is reported (a report when
 /// the binding, step or percentage changes), `window/workDoneProgress/cancel` cancels it, and the
-/// progress ends with the outcome.
+/// progress ends with the outcome. Answers with the report on `op`'s file and `notes`.
 async fn with_progress(
     lsp: &Lsp,
     token: Option<ProgressToken>,
@@ -130,7 +130,9 @@ async fn with_progress(
     title: String,
     lane: &LaneId,
     op: Op<'_>,
-) -> Result<Report> {
+    notes: Mutex<Vec<String>>,
+) -> Result<ext::DataTransferResult> {
+    let (Op::Export { path, .. } | Op::Import { path, .. }) = op;
     let (token, notify, guard) = start_progress(lsp, token, kind, DROPPED).await;
     lsp.client
         .log_message(MessageType::INFO, format!("[data] {title}"))
@@ -166,7 +168,7 @@ async fn with_progress(
             cancel.cancel();
         })
     };
-    let result = match op {
+    let outcome = match op {
         Op::Export { targets, path } => dt::export_to(lane, targets, path, &on, &cancel).await,
         Op::Import {
             targets,
@@ -178,7 +180,7 @@ async fn with_progress(
     drop(tx);
     let _ = forward.await;
     lsp.refresh();
-    match result {
+    match outcome {
         Ok(report) => {
             let message = format!(
                 "{}: {} bytes in {:.1}s",
@@ -190,7 +192,7 @@ async fn with_progress(
                 .log_message(MessageType::INFO, format!("[data] {message}"))
                 .await;
             guard.finish(message).await;
-            Ok(report)
+            Ok(result(report, path, notes))
         }
         Err(e) => {
             let e = backend_error(e);
@@ -239,7 +241,7 @@ pub async fn export(
     let only = a.binding.as_deref();
     let targets = targets(lsp, a.folder.as_deref(), &lane, only, false, None, &notes).await?;
     let title = format!("Exporting lane {lane}'s data to {}", path.display());
-    let report = with_progress(
+    with_progress(
         lsp,
         token,
         "export",
@@ -249,9 +251,9 @@ pub async fn export(
             targets: &targets,
             path: &path,
         },
+        notes,
     )
-    .await?;
-    Ok(result(report, &path, notes))
+    .await
 }
 
 pub async fn import(
@@ -266,7 +268,7 @@ pub async fn import(
     let force = Some(a.force);
     let targets = targets(lsp, a.folder.as_deref(), &lane, only, true, force, &notes).await?;
     let title = format!("Importing {} into lane {lane}", path.display());
-    let report = with_progress(
+    with_progress(
         lsp,
         token,
         "import",
@@ -277,9 +279,9 @@ pub async fn import(
             path: &path,
             only,
         },
+        notes,
     )
-    .await?;
-    Ok(result(report, &path, notes))
+    .await
 }
 
 pub async fn backup(
@@ -292,7 +294,7 @@ pub async fn backup(
     let targets = targets(lsp, a.folder.as_deref(), &lane, None, false, None, &notes).await?;
     let path = dt::new_backup_path(&lane).map_err(backend_error)?;
     let title = format!("Backing up lane {lane}'s data");
-    let report = with_progress(
+    with_progress(
         lsp,
         token,
         "backup",
@@ -302,9 +304,9 @@ pub async fn backup(
             targets: &targets,
             path: &path,
         },
+        notes,
     )
-    .await?;
-    Ok(result(report, &path, notes))
+    .await
 }
 
 pub async fn backups(a: ext::DataBackupsArgs) -> Result<Vec<ext::DataBackupInfo>> {
@@ -338,7 +340,7 @@ pub async fn restore(
     let targets = targets(lsp, a.folder.as_deref(), &lane, None, true, force, &notes).await?;
     let title = format!("Restoring lane {lane}'s data from backup {}", backup.name);
     let path = backup.path;
-    let report = with_progress(
+    with_progress(
         lsp,
         token,
         "restore",
@@ -349,7 +351,7 @@ pub async fn restore(
             path: &path,
             only: None,
         },
+        notes,
     )
-    .await?;
-    Ok(result(report, &path, notes))
+    .await
 }

@@ -57,6 +57,15 @@ pub fn redis_url() -> &'static str {
     })
 }
 
+/// The Kafka broker's bootstrap `host:port`, started when needed.
+pub fn kafka_bootstrap() -> &'static str {
+    static BOOTSTRAP: OnceLock<String> = OnceLock::new();
+    BOOTSTRAP.get_or_init(|| {
+        ensure("kafka");
+        url("LANE_TEST_KAFKA_BOOTSTRAP", "kafka")
+    })
+}
+
 /// A name unique to this test process: `<prefix><pid>_<n>` (letters, digits, `_`).
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
