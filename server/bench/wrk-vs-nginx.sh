@@ -178,6 +178,27 @@ for i in "${!names[@]}"; do
     check "${addrs[$i]}" "${names[$i]}"
 done
 
+pids_of() {
+    case $1 in
+        nginx) pgrep -P "$nginx_pid" | paste -sd, ;;
+        *) python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$work/home-$1/agent.json" ;;
+    esac
+}
+# The proxy's own CPU time (user + system, all its threads) in clock ticks, from /proc: the proxy's
+# cost per request, which the machine's load moves much less than req/s or p99.
+cpu_ticks() {
+    local total=0 p
+    for p in ${1//,/ }; do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+pids=()
+for i in "${!names[@]}"; do
+    pids+=("$(pids_of "${names[$i]}")")
+done
+
 results=$work/results.tsv
 : >"$results"
 for round in $(seq "$ROUNDS"); do
@@ -185,22 +206,26 @@ for round in $(seq "$ROUNDS"); do
         for i in "${!names[@]}"; do
             target=${names[$i]}
             addr=${addrs[$i]}
+            before=$(cpu_ticks "${pids[$i]}")
             out=$(wrk -t1 -c"$c" -d"$DURATION" --latency \
                 -H "Host: b.demo.localhost" -H "x-lane: feature-x" "http://$addr/")
+            ticks=$(( $(cpu_ticks "${pids[$i]}") - before ))
             if grep -q "Non-2xx\|Socket errors" <<<"$out"; then
                 echo "wrk-vs-nginx: errors against $target: $out" >&2
                 exit 1
             fi
             printf '%s\n' "$out" >"$work/wrk-$target-$c-$round.txt"
-            python3 - "$round" "$c" "$target" "$work/wrk-$target-$c-$round.txt" >>"$results" <<'PY'
+            python3 - "$round" "$c" "$target" "$work/wrk-$target-$c-$round.txt" "$ticks" "$HZ" >>"$results" <<'PY'
 import re, sys
 text = open(sys.argv[4]).read()
+requests = int(re.search(r"(\d+) requests in", text).group(1))
+cpu_us = int(sys.argv[5]) / int(sys.argv[6]) * 1e6 / max(requests, 1)
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 v, unit = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", text).groups()
 p99 = float(v) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
-print(f"{sys.argv[1]}\t{sys.argv[2]}\t{sys.argv[3]}\t{rps:.0f}\t{p99:.0f}")
+print(f"{sys.argv[1]}\t{sys.argv[2]}\t{sys.argv[3]}\t{rps:.0f}\t{p99:.0f}\t{cpu_us:.2f}")
 PY
-            tail -1 "$results" | awk -F'\t' '{printf "round %s  c=%-3s %-8s %8s req/s  p99 %6s µs\n", $1, $2, $3, $4, $5}'
+            tail -1 "$results" | awk -F'\t' '{printf "round %s  c=%-3s %-8s %8s req/s  p99 %6s µs  proxy CPU %5s µs/request\n", $1, $2, $3, $4, $5, $6}'
         done
     done
 done
@@ -211,25 +236,20 @@ rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
 conns = sorted({int(r[1]) for r in rows})
 print()
 targets = list(dict.fromkeys(r[2] for r in rows))
-print("| conns | target | req/s (median) | p99 µs (median) | req/s vs nginx | p99 vs nginx |")
-print("| ---: | --- | ---: | ---: | ---: | ---: |")
+print("| conns | target | req/s (median) | p99 µs (median) | proxy CPU µs/request (median) | req/s vs nginx | p99 vs nginx | CPU/request vs nginx |")
+print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for c in conns:
     med = {}
     for t in targets:
         sel = [r for r in rows if int(r[1]) == c and r[2] == t]
-        med[t] = (statistics.median(float(r[3]) for r in sel), statistics.median(float(r[4]) for r in sel))
+        med[t] = tuple(statistics.median(float(r[k]) for r in sel) for k in (3, 4, 5))
     for t in targets:
-        rps, p99 = med[t]
-        print(f"| {c} | {t} | {rps:.0f} | {p99:.0f} | {rps / med['nginx'][0]:.2f} | {p99 / med['nginx'][1]:.2f} |")
+        rps, p99, cpu = med[t]
+        n = med["nginx"]
+        print(f"| {c} | {t} | {rps:.0f} | {p99:.0f} | {cpu:.2f} | {rps / n[0]:.2f} | {p99 / n[1]:.2f} | {cpu / max(n[2], 1e-9):.2f} |")
 PY
 
 [ "${PROFILE:-0}" = 1 ] || exit 0
-pids_of() {
-    case $1 in
-        nginx) pgrep -P "$nginx_pid" | paste -sd, ;;
-        *) python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$work/home-$1/agent.json" ;;
-    esac
-}
 echo
 echo "| target | requests | syscalls/request | top system calls | context switches/request | migrations/request |"
 echo "| --- | ---: | ---: | --- | ---: | ---: |"
@@ -267,4 +287,31 @@ rows.sort(reverse=True)
 top = ", ".join(f"{name} {calls / n:.2f}" for calls, name in rows[:5])
 print(f"| {sys.argv[3]} | {n} | {total / n:.2f} | {top} | {sys.argv[4]} | {sys.argv[5]} |")
 PY
+done
+
+# HOTSPOTS=1 (with PROFILE=1): where each proxy spends its CPU, from `perf record` of one more
+# 3 s, 32-connection run (the top symbols by self time; release build, no frame pointers, so
+# self time only).
+[ "${HOTSPOTS:-0}" = 1 ] || exit 0
+for i in "${!names[@]}"; do
+    target=${names[$i]}
+    pid=$(pids_of "$target" "$i")
+    pflag=()
+    for p in ${pid//,/ }; do pflag+=(-p "$p"); done
+    if perf record -q -F 999 "${pflag[@]}" -o "$work/perf-record-$target.data" -- \
+        wrk -t1 -c32 -d3s -H "Host: b.demo.localhost" -H "x-lane: feature-x" "http://${addrs[$i]}/" \
+        >/dev/null 2>&1; then
+        echo
+        echo "$target: top symbols by self CPU time"
+        perf report -q -i "$work/perf-record-$target.data" --no-children --sort symbol 2>/dev/null \
+            >"$work/perf-report-$target.txt" || true
+        awk '/\[\.\]/ {user += $1} /\[k\]/ {kernel += $1}
+            END {printf "  user space %.1f %%, kernel %.1f %% of samples\n", user, kernel}' \
+            "$work/perf-report-$target.txt"
+        awk 'NF && n < 25 {print; n++}' "$work/perf-report-$target.txt"
+        echo "  top user-space symbols:"
+        awk '/\[\.\]/ && n < 15 {print; n++}' "$work/perf-report-$target.txt"
+    else
+        echo "$target: perf record is not allowed here" >&2
+    fi
 done
