@@ -481,8 +481,10 @@ impl Conn {
 
         if !body.is_done() {
             // The body streams up while the response comes down: full duplex until both end.
-            if let Err(e) = up.stream.write_all(&self.wbuf).await {
-                return self.gateway_error(&ctx, Failure::bad(e), false).await;
+            if let Err(e) = send(&mut up.stream, &self.wbuf, self.send_timeout()).await {
+                return self
+                    .gateway_error(&ctx, self.send_failure(e, &ctx), false)
+                    .await;
             }
             let next = match self.duplex(&mut up, &mut body, &mut resp_head, &ctx).await {
                 Duplex::Done(next) => next,
@@ -519,7 +521,10 @@ impl Conn {
         // request can be sent again.
         let replayable = is_idempotent(method);
         loop {
-            let got = match up.stream.write_all(&self.wbuf).await {
+            let got = match send(&mut up.stream, &self.wbuf, self.send_timeout()).await {
+                Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                    Err(UpError::NotReading(self.upstream_not_reading(&ctx)))
+                }
                 Err(error) => Err(UpError::Io {
                     error,
                     received: false,
@@ -570,8 +575,9 @@ impl Conn {
         if prepared.upgraded {
             // The head, then whatever either side already sent, then both ways until one closes.
             self.wbuf.extend_from_slice(&up.buf);
-            if self.down.write_all(&self.wbuf).await.is_err()
-                || up.stream.write_all(&self.rbuf).await.is_err()
+            let timeout = self.send_timeout();
+            if send(&mut self.down, &self.wbuf, timeout).await.is_err()
+                || send(&mut up.stream, &self.rbuf, timeout).await.is_err()
             {
                 return Next::Close;
             }
@@ -586,8 +592,14 @@ impl Conn {
                 .gateway_error(&ctx, Failure::bad("its chunked body is malformed"), true)
                 .await;
         }
-        if self.down.write_all(&self.wbuf).await.is_err() {
-            return Next::Close;
+        if let Err(e) = send(
+            &mut self.down,
+            &self.wbuf,
+            self.inner.config.limits.send_timeout,
+        )
+        .await
+        {
+            return client_write_failed(e, &self.inner, &ctx);
         }
         if !rbody.is_done() {
             let relayed = pump(
@@ -597,6 +609,7 @@ impl Conn {
                 &mut rbody,
                 &mut self.scratch,
                 self.inner.config.limits.body_timeout,
+                self.inner.config.limits.send_timeout,
             )
             .await;
             if let Err(e) = relayed {
@@ -628,13 +641,15 @@ impl Conn {
         let (mut dr, mut dw) = self.down.split();
         let mut out = Vec::new();
         let body_timeout = self.inner.config.limits.body_timeout;
+        let send_timeout = self.inner.config.limits.send_timeout;
         let mut request = std::pin::pin!(pump(
             &mut dr,
             &mut self.rbuf,
             &mut uw,
             body,
             &mut out,
-            body_timeout
+            body_timeout,
+            send_timeout
         ));
         let mut pumping = true;
         let mut sent_whole = true;
@@ -673,6 +688,24 @@ impl Conn {
                         return Duplex::Gone;
                     }
                     // Upstream stopped reading; it may still have answered.
+                    // Stopped for the send timeout: a 504 unless it has started answering
+                    // (then its answer is relayed, and the connections close after it).
+                    Err(PumpError::Sink(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        self.inner.stats.send_timed_out(Side::Upstream);
+                        tracing::info!(
+                            "{} at {} took none of a request body for {send_timeout:?} \
+                             (LANE_ROUTER_SEND_TIMEOUT); sending no more of it",
+                            ctx.served_by.to_str().unwrap_or(""),
+                            ctx.target
+                        );
+                        if !head_sent {
+                            return Duplex::Failed(Failure::from(UpError::NotReading(
+                                send_timeout,
+                            )));
+                        }
+                        pumping = false;
+                        sent_whole = false;
+                    }
                     Err(PumpError::Sink(e)) => {
                         tracing::debug!("request body: upstream: {e}");
                         pumping = false;
@@ -730,8 +763,8 @@ impl Conn {
         if rbody.take(&mut up.buf, &mut self.wbuf).is_err() {
             return Duplex::Failed(Failure::bad("its chunked body is malformed"));
         }
-        if dw.write_all(&self.wbuf).await.is_err() {
-            return Duplex::Done(Next::Close);
+        if let Err(e) = send(&mut dw, &self.wbuf, send_timeout).await {
+            return Duplex::Done(client_write_failed(e, &self.inner, ctx));
         }
         head_sent = true;
         {
@@ -741,7 +774,8 @@ impl Conn {
                 &mut dw,
                 &mut rbody,
                 &mut self.scratch,
-                body_timeout
+                body_timeout,
+                send_timeout
             ));
             loop {
                 tokio::select! {
@@ -895,7 +929,42 @@ impl Conn {
         if !head_only {
             w.extend_from_slice(body);
         }
-        let _ = self.down.write_all(&self.wbuf).await;
+        if let Err(e) = send(
+            &mut self.down,
+            &self.wbuf,
+            self.inner.config.limits.send_timeout,
+        )
+        .await
+            && e.kind() == std::io::ErrorKind::TimedOut
+        {
+            self.inner.stats.send_timed_out(Side::Client);
+        }
+    }
+
+    fn send_timeout(&self) -> Duration {
+        self.inner.config.limits.send_timeout
+    }
+
+    /// Counts and logs an instance that took no byte of a request for the send timeout; the
+    /// timeout.
+    fn upstream_not_reading(&self, ctx: &RespCtx<'_>) -> Duration {
+        let after = self.send_timeout();
+        self.inner.stats.send_timed_out(Side::Upstream);
+        tracing::info!(
+            "{} at {} took none of a request for {after:?} (LANE_ROUTER_SEND_TIMEOUT)",
+            ctx.served_by.to_str().unwrap_or(""),
+            ctx.target
+        );
+        after
+    }
+
+    /// Why sending a request upstream failed: a 504 when the instance stopped reading it.
+    fn send_failure(&self, e: std::io::Error, ctx: &RespCtx<'_>) -> Failure {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            Failure::from(UpError::NotReading(self.upstream_not_reading(ctx)))
+        } else {
+            Failure::bad(e)
+        }
     }
 
     async fn reply_and_close(&mut self, status: StatusCode, why: &str) {
@@ -1455,7 +1524,7 @@ impl Failure {
 impl From<UpError> for Failure {
     fn from(e: UpError) -> Failure {
         Failure {
-            timeout: matches!(e, UpError::TimedOut(_)),
+            timeout: matches!(e, UpError::TimedOut(_) | UpError::NotReading(_)),
             refused: false,
             why: e.to_string(),
         }
@@ -1480,6 +1549,8 @@ enum UpError {
     Downstream,
     /// No response head within the response timeout.
     TimedOut(Duration),
+    /// Upstream took no byte of the request for the send timeout.
+    NotReading(Duration),
 }
 
 impl UpError {
@@ -1521,6 +1592,10 @@ impl std::fmt::Display for UpError {
             UpError::TimedOut(after) => write!(
                 f,
                 "it sent no response head within {after:?} (LANE_ROUTER_RESPONSE_TIMEOUT)"
+            ),
+            UpError::NotReading(after) => write!(
+                f,
+                "it took no byte of the request for {after:?} (LANE_ROUTER_SEND_TIMEOUT)"
             ),
         }
     }
@@ -1633,11 +1708,63 @@ fn relay_failed(e: PumpError, inner: &crate::Inner, ctx: &RespCtx<'_>) -> Next {
             tracing::debug!("response from upstream cut short: {e}");
             Next::Abort
         }
-        PumpError::Sink(_) => {
-            tracing::debug!("response to the client cut short: {e}");
-            Next::Close
-        }
+        PumpError::Sink(e) => client_write_failed(e, inner, ctx),
     }
+}
+
+/// What becomes of the downstream connection when writing a response to it failed: a client that
+/// stopped reading (the send timeout) is reset, so that its unread bytes free at once; any other
+/// failure (it went away) closes.
+fn client_write_failed(e: std::io::Error, inner: &crate::Inner, ctx: &RespCtx<'_>) -> Next {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        inner.stats.send_timed_out(Side::Client);
+        tracing::info!(
+            "a client took none of the response from {} at {} for {:?} \
+             (LANE_ROUTER_SEND_TIMEOUT); resetting its connection",
+            ctx.served_by.to_str().unwrap_or(""),
+            ctx.target,
+            inner.config.limits.send_timeout
+        );
+        Next::Abort
+    } else {
+        tracing::debug!("response to the client cut short: {e}");
+        Next::Close
+    }
+}
+
+/// Writes all of `buf` to `w`; fails with [`std::io::ErrorKind::TimedOut`] when `w` takes no
+/// byte for `timeout` (its peer stopped reading). A write that can go at once, the usual case,
+/// arms no timer: the timer is only set up once the socket is full.
+async fn send<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut buf: &[u8],
+    timeout: Duration,
+) -> std::io::Result<()> {
+    use std::task::Poll;
+    while !buf.is_empty() {
+        let at_once =
+            std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *w).poll_write(cx, buf) {
+                Poll::Ready(written) => Poll::Ready(Some(written)),
+                Poll::Pending => Poll::Ready(None),
+            })
+            .await;
+        let n = match at_once {
+            Some(written) => written?,
+            None => tokio::time::timeout(timeout, w.write(buf))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the peer took no byte for {timeout:?}"),
+                    )
+                })??,
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
 }
 
 /// Copies the rest of a body from `src` (after what `buf` holds) to `dst`.
@@ -1648,6 +1775,7 @@ async fn pump<R, W>(
     body: &mut BodyState,
     out: &mut Vec<u8>,
     timeout: Duration,
+    send_timeout: Duration,
 ) -> Result<(), PumpError>
 where
     R: AsyncRead + Unpin,
@@ -1657,7 +1785,9 @@ where
         out.clear();
         body.take(buf, out).map_err(PumpError::Source)?;
         if !out.is_empty() {
-            dst.write_all(out).await.map_err(PumpError::Sink)?;
+            send(dst, out, send_timeout)
+                .await
+                .map_err(PumpError::Sink)?;
         }
         if body.is_done() {
             return Ok(());

@@ -721,6 +721,20 @@ impl Inner {
             );
         }
         out.push_str(
+            "# HELP lane_router_send_timeouts_total Peers that took no byte the router wrote to \
+             them for LANE_ROUTER_SEND_TIMEOUT (HTTP/1.x), by side: a client that stopped reading \
+             its response, an instance that stopped reading its request.\n",
+        );
+        out.push_str("# TYPE lane_router_send_timeouts_total counter\n");
+        for side in [h1::Side::Client, h1::Side::Upstream] {
+            let _ = writeln!(
+                out,
+                "lane_router_send_timeouts_total{{side=\"{}\"}} {}",
+                side.name(),
+                self.stats.send_timeouts[side as usize].load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(
             "# HELP lane_router_connect_retries_total Requests sent to the next candidate because \
              an instance refused the connection (nothing of the request had been sent).\n",
         );
@@ -1005,6 +1019,9 @@ struct Stats {
     statuses: Box<[AtomicU64]>,
     /// Bodies cut for a stall ([`Limits::body_timeout`]), by [`h1::Side`].
     body_timeouts: Arc<[AtomicU64; 2]>,
+    /// Peers that stopped taking what the router writes ([`Limits::send_timeout`]), by
+    /// [`h1::Side`].
+    send_timeouts: [AtomicU64; 2],
     /// Requests sent to another candidate because an instance refused the connection.
     retries: AtomicU64,
 }
@@ -1021,6 +1038,7 @@ impl Stats {
             lanes: Mutex::new(HashMap::new()),
             statuses: (0..600).map(|_| AtomicU64::new(0)).collect(),
             body_timeouts: Default::default(),
+            send_timeouts: Default::default(),
             retries: AtomicU64::new(0),
         }
     }
@@ -1028,6 +1046,11 @@ impl Stats {
     /// Counts a body cut because `side` stalled.
     pub(crate) fn body_timed_out(&self, side: h1::Side) {
         self.body_timeouts[side as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a peer on `side` that stopped taking what the router writes.
+    pub(crate) fn send_timed_out(&self, side: h1::Side) {
+        self.send_timeouts[side as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one request and returns its `x-lane-served-by` value.

@@ -27,6 +27,12 @@ pub struct Limits {
     /// closed. The same holds for requests served through hyper (h2c), where a stalled body
     /// resets the stream it feeds.
     pub body_timeout: Duration,
+    /// How long a peer may go without taking a byte the router writes to it (nginx
+    /// `send_timeout` and `proxy_send_timeout`: 60 s between two writes, not for the whole
+    /// message). A client that stops reading its response has its connection reset; an instance
+    /// that stops reading its request gets no more of it, and the client a `504` if no response
+    /// has started (HTTP/1.x; upgraded tunnels and h2c are not covered).
+    pub send_timeout: Duration,
     /// Downstream connections served at once; more are refused with a `503` that says so.
     pub max_connections: usize,
     /// Threads that serve connections, each with its own single-threaded runtime (a connection
@@ -42,6 +48,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             // Measured (docs/benchmarks.md, wrk-vs-nginx): dedicated worker threads showed no
             // better tail than the process's runtime on a loaded 2-core machine, and one thread
@@ -52,7 +59,7 @@ impl Default for Limits {
 }
 
 /// The environment variables [`Limits::from_env`] reads, with what each sets.
-pub const LIMIT_VARS: [(&str, &str); 7] = [
+pub const LIMIT_VARS: [(&str, &str); 8] = [
     (
         "LANE_ROUTER_HEAD_TIMEOUT",
         "request-head timeout (default 30s)",
@@ -74,6 +81,10 @@ pub const LIMIT_VARS: [(&str, &str); 7] = [
         "longest pause within a request or response body (default 60s)",
     ),
     (
+        "LANE_ROUTER_SEND_TIMEOUT",
+        "longest wait for a peer to take what the router writes (default 60s)",
+    ),
+    (
         "LANE_ROUTER_MAX_CONNECTIONS",
         "concurrent downstream connections (default 10000)",
     ),
@@ -85,7 +96,7 @@ pub const LIMIT_VARS: [(&str, &str); 7] = [
 
 impl Limits {
     /// The defaults, overridden by `LANE_ROUTER_HEAD_TIMEOUT`, `LANE_ROUTER_IDLE_TIMEOUT`,
-    /// `LANE_ROUTER_CONNECT_TIMEOUT`, `LANE_ROUTER_RESPONSE_TIMEOUT`, `LANE_ROUTER_BODY_TIMEOUT` (durations like `30s`,
+    /// `LANE_ROUTER_CONNECT_TIMEOUT`, `LANE_ROUTER_RESPONSE_TIMEOUT`, `LANE_ROUTER_BODY_TIMEOUT`, `LANE_ROUTER_SEND_TIMEOUT` (durations like `30s`,
     /// `500ms`) and `LANE_ROUTER_MAX_CONNECTIONS` (a positive number). Empty means unset.
     pub fn from_env() -> Result<Limits, String> {
         Limits::from_lookup(|name| std::env::var(name).ok())
@@ -112,6 +123,7 @@ impl Limits {
         duration("LANE_ROUTER_CONNECT_TIMEOUT", &mut limits.connect_timeout)?;
         duration("LANE_ROUTER_RESPONSE_TIMEOUT", &mut limits.response_timeout)?;
         duration("LANE_ROUTER_BODY_TIMEOUT", &mut limits.body_timeout)?;
+        duration("LANE_ROUTER_SEND_TIMEOUT", &mut limits.send_timeout)?;
         if let Some(v) = var("LANE_ROUTER_MAX_CONNECTIONS").filter(|v| !v.trim().is_empty()) {
             limits.max_connections = v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                 format!("LANE_ROUTER_MAX_CONNECTIONS `{v}` is not a number above zero")
@@ -176,6 +188,7 @@ mod tests {
             ("LANE_ROUTER_CONNECT_TIMEOUT", "1s"),
             ("LANE_ROUTER_RESPONSE_TIMEOUT", "1m"),
             ("LANE_ROUTER_BODY_TIMEOUT", "3s"),
+            ("LANE_ROUTER_SEND_TIMEOUT", "4s"),
             ("LANE_ROUTER_MAX_CONNECTIONS", "7"),
             ("LANE_ROUTER_WORKERS", "2"),
         ])
@@ -185,6 +198,7 @@ mod tests {
         assert_eq!(l.connect_timeout, Duration::from_secs(1));
         assert_eq!(l.response_timeout, Duration::from_secs(60));
         assert_eq!(l.body_timeout, Duration::from_secs(3));
+        assert_eq!(l.send_timeout, Duration::from_secs(4));
         assert_eq!(l.max_connections, 7);
         assert_eq!(l.workers, 2);
         assert_eq!(
@@ -196,6 +210,7 @@ mod tests {
             ("LANE_ROUTER_IDLE_TIMEOUT", "0s"),
             ("LANE_ROUTER_RESPONSE_TIMEOUT", "soon"),
             ("LANE_ROUTER_BODY_TIMEOUT", "-1s"),
+            ("LANE_ROUTER_SEND_TIMEOUT", "0ms"),
             ("LANE_ROUTER_MAX_CONNECTIONS", "0"),
             ("LANE_ROUTER_MAX_CONNECTIONS", "many"),
             ("LANE_ROUTER_WORKERS", "lots"),

@@ -736,3 +736,176 @@ async fn an_h2c_client_that_stalls_its_body_gets_408_and_the_upstream_connection
     );
     drop(tx);
 }
+
+/// An upstream that answers each request head with a 1 GiB body, written as fast as its peer
+/// takes it; reports whether its connection was closed before the whole body went.
+async fn firehose_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        const LEN: usize = 1 << 30;
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {LEN}\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let block = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        let mut cut = false;
+        while sent < LEN {
+            if s.write_all(&block).await.is_err() {
+                cut = true;
+                break;
+            }
+            sent += block.len();
+        }
+        let _ = tx.send(cut);
+    });
+    (addr, rx)
+}
+
+/// Polls the router's metrics until `line` shows (10 s at most).
+async fn metric_shows(r: &RunningRouter, line: &str) -> String {
+    for _ in 0..200 {
+        let metrics = r.router.metrics();
+        if metrics.contains(line) {
+            return metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("`{line}` not in the metrics: {}", r.router.metrics());
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_has_its_connection_reset_and_the_upstream_closed() {
+    let (up, upstream_cut) = firehose_upstream().await;
+    let limits = Limits {
+        send_timeout: Duration::from_millis(500),
+        // Longer than the test: only the send timeout may end this.
+        body_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
+    )
+    .await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // The client reads nothing: the socket buffers fill, the router's write waits, and after the
+    // send timeout the router gives up on this client.
+    metric_shows(&r, "lane_router_send_timeouts_total{side=\"client\"} 1\n").await;
+    assert!(
+        r.router
+            .metrics()
+            .contains("lane_router_send_timeouts_total{side=\"upstream\"} 0\n")
+    );
+    // The upstream's connection is closed under it, long before its gigabyte is sent.
+    let cut = tokio::time::timeout(Duration::from_secs(10), upstream_cut)
+        .await
+        .expect("the upstream connection is closed")
+        .unwrap();
+    assert!(cut, "the upstream sent its whole body");
+    // What the client finally reads is a head and part of the body, then a reset or an end: not
+    // a gigabyte.
+    let mut got = 0usize;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection stays open");
+    assert!(got > 0 && got < 1 << 30, "read {got} bytes");
+}
+
+/// An upstream that reads request heads only, never their bodies, and never answers.
+async fn head_only_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1];
+                while !buf.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                // Hold the connection, reading nothing more.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                drop(s);
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upstream_that_stops_reading_the_request_gets_a_504_naming_the_send_timeout() {
+    let up = head_only_upstream().await;
+    let limits = Limits {
+        send_timeout: Duration::from_millis(500),
+        // Longer than the test: only the send timeout may end this.
+        response_timeout: Duration::from_secs(60),
+        body_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
+    )
+    .await;
+    let s = TcpStream::connect(r.addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    const LEN: usize = 1 << 30;
+    let writer = tokio::spawn(async move {
+        let head = format!("POST / HTTP/1.1\r\nHost: {B}\r\nContent-Length: {LEN}\r\n\r\n");
+        wr.write_all(head.as_bytes()).await.unwrap();
+        let block = vec![b'y'; 64 * 1024];
+        let mut sent = 0;
+        while sent < LEN && wr.write_all(&block).await.is_ok() {
+            sent += block.len();
+        }
+        sent
+    });
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"\n") {
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .expect("an answer within 15 s");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 504 "), "{text}");
+    assert!(text.contains("LANE_ROUTER_SEND_TIMEOUT"), "{text}");
+    assert!(text.contains(&up.to_string()), "names the instance: {text}");
+    assert!(text.contains("connection: close"), "{text}");
+    metric_shows(&r, "lane_router_send_timeouts_total{side=\"upstream\"} 1\n").await;
+    // The client's upload stops (the router closes), far short of the gigabyte.
+    let sent = tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .expect("the client's upload ends")
+        .unwrap();
+    assert!(sent < LEN, "sent {sent}");
+}
