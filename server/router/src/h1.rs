@@ -581,8 +581,21 @@ impl Conn {
             {
                 return Next::Close;
             }
-            let _ = tokio::io::copy_bidirectional(&mut self.down, &mut up.stream).await;
-            return Next::Close;
+            let timeout = self.inner.config.limits.send_timeout;
+            return match tunnel(&mut self.down, &mut up.stream, timeout).await {
+                Err((side, e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    self.inner.stats.send_timed_out(side);
+                    tracing::info!(
+                        "the {} side of an upgraded connection through {} at {} took no byte \
+                         for {timeout:?} (LANE_ROUTER_SEND_TIMEOUT); closing both",
+                        side.name(),
+                        ctx.served_by.to_str().unwrap_or(""),
+                        ctx.target
+                    );
+                    Next::Abort
+                }
+                _ => Next::Close,
+            };
         }
 
         // The head and the body bytes already here in one write; the rest as it comes.
@@ -1765,6 +1778,44 @@ async fn send<W: AsyncWrite + Unpin>(
         buf = &buf[n..];
     }
     Ok(())
+}
+
+/// Relays an upgraded connection (WebSocket) both ways until both sides have closed their
+/// sending half, or one fails. Either side may stay silent as long as it likes; one that stops
+/// taking what the other sends fails the tunnel after `send_timeout` (the error names its side).
+async fn tunnel(
+    down: &mut TcpStream,
+    up: &mut TcpStream,
+    send_timeout: Duration,
+) -> Result<(), (Side, std::io::Error)> {
+    async fn one_way<R, W>(src: &mut R, dst: &mut W, send_timeout: Duration) -> std::io::Result<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let n = src.read(&mut buf).await?;
+            if n == 0 {
+                // Pass the end on, and keep relaying the other way.
+                return dst.shutdown().await;
+            }
+            send(dst, &buf[..n], send_timeout).await?;
+        }
+    }
+    let (mut dr, mut dw) = down.split();
+    let (mut ur, mut uw) = up.split();
+    let to_up = async {
+        one_way(&mut dr, &mut uw, send_timeout)
+            .await
+            .map_err(|e| (Side::Upstream, e))
+    };
+    let to_down = async {
+        one_way(&mut ur, &mut dw, send_timeout)
+            .await
+            .map_err(|e| (Side::Client, e))
+    };
+    tokio::try_join!(to_up, to_down).map(|_| ())
 }
 
 /// Copies the rest of a body from `src` (after what `buf` holds) to `dst`.

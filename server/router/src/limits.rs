@@ -31,7 +31,8 @@ pub struct Limits {
     /// `send_timeout` and `proxy_send_timeout`: 60 s between two writes, not for the whole
     /// message). A client that stops reading its response has its connection reset; an instance
     /// that stops reading its request gets no more of it, and the client a `504` if no response
-    /// has started (HTTP/1.x; upgraded tunnels and h2c are not covered).
+    /// has started; either side of an upgraded (WebSocket) tunnel that stops taking what the
+    /// other sends closes it. HTTP/1.x only: h2c is not covered.
     pub send_timeout: Duration,
     /// Downstream connections served at once; more are refused with a `503` that says so.
     pub max_connections: usize,

@@ -909,3 +909,82 @@ async fn an_upstream_that_stops_reading_the_request_gets_a_504_naming_the_send_t
         .unwrap();
     assert!(sent < LEN, "sent {sent}");
 }
+
+/// An upstream that accepts one upgrade (`101`) and then sends without end, as fast as its peer
+/// takes it; reports whether its connection was closed under it.
+async fn upgrade_firehose_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: x-firehose\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let block = vec![b'z'; 64 * 1024];
+        let mut sent = 0usize;
+        let cut = loop {
+            if s.write_all(&block).await.is_err() {
+                break true;
+            }
+            sent += block.len();
+            if sent >= 1 << 30 {
+                break false;
+            }
+        };
+        let _ = tx.send(cut);
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_whose_client_stops_reading_is_closed_after_the_send_timeout() {
+    let (up, upstream_cut) = upgrade_firehose_upstream().await;
+    let limits = Limits {
+        send_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
+    )
+    .await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "GET / HTTP/1.1\r\nHost: {B}\r\nConnection: upgrade\r\nUpgrade: x-firehose\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Read the 101 and a little of the stream, then stop reading.
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while got.len() < 8192 {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 101 "),
+        "{:?}",
+        String::from_utf8_lossy(&got[..64])
+    );
+    metric_shows(&r, "lane_router_send_timeouts_total{side=\"client\"} 1\n").await;
+    let cut = tokio::time::timeout(Duration::from_secs(10), upstream_cut)
+        .await
+        .expect("the upstream connection is closed")
+        .unwrap();
+    assert!(cut, "the upstream sent its whole gigabyte");
+}
