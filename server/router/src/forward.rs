@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -315,15 +316,72 @@ where
 }
 
 /// A stream with bytes already read from it put back in front (the bytes read to tell h2c from
-/// HTTP/1.x).
+/// HTTP/1.x), for connections served through hyper. It also holds writes to the send timeout
+/// ([`crate::Limits::send_timeout`]): once a write has waited that long for the socket to take a
+/// byte (the peer stopped reading), it fails with [`std::io::ErrorKind::TimedOut`] and
+/// [`Prefixed::stalled`] turns true. hyper's own keep-alive ping cannot do this: the GOAWAY it
+/// sends on a ping timeout waits behind the same full socket.
 pub(crate) struct Prefixed {
     prefix: Bytes,
     stream: tokio::net::TcpStream,
+    send_timeout: Duration,
+    /// The deadline of the write waiting now, if one is (set up on the first wait only).
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Prefixed {
-    pub(crate) fn new(prefix: Bytes, stream: tokio::net::TcpStream) -> Self {
-        Prefixed { prefix, stream }
+    pub(crate) fn new(
+        prefix: Bytes,
+        stream: tokio::net::TcpStream,
+        send_timeout: Duration,
+    ) -> Self {
+        Prefixed {
+            prefix,
+            stream,
+            send_timeout,
+            waiting: None,
+            armed: false,
+            stalled: Arc::default(),
+        }
+    }
+
+    /// Turns true when a write failed for the send timeout.
+    pub(crate) fn stalled(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.stalled.clone()
+    }
+
+    /// What a write that returned `got` comes to: a wait past the send timeout is an error.
+    fn hold<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        got: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if got.is_ready() {
+            self.armed = false;
+            return got;
+        }
+        let deadline = tokio::time::Instant::now() + self.send_timeout;
+        let sleep = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.armed {
+            self.armed = true;
+            sleep.as_mut().reset(deadline);
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.stalled
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the peer took no byte for {:?} (LANE_ROUTER_SEND_TIMEOUT)",
+                    self.send_timeout
+                ),
+            )));
+        }
+        Poll::Pending
     }
 }
 
@@ -349,7 +407,9 @@ impl tokio::io::AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let got = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.hold(cx, got)
     }
 
     fn poll_write_vectored(
@@ -357,7 +417,9 @@ impl tokio::io::AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let got = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.hold(cx, got)
     }
 
     fn is_write_vectored(&self) -> bool {

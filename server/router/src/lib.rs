@@ -831,6 +831,8 @@ async fn serve_connection(
     }
     let client = stream.peer_addr().ok().map(|a| a.ip());
     let idle_timeout = inner.config.limits.idle_timeout;
+    let io = forward::Prefixed::new(buf.freeze(), stream, inner.config.limits.send_timeout);
+    let _stalled = SendStall::new(&inner, io.stalled());
     let streams = h2idle::Streams::new();
     let mut open = streams.watch();
     let service = hyper::service::service_fn(move |req| {
@@ -848,10 +850,7 @@ async fn serve_connection(
         // A peer that stops answering pings (sent every idle timeout) is let go too.
         .keep_alive_interval(idle_timeout)
         .keep_alive_timeout(KEEP_ALIVE_PING_TIMEOUT)
-        .serve_connection(
-            hyper_util::rt::TokioIo::new(forward::Prefixed::new(buf.freeze(), stream)),
-            service,
-        );
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     // Served until it ends, the router stops, or no stream has been open for the idle timeout: then
     // a GOAWAY, and if the peer has still not let the connection end (hyper waits for the ACK of a
@@ -921,6 +920,8 @@ pub(crate) async fn serve_h1_via_hyper(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let client = stream.peer_addr().ok().map(|a| a.ip());
+    let io = forward::Prefixed::new(prefix, stream, inner.config.limits.send_timeout);
+    let _stalled = SendStall::new(&inner, io.stalled());
     let service = hyper::service::service_fn(move |req| {
         let inner = inner.clone();
         async move { Ok::<_, Infallible>(inner.handle(req, client).await) }
@@ -928,10 +929,7 @@ pub(crate) async fn serve_h1_via_hyper(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .keep_alive(true)
-        .serve_connection(
-            hyper_util::rt::TokioIo::new(forward::Prefixed::new(prefix, stream)),
-            service,
-        );
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         ended = conn.as_mut() => {
@@ -945,6 +943,34 @@ pub(crate) async fn serve_h1_via_hyper(
     conn.as_mut().graceful_shutdown();
     if let Err(e) = conn.await {
         tracing::debug!("HTTP/1.x connection ended: {e}");
+    }
+}
+
+/// Counts (and logs) a connection served through hyper whose client stopped reading, once the
+/// connection is over, however it ends.
+struct SendStall {
+    inner: Arc<Inner>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SendStall {
+    fn new(inner: &Arc<Inner>, stalled: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        SendStall {
+            inner: inner.clone(),
+            stalled,
+        }
+    }
+}
+
+impl Drop for SendStall {
+    fn drop(&mut self) {
+        if self.stalled.load(Ordering::Relaxed) {
+            self.inner.stats.send_timed_out(h1::Side::Client);
+            tracing::info!(
+                "a client took no byte for {:?} (LANE_ROUTER_SEND_TIMEOUT); closed its connection",
+                self.inner.config.limits.send_timeout
+            );
+        }
     }
 }
 

@@ -32,7 +32,8 @@ pub struct Limits {
     /// message). A client that stops reading its response has its connection reset; an instance
     /// that stops reading its request gets no more of it, and the client a `504` if no response
     /// has started; either side of an upgraded (WebSocket) tunnel that stops taking what the
-    /// other sends closes it. HTTP/1.x only: h2c is not covered.
+    /// other sends closes it. On connections served through hyper (h2c, and HTTP/1.x ones for
+    /// `grpc` services) a client that takes no byte for this long has its connection closed.
     pub send_timeout: Duration,
     /// Downstream connections served at once; more are refused with a `503` that says so.
     pub max_connections: usize,

@@ -988,3 +988,37 @@ async fn an_upgraded_connection_whose_client_stops_reading_is_closed_after_the_s
         .unwrap();
     assert!(cut, "the upstream sent its whole gigabyte");
 }
+
+#[tokio::test]
+async fn an_h2c_client_that_stops_reading_is_closed_after_the_send_timeout() {
+    let (up, upstream_cut) = firehose_upstream().await;
+    let limits = Limits {
+        send_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let r = router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
+    )
+    .await;
+    r.table.set_protocols([(up, lane_router::Protocol::Http)]);
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS: the largest initial stream window (id 4), then the connection window opened as
+    // far as it goes, so that only the socket can hold the router back.
+    out.extend_from_slice(&[0, 0, 6, 0x4, 0, 0, 0, 0, 0, 0, 0x4, 0x7f, 0xff, 0xff, 0xff]);
+    out.extend_from_slice(&[0, 0, 4, 0x8, 0, 0, 0, 0, 0, 0x7f, 0xff, 0x00, 0x00]);
+    // HEADERS on stream 1, END_STREAM | END_HEADERS: GET http / and :authority (a literal).
+    let mut block = vec![0x82, 0x86, 0x84, 0x41, B.len() as u8];
+    block.extend_from_slice(B.as_bytes());
+    out.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    s.write_all(&out).await.unwrap();
+    // Then it reads nothing more: the socket fills, and the send timeout closes the connection.
+    metric_shows(&r, "lane_router_send_timeouts_total{side=\"client\"} 1\n").await;
+    let cut = tokio::time::timeout(Duration::from_secs(10), upstream_cut)
+        .await
+        .expect("the upstream connection is closed")
+        .unwrap();
+    assert!(cut, "the upstream sent its whole gigabyte");
+}
