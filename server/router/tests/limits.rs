@@ -737,9 +737,10 @@ async fn an_h2c_client_that_stalls_its_body_gets_408_and_the_upstream_connection
     drop(tx);
 }
 
-/// An upstream that answers each request head with a 1 GiB body, written as fast as its peer
-/// takes it; reports whether its connection was closed before the whole body went.
-async fn firehose_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver<bool>) {
+/// An upstream that takes one request, answers it with `head`, then sends 1 GiB as fast as its
+/// peer takes it (the body, or an upgraded stream); reports whether its connection was closed
+/// before the whole gigabyte went.
+async fn firehose(head: String) -> (SocketAddr, tokio::sync::oneshot::Receiver<bool>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -753,13 +754,11 @@ async fn firehose_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver<bool
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        const LEN: usize = 1 << 30;
-        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {LEN}\r\n\r\n");
         s.write_all(head.as_bytes()).await.unwrap();
         let block = vec![b'x'; 64 * 1024];
         let mut sent = 0;
         let mut cut = false;
-        while sent < LEN {
+        while sent < FIREHOSE_LEN {
             if s.write_all(&block).await.is_err() {
                 cut = true;
                 break;
@@ -769,6 +768,30 @@ async fn firehose_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver<bool
         let _ = tx.send(cut);
     });
     (addr, rx)
+}
+
+const FIREHOSE_LEN: usize = 1 << 30;
+
+/// A [`firehose`] answering with a 1 GiB response body.
+async fn firehose_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver<bool>) {
+    firehose(format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {FIREHOSE_LEN}\r\n\r\n"
+    ))
+    .await
+}
+
+/// A router with a 500 ms send timeout (and the other limits at their defaults, far longer than
+/// the tests) in front of `demo.b` at `up`.
+async fn send_timeout_router(up: SocketAddr) -> RunningRouter {
+    let limits = Limits {
+        send_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    router_with(
+        config(limits),
+        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
+    )
+    .await
 }
 
 /// Polls the router's metrics until `line` shows (10 s at most).
@@ -786,17 +809,7 @@ async fn metric_shows(r: &RunningRouter, line: &str) -> String {
 #[tokio::test]
 async fn a_client_that_stops_reading_has_its_connection_reset_and_the_upstream_closed() {
     let (up, upstream_cut) = firehose_upstream().await;
-    let limits = Limits {
-        send_timeout: Duration::from_millis(500),
-        // Longer than the test: only the send timeout may end this.
-        body_timeout: Duration::from_secs(60),
-        ..Limits::default()
-    };
-    let r = router_with(
-        config(limits),
-        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
-    )
-    .await;
+    let r = send_timeout_router(up).await;
     let mut s = TcpStream::connect(r.addr).await.unwrap();
     s.write_all(format!("GET / HTTP/1.1\r\nHost: {B}\r\n\r\n").as_bytes())
         .await
@@ -859,18 +872,7 @@ async fn head_only_upstream() -> SocketAddr {
 #[tokio::test]
 async fn an_upstream_that_stops_reading_the_request_gets_a_504_naming_the_send_timeout() {
     let up = head_only_upstream().await;
-    let limits = Limits {
-        send_timeout: Duration::from_millis(500),
-        // Longer than the test: only the send timeout may end this.
-        response_timeout: Duration::from_secs(60),
-        body_timeout: Duration::from_secs(60),
-        ..Limits::default()
-    };
-    let r = router_with(
-        config(limits),
-        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
-    )
-    .await;
+    let r = send_timeout_router(up).await;
     let s = TcpStream::connect(r.addr).await.unwrap();
     let (mut rd, mut wr) = s.into_split();
     const LEN: usize = 1 << 30;
@@ -910,55 +912,19 @@ async fn an_upstream_that_stops_reading_the_request_gets_a_504_naming_the_send_t
     assert!(sent < LEN, "sent {sent}");
 }
 
-/// An upstream that accepts one upgrade (`101`) and then sends without end, as fast as its peer
-/// takes it; reports whether its connection was closed under it.
+/// A [`firehose`] accepting an upgrade (`101`), then streaming.
 async fn upgrade_firehose_upstream() -> (SocketAddr, tokio::sync::oneshot::Receiver<bool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        s.write_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: x-firehose\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        let block = vec![b'z'; 64 * 1024];
-        let mut sent = 0usize;
-        let cut = loop {
-            if s.write_all(&block).await.is_err() {
-                break true;
-            }
-            sent += block.len();
-            if sent >= 1 << 30 {
-                break false;
-            }
-        };
-        let _ = tx.send(cut);
-    });
-    (addr, rx)
+    firehose(
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: x-firehose\r\n\r\n"
+            .to_owned(),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn an_upgraded_connection_whose_client_stops_reading_is_closed_after_the_send_timeout() {
     let (up, upstream_cut) = upgrade_firehose_upstream().await;
-    let limits = Limits {
-        send_timeout: Duration::from_millis(500),
-        ..Limits::default()
-    };
-    let r = router_with(
-        config(limits),
-        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
-    )
-    .await;
+    let r = send_timeout_router(up).await;
     let mut s = TcpStream::connect(r.addr).await.unwrap();
     s.write_all(
         format!(
@@ -992,15 +958,7 @@ async fn an_upgraded_connection_whose_client_stops_reading_is_closed_after_the_s
 #[tokio::test]
 async fn an_h2c_client_that_stops_reading_is_closed_after_the_send_timeout() {
     let (up, upstream_cut) = firehose_upstream().await;
-    let limits = Limits {
-        send_timeout: Duration::from_millis(500),
-        ..Limits::default()
-    };
-    let r = router_with(
-        config(limits),
-        table(vec![ep("demo.b", "baseline", true, up)], &[], 1),
-    )
-    .await;
+    let r = send_timeout_router(up).await;
     r.table.set_protocols([(up, lane_router::Protocol::Http)]);
     let mut s = TcpStream::connect(r.addr).await.unwrap();
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
