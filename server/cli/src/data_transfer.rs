@@ -76,7 +76,18 @@ pub(crate) async fn targets(
     if let Some(r) = replace {
         lane_core::lane::check_owner(&view.lane, &r.actor, r.force).map_err(BackendError::from)?;
     }
-    let records = &view.lane.data;
+    // Key-prefix Redis bindings get no record (nothing is made for them): the lane's copy is its
+    // prefix, for each such binding the lane.toml here declares.
+    let mut records = view.lane.data.clone();
+    for s in specs.iter().filter(|s| transfer::prefix_mode(s)) {
+        if !records.iter().any(|d| d.name == s.name) {
+            records.push(lane_core::data::record(
+                s,
+                lane_core::data::redis_prefix(lane),
+            ));
+        }
+    }
+    let records = &records;
     if records.is_empty() {
         return Err(BackendError::invalid(format!("lane `{lane}` owns no data"))
             .with_help("deploy a service with `[data.<name>]` bindings into the lane first")
