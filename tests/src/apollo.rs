@@ -18,7 +18,8 @@
 //!   `name` or `dataChangeCreatedBy` is empty, when the name is not a valid cluster name, when the
 //!   user does not exist, and when the cluster exists (`cluster already exist.`, the Admin
 //!   Service's answer, passed through by the Portal). A new cluster gets an instance of each of
-//!   the app's private namespaces (`application`), as `autoCreatePrivateNamespace` does;
+//!   the app's private namespaces (`application` and [`Options::namespaces`]), as
+//!   `autoCreatePrivateNamespace` does;
 //! - `DELETE /openapi/v1/envs/{env}/apps/{appId}/clusters/{cluster}?operator=`: the cluster
 //!   delete of the newer Open API contract (apolloconfig/apollo-openapi `deleteCluster`): 200,
 //!   404 for a missing cluster, 400 for `default` ("can not delete default cluster!") and for a
