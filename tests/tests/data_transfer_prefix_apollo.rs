@@ -101,16 +101,8 @@ fn prefix_mode_and_apollo_move_between_lanes_through_the_cli() {
         "apollo",
     ))
     .unwrap();
-    rt.block_on(client.publish(
-        "DEV",
-        "cart",
-        "lane-feat-p",
-        APPLICATION,
-        "t",
-        "",
-        "apollo",
-    ))
-    .unwrap();
+    rt.block_on(client.publish("DEV", "cart", "lane-feat-p", APPLICATION, "t", "", "apollo"))
+        .unwrap();
 
     let file = env.root.join("pa.lanedata");
     let file_s = file.to_str().unwrap();
@@ -153,7 +145,11 @@ fn prefix_mode_and_apollo_move_between_lanes_through_the_cli() {
     );
 
     // Without the token, the Apollo binding is a clear error naming the variable.
-    let out = env.run_in(&repo, &["data", "export", "feat-p", "config", "-o", file_s], &[]);
+    let out = env.run_in(
+        &repo,
+        &["data", "export", "feat-p", "config", "-o", file_s],
+        &[],
+    );
     assert_ne!(out.code, 0, "{out}");
     assert!(out.stderr.contains(TOKEN.0), "{out}");
 

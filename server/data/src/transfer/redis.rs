@@ -669,3 +669,64 @@ impl PrefixStaging {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(mode: RedisMode) -> DataSpec {
+        DataSpec {
+            name: "sessions".into(),
+            address: "redis://127.0.0.1:1/0".into(),
+            env: "R".into(),
+            options: DataOptions::Redis {
+                index: 0,
+                mode,
+                copy: None,
+            },
+        }
+    }
+
+    #[test]
+    fn the_staging_root_is_no_lanes_keys() {
+        let ids = ["feat", "feat-a", "a", "feat-a-b"];
+        for id in ids {
+            let lane: LaneId = id.parse().unwrap();
+            let root = staging_root(&lane);
+            assert_eq!(root, format!("lane:{id}$imp"));
+            for other in ids {
+                let p = redis_prefix(&other.parse().unwrap());
+                assert!(!p.starts_with(&root) && !root.starts_with(&p), "{root} {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_lanes_own_prefix_is_taken() {
+        let lane: LaneId = "feat-a".parse().unwrap();
+        let s = spec(RedisMode::Prefix {
+            prefix_env: "P".into(),
+        });
+        assert_eq!(
+            own_prefix(&lane, &s, "lane:feat-a:").unwrap(),
+            (0, "lane:feat-a:".to_owned())
+        );
+        for bad in [
+            "",
+            "lane:",
+            "lane:feat-b:",
+            "lane:feat-a",
+            "lane:feat-a$imp:",
+        ] {
+            assert!(
+                matches!(own_prefix(&lane, &s, bad), Err(DataError::Guard(_))),
+                "{bad}"
+            );
+        }
+        let db = spec(RedisMode::Database { first: 1, last: 2 });
+        assert!(matches!(
+            own_prefix(&lane, &db, "lane:feat-a:"),
+            Err(DataError::Invalid(_))
+        ));
+    }
+}
