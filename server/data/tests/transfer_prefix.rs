@@ -3,7 +3,8 @@
 //! into another lane are identical (payloads and time to live, without the prefix); an import
 //! stopped before the swap (its future dropped, as a killed process would) leaves the lane's keys
 //! as they were, and the next import or the teardown removes its staging; keys outside the lane's
-//! prefix are never touched; the wrong kind, binding or prefix is a clear error.
+//! prefix are never touched; the wrong kind, binding or prefix is a clear error. A file moves
+//! between the database mode and the key-prefix mode (databases 16–20).
 
 mod common;
 
@@ -352,4 +353,99 @@ async fn prefix_mode_export_import_keeps_keys_and_touches_nothing_else() {
     let mut args: Vec<&[u8]> = vec![b"DEL"];
     args.extend(del.iter().map(Vec::as_slice));
     r.cmd(&args).await.unwrap();
+}
+
+/// The file is the same in both modes: a database-mode lane's keys import into a key-prefix lane
+/// and back (pool 17..=19 of base 16, key-prefix mode in database 20: database 14 is the other
+/// test's, which compares every key outside its lanes).
+#[tokio::test]
+async fn files_move_between_the_database_and_the_key_prefix_mode() {
+    let mut prefix_spec = specs().remove(0);
+    prefix_spec.address = format!("{}/20", common::redis_url());
+    prefix_spec.options = data::DataOptions::Redis {
+        index: 20,
+        mode: data::RedisMode::Prefix {
+            prefix_env: "P".into(),
+        },
+        copy: None,
+    };
+    let mut db_spec = prefix_spec.clone();
+    db_spec.address = format!("{}/16", common::redis_url());
+    db_spec.options = data::DataOptions::Redis {
+        index: 16,
+        mode: data::RedisMode::Database {
+            first: 17,
+            last: 19,
+        },
+        copy: None,
+    };
+    let (a, b, c) = (
+        common::lane("pfxmoda"),
+        common::lane("pfxmodb"),
+        common::lane("pfxmodc"),
+    );
+    let mut r = connect().await;
+    // Databases 16–20 are this test's alone: leftovers of an earlier failed run go.
+    for i in 16..=20u32 {
+        r.cmd(&[b"SELECT", i.to_string().as_bytes()]).await.unwrap();
+        r.cmd(&[b"FLUSHDB"]).await.unwrap();
+    }
+    let ia = r.allocate(&a, 17, 19, 16).await.unwrap();
+    let ic = r.allocate(&c, 17, 19, 16).await.unwrap();
+    let db_target = |index: u32| Target {
+        spec: db_spec.clone(),
+        target: index.to_string(),
+    };
+    r.cmd(&[b"SELECT", ia.to_string().as_bytes()])
+        .await
+        .unwrap();
+    write_keys(&mut r, "m:", 5).await;
+    let a_keys = keys_under(&mut r, "").await;
+    let a_keys: Vec<_> = a_keys
+        .into_iter()
+        .filter(|(k, _, _)| k.as_slice() != lane_data::redis::OWNER_KEY.as_bytes())
+        .collect();
+    assert_eq!(a_keys.len(), 10);
+
+    // Database mode → key-prefix mode.
+    let file = export(&a, &[db_target(ia)]).await;
+    let tb = target(&[prefix_spec.clone()], &b);
+    import(&b, &tb, &file, None).await.unwrap();
+    r.cmd(&[b"SELECT", b"20"]).await.unwrap();
+    let pb = data::redis_prefix(&b);
+    assert_eq!(keys_under(&mut r, &pb).await, a_keys);
+
+    // And back, into another database-mode lane.
+    let file = export(&b, &tb).await;
+    import(&c, &[db_target(ic)], &file, None).await.unwrap();
+    r.cmd(&[b"SELECT", ic.to_string().as_bytes()])
+        .await
+        .unwrap();
+    let c_keys: Vec<_> = keys_under(&mut r, "")
+        .await
+        .into_iter()
+        .filter(|(k, _, _)| k.as_slice() != lane_data::redis::OWNER_KEY.as_bytes())
+        .collect();
+    assert_eq!(c_keys, a_keys);
+
+    // Teardown of the three lanes.
+    for (l, spec, t) in [
+        (&a, &db_spec, Some(ia)),
+        (&b, &prefix_spec, None),
+        (&c, &db_spec, Some(ic)),
+    ] {
+        let records: Vec<_> = t
+            .map(|i| data::record(spec, i.to_string()))
+            .into_iter()
+            .collect();
+        let specs = [spec.clone()];
+        let plan = teardown::plan(l, &specs, &records).unwrap();
+        teardown::execute(&plan, &specs).await.unwrap();
+    }
+    r.cmd(&[b"SELECT", b"20"]).await.unwrap();
+    assert!(keys_under(&mut r, &pb).await.is_empty());
+    for i in [ia, ic] {
+        r.cmd(&[b"SELECT", i.to_string().as_bytes()]).await.unwrap();
+        assert_eq!(r.cmd(&[b"DBSIZE"]).await.unwrap(), Reply::Int(0));
+    }
 }
