@@ -9,8 +9,9 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use lane_api::{Backend, BackendError, find_lane};
-use lane_core::LaneId;
 use lane_core::data::DataSpec;
+use lane_core::lane::DataBinding;
+use lane_core::{LaneId, ServiceId};
 use lane_data::DataError;
 use lane_data::transfer::{self, Cancel, OnProgress, Progress, Report, Target, store};
 use serde::Serialize;
@@ -57,6 +58,34 @@ pub(crate) fn specs_in(here: &Path) -> Vec<DataSpec> {
         .unwrap_or_default()
 }
 
+/// The bindings of every `lane.toml` in `here`, each with the service that declares it (none
+/// when it has none or cannot be read).
+pub(crate) fn declared_in(here: &Path) -> Vec<(ServiceId, DataSpec)> {
+    lane_workspace::load_manifest(here)
+        .map(|m| m.data.into_iter().map(|s| (m.service.clone(), s)).collect())
+        .unwrap_or_default()
+}
+
+/// The bindings lane `lane` holds: those its document records (`records`), and each key-prefix
+/// Redis binding of `specs` without one. Nothing is made for a key-prefix binding, so there is
+/// no record: the lane's copy is its prefix `lane:<id>:`.
+pub(crate) fn held<'a>(
+    lane: &LaneId,
+    records: &[DataBinding],
+    specs: impl IntoIterator<Item = &'a DataSpec>,
+) -> Vec<DataBinding> {
+    let mut out = records.to_vec();
+    for s in specs.into_iter().filter(|s| transfer::prefix_mode(s)) {
+        if !out.iter().any(|d| d.name == s.name) {
+            out.push(lane_core::data::record(
+                s,
+                lane_core::data::redis_prefix(lane),
+            ));
+        }
+    }
+    out
+}
+
 /// The lane's copies of its bindings (only `only`, when given), with their servers from `specs`
 /// (the lane.toml here). Without `only`, bindings of kinds not exported yet are left out (each
 /// named through `note`).
@@ -76,18 +105,7 @@ pub(crate) async fn targets(
     if let Some(r) = replace {
         lane_core::lane::check_owner(&view.lane, &r.actor, r.force).map_err(BackendError::from)?;
     }
-    // Key-prefix Redis bindings get no record (nothing is made for them): the lane's copy is its
-    // prefix, for each such binding the lane.toml here declares.
-    let mut records = view.lane.data.clone();
-    for s in specs.iter().filter(|s| transfer::prefix_mode(s)) {
-        if !records.iter().any(|d| d.name == s.name) {
-            records.push(lane_core::data::record(
-                s,
-                lane_core::data::redis_prefix(lane),
-            ));
-        }
-    }
-    let records = &records;
+    let records = &held(lane, &view.lane.data, specs);
     if records.is_empty() {
         return Err(BackendError::invalid(format!("lane `{lane}` owns no data"))
             .with_help("deploy a service with `[data.<name>]` bindings into the lane first")
