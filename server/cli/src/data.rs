@@ -1,6 +1,6 @@
 //! `lane data ls`: what each lane owns of its data sources (the bindings recorded in the lane
-//! documents, and the key-prefix Redis bindings of the services the lane runs, which have no
-//! record), with sizes and quotas where the service's `lane.toml` around the current directory
+//! documents, and the key-prefix Redis bindings of the services the lane runs, for a lane
+//! deployed before their prefixes were recorded), with sizes and quotas where the service's `lane.toml` around the current directory
 //! declares the binding (its address is needed to ask the server).
 
 use std::path::Path;
@@ -110,7 +110,8 @@ pub async fn ls(backend: &dyn Backend, here: &Path, json: bool) -> anyhow::Resul
 
 /// Every lane's data, with sizes and quotas for the bindings among `declared` (each with the
 /// service whose `lane.toml` declares it): what the lane's document records, and the key-prefix
-/// bindings of `declared` whose service the lane runs.
+/// bindings of `declared` whose service the lane runs (recorded by today's deploys; a lane
+/// deployed before has no record of them).
 pub(crate) async fn rows(
     backend: &dyn Backend,
     declared: &[(ServiceId, DataSpec)],

@@ -53,9 +53,7 @@ pub(crate) struct Replace {
 
 /// The bindings the `lane.toml` in `here` declares (none when it has none or cannot be read).
 pub(crate) fn specs_in(here: &Path) -> Vec<DataSpec> {
-    lane_workspace::load_manifest(here)
-        .map(|m| m.data)
-        .unwrap_or_default()
+    declared_in(here).into_iter().map(|(_, s)| s).collect()
 }
 
 /// The bindings of every `lane.toml` in `here`, each with the service that declares it (none
@@ -67,8 +65,9 @@ pub(crate) fn declared_in(here: &Path) -> Vec<(ServiceId, DataSpec)> {
 }
 
 /// The bindings lane `lane` holds: those its document records (`records`), and each key-prefix
-/// Redis binding of `specs` without one. Nothing is made for a key-prefix binding, so there is
-/// no record: the lane's copy is its prefix `lane:<id>:`.
+/// Redis binding of `specs` without one. A deploy records a key-prefix binding's copy, the lane's
+/// prefix `lane:<id>:`, but a lane deployed before that was done has no record of it; its copy is
+/// the same prefix.
 pub(crate) fn held<'a>(
     lane: &LaneId,
     records: &[DataBinding],
@@ -565,5 +564,44 @@ pub async fn run(backend: &dyn Backend, command: crate::cli::DataCommand) -> any
             )
             .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lane_core::lane::DataKind;
+
+    fn specs() -> Vec<DataSpec> {
+        let toml = "app = \"demo\"\nproc = \"b\"\n[run]\ncommand = \"true\"\n\
+            [data.sessions]\nkind = \"redis\"\nurl = \"redis://h/0\"\nenv = \"S_URL\"\n\
+            prefix_env = \"S_PREFIX\"\n\
+            [data.cache]\nkind = \"redis\"\nurl = \"redis://h/1\"\nenv = \"C_URL\"\npool = [2, 3]\n";
+        lane_core::manifest::Manifest::parse(Path::new("lane.toml"), toml)
+            .expect("the manifest parses")
+            .data
+    }
+
+    #[test]
+    fn a_lane_holds_its_records_and_the_prefix_of_each_key_prefix_binding() {
+        let lane: LaneId = "feat-a".parse().unwrap();
+        let cache = DataBinding {
+            kind: DataKind::Redis,
+            name: "cache".into(),
+            target: "2".into(),
+        };
+        let held_now = held(&lane, std::slice::from_ref(&cache), &specs());
+        let sessions = DataBinding {
+            kind: DataKind::Redis,
+            name: "sessions".into(),
+            target: "lane:feat-a:".into(),
+        };
+        assert_eq!(held_now, [cache.clone(), sessions.clone()]);
+        // Recorded already (today's deploys): not twice. No binding declared: the records.
+        let recorded = [sessions.clone(), cache.clone()];
+        assert_eq!(held(&lane, &recorded, &specs()), recorded);
+        assert_eq!(held(&lane, &[], &[]), []);
+        // A database-mode binding without a record is not held (it has no index yet).
+        assert_eq!(held(&lane, &[], &specs()), [sessions]);
     }
 }
