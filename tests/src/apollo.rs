@@ -18,7 +18,8 @@
 //!   `name` or `dataChangeCreatedBy` is empty, when the name is not a valid cluster name, when the
 //!   user does not exist, and when the cluster exists (`cluster already exist.`, the Admin
 //!   Service's answer, passed through by the Portal). A new cluster gets an instance of each of
-//!   the app's private namespaces (`application`), as `autoCreatePrivateNamespace` does;
+//!   the app's private namespaces (`application` and [`Options::namespaces`]), as
+//!   `autoCreatePrivateNamespace` does;
 //! - `DELETE /openapi/v1/envs/{env}/apps/{appId}/clusters/{cluster}?operator=`: the cluster
 //!   delete of the newer Open API contract (apolloconfig/apollo-openapi `deleteCluster`): 200,
 //!   404 for a missing cluster, 400 for `default` ("can not delete default cluster!") and for a
@@ -76,6 +77,9 @@ pub struct Options {
     pub apps: Vec<String>,
     /// Whether `DELETE .../clusters/{cluster}` exists (newer Open API); 405 when not.
     pub delete_cluster: bool,
+    /// More private namespaces of every app, besides `application` (each cluster has an
+    /// instance of each, as Apollo gives every cluster the app's private namespaces).
+    pub namespaces: Vec<String>,
 }
 
 impl Default for Options {
@@ -87,6 +91,7 @@ impl Default for Options {
             envs: ["DEV", "FAT", "UAT", "PRO"].map(String::from).to_vec(),
             apps: Vec::new(),
             delete_cluster: true,
+            namespaces: Vec::new(),
         }
     }
 }
@@ -150,6 +155,14 @@ pub struct ApolloDouble {
 /// The private namespace every app has.
 pub const APPLICATION: &str = "application";
 
+/// A new cluster's namespaces: `application` and the [`Options::namespaces`], empty.
+fn app_namespaces(opts: &Options) -> BTreeMap<String, Namespace> {
+    std::iter::once(APPLICATION.to_owned())
+        .chain(opts.namespaces.iter().cloned())
+        .map(|n| (n, Namespace::default()))
+        .collect()
+}
+
 impl ApolloDouble {
     pub fn start(opts: Options) -> std::io::Result<ApolloDouble> {
         let std_listener =
@@ -158,6 +171,7 @@ impl ApolloDouble {
         let addr = std_listener.local_addr()?;
         let mut state = State::default();
         let now = timestamp();
+        let private = app_namespaces(&opts);
         for app in &opts.apps {
             for env in &opts.envs {
                 state.clusters.insert(
@@ -166,7 +180,7 @@ impl ApolloDouble {
                         created_by: "apollo".into(),
                         modified_by: "apollo".into(),
                         created: now.clone(),
-                        namespaces: BTreeMap::from([(APPLICATION.into(), Namespace::default())]),
+                        namespaces: private.clone(),
                     },
                 );
             }
@@ -251,6 +265,38 @@ impl ApolloDouble {
                 .map(|(k, i)| (k.clone(), i.value.clone()))
                 .collect(),
         )
+    }
+
+    /// The items (key → (value, comment)) of a namespace of a cluster, `None` when either is
+    /// missing.
+    pub fn items_with_comments(
+        &self,
+        env: &str,
+        app: &str,
+        cluster: &str,
+        ns: &str,
+    ) -> Option<BTreeMap<String, (String, String)>> {
+        let st = self.shared.state.lock().unwrap();
+        let n = st
+            .clusters
+            .get(&key(env, app, cluster))?
+            .namespaces
+            .get(ns)?;
+        Some(
+            n.items
+                .iter()
+                .map(|(k, i)| (k.clone(), (i.value.clone(), i.comment.clone())))
+                .collect(),
+        )
+    }
+
+    /// The number of releases of a namespace (0 when never published or missing).
+    pub fn release_count(&self, env: &str, app: &str, cluster: &str, ns: &str) -> usize {
+        let st = self.shared.state.lock().unwrap();
+        st.clusters
+            .get(&key(env, app, cluster))
+            .and_then(|c| c.namespaces.get(ns))
+            .map_or(0, |n| n.releases.len())
     }
 
     /// The configurations of the latest release of a namespace, `None` when never published.
@@ -688,7 +734,7 @@ fn cluster_routes(
                 created_by: by.into(),
                 modified_by: by.into(),
                 created: now,
-                namespaces: BTreeMap::from([(APPLICATION.into(), Namespace::default())]),
+                namespaces: app_namespaces(&shared.opts),
             };
             let out = cluster_json(app, name, &c);
             st.clusters.insert(k, c);

@@ -663,9 +663,18 @@ fn a_kubernetes_deploy_puts_the_lanes_data_env_into_the_lane_s_env_overrides() {
         ..Options::default()
     })
     .expect("the Apollo double starts");
+    // Real Redis (database 27) for the key-prefix binding: `lane rm` deletes the lane's keys.
+    let redis_url = common::services::start("redis").var("LANE_TEST_REDIS_URL");
+    let sessions_url = format!("{redis_url}/27");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut r = rt
+        .block_on(lane_data::redis::Redis::connect(&sessions_url))
+        .unwrap();
+    rt.block_on(r.cmd(&[b"SELECT", b"27"])).unwrap();
+    rt.block_on(r.cmd(&[b"FLUSHDB"])).unwrap();
     let env = TestEnv::new("kube-data", 222);
     let manifest = format!(
-        "{}\n[data.sessions]\nkind = \"redis\"\nurl = \"redis://10.0.0.2:6379\"\nenv = \"SESSIONS_URL\"\n\
+        "{}\n[data.sessions]\nkind = \"redis\"\nurl = \"{sessions_url}\"\nenv = \"SESSIONS_URL\"\n\
          prefix_env = \"SESSIONS_PREFIX\"\n\
          [data.config]\nkind = \"apollo\"\nurl = \"{}\"\nenv = \"APOLLO_META\"\napp = \"cart\"\n\
          token_env = \"CART_APOLLO_TOKEN\"\nitems = {{ \"sessions.prefix\" = \"SESSIONS_PREFIX\" }}\n",
@@ -721,13 +730,16 @@ fn a_kubernetes_deploy_puts_the_lanes_data_env_into_the_lane_s_env_overrides() {
             "APOLLO_CLUSTER": "lane-kdata",
             "APOLLO_META": apollo.url(),
             "SESSIONS_PREFIX": "lane:kdata:",
-            "SESSIONS_URL": "redis://10.0.0.2:6379",
+            "SESSIONS_URL": sessions_url,
         }),
         "{lane:#}"
     );
     assert_eq!(
         lane["spec"]["data"],
-        serde_json::json!([{"kind": "apollo", "name": "config", "target": "lane-kdata"}]),
+        serde_json::json!([
+            {"kind": "redis", "name": "sessions", "target": "lane:kdata:"},
+            {"kind": "apollo", "name": "config", "target": "lane-kdata"},
+        ]),
         "{lane:#}"
     );
     assert_eq!(
@@ -742,6 +754,9 @@ fn a_kubernetes_deploy_puts_the_lanes_data_env_into_the_lane_s_env_overrides() {
     );
     // `lane rm` in the service's directory removes the data the Lane recorded, guarded.
     assert!(apollo.has_cluster("DEV", "cart", "lane-kdata"));
+    for k in ["lane:kdata:s:1", "lane:kdata:s:2", "cart:1"] {
+        rt.block_on(r.cmd(&[b"SET", k.as_bytes(), b"v"])).unwrap();
+    }
     let kubeconfig = kubeconfig.to_string_lossy().into_owned();
     let out = env.run_in(
         &repo,
@@ -758,5 +773,13 @@ fn a_kubernetes_deploy_puts_the_lanes_data_env_into_the_lane_s_env_overrides() {
         "the lane's cluster went with it"
     );
     assert!(apollo.has_cluster("DEV", "cart", "default"));
+    assert_eq!(
+        rt.block_on(r.cmd(&[b"KEYS", b"*"])).unwrap(),
+        lane_data::redis::Reply::Array(Some(vec![lane_data::redis::Reply::Bulk(Some(
+            b"cart:1".to_vec()
+        ))])),
+        "the lane's keys went with it, baseline's stay"
+    );
+    rt.block_on(r.cmd(&[b"FLUSHDB"])).unwrap();
     env.finish();
 }

@@ -1,5 +1,5 @@
 // The "Data" node of a lane in the Lanes view: the lane's own copies of its data sources (a MySQL
-// database, a Redis index, an Apollo cluster) with sizes and quotas, from the server's
+// database, a Redis index or key prefix, Kafka topics, an Apollo cluster) with sizes and quotas, from the server's
 // `lane.data.ls` (the rows of `lane data ls --json`). Pure data, no `vscode` import.
 
 import type { DataInfo } from "./lsp_ext";

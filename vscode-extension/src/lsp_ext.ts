@@ -319,9 +319,12 @@ export interface DataInfo {
     lane: string;
     binding: string;
     kind: DataKind;
-    /** The lane's own copy: a database, a Redis index, an Apollo cluster. */
+    /** The lane's own copy: a database, a Redis index or key prefix (`lane:<id>:`), Kafka topics, an Apollo cluster. */
     target: string;
-    /** `<n> bytes`, `<n> keys` or `<n> items`, when the server could be asked. */
+    /**
+     * `<n> bytes`, `<n> keys`, `<n> keys, ~<b> bytes (approximate)` (a key prefix), Kafka's partitions and
+     * records or `<n> items`, when the server could be asked.
+     */
     size: string | null;
     /** The sample quota (MySQL) or the pool (Redis). */
     quota: string | null;

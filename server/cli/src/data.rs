@@ -1,13 +1,14 @@
 //! `lane data ls`: what each lane owns of its data sources (the bindings recorded in the lane
-//! documents), with sizes and quotas where the service's `lane.toml` around the current directory
+//! documents, and the key-prefix Redis bindings of the services the lane runs, for a lane
+//! deployed before their prefixes were recorded), with sizes and quotas where the service's `lane.toml` around the current directory
 //! declares the binding (its address is needed to ask the server).
 
 use std::path::Path;
 
 use lane_api::{Backend, BackendError, find_lane};
-use lane_core::LaneId;
 use lane_core::data::{DataOptions, DataSpec, RedisMode};
 use lane_core::lane::DataKind;
+use lane_core::{LaneId, ServiceId};
 use serde::Serialize;
 
 /// One binding a lane holds data for: a row of `lane data ls` and of the `lane.data.ls` LSP
@@ -17,10 +18,11 @@ pub(crate) struct Row {
     pub lane: String,
     pub binding: String,
     pub kind: DataKind,
-    /// The lane's own copy: a database, a Redis index, its topics (comma-separated), a cluster.
+    /// The lane's own copy: a database, a Redis index or key prefix (`lane:<id>:`), its topics
+    /// (comma-separated), a cluster.
     pub target: String,
-    /// Bytes (MySQL: data and indexes), keys (Redis), partitions and records (Kafka) or items
-    /// (Apollo), when the server could be asked.
+    /// Bytes (MySQL: data and indexes), keys (Redis; in key-prefix mode with approximate bytes),
+    /// partitions and records (Kafka) or items (Apollo), when the server could be asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
     /// The sample quota (MySQL) or the pool (Redis), from lane.toml here.
@@ -52,6 +54,10 @@ fn quota(spec: &DataSpec) -> Option<String> {
     }
 }
 
+/// How many keys of a key-prefix binding `lane data ls` measures with `MEMORY USAGE` (the
+/// bytes of the rest are extrapolated from them).
+const PREFIX_SAMPLE: u64 = 1000;
+
 async fn size(spec: &DataSpec, target: &str) -> Option<String> {
     match &spec.options {
         DataOptions::Mysql { .. } => {
@@ -71,6 +77,15 @@ async fn size(spec: &DataSpec, target: &str) -> Option<String> {
             let slot = r.slots(index, index).await.ok()?.pop()?;
             Some(format!("{} keys", slot.keys))
         }
+        DataOptions::Redis {
+            mode: RedisMode::Prefix { .. },
+            index,
+            ..
+        } => {
+            let mut r = lane_data::redis::Redis::connect(&spec.address).await.ok()?;
+            let u = r.prefix_usage(*index, target, PREFIX_SAMPLE).await.ok()?;
+            Some(format!("{} keys, ~{} bytes (approximate)", u.keys, u.bytes))
+        }
         DataOptions::Kafka { .. } => {
             let mut k = lane_data::kafka::Kafka::connect(&spec.address).await.ok()?;
             let (mut partitions, mut records) = (0, 0);
@@ -84,36 +99,45 @@ async fn size(spec: &DataSpec, target: &str) -> Option<String> {
             .await
             .ok()
             .map(|n| format!("{n} items")),
-        _ => None,
     }
 }
 
 pub async fn ls(backend: &dyn Backend, here: &Path, json: bool) -> anyhow::Result<u8> {
-    let specs: Vec<DataSpec> = lane_workspace::load_manifest(here)
-        .map(|m| m.data)
-        .unwrap_or_default();
-    let rows = rows(backend, &specs).await?;
+    let declared = crate::data_transfer::declared_in(here);
+    let rows = rows(backend, &declared).await?;
     print_rows(&rows, json)
 }
 
-/// Every lane's recorded data, with sizes and quotas for the bindings among `specs`.
-pub(crate) async fn rows(backend: &dyn Backend, specs: &[DataSpec]) -> anyhow::Result<Vec<Row>> {
+/// Every lane's data, with sizes and quotas for the bindings among `declared` (each with the
+/// service whose `lane.toml` declares it): what the lane's document records, and the key-prefix
+/// bindings of `declared` whose service the lane runs (recorded by today's deploys; a lane
+/// deployed before has no record of them).
+pub(crate) async fn rows(
+    backend: &dyn Backend,
+    declared: &[(ServiceId, DataSpec)],
+) -> anyhow::Result<Vec<Row>> {
     let status = backend.status().await?;
     let mut rows = Vec::new();
     for view in &status.lanes {
-        for d in &view.lane.data {
-            let spec = specs
+        let lane = &view.lane;
+        let runs = declared
+            .iter()
+            .filter(|(service, _)| lane.services.contains_key(service))
+            .map(|(_, s)| s);
+        for d in crate::data_transfer::held(&lane.id, &lane.data, runs) {
+            let spec = declared
                 .iter()
+                .map(|(_, s)| s)
                 .find(|s| s.name == d.name && s.kind() == d.kind);
             let (size, quota) = match spec {
                 Some(s) => (size(s, &d.target).await, quota(s)),
                 None => (None, None),
             };
             rows.push(Row {
-                lane: view.lane.id.to_string(),
-                binding: d.name.clone(),
+                lane: lane.id.to_string(),
+                binding: d.name,
                 kind: d.kind,
-                target: d.target.clone(),
+                target: d.target,
                 size,
                 quota,
             });

@@ -9,8 +9,9 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use lane_api::{Backend, BackendError, find_lane};
-use lane_core::LaneId;
 use lane_core::data::DataSpec;
+use lane_core::lane::DataBinding;
+use lane_core::{LaneId, ServiceId};
 use lane_data::DataError;
 use lane_data::transfer::{self, Cancel, OnProgress, Progress, Report, Target, store};
 use serde::Serialize;
@@ -52,9 +53,36 @@ pub(crate) struct Replace {
 
 /// The bindings the `lane.toml` in `here` declares (none when it has none or cannot be read).
 pub(crate) fn specs_in(here: &Path) -> Vec<DataSpec> {
+    declared_in(here).into_iter().map(|(_, s)| s).collect()
+}
+
+/// The bindings of every `lane.toml` in `here`, each with the service that declares it (none
+/// when it has none or cannot be read).
+pub(crate) fn declared_in(here: &Path) -> Vec<(ServiceId, DataSpec)> {
     lane_workspace::load_manifest(here)
-        .map(|m| m.data)
+        .map(|m| m.data.into_iter().map(|s| (m.service.clone(), s)).collect())
         .unwrap_or_default()
+}
+
+/// The bindings lane `lane` holds: those its document records (`records`), and each key-prefix
+/// Redis binding of `specs` without one. A deploy records a key-prefix binding's copy, the lane's
+/// prefix `lane:<id>:`, but a lane deployed before that was done has no record of it; its copy is
+/// the same prefix.
+pub(crate) fn held<'a>(
+    lane: &LaneId,
+    records: &[DataBinding],
+    specs: impl IntoIterator<Item = &'a DataSpec>,
+) -> Vec<DataBinding> {
+    let mut out = records.to_vec();
+    for s in specs.into_iter().filter(|s| transfer::prefix_mode(s)) {
+        if !out.iter().any(|d| d.name == s.name) {
+            out.push(lane_core::data::record(
+                s,
+                lane_core::data::redis_prefix(lane),
+            ));
+        }
+    }
+    out
 }
 
 /// The lane's copies of its bindings (only `only`, when given), with their servers from `specs`
@@ -76,7 +104,7 @@ pub(crate) async fn targets(
     if let Some(r) = replace {
         lane_core::lane::check_owner(&view.lane, &r.actor, r.force).map_err(BackendError::from)?;
     }
-    let records = &view.lane.data;
+    let records = &held(lane, &view.lane.data, specs);
     if records.is_empty() {
         return Err(BackendError::invalid(format!("lane `{lane}` owns no data"))
             .with_help("deploy a service with `[data.<name>]` bindings into the lane first")
@@ -536,5 +564,44 @@ pub async fn run(backend: &dyn Backend, command: crate::cli::DataCommand) -> any
             )
             .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lane_core::lane::DataKind;
+
+    fn specs() -> Vec<DataSpec> {
+        let toml = "app = \"demo\"\nproc = \"b\"\n[run]\ncommand = \"true\"\n\
+            [data.sessions]\nkind = \"redis\"\nurl = \"redis://h/0\"\nenv = \"S_URL\"\n\
+            prefix_env = \"S_PREFIX\"\n\
+            [data.cache]\nkind = \"redis\"\nurl = \"redis://h/1\"\nenv = \"C_URL\"\npool = [2, 3]\n";
+        lane_core::manifest::Manifest::parse(Path::new("lane.toml"), toml)
+            .expect("the manifest parses")
+            .data
+    }
+
+    #[test]
+    fn a_lane_holds_its_records_and_the_prefix_of_each_key_prefix_binding() {
+        let lane: LaneId = "feat-a".parse().unwrap();
+        let cache = DataBinding {
+            kind: DataKind::Redis,
+            name: "cache".into(),
+            target: "2".into(),
+        };
+        let held_now = held(&lane, std::slice::from_ref(&cache), &specs());
+        let sessions = DataBinding {
+            kind: DataKind::Redis,
+            name: "sessions".into(),
+            target: "lane:feat-a:".into(),
+        };
+        assert_eq!(held_now, [cache.clone(), sessions.clone()]);
+        // Recorded already (today's deploys): not twice. No binding declared: the records.
+        let recorded = [sessions.clone(), cache.clone()];
+        assert_eq!(held(&lane, &recorded, &specs()), recorded);
+        assert_eq!(held(&lane, &[], &[]), []);
+        // A database-mode binding without a record is not held (it has no index yet).
+        assert_eq!(held(&lane, &[], &specs()), [sessions]);
     }
 }

@@ -1260,8 +1260,9 @@ fn a_lane_whose_branch_is_merged_is_pushed_as_merged_and_extend_keeps_it() {
 }
 
 /// Issue 10: `lane.data.ls` over the wire: what a lane owns of its data (here an Apollo cluster,
-/// against the Apollo Open API double), the same rows as `lane data ls --json` with every field
-/// present; filtered by lane; bad arguments are invalid params.
+/// against the Apollo Open API double, and a key-prefix Redis binding on real Redis, database
+/// 28), the same rows as `lane data ls --json` with every field present; filtered by lane; bad
+/// arguments are invalid params.
 #[test]
 fn lane_data_ls_lists_what_each_lane_owns() {
     use lane_tests::apollo::{ApolloDouble, Options};
@@ -1271,6 +1272,13 @@ fn lane_data_ls_lists_what_each_lane_owns() {
         ..Options::default()
     })
     .expect("the Apollo double starts");
+    let redis_url = format!("{}/28", service_url("LANE_TEST_REDIS_URL"));
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let mut r = rt
+        .block_on(lane_data::redis::Redis::connect(&redis_url))
+        .expect("Redis");
+    rt.block_on(r.cmd(&[b"SELECT", b"28"])).expect("SELECT");
+    rt.block_on(r.cmd(&[b"FLUSHDB"])).expect("FLUSHDB");
     let mut sandbox = Sandbox::new("lsp-data", "48300-48399");
     sandbox
         .extra_env
@@ -1281,7 +1289,9 @@ fn lane_data_ls_lists_what_each_lane_owns() {
         repo.join("lane.toml"),
         format!(
             "{manifest}[data.config]\nkind = \"apollo\"\nurl = \"{}\"\nenv = \"APOLLO_META\"\n\
-             app = \"cart\"\ntoken_env = \"CART_APOLLO_TOKEN\"\n",
+             app = \"cart\"\ntoken_env = \"CART_APOLLO_TOKEN\"\n\
+             [data.sessions]\nkind = \"redis\"\nurl = \"{redis_url}\"\nenv = \"SESSIONS_URL\"\n\
+             prefix_env = \"SESSIONS_PREFIX\"\n",
             apollo.url()
         ),
     )
@@ -1299,20 +1309,44 @@ fn lane_data_ls_lists_what_each_lane_owns() {
         json!({"command": "lane.deployCurrentBranch", "arguments": [{"lane": "data-l"}]}),
     );
     assert!(apollo.has_cluster("DEV", "cart", "lane-data-l"));
+    for k in [
+        "lane:data-l:a",
+        "lane:data-l:b",
+        "lane:data-l:c",
+        "lane:data-lx:a",
+        "cart:1",
+    ] {
+        rt.block_on(r.cmd(&[b"SET", k.as_bytes(), b"value"]))
+            .expect("SET");
+    }
     let rows = c.call(
         "workspace/executeCommand",
         json!({"command": "lane.data.ls", "arguments": [{}]}),
     );
-    assert_eq!(
-        rows,
-        json!([{
+    let all = rows.as_array().expect("an array");
+    assert_eq!(all.len(), 2, "{rows:#}");
+    let sessions = all
+        .iter()
+        .find(|r| r["binding"] == "sessions")
+        .unwrap_or_else(|| panic!("{rows:#}"));
+    assert_eq!(sessions["lane"], "data-l", "{rows:#}");
+    assert_eq!(sessions["kind"], "redis", "{rows:#}");
+    assert_eq!(sessions["target"], "lane:data-l:", "{rows:#}");
+    assert_eq!(sessions["quota"], Value::Null, "{rows:#}");
+    let size = sessions["size"].as_str().unwrap_or_default();
+    assert!(
+        size.starts_with("3 keys, ~") && size.ends_with(" bytes (approximate)"),
+        "{rows:#}"
+    );
+    assert!(
+        all.contains(&json!({
             "lane": "data-l",
             "binding": "config",
             "kind": "apollo",
             "target": "lane-data-l",
             "size": "0 items",
             "quota": null,
-        }]),
+        })),
         "{rows:#}"
     );
     let other = c.call(
@@ -1337,10 +1371,21 @@ fn lane_data_ls_lists_what_each_lane_owns() {
         !apollo.has_cluster("DEV", "cart", "lane-data-l"),
         "deleting the lane deletes its cluster"
     );
+    assert_eq!(
+        rt.block_on(r.cmd(&[b"DBSIZE"])).expect("DBSIZE"),
+        lane_data::redis::Reply::Int(2),
+        "and its keys, not baseline's or another lane's"
+    );
+    rt.block_on(r.cmd(&[b"FLUSHDB"])).expect("FLUSHDB");
 }
 
 /// The MariaDB that `scripts/services.sh` starts (installed when missing): its URL.
 fn mysql_server() -> String {
+    service_url("LANE_TEST_MYSQL_URL")
+}
+
+/// The URL in `var` of the servers `scripts/services.sh` starts (installed when missing).
+fn service_url(var: &str) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh");
     let up = Command::new(&script)
         .arg("all")
@@ -1357,8 +1402,8 @@ fn mysql_server() -> String {
         .expect("services.sh env runs");
     let text = String::from_utf8_lossy(&env.stdout).into_owned();
     text.lines()
-        .find_map(|l| l.strip_prefix("export LANE_TEST_MYSQL_URL="))
-        .unwrap_or_else(|| panic!("LANE_TEST_MYSQL_URL in {text}"))
+        .find_map(|l| l.strip_prefix(&format!("export {var}=")))
+        .unwrap_or_else(|| panic!("{var} in {text}"))
         .to_owned()
 }
 

@@ -59,6 +59,25 @@ pub enum Removal {
     Emptied { items: usize },
 }
 
+/// An item of a namespace, as exported.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ItemRecord {
+    pub key: String,
+    pub value: String,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// A namespace of a cluster with its items.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NamespaceItems {
+    pub namespace: String,
+    /// `properties`, `yaml`, `json`, … (information: a namespace's format is the app's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    pub items: Vec<ItemRecord>,
+}
+
 /// What [`provision`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Provisioned {
@@ -301,6 +320,32 @@ impl Apollo {
         value: &str,
         operator: &str,
     ) -> Result<()> {
+        self.put_item(
+            env,
+            app,
+            cluster,
+            ns,
+            key,
+            value,
+            "set by lane: the lane's own data source",
+            operator,
+        )
+        .await
+    }
+
+    /// Sets item `key` to `value` with `comment` in namespace `ns` (created when missing).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_item(
+        &self,
+        env: &str,
+        app: &str,
+        cluster: &str,
+        ns: &str,
+        key: &str,
+        value: &str,
+        comment: &str,
+        operator: &str,
+    ) -> Result<()> {
         let path = format!(
             "{}/items/{}?createIfNotExists=true",
             Self::namespace_path(env, app, cluster, ns),
@@ -309,7 +354,7 @@ impl Apollo {
         let body = json!({
             "key": key,
             "value": value,
-            "comment": "set by lane: the lane's own data source",
+            "comment": comment,
             "dataChangeCreatedBy": operator,
             "dataChangeLastModifiedBy": operator,
         });
@@ -373,6 +418,110 @@ impl Apollo {
             out.insert(name.to_owned(), items);
         }
         Ok(out)
+    }
+
+    /// The namespaces of `cluster` with their items as edited (published or not), with comments
+    /// and each namespace's format. Items without a key (comment and blank lines of a
+    /// properties namespace) are left out.
+    pub async fn namespace_items(
+        &self,
+        env: &str,
+        app: &str,
+        cluster: &str,
+    ) -> Result<Vec<NamespaceItems>> {
+        let path = format!(
+            "{}/{}/namespaces",
+            Self::cluster_path(env, app),
+            encode(cluster)
+        );
+        let (status, body) = self.call(Method::GET, &path, None).await?;
+        if !status.is_success() {
+            return Err(self.refused(
+                &format!("reading the namespaces of cluster `{cluster}`"),
+                app,
+                status,
+                &body,
+            ));
+        }
+        let v: Value = serde_json::from_slice(&body).map_err(|e| DataError::Server {
+            what: "Apollo",
+            address: self.base.clone(),
+            message: format!("the namespaces of cluster `{cluster}` are not JSON: {e}"),
+        })?;
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let mut out = Vec::new();
+        for n in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let Some(name) = n.get("namespaceName").and_then(Value::as_str) else {
+                continue;
+            };
+            let items = n
+                .get("items")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter(|i| !text(i, "key").is_empty())
+                .map(|i| ItemRecord {
+                    key: text(i, "key"),
+                    value: text(i, "value"),
+                    comment: text(i, "comment"),
+                })
+                .collect();
+            out.push(NamespaceItems {
+                namespace: name.to_owned(),
+                format: Some(text(n, "format")).filter(|f| !f.is_empty()),
+                items,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The configurations (key → value) of namespace `ns`'s latest release; `None` when the
+    /// namespace was never published.
+    pub async fn latest_release(
+        &self,
+        env: &str,
+        app: &str,
+        cluster: &str,
+        ns: &str,
+    ) -> Result<Option<BTreeMap<String, String>>> {
+        let path = format!(
+            "{}/releases/latest",
+            Self::namespace_path(env, app, cluster, ns)
+        );
+        let (status, body) = self.call(Method::GET, &path, None).await?;
+        if !status.is_success() {
+            return Err(self.refused(
+                &format!("reading the latest release of namespace `{ns}` of cluster `{cluster}`"),
+                app,
+                status,
+                &body,
+            ));
+        }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let v: Value = serde_json::from_slice(&body).map_err(|e| DataError::Server {
+            what: "Apollo",
+            address: self.base.clone(),
+            message: format!("the latest release of namespace `{ns}` is not JSON: {e}"),
+        })?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        let configurations = match v.get("configurations") {
+            // The Open API's release DTO holds a map; some Portals send it as a JSON string.
+            Some(Value::String(s)) => serde_json::from_str(s).ok(),
+            Some(c) => serde_json::from_value(c.clone()).ok(),
+            None => None,
+        };
+        configurations.map(Some).ok_or_else(|| DataError::Server {
+            what: "Apollo",
+            address: self.base.clone(),
+            message: format!(
+                "the latest release of namespace `{ns}` of cluster `{cluster}` has no                  `configurations` map"
+            ),
+        })
     }
 
     /// Deletes item `key` of namespace `ns`.

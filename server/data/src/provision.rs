@@ -4,7 +4,9 @@
 //! clone is made once, a Redis claim is found again, an Apollo cluster is adopted.
 
 use lane_core::LaneId;
-use lane_core::data::{DataOptions, DataSpec, RedisMode, apollo_cluster, apollo_items, record};
+use lane_core::data::{
+    DataOptions, DataSpec, RedisMode, apollo_cluster, apollo_items, record, redis_prefix,
+};
 use lane_core::lane::DataBinding;
 
 use crate::error::DataError;
@@ -15,8 +17,10 @@ use crate::redis_copy::copy_keys;
 
 /// Makes lane `lane`'s copy of one binding (a MySQL clone, a Redis claim with its copy of
 /// baseline keys on a fresh claim, Kafka topics); `None` when the binding needs nothing made here
-/// (Redis in key-prefix mode; Apollo, which [`provision`] does last). What the lane holds already
-/// is kept. Shared by the local agent and [`provision`].
+/// (Apollo, which [`provision`] does last). Redis in key-prefix mode needs nothing made either,
+/// but answers the lane's prefix `lane:<id>:`: recorded like the other copies, it is listed with
+/// the lane's data (`lane data ls`) and its keys are deleted with the lane. What the lane holds
+/// already is kept. Shared by the local agent and [`provision`].
 pub async fn provision_one(lane: &LaneId, spec: &DataSpec) -> Result<Option<String>, DataError> {
     let target = match &spec.options {
         DataOptions::Mysql { database, sample } => {
@@ -66,8 +70,13 @@ pub async fn provision_one(lane: &LaneId, spec: &DataSpec) -> Result<Option<Stri
                 .collect::<Vec<_>>()
                 .join(",")
         }
-        // Prefix mode needs nothing made; Apollo comes after the others.
-        _ => return Ok(None),
+        // Prefix mode needs nothing made: its copy is the lane's prefix (its keys).
+        DataOptions::Redis {
+            mode: RedisMode::Prefix { .. },
+            ..
+        } => redis_prefix(lane),
+        // Apollo comes after the others.
+        DataOptions::Apollo(_) => return Ok(None),
     };
     Ok(Some(target))
 }
@@ -86,8 +95,8 @@ impl std::fmt::Display for Failed {
 }
 
 /// Provisions lane `lane`'s copies of `specs`; `held` is what its document records already.
-/// Returns the records of every binding that has a copy (prefix-mode Redis needs none
-/// made and get no record). Apollo comes last: its items are the other bindings' lane addresses.
+/// Returns the records of every binding that has a copy (a prefix-mode Redis binding's is the
+/// lane's prefix). Apollo comes last: its items are the other bindings' lane addresses.
 pub async fn provision(
     lane: &LaneId,
     specs: &[DataSpec],

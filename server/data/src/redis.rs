@@ -7,7 +7,7 @@
 //! the index too (`DataBinding::target`). Releasing checks the claim before flushing.
 //!
 //! The client is a small RESP2 client over TCP: the commands used are `AUTH`, `SELECT`, `EVAL`,
-//! `GET`, `DBSIZE`, `FLUSHDB`, `SCAN`, `DEL` and `PING`.
+//! `GET`, `DBSIZE`, `FLUSHDB`, `SCAN`, `DEL`, `MEMORY USAGE` and `PING`.
 
 use std::time::Duration;
 
@@ -336,6 +336,43 @@ impl Redis {
         Ok(out)
     }
 
+    /// One step of a `SCAN` over the keys starting with `prefix` (the pattern is the escaped
+    /// prefix; the keys answered are checked to start with it): the next cursor and the keys.
+    async fn scan_prefix(
+        &mut self,
+        cursor: &[u8],
+        pattern: &str,
+        prefix: &str,
+        count: &[u8],
+    ) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
+        let reply = self
+            .cmd(&[
+                b"SCAN",
+                cursor,
+                b"MATCH",
+                pattern.as_bytes(),
+                b"COUNT",
+                count,
+            ])
+            .await?;
+        let Reply::Array(Some(parts)) = reply else {
+            return Err(self.server("SCAN answered no array".into()));
+        };
+        let (Some(Reply::Bulk(Some(next))), Some(Reply::Array(Some(keys)))) =
+            (parts.first(), parts.get(1))
+        else {
+            return Err(self.server("SCAN answered an unexpected shape".into()));
+        };
+        let keys = keys
+            .iter()
+            .filter_map(|k| match k {
+                Reply::Bulk(Some(b)) if b.starts_with(prefix.as_bytes()) => Some(b.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok((next.clone(), keys))
+    }
+
     /// Deletes every key starting with `prefix` in database `index` (prefix mode's teardown).
     /// Returns how many were deleted.
     pub async fn delete_prefix(&mut self, index: u32, prefix: &str) -> Result<u64> {
@@ -349,31 +386,7 @@ impl Redis {
         let mut cursor = b"0".to_vec();
         let mut deleted = 0;
         loop {
-            let reply = self
-                .cmd(&[
-                    b"SCAN",
-                    &cursor,
-                    b"MATCH",
-                    pattern.as_bytes(),
-                    b"COUNT",
-                    b"500",
-                ])
-                .await?;
-            let Reply::Array(Some(parts)) = reply else {
-                return Err(self.server("SCAN answered no array".into()));
-            };
-            let (Some(Reply::Bulk(Some(next))), Some(Reply::Array(Some(keys)))) =
-                (parts.first(), parts.get(1))
-            else {
-                return Err(self.server("SCAN answered an unexpected shape".into()));
-            };
-            let keys: Vec<Vec<u8>> = keys
-                .iter()
-                .filter_map(|k| match k {
-                    Reply::Bulk(Some(b)) if b.starts_with(prefix.as_bytes()) => Some(b.clone()),
-                    _ => None,
-                })
-                .collect();
+            let (next, keys) = self.scan_prefix(&cursor, &pattern, prefix, b"500").await?;
             if !keys.is_empty() {
                 let mut args: Vec<&[u8]> = vec![b"DEL"];
                 args.extend(keys.iter().map(Vec::as_slice));
@@ -384,14 +397,84 @@ impl Redis {
             if next.as_slice() == b"0" {
                 break;
             }
-            cursor = next.clone();
+            cursor = next;
         }
         Ok(deleted)
     }
+
+    /// How many keys of database `index` start with `prefix` (counted exactly, by `SCAN`), and
+    /// about how many bytes they take: `MEMORY USAGE` of at most `sample` of them (the first the
+    /// scan answers), scaled to the count. The bytes are an estimate twice over: `MEMORY USAGE`
+    /// itself samples the elements of large values. Reads only.
+    pub async fn prefix_usage(
+        &mut self,
+        index: u32,
+        prefix: &str,
+        sample: u64,
+    ) -> Result<PrefixUsage> {
+        if prefix.is_empty() {
+            return Err(DataError::Invalid("an empty key prefix".into()));
+        }
+        self.select(index).await?;
+        let pattern = format!("{}*", glob_escape(prefix));
+        let mut cursor = b"0".to_vec();
+        let mut usage = PrefixUsage::default();
+        let mut measured: u64 = 0;
+        loop {
+            let (next, keys) = self.scan_prefix(&cursor, &pattern, prefix, b"1000").await?;
+            usage.keys += keys.len() as u64;
+            let room = sample.saturating_sub(usage.sampled) as usize;
+            let cmds: Vec<Vec<&[u8]>> = keys
+                .iter()
+                .take(room)
+                .map(|k| vec![&b"MEMORY"[..], b"USAGE", k])
+                .collect();
+            if !cmds.is_empty() {
+                for reply in self.pipeline(&cmds).await? {
+                    match reply {
+                        Reply::Int(n) => {
+                            measured += n.max(0) as u64;
+                            usage.sampled += 1;
+                        }
+                        // Gone since the scan (expired or deleted): not measured.
+                        Reply::Bulk(None) => {}
+                        Reply::Error(e) => {
+                            return Err(self.server(format!("MEMORY USAGE: {e}")));
+                        }
+                        other => {
+                            return Err(self.server(format!("MEMORY USAGE answered {other:?}")));
+                        }
+                    }
+                }
+            }
+            if next.as_slice() == b"0" {
+                break;
+            }
+            cursor = next;
+        }
+        usage.bytes = match usage.sampled {
+            0 => 0,
+            n => (u128::from(measured) * u128::from(usage.keys) / u128::from(n))
+                .try_into()
+                .unwrap_or(u64::MAX),
+        };
+        Ok(usage)
+    }
+}
+
+/// The keys under a prefix and an estimate of their size ([`Redis::prefix_usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PrefixUsage {
+    /// The keys starting with the prefix (exact).
+    pub keys: u64,
+    /// About how many bytes they take in the server's memory (estimated from `sampled` keys).
+    pub bytes: u64,
+    /// How many keys were measured with `MEMORY USAGE`.
+    pub sampled: u64,
 }
 
 /// Escapes Redis glob characters.
-fn glob_escape(s: &str) -> String {
+pub(crate) fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {

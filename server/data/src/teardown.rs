@@ -403,6 +403,8 @@ pub async fn execute(plan: &Plan, specs: &[DataSpec]) -> Result<Vec<Done>> {
                 ..
             } => {
                 let mut r = Redis::connect(&url(binding)).await?;
+                // And what an interrupted import left under the lane's staging prefix.
+                crate::transfer::redis::clean_prefix_staging(&mut r, &plan.lane, *index).await?;
                 r.delete_prefix(*index, prefix).await? > 0
             }
             Action::DeleteTopic {

@@ -165,3 +165,51 @@ async fn bad_input_gets_clear_errors() {
     let err = r.delete_prefix(0, "").await.unwrap_err();
     assert!(matches!(err, DataError::Guard(_)), "{err}");
 }
+
+/// `prefix_usage` counts exactly the keys under a lane's prefix (not a longer lane id's, not the
+/// lane's import staging, not baseline's), and its byte estimate from a bounded sample is near
+/// the measure of every key.
+#[tokio::test]
+async fn prefix_usage_counts_the_lanes_keys_and_estimates_their_bytes() {
+    let index = 21;
+    let mut r = fresh(index, index).await;
+    let lane = common::lane("use-");
+    let prefix = lane_core::data::redis_prefix(&lane);
+    let mut cmds: Vec<Vec<u8>> = Vec::new();
+    for i in 0..300 {
+        cmds.push(format!("{prefix}k:{i}").into_bytes());
+    }
+    let value = vec![b'v'; 200];
+    let mut pipeline: Vec<Vec<&[u8]>> = cmds
+        .iter()
+        .map(|k| vec![&b"SET"[..], k.as_slice(), value.as_slice()])
+        .collect();
+    let decoys = [
+        "base:1".to_owned(),
+        format!("lane:{lane}x:k"),
+        format!("lane:{lane}$imp"),
+        format!("lane:{lane}$imp:t:k"),
+    ];
+    for d in &decoys {
+        pipeline.push(vec![b"SET", d.as_bytes(), b"x"]);
+    }
+    r.pipeline(&pipeline).await.unwrap();
+
+    let all = r.prefix_usage(index, &prefix, u64::MAX).await.unwrap();
+    assert_eq!((all.keys, all.sampled), (300, 300), "{all:?}");
+    assert!(all.bytes >= 300 * 200, "{all:?}");
+    let some = r.prefix_usage(index, &prefix, 20).await.unwrap();
+    assert_eq!((some.keys, some.sampled), (300, 20), "{some:?}");
+    let (lo, hi) = (all.bytes * 9 / 10, all.bytes * 11 / 10);
+    assert!((lo..=hi).contains(&some.bytes), "{some:?} vs {all:?}");
+    let none = r
+        .prefix_usage(index, &format!("lane:{lane}-none:"), 10)
+        .await
+        .unwrap();
+    assert_eq!((none.keys, none.bytes, none.sampled), (0, 0, 0));
+    // Glob characters in a prefix are matched literally.
+    let glob = r.prefix_usage(index, "lane:*", 10).await.unwrap();
+    assert_eq!(glob.keys, 0, "{glob:?}");
+    assert!(r.prefix_usage(index, "", 10).await.is_err());
+    r.cmd(&[b"FLUSHDB"]).await.unwrap();
+}

@@ -10,6 +10,7 @@ import { sampleStatus } from "../fixtures/status";
 const rows: DataInfo[] = [
     { lane: "feature-x", binding: "orders", kind: "mysql", target: "orders__lane_feature_x", size: "32768 bytes", quota: "2 rows/table, 1048576 bytes" },
     { lane: "feature-x", binding: "cache", kind: "redis", target: "41", size: "3 keys", quota: "pool 41..=44" },
+    { lane: "feature-x", binding: "sessions", kind: "redis", target: "lane:feature-x:", size: "40 keys, ~6400 bytes (approximate)", quota: null },
     { lane: "team", binding: "config", kind: "apollo", target: "lane-team", size: null, quota: null },
     { lane: "gone", binding: "cache", kind: "redis", target: "42", size: null, quota: null },
 ];
@@ -25,10 +26,11 @@ describe("the Data node", () => {
     it("lists a lane's bindings and copies, sorted, first under the lane", () => {
         const tree = render(withDataNodes(buildTree(sampleStatus()), rows));
         const x = tree.indexOf("feature-x — active · 2/3 healthy · expires in 5h 12m · 15 req/min [lane:debug-stackframe]");
-        assert.deepEqual(tree.slice(x + 1, x + 4), [
-            "  Data — 2 bindings [data:database]",
+        assert.deepEqual(tree.slice(x + 1, x + 5), [
+            "  Data — 3 bindings [data:database]",
             "    cache — redis · 41 · 3 keys · pool 41..=44 [dataBinding:layers]",
             "    orders — mysql · orders__lane_feature_x · 32768 bytes · 2 rows/table, 1048576 bytes [dataBinding:database]",
+            "    sessions — redis · lane:feature-x: · 40 keys, ~6400 bytes (approximate) [dataBinding:layers]",
         ]);
         const team = tree.indexOf("team — expired · 0 req/min [lane:git-merge]");
         assert.deepEqual(tree.slice(team + 1, team + 4), [

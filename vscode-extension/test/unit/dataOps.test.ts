@@ -54,12 +54,12 @@ describe("data actions", () => {
             ],
             bytes: 1536000,
             seconds: 0.42,
-            notes: ["binding `config` (apollo) is left out: its kind is not exported yet"],
+            notes: ["binding `events` (kafka) is left out: its kind is not exported yet"],
         };
         assert.equal(
             transferText("exported", r),
             "Lane: exported lane feature-x (orders: 1200 rows, cache: 3 keys; 1.5 MB, 0.4s) to /tmp/x.lanedata. " +
-                "Left out: binding `config` (apollo) is left out: its kind is not exported yet.",
+                "Left out: binding `events` (kafka) is left out: its kind is not exported yet.",
         );
         assert.match(transferText("restored", { ...r, notes: [] }), / from \/tmp\/x\.lanedata\.$/);
     });

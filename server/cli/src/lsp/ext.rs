@@ -497,9 +497,11 @@ pub struct DataInfo {
     pub binding: String,
     /// `mysql`, `redis`, `kafka` or `apollo`.
     pub kind: String,
-    /// The lane's own copy: a database, a Redis index, an Apollo cluster.
+    /// The lane's own copy: a database, a Redis index or key prefix (`lane:<id>:`), its topics,
+    /// an Apollo cluster.
     pub target: String,
-    /// `<n> bytes`, `<n> keys` or `<n> items`; null when no `lane.toml` of the workspace declares
+    /// `<n> bytes`, `<n> keys`, `<n> keys, ~<b> bytes (approximate)` (a key prefix), Kafka's
+    /// partitions and records or `<n> items`; null when no `lane.toml` of the workspace declares
     /// the binding, or its server could not be asked.
     pub size: Option<String>,
     /// The sample quota (MySQL) or the pool (Redis); null when none applies or is known.

@@ -207,21 +207,19 @@ async fn data_ls(lsp: &Lsp, a: ext::DataLsArgs) -> Result<Vec<ext::DataInfo>> {
         })?],
         None => workspace::read(lsp.folders()).await.services,
     };
-    let mut specs: Vec<lane_core::data::DataSpec> = Vec::new();
+    let mut declared: Vec<(lane_core::ServiceId, lane_core::data::DataSpec)> = Vec::new();
     for f in &folders {
-        if let Ok(m) = lane_workspace::load_manifest(f) {
-            for s in m.data {
-                if !specs
-                    .iter()
-                    .any(|o| o.name == s.name && o.kind() == s.kind())
-                {
-                    specs.push(s);
-                }
+        for (service, s) in crate::data_transfer::declared_in(f) {
+            if !declared
+                .iter()
+                .any(|(_, o)| o.name == s.name && o.kind() == s.kind())
+            {
+                declared.push((service, s));
             }
         }
     }
     let backend = lsp.backend().await;
-    let rows = crate::data::rows(backend.as_ref(), &specs)
+    let rows = crate::data::rows(backend.as_ref(), &declared)
         .await
         .map_err(backend_error)?;
     Ok(rows

@@ -15,7 +15,9 @@
 //! everything and swap only then).
 //!
 //! Tags: 1 manifest, 2 section, 3 section end, 4 end; 10–19 MySQL (10 table, 11 rows, 12 view,
-//! 13 trigger); 20–29 Redis (20 keys); 30–39 are kept for Kafka (topic messages).
+//! 13 trigger); 20–29 Redis (20 keys, in both modes: names without the lane's prefix in key-prefix
+//! mode); 30–39 are kept for Kafka (topic messages); 40–49 Apollo (40 namespace: JSON
+//! `{namespace, format?, items: [{key, value, comment}]}`).
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -36,6 +38,7 @@ pub const TAG_MYSQL_ROWS: u8 = 11;
 pub const TAG_MYSQL_VIEW: u8 = 12;
 pub const TAG_MYSQL_TRIGGER: u8 = 13;
 pub const TAG_REDIS_KEYS: u8 = 20;
+pub const TAG_APOLLO_NAMESPACE: u8 = 40;
 
 /// The first frame: what the file holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +66,8 @@ pub struct Section {
     pub binding: String,
     pub kind: String,
     /// MySQL: the exported database (views and triggers name it; an import points them at the
-    /// target database). Redis: the database index.
+    /// target database). Redis: the database index, or the lane's key prefix. Apollo: the
+    /// cluster.
     pub source: String,
     /// MySQL: the database's character set and collation.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,7 +4,8 @@
 //! Each kind plugs in with four steps: *export* its frames into a section of the file, *prepare*
 //! a staging place on its server (removing leftovers of an interrupted run first), *stage* the
 //! section's frames there, and *swap* the staged data in, in one step the server does atomically
-//! (MySQL: one `RENAME TABLE` of every table; Redis: `SWAPDB` inside `MULTI`). Nothing of the lane's
+//! (MySQL: one `RENAME TABLE` of every table; Redis: `SWAPDB` inside `MULTI`, or one Lua script in
+//! key-prefix mode; Apollo: the publish). Nothing of the lane's
 //! live data changes before the whole file has been read and its end frame checked; a failure,
 //! a cancel or a killed process before the swap leaves the lane's data as it was, and the staging
 //! place is removed then or by the next import, restore or teardown (all through the guard: only
@@ -13,6 +14,7 @@
 //! The operations take a progress callback and a [`Cancel`], for the CLI's progress bar and
 //! for a daemon.
 
+pub mod apollo;
 pub mod format;
 pub mod mysql;
 pub mod redis;
@@ -84,9 +86,9 @@ pub struct BindingReport {
     pub kind: String,
     /// The lane's copy.
     pub target: String,
-    /// Rows (MySQL) or keys (Redis).
+    /// Rows (MySQL), keys (Redis) or items (Apollo).
     pub items: u64,
-    /// Tables, views and triggers (MySQL).
+    /// Tables, views and triggers (MySQL); namespaces (Apollo).
     pub objects: u64,
 }
 
@@ -103,26 +105,29 @@ fn kind_name(spec: &DataSpec) -> String {
     spec.kind().to_string()
 }
 
-/// Whether bindings like `spec` can be exported and imported (MySQL; Redis with a database pool).
+/// Whether bindings like `spec` can be exported and imported (MySQL, Redis, Apollo).
 pub fn supported(spec: &DataSpec) -> bool {
     matches!(
         spec.options,
-        DataOptions::Mysql { .. }
-            | DataOptions::Redis {
-                mode: RedisMode::Database { .. },
-                ..
-            }
+        DataOptions::Mysql { .. } | DataOptions::Redis { .. } | DataOptions::Apollo(_)
+    )
+}
+
+/// Whether `spec` is a Redis binding in key-prefix mode (its lane's copy, the prefix
+/// `lane:<id>:`, is not recorded in the lane: nothing is made for it).
+pub fn prefix_mode(spec: &DataSpec) -> bool {
+    matches!(
+        spec.options,
+        DataOptions::Redis {
+            mode: RedisMode::Prefix { .. },
+            ..
+        }
     )
 }
 
 fn unsupported(spec: &DataSpec) -> DataError {
     let what = match &spec.options {
-        DataOptions::Redis {
-            mode: RedisMode::Prefix { .. },
-            ..
-        } => "Redis bindings in key-prefix mode",
         DataOptions::Kafka { .. } => "Kafka bindings",
-        DataOptions::Apollo { .. } => "Apollo bindings",
         _ => "this kind",
     };
     DataError::Invalid(format!(
@@ -171,8 +176,15 @@ pub async fn export<W: AsyncWrite + Unpin>(
             DataOptions::Mysql { database, .. } => {
                 mysql::export(&mut w, lane, &t.spec, database, &t.target, progress, cancel).await?
             }
+            DataOptions::Redis {
+                mode: RedisMode::Prefix { .. },
+                ..
+            } => redis::export_prefix(&mut w, lane, &t.spec, &t.target, progress, cancel).await?,
             DataOptions::Redis { .. } => {
                 redis::export(&mut w, lane, &t.spec, &t.target, progress, cancel).await?
+            }
+            DataOptions::Apollo(_) => {
+                apollo::export(&mut w, lane, &t.spec, &t.target, progress, cancel).await?
             }
             _ => return Err(unsupported(&t.spec)),
         };
@@ -200,6 +212,8 @@ pub async fn export<W: AsyncWrite + Unpin>(
 enum Staged {
     Mysql(Box<mysql::Staging>),
     Redis(redis::Staging),
+    RedisPrefix(redis::PrefixStaging),
+    Apollo(Box<apollo::Staging>),
 }
 
 impl Staged {
@@ -207,30 +221,40 @@ impl Staged {
         match self {
             Staged::Mysql(m) => m.section(s).await,
             Staged::Redis(r) => r.section(s),
+            Staged::RedisPrefix(r) => r.section(s),
+            Staged::Apollo(a) => a.section(s),
         }
     }
     async fn frame(&mut self, f: &format::Frame, cancel: &Cancel) -> Result<u64> {
         match self {
             Staged::Mysql(m) => m.frame(f, cancel).await,
             Staged::Redis(r) => r.frame(f).await,
+            Staged::RedisPrefix(r) => r.frame(f).await,
+            Staged::Apollo(a) => a.frame(f),
         }
     }
-    async fn end(&mut self, e: &SectionEnd) -> Result<(u64, u64)> {
+    async fn end(&mut self, e: &SectionEnd, cancel: &Cancel) -> Result<(u64, u64)> {
         match self {
             Staged::Mysql(m) => m.end(e).await,
             Staged::Redis(r) => r.end(e),
+            Staged::RedisPrefix(r) => r.end(e),
+            Staged::Apollo(a) => a.end(e, cancel).await,
         }
     }
     async fn swap(&mut self) -> Result<()> {
         match self {
             Staged::Mysql(m) => m.swap().await,
             Staged::Redis(r) => r.swap().await,
+            Staged::RedisPrefix(r) => r.swap().await,
+            Staged::Apollo(a) => a.swap().await,
         }
     }
     async fn abort(self) {
         match self {
             Staged::Mysql(m) => m.abort().await,
             Staged::Redis(r) => r.abort().await,
+            Staged::RedisPrefix(r) => r.abort().await,
+            Staged::Apollo(a) => a.abort().await,
         }
     }
 }
@@ -368,9 +392,18 @@ async fn stage_all<R: AsyncRead + Unpin>(
             DataOptions::Mysql { database, .. } => Staged::Mysql(Box::new(
                 mysql::Staging::prepare(lane, &t.spec, database, &t.target).await?,
             )),
+            DataOptions::Redis {
+                mode: RedisMode::Prefix { .. },
+                ..
+            } => {
+                Staged::RedisPrefix(redis::PrefixStaging::prepare(lane, &t.spec, &t.target).await?)
+            }
             DataOptions::Redis { .. } => {
                 Staged::Redis(redis::Staging::prepare(lane, &t.spec, &t.target).await?)
             }
+            DataOptions::Apollo(_) => Staged::Apollo(Box::new(
+                apollo::Staging::prepare(lane, &t.spec, &t.target).await?,
+            )),
             _ => return Err(unsupported(&t.spec)),
         };
         staged.push((t.spec.name.clone(), s));
@@ -420,7 +453,7 @@ async fn stage_all<R: AsyncRead + Unpin>(
                                 e.binding
                             )));
                         }
-                        let (items, objects) = s.end(&e).await?;
+                        let (items, objects) = s.end(&e, cancel).await?;
                         let t = targets
                             .iter()
                             .find(|t| t.spec.name == *name)
