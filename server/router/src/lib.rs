@@ -831,6 +831,7 @@ async fn serve_connection(
     }
     let client = stream.peer_addr().ok().map(|a| a.ip());
     let idle_timeout = inner.config.limits.idle_timeout;
+    let head_timeout = inner.config.limits.head_timeout;
     let io = forward::Prefixed::new(buf.freeze(), stream, inner.config.limits.send_timeout);
     let _stalled = SendStall::new(&inner, io.stalled());
     let streams = h2idle::Streams::new();
@@ -857,7 +858,15 @@ async fn serve_connection(
     // ping before it closes) after another idle period with no stream open, it is dropped.
     let mut closing = false;
     loop {
-        let idle = *open.borrow_and_update() == 0;
+        let count = *open.borrow_and_update();
+        let idle = count.open == 0;
+        // Until its first request has come, a connection has the head timeout (from its start,
+        // as on HTTP/1.x); then the idle timeout between requests.
+        let wait = if count.ever {
+            idle_timeout
+        } else {
+            head_timeout
+        };
         tokio::select! {
             ended = conn.as_mut() => {
                 if let Err(e) = ended {
@@ -871,14 +880,21 @@ async fn serve_connection(
                     break;
                 }
             }
-            () = tokio::time::sleep(idle_timeout), if idle => {
+            () = tokio::time::sleep(wait), if idle => {
                 if closing {
                     tracing::debug!("dropping an h2c connection whose peer did not close it after GOAWAY");
                     return;
                 }
-                tracing::debug!(
-                    "closing an h2c connection idle for {idle_timeout:?} (LANE_ROUTER_IDLE_TIMEOUT)"
-                );
+                if count.ever {
+                    tracing::debug!(
+                        "closing an h2c connection idle for {idle_timeout:?} (LANE_ROUTER_IDLE_TIMEOUT)"
+                    );
+                } else {
+                    tracing::debug!(
+                        "closing an h2c connection whose first request did not come whole within \
+                         {head_timeout:?} (LANE_ROUTER_HEAD_TIMEOUT)"
+                    );
+                }
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }

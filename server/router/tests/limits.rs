@@ -635,12 +635,14 @@ async fn an_upstream_that_stalls_its_body_has_the_h2c_stream_reset() {
 }
 
 #[tokio::test]
-async fn an_h2c_request_whose_headers_never_end_is_closed_by_the_idle_timeout() {
-    // hyper's HTTP/2 server has no header read timeout; such a connection has no open stream, so
-    // the idle timeout closes it.
+async fn an_h2c_first_request_whose_headers_never_end_is_closed_by_the_head_timeout() {
+    // hyper's HTTP/2 server has no header read timeout; such a connection has had no stream open,
+    // so the head timeout (from the connection's start, as on HTTP/1.x) closes it.
     let (base, _s) = backend("b-base").await;
     let limits = Limits {
-        idle_timeout: Duration::from_millis(300),
+        head_timeout: Duration::from_millis(300),
+        // Longer than the test: only the head timeout may end this.
+        idle_timeout: Duration::from_secs(60),
         ..Limits::default()
     };
     let r = router_with(
@@ -655,7 +657,7 @@ async fn an_h2c_request_whose_headers_never_end_is_closed_by_the_idle_timeout() 
     out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
     out.extend_from_slice(&[0, 0, 1, 0x1, 0, 0, 0, 0, 1, 0x82]);
     s.write_all(&out).await.unwrap();
-    // It does not answer the router's ping either: it is dropped after another idle period.
+    // It does not answer the router's ping either: it is dropped after another such period.
     let got = read_until_closed(&mut s, Duration::from_secs(10))
         .await
         .expect("the connection is closed");
