@@ -412,7 +412,10 @@ pub async fn execute(plan: &Plan, specs: &[DataSpec]) -> Result<Vec<Done>> {
                 ..
             } => {
                 let mut k = Kafka::connect(&url(binding)).await?;
-                k.delete_lane_topic(baseline, &plan.lane, topic).await?
+                let removed = k.delete_lane_topic(baseline, &plan.lane, topic).await?;
+                // And what an interrupted import left next to it (guarded the same way).
+                crate::transfer::kafka::delete_staging(&mut k, baseline, &plan.lane).await?;
+                removed
             }
             Action::DeleteApolloCluster {
                 binding, cluster, ..

@@ -8,12 +8,15 @@
 //! live data changes before the whole file has been read and its end frame checked; a failure,
 //! a cancel or a killed process before the swap leaves the lane's data as it was, and the staging
 //! place is removed then or by the next import, restore or teardown (all through the guard: only
-//! the lane's own names). Kafka topics add a module with the same four steps and tags 30–39.
+//! the lane's own names). Kafka cannot swap a topic in one step: [`kafka`] stages into staging
+//! topics, seals them, and replaces the lane topics' records partition by partition; a swap cut
+//! short is completed by the next import or restore.
 //!
 //! The operations take a progress callback and a [`Cancel`], for the CLI's progress bar and
 //! for a daemon.
 
 pub mod format;
+pub mod kafka;
 pub mod mysql;
 pub mod redis;
 pub mod store;
@@ -103,7 +106,8 @@ fn kind_name(spec: &DataSpec) -> String {
     spec.kind().to_string()
 }
 
-/// Whether bindings like `spec` can be exported and imported (MySQL; Redis with a database pool).
+/// Whether bindings like `spec` can be exported and imported (MySQL; Redis with a database pool;
+/// Kafka).
 pub fn supported(spec: &DataSpec) -> bool {
     matches!(
         spec.options,
@@ -112,6 +116,7 @@ pub fn supported(spec: &DataSpec) -> bool {
                 mode: RedisMode::Database { .. },
                 ..
             }
+            | DataOptions::Kafka { .. }
     )
 }
 
@@ -121,7 +126,6 @@ fn unsupported(spec: &DataSpec) -> DataError {
             mode: RedisMode::Prefix { .. },
             ..
         } => "Redis bindings in key-prefix mode",
-        DataOptions::Kafka { .. } => "Kafka bindings",
         DataOptions::Apollo { .. } => "Apollo bindings",
         _ => "this kind",
     };
@@ -174,6 +178,9 @@ pub async fn export<W: AsyncWrite + Unpin>(
             DataOptions::Redis { .. } => {
                 redis::export(&mut w, lane, &t.spec, &t.target, progress, cancel).await?
             }
+            DataOptions::Kafka { .. } => {
+                kafka::export(&mut w, lane, &t.spec, &t.target, progress, cancel).await?
+            }
             _ => return Err(unsupported(&t.spec)),
         };
         bindings.push(BindingReport {
@@ -200,6 +207,7 @@ pub async fn export<W: AsyncWrite + Unpin>(
 enum Staged {
     Mysql(Box<mysql::Staging>),
     Redis(redis::Staging),
+    Kafka(Box<kafka::Staging>),
 }
 
 impl Staged {
@@ -207,30 +215,35 @@ impl Staged {
         match self {
             Staged::Mysql(m) => m.section(s).await,
             Staged::Redis(r) => r.section(s),
+            Staged::Kafka(k) => k.section(s),
         }
     }
     async fn frame(&mut self, f: &format::Frame, cancel: &Cancel) -> Result<u64> {
         match self {
             Staged::Mysql(m) => m.frame(f, cancel).await,
             Staged::Redis(r) => r.frame(f).await,
+            Staged::Kafka(k) => k.frame(f, cancel).await,
         }
     }
     async fn end(&mut self, e: &SectionEnd) -> Result<(u64, u64)> {
         match self {
             Staged::Mysql(m) => m.end(e).await,
             Staged::Redis(r) => r.end(e),
+            Staged::Kafka(k) => k.end(e),
         }
     }
     async fn swap(&mut self) -> Result<()> {
         match self {
             Staged::Mysql(m) => m.swap().await,
             Staged::Redis(r) => r.swap().await,
+            Staged::Kafka(k) => k.swap().await,
         }
     }
     async fn abort(self) {
         match self {
             Staged::Mysql(m) => m.abort().await,
             Staged::Redis(r) => r.abort().await,
+            Staged::Kafka(k) => k.abort().await,
         }
     }
 }
@@ -371,6 +384,9 @@ async fn stage_all<R: AsyncRead + Unpin>(
             DataOptions::Redis { .. } => {
                 Staged::Redis(redis::Staging::prepare(lane, &t.spec, &t.target).await?)
             }
+            DataOptions::Kafka { .. } => Staged::Kafka(Box::new(
+                kafka::Staging::prepare(lane, &t.spec, &t.target).await?,
+            )),
             _ => return Err(unsupported(&t.spec)),
         };
         staged.push((t.spec.name.clone(), s));
