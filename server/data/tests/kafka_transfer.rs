@@ -10,6 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use common::kafka_member::{committed, join, leave};
 use common::{lane, unique};
 use lane_core::LaneId;
 use lane_core::data::{self, DataSpec};
@@ -211,7 +212,8 @@ async fn export_then_import_into_another_lane_gives_identical_records() {
         .unwrap();
     k.create_topic(&t2, 2, 1, &[]).await.unwrap();
     let topics = [t1.as_str(), t2.as_str()];
-    let spec = spec(&topics, &unique("kxg_"));
+    let group = unique("kxg_");
+    let spec = spec(&topics, &group);
     let (a, b) = (lane("kxa-"), lane("kxb-"));
     let ta = provision(&mut k, &spec, &a, &topics).await;
     let tb = provision(&mut k, &spec, &b, &topics).await;
@@ -271,6 +273,14 @@ async fn export_then_import_into_another_lane_gives_identical_records() {
         .unwrap();
     assert_eq!(pc.get_offset(OffsetAt::Earliest).await.unwrap(), 5);
     assert_eq!(pc.get_offset(OffsetAt::Latest).await.unwrap(), 255);
+    // Lane b's consumer group starts at the imported records.
+    let lane_group = data::rewrite_group(&group, &b);
+    let bootstrap = common::kafka_bootstrap();
+    assert_eq!(committed(bootstrap, &lane_group, &b1, 0).await, 5);
+    assert_eq!(committed(bootstrap, &lane_group, &b2, 1).await, 7);
+    // Lane a's group was not touched.
+    let a_group = data::rewrite_group(&group, &a);
+    assert_eq!(committed(bootstrap, &a_group, &a1, 0).await, -1);
 
     // An import again (a restore of the same file) gives the same records.
     import(&b, &tb, &file).await.unwrap();
@@ -482,4 +492,46 @@ async fn a_file_naming_a_topic_the_lane_does_not_bind_is_a_clear_error() {
     for t in [&t1, &t2, &t3] {
         drop_topic(&c, t).await;
     }
+}
+
+#[tokio::test]
+async fn an_import_while_a_lane_consumer_is_in_its_group_is_a_clear_error_and_changes_nothing() {
+    let c = client().await;
+    let mut k = Kafka::connect(&url()).await.unwrap();
+    let t1 = unique("km_a_");
+    k.create_topic(&t1, 2, 1, &[]).await.unwrap();
+    let group = unique("kmg_");
+    let spec = spec(&[&t1], &group);
+    let (a, b) = (lane("kma-"), lane("kmb-"));
+    let ta = provision(&mut k, &spec, &a, &[&t1]).await;
+    let tb = provision(&mut k, &spec, &b, &[&t1]).await;
+    let b1 = data::rewrite_topic(&t1, &b);
+    write(&c, &data::rewrite_topic(&t1, &a), 2, "a", 20).await;
+    write(&c, &b1, 2, "b", 3).await;
+    let file = export(&a, &ta).await;
+    let before = records(&c, &b1, 2).await;
+    let lane_group = data::rewrite_group(&group, &b);
+    let (member, id) = join(common::kafka_bootstrap(), &lane_group, &b1).await;
+    let e = import(&b, &tb, &file).await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("consumer group `{lane_group}`")) && text.contains("has members"),
+        "{text}"
+    );
+    assert_eq!(records(&c, &b1, 2).await, before);
+    assert!(staging_left(&mut k, &b, &[&t1]).await.is_empty());
+    // Once the consumer has left, the import goes through.
+    leave(member, &lane_group, &id).await;
+    import(&b, &tb, &file).await.unwrap();
+    assert_eq!(
+        records(&c, &b1, 2).await,
+        records(&c, &data::rewrite_topic(&t1, &a), 2).await
+    );
+    assert_eq!(
+        committed(common::kafka_bootstrap(), &lane_group, &b1, 1).await,
+        3
+    );
+    teardown_lane(&a, &spec).await;
+    teardown_lane(&b, &spec).await;
+    drop_topic(&c, &t1).await;
 }

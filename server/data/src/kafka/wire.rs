@@ -127,7 +127,10 @@ impl Conn {
         }
     }
 
-    async fn call(&mut self, api_key: i16, version: i16, body: &[u8]) -> Result<Vec<u8>> {
+    /// Sends one request (`api_key`, `version`, `body`: what follows the request header) and
+    /// returns the answer after its correlation id (the building block of the requests here; tests
+    /// use it for requests lane itself never sends, such as a consumer's `JoinGroup`).
+    pub async fn call(&mut self, api_key: i16, version: i16, body: &[u8]) -> Result<Vec<u8>> {
         self.correlation = self.correlation.wrapping_add(1);
         let mut frame = Enc::default();
         frame.i16(api_key);
