@@ -2,7 +2,8 @@
 //! Kafka broker: two lanes deployed with `lane deploy`, one lane's topic (two partitions, keyed
 //! records with headers) exported and imported into the other gives the same records per
 //! partition; an import SIGKILLed while it stages leaves the lane's records as they were and its
-//! staging topic, which the next import removes; `lane rm` removes the lanes' topics.
+//! staging topic, which the next import removes; backup and restore bring the records back;
+//! `lane rm` removes the lanes' topics.
 
 mod common;
 
@@ -158,6 +159,13 @@ fn export_and_import_of_a_kafka_binding_and_a_killed_import() {
         text.contains("stream: 120000 records, 1 topics (kafka"),
         "{text}"
     );
+
+    // A backup of kx-b, more records written, and a restore brings the backup's records back.
+    env.ok_in(&repo, &["data", "backup", "kx-b"]);
+    rt.block_on(write(&c, &tb, "later", 2));
+    assert_ne!(rt.block_on(records(&c, &tb)), a);
+    env.ok_in(&repo, &["data", "restore", "kx-b"]);
+    assert_eq!(rt.block_on(records(&c, &tb)), a);
 
     env.ok(&["rm", "kx-a"]);
     env.ok(&["rm", "kx-b"]);
