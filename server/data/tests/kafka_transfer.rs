@@ -466,6 +466,29 @@ async fn a_file_naming_a_topic_the_lane_does_not_bind_is_a_clear_error() {
     );
     assert_eq!(records(&c, &b1, 2).await, before);
     assert!(staging_left(&mut k, &b, &[&t1, &t2, &t3]).await.is_empty());
+    // A lane topic with another partition count than the file's topic: records keep their
+    // partition, so this is refused before anything is staged.
+    let d = lane("kbd-");
+    let d1 = data::rewrite_topic(&t1, &d);
+    k.create_topic(&d1, 3, 1, &[]).await.unwrap();
+    k.create_lane_topics(&d, std::slice::from_ref(&t2))
+        .await
+        .unwrap();
+    let td = Target {
+        spec: narrow.clone(),
+        target: String::new(),
+    };
+    let file_b = export(&b, &tb).await;
+    let e = import(&d, &td, &file_b).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("topic `{t1}` has 2 partitions in the file")),
+        "{e}"
+    );
+    assert!(staging_left(&mut k, &d, &[&t1, &t2]).await.is_empty());
+    teardown_lane(&d, &narrow).await;
+    assert!(!k.topic_exists(&d1).await.unwrap());
+
     // A lane whose topics were never made: named as such.
     let c_lane = lane("kbc-");
     let tc = Target {

@@ -439,13 +439,20 @@ async fn swap_partition(
     p: i32,
     count: i64,
 ) -> Result<()> {
+    let staged = k.partition(staging, p).await?;
+    let held = offset(k, &staged, OffsetAt::Latest).await?;
+    if held < count {
+        return Err(k.server(format!(
+            "the staging topic `{staging}`/{p} holds {held} records, not the {count} staged; \
+             nothing of `{own}`/{p} was changed"
+        )));
+    }
     let live = k.partition(own, p).await?;
     let end = offset(k, &live, OffsetAt::Latest).await?;
     commit_groups(k, groups, own, p, end).await?;
     live.delete_records(end, DELETE_TIMEOUT_MS)
         .await
         .map_err(|e| k.server(format!("deleting the records of `{own}`/{p}: {e}")))?;
-    let staged = k.partition(staging, p).await?;
     let mut at = 0;
     while at < count {
         let (records, _) = staged
