@@ -489,6 +489,46 @@ async fn a_file_naming_a_topic_the_lane_does_not_bind_is_a_clear_error() {
     teardown_lane(&d, &narrow).await;
     assert!(!k.topic_exists(&d1).await.unwrap());
 
+    // A lane topic that takes no records older than 30 minutes refuses the file's hour-old
+    // records before anything of the lane changes.
+    let e_lane = lane("kbe-");
+    let e1 = data::rewrite_topic(&t1, &e_lane);
+    k.create_topic(
+        &e1,
+        2,
+        1,
+        &[("message.timestamp.before.max.ms".into(), "1800000".into())],
+    )
+    .await
+    .unwrap();
+    k.create_lane_topics(&e_lane, std::slice::from_ref(&t2))
+        .await
+        .unwrap();
+    c.partition_client(e1.as_str(), 0, UnknownTopicHandling::Retry)
+        .await
+        .unwrap()
+        .produce(
+            vec![Record {
+                key: None,
+                value: Some(b"e".to_vec()),
+                headers: BTreeMap::new(),
+                timestamp: chrono::Utc::now(),
+            }],
+            Compression::NoCompression,
+        )
+        .await
+        .unwrap();
+    let e_before = records(&c, &e1, 2).await;
+    let e = import(&e_lane, &td, &file_b).await.unwrap_err();
+    assert!(
+        e.to_string().contains("message.timestamp.before.max.ms")
+            && e.to_string().contains("nothing of the lane was changed"),
+        "{e}"
+    );
+    assert_eq!(records(&c, &e1, 2).await, e_before);
+    assert!(staging_left(&mut k, &e_lane, &[&t1, &t2]).await.is_empty());
+    teardown_lane(&e_lane, &narrow).await;
+
     // A lane whose topics were never made: named as such.
     let c_lane = lane("kbc-");
     let tc = Target {

@@ -564,6 +564,68 @@ struct StagedTopic {
     own: String,
     staging: String,
     counts: Vec<i64>,
+    /// The oldest and newest timestamps staged (ms).
+    oldest: i64,
+    newest: i64,
+    /// The lane topic's bounds on record timestamps relative to now (ms): `before`, `after`
+    /// (topic-level `message.timestamp.before.max.ms` / `after.max.ms`, or the older
+    /// `difference.max.ms` for both), when it stamps records with their own time.
+    bounds: (Option<i64>, Option<i64>),
+}
+
+/// The bounds a lane topic with `configs` puts on the timestamps of records it takes.
+fn timestamp_bounds(configs: &[(String, String)]) -> (Option<i64>, Option<i64>) {
+    let get = |name: &str| {
+        configs
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.parse::<i64>().ok())
+    };
+    if configs
+        .iter()
+        .any(|(n, v)| n == "message.timestamp.type" && v == "LogAppendTime")
+    {
+        return (None, None);
+    }
+    let difference = get("message.timestamp.difference.max.ms");
+    (
+        get("message.timestamp.before.max.ms").or(difference),
+        get("message.timestamp.after.max.ms").or(difference),
+    )
+}
+
+impl StagedTopic {
+    /// Refuses records the lane topic would not take (before anything of the lane changes).
+    fn check_timestamps(&self, now: i64) -> Result<()> {
+        if self.counts.iter().all(|c| *c == 0) {
+            return Ok(());
+        }
+        if let Some(before) = self.bounds.0
+            && now.saturating_sub(self.oldest) > before
+        {
+            return Err(DataError::Invalid(format!(
+                "lane topic `{}` takes records at most {before} ms older than now \
+                 (`message.timestamp.before.max.ms`); the file's oldest record of `{}` is {} ms \
+                 old; nothing of the lane was changed",
+                self.own,
+                self.baseline,
+                now.saturating_sub(self.oldest)
+            )));
+        }
+        if let Some(after) = self.bounds.1
+            && self.newest.saturating_sub(now) > after
+        {
+            return Err(DataError::Invalid(format!(
+                "lane topic `{}` takes records at most {after} ms newer than now \
+                 (`message.timestamp.after.max.ms`); the file's newest record of `{}` is {} ms \
+                 ahead; nothing of the lane was changed",
+                self.own,
+                self.baseline,
+                self.newest.saturating_sub(now)
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A Kafka binding's import, staged in its staging topics.
@@ -653,6 +715,10 @@ impl Staging {
                 }
                 let pc = self.k.partition(&t.staging, p).await?;
                 produce(&self.k, &pc, &records).await?;
+                for r in &records {
+                    t.oldest = t.oldest.min(r.timestamp);
+                    t.newest = t.newest.max(r.timestamp);
+                }
                 t.counts[p as usize] += records.len() as i64;
                 self.records += records.len() as u64;
                 Ok(records.len() as u64)
@@ -720,11 +786,15 @@ impl Staging {
                 self.lane
             )));
         }
+        let bounds = timestamp_bounds(&shape.configs);
         self.staged.push(StagedTopic {
             baseline,
             own,
             staging,
             counts: vec![0; partitions as usize],
+            oldest: i64::MAX,
+            newest: i64::MIN,
+            bounds,
         });
         self.current = Some(self.staged.len() - 1);
         Ok(())
@@ -751,6 +821,10 @@ impl Staging {
     pub async fn seal(&mut self) -> Result<()> {
         if self.staged.is_empty() || self.sealed {
             return Ok(());
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        for t in &self.staged {
+            t.check_timestamps(now)?;
         }
         for t in &self.staged {
             for p in 0..t.counts.len() as i32 {
