@@ -16,10 +16,11 @@
 //!    there; a group with live members is an error before anything changed), and a seal record
 //!    (the topics and their record counts per partition) is written to the seal partition of the
 //!    first staging topic.
-//! 3. *swap*, partition by partition: the lane partition's records up to its end offset are
-//!    deleted (`DeleteRecords`), the groups' offsets set to that offset again, and the staged
-//!    partition's records appended in order. Then the staging topics are deleted, the sealed one
-//!    last.
+//! 3. *swap*, topic by topic: every staging partition is checked to hold its records; then, for
+//!    each partition, the groups' offsets are set to the lane partition's end offset again and
+//!    its records up to there deleted (`DeleteRecords`); then the staged records are appended,
+//!    the partitions copied at once, each in order. Then the staging topics are deleted, the
+//!    sealed one last.
 //!
 //! An import or restore that finds a sealed staging topic (an import killed during the swap)
 //! redoes the swap from the staging topics first (each partition redone whole: its records up to
@@ -430,50 +431,105 @@ async fn commit_groups(
     Ok(())
 }
 
-/// Replaces the records of `own`/`p` with the `count` records of `staging`/`p`.
-async fn swap_partition(
+fn server_error(address: &str, message: String) -> DataError {
+    DataError::Server {
+        what: "Kafka",
+        address: address.to_owned(),
+        message,
+    }
+}
+
+/// Replaces the records of each partition `p` of `own` with the `counts[p]` records of
+/// `staging`/`p`: every staging partition is checked to hold its records, then each lane
+/// partition's groups' offsets are set to its end offset and its records up to there deleted,
+/// then the partitions are copied, all at once (each in order).
+async fn swap_topic(
     k: &mut Kafka,
     groups: &[String],
     own: &str,
     staging: &str,
-    p: i32,
-    count: i64,
+    counts: &[i64],
 ) -> Result<()> {
-    let staged = k.partition(staging, p).await?;
-    let held = offset(k, &staged, OffsetAt::Latest).await?;
-    if held < count {
-        return Err(k.server(format!(
-            "the staging topic `{staging}`/{p} holds {held} records, not the {count} staged; \
-             nothing of `{own}`/{p} was changed"
-        )));
+    let mut pairs = Vec::new();
+    for (p, count) in counts.iter().enumerate() {
+        let p = p as i32;
+        let staged = k.partition(staging, p).await?;
+        let held = offset(k, &staged, OffsetAt::Latest).await?;
+        if held < *count {
+            return Err(k.server(format!(
+                "the staging topic `{staging}`/{p} holds {held} records, not the {count} \
+                 staged; nothing of `{own}` was changed by this swap"
+            )));
+        }
+        pairs.push((staged, k.partition(own, p).await?, *count));
     }
-    let live = k.partition(own, p).await?;
-    let end = offset(k, &live, OffsetAt::Latest).await?;
-    commit_groups(k, groups, own, p, end).await?;
-    live.delete_records(end, DELETE_TIMEOUT_MS)
-        .await
-        .map_err(|e| k.server(format!("deleting the records of `{own}`/{p}: {e}")))?;
+    for (_, live, _) in &pairs {
+        let p = live.partition();
+        let end = offset(k, live, OffsetAt::Latest).await?;
+        commit_groups(k, groups, own, p, end).await?;
+        live.delete_records(end, DELETE_TIMEOUT_MS)
+            .await
+            .map_err(|e| k.server(format!("deleting the records of `{own}`/{p}: {e}")))?;
+    }
+    let mut copies = tokio::task::JoinSet::new();
+    for (staged, live, count) in pairs {
+        copies.spawn(copy_partition(staged, live, count, k.address().to_owned()));
+    }
+    while let Some(done) = copies.join_next().await {
+        done.map_err(|e| k.server(format!("copying a partition of `{staging}`: {e}")))??;
+    }
+    Ok(())
+}
+
+/// Appends the first `count` records of `staged` to `live`, in order.
+async fn copy_partition(
+    staged: PartitionClient,
+    live: PartitionClient,
+    count: i64,
+    address: String,
+) -> Result<()> {
+    let (staging, p) = (staged.topic().to_owned(), staged.partition());
     let mut at = 0;
     while at < count {
         let (records, _) = staged
             .fetch_records(at, 1..FRAME_BYTES as i32, FETCH_WAIT_MS)
             .await
-            .map_err(|e| k.server(format!("fetching `{staging}`/{p} at {at}: {e}")))?;
+            .map_err(|e| {
+                server_error(&address, format!("fetching `{staging}`/{p} at {at}: {e}"))
+            })?;
         let mut batch = Vec::new();
+        let mut bytes = 0;
         for r in records {
             if r.offset < at || r.offset >= count {
                 continue;
             }
             at = r.offset + 1;
-            batch.push(KRecord::from_kafka(r.record));
+            bytes += r.record.approximate_size();
+            batch.push(r.record);
         }
         if batch.is_empty() {
-            return Err(k.server(format!(
-                "the staging topic `{staging}`/{p} holds fewer records than staged ({at} of \
-                 {count})"
-            )));
+            return Err(server_error(
+                &address,
+                format!(
+                    "the staging topic `{staging}`/{p} holds fewer records than staged ({at} of \
+                     {count})"
+                ),
+            ));
         }
-        produce(k, &live, &batch).await?;
+        // A fetch returns about a megabyte: produced in two requests or so.
+        let per = batch.len().div_ceil(bytes.div_ceil(PRODUCE_BYTES).max(1));
+        let mut rest = batch.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<Record> = rest.by_ref().take(per).collect();
+            live.produce(chunk, Compression::NoCompression)
+                .await
+                .map_err(|e| {
+                    server_error(
+                        &address,
+                        format!("producing to `{}`/{p}: {e}", live.topic()),
+                    )
+                })?;
+        }
     }
     Ok(())
 }
@@ -510,9 +566,7 @@ async fn finish(
         let Some((_, own, staging)) = present.iter().find(|(b, ..)| *b == t.topic) else {
             continue; // swapped and removed before
         };
-        for (p, count) in t.counts.iter().enumerate() {
-            swap_partition(k, groups, own, staging, p as i32, *count).await?;
-        }
+        swap_topic(k, groups, own, staging, &t.counts).await?;
     }
     for (b, ..) in present.iter().filter(|(b, ..)| b != holder) {
         delete_staging(k, b, lane).await?;
