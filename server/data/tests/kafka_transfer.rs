@@ -244,6 +244,17 @@ async fn export_then_import_into_another_lane_gives_identical_records() {
             .iter()
             .any(|p| p.step == "export" && p.unit == "records")
     );
+    // An export cancelled half-way is an error (the CLI removes its partial file).
+    let cancel = Cancel::new();
+    let stop = |p: &Progress| {
+        if p.done > 0 {
+            cancel.cancel();
+        }
+    };
+    let e = transfer::export(&a, std::slice::from_ref(&ta), Vec::new(), &stop, &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DataError::Cancelled), "{e}");
     // Records written after the export are not in the file.
     write(&c, &a1, 3, "late", 1).await;
 
