@@ -76,9 +76,10 @@ export function replaceConfirmText(t: DataTarget, from: string): string {
     );
 }
 
-/** `exported lane feature-x (orders: 1200 rows, cache: 3 keys; 1.5 MB, 0.4s) to /tmp/x.lanedata`. */
+/** `exported lane feature-x (orders: 1200 rows, cache: 3 keys, events: 9 records; 1.5 MB, 0.4s) to /tmp/x.lanedata`. */
 export function transferText(verb: "exported" | "imported" | "backed up" | "restored", r: DataTransferResult): string {
-    const parts = r.bindings.map((b) => `${b.binding}: ${b.items} ${b.kind === "mysql" ? "rows" : "keys"}`);
+    const unit = (kind: string) => (kind === "mysql" ? "rows" : kind === "kafka" ? "records" : "keys");
+    const parts = r.bindings.map((b) => `${b.binding}: ${b.items} ${unit(b.kind)}`);
     const moved = `${parts.join(", ")}${parts.length ? "; " : ""}${sizeText(r.bytes)}, ${r.seconds.toFixed(1)}s`;
     const where = verb === "exported" || verb === "backed up" ? "to" : "from";
     const notes = r.notes.length ? ` Left out: ${r.notes.join("; ")}.` : "";

@@ -389,9 +389,9 @@ export interface DataBindingReport {
     binding: string;
     kind: DataKind;
     target: string;
-    /** Rows (MySQL) or keys (Redis). */
+    /** Rows (MySQL), keys (Redis) or records (Kafka). */
     items: number;
-    /** Tables, views and triggers (MySQL). */
+    /** Tables, views and triggers (MySQL); topics (Kafka). */
     objects: number;
 }
 

@@ -232,13 +232,17 @@ fn print(report: &Report, file: &Path, json: bool, verb: &str) -> anyhow::Result
         return Ok(());
     }
     for b in &report.bindings {
-        let what = if b.kind == "mysql" { "rows" } else { "keys" };
+        let (what, objects) = match b.kind.as_str() {
+            "mysql" => ("rows", "tables/views/triggers"),
+            "kafka" => ("records", "topics"),
+            _ => ("keys", "objects"),
+        };
         println!(
             "{verb} {}: {} {what}{} ({} `{}`)",
             b.binding,
             b.items,
             if b.objects > 0 {
-                format!(", {} tables/views/triggers", b.objects)
+                format!(", {} {objects}", b.objects)
             } else {
                 String::new()
             },

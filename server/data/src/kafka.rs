@@ -187,7 +187,7 @@ impl Kafka {
         &self.brokers
     }
 
-    fn server(&self, message: impl Into<String>) -> DataError {
+    pub(crate) fn server(&self, message: impl Into<String>) -> DataError {
         DataError::Server {
             what: "Kafka",
             address: self.address.clone(),
@@ -378,6 +378,11 @@ impl Kafka {
         topic: &str,
     ) -> Result<bool> {
         check_topic_delete(baseline, lane, topic)?;
+        self.delete_checked(topic).await
+    }
+
+    /// Deletes `topic`, which the caller's guard has checked; `false` when it did not exist.
+    pub(crate) async fn delete_checked(&mut self, topic: &str) -> Result<bool> {
         if self.meta(topic).await?.is_none() {
             return Ok(false);
         }
@@ -456,7 +461,7 @@ impl Kafka {
         Ok(end.iter().zip(&start).map(|(e, s)| e - s).sum())
     }
 
-    async fn partition(
+    pub(crate) async fn partition(
         &self,
         topic: &str,
         partition: i32,

@@ -331,6 +331,9 @@ pub fn plan(lane: &LaneId, specs: &[DataSpec], records: &[DataBinding]) -> Resul
             }),
         }
     }
+    // Consumer groups first: a group that still has members (a lane process still running) stops
+    // the teardown before anything else is removed.
+    actions.sort_by_key(|a| !matches!(a, Action::DeleteGroup { .. }));
     let plan = Plan {
         lane: lane.clone(),
         actions,
@@ -414,7 +417,10 @@ pub async fn execute(plan: &Plan, specs: &[DataSpec]) -> Result<Vec<Done>> {
                 ..
             } => {
                 let mut k = Kafka::connect(&url(binding)).await?;
-                k.delete_lane_topic(baseline, &plan.lane, topic).await?
+                let removed = k.delete_lane_topic(baseline, &plan.lane, topic).await?;
+                // And what an interrupted import left next to it (guarded the same way).
+                crate::transfer::kafka::delete_staging(&mut k, baseline, &plan.lane).await?;
+                removed
             }
             Action::DeleteApolloCluster {
                 binding, cluster, ..
@@ -500,10 +506,10 @@ app = "cart"
         let p = plan(&lane, &specs(), &records).unwrap();
         assert_eq!(
             p.to_string(),
-            "cache: flush Redis database 3 on redis://r/1\n\
+            "events: delete Kafka consumer group `cart.lane-feat-a` on kafka://k:9092\n\
+             cache: flush Redis database 3 on redis://r/1\n\
              config: delete Apollo cluster `lane-feat-a` of app `cart` in DEV on http://p:8070\n\
              events: delete Kafka topic `t.lane-feat-a` on kafka://k:9092\n\
-             events: delete Kafka consumer group `cart.lane-feat-a` on kafka://k:9092\n\
              orders: drop MySQL database `orders__lane_feat_a` on mysql://u:***@db/orders\n"
         );
     }

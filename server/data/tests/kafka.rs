@@ -190,8 +190,10 @@ fn the_guard_refuses_baselines_and_other_lanes_topics() {
         // A plan altered to name baseline's topic is refused when run.
         let specs = specs(url, &[&a]);
         let mut plan = teardown::plan(&l, &specs, &[]).unwrap();
-        if let teardown::Action::DeleteTopic { topic, .. } = &mut plan.actions[0] {
-            *topic = a.clone();
+        for action in &mut plan.actions {
+            if let teardown::Action::DeleteTopic { topic, .. } = action {
+                *topic = a.clone();
+            }
         }
         let err = teardown::execute(&plan, &specs).await.unwrap_err();
         assert!(matches!(err, DataError::Guard(_)), "{err}");

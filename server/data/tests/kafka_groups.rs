@@ -119,3 +119,57 @@ fn teardown_deletes_the_lanes_consumer_group_and_only_it() {
             .unwrap();
     });
 }
+
+#[test]
+fn teardown_with_a_live_member_in_the_lanes_group_is_a_clear_error_and_deletes_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let bootstrap = bootstrap();
+        let url = format!("kafka://{bootstrap}");
+        let mut k = Kafka::connect(&url).await.unwrap();
+        let topic = unique("kgm_");
+        let base_group = unique("kgmgroup_");
+        k.create_topic(&topic, 1, 1, &[]).await.unwrap();
+        let l = lane("kgm-");
+        let own_topic = k
+            .create_lane_topics(&l, std::slice::from_ref(&topic))
+            .await
+            .unwrap()[0]
+            .topic
+            .clone();
+        let own = format!("{base_group}.lane-{l}");
+        let (member, id) = common::kafka_member::join(&bootstrap, &own, &own_topic).await;
+
+        let specs = specs(&url, &topic, &base_group);
+        let plan = teardown::plan(&l, &specs, &[]).unwrap();
+        let err = teardown::execute(&plan, &specs).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("consumer group `{own}`")) && text.contains("still has members"),
+            "{text}"
+        );
+        // Nothing was deleted: the lane's topic and its group are there.
+        assert!(k.topic_exists(&own_topic).await.unwrap());
+        let mut c = Conn::connect(&bootstrap).await.unwrap();
+        let r = c.delete_groups(std::slice::from_ref(&own)).await.unwrap();
+        assert_eq!(r[0].1, lane_data::kafka::wire::groups::NON_EMPTY_GROUP);
+
+        // Once the member has left, the teardown removes both.
+        common::kafka_member::leave(member, &own, &id).await;
+        let done = teardown::execute(&plan, &specs).await.unwrap();
+        assert!(done.iter().all(|d| d.removed), "{done:?}");
+        assert!(!k.topic_exists(&own_topic).await.unwrap());
+        assert!(!delete_raw(&bootstrap, &own).await);
+
+        let client = rskafka::client::ClientBuilder::new(k.brokers().to_vec())
+            .build()
+            .await
+            .unwrap();
+        client
+            .controller_client()
+            .unwrap()
+            .delete_topic(&topic, 30_000)
+            .await
+            .unwrap();
+    });
+}

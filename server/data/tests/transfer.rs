@@ -12,6 +12,7 @@ use lane_core::LaneId;
 use lane_core::data::{self, DataSpec};
 use lane_core::manifest::Manifest;
 use lane_data::DataError;
+use lane_data::kafka::Kafka;
 use lane_data::mysql::{Mysql, quote};
 use lane_data::redis::{Redis, Reply};
 use lane_data::teardown;
@@ -401,15 +402,52 @@ async fn export_then_import_into_another_lane_gives_identical_data() {
         .unwrap();
 }
 
-/// What must never change: every baseline table's checksum and baseline's key set (and, once
-/// Kafka lands, every baseline topic's end offsets: add them here).
+/// A Kafka binding of baseline topic `topic` (and a consumer group).
+fn kafka_spec(topic: &str) -> DataSpec {
+    Manifest::parse(
+        Path::new("lane.toml"),
+        &format!(
+            "app = \"a\"\nproc = \"b\"\n[run]\ncommand = \"x\"\n[data.events]\nkind = \"kafka\"\n\
+             url = \"kafka://{}\"\nenv = \"K\"\ntopics = {{ T = \"{topic}\" }}\n\
+             groups = {{ G = \"{topic}_g\" }}\n",
+            common::kafka_bootstrap()
+        ),
+    )
+    .unwrap()
+    .data
+    .remove(0)
+}
+
+/// The lane's topic of a Kafka binding, as a deploy makes it.
+async fn provision_kafka(k: &mut Kafka, spec: &DataSpec, topic: &str, lane: &LaneId) -> Target {
+    let made = k
+        .create_lane_topics(lane, &[topic.to_owned()])
+        .await
+        .unwrap();
+    Target {
+        spec: spec.clone(),
+        target: made[0].topic.clone(),
+    }
+}
+
+/// Fingerprint type: table checksums, baseline's keys, baseline topics' end offsets.
+type Fingerprint = (Vec<String>, Vec<(Vec<u8>, Vec<u8>, bool)>, Vec<Vec<i64>>);
+
+/// What must never change: every baseline table's checksum, baseline's key set and every
+/// baseline topic's end offsets per partition.
 async fn baseline_fingerprint(
     m: &Mysql,
     db: &str,
     r: &mut Redis,
     base: u32,
-) -> (Vec<String>, Vec<(Vec<u8>, Vec<u8>, bool)>) {
-    (checksums(m, db).await, keys(r, base).await)
+    k: &mut Kafka,
+    topics: &[&str],
+) -> Fingerprint {
+    let mut offsets = Vec::new();
+    for t in topics {
+        offsets.push(k.end_offsets(t).await.unwrap());
+    }
+    (checksums(m, db).await, keys(r, base).await, offsets)
 }
 
 #[tokio::test]
@@ -422,12 +460,40 @@ async fn twenty_cycles_leave_baseline_unchanged() {
     flush(&mut r, base, last).await;
     write_rows(&m, &db, "base", 20).await;
     write_keys(&mut r, base, "base", 10).await;
-    let specs = specs(&db, base, first, last);
-    let before = baseline_fingerprint(&m, &db, &mut r, base).await;
+    let mut specs = specs(&db, base, first, last);
+    // Baseline also has a Kafka topic with records.
+    let mut k = Kafka::connect(&format!("kafka://{}", common::kafka_bootstrap()))
+        .await
+        .unwrap();
+    let topic = common::unique("lt_cy_t_");
+    k.create_topic(&topic, 2, 1, &[]).await.unwrap();
+    for i in 0..10u8 {
+        k.produce(&topic, i32::from(i % 2), Some(&[i]), b"base")
+            .await
+            .unwrap();
+    }
+    let kspec = kafka_spec(&topic);
+    specs.push(kspec.clone());
+    let before = baseline_fingerprint(&m, &db, &mut r, base, &mut k, &[&topic]).await;
     for cycle in 0..20 {
         let (a, b) = (common::lane("cy-"), common::lane("cz-"));
-        let ta = provision(&m, &mut r, &specs, &db, &a, base).await;
-        let tb = provision(&m, &mut r, &specs, &db, &b, base).await;
+        let mut ta = provision(&m, &mut r, &specs, &db, &a, base).await;
+        let mut tb = provision(&m, &mut r, &specs, &db, &b, base).await;
+        ta.push(provision_kafka(&mut k, &kspec, &topic, &a).await);
+        tb.push(provision_kafka(&mut k, &kspec, &topic, &b).await);
+        // Each lane writes to its own topic.
+        for (t, n) in [(&ta[2].target, 5u8), (&tb[2].target, 2)] {
+            for i in 0..n {
+                k.produce(
+                    t,
+                    i32::from(i % 2),
+                    Some(&[i]),
+                    format!("c{cycle}").as_bytes(),
+                )
+                .await
+                .unwrap();
+            }
+        }
         write_rows(&m, &ta[0].target, &format!("c{cycle}"), 30).await;
         write_keys(
             &mut r,
@@ -438,18 +504,26 @@ async fn twenty_cycles_leave_baseline_unchanged() {
         .await;
         let file = export(&a, &ta).await;
         import(&b, &tb, &file, None).await.unwrap();
+        assert_eq!(k.records(&tb[2].target).await.unwrap(), 5);
         // The lane writes after the import too.
         write_rows(&m, &tb[0].target, "after", 3).await;
+        k.produce(&tb[2].target, 0, None, b"after").await.unwrap();
         teardown_lane(&a, &specs, &ta).await;
         teardown_lane(&b, &specs, &tb).await;
         assert!(!m.database_exists(&tb[0].target).await.unwrap());
+        assert!(!k.topic_exists(&tb[2].target).await.unwrap());
+        assert!(
+            !k.topic_exists(&format!("{}.staging", tb[2].target))
+                .await
+                .unwrap()
+        );
         assert!(
             staging_left(&m, &mut r, &tb[0].target, &b, first, last)
                 .await
                 .is_empty()
         );
         assert_eq!(
-            baseline_fingerprint(&m, &db, &mut r, base).await,
+            baseline_fingerprint(&m, &db, &mut r, base, &mut k, &[&topic]).await,
             before,
             "cycle {cycle}"
         );
@@ -463,6 +537,16 @@ async fn twenty_cycles_leave_baseline_unchanged() {
         );
     }
     m.execute(&[&format!("DROP DATABASE {}", quote(&db))])
+        .await
+        .unwrap();
+    // The test's baseline topic (the guard is for lanes; tests remove their own).
+    rskafka::client::ClientBuilder::new(k.brokers().to_vec())
+        .build()
+        .await
+        .unwrap()
+        .controller_client()
+        .unwrap()
+        .delete_topic(&topic, 30_000)
         .await
         .unwrap();
 }

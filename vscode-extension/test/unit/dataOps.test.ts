@@ -51,15 +51,16 @@ describe("data actions", () => {
             bindings: [
                 { binding: "orders", kind: "mysql", target: "o__lane_feature_x", items: 1200, objects: 3 },
                 { binding: "cache", kind: "redis", target: "41", items: 3, objects: 0 },
+                { binding: "events", kind: "kafka", target: "orders.lane-feature-x", items: 9, objects: 1 },
             ],
             bytes: 1536000,
             seconds: 0.42,
-            notes: ["binding `events` (kafka) is left out: its kind is not exported yet"],
+            notes: ["binding `search` (elasticsearch) is left out: its kind is not exported yet"],
         };
         assert.equal(
             transferText("exported", r),
-            "Lane: exported lane feature-x (orders: 1200 rows, cache: 3 keys; 1.5 MB, 0.4s) to /tmp/x.lanedata. " +
-                "Left out: binding `events` (kafka) is left out: its kind is not exported yet.",
+            "Lane: exported lane feature-x (orders: 1200 rows, cache: 3 keys, events: 9 records; 1.5 MB, 0.4s) to /tmp/x.lanedata. " +
+                "Left out: binding `search` (elasticsearch) is left out: its kind is not exported yet.",
         );
         assert.match(transferText("restored", { ...r, notes: [] }), / from \/tmp\/x\.lanedata\.$/);
     });

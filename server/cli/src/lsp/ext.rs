@@ -595,9 +595,9 @@ pub struct DataBindingReport {
     pub kind: String,
     /// The lane's copy.
     pub target: String,
-    /// Rows (MySQL) or keys (Redis).
+    /// Rows (MySQL), keys (Redis) or records (Kafka).
     pub items: u64,
-    /// Tables, views and triggers (MySQL).
+    /// Tables, views and triggers (MySQL); topics (Kafka).
     pub objects: u64,
 }
 

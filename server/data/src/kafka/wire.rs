@@ -127,7 +127,10 @@ impl Conn {
         }
     }
 
-    async fn call(&mut self, api_key: i16, version: i16, body: &[u8]) -> Result<Vec<u8>> {
+    /// Sends one request (`api_key`, `version`, `body`: what follows the request header) and
+    /// returns the answer after its correlation id (the building block of the requests here; tests
+    /// use it for requests lane itself never sends, such as a consumer's `JoinGroup`).
+    pub async fn call(&mut self, api_key: i16, version: i16, body: &[u8]) -> Result<Vec<u8>> {
         self.correlation = self.correlation.wrapping_add(1);
         let mut frame = Enc::default();
         frame.i16(api_key);
@@ -311,6 +314,9 @@ pub fn error_name(code: i16) -> String {
         3 => "UNKNOWN_TOPIC_OR_PARTITION".into(),
         7 => "REQUEST_TIMED_OUT".into(),
         17 => "INVALID_TOPIC_EXCEPTION".into(),
+        22 => "ILLEGAL_GENERATION".into(),
+        25 => "UNKNOWN_MEMBER_ID".into(),
+        27 => "REBALANCE_IN_PROGRESS".into(),
         29 => "TOPIC_AUTHORIZATION_FAILED".into(),
         36 => "TOPIC_ALREADY_EXISTS".into(),
         37 => "INVALID_PARTITIONS".into(),

@@ -16,8 +16,16 @@
 //!
 //! Tags: 1 manifest, 2 section, 3 section end, 4 end; 10–19 MySQL (10 table, 11 rows, 12 view,
 //! 13 trigger); 20–29 Redis (20 keys, in both modes: names without the lane's prefix in key-prefix
-//! mode); 30–39 are kept for Kafka (topic messages); 40–49 Apollo (40 namespace: JSON
-//! `{namespace, format?, items: [{key, value, comment}]}`).
+//! mode); 40–49 Apollo (40 namespace: JSON `{namespace, format?, items: [{key, value, comment}]}`);
+//! 30–39 Kafka: 30 topic (JSON [`KafkaTopic`]: the baseline topic, the lane topic's partition
+//! count and configs, the offsets exported), 31 records (one partition's records of the topic
+//! opened last, in offset order):
+//!
+//! ```text
+//! records = partition:u32 count:u32 record*
+//! record  = timestamp:i64 (ms) key value headers:u32 (name:bytes value)*
+//! key, value, header value = len:u32 bytes[len] | 0xFFFFFFFF (null)     name = len:u32 bytes[len]
+//! ```
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -38,7 +46,23 @@ pub const TAG_MYSQL_ROWS: u8 = 11;
 pub const TAG_MYSQL_VIEW: u8 = 12;
 pub const TAG_MYSQL_TRIGGER: u8 = 13;
 pub const TAG_REDIS_KEYS: u8 = 20;
+pub const TAG_KAFKA_TOPIC: u8 = 30;
+pub const TAG_KAFKA_RECORDS: u8 = 31;
 pub const TAG_APOLLO_NAMESPACE: u8 = 40;
+
+/// Kafka: a topic of the binding, before its records frames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaTopic {
+    /// The baseline topic (the lane's is `<topic>.lane-<id>` in whichever lane imports it).
+    pub topic: String,
+    pub partitions: i32,
+    /// The topic-level configs of the exported lane topic.
+    pub configs: Vec<(String, String)>,
+    /// Per partition, the first offset exported and the end offset (high watermark) taken when
+    /// the export started.
+    pub start: Vec<i64>,
+    pub end: Vec<i64>,
+}
 
 /// The first frame: what the file holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

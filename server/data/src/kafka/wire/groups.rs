@@ -24,6 +24,10 @@ pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 pub const NOT_COORDINATOR: i16 = 16;
 pub const NON_EMPTY_GROUP: i16 = 68;
 pub const GROUP_ID_NOT_FOUND: i16 = 69;
+/// What `OffsetCommit` outside any generation answers for a group that has members.
+pub const ILLEGAL_GENERATION: i16 = 22;
+pub const UNKNOWN_MEMBER_ID: i16 = 25;
+pub const REBALANCE_IN_PROGRESS: i16 = 27;
 
 /// How often a coordinator that is moving or loading is asked again, and how long between.
 const ATTEMPTS: u32 = 20;
@@ -228,6 +232,16 @@ impl Kafka {
                 0 => return Ok(()),
                 NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS => {
                     tokio::time::sleep(PAUSE).await;
+                }
+                ILLEGAL_GENERATION | UNKNOWN_MEMBER_ID | REBALANCE_IN_PROGRESS => {
+                    return Err(DataError::Invalid(format!(
+                        "consumer group `{group}` on {} has members, so its offsets cannot be \
+                         set from outside ({}); stop the consumers of the group (a consumer \
+                         stopped without leaving stays a member until `session.timeout.ms`) and \
+                         try again",
+                        self.address,
+                        error_name(code)
+                    )));
                 }
                 other => {
                     return Err(self.server(format!(

@@ -409,9 +409,9 @@ data class DataBindingReport(
     /** One of [DataKind.ALL]. */
     val kind: String,
     val target: String,
-    /** Rows (MySQL) or keys (Redis). */
+    /** Rows (MySQL), keys (Redis) or records (Kafka). */
     val items: Long,
-    /** Tables, views and triggers (MySQL). */
+    /** Tables, views and triggers (MySQL); topics (Kafka). */
     val objects: Long,
 )
 
