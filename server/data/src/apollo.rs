@@ -371,53 +371,23 @@ impl Apollo {
         }
     }
 
-    /// The namespaces of `cluster` with their items (key → value).
+    /// The namespaces of `cluster` with their items (key → value; items without a key, the
+    /// comment and blank lines of a properties namespace, left out).
     pub async fn namespaces(
         &self,
         env: &str,
         app: &str,
         cluster: &str,
     ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
-        let path = format!(
-            "{}/{}/namespaces",
-            Self::cluster_path(env, app),
-            encode(cluster)
-        );
-        let (status, body) = self.call(Method::GET, &path, None).await?;
-        if !status.is_success() {
-            return Err(self.refused(
-                &format!("reading the namespaces of cluster `{cluster}`"),
-                app,
-                status,
-                &body,
-            ));
-        }
-        let v: Value = serde_json::from_slice(&body).map_err(|e| DataError::Server {
-            what: "Apollo",
-            address: self.base.clone(),
-            message: format!("the namespaces of cluster `{cluster}` are not JSON: {e}"),
-        })?;
-        let mut out = BTreeMap::new();
-        for n in v.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let Some(name) = n.get("namespaceName").and_then(Value::as_str) else {
-                continue;
-            };
-            let items = n
-                .get("items")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|i| {
-                    Some((
-                        i.get("key")?.as_str()?.to_owned(),
-                        i.get("value")?.as_str().unwrap_or("").to_owned(),
-                    ))
-                })
-                .collect();
-            out.insert(name.to_owned(), items);
-        }
-        Ok(out)
+        Ok(self
+            .namespace_items(env, app, cluster)
+            .await?
+            .into_iter()
+            .map(|n| {
+                let items = n.items.into_iter().map(|i| (i.key, i.value)).collect();
+                (n.namespace, items)
+            })
+            .collect())
     }
 
     /// The namespaces of `cluster` with their items as edited (published or not), with comments

@@ -135,8 +135,6 @@ async fn write(c: &Client, topic: &str, partitions: i32, tag: &str, n: usize) {
     }
 }
 
-fn no_progress(_: &Progress) {}
-
 /// The lane's topics for `spec`, as a deploy makes them.
 async fn provision(k: &mut Kafka, spec: &DataSpec, lane: &LaneId, topics: &[&str]) -> Target {
     let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
@@ -176,30 +174,14 @@ async fn staging_left(k: &mut Kafka, lane: &LaneId, topics: &[&str]) -> Vec<Stri
     left
 }
 
+use common::xfer::no_progress;
+
 async fn export(lane: &LaneId, t: &Target) -> Vec<u8> {
-    transfer::export(
-        lane,
-        std::slice::from_ref(t),
-        Vec::new(),
-        &no_progress,
-        &Cancel::new(),
-    )
-    .await
-    .unwrap()
-    .0
+    common::xfer::export(lane, std::slice::from_ref(t)).await
 }
 
 async fn import(lane: &LaneId, t: &Target, file: &[u8]) -> Result<transfer::Report, DataError> {
-    transfer::import(
-        lane,
-        std::slice::from_ref(t),
-        file,
-        None,
-        file.len() as u64,
-        &no_progress,
-        &Cancel::new(),
-    )
-    .await
+    common::xfer::import(lane, std::slice::from_ref(t), file, None).await
 }
 
 #[tokio::test]

@@ -199,33 +199,7 @@ async fn write_keys(r: &mut Redis, index: u32, tag: &str, n: u32) {
     .unwrap();
 }
 
-fn no_progress(_: &Progress) {}
-
-async fn export(lane: &LaneId, targets: &[Target]) -> Vec<u8> {
-    let (bytes, report) = transfer::export(lane, targets, Vec::new(), &no_progress, &Cancel::new())
-        .await
-        .unwrap();
-    assert_eq!(report.bytes as usize, bytes.len());
-    bytes
-}
-
-async fn import(
-    lane: &LaneId,
-    targets: &[Target],
-    file: &[u8],
-    only: Option<&str>,
-) -> Result<transfer::Report, DataError> {
-    transfer::import(
-        lane,
-        targets,
-        file,
-        only,
-        file.len() as u64,
-        &no_progress,
-        &Cancel::new(),
-    )
-    .await
-}
+use common::xfer::{export, import, no_progress};
 
 /// The lane's copies: its database and a Redis database, as a deploy makes them.
 async fn provision(

@@ -18,7 +18,7 @@ use lane_core::manifest::Manifest;
 use lane_data::DataError;
 use lane_data::redis::{Redis, Reply};
 use lane_data::teardown;
-use lane_data::transfer::{self, Cancel, Progress, Target};
+use lane_data::transfer::{self, Cancel, Target};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// The database the tests of this file share with their "baseline" keys.
@@ -130,33 +130,7 @@ async fn write_keys(r: &mut Redis, prefix: &str, n: u32) {
         .unwrap();
 }
 
-fn no_progress(_: &Progress) {}
-
-async fn export(lane: &LaneId, targets: &[Target]) -> Vec<u8> {
-    let (bytes, report) = transfer::export(lane, targets, Vec::new(), &no_progress, &Cancel::new())
-        .await
-        .unwrap();
-    assert_eq!(report.bytes as usize, bytes.len());
-    bytes
-}
-
-async fn import(
-    lane: &LaneId,
-    targets: &[Target],
-    file: &[u8],
-    only: Option<&str>,
-) -> Result<transfer::Report, DataError> {
-    transfer::import(
-        lane,
-        targets,
-        file,
-        only,
-        file.len() as u64,
-        &no_progress,
-        &Cancel::new(),
-    )
-    .await
-}
+use common::xfer::{export, import, no_progress};
 
 /// A reader that gives the first `n` bytes of a file, then never answers again: an import
 /// reading it has staged every frame before byte `n` and waits, as a process killed there would

@@ -27,27 +27,8 @@ use lane_core::manifest::Manifest;
 use lane_data::mysql::{Mysql, quote};
 use lane_data::transfer::{self, Cancel, Target};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| die(&format!("{name} takes a number, not `{v}`")))
-        })
-        .unwrap_or(default)
-}
-
-fn die(msg: &str) -> ! {
-    eprintln!("data-bench: {msg}");
-    std::process::exit(2)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+mod common;
+use common::{arg, die, median};
 
 /// `mysqldump`/`mysql` connection arguments from a `mysql://user:pw@host:port` URL.
 fn client_args(url: &str) -> Vec<String> {

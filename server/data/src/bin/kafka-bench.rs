@@ -27,29 +27,10 @@ use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
 
+mod common;
+use common::{arg, die, median};
+
 const PARTITIONS: i32 = 4;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| die(&format!("{name} takes a number, not `{v}`")))
-        })
-        .unwrap_or(default)
-}
-
-fn die(msg: &str) -> ! {
-    eprintln!("kafka-bench: {msg}");
-    std::process::exit(2)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()

@@ -145,12 +145,7 @@ impl Staging {
     }
 
     pub fn section(&mut self, s: &Section) -> Result<()> {
-        if s.kind != "apollo" {
-            return Err(DataError::Format(format!(
-                "section `{}` is {}, expected apollo",
-                s.binding, s.kind
-            )));
-        }
+        super::expect_kind(s, "apollo")?;
         self.sectioned = true;
         Ok(())
     }

@@ -735,12 +735,7 @@ impl Staging {
     }
 
     pub fn section(&mut self, s: &Section) -> Result<()> {
-        if s.kind != "kafka" {
-            return Err(DataError::Format(format!(
-                "section `{}` is {}, expected kafka",
-                s.binding, s.kind
-            )));
-        }
+        super::expect_kind(s, "kafka")?;
         self.sectioned = true;
         Ok(())
     }

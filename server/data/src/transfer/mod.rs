@@ -131,6 +131,18 @@ pub fn prefix_mode(spec: &DataSpec) -> bool {
     )
 }
 
+/// Checks that a section the file opens for a binding is of the binding's kind.
+pub(crate) fn expect_kind(s: &Section, kind: &str) -> Result<()> {
+    if s.kind == kind {
+        Ok(())
+    } else {
+        Err(DataError::Format(format!(
+            "section `{}` is {}, expected {kind}",
+            s.binding, s.kind
+        )))
+    }
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

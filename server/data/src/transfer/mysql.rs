@@ -485,12 +485,7 @@ impl Staging {
 
     /// The section starts: creates the staging database with the file's character set.
     pub async fn section(&mut self, s: &Section) -> Result<()> {
-        if s.kind != "mysql" {
-            return Err(DataError::Format(format!(
-                "section `{}` is {}, expected mysql",
-                s.binding, s.kind
-            )));
-        }
+        super::expect_kind(s, "mysql")?;
         let (charset, collation) = s.charset.clone().ok_or_else(|| {
             DataError::Format(format!("section `{}` names no character set", s.binding))
         })?;

@@ -308,12 +308,7 @@ impl Staging {
     }
 
     pub fn section(&mut self, s: &Section) -> Result<()> {
-        if s.kind != "redis" {
-            return Err(DataError::Format(format!(
-                "section `{}` is {}, expected redis",
-                s.binding, s.kind
-            )));
-        }
+        super::expect_kind(s, "redis")?;
         self.sectioned = true;
         Ok(())
     }
@@ -342,28 +337,13 @@ impl Staging {
                 b"REPLACE",
             ]);
         }
-        let replies = self.r.pipeline(&cmds).await?;
-        for reply in &replies {
-            if let Reply::Error(e) = reply {
-                return Err(DataError::Format(format!(
-                    "Redis at {} refused a key of the file: {e} (a payload from an incompatible \
-                     Redis version, or a corrupt one)",
-                    self.r.address()
-                )));
-            }
-        }
+        restore(&mut self.r, &cmds).await?;
         self.keys += cmds.len() as u64;
         Ok(cmds.len() as u64)
     }
 
     pub fn end(&mut self, e: &SectionEnd) -> Result<(u64, u64)> {
-        if e.items != self.keys {
-            return Err(DataError::Format(format!(
-                "section `{}` closes with {} keys but holds {}",
-                e.binding, e.items, self.keys
-            )));
-        }
-        Ok((self.keys, 0))
+        keys_at_end(e, self.keys)
     }
 
     /// Exchanges the claims and the databases in one transaction.
@@ -550,12 +530,7 @@ impl PrefixStaging {
     }
 
     pub fn section(&mut self, s: &Section) -> Result<()> {
-        if s.kind != "redis" {
-            return Err(DataError::Format(format!(
-                "section `{}` is {}, expected redis",
-                s.binding, s.kind
-            )));
-        }
+        super::expect_kind(s, "redis")?;
         self.sectioned = true;
         Ok(())
     }
@@ -589,28 +564,13 @@ impl PrefixStaging {
                 b"REPLACE",
             ]);
         }
-        let replies = self.r.pipeline(&cmds).await?;
-        for reply in &replies {
-            if let Reply::Error(e) = reply {
-                return Err(DataError::Format(format!(
-                    "Redis at {} refused a key of the file: {e} (a payload from an incompatible \
-                     Redis version, or a corrupt one)",
-                    self.r.address()
-                )));
-            }
-        }
+        restore(&mut self.r, &cmds).await?;
         self.keys += cmds.len() as u64;
         Ok(cmds.len() as u64)
     }
 
     pub fn end(&mut self, e: &SectionEnd) -> Result<(u64, u64)> {
-        if e.items != self.keys {
-            return Err(DataError::Format(format!(
-                "section `{}` closes with {} keys but holds {}",
-                e.binding, e.items, self.keys
-            )));
-        }
-        Ok((self.keys, 0))
+        keys_at_end(e, self.keys)
     }
 
     /// Replaces the lane's keys with the staged ones in one script.
@@ -668,6 +628,32 @@ impl PrefixStaging {
             tracing::warn!(lane = %self.lane, error = %e, "could not delete the staged keys; the next import or the lane's teardown does");
         }
     }
+}
+
+/// Sends a batch of `RESTORE` commands in one pipeline; a key Redis refuses is an error of the
+/// file's.
+async fn restore(r: &mut Redis, cmds: &[Vec<&[u8]>]) -> Result<()> {
+    for reply in &r.pipeline(cmds).await? {
+        if let Reply::Error(e) = reply {
+            return Err(DataError::Format(format!(
+                "Redis at {} refused a key of the file: {e} (a payload from an incompatible \
+                 Redis version, or a corrupt one)",
+                r.address()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The keys a section staged, checked against the count its end frame says.
+fn keys_at_end(e: &SectionEnd, keys: u64) -> Result<(u64, u64)> {
+    if e.items != keys {
+        return Err(DataError::Format(format!(
+            "section `{}` closes with {} keys but holds {keys}",
+            e.binding, e.items
+        )));
+    }
+    Ok((keys, 0))
 }
 
 #[cfg(test)]

@@ -176,3 +176,40 @@ pub mod kafka_member {
         offset
     }
 }
+
+/// Export and import in one call each, without progress or cancel.
+pub mod xfer {
+    use lane_core::LaneId;
+    use lane_data::DataError;
+    use lane_data::transfer::{self, Cancel, Progress, Target};
+
+    pub fn no_progress(_: &Progress) {}
+
+    /// The file of `targets`' data (its report checked to count its bytes).
+    pub async fn export(lane: &LaneId, targets: &[Target]) -> Vec<u8> {
+        let (bytes, report) =
+            transfer::export(lane, targets, Vec::new(), &no_progress, &Cancel::new())
+                .await
+                .unwrap();
+        assert_eq!(report.bytes as usize, bytes.len());
+        bytes
+    }
+
+    pub async fn import(
+        lane: &LaneId,
+        targets: &[Target],
+        file: &[u8],
+        only: Option<&str>,
+    ) -> Result<transfer::Report, DataError> {
+        transfer::import(
+            lane,
+            targets,
+            file,
+            only,
+            file.len() as u64,
+            &no_progress,
+            &Cancel::new(),
+        )
+        .await
+    }
+}
