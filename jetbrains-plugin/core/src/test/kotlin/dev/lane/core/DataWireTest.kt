@@ -3,7 +3,7 @@
 // its pool (indexes 53–55 only: baseline 53, pool 54–55); `lane.data.ls` fills the tree's Data node;
 // export, import, backup, backups and restore move its keys with work-done progress, answer what
 // the action's texts are built from, refuse bad input and another developer's lane without
-// `force`. Its own LANE_HOME, HOME and git repo; LANE_PORT_RANGE 26400-26449.
+// `force`; a cancelled import leaves the lane's keys as they were. Its own LANE_HOME, HOME and git repo; LANE_PORT_RANGE 26400-26449.
 
 package dev.lane.core
 
@@ -35,12 +35,26 @@ private class Resp(host: String, port: Int) : AutoCloseable {
     private val input = BufferedInputStream(socket.getInputStream())
     private val output = socket.getOutputStream()
 
-    fun cmd(vararg args: String): Any? {
-        val b = StringBuilder("*${args.size}\r\n")
+    private fun encode(b: StringBuilder, args: List<String>) {
+        b.append("*${args.size}\r\n")
         for (a in args) b.append("$").append(a.toByteArray().size).append("\r\n").append(a).append("\r\n")
+    }
+
+    fun cmd(vararg args: String): Any? {
+        val b = StringBuilder()
+        encode(b, args.toList())
         output.write(b.toString().toByteArray())
         output.flush()
         return read()
+    }
+
+    /** Sends every command, then reads every reply. */
+    fun pipeline(cmds: List<List<String>>) {
+        val b = StringBuilder()
+        for (c in cmds) encode(b, c)
+        output.write(b.toString().toByteArray())
+        output.flush()
+        repeat(cmds.size) { read() }
     }
 
     private fun line(): String {
@@ -316,6 +330,38 @@ class DataWireTest {
 
     @Test
     @Order(6)
+    fun `a cancelled import leaves the lane's data as it was`() {
+        val db = laneDb()
+        redis.pipeline((1..30_000).map { listOf("SET", "jbd:bulk:$it", "x".repeat(64)) })
+        val file = File(root, "bulk.lanedata")
+        val exported = client.dataExport(dataExportArgs(DataTarget(lane), file.path)).result.get(120, TimeUnit.SECONDS)
+        assertEquals(30_003L, exported.bindings.single().items)
+        redis.cmd("SELECT", db.toString())
+        redis.cmd("SET", "jbd:k1", "changed")
+        // Cancel as the plugin's Cancel does: window/workDoneProgress/cancel once the server began.
+        val began = java.util.concurrent.CountDownLatch(1)
+        val events = java.util.Collections.synchronizedList(mutableListOf<ProgressEvent>())
+        val call = client.dataImport(dataImportArgs(DataTarget(lane), file.path)) { ev ->
+            events.add(ev)
+            if (ev.kind == "begin") began.countDown()
+        }
+        assertTrue(began.await(30, TimeUnit.SECONDS), "no begin: $events")
+        call.cancelProgress()
+        val u = failure { call.result.get(60, TimeUnit.SECONDS) }
+        assertTrue(u.cancelled, "answered $u")
+        assertEquals("Lane: Import Data cancelled; the lane's data stays as it was.", DataTexts.cancelled(DataVerb.IMPORTED))
+        redis.cmd("SELECT", db.toString())
+        assertEquals("changed", redis.cmd("GET", "jbd:k1"), "the lane's data stays as it was")
+        val other = if (db == 54) 55 else 54
+        redis.cmd("SELECT", other.toString())
+        assertEquals(0L, redis.cmd("DBSIZE"), "nothing staged is left in database $other")
+        // Back to the three keys: the backup restored over the bulk keys.
+        client.dataRestore(dataRestoreArgs(lane, assertNotNull(backupName))).result.get(120, TimeUnit.SECONDS)
+        assertEquals(mapOf("jbd:k1" to "v1", "jbd:k2" to "v2", "jbd:k3" to "v3"), laneKeys())
+    }
+
+    @Test
+    @Order(7)
     fun `deleting the lane removes its data`() {
         val db = laneDb()
         client.delete(deleteArgs(lane, force = true)).get(60, TimeUnit.SECONDS)
@@ -325,7 +371,7 @@ class DataWireTest {
     }
 
     @Test
-    @Order(7)
+    @Order(8)
     fun `another developer's lane is replaced only with force`() {
         // Bob deploys into a lane of his own (the daemon's developer is alice).
         run(bin, "deploy", "--lane", otherLane, extra = mapOf("USER" to "bob"))
