@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The JetBrains plugin's tests that run without JetBrains' repositories: the `core` module (Maven,
 # Maven Central only) with its unit tests, the wire test against the real `lane lsp` (LANE_BIN,
-# default ../target/debug/lane) and the drift test against `lane lsp --describe`.
+# default ../target/debug/lane), the data wire test against it and a real Redis (started by
+# ../scripts/services.sh redis) and the drift test against `lane lsp --describe`.
 #
 # Every version is pinned, so after the first run Maven needs no network (cache: ~/.m2).
 # Java 17+ and Maven 3.8+ come from the machine; where they are missing and apt-get can install
@@ -38,6 +39,16 @@ if [[ ! -x "$LANE_BIN" ]]; then
     echo "error: $LANE_BIN is not an executable; build it (cargo build -p lane) or set LANE_BIN" >&2
     exit 1
 fi
+
+# DataWireTest moves a lane's data through a real Redis: the project's script starts it (installing
+# it when missing; idempotent) and says where it listens (LANE_TEST_REDIS_URL).
+# Without it (and not under CI) DataWireTest is skipped, saying why; under CI=true it is an error.
+if ! bash ../scripts/services.sh redis; then
+    echo "error: Redis could not be started for DataWireTest (scripts/services.sh redis)" >&2
+    if [[ "${CI:-}" == "true" ]]; then exit 1; fi
+fi
+eval "$(bash ../scripts/services.sh env)"
+export LANE_TEST_REDIS_URL
 
 cd core
 rm -rf target/surefire-reports

@@ -28,6 +28,12 @@ object LaneActions {
     const val STOP_PROXY = "lane.stopProxy"
     const val OPEN_SETTINGS = "lane.openServerSettings"
 
+    /** A lane's data (VS Code: the same command ids; from the tree, on a Data or binding node). */
+    const val EXPORT_DATA = "lane.exportData"
+    const val IMPORT_DATA = "lane.importData"
+    const val BACKUP_DATA = "lane.backupData"
+    const val RESTORE_DATA = "lane.restoreData"
+
     /** The tree's context actions, on the selected node. */
     const val SWITCH_TO = "lane.tree.switchTo"
     const val DEPLOY_HERE = "lane.tree.deployHere"
@@ -47,6 +53,10 @@ object LaneActions {
         ActionSpec(DELETE, "Delete Lane", "Delete a lane with everything it runs"),
         ActionSpec(EXTEND, "Extend Lane", "Make a lane live longer"),
         ActionSpec(ASSIGN, "Move Version To Another Lane…", "Move a personal version from one lane to another"),
+        ActionSpec(EXPORT_DATA, "Export Data…", "Write a lane's data (or one binding's) to a lane data file"),
+        ActionSpec(IMPORT_DATA, "Import Data…", "Replace a lane's data (or one binding's) with a lane data file's"),
+        ActionSpec(BACKUP_DATA, "Back Up Data", "Save a lane's data as a new backup"),
+        ActionSpec(RESTORE_DATA, "Restore Data…", "Replace a lane's data with one of its backups"),
         ActionSpec(COPY_REQUEST, "Copy Request With Lane Header", "Copy a curl command that reaches the service in the active lane"),
         ActionSpec(START_PROXY, "Start Proxy", "Run lane proxy: requests sent with HTTP_PROXY enter the active lane"),
         ActionSpec(STOP_PROXY, "Stop Proxy", "Stop the lane proxy this IDE started"),
@@ -210,3 +220,164 @@ fun serviceLog(status: LaneStatus?, lane: String?, service: String?): String? {
 /** The service folder a tree node's service is deployed from; null when it is another repo's. */
 fun workspaceOf(status: LaneStatus?, service: String): WorkspaceInfo? =
     deployableWorkspaces(status).firstOrNull { it.service == service }
+
+// ---- data (vscode-extension/src/dataOps.ts and dataCommands.ts) -------------------------------
+
+/** What a data action applies to, from the tree node it was invoked on. */
+data class DataTarget(
+    val lane: String,
+    /** Only this binding (the action was invoked on a binding of the Data node). */
+    val binding: String? = null,
+)
+
+/** The lane (and binding) of a Data, binding or lane node; null for other nodes and baseline's. */
+fun dataTarget(node: TreeNode?): DataTarget? {
+    val lane = node?.lane ?: return null
+    if (lane == BASELINE) return null
+    return when (node.kind) {
+        NodeKind.DATA_BINDING -> DataTarget(lane, node.label)
+        NodeKind.DATA, NodeKind.LANE -> DataTarget(lane, null)
+        else -> null
+    }
+}
+
+private fun oneDecimal(v: Double): String = String.format(Locale.ROOT, "%.1f", v)
+
+/** `1.5 MB`, `320 KB`, `12 bytes`. */
+fun sizeText(bytes: Long): String {
+    if (bytes < 1024) return "$bytes byte${if (bytes == 1L) "" else "s"}"
+    val units = listOf("KB", "MB", "GB", "TB")
+    var v = bytes / 1024.0
+    var u = 0
+    while (v >= 1024 && u < units.size - 1) {
+        v /= 1024
+        u++
+    }
+    return "${if (v < 10) oneDecimal(v) else Math.round(v).toString()} ${units[u]}"
+}
+
+private val FILE_STAMP = DateTimeFormatter.ofPattern("yyyyMMdd-HHmm", Locale.ROOT).withZone(ZoneOffset.UTC)
+
+/** The suggested file name of an export: `<lane>[-<binding>]-<YYYYMMDD-HHMM>.lanedata` (UTC). */
+fun exportFileName(t: DataTarget, now: Instant): String =
+    "${t.lane}${t.binding?.let { "-$it" } ?: ""}-${FILE_STAMP.format(now)}.lanedata"
+
+/** The extension of lane data files (the file choosers' filter). */
+const val LANE_DATA_EXTENSION = "lanedata"
+
+private val BACKUP_NAME = Regex("""^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$""")
+
+/** `20261130T124500Z` → `2026-11-30 12:45:00 UTC`; other names as they are. */
+fun backupTime(name: String): String {
+    val m = BACKUP_NAME.matchEntire(name) ?: return name
+    val g = m.groupValues
+    return "${g[1]}-${g[2]}-${g[3]} ${g[4]}:${g[5]}:${g[6]} UTC"
+}
+
+/** One entry of Restore's backup chooser: [name] is what `lane.data.restore` is sent. */
+data class BackupPick(val label: String, val description: String, val detail: String, val name: String)
+
+/** The chooser of a lane's backups: newest first, with size and file. */
+fun backupPicks(backups: List<DataBackupInfo>, lane: String): List<BackupPick> =
+    backups.filter { it.lane == lane }.sortedByDescending { it.name }.mapIndexed { i, b ->
+        BackupPick(backupTime(b.name), "${sizeText(b.bytes)}${if (i == 0) " · newest" else ""}", b.path, b.name)
+    }
+
+/** The confirmation before an import or a restore replaces a lane's data. */
+fun replaceConfirmText(t: DataTarget, from: String): String {
+    val what = t.binding?.let { "binding $it of lane ${t.lane}" } ?: "the data of lane ${t.lane}"
+    return "Replace $what with $from? The current data is swapped out only when the whole file is in; " +
+        "a failure or a cancel leaves it as it is."
+}
+
+/** What a data action did, for [transferText]. */
+enum class DataVerb(val text: String) {
+    EXPORTED("exported"),
+    IMPORTED("imported"),
+    BACKED_UP("backed up"),
+    RESTORED("restored"),
+}
+
+/** `Lane: exported lane feature-x (orders: 1200 rows, cache: 3 keys, events: 9 records; 1.5 MB, 0.4s) to /tmp/x.lanedata.` */
+fun transferText(verb: DataVerb, r: DataTransferResult): String {
+    fun unit(kind: String) = when (kind) {
+        DataKind.MYSQL -> "rows"
+        DataKind.KAFKA -> "records"
+        else -> "keys"
+    }
+    val parts = r.bindings.map { "${it.binding}: ${it.items} ${unit(it.kind)}" }
+    val moved = "${parts.joinToString(", ")}${if (parts.isNotEmpty()) "; " else ""}${sizeText(r.bytes)}, ${oneDecimal(r.seconds)}s"
+    val where = if (verb == DataVerb.EXPORTED || verb == DataVerb.BACKED_UP) "to" else "from"
+    val notes = if (r.notes.isNotEmpty()) " Left out: ${r.notes.joinToString("; ")}." else ""
+    return "Lane: ${verb.text} lane ${r.lane} ($moved) $where ${r.file}.$notes"
+}
+
+/** Whether a failed import or restore may be retried with `force` (after asking). */
+fun dataMayForce(u: UserError): Boolean = u.code == "not_owner"
+
+fun dataExportArgs(t: DataTarget, path: String): DataExportArgs = DataExportArgs(t.lane, t.binding, path, null)
+
+fun dataImportArgs(t: DataTarget, path: String, force: Boolean = false): DataImportArgs =
+    DataImportArgs(t.lane, t.binding, path, force, null)
+
+fun dataBackupArgs(lane: String): DataBackupArgs = DataBackupArgs(lane, null)
+
+fun dataRestoreArgs(lane: String, backup: String, force: Boolean = false): DataRestoreArgs =
+    DataRestoreArgs(lane, backup, force, null)
+
+/** The messages of the data actions, word for word those of the VS Code extension. */
+object DataTexts {
+    const val EXPORT_WHICH = "Export the data of which lane?"
+    const val IMPORT_WHICH = "Import data into which lane?"
+    const val BACKUP_WHICH = "Back up the data of which lane?"
+    const val RESTORE_WHICH = "Restore the data of which lane?"
+    const val FILE_FILTER = "Lane data"
+    const val EXPORT = "Export"
+    const val IMPORT = "Import"
+    const val REPLACE = "Replace"
+    const val RESTORE = "Restore"
+    const val BACK_UP_NOW = "Back Up Now"
+
+    /** The failure's "what" ([errorText]) of each action. */
+    const val EXPORT_WHAT = "Export Data"
+    const val IMPORT_WHAT = "Import Data"
+    const val BACKUP_WHAT = "Back Up Data"
+    const val RESTORE_WHAT = "Restore Data"
+
+    private fun of(t: DataTarget): String = t.binding?.let { "binding $it of " } ?: ""
+
+    /** The save dialog's title. */
+    fun exportTitle(t: DataTarget): String = "Export ${of(t)}lane ${t.lane}'s data"
+
+    /** The open dialog's title. */
+    fun importTitle(t: DataTarget): String = "Import into ${of(t)}lane ${t.lane}"
+
+    /** The backup chooser's title. */
+    fun restoreTitle(lane: String): String = "Restore lane $lane's data from…"
+
+    /** Said when Restore finds no backup (with [BACK_UP_NOW]). */
+    fun noBackups(lane: String): String = "Lane: lane $lane has no backups yet."
+
+    /** What a restore replaces the data with, in [replaceConfirmText]. */
+    fun backupOf(pick: BackupPick): String = "the backup of ${pick.label}"
+
+    /** An owner conflict: asked before sending `force`, with [Texts.FORCE]. */
+    fun replaceAnyway(message: String): String = "${plain(message)} Replace anyway?"
+
+    /** The background task's title until the server's progress names the step. */
+    fun taskTitle(verb: DataVerb, t: DataTarget): String = when (verb) {
+        DataVerb.EXPORTED -> "Lane: exporting ${of(t)}lane ${t.lane}'s data"
+        DataVerb.IMPORTED -> "Lane: importing into ${of(t)}lane ${t.lane}"
+        DataVerb.BACKED_UP -> "Lane: backing up lane ${t.lane}'s data"
+        DataVerb.RESTORED -> "Lane: restoring lane ${t.lane}'s data"
+    }
+
+    /** A cancelled data action; an import or restore left the lane's data as it was (the server
+     * removes what it staged). */
+    fun cancelled(verb: DataVerb): String = when (verb) {
+        DataVerb.EXPORTED -> "Lane: $EXPORT_WHAT cancelled."
+        DataVerb.BACKED_UP -> "Lane: $BACKUP_WHAT cancelled."
+        DataVerb.IMPORTED -> "Lane: $IMPORT_WHAT cancelled; the lane's data stays as it was."
+        DataVerb.RESTORED -> "Lane: $RESTORE_WHAT cancelled; the lane's data stays as it was."
+    }
+}

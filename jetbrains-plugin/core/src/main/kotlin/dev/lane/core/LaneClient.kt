@@ -142,7 +142,14 @@ fun <A : Any, R> runCommand(server: LanguageServer, spec: CommandSpec<A, *>, arg
 private val tokens = AtomicLong(1)
 
 /** A fresh work-done token for a client-started deploy. */
-fun newDeployToken(): String = "lane-jetbrains/deploy/${tokens.getAndIncrement()}"
+fun newDeployToken(): String = newProgressToken("deploy")
+
+/** A fresh work-done token for a client-started command with progress (`deploy`, `data.export`, …). */
+fun newProgressToken(kind: String): String = "lane-jetbrains/$kind/${tokens.getAndIncrement()}"
+
+/** The token kind of [spec]'s progress: `deploy` for the deploy, `data.export` for `lane.data.export`. */
+fun progressKind(spec: CommandSpec<*, *>): String =
+    if (spec.name == Commands.deployCurrentBranch.name) "deploy" else spec.name.removePrefix("lane.")
 
 /**
  * The client end: receives `lane/statusChanged`, `$/progress`, log and show-message notifications
@@ -285,17 +292,21 @@ class LaneClient private constructor(
 
     fun statusCommand(): CompletableFuture<LaneStatus> = exec<NoArgs, LaneStatus>(Commands.status, null).result
 
-    /** `lane.deployCurrentBranch` with progress under its own token; [onProgress] sees its events. */
-    fun deploy(args: DeployArgs, onProgress: (ProgressEvent) -> Unit = {}): CommandCall<DeployResult> {
-        val token = newDeployToken()
+    /** [spec] with progress under a token of its own; [onProgress] sees its events. */
+    fun <A : Any, R> execWithProgress(spec: CommandSpec<A, *>, args: A, onProgress: (ProgressEvent) -> Unit): CommandCall<R> {
+        val token = newProgressToken(progressKind(spec))
         val sub = endpoint.onProgress { if (it.token == token) onProgress(it) }
-        val call = exec<DeployArgs, DeployResult>(Commands.deployCurrentBranch, args, token)
+        val call = exec<A, R>(spec, args, token)
         call.result.whenComplete { _, _ ->
             // The `end` report may follow the answer by a moment.
             CompletableFuture.delayedExecutor(2, TimeUnit.SECONDS).execute { sub.close() }
         }
         return call
     }
+
+    /** `lane.deployCurrentBranch` with progress under its own token; [onProgress] sees its events. */
+    fun deploy(args: DeployArgs, onProgress: (ProgressEvent) -> Unit = {}): CommandCall<DeployResult> =
+        execWithProgress(Commands.deployCurrentBranch, args, onProgress)
 
     fun switchTraffic(lane: String): CompletableFuture<SwitchResult> =
         exec<SwitchArgs, SwitchResult>(Commands.switchTraffic, SwitchArgs(lane)).result
@@ -312,6 +323,26 @@ class LaneClient private constructor(
 
     fun dataLs(args: DataLsArgs): CompletableFuture<List<DataInfo>> =
         exec<DataLsArgs, List<DataInfo>>(Commands.dataLs, args).result
+
+    /** `lane.data.export` with progress; cancelled by [CommandCall.cancelProgress] (or [CommandCall.cancel]). */
+    fun dataExport(args: DataExportArgs, onProgress: (ProgressEvent) -> Unit = {}): CommandCall<DataTransferResult> =
+        execWithProgress(Commands.dataExport, args, onProgress)
+
+    /** `lane.data.import` with progress: replaces the lane's data (a cancel or failure leaves it as it was). */
+    fun dataImport(args: DataImportArgs, onProgress: (ProgressEvent) -> Unit = {}): CommandCall<DataTransferResult> =
+        execWithProgress(Commands.dataImport, args, onProgress)
+
+    /** `lane.data.backup` with progress: a new file under `$LANE_HOME/backups/<lane>/`. */
+    fun dataBackup(args: DataBackupArgs, onProgress: (ProgressEvent) -> Unit = {}): CommandCall<DataTransferResult> =
+        execWithProgress(Commands.dataBackup, args, onProgress)
+
+    /** `lane.data.backups`: a lane's backups (every lane's with a null lane), oldest first. */
+    fun dataBackups(args: DataBackupsArgs): CompletableFuture<List<DataBackupInfo>> =
+        exec<DataBackupsArgs, List<DataBackupInfo>>(Commands.dataBackups, args).result
+
+    /** `lane.data.restore` with progress: imports a backup as [dataImport] does. */
+    fun dataRestore(args: DataRestoreArgs, onProgress: (ProgressEvent) -> Unit = {}): CommandCall<DataTransferResult> =
+        execWithProgress(Commands.dataRestore, args, onProgress)
 
     /** `shutdown` then `exit`, then waits for the process (killing it after [timeoutSecs]). */
     override fun close() = close(5)

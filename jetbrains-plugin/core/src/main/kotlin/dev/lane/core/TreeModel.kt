@@ -4,7 +4,7 @@
 
 package dev.lane.core
 
-enum class NodeKind { LANE, BASELINE, SERVICE, INSTANCE, MESSAGE }
+enum class NodeKind { LANE, BASELINE, SERVICE, INSTANCE, MESSAGE, DATA, DATA_BINDING }
 
 /** What a node's icon shows; the plugin maps each to a platform icon (VS Code: the codicon named). */
 enum class NodeIcon(val codicon: String) {
@@ -24,6 +24,15 @@ enum class NodeIcon(val codicon: String) {
     SETTINGS("gear"),
     HELP("book"),
     REFRESH("refresh"),
+
+    /** A lane's Data node, a MySQL binding (and a binding of a kind not known here). */
+    DATABASE("database"),
+    /** A Redis binding. */
+    LAYERS("layers"),
+    /** A Kafka binding. */
+    BROADCAST("broadcast"),
+    /** An Apollo binding. */
+    SETTINGS_GEAR("settings-gear"),
 }
 
 data class TreeNode(
@@ -65,6 +74,9 @@ fun nodeActions(node: TreeNode): List<String> = when (node.kind) {
             LaneActions.ASSIGN,
         )
     }
+    // Back Up and Restore act on the whole lane (a backup holds every binding).
+    NodeKind.DATA -> listOf(LaneActions.EXPORT_DATA, LaneActions.IMPORT_DATA, LaneActions.BACKUP_DATA, LaneActions.RESTORE_DATA)
+    NodeKind.DATA_BINDING -> listOf(LaneActions.EXPORT_DATA, LaneActions.IMPORT_DATA)
     NodeKind.INSTANCE, NodeKind.MESSAGE -> emptyList()
 }
 
@@ -244,4 +256,61 @@ fun serverNodes(state: ServerState, tried: List<String>): List<TreeNode>? = when
             .copy(icon = NodeIcon.FAILED, action = LaneActions.RESTART_SERVER),
     )
     else -> null
+}
+
+// ---- the Data node (vscode-extension/src/dataModel.ts) ----------------------------------------
+
+private fun kindIcon(kind: String): NodeIcon = when (kind) {
+    DataKind.REDIS -> NodeIcon.LAYERS
+    DataKind.KAFKA -> NodeIcon.BROADCAST
+    DataKind.APOLLO -> NodeIcon.SETTINGS_GEAR
+    else -> NodeIcon.DATABASE
+}
+
+private fun bindingNode(parentId: String, r: DataInfo): TreeNode = TreeNode(
+    id = "$parentId/${r.binding}",
+    kind = NodeKind.DATA_BINDING,
+    label = r.binding,
+    description = listOfNotNull(r.kind, r.target, r.size, r.quota).filter { it.isNotEmpty() }.joinToString(" · "),
+    tooltip = listOf(
+        "${r.binding} (${r.kind}) of lane ${r.lane}",
+        "the lane's own copy: ${r.target}",
+        "size: ${r.size ?: "unknown (no lane.toml here declares the binding, or its server did not answer)"}",
+        "quota: ${r.quota ?: "-"}",
+    ).joinToString("\n"),
+    icon = kindIcon(r.kind),
+    lane = r.lane,
+)
+
+/** The "Data" node of lane [lane]: its bindings (sorted) with kind, the lane's copy, size and
+ * quota; null when the lane owns no data. */
+fun dataNode(lane: String, rows: List<DataInfo>): TreeNode? {
+    val mine = rows.filter { it.lane == lane }.sortedBy { it.binding }
+    if (mine.isEmpty()) return null
+    val id = "lane:$lane/data"
+    return TreeNode(
+        id = id,
+        kind = NodeKind.DATA,
+        label = "Data",
+        description = "${mine.size} binding${if (mine.size == 1) "" else "s"}",
+        tooltip = "What lane $lane owns of its data sources; removed with the lane.",
+        icon = NodeIcon.DATABASE,
+        lane = lane,
+        children = mine.map { bindingNode(id, it) },
+    )
+}
+
+/**
+ * The tree with a "Data" node first under each lane that owns data (a lane whose only child was
+ * the "no personal versions yet" message keeps it after the Data node). [rows] null: not asked
+ * yet, the tree as it is.
+ */
+fun withDataNodes(roots: List<TreeNode>, rows: List<DataInfo>?): List<TreeNode> {
+    if (rows.isNullOrEmpty()) return roots
+    return roots.map { n ->
+        val lane = n.lane
+        if (n.kind != NodeKind.LANE || lane == null) return@map n
+        val data = dataNode(lane, rows) ?: return@map n
+        n.copy(children = listOf(data) + n.children)
+    }
 }

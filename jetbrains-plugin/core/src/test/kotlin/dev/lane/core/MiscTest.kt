@@ -147,7 +147,8 @@ class MiscTest {
     fun `actions and texts`() {
         assertEquals(
             listOf("Show Status", "Deploy Current Branch", "Switch Traffic", "Create Lane", "Delete Lane", "Extend Lane",
-                "Move Version To Another Lane…", "Copy Request With Lane Header", "Start Proxy", "Stop Proxy", "Refresh",
+                "Move Version To Another Lane…", "Export Data…", "Import Data…", "Back Up Data", "Restore Data…",
+                "Copy Request With Lane Header", "Start Proxy", "Stop Proxy", "Refresh",
                 "Restart Server", "Show Server Logs", "Set Server Path"),
             LaneActions.MENU.map { it.title },
         )

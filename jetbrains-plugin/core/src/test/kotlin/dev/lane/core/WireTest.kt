@@ -354,6 +354,22 @@ class WireTest {
     }
 
     @Test
+    @Order(6)
+    fun `a lane without data bindings - no Data node, no backups, a backup says why`() {
+        // The sample service declares no [data.*]: no lane owns data (DataWireTest has a lane that does).
+        assertEquals(emptyList(), client.dataLs(DataLsArgs(null, null)).get(30, TimeUnit.SECONDS))
+        assertEquals(emptyList(), client.dataLs(DataLsArgs("jb-a", null)).get(30, TimeUnit.SECONDS))
+        val s = client.endpoint.latestStatus!!
+        assertEquals(buildTree(s), withDataNodes(buildTree(s), emptyList()))
+        assertEquals(emptyList(), client.dataBackups(DataBackupsArgs("jb-a")).get(30, TimeUnit.SECONDS))
+        assertEquals(emptyList(), client.dataBackups(DataBackupsArgs(null)).get(30, TimeUnit.SECONDS))
+        val backup = toUserError(assertFailsWithCause { client.dataBackup(dataBackupArgs("jb-a")).result.get(30, TimeUnit.SECONDS) })
+        assertContains(backup.message, "jb-a", message = "$backup")
+        val badLane = toUserError(assertFailsWithCause { client.dataBackups(DataBackupsArgs("Not A Lane")).get(30, TimeUnit.SECONDS) })
+        assertContains(badLane.message, "Not A Lane", message = "$badLane")
+    }
+
+    @Test
     @Order(9)
     fun `a branch switch is pushed`() {
         run("git", "checkout", "-q", "-b", "other")

@@ -437,5 +437,9 @@ fun laneActionFor(id: String, node: TreeNode?): LaneAction? = when (id) {
     dev.lane.core.LaneActions.RESTART_SERVER -> RestartServerAction()
     dev.lane.core.LaneActions.OPEN_SETTINGS -> OpenServerSettingsAction()
     dev.lane.core.LaneActions.SHOW_LOGS -> ShowServerLogsAction()
+    dev.lane.core.LaneActions.EXPORT_DATA -> ExportDataAction(node)
+    dev.lane.core.LaneActions.IMPORT_DATA -> ImportDataAction(node)
+    dev.lane.core.LaneActions.BACKUP_DATA -> BackupDataAction(node)
+    dev.lane.core.LaneActions.RESTORE_DATA -> RestoreDataAction(node)
     else -> null
 }

@@ -13,6 +13,10 @@ import com.intellij.openapi.util.Disposer
 import com.redhat.devtools.lsp4ij.LanguageServerManager
 import dev.lane.core.CommandCall
 import dev.lane.core.CommandSpec
+import dev.lane.core.Commands
+import dev.lane.core.DataInfo
+import dev.lane.core.DataLsArgs
+import dev.lane.core.LaneDataRows
 import dev.lane.core.DEFAULT_PROXY_LISTEN
 import dev.lane.core.LaneProxy
 import dev.lane.core.LaneServer
@@ -21,7 +25,8 @@ import dev.lane.core.NoArgs
 import dev.lane.core.ProgressEvent
 import dev.lane.core.ServerState
 import dev.lane.core.serverNotFoundText
-import dev.lane.core.newDeployToken
+import dev.lane.core.newProgressToken
+import dev.lane.core.progressKind
 import dev.lane.core.runCommand
 import java.util.concurrent.CompletableFuture
 import java.util.concurrent.ConcurrentHashMap
@@ -57,6 +62,20 @@ class LaneProjectService(private val project: Project) : Disposable {
     private val listeners = CopyOnWriteArrayList<() -> Unit>()
     private val progress = ConcurrentHashMap<String, (ProgressEvent) -> Unit>()
 
+    /** The rows of `lane.data.ls` for the tree's Data nodes: asked again when the status's revision
+     * changes, or after an import or a restore ([reloadData]). */
+    private val data = LaneDataRows(
+        source = { args: DataLsArgs -> exec<DataLsArgs, List<DataInfo>>(Commands.dataLs, args) },
+        changed = { changed() },
+        log = { line: String -> appendLog(line) },
+    )
+
+    /** What each lane owns of its data sources; null until the server answered. */
+    val dataRows: List<DataInfo>? get() = data.rows
+
+    /** Asks `lane.data.ls` again now (a lane's data changed size, not the status's revision). */
+    fun reloadData() = data.reload(status)
+
     /** Calls [listener] on the UI thread after every change, until [parent] is disposed. */
     fun onChange(parent: Disposable, listener: () -> Unit) {
         listeners.add(listener)
@@ -71,6 +90,7 @@ class LaneProjectService(private val project: Project) : Disposable {
         status = s
         serverState = ServerState.RUNNING
         changed()
+        data.update(s)
     }
 
     /** The connection provider's lookup: [bin] found, or not found after looking in [tried]. */
@@ -138,7 +158,8 @@ class LaneProjectService(private val project: Project) : Disposable {
     fun <R> exec(spec: CommandSpec<NoArgs, *>): CompletableFuture<R> = exec<NoArgs, R>(spec, null)
 
     /**
-     * A command with work-done progress under a token of its own: [onProgress] gets its events
+     * A command with work-done progress (a deploy, a data export, import, backup or restore) under
+     * a token of its own: [onProgress] gets its events
      * (from [LaneLanguageClient.notifyProgress]); the returned call can be cancelled.
      */
     fun <A : Any, R> execWithProgress(
@@ -146,7 +167,7 @@ class LaneProjectService(private val project: Project) : Disposable {
         args: A,
         onProgress: (ProgressEvent) -> Unit,
     ): CompletableFuture<CommandCall<R>> {
-        val token = newDeployToken()
+        val token = newProgressToken(progressKind(spec))
         progress[token] = onProgress
         return server().thenApply { server ->
             val call = runCommand<A, R>(server, spec, args, token)

@@ -99,6 +99,10 @@ fun iconOf(i: NodeIcon): Icon = when (i) {
     NodeIcon.SETTINGS -> AllIcons.General.Settings
     NodeIcon.HELP -> AllIcons.Actions.Help
     NodeIcon.REFRESH -> AllIcons.Actions.Refresh
+    NodeIcon.DATABASE -> AllIcons.Nodes.DataTables
+    NodeIcon.LAYERS -> AllIcons.Nodes.DataSchema
+    NodeIcon.BROADCAST -> AllIcons.Nodes.Services
+    NodeIcon.SETTINGS_GEAR -> AllIcons.Nodes.ConfigFolder
 }
 
 /** A lane id from an input box; null when cancelled. */

@@ -1,5 +1,6 @@
 // The Lanes tool window: lanes → services → instances, built by the core's buildTree from the pushed
-// status, with health, expiry and traffic in grey after each label (a failed deploy on its service);
+// status, with health, expiry and traffic in grey after each label (a failed deploy on its service),
+// and under each lane that owns data its Data node (withDataNodes, from `lane.data.ls`);
 // actions in the context menu, a double-click runs a node's own action, a toolbar (Deploy, Create
 // Lane, Refresh); the empty tree welcomes with the first step; server not found says the fixes.
 
@@ -29,6 +30,7 @@ import dev.lane.core.buildTree
 import dev.lane.core.escapeHtml
 import dev.lane.core.nodeActions
 import dev.lane.core.serverNodes
+import dev.lane.core.withDataNodes
 import java.awt.event.MouseEvent
 import javax.swing.JTree
 import javax.swing.tree.DefaultMutableTreeNode
@@ -105,7 +107,7 @@ private class LanesPanel(private val project: Project) : SimpleToolWindowPanel(t
             }
         }
         val service = LaneProjectService.getInstance(project)
-        add(root, serverNodes(service.serverState, service.missingTried) ?: buildTree(service.status))
+        add(root, serverNodes(service.serverState, service.missingTried) ?: withDataNodes(buildTree(service.status), service.dataRows))
         model.reload()
         TreeUtil.treeNodeTraverser(root).forEach { t ->
             val node = (t as? DefaultMutableTreeNode)?.userObject as? TreeNode ?: return@forEach
