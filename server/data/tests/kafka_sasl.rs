@@ -188,6 +188,17 @@ fn no_credentials_an_unknown_user_or_an_unknown_mechanism_are_clear_errors() {
         assert!(matches!(err, DataError::Auth { .. }), "{err}");
         assert!(!err.to_string().contains(PASSWORD), "{err}");
 
+        // Credentials for a listener that takes none.
+        let err = Kafka::connect(&format!(
+            "kafka://{USER}:{PASSWORD}@{}",
+            common::kafka_bootstrap()
+        ))
+        .await
+        .unwrap_err();
+        assert!(matches!(err, DataError::Auth { .. }), "{err}");
+        assert!(err.to_string().contains("takes no SASL"), "{err}");
+        assert!(!err.to_string().contains(PASSWORD), "{err}");
+
         // A mechanism lane does not speak: refused before any connection.
         let err = Kafka::connect(&url(PASSWORD, "MD5")).await.unwrap_err();
         assert!(matches!(err, DataError::Invalid(_)), "{err}");

@@ -38,6 +38,7 @@ const RESOURCE_TOPIC: i8 = 2;
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 pub const NOT_CONTROLLER: i16 = 41;
+pub const ILLEGAL_SASL_STATE: i16 = 34;
 
 /// A broker as metadata names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +193,13 @@ impl Conn {
         let mut d = Dec::new(&buf);
         let code = d.i16()?;
         let offered = d.array(Dec::string)?;
+        if code == ILLEGAL_SASL_STATE && offered.is_empty() {
+            return Err(refused(
+                "this listener of the broker takes no SASL (ILLEGAL_SASL_STATE): leave the \
+                 credentials out of the address, or name the broker's SASL listener"
+                    .into(),
+            ));
+        }
         if code != 0 {
             return Err(refused(format!(
                 "the broker does not take SASL mechanism {mech} ({}; it takes {})",
