@@ -209,7 +209,9 @@ kafka_up() {
       return 0
     fi
     # Started by an older version of this script (no SASL listener) or with other ports.
-    say "restarting the Kafka broker: it runs an older configuration ($(head -c 100 "$d/ready" | tr '\n' ' '))"
+    local was
+    was="$(head -c 100 "$d/ready" | tr '\n' ' ')"
+    say "restarting the Kafka broker: it runs ${was:-the configuration of an older version of this script (no SASL listener)}"
     kafka_stop
   fi
   port_open 127.0.0.1 "$kafka_port" && die "port $kafka_port is taken by something that is not this script's Kafka broker"
