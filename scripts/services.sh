@@ -18,6 +18,9 @@
 #   LANE_TEST_REDIS_URL  default redis://127.0.0.1:${LANE_TEST_REDIS_PORT:-26379}
 #   LANE_TEST_KAFKA_BOOTSTRAP  default 127.0.0.1:${LANE_TEST_KAFKA_PORT:-31092} (its controller
 #                        listens on ${LANE_TEST_KAFKA_CONTROLLER_PORT:-31093})
+#   LANE_TEST_KAFKA_SASL_BOOTSTRAP  default 127.0.0.1:${LANE_TEST_KAFKA_SASL_PORT:-31094}: the same
+#                        broker's SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512),
+#                        user `lane`, password `lane-secret`
 # Files: ${LANE_SERVICES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lane/services}/{mariadb,redis,kafka}
 set -euo pipefail
 
@@ -29,6 +32,11 @@ redis_url_default="redis://127.0.0.1:${redis_port}"
 kafka_port="${LANE_TEST_KAFKA_PORT:-31092}"
 kafka_controller_port="${LANE_TEST_KAFKA_CONTROLLER_PORT:-31093}"
 kafka_bootstrap_default="127.0.0.1:${kafka_port}"
+kafka_sasl_port="${LANE_TEST_KAFKA_SASL_PORT:-31094}"
+kafka_sasl_bootstrap_default="127.0.0.1:${kafka_sasl_port}"
+# What a running broker of this script must have been started with (written to its ready file): a
+# broker started by an older version of the script, or for other ports, is restarted.
+kafka_config="config 2: plaintext $kafka_port, controller $kafka_controller_port, sasl $kafka_sasl_port"
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 user="$(id -un)"
 
@@ -187,31 +195,50 @@ kafka_up() {
     local first="${LANE_TEST_KAFKA_BOOTSTRAP%%,*}"
     port_open "${first%:*}" "${first##*:}" \
       || die "LANE_TEST_KAFKA_BOOTSTRAP=$LANE_TEST_KAFKA_BOOTSTRAP does not answer"
+    if [ -n "${LANE_TEST_KAFKA_SASL_BOOTSTRAP:-}" ]; then
+      first="${LANE_TEST_KAFKA_SASL_BOOTSTRAP%%,*}"
+      port_open "${first%:*}" "${first##*:}" \
+        || die "LANE_TEST_KAFKA_SASL_BOOTSTRAP=$LANE_TEST_KAFKA_SASL_BOOTSTRAP does not answer"
+    fi
     return 0
   fi
   local d="$dir/kafka"
   if port_open 127.0.0.1 "$kafka_port" && [ -f "$d/ready" ]; then
-    say "kafka already running on 127.0.0.1:$kafka_port"
-    return 0
+    if [ "$(cat "$d/ready")" = "$kafka_config" ]; then
+      say "kafka already running on 127.0.0.1:$kafka_port (SASL on $kafka_sasl_port)"
+      return 0
+    fi
+    # Started by an older version of this script (no SASL listener) or with other ports.
+    local was
+    was="$(head -c 100 "$d/ready" | tr '\n' ' ')"
+    say "restarting the Kafka broker: it runs ${was:-the configuration of an older version of this script (no SASL listener)}"
+    kafka_stop
   fi
   port_open 127.0.0.1 "$kafka_port" && die "port $kafka_port is taken by something that is not this script's Kafka broker"
   port_open 127.0.0.1 "$kafka_controller_port" && die "port $kafka_controller_port (Kafka's controller) is taken"
+  port_open 127.0.0.1 "$kafka_sasl_port" && die "port $kafka_sasl_port (Kafka's SASL listener) is taken"
   mkdir -p "$d"
   command -v java >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
   local lib cp
   lib="$(kafka_jars)"
   cp="$(printf '%s:' "$lib"/*.jar)"
   rm -f "$d/ready"
-  # One node that is broker and controller, on loopback; no automatic topics, no delays.
+  # One node that is broker and controller, on loopback; no automatic topics, no delays. Clients
+  # connect without authentication on PLAINTEXT, or as `lane`/`lane-secret` on SASL_PLAINTEXT
+  # (PLAIN checks the JAAS user list; SCRAM the credentials stored at format time).
   cat >"$d/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$kafka_controller_port
-listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$kafka_controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$kafka_controller_port,SASL_PLAINTEXT://127.0.0.1:$kafka_sasl_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port,SASL_PLAINTEXT://127.0.0.1:$kafka_sasl_port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_lane="lane-secret";
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$d/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -223,9 +250,13 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 EOF
-  # Formatted for other ports or other jars: format again.
-  if [ "$(cat "$d/formatted-with" 2>/dev/null)" != "$lib $kafka_controller_port" ]; then
-    rm -rf "$d/data" "$d/formatted-with"
+  # Formatted for other ports or other jars, or without the SCRAM users (by an older version of
+  # this script; `scram-for` names the cluster formatted with them): format again.
+  local cluster
+  cluster="$(sed -n 's/^cluster.id=//p' "$d/data/meta.properties" 2>/dev/null || true)"
+  if [ "$(cat "$d/formatted-with" 2>/dev/null)" != "$lib $kafka_controller_port" ] \
+     || [ -z "$cluster" ] || [ "$(cat "$d/scram-for" 2>/dev/null)" != "$cluster" ]; then
+    rm -rf "$d/data" "$d/formatted-with" "$d/scram-for"
   fi
   local jvm=(java -Xms64m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
     -Dorg.slf4j.simpleLogger.defaultLogLevel=warn
@@ -235,17 +266,21 @@ EOF
     rm -rf "$d/data"
     local id
     id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)"
-    "${jvm[@]}" kafka.tools.StorageTool format -t "$id" -c "$d/server.properties" >"$d/format.log" 2>&1 \
+    "${jvm[@]}" kafka.tools.StorageTool format -t "$id" -c "$d/server.properties" \
+      --add-scram 'SCRAM-SHA-256=[name=lane,password=lane-secret]' \
+      --add-scram 'SCRAM-SHA-512=[name=lane,password=lane-secret]' >"$d/format.log" 2>&1 \
       || { tail -n 20 "$d/format.log" >&2; die "formatting Kafka's storage failed (log: $d/format.log)"; }
     echo "$lib $kafka_controller_port" >"$d/formatted-with"
+    echo "$id" >"$d/scram-for"
   fi
-  say "starting Kafka on 127.0.0.1:$kafka_port (controller on $kafka_controller_port)"
+  say "starting Kafka on 127.0.0.1:$kafka_port (controller on $kafka_controller_port, SASL on $kafka_sasl_port)"
   setsid "${jvm[@]}" kafka.Kafka "$d/server.properties" </dev/null >"$d/server.log" 2>&1 9>&- &
   local pid=$! i
   echo "$pid" >"$d/kafka.pid"
   # Ready when the broker says so (it has registered with its controller) and its port answers.
   for i in $(seq 1 600); do
-    grep -q 'Kafka Server started' "$d/server.log" && port_open 127.0.0.1 "$kafka_port" && break
+    grep -q 'Kafka Server started' "$d/server.log" && port_open 127.0.0.1 "$kafka_port" \
+      && port_open 127.0.0.1 "$kafka_sasl_port" && break
     kill -0 "$pid" 2>/dev/null || { tail -n 30 "$d/server.log" >&2; die "the Kafka broker exited (log: $d/server.log)"; }
     sleep 0.1
   done
@@ -253,7 +288,21 @@ EOF
     tail -n 30 "$d/server.log" >&2
     die "the Kafka broker did not start in 60s (log: $d/server.log)"
   fi
-  touch "$d/ready"
+  echo "$kafka_config" >"$d/ready"
+}
+
+# Stops this script's broker and waits until its ports are free.
+kafka_stop() {
+  local d="$dir/kafka" i
+  rm -f "$d/ready"
+  [ -f "$d/kafka.pid" ] || return 0
+  stop_pidfile "$d/kafka.pid" Kafka
+  for i in $(seq 1 300); do
+    port_open 127.0.0.1 "$kafka_port" || port_open 127.0.0.1 "$kafka_sasl_port" \
+      || port_open 127.0.0.1 "$kafka_controller_port" || return 0
+    sleep 0.1
+  done
+  die "the Kafka broker still listens 30s after it was told to stop"
 }
 
 stop_pidfile() {
@@ -285,13 +334,14 @@ case "${1:-all}" in
     echo "export LANE_TEST_MYSQL_URL=${LANE_TEST_MYSQL_URL:-$mysql_url_default}"
     echo "export LANE_TEST_REDIS_URL=${LANE_TEST_REDIS_URL:-$redis_url_default}"
     echo "export LANE_TEST_KAFKA_BOOTSTRAP=${LANE_TEST_KAFKA_BOOTSTRAP:-$kafka_bootstrap_default}"
+    echo "export LANE_TEST_KAFKA_SASL_BOOTSTRAP=${LANE_TEST_KAFKA_SASL_BOOTSTRAP:-$kafka_sasl_bootstrap_default}"
     ;;
   stop)
     for s in $(which_ones "${2:-all}"); do
       case "$s" in
         mariadb) rm -f "$dir/mariadb/ready"; stop_pidfile "$dir/mariadb/mysqld.pid" MariaDB ;;
         redis) stop_pidfile "$dir/redis/redis.pid" Redis ;;
-        kafka) rm -f "$dir/kafka/ready"; stop_pidfile "$dir/kafka/kafka.pid" Kafka ;;
+        kafka) kafka_stop ;;
       esac
     done
     ;;

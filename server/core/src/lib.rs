@@ -8,6 +8,7 @@ pub mod duration;
 pub mod follow;
 pub mod header;
 pub mod id;
+pub mod kafka_url;
 pub mod lane;
 pub mod manifest;
 pub mod naming;

@@ -522,6 +522,8 @@ fn data_spec(
         }
         "kafka" => {
             want_scheme(&["kafka"])?;
+            crate::kafka_url::KafkaUrl::parse(url)
+                .map_err(|e| at(raw_ref.url.span(), format!("url: {e}")))?;
             let mut topics = BTreeMap::new();
             for (var, topic) in &raw_ref.topics {
                 data::check_env_name(var.get_ref())
@@ -1478,6 +1480,12 @@ app = "cart"
                     "[data.e]\nkind = \"kafka\"\nurl = \"kafka://b:9092\"\nenv = \"E\"\ntopics = { T = \"a b\" }\n",
                 ),
                 "svc/lane.toml:9:16: data.e: topics: `a b` is not a Kafka topic name",
+            ),
+            (
+                d(
+                    "[data.e]\nkind = \"kafka\"\nurl = \"kafka://u:hunter2@b:9092?mechanism=MD5\"\nenv = \"E\"\ntopics = { T = \"a\" }\n",
+                ),
+                "svc/lane.toml:7:7: data.e: url: kafka://u:***@b:9092?mechanism=MD5: `MD5` is not a SASL mechanism lane knows",
             ),
             (
                 d("[data.a]\nkind = \"apollo\"\nurl = \"http://p:8070\"\nenv = \"E\"\n"),

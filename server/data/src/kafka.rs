@@ -5,67 +5,47 @@
 //! producing and fetching. It has no `DescribeConfigs` and creates topics without configs, so
 //! those requests (and `Metadata`, for the replication factor) are written here on Kafka's wire
 //! format ([`wire`]).
+//!
+//! An address with credentials (`kafka://user:password@b1:9092?mechanism=SCRAM-SHA-256`) makes
+//! every connection, rskafka's and lane's own, authenticate with SASL; see
+//! [`lane_core::kafka_url`].
 
 pub mod wire;
 
 use std::time::Duration;
 
 use lane_core::LaneId;
-use lane_core::data::{Address, check_topic, redact, rewrite_topic};
+use lane_core::data::{check_topic, redact, rewrite_topic};
+use lane_core::kafka_url::KafkaUrl;
 use rskafka::BackoffConfig;
 use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use rskafka::record::Record;
 use serde::Serialize;
 
 use crate::error::{DataError, Result};
-use wire::{Conn, NewTopic, SOURCE_TOPIC, TopicMeta};
+use wire::{Conn, ConnectError, Mechanism, NewTopic, SOURCE_TOPIC, Sasl, TopicMeta};
 
 /// The port of a broker named without one.
-pub const DEFAULT_PORT: u16 = 9092;
+pub const DEFAULT_PORT: u16 = lane_core::kafka_url::DEFAULT_PORT;
 /// How long the broker gets to create or delete a topic.
 const ADMIN_TIMEOUT_MS: i32 = 30_000;
 /// How long rskafka retries a broker that does not answer before giving up.
 const RETRY_DEADLINE: Duration = Duration::from_secs(10);
 
-/// The brokers of a `kafka://h1:p1,h2:p2` address, as `host:port`.
+/// The brokers of a `kafka://[user:password@]h1:p1,h2:p2` address, as `host:port`.
 pub fn brokers(url: &str) -> Result<Vec<String>> {
-    let addr = Address::parse(url).map_err(DataError::Invalid)?;
-    if addr.scheme != "kafka" {
-        return Err(DataError::Invalid(format!(
-            "`{}` is not a kafka:// address",
-            redact(url)
-        )));
+    Ok(KafkaUrl::parse(url).map_err(DataError::Invalid)?.brokers)
+}
+
+/// rskafka's form of `sasl`.
+fn rskafka_sasl(sasl: &Sasl) -> SaslConfig {
+    let c = Credentials::new(sasl.user.clone(), sasl.password.clone());
+    match sasl.mechanism {
+        Mechanism::Plain => SaslConfig::Plain(c),
+        Mechanism::ScramSha256 => SaslConfig::ScramSha256(c),
+        Mechanism::ScramSha512 => SaslConfig::ScramSha512(c),
     }
-    let mut out = Vec::new();
-    for b in addr.authority.split(',') {
-        let b = b.trim();
-        if b.is_empty() {
-            continue;
-        }
-        let ok = match b.rsplit_once(':') {
-            Some((h, p)) => !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0),
-            None => true,
-        };
-        if !ok || b.contains(['/', '@', ' ']) {
-            return Err(DataError::Invalid(format!(
-                "`{b}` in `{}` is not a broker `host:port`",
-                redact(url)
-            )));
-        }
-        out.push(if b.contains(':') {
-            b.to_owned()
-        } else {
-            format!("{b}:{DEFAULT_PORT}")
-        });
-    }
-    if out.is_empty() {
-        return Err(DataError::Invalid(format!(
-            "`{}` names no broker",
-            redact(url)
-        )));
-    }
-    Ok(out)
 }
 
 /// The guard for deleting a topic: `topic` must be exactly lane `lane`'s topic for baseline topic
@@ -108,6 +88,8 @@ pub struct Kafka {
     /// The address without a password, for messages.
     address: String,
     brokers: Vec<String>,
+    /// The credentials every connection authenticates with.
+    sasl: Option<Sasl>,
     client: Client,
     /// The admin connection (to the controller when metadata names one).
     admin: Conn,
@@ -122,12 +104,18 @@ impl std::fmt::Debug for Kafka {
 }
 
 impl Kafka {
-    /// Connects to the cluster of `url` (`kafka://h1:p1,h2:p2`): a clear error when no broker
-    /// answers within a few seconds.
+    /// Connects to the cluster of `url` (`kafka://[user:password@]h1:p1,h2:p2[?mechanism=M]`):
+    /// a clear error when no broker answers within a few seconds, or when the brokers refuse
+    /// the credentials.
     pub async fn connect(url: &str) -> Result<Kafka> {
         let address = redact(url);
-        let brokers = brokers(url)?;
+        let KafkaUrl { brokers, sasl } = KafkaUrl::parse(url).map_err(DataError::Invalid)?;
         let unreachable = |reason: String| DataError::Unreachable {
+            what: "Kafka",
+            address: address.clone(),
+            reason,
+        };
+        let refused = |reason: String| DataError::Auth {
             what: "Kafka",
             address: address.clone(),
             reason,
@@ -135,23 +123,34 @@ impl Kafka {
         let mut admin = None;
         let mut reasons = Vec::new();
         for b in &brokers {
-            match Conn::connect(b).await {
+            match Conn::connect_as(b, sasl.as_ref()).await {
                 Ok(c) => {
                     admin = Some(c);
                     break;
                 }
-                Err(e) => reasons.push(format!("{b}: {e}")),
+                // Wrong credentials are wrong at every broker: say so now.
+                Err(ConnectError::Auth(m)) => return Err(refused(m)),
+                Err(ConnectError::Wire(e)) => reasons.push(format!("{b}: {e}")),
             }
         }
         let mut admin = admin.ok_or_else(|| unreachable(reasons.join("; ")))?;
-        let meta = admin
-            .metadata(Some(&[]))
-            .await
-            .map_err(|e| unreachable(e.0))?;
+        let meta = admin.metadata(Some(&[])).await.map_err(|e| {
+            if sasl.is_none() {
+                // A SASL listener closes the connection of a client that sends a request before
+                // authenticating.
+                unreachable(format!(
+                    "{e} (a broker that wants SASL authentication closes the connection of a \
+                     client without credentials: give them as `kafka://user:password@host:port`)"
+                ))
+            } else {
+                unreachable(e.0)
+            }
+        })?;
         // Topic creation goes to the controller (KRaft brokers forward it; ZooKeeper-era brokers
         // answer NOT_CONTROLLER).
         if let Some(c) = meta.brokers.iter().find(|b| b.id == meta.controller)
-            && let Ok(conn) = Conn::connect(&format!("{}:{}", c.host, c.port)).await
+            && let Ok(conn) =
+                Conn::connect_as(&format!("{}:{}", c.host, c.port), sasl.as_ref()).await
         {
             admin = conn;
         }
@@ -159,19 +158,20 @@ impl Kafka {
             deadline: Some(RETRY_DEADLINE),
             ..BackoffConfig::default()
         };
-        let client = tokio::time::timeout(
-            RETRY_DEADLINE + Duration::from_secs(2),
-            ClientBuilder::new(brokers.clone())
-                .client_id("lane")
-                .backoff_config(backoff)
-                .build(),
-        )
-        .await
-        .map_err(|_| unreachable("no answer to metadata".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        let mut builder = ClientBuilder::new(brokers.clone())
+            .client_id("lane")
+            .backoff_config(backoff);
+        if let Some(s) = &sasl {
+            builder = builder.sasl_config(rskafka_sasl(s));
+        }
+        let client = tokio::time::timeout(RETRY_DEADLINE + Duration::from_secs(2), builder.build())
+            .await
+            .map_err(|_| unreachable("no answer to metadata".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
         Ok(Kafka {
             address,
             brokers,
+            sasl,
             client,
             admin,
         })
@@ -185,6 +185,35 @@ impl Kafka {
     /// The brokers (`host:port`).
     pub fn brokers(&self) -> &[String] {
         &self.brokers
+    }
+
+    /// The SASL credentials the connections authenticate with (`None`: no authentication).
+    pub fn sasl(&self) -> Option<&Sasl> {
+        self.sasl.as_ref()
+    }
+
+    /// An rskafka client builder for the brokers, with the credentials (for callers that need
+    /// a client of their own).
+    pub fn client_builder(&self) -> ClientBuilder {
+        let b = ClientBuilder::new(self.brokers.clone()).client_id("lane");
+        match &self.sasl {
+            Some(s) => b.sasl_config(rskafka_sasl(s)),
+            None => b,
+        }
+    }
+
+    /// A connection of lane's own to broker `addr`, authenticated as the others are.
+    pub(crate) async fn conn(&self, addr: &str) -> Result<Conn> {
+        Conn::connect_as(addr, self.sasl.as_ref())
+            .await
+            .map_err(|e| match e {
+                ConnectError::Auth(m) => DataError::Auth {
+                    what: "Kafka",
+                    address: self.address.clone(),
+                    reason: m,
+                },
+                ConnectError::Wire(e) => self.server(format!("broker {addr}: {e}")),
+            })
     }
 
     pub(crate) fn server(&self, message: impl Into<String>) -> DataError {
@@ -546,6 +575,10 @@ mod tests {
         assert!(brokers("kafka://b1:x").is_err());
         assert!(brokers("kafka://:9092").is_err());
         assert!(brokers("redis://b1:9092").is_err());
+        assert_eq!(
+            brokers("kafka://u:p%40ss@b1:9093?mechanism=SCRAM-SHA-512").unwrap(),
+            ["b1:9093"]
+        );
     }
 
     #[test]

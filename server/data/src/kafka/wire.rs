@@ -5,11 +5,18 @@
 //! later broker (4.x included) answer. A request is a frame `size:i32` + header v1 (`api_key:i16`,
 //! `api_version:i16`, `correlation_id:i32`, `client_id:string`) + body; the answer is `size:i32` +
 //! `correlation_id:i32` + body (Kafka's protocol guide).
+//!
+//! A connection to a broker that wants SASL authenticates first ([`Conn::connect_as`]):
+//! `SaslHandshake` v1 names the mechanism, then `SaslAuthenticate` v0 frames carry the
+//! mechanism's messages (one for PLAIN; client-first/server-first/client-final/server-final for
+//! SCRAM), which [`rsasl`] (the SASL library rskafka itself authenticates with) computes.
 
 pub mod groups;
 
 use std::time::Duration;
 
+pub use lane_core::kafka_url::{Mechanism, Sasl};
+use rsasl::prelude::{Mechname, SASLClient, SASLConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -22,6 +29,8 @@ const CLIENT_ID: &str = "lane";
 const METADATA: i16 = 3;
 const CREATE_TOPICS: i16 = 19;
 const DESCRIBE_CONFIGS: i16 = 32;
+const SASL_HANDSHAKE: i16 = 17;
+const SASL_AUTHENTICATE: i16 = 36;
 /// `DescribeConfigs` resource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;
 
@@ -29,6 +38,7 @@ const RESOURCE_TOPIC: i8 = 2;
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 pub const NOT_CONTROLLER: i16 = 41;
+pub const ILLEGAL_SASL_STATE: i16 = 34;
 
 /// A broker as metadata names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +110,31 @@ impl std::fmt::Display for WireError {
 
 type Result<T> = std::result::Result<T, WireError>;
 
+/// Why [`Conn::connect_as`] has no connection.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The broker does not answer, or the connection broke.
+    Wire(WireError),
+    /// The broker refused the mechanism or the credentials (the message names the broker, the
+    /// user and the mechanism, never the password).
+    Auth(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Wire(e) => e.fmt(f),
+            ConnectError::Auth(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<WireError> for ConnectError {
+    fn from(e: WireError) -> Self {
+        ConnectError::Wire(e)
+    }
+}
+
 fn err<T>(m: impl Into<String>) -> Result<T> {
     Err(WireError(m.into()))
 }
@@ -124,6 +159,93 @@ impl Conn {
             }
             Ok(Err(e)) => err(e.to_string()),
             Err(_) => err(format!("no answer in {}s", TIMEOUT.as_secs())),
+        }
+    }
+
+    /// Connects to `addr` (`host:port`) and, given credentials, authenticates with them.
+    pub async fn connect_as(
+        addr: &str,
+        sasl: Option<&Sasl>,
+    ) -> std::result::Result<Conn, ConnectError> {
+        let mut c = Conn::connect(addr).await?;
+        if let Some(sasl) = sasl {
+            c.authenticate(addr, sasl).await?;
+        }
+        Ok(c)
+    }
+
+    /// SASL authentication of this connection (to broker `addr`, for messages) as `sasl.user`.
+    async fn authenticate(
+        &mut self,
+        addr: &str,
+        sasl: &Sasl,
+    ) -> std::result::Result<(), ConnectError> {
+        let mech = sasl.mechanism.name();
+        let who = format!("`{}` with {mech} at broker {addr}", sasl.user);
+        let refused =
+            |m: String| ConnectError::Auth(format!("authentication as {who} failed: {m}"));
+        let mut e = Enc::default();
+        e.string(mech);
+        let buf = self
+            .call(SASL_HANDSHAKE, 1, &e.0)
+            .await
+            .map_err(|e| WireError(format!("SASL handshake with {addr}: {e}")))?;
+        let mut d = Dec::new(&buf);
+        let code = d.i16()?;
+        let offered = d.array(Dec::string)?;
+        if code == ILLEGAL_SASL_STATE && offered.is_empty() {
+            return Err(refused(
+                "this listener of the broker takes no SASL (ILLEGAL_SASL_STATE): leave the \
+                 credentials out of the address, or name the broker's SASL listener"
+                    .into(),
+            ));
+        }
+        if code != 0 {
+            return Err(refused(format!(
+                "the broker does not take SASL mechanism {mech} ({}; it takes {})",
+                error_name(code),
+                if offered.is_empty() {
+                    "none".to_owned()
+                } else {
+                    offered.join(", ")
+                }
+            )));
+        }
+        let config = SASLConfig::with_credentials(None, sasl.user.clone(), sasl.password.clone())
+            .map_err(|e| refused(e.to_string()))?;
+        let name = Mechname::parse(mech.as_bytes()).map_err(|e| refused(e.to_string()))?;
+        let mut session = SASLClient::new(config)
+            .start_suggested(&[name])
+            .map_err(|e| refused(e.to_string()))?;
+        let mut input: Option<Vec<u8>> = None;
+        loop {
+            let mut out = Vec::new();
+            let state = session
+                .step(input.as_deref(), &mut out)
+                .map_err(|e| refused(e.to_string()))?;
+            if state.has_sent_message() {
+                let mut e = Enc::default();
+                e.bytes(&out);
+                let buf = self
+                    .call(SASL_AUTHENTICATE, 0, &e.0)
+                    .await
+                    .map_err(|e| refused(format!("the broker closed the exchange ({e})")))?;
+                let mut d = Dec::new(&buf);
+                let code = d.i16()?;
+                let message = d.nullable_string()?;
+                let answer = d.bytes()?;
+                if code != 0 {
+                    return Err(refused(format!(
+                        "{}{}",
+                        error_name(code),
+                        message.map(|m| format!(" ({m})")).unwrap_or_default()
+                    )));
+                }
+                input = Some(answer);
+            }
+            if state.is_finished() {
+                return Ok(());
+            }
         }
     }
 
@@ -325,6 +447,9 @@ pub fn error_name(code: i16) -> String {
         41 => "NOT_CONTROLLER".into(),
         42 => "INVALID_REQUEST".into(),
         35 => "UNSUPPORTED_VERSION".into(),
+        33 => "UNSUPPORTED_SASL_MECHANISM".into(),
+        34 => "ILLEGAL_SASL_STATE".into(),
+        58 => "SASL_AUTHENTICATION_FAILED".into(),
         c => format!("error {c}"),
     }
 }
@@ -349,6 +474,10 @@ impl Enc {
     fn string(&mut self, s: &str) {
         self.i16(s.len() as i16);
         self.0.extend_from_slice(s.as_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.i32(b.len() as i32);
+        self.0.extend_from_slice(b);
     }
 }
 
@@ -398,6 +527,13 @@ impl<'a> Dec<'a> {
     fn string(&mut self) -> Result<String> {
         self.nullable_string()?
             .map_or_else(|| err("a null where the broker must send a string"), Ok)
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>> {
+        let n = self.i32()?;
+        if n < 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self.take(n as usize)?.to_vec())
     }
     fn array<T>(&mut self, mut item: impl FnMut(&mut Self) -> Result<T>) -> Result<Vec<T>> {
         let n = self.i32()?;

@@ -132,12 +132,15 @@ impl Kafka {
                 .map_err(|e| self.server(format!("FindCoordinator of `{group}`: {}", e.0)))?
             {
                 Ok((host, port)) => {
-                    return Conn::connect(&format!("{host}:{port}")).await.map_err(|e| {
-                        self.server(format!(
-                            "the coordinator of `{group}` at {host}:{port}: {}",
-                            e.0
-                        ))
-                    });
+                    return self
+                        .conn(&format!("{host}:{port}"))
+                        .await
+                        .map_err(|e| match e {
+                            DataError::Server { message, .. } => {
+                                self.server(format!("the coordinator of `{group}`: {message}"))
+                            }
+                            e => e,
+                        });
                 }
                 Err((code, message))
                     if code == COORDINATOR_NOT_AVAILABLE
