@@ -315,13 +315,7 @@ impl Staging {
 
     /// Restores one frame's keys into the staging database.
     pub async fn frame(&mut self, f: &Frame) -> Result<u64> {
-        if !self.sectioned || f.tag != TAG_REDIS_KEYS {
-            return Err(DataError::Format(format!(
-                "a frame of tag {} in a Redis section",
-                f.tag
-            )));
-        }
-        let keys = format::decode_keys(&f.payload)?;
+        let keys = frame_keys(self.sectioned, f)?;
         self.r.select(self.stage).await?;
         let ttls: Vec<String> = keys.iter().map(|k| k.pttl.max(0).to_string()).collect();
         let mut cmds: Vec<Vec<&[u8]>> = Vec::with_capacity(keys.len());
@@ -537,13 +531,7 @@ impl PrefixStaging {
 
     /// Restores one frame's keys under the staging prefix.
     pub async fn frame(&mut self, f: &Frame) -> Result<u64> {
-        if !self.sectioned || f.tag != TAG_REDIS_KEYS {
-            return Err(DataError::Format(format!(
-                "a frame of tag {} in a Redis section",
-                f.tag
-            )));
-        }
-        let keys = format::decode_keys(&f.payload)?;
+        let keys = frame_keys(self.sectioned, f)?;
         self.r.select(self.index).await?;
         let staged: Vec<(Vec<u8>, String)> = keys
             .iter()
@@ -643,6 +631,17 @@ async fn restore(r: &mut Redis, cmds: &[Vec<&[u8]>]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The keys of a frame of a Redis section (which must have been opened).
+fn frame_keys(sectioned: bool, f: &Frame) -> Result<Vec<format::Key>> {
+    if !sectioned || f.tag != TAG_REDIS_KEYS {
+        return Err(DataError::Format(format!(
+            "a frame of tag {} in a Redis section",
+            f.tag
+        )));
+    }
+    format::decode_keys(&f.payload)
 }
 
 /// The keys a section staged, checked against the count its end frame says.
