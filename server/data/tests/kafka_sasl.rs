@@ -224,3 +224,64 @@ fn no_credentials_an_unknown_user_or_an_unknown_mechanism_are_clear_errors() {
         assert!(!err.contains(PASSWORD), "{err}");
     });
 }
+
+#[test]
+fn export_and_import_go_through_sasl_too() {
+    rt().block_on(async {
+        let url = url(PASSWORD, "SCRAM-SHA-256");
+        let mut k = Kafka::connect(&url).await.unwrap();
+        let base = unique("ksx_");
+        let group = unique("ksxg_");
+        assert!(k.create_topic(&base, 2, 1, &[]).await.unwrap());
+        k.produce(&base, 0, None, b"base").await.unwrap();
+        let before = k.end_offsets(&base).await.unwrap();
+        let specs = specs(&url, &base, &group);
+        let spec = &specs[0];
+
+        // Lane a writes its topic; its export goes into lane b (its group's offsets committed
+        // through the coordinator's connection, authenticated too).
+        let (a, b) = (lane("ksa-"), lane("ksb-"));
+        let mut targets = Vec::new();
+        for l in [&a, &b] {
+            let target = provision::provision_one(l, spec).await.unwrap().unwrap();
+            targets.push(lane_data::transfer::Target {
+                spec: spec.clone(),
+                target,
+            });
+        }
+        let own_a = format!("{base}.lane-{a}");
+        let own_b = format!("{base}.lane-{b}");
+        for (p, v) in [(0, "a0"), (1, "a1"), (1, "a1-2")] {
+            k.produce(&own_a, p, Some(b"k"), v.as_bytes())
+                .await
+                .unwrap();
+        }
+        let file = common::xfer::export(&a, &targets[..1]).await;
+        let report = common::xfer::import(&b, &targets[1..], &file, None)
+            .await
+            .unwrap();
+        assert_eq!(report.bindings[0].items, 3, "{report:?}");
+        for p in 0..2 {
+            let values = |rs: Vec<(i64, Vec<u8>)>| rs.into_iter().map(|r| r.1).collect::<Vec<_>>();
+            assert_eq!(
+                values(k.read(&own_b, p, 0).await.unwrap()),
+                values(k.read(&own_a, p, 0).await.unwrap()),
+                "partition {p}"
+            );
+        }
+
+        for l in [&a, &b] {
+            let plan = teardown::plan(l, &specs, &[]).unwrap();
+            teardown::execute(&plan, &specs).await.unwrap();
+        }
+        let mut k = Kafka::connect(&url).await.unwrap();
+        assert!(!k.topic_exists(&own_a).await.unwrap());
+        assert!(!k.topic_exists(&own_b).await.unwrap());
+        assert_eq!(
+            k.end_offsets(&base).await.unwrap(),
+            before,
+            "baseline untouched"
+        );
+        drop_baseline(&k, &base).await;
+    });
+}
