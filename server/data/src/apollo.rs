@@ -268,6 +268,25 @@ impl Apollo {
         )
     }
 
+    /// The body of a `GET` of `path` that Apollo answered with success; another status is
+    /// refused while reading `what`.
+    async fn get(&self, path: &str, what: &str, app: &str) -> Result<Bytes> {
+        let (status, body) = self.call(Method::GET, path, None).await?;
+        if !status.is_success() {
+            return Err(self.refused(&format!("reading {what}"), app, status, &body));
+        }
+        Ok(body)
+    }
+
+    /// A body that should have been JSON: `subject` is what it is ("… is", "… are").
+    fn not_json(&self, subject: &str, e: serde_json::Error) -> DataError {
+        DataError::Server {
+            what: "Apollo",
+            address: self.base.clone(),
+            message: format!("{subject} not JSON: {e}"),
+        }
+    }
+
     /// Whether `cluster` of `app` exists in `env`.
     pub async fn cluster_exists(&self, env: &str, app: &str, cluster: &str) -> Result<bool> {
         let path = format!("{}/{}", Self::cluster_path(env, app), encode(cluster));
@@ -404,20 +423,10 @@ impl Apollo {
             Self::cluster_path(env, app),
             encode(cluster)
         );
-        let (status, body) = self.call(Method::GET, &path, None).await?;
-        if !status.is_success() {
-            return Err(self.refused(
-                &format!("reading the namespaces of cluster `{cluster}`"),
-                app,
-                status,
-                &body,
-            ));
-        }
-        let v: Value = serde_json::from_slice(&body).map_err(|e| DataError::Server {
-            what: "Apollo",
-            address: self.base.clone(),
-            message: format!("the namespaces of cluster `{cluster}` are not JSON: {e}"),
-        })?;
+        let what = format!("the namespaces of cluster `{cluster}`");
+        let body = self.get(&path, &what, app).await?;
+        let v: Value =
+            serde_json::from_slice(&body).map_err(|e| self.not_json(&format!("{what} are"), e))?;
         let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
         let mut out = Vec::new();
         for n in v.as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -459,23 +468,13 @@ impl Apollo {
             "{}/releases/latest",
             Self::namespace_path(env, app, cluster, ns)
         );
-        let (status, body) = self.call(Method::GET, &path, None).await?;
-        if !status.is_success() {
-            return Err(self.refused(
-                &format!("reading the latest release of namespace `{ns}` of cluster `{cluster}`"),
-                app,
-                status,
-                &body,
-            ));
-        }
+        let what = format!("the latest release of namespace `{ns}` of cluster `{cluster}`");
+        let body = self.get(&path, &what, app).await?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        let v: Value = serde_json::from_slice(&body).map_err(|e| DataError::Server {
-            what: "Apollo",
-            address: self.base.clone(),
-            message: format!("the latest release of namespace `{ns}` is not JSON: {e}"),
-        })?;
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| self.not_json(&format!("the latest release of namespace `{ns}` is"), e))?;
         if v.is_null() {
             return Ok(None);
         }
@@ -488,9 +487,7 @@ impl Apollo {
         configurations.map(Some).ok_or_else(|| DataError::Server {
             what: "Apollo",
             address: self.base.clone(),
-            message: format!(
-                "the latest release of namespace `{ns}` of cluster `{cluster}` has no                  `configurations` map"
-            ),
+            message: format!("{what} has no `configurations` map"),
         })
     }
 
